@@ -1,0 +1,422 @@
+//! One logged-in FTP control connection (RFC 959) and the commands that need no data channel.
+//!
+//! [`Connection::connect`] resolves the host (IPv4 or IPv6), connects with a timeout, reads the
+//! greeting, logs in, asks FEAT, turns UTF-8 on where offered and selects binary mode. After that,
+//! every command goes through [`Connection::command`], which validates arguments, logs the line
+//! (never a password) and reads the reply. A connection that saw a network or protocol error is
+//! marked dead and refuses further use: it is never reused out of sync.
+
+use std::fmt;
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use super::command::{check_arg, encode_line, loggable};
+use super::error::{FtpError, Result};
+use super::features::Features;
+use super::listing::{Entry, format_mlsd_time, parse_mlsd_line, parse_mlsd_time};
+use super::reply::{Reply, read_reply};
+use super::stream::NetStream;
+
+/// A password that never shows in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+/// How data connections are set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataMode {
+    /// The client connects to the server (EPSV, then PASV).
+    Passive,
+    /// The server connects to a listener of ours (EPRT/PORT).
+    Active,
+}
+
+/// Everything needed to open and log in a connection.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    /// Connect, reply and data-idle timeout.
+    pub timeout: Duration,
+    pub data_mode: DataMode,
+    /// Try EPSV before PASV.
+    pub use_epsv: bool,
+    /// Connect to the address in a 227 reply instead of the control connection's peer.
+    pub trust_pasv_address: bool,
+}
+
+impl ConnectOptions {
+    pub fn new(host: &str, port: u16, user: &str, password: &str) -> ConnectOptions {
+        ConnectOptions {
+            host: host.to_string(),
+            port,
+            user: user.to_string(),
+            password: Secret::new(password),
+            timeout: Duration::from_secs(30),
+            data_mode: DataMode::Passive,
+            use_epsv: true,
+            trust_pasv_address: false,
+        }
+    }
+}
+
+/// Representation type for transfers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferType {
+    /// TYPE I: bytes as they are (the default after login).
+    Binary,
+    /// TYPE A: text with line-end conversion.
+    Ascii,
+}
+
+/// A logged-in control connection.
+pub struct Connection {
+    pub(super) ctrl: BufReader<NetStream>,
+    pub(super) opts: ConnectOptions,
+    pub(super) peer: SocketAddr,
+    pub(super) local: SocketAddr,
+    pub(super) features: Features,
+    /// EPSV failed once on this server: use PASV from now on.
+    pub(super) epsv_failed: bool,
+    /// Whether `LIST -a` works (None = not tried yet).
+    pub(super) list_a: Option<bool>,
+    pub(super) dead: bool,
+    transfer_type: TransferType,
+    welcome: String,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("peer", &self.peer).field("dead", &self.dead).finish()
+    }
+}
+
+/// Opens a TCP connection to the first address of `host:port` that answers within `timeout`.
+pub(super) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => FtpError::Io(e),
+        None => FtpError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address for {host}"))),
+    })
+}
+
+impl Connection {
+    /// Connects, reads the greeting, logs in and prepares the session (FEAT, UTF8, TYPE I).
+    pub fn connect(opts: &ConnectOptions) -> Result<Connection> {
+        check_arg(&opts.user)?;
+        check_arg(opts.password.expose())?;
+        let tcp = connect_tcp(&opts.host, opts.port, opts.timeout)?;
+        tcp.set_nodelay(true)?;
+        let stream = NetStream::Plain(tcp);
+        stream.set_timeouts(Some(opts.timeout))?;
+        let peer = stream.peer_addr()?;
+        let local = stream.local_addr()?;
+        let mut conn = Connection {
+            ctrl: BufReader::with_capacity(16 * 1024, stream),
+            opts: opts.clone(),
+            peer,
+            local,
+            features: Features::default(),
+            epsv_failed: false,
+            list_a: None,
+            dead: false,
+            transfer_type: TransferType::Binary,
+            welcome: String::new(),
+        };
+        let mut greeting = conn.read_reply()?;
+        if greeting.code == 120 {
+            greeting = conn.read_reply()?;
+        }
+        if greeting.code != 220 {
+            return Err(greeting.into_error());
+        }
+        conn.welcome = greeting.text();
+        conn.login()?;
+        conn.setup_session()?;
+        Ok(conn)
+    }
+
+    fn login(&mut self) -> Result<()> {
+        let user = self.opts.user.clone();
+        let reply = self.command("USER", Some(&user))?;
+        let reply = match reply.code {
+            230 => return Ok(()),
+            331 | 332 => {
+                let pass = self.opts.password.clone();
+                self.command("PASS", Some(pass.expose()))?
+            }
+            _ => return Err(reply.into_error()),
+        };
+        match reply.code {
+            230 | 202 => Ok(()),
+            _ => Err(reply.into_error()),
+        }
+    }
+
+    fn setup_session(&mut self) -> Result<()> {
+        let feat = self.command("FEAT", None)?;
+        if feat.code == 211 {
+            self.features = Features::parse(&feat.lines);
+        }
+        if self.features.utf8 {
+            // 200, 202 ("always on") and 501/504 are all fine: the answer changes nothing for us.
+            self.command("OPTS", Some("UTF8 ON"))?;
+        }
+        self.set_type(TransferType::Binary)
+    }
+
+    /// The server's features as FEAT listed them.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The greeting's text.
+    pub fn welcome(&self) -> &str {
+        &self.welcome
+    }
+
+    /// The control connection's remote address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// True when the connection saw an error that makes it unusable.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// True when passive mode had to fall back from EPSV to PASV.
+    pub fn uses_pasv_fallback(&self) -> bool {
+        self.epsv_failed
+    }
+
+    /// Marks the connection unusable after an error that leaves it out of sync.
+    pub(super) fn mark_dead_on<T>(&mut self, res: Result<T>) -> Result<T> {
+        if let Err(e) = &res {
+            if e.is_fatal_for_connection() {
+                self.dead = true;
+            }
+        }
+        res
+    }
+
+    /// Reads one reply from the server.
+    pub(super) fn read_reply(&mut self) -> Result<Reply> {
+        if self.dead {
+            return Err(FtpError::Closed);
+        }
+        let res = read_reply(&mut self.ctrl);
+        let res = self.mark_dead_on(res);
+        if let Ok(r) = &res {
+            log::trace!("<- {} {}", r.code, r.text());
+        }
+        res
+    }
+
+    /// Sends one command line without reading the reply.
+    pub(super) fn send(&mut self, verb: &str, arg: Option<&str>) -> Result<()> {
+        if self.dead {
+            return Err(FtpError::Closed);
+        }
+        if let Some(a) = arg {
+            check_arg(a)?;
+        }
+        let line = encode_line(verb, arg.map(str::as_bytes))?;
+        log::debug!("-> {}", loggable(verb, arg));
+        let res = self.ctrl.get_mut().write_all(&line).map_err(FtpError::Io);
+        self.mark_dead_on(res)
+    }
+
+    /// Sends a command and returns its final reply, whatever its code. A 421 marks the connection
+    /// dead and is returned as an error.
+    pub fn command(&mut self, verb: &str, arg: Option<&str>) -> Result<Reply> {
+        self.send(verb, arg)?;
+        let mut reply = self.read_reply()?;
+        // A stray preliminary reply to a command without data: read on to the final one.
+        while reply.is_preliminary() {
+            reply = self.read_reply()?;
+        }
+        if reply.code == 421 {
+            self.dead = true;
+            return Err(reply.into_error());
+        }
+        Ok(reply)
+    }
+
+    /// Sends a command and requires a reply accepted by `ok`; anything else becomes an error.
+    pub fn command_expect(&mut self, verb: &str, arg: Option<&str>, ok: impl Fn(u16) -> bool) -> Result<Reply> {
+        let reply = self.command(verb, arg)?;
+        if ok(reply.code) { Ok(reply) } else { Err(reply.into_error()) }
+    }
+
+    /// Selects the representation type (TYPE I or TYPE A).
+    pub fn set_type(&mut self, t: TransferType) -> Result<()> {
+        let arg = match t {
+            TransferType::Binary => "I",
+            TransferType::Ascii => "A",
+        };
+        self.command_expect("TYPE", Some(arg), |c| c == 200)?;
+        self.transfer_type = t;
+        Ok(())
+    }
+
+    /// The current representation type.
+    pub fn transfer_type(&self) -> TransferType {
+        self.transfer_type
+    }
+
+    /// PWD: the current directory (257 "path", with doubled quotes inside the path).
+    pub fn pwd(&mut self) -> Result<String> {
+        let reply = self.command_expect("PWD", None, |c| c == 257)?;
+        parse_257(&reply.text()).ok_or_else(|| FtpError::protocol(format!("bad PWD reply: {}", reply.text())))
+    }
+
+    pub fn cwd(&mut self, path: &str) -> Result<()> {
+        self.command_expect("CWD", Some(path), |c| c == 250 || c == 200).map(drop)
+    }
+
+    pub fn syst(&mut self) -> Result<String> {
+        self.command_expect("SYST", None, |c| c == 215).map(|r| r.text())
+    }
+
+    pub fn noop(&mut self) -> Result<()> {
+        self.command_expect("NOOP", None, |c| (200..300).contains(&c)).map(drop)
+    }
+
+    /// QUIT and close. Errors are ignored: the connection is going away either way.
+    pub fn quit(mut self) {
+        if !self.dead {
+            let _ = self.command("QUIT", None);
+        }
+        let _ = self.ctrl.get_mut().shutdown();
+    }
+
+    /// SIZE (RFC 3659): the size in bytes in the current TYPE.
+    pub fn size(&mut self, path: &str) -> Result<u64> {
+        let reply = self.command_expect("SIZE", Some(path), |c| c == 213)?;
+        reply.text().trim().parse().map_err(|_| FtpError::protocol(format!("bad SIZE reply: {}", reply.text())))
+    }
+
+    /// MDTM (RFC 3659): modification time as (seconds since epoch, nanoseconds), UTC.
+    pub fn mdtm(&mut self, path: &str) -> Result<(i64, u32)> {
+        let reply = self.command_expect("MDTM", Some(path), |c| c == 213)?;
+        parse_mlsd_time(reply.text().trim())
+            .ok_or_else(|| FtpError::protocol(format!("bad MDTM reply: {}", reply.text())))
+    }
+
+    /// MFMT: sets the modification time (seconds since epoch, UTC).
+    pub fn mfmt(&mut self, path: &str, mtime: i64) -> Result<()> {
+        let stamp = format_mlsd_time(mtime).ok_or_else(|| FtpError::InvalidArgument(format!("time {mtime}")))?;
+        check_arg(path)?;
+        let arg = format!("{stamp} {path}");
+        self.command_expect("MFMT", Some(&arg), |c| c == 213 || c == 200 || c == 250).map(drop)
+    }
+
+    /// MLST (RFC 3659): facts about one path.
+    pub fn mlst(&mut self, path: &str) -> Result<Entry> {
+        let reply = self.command_expect("MLST", Some(path), |c| c == 250)?;
+        let line = reply.lines.iter().skip(1).find(|l| l.contains('=')).or_else(|| reply.lines.first());
+        let mut entry = line
+            .and_then(|l| parse_mlsd_line(l))
+            .ok_or_else(|| FtpError::protocol(format!("bad MLST reply: {}", reply.text())))?;
+        // MLST gives the full path as the name: keep the last component.
+        if let Some(last) = entry.name.trim_end_matches('/').rsplit('/').next() {
+            if !last.is_empty() {
+                entry.name = last.to_string();
+            }
+        }
+        Ok(entry)
+    }
+
+    pub fn dele(&mut self, path: &str) -> Result<()> {
+        self.command_expect("DELE", Some(path), |c| c == 250 || c == 200).map(drop)
+    }
+
+    /// MKD: creates a directory; returns the path the server reports (or the one given).
+    pub fn mkd(&mut self, path: &str) -> Result<String> {
+        let reply = self.command_expect("MKD", Some(path), |c| c == 257 || c == 250)?;
+        Ok(parse_257(&reply.text()).unwrap_or_else(|| path.to_string()))
+    }
+
+    pub fn rmd(&mut self, path: &str) -> Result<()> {
+        self.command_expect("RMD", Some(path), |c| c == 250 || c == 200).map(drop)
+    }
+
+    /// RNFR + RNTO.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        check_arg(to)?;
+        self.command_expect("RNFR", Some(from), |c| c == 350)?;
+        self.command_expect("RNTO", Some(to), |c| c == 250 || c == 200).map(drop)
+    }
+
+    /// SITE CHMOD with an octal mode.
+    pub fn site_chmod(&mut self, path: &str, mode: u32) -> Result<()> {
+        check_arg(path)?;
+        let arg = format!("CHMOD {:o} {path}", mode & 0o7777);
+        self.command_expect("SITE", Some(&arg), |c| c == 200 || c == 250).map(drop)
+    }
+}
+
+/// Extracts the quoted path of a 257 reply: `"dir ""quoted"" name" created` → `dir "quoted" name`.
+pub fn parse_257(text: &str) -> Option<String> {
+    let start = text.find('"')?;
+    let mut out = String::new();
+    let mut chars = text[start + 1..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                out.push('"');
+            } else {
+                return Some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pwd_parsing() {
+        assert_eq!(parse_257("\"/home/user\" is the current directory").as_deref(), Some("/home/user"));
+        assert_eq!(parse_257("\"/a \"\"b\"\" c\" created").as_deref(), Some("/a \"b\" c"));
+        assert_eq!(parse_257("\"/\"").as_deref(), Some("/"));
+        assert_eq!(parse_257("no quotes"), None);
+        assert_eq!(parse_257("\"unterminated"), None);
+    }
+
+    #[test]
+    fn secret_hidden_in_debug() {
+        let o = ConnectOptions::new("h", 21, "u", "hunter2");
+        assert!(!format!("{o:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Opening data connections (RFC 959 PASV/PORT, RFC 2428 EPSV/EPRT).
+//!
+//! Passive mode tries EPSV first and falls back to PASV for good on this connection when the
+//! server refuses EPSV or its port cannot be reached. After PASV we connect to the control
+//! connection's peer address, not to the address in the 227 reply, unless the caller opted in
+//! (a hostile server could otherwise make us connect anywhere: CVE-2020-8284). Active mode
+//! listens on the control connection's local address and announces it with EPRT (IPv6) or PORT.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::control::{Connection, DataMode};
+use super::error::{FtpError, Result};
+use super::stream::NetStream;
+
+/// A data connection that is either already connected (passive) or waiting for the server to
+/// connect (active).
+pub(super) enum PendingData {
+    Connected(TcpStream),
+    Listening(TcpListener),
+}
+
+impl PendingData {
+    /// Turns the pending connection into a stream, accepting the server's connection in active
+    /// mode (within `timeout`).
+    pub(super) fn establish(self, timeout: Duration) -> Result<NetStream> {
+        let tcp = match self {
+            PendingData::Connected(s) => s,
+            PendingData::Listening(l) => accept_with_timeout(&l, timeout)?,
+        };
+        let stream = NetStream::Plain(tcp);
+        stream.set_timeouts(Some(timeout))?;
+        Ok(stream)
+    }
+}
+
+fn accept_with_timeout(listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Err(FtpError::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "server did not open the active-mode data connection",
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(FtpError::Io(e)),
+        }
+    }
+}
+
+/// Parses the port of a 229 reply: `Entering Extended Passive Mode (|||6446|)`.
+pub fn parse_229(text: &str) -> Option<u16> {
+    let open = text.find('(')?;
+    let inner = &text[open + 1..];
+    let close = inner.find(')')?;
+    let inner = &inner[..close];
+    let delim = inner.chars().next()?;
+    let parts: Vec<&str> = inner.split(delim).collect();
+    // "|||port|" splits into ["", "", "", "port", ""].
+    if parts.len() != 5 {
+        return None;
+    }
+    let port: u16 = parts[3].parse().ok()?;
+    (port != 0).then_some(port)
+}
+
+/// Parses the address of a 227 reply: six comma-separated numbers `h1,h2,h3,h4,p1,p2`, found
+/// anywhere in the text (servers differ on the parentheses).
+pub fn parse_227(text: &str) -> Option<SocketAddr> {
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let candidate: String = text[start..].chars().take_while(|c| c.is_ascii_digit() || *c == ',').collect();
+    let nums: Vec<u16> = candidate.split(',').map(|n| n.parse::<u16>()).collect::<std::result::Result<_, _>>().ok()?;
+    if nums.len() != 6 || nums.iter().any(|&n| n > 255) {
+        return None;
+    }
+    let ip = Ipv4Addr::new(nums[0] as u8, nums[1] as u8, nums[2] as u8, nums[3] as u8);
+    let port = nums[4] * 256 + nums[5];
+    (port != 0).then_some(SocketAddr::new(IpAddr::V4(ip), port))
+}
+
+impl Connection {
+    /// Prepares a data connection before the transfer command is sent.
+    pub(super) fn open_data(&mut self) -> Result<PendingData> {
+        match self.opts.data_mode {
+            DataMode::Active => self.open_active(),
+            DataMode::Passive => {
+                if self.opts.use_epsv && !self.epsv_failed {
+                    match self.open_epsv() {
+                        Ok(d) => return Ok(d),
+                        Err(e) if self.dead => return Err(e),
+                        Err(e) if self.peer.is_ipv6() => return Err(e),
+                        Err(e) => {
+                            log::info!("EPSV failed ({e}); using PASV from now on");
+                            self.epsv_failed = true;
+                        }
+                    }
+                }
+                self.open_pasv()
+            }
+        }
+    }
+
+    fn connect_data(&self, addr: SocketAddr) -> Result<TcpStream> {
+        let s = TcpStream::connect_timeout(&addr, self.opts.timeout)?;
+        Ok(s)
+    }
+
+    fn open_epsv(&mut self) -> Result<PendingData> {
+        let reply = self.command("EPSV", None)?;
+        if reply.code != 229 {
+            return Err(reply.into_error());
+        }
+        let port = parse_229(&reply.text())
+            .ok_or_else(|| FtpError::protocol(format!("bad EPSV reply: {}", reply.text())))?;
+        let addr = SocketAddr::new(self.peer.ip(), port);
+        Ok(PendingData::Connected(self.connect_data(addr)?))
+    }
+
+    fn open_pasv(&mut self) -> Result<PendingData> {
+        let reply = self.command_expect("PASV", None, |c| c == 227)?;
+        let announced = parse_227(&reply.text())
+            .ok_or_else(|| FtpError::protocol(format!("bad PASV reply: {}", reply.text())))?;
+        let addr = if self.opts.trust_pasv_address {
+            announced
+        } else {
+            if announced.ip() != self.peer.ip() {
+                log::debug!("ignoring PASV address {} (using the control peer)", announced.ip());
+            }
+            SocketAddr::new(self.peer.ip(), announced.port())
+        };
+        Ok(PendingData::Connected(self.connect_data(addr)?))
+    }
+
+    fn open_active(&mut self) -> Result<PendingData> {
+        let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))?;
+        let addr = listener.local_addr()?;
+        match addr.ip() {
+            IpAddr::V4(ip) => {
+                let o = ip.octets();
+                let arg = format!("{},{},{},{},{},{}", o[0], o[1], o[2], o[3], addr.port() >> 8, addr.port() & 0xff);
+                self.command_expect("PORT", Some(&arg), |c| c == 200)?;
+            }
+            IpAddr::V6(ip) => {
+                let arg = format!("|2|{ip}|{}|", addr.port());
+                self.command_expect("EPRT", Some(&arg), |c| c == 200)?;
+            }
+        }
+        Ok(PendingData::Listening(listener))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn epsv_replies() {
+        assert_eq!(parse_229("Entering Extended Passive Mode (|||6446|)"), Some(6446));
+        assert_eq!(parse_229("Entering Extended Passive Mode (!!!6446!)"), Some(6446));
+        assert_eq!(parse_229("(|||0|)"), None);
+        assert_eq!(parse_229("(|||99999|)"), None);
+        assert_eq!(parse_229("(|||abc|)"), None);
+        assert_eq!(parse_229("no parens"), None);
+        assert_eq!(parse_229("(||1|2|3|)"), None);
+    }
+
+    #[test]
+    fn pasv_replies() {
+        assert_eq!(
+            parse_227("Entering Passive Mode (127,0,0,1,39,16)."),
+            Some("127.0.0.1:10000".parse().unwrap())
+        );
+        assert_eq!(parse_227("Entering Passive Mode 10,0,0,5,4,1"), Some("10.0.0.5:1025".parse().unwrap()));
+        assert_eq!(parse_227("=192,168,1,2,0,21"), Some("192.168.1.2:21".parse().unwrap()));
+        assert_eq!(parse_227("Entering Passive Mode (300,0,0,1,1,1)"), None);
+        assert_eq!(parse_227("Entering Passive Mode (1,2,3,4,5)"), None);
+        assert_eq!(parse_227("Entering Passive Mode (1,2,3,4,0,0)"), None);
+        assert_eq!(parse_227("nonsense"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn address_parsers_never_panic(s in "\\PC{0,80}") {
+            let _ = parse_227(&s);
+            let _ = parse_229(&s);
+        }
+    }
+}

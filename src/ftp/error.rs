@@ -1,0 +1,204 @@
+//! The wire layer's one error type and the one table that turns FTP reply codes into errno values.
+//!
+//! Everything in `ftp/` fails with [`FtpError`]. The filesystem layer never looks at reply codes
+//! itself: it asks [`FtpError::errno`] with the kind of operation it attempted ([`Op`]), so the
+//! mapping lives in exactly one place.
+
+use std::io;
+
+/// What the caller was doing when a reply came back negative. Some codes (550 above all) mean
+/// different things for different commands, so the errno table needs this context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Reading metadata or a listing (MLST, MLSD, LIST, SIZE, MDTM, CWD).
+    Lookup,
+    /// Downloading (RETR).
+    Read,
+    /// Uploading (STOR, APPE).
+    Write,
+    /// Creating a directory (MKD).
+    Mkdir,
+    /// Removing a directory (RMD).
+    Rmdir,
+    /// Deleting a file (DELE).
+    Delete,
+    /// Renaming (RNFR/RNTO).
+    Rename,
+    /// Changing attributes (MFMT, SITE CHMOD).
+    SetAttr,
+    /// Login and session set-up.
+    Session,
+}
+
+/// An error from the FTP wire layer.
+#[derive(Debug, thiserror::Error)]
+pub enum FtpError {
+    /// The server answered with a transient (4xx) or permanent (5xx) negative reply.
+    #[error("server replied {code} {text}")]
+    Reply { code: u16, text: String },
+    /// The network failed (including timeouts). The connection is no longer usable.
+    #[error("network error: {0}")]
+    Io(#[from] io::Error),
+    /// The server sent something that breaks the protocol. The connection is no longer usable.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A caller-supplied argument cannot be sent safely (CR, LF or NUL). Nothing was sent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The connection was marked dead earlier (out of sync or broken) and must be replaced.
+    #[error("connection is closed")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, FtpError>;
+
+impl FtpError {
+    /// Builds a protocol error from anything printable.
+    pub fn protocol(msg: impl Into<String>) -> Self {
+        FtpError::Protocol(msg.into())
+    }
+
+    /// The reply code, when the error is a server reply.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            FtpError::Reply { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// True when the connection that produced this error cannot be used again.
+    pub fn is_fatal_for_connection(&self) -> bool {
+        match self {
+            FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => true,
+            FtpError::Reply { code, .. } => *code == 421,
+            FtpError::InvalidArgument(_) => false,
+        }
+    }
+
+    /// True when the same operation may succeed on a fresh connection (421 closing, network loss).
+    pub fn is_reconnectable(&self) -> bool {
+        self.is_fatal_for_connection()
+    }
+
+    /// True when retrying the same command on the same connection may help (425/426: the data
+    /// connection failed, the control connection is fine).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.code(), Some(425) | Some(426)) || self.is_reconnectable()
+    }
+
+    /// The errno a filesystem should report for this error, given the operation attempted.
+    /// This is the project's one table from reply codes to errno.
+    pub fn errno(&self, op: Op) -> i32 {
+        match self {
+            FtpError::Reply { code, text } => reply_errno(*code, text, op),
+            FtpError::Io(e) if e.kind() == io::ErrorKind::TimedOut => libc::ETIMEDOUT,
+            FtpError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
+            FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => libc::EIO,
+            FtpError::InvalidArgument(_) => libc::EINVAL,
+        }
+    }
+}
+
+fn text_says(text: &str, words: &[&str]) -> bool {
+    let lower = text.to_ascii_lowercase();
+    words.iter().any(|w| lower.contains(w))
+}
+
+/// The reply-code → errno table.
+fn reply_errno(code: u16, text: &str, op: Op) -> i32 {
+    use libc::*;
+    match code {
+        421 => EIO,
+        425 | 426 => EIO,
+        450 | 451 => EIO,
+        452 | 552 => ENOSPC,
+        530 | 532 => EACCES,
+        500 | 501 => {
+            if op == Op::SetAttr { ENOSYS } else { EINVAL }
+        }
+        502 | 504 => ENOSYS,
+        553 => {
+            if text_says(text, &["exist"]) {
+                EEXIST
+            } else if text_says(text, &["permission", "denied", "not allowed"]) {
+                EACCES
+            } else {
+                EINVAL
+            }
+        }
+        521 => EEXIST,
+        550 => errno_for_550(text, op),
+        c if (400..500).contains(&c) => EIO,
+        _ => EIO,
+    }
+}
+
+/// 550 is "requested action not taken": its meaning depends on the command and on the text.
+fn errno_for_550(text: &str, op: Op) -> i32 {
+    use libc::*;
+    if text_says(text, &["not empty"]) {
+        return ENOTEMPTY;
+    }
+    if text_says(text, &["permission", "denied", "not allowed", "access is denied"]) {
+        return EACCES;
+    }
+    if text_says(text, &["already exists", "file exists"]) {
+        return EEXIST;
+    }
+    if text_says(text, &["is a directory"]) {
+        return EISDIR;
+    }
+    if text_says(text, &["not a directory"]) {
+        return ENOTDIR;
+    }
+    if text_says(text, &["no such", "not found", "does not exist", "can't open", "cannot open"]) {
+        return ENOENT;
+    }
+    match op {
+        Op::Lookup | Op::Read | Op::Delete | Op::Rename | Op::Rmdir | Op::SetAttr => ENOENT,
+        Op::Mkdir => EEXIST,
+        Op::Write | Op::Session => EACCES,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libc::*;
+    use super::*;
+
+    fn reply(code: u16, text: &str) -> FtpError {
+        FtpError::Reply { code, text: text.into() }
+    }
+
+    #[test]
+    fn table_maps_codes_by_context() {
+        assert_eq!(reply(550, "No such file or directory.").errno(Op::Read), ENOENT);
+        assert_eq!(reply(550, "Permission denied.").errno(Op::Read), EACCES);
+        assert_eq!(reply(550, "Failed to open file.").errno(Op::Write), EACCES);
+        assert_eq!(reply(550, "Failed to open file.").errno(Op::Read), ENOENT);
+        assert_eq!(reply(550, "Create directory operation failed.").errno(Op::Mkdir), EEXIST);
+        assert_eq!(reply(550, "Directory not empty.").errno(Op::Rmdir), ENOTEMPTY);
+        assert_eq!(reply(553, "File exists").errno(Op::Rename), EEXIST);
+        assert_eq!(reply(553, "Could not create file.").errno(Op::Write), EINVAL);
+        assert_eq!(reply(452, "Disk full").errno(Op::Write), ENOSPC);
+        assert_eq!(reply(552, "Exceeded storage allocation").errno(Op::Write), ENOSPC);
+        assert_eq!(reply(530, "Login incorrect.").errno(Op::Session), EACCES);
+        assert_eq!(reply(502, "Command not implemented").errno(Op::SetAttr), ENOSYS);
+        assert_eq!(reply(500, "Unknown command").errno(Op::SetAttr), ENOSYS);
+        assert_eq!(reply(521, "exists").errno(Op::Mkdir), EEXIST);
+        assert_eq!(reply(426, "aborted").errno(Op::Read), EIO);
+        assert_eq!(FtpError::InvalidArgument("x".into()).errno(Op::Lookup), EINVAL);
+        let timeout = FtpError::Io(io::Error::new(io::ErrorKind::TimedOut, "t"));
+        assert_eq!(timeout.errno(Op::Read), ETIMEDOUT);
+    }
+
+    #[test]
+    fn classification() {
+        assert!(reply(421, "bye").is_reconnectable());
+        assert!(!reply(550, "no").is_reconnectable());
+        assert!(reply(425, "no data").is_retryable());
+        assert!(reply(426, "aborted").is_retryable());
+        assert!(!reply(550, "no").is_retryable());
+        assert!(FtpError::Closed.is_fatal_for_connection());
+    }
+}

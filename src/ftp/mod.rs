@@ -1,0 +1,19 @@
+//! The FTP wire protocol, implemented here (RFC 959, 2389, 2428, 3659, 2640): replies, commands,
+//! control and data connections, listings. This layer knows nothing of FUSE or of the filesystem
+//! model above it; it offers a blocking [`Connection`] and one error type with one errno table.
+
+pub mod command;
+pub mod control;
+pub mod data;
+pub mod error;
+pub mod features;
+pub mod listing;
+pub mod reply;
+pub mod stream;
+pub mod transfer;
+
+pub use control::{ConnectOptions, Connection, DataMode, Secret, TransferType};
+pub use error::{FtpError, Op, Result};
+pub use features::Features;
+pub use listing::{Dialect, Entry, EntryKind, ListContext};
+pub use transfer::{Download, Upload};

@@ -1,0 +1,287 @@
+//! Commands that move data: RETR (from an offset), STOR, APPE, LIST, MLSD, NLST.
+//!
+//! The sequence is always: open the data connection, send the command, expect 125/150, move the
+//! bytes, then read the final 226/250. Data is read to end of stream before the final reply
+//! (vsftpd may send 226 before we drained the socket). A download ended early is closed and the
+//! control connection is brought back in sync by reading the transfer's reply and a NOOP's 200;
+//! if that cannot be proven, the connection is marked dead and never reused.
+
+use std::io::{self, Read, Write};
+
+use super::control::Connection;
+use super::error::{FtpError, Result};
+use super::listing::{Dialect, Entry, ListContext, parse_listing};
+use super::reply::Reply;
+use super::stream::NetStream;
+
+/// Largest listing we accept, in bytes: a hostile server cannot make us buffer without end.
+pub const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
+
+fn is_transfer_done(code: u16) -> bool {
+    code == 226 || code == 250
+}
+
+impl Connection {
+    /// Opens the data channel, sends `verb arg` and waits for the preliminary reply.
+    fn start_transfer(&mut self, verb: &str, arg: Option<&str>) -> Result<NetStream> {
+        if let Some(a) = arg {
+            super::command::check_arg(a)?;
+        }
+        let pending = self.open_data()?;
+        self.send(verb, arg)?;
+        let reply = self.read_reply()?;
+        if reply.code == 421 {
+            self.dead = true;
+            return Err(reply.into_error());
+        }
+        if !reply.is_preliminary() {
+            // 4xx/5xx: refused; the data connection is simply dropped and the session is in sync.
+            if reply.is_positive() {
+                // A final reply without any 1xx: nothing is left to read on the control side.
+                return Err(FtpError::protocol(format!("{verb}: final reply {} without data", reply.code)));
+            }
+            return Err(reply.into_error());
+        }
+        let res = pending.establish(self.opts.timeout);
+        self.mark_dead_on(res)
+    }
+
+    /// Reads the final reply of a transfer whose data connection is closed.
+    fn finish_transfer(&mut self) -> Result<Reply> {
+        let reply = self.read_reply()?;
+        if is_transfer_done(reply.code) {
+            Ok(reply)
+        } else {
+            if reply.code == 421 {
+                self.dead = true;
+            }
+            Err(reply.into_error())
+        }
+    }
+
+    /// After a transfer ended early: reads whatever the server says about the aborted transfer,
+    /// then proves the stream is in sync with a NOOP. Marks the connection dead otherwise.
+    fn resync_after_abort(&mut self) {
+        let ok = (|| -> Result<bool> {
+            let first = self.read_reply()?;
+            if first.code == 421 {
+                return Ok(false);
+            }
+            self.send("NOOP", None)?;
+            // The NOOP's 200 may be preceded by one more transfer reply (426 then 226).
+            for _ in 0..3 {
+                let r = self.read_reply()?;
+                if r.code == 200 {
+                    return Ok(true);
+                }
+                if !(r.code == 225 || r.code == 226 || r.code == 250 || (400..500).contains(&r.code)) {
+                    return Ok(false);
+                }
+            }
+            Ok(false)
+        })();
+        if !matches!(ok, Ok(true)) {
+            log::debug!("connection out of sync after an early end of transfer; dropping it");
+            self.dead = true;
+        }
+    }
+
+    /// Downloads `path` starting at byte `offset` (REST when non-zero). Read the returned
+    /// [`Download`] and call [`Download::finish`]; dropping it early aborts cleanly.
+    pub fn retr(&mut self, path: &str, offset: u64) -> Result<Download<'_>> {
+        super::command::check_arg(path)?;
+        if offset > 0 {
+            let arg = offset.to_string();
+            self.command_expect("REST", Some(&arg), |c| c == 350)?;
+        }
+        let data = self.start_transfer("RETR", Some(path))?;
+        Ok(Download { conn: self, data: Some(data), eof: false })
+    }
+
+    /// Uploads to `path`, replacing it (STOR).
+    pub fn stor(&mut self, path: &str) -> Result<Upload<'_>> {
+        let data = self.start_transfer("STOR", Some(path))?;
+        Ok(Upload { conn: self, data: Some(data) })
+    }
+
+    /// Uploads to the end of `path`, creating it if needed (APPE).
+    pub fn appe(&mut self, path: &str) -> Result<Upload<'_>> {
+        let data = self.start_transfer("APPE", Some(path))?;
+        Ok(Upload { conn: self, data: Some(data) })
+    }
+
+    /// Runs a listing command and returns its raw bytes.
+    fn listing_bytes(&mut self, verb: &str, arg: Option<&str>) -> Result<Vec<u8>> {
+        let data = self.start_transfer(verb, arg)?;
+        let mut dl = Download { conn: self, data: Some(data), eof: false };
+        let mut buf = Vec::new();
+        let res = (&mut dl).take(MAX_LISTING_BYTES as u64 + 1).read_to_end(&mut buf);
+        match res {
+            Ok(n) if n > MAX_LISTING_BYTES => Err(FtpError::protocol("listing too large")),
+            Ok(_) => dl.finish().map(|_| buf),
+            Err(e) => Err(FtpError::Io(e)),
+        }
+    }
+
+    /// LIST of a directory, raw. Uses `LIST -a` when the server accepts it (vsftpd then shows
+    /// dotfiles), remembering the answer.
+    pub fn list_raw(&mut self, path: &str) -> Result<Vec<u8>> {
+        super::command::check_arg(path)?;
+        if self.list_a != Some(false) {
+            let arg = format!("-a {path}");
+            match self.listing_bytes("LIST", Some(&arg)) {
+                Ok(b) => {
+                    self.list_a = Some(true);
+                    return Ok(b);
+                }
+                Err(FtpError::Reply { code, .. }) if self.list_a.is_none() && (500..600).contains(&code) => {
+                    log::info!("server refused LIST -a ({code}); using plain LIST");
+                    self.list_a = Some(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.listing_bytes("LIST", Some(path))
+    }
+
+    /// LIST of a directory, parsed (Unix or DOS style).
+    pub fn list(&mut self, path: &str, ctx: &ListContext) -> Result<Vec<Entry>> {
+        let raw = self.list_raw(path)?;
+        Ok(parse_listing(&raw, Dialect::List, ctx))
+    }
+
+    /// MLSD of a directory, parsed.
+    pub fn mlsd(&mut self, path: &str) -> Result<Vec<Entry>> {
+        let raw = self.listing_bytes("MLSD", Some(path))?;
+        Ok(parse_listing(&raw, Dialect::Mlsd, &ListContext::now_utc()))
+    }
+
+    /// NLST: names only.
+    pub fn nlst(&mut self, path: &str) -> Result<Vec<String>> {
+        let raw = self.listing_bytes("NLST", Some(path))?;
+        Ok(raw
+            .split(|&b| b == b'\n')
+            .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
+            .filter(|n| !n.is_empty())
+            .collect())
+    }
+}
+
+/// A running download. Implements [`Read`]; call [`Download::finish`] after end of stream to
+/// check the server's final reply. Dropped early, it closes the data connection and resyncs.
+pub struct Download<'c> {
+    conn: &'c mut Connection,
+    data: Option<NetStream>,
+    eof: bool,
+}
+
+impl Download<'_> {
+    /// Ends the transfer: at end of stream, checks the server's final reply; before it, closes the
+    /// data connection early and brings the control connection back in sync (or marks it dead).
+    pub fn finish(mut self) -> Result<()> {
+        if !self.eof {
+            // Not drained: this is an early end.
+            self.abort();
+            return Ok(());
+        }
+        self.data = None;
+        self.conn.finish_transfer().map(drop)
+    }
+
+    /// Ends the transfer before end of stream, leaving the connection in sync or marked dead.
+    pub fn abort(&mut self) {
+        if let Some(mut d) = self.data.take() {
+            let _ = d.shutdown();
+            drop(d);
+            if self.eof {
+                let _ = self.conn.finish_transfer();
+            } else {
+                self.conn.resync_after_abort();
+            }
+        }
+    }
+
+    /// True once the data connection reached end of stream.
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+}
+
+impl Read for Download<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(d) = self.data.as_mut() else { return Ok(0) };
+        let n = d.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Download<'_> {
+    fn drop(&mut self) {
+        if self.data.is_some() {
+            if self.eof {
+                self.data = None;
+                if self.conn.finish_transfer().is_err() {
+                    self.conn.dead = true;
+                }
+            } else {
+                self.abort();
+            }
+        }
+    }
+}
+
+/// A running upload. Implements [`Write`]; [`Upload::finish`] closes the data connection and
+/// returns only when the server confirmed (226/250) that it holds the file.
+pub struct Upload<'c> {
+    conn: &'c mut Connection,
+    data: Option<NetStream>,
+}
+
+impl Upload<'_> {
+    /// Ends the upload and waits for the server's confirmation.
+    pub fn finish(mut self) -> Result<()> {
+        let Some(mut d) = self.data.take() else { return Err(FtpError::Closed) };
+        let flushed = d.flush();
+        let _ = d.shutdown();
+        drop(d);
+        let reply = self.conn.finish_transfer();
+        flushed.map_err(FtpError::Io)?;
+        reply.map(drop)
+    }
+}
+
+impl Write for Upload<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.data.as_mut() {
+            Some(d) => d.write(buf),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.data.as_mut() {
+            Some(d) => d.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        // An upload dropped without finish(): the server may keep what it got so far. Read its
+        // reply so the connection stays in sync, or mark it dead.
+        if let Some(mut d) = self.data.take() {
+            let _ = d.shutdown();
+            drop(d);
+            if let Err(e) = self.conn.finish_transfer() {
+                log::debug!("upload dropped before finish: {e}");
+                if !matches!(e, FtpError::Reply { .. }) {
+                    self.conn.dead = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! ftpfs: mount a remote FTP server as a local directory.
+//!
+//! Layers, with data flowing one way (kernel → adapter → model → pool → connection):
+//! - [`ftp`]: the wire protocol (replies, commands, data channels, listings); no FUSE here.
+
+pub mod ftp;
