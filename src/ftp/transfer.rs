@@ -135,8 +135,12 @@ impl Connection {
                     return Ok(b);
                 }
                 Err(FtpError::Reply { code, .. }) if self.list_a.is_none() && (500..600).contains(&code) => {
+                    // Either "-a" is not understood or the path is really missing: plain LIST
+                    // tells which, and only its success settles the question.
+                    let plain = self.listing_bytes("LIST", Some(path))?;
                     log::info!("server refused LIST -a ({code}); using plain LIST");
                     self.list_a = Some(false);
+                    return Ok(plain);
                 }
                 Err(e) => return Err(e),
             }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole ftpfs suite: installs what it needs (scripts/setup.sh), builds once in release mode,
+# runs unit, property and real-server tests. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+# Mounts left behind by an interrupted earlier run would confuse the mount tests.
+if command -v fusermount3 >/dev/null 2>&1; then
+    for m in $(awk '$3 ~ /^fuse/ && $2 ~ /ftpfs-mnt-/ {print $2}' /proc/mounts); do
+        fusermount3 -u -z "$m" || true
+    done
+fi
+export RUST_BACKTRACE=1
+cargo build --release --locked
+cargo test --release --locked -- --test-threads="${FTPFS_TEST_THREADS:-2}"

@@ -1,0 +1,319 @@
+//! Test harness: real FTP servers (vsftpd, pyftpdlib) started on loopback with a temp root, a
+//! free high port, a user with a password and a passive port range, and stopped (killed) when
+//! the handle is dropped, also when the test panics.
+//!
+//! vsftpd logs in local PAM users, so the harness (running as root) creates one system user,
+//! `ftpfstest`, once. Files the servers write are checked on their own disk through [`FtpServer::disk`].
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ftpfs::ftp::{ConnectOptions, Connection};
+
+pub const USER: &str = "ftpfstest";
+pub const PASSWORD: &str = "t3st-Pa55word";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    Vsftpd,
+    Pyftpdlib,
+}
+
+/// Extra settings for one server.
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig {
+    /// Listen address; default 127.0.0.1 ("::1" for IPv6).
+    pub host: Option<String>,
+    /// Extra `key=value` lines for vsftpd's config file.
+    pub vsftpd_extra: Vec<String>,
+}
+
+/// A running server. Dropping it kills the server and removes its root.
+pub struct FtpServer {
+    pub kind: ServerKind,
+    pub host: String,
+    pub port: u16,
+    pub pasv_range: (u16, u16),
+    root: tempfile::TempDir,
+    work: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// Hands out blocks of ports below Linux's ephemeral range, distinct within this process.
+fn port_block(size: u16) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid_slot = (std::process::id() % 40) as u32;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let base = 20_000 + ((pid_slot * 7 + n) % 200) * 60;
+        let base = base as u16;
+        if TcpListener::bind(("127.0.0.1", base)).is_ok() && TcpListener::bind(("::1", base)).is_ok() {
+            return base;
+        }
+        assert!(n < 10_000, "no free port block of {size}");
+    }
+}
+
+fn run(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+}
+
+/// Creates the PAM user vsftpd logs in (idempotent).
+fn ensure_test_user() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if !run(Command::new("id").arg(USER)) {
+            assert!(
+                run(Command::new("useradd").args(["-M", "-d", "/nonexistent", "-s", "/bin/bash", USER])),
+                "useradd {USER} failed: the tests need root to create the vsftpd user"
+            );
+        }
+        let mut child = Command::new("chpasswd").stdin(Stdio::piped()).spawn().expect("chpasswd");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{USER}:{PASSWORD}\n").as_bytes())
+            .expect("write chpasswd");
+        assert!(child.wait().expect("chpasswd").success(), "chpasswd failed");
+        std::fs::create_dir_all("/var/run/vsftpd/empty").expect("secure_chroot_dir");
+    });
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("uid")
+}
+
+impl FtpServer {
+    pub fn start(kind: ServerKind) -> FtpServer {
+        FtpServer::start_with(kind, ServerConfig::default())
+    }
+
+    pub fn start_with(kind: ServerKind, cfg: ServerConfig) -> FtpServer {
+        let host = cfg.host.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+        let base = port_block(60);
+        let port = base;
+        let pasv_range = (base + 1, base + 59);
+        let root = tempfile::Builder::new().prefix("ftpfs-root-").tempdir().expect("temp root");
+        let work = tempfile::Builder::new().prefix("ftpfs-srv-").tempdir().expect("temp work");
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod root");
+        let mut srv = FtpServer { kind, host, port, pasv_range, root, work, child: None };
+        let child = match kind {
+            ServerKind::Vsftpd => srv.spawn_vsftpd(&cfg),
+            ServerKind::Pyftpdlib => srv.spawn_pyftpdlib(),
+        };
+        srv.child = Some(child);
+        srv.wait_ready();
+        srv
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.work.path().join("server.log")
+    }
+
+    fn spawn_vsftpd(&self, cfg: &ServerConfig) -> Child {
+        ensure_test_user();
+        let uid = uid_of(USER);
+        std::os::unix::fs::chown(self.root.path(), Some(uid), None).expect("chown root");
+        let ipv6 = self.host.contains(':');
+        let mut conf = format!(
+            "listen={}\nlisten_ipv6={}\nlisten_address{}={}\nlisten_port={}\nbackground=NO\n\
+             anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n\
+             chroot_local_user=YES\nallow_writeable_chroot=YES\nlocal_root={}\n\
+             seccomp_sandbox=NO\nisolate=NO\nisolate_network=NO\n\
+             pasv_enable=YES\npasv_min_port={}\npasv_max_port={}\n{}\
+             port_enable=YES\nconnect_from_port_20=NO\nsecure_chroot_dir=/var/run/vsftpd/empty\n\
+             pam_service_name=vsftpd\nutf8_filesystem=YES\nuse_localtime=NO\n\
+             xferlog_enable=YES\nxferlog_file={}\ndirmessage_enable=NO\nmax_clients=200\nmax_per_ip=200\n",
+            if ipv6 { "NO" } else { "YES" },
+            if ipv6 { "YES" } else { "NO" },
+            if ipv6 { "6" } else { "" },
+            self.host,
+            self.port,
+            self.root.path().display(),
+            self.pasv_range.0,
+            self.pasv_range.1,
+            if ipv6 { String::new() } else { "pasv_address=127.0.0.1\n".to_string() },
+            self.work.path().join("xfer.log").display(),
+        );
+        for line in &cfg.vsftpd_extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = self.work.path().join("vsftpd.conf");
+        std::fs::write(&conf_path, conf).expect("write vsftpd.conf");
+        let log = std::fs::File::create(self.log_path()).expect("log");
+        Command::new("/usr/sbin/vsftpd")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start vsftpd: is it installed? run scripts/setup.sh")
+    }
+
+    fn spawn_pyftpdlib(&self) -> Child {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pyftpd_server.py");
+        let log = std::fs::File::create(self.log_path()).expect("log");
+        Command::new("python3")
+            .arg(script)
+            .args(["--host", &self.host, "--port", &self.port.to_string()])
+            .args(["--root", &self.root.path().display().to_string()])
+            .args(["--user", USER, "--password", PASSWORD])
+            .args(["--pasv", &format!("{}-{}", self.pasv_range.0, self.pasv_range.1)])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start pyftpdlib: run scripts/setup.sh")
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{:?} exited early ({status}): {}", self.kind, self.log());
+                }
+            }
+            if let Ok(s) = TcpStream::connect((self.host.as_str(), self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut line = String::new();
+                if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("220") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{:?} did not become ready: {}", self.kind, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's own log, for failure messages.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The server's root directory on disk.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A path on the server's own disk (relative to its root).
+    pub fn disk(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel.trim_start_matches('/'))
+    }
+
+    /// Writes a file on the server's disk (readable and writable by the FTP user).
+    pub fn put_file(&self, rel: &str, data: &[u8]) {
+        let p = self.disk(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir on server disk");
+            self.give_to_ftp_user(parent);
+        }
+        std::fs::write(&p, data).expect("write on server disk");
+        self.give_to_ftp_user(&p);
+    }
+
+    /// Makes a path on the server's disk owned by the FTP user, so the server may change it.
+    pub fn give_to_ftp_user(&self, p: &Path) {
+        if self.kind == ServerKind::Vsftpd {
+            let _ = std::os::unix::fs::chown(p, Some(uid_of(USER)), None);
+        }
+    }
+
+    /// Connection options for this server.
+    pub fn options(&self) -> ConnectOptions {
+        let mut o = ConnectOptions::new(&self.host, self.port, USER, PASSWORD);
+        o.timeout = Duration::from_secs(20);
+        o
+    }
+
+    /// A logged-in connection.
+    pub fn connect(&self) -> Connection {
+        Connection::connect(&self.options())
+            .unwrap_or_else(|e| panic!("connect to {:?} failed: {e}\n{}", self.kind, self.log()))
+    }
+
+    /// `ftp://user:password@host:port/` for tools like curl.
+    pub fn url(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        format!("ftp://{USER}:{PASSWORD}@{host}:{}/", self.port)
+    }
+
+    /// Stops the server now (kills it).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if self.kind == ServerKind::Vsftpd {
+            // vsftpd forks a process per session; end them too so no session outlives the test.
+            let _ = Command::new("pkill").args(["-f", &self.work.path().join("vsftpd.conf").display().to_string()]).status();
+        }
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so big files can be checked without
+/// keeping a copy: the same seed always gives the same stream.
+pub struct DataGen {
+    state: u64,
+}
+
+impl DataGen {
+    pub fn new(seed: u64) -> DataGen {
+        DataGen { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 }
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            let v = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        DataGen::new(seed).fill(&mut v);
+        v
+    }
+}
+
+/// Compares a reader with the DataGen stream of `seed`, `len` bytes long.
+pub fn assert_stream_matches(mut r: impl Read, seed: u64, len: u64, what: &str) {
+    let mut generator = DataGen::new(seed);
+    let mut expect = vec![0u8; 1 << 20];
+    let mut got = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let n = ((len - done) as usize).min(expect.len());
+        generator.fill(&mut expect[..n]);
+        r.read_exact(&mut got[..n]).unwrap_or_else(|e| panic!("{what}: short read at {done}: {e}"));
+        assert!(expect[..n] == got[..n], "{what}: content differs in the block at {done}");
+        done += n as u64;
+    }
+    let mut extra = [0u8; 1];
+    assert_eq!(r.read(&mut extra).expect("read past end"), 0, "{what}: longer than {len}");
+}

@@ -1,0 +1,324 @@
+//! The wire layer against real servers: every test runs on vsftpd and on pyftpdlib, and checks
+//! results on the server's own disk.
+
+mod support;
+
+use std::io::{Read, Write};
+
+use ftpfs::ftp::{Connection, DataMode, EntryKind, FtpError, ListContext, Op, TransferType};
+use support::{DataGen, FtpServer, PASSWORD, ServerConfig, ServerKind, assert_stream_matches};
+
+fn listing_names(conn: &mut Connection, kind: ServerKind, path: &str) -> Vec<(String, EntryKind, Option<u64>)> {
+    let entries = match kind {
+        ServerKind::Vsftpd => conn.list(path, &ListContext::now_utc()).expect("LIST"),
+        ServerKind::Pyftpdlib => conn.mlsd(path).expect("MLSD"),
+    };
+    let mut v: Vec<_> = entries.into_iter().map(|e| (e.name, e.kind, e.size)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn login_ok(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let mut c = srv.connect();
+    assert_eq!(c.pwd().unwrap(), "/");
+    let f = c.features().clone();
+    assert!(f.epsv && f.size && f.mdtm && f.utf8 && f.rest_stream, "{f:?}");
+    match kind {
+        ServerKind::Vsftpd => assert!(f.mlst.is_none() && !f.mfmt),
+        ServerKind::Pyftpdlib => assert!(f.mlst.is_some() && f.mfmt),
+    }
+    assert!(!c.syst().unwrap().is_empty());
+    c.noop().unwrap();
+    assert_eq!(c.transfer_type(), TransferType::Binary);
+    c.set_type(TransferType::Ascii).unwrap();
+    assert_eq!(c.transfer_type(), TransferType::Ascii);
+    c.set_type(TransferType::Binary).unwrap();
+    c.quit();
+}
+
+fn wrong_password(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let mut o = srv.options();
+    o.password = ftpfs::ftp::Secret::new("not-the-password");
+    let err = Connection::connect(&o).expect_err("login must fail");
+    match &err {
+        FtpError::Reply { code, text } => {
+            assert_eq!(*code, 530, "{err}");
+            assert!(!text.is_empty());
+        }
+        other => panic!("expected a 530 reply, got {other:?}"),
+    }
+    assert_eq!(err.errno(Op::Session), libc::EACCES);
+    assert!(!format!("{err} {err:?}").contains(PASSWORD));
+}
+
+fn directory_commands(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let mut c = srv.connect();
+    let made = c.mkd("/new dir").unwrap();
+    assert!(made.ends_with("new dir"), "{made}");
+    assert!(srv.disk("new dir").is_dir());
+    c.cwd("/new dir").unwrap();
+    assert_eq!(c.pwd().unwrap(), "/new dir");
+    c.cwd("/").unwrap();
+    let err = c.mkd("/new dir").expect_err("MKD of an existing dir");
+    assert_eq!(err.errno(Op::Mkdir), libc::EEXIST, "{err}");
+    let err = c.cwd("/missing").expect_err("CWD missing");
+    assert_eq!(err.errno(Op::Lookup), libc::ENOENT, "{err}");
+
+    srv.put_file("new dir/inner.txt", b"x");
+    let err = c.rmd("/new dir").expect_err("RMD of a non-empty dir");
+    assert!(matches!(err.code(), Some(550)), "{err}");
+    assert!(srv.disk("new dir").is_dir());
+    c.dele("/new dir/inner.txt").unwrap();
+    assert!(!srv.disk("new dir/inner.txt").exists());
+    c.rmd("/new dir").unwrap();
+    assert!(!srv.disk("new dir").exists());
+    let err = c.dele("/new dir/inner.txt").expect_err("DELE missing");
+    assert_eq!(err.errno(Op::Delete), libc::ENOENT, "{err}");
+}
+
+fn file_commands(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    srv.put_file("a.txt", b"hello world");
+    let mut c = srv.connect();
+    assert_eq!(c.size("/a.txt").unwrap(), 11);
+    let (mtime, _) = c.mdtm("/a.txt").unwrap();
+    let disk_mtime = std::fs::metadata(srv.disk("a.txt")).unwrap();
+    let disk_secs = disk_mtime.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert_eq!(mtime, disk_secs);
+    let err = c.size("/nope").expect_err("SIZE missing");
+    assert_eq!(err.errno(Op::Lookup), libc::ENOENT);
+
+    c.rename("/a.txt", "/b c.txt").unwrap();
+    assert!(!srv.disk("a.txt").exists());
+    assert_eq!(std::fs::read(srv.disk("b c.txt")).unwrap(), b"hello world");
+    let err = c.rename("/a.txt", "/x").expect_err("RNFR missing");
+    assert_eq!(err.errno(Op::Rename), libc::ENOENT);
+
+    c.site_chmod("/b c.txt", 0o600).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(srv.disk("b c.txt")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let stamp = 1_600_000_000; // 2020-09-13 12:26:40 UTC
+    match kind {
+        ServerKind::Pyftpdlib => {
+            c.mfmt("/b c.txt", stamp).unwrap();
+            assert_eq!(c.mdtm("/b c.txt").unwrap().0, stamp);
+            let m = std::fs::metadata(srv.disk("b c.txt")).unwrap().modified().unwrap();
+            assert_eq!(m.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64, stamp);
+            let e = c.mlst("/b c.txt").unwrap();
+            assert_eq!((e.name.as_str(), e.size, e.mtime), ("b c.txt", Some(11), Some(stamp)));
+            assert_eq!(e.kind, EntryKind::File);
+        }
+        ServerKind::Vsftpd => {
+            let err = c.mfmt("/b c.txt", stamp).expect_err("vsftpd has no MFMT");
+            assert_eq!(err.errno(Op::SetAttr), libc::ENOSYS, "{err}");
+            let err = c.mlst("/b c.txt").expect_err("vsftpd has no MLST");
+            assert_eq!(err.errno(Op::SetAttr), libc::ENOSYS, "{err}");
+        }
+    }
+    // The connection is still in sync after all those refusals.
+    assert_eq!(c.size("/b c.txt").unwrap(), 11);
+}
+
+fn listings(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    srv.put_file("one.txt", b"1");
+    srv.put_file(".dotfile", b"22");
+    srv.put_file("sub/deeper.bin", b"333");
+    srv.put_file("name with  spaces é.txt", b"4444");
+    std::os::unix::fs::symlink("one.txt", srv.disk("link")).unwrap();
+    let mut c = srv.connect();
+    let names = listing_names(&mut c, kind, "/");
+    let find = |n: &str| names.iter().find(|e| e.0 == n).unwrap_or_else(|| panic!("{n} missing in {names:?}"));
+    assert_eq!(find("one.txt").1, EntryKind::File);
+    assert_eq!(find("one.txt").2, Some(1));
+    assert_eq!(find(".dotfile").2, Some(2), "dotfiles must be listed");
+    assert_eq!(find("sub").1, EntryKind::Dir);
+    assert_eq!(find("name with  spaces é.txt").2, Some(4));
+    if kind == ServerKind::Vsftpd {
+        assert_eq!(find("link").1, EntryKind::Symlink(Some("one.txt".into())));
+    }
+    assert!(names.iter().all(|e| e.0 != "." && e.0 != ".."));
+    let sub = listing_names(&mut c, kind, "/sub");
+    assert_eq!(sub, vec![("deeper.bin".to_string(), EntryKind::File, Some(3))]);
+    let mut nl = c.nlst("/sub").unwrap();
+    nl.iter_mut().for_each(|n| *n = n.rsplit('/').next().unwrap_or(n).to_string());
+    assert_eq!(nl, vec!["deeper.bin"]);
+    // Both servers also answer plain LIST.
+    let raw = String::from_utf8(c.list_raw("/").unwrap()).unwrap();
+    assert!(raw.contains("one.txt"), "{raw}");
+}
+
+fn retr_with_offsets(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let data = DataGen::bytes(7, 300_000);
+    srv.put_file("f.bin", &data);
+    let mut c = srv.connect();
+    for offset in [0u64, 1, 4096, 123_457, 299_999, 300_000] {
+        let mut dl = c.retr("/f.bin", offset).unwrap();
+        let mut got = Vec::new();
+        dl.read_to_end(&mut got).unwrap();
+        dl.finish().unwrap();
+        assert_eq!(got, &data[offset as usize..], "offset {offset}");
+    }
+    let err = c.retr("/missing.bin", 0).err().expect("RETR missing");
+    assert_eq!(err.errno(Op::Read), libc::ENOENT);
+}
+
+fn early_end_of_retr_keeps_sync(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let len = 32 << 20;
+    let mut f = std::fs::File::create(srv.disk("big.bin")).unwrap();
+    let mut g = DataGen::new(3);
+    let mut buf = vec![0; 1 << 20];
+    for _ in 0..32 {
+        g.fill(&mut buf);
+        f.write_all(&buf).unwrap();
+    }
+    drop(f);
+    let mut c = srv.connect();
+    for round in 0..3 {
+        {
+            let mut dl = c.retr("/big.bin", 0).unwrap();
+            let mut part = vec![0; 100_000];
+            dl.read_exact(&mut part).unwrap();
+            assert_eq!(part, DataGen::bytes(3, 100_000), "round {round}");
+            // dropped here: early end
+        }
+        if c.is_dead() {
+            c = srv.connect();
+        }
+        // Whatever happened, the connection we hold answers correctly.
+        assert_eq!(c.size("/big.bin").unwrap(), len, "round {round}");
+    }
+    // A RETR read to the end reports success.
+    let mut dl = c.retr("/big.bin", (len - 10) as u64).unwrap();
+    let mut tail = Vec::new();
+    dl.read_to_end(&mut tail).unwrap();
+    dl.finish().unwrap();
+    assert_eq!(tail.len(), 10);
+    assert!(!c.is_dead());
+}
+
+fn store_append_roundtrip_100mib(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let mut c = srv.connect();
+    let len: u64 = 100 << 20;
+    let mut up = c.stor("/big.bin").unwrap();
+    let mut g = DataGen::new(42);
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..100 {
+        g.fill(&mut buf);
+        up.write_all(&buf).unwrap();
+    }
+    up.finish().unwrap();
+    assert_eq!(c.size("/big.bin").unwrap(), len);
+    let disk = std::fs::File::open(srv.disk("big.bin")).unwrap();
+    assert_stream_matches(std::io::BufReader::new(disk), 42, len, "server disk");
+    let mut dl = c.retr("/big.bin", 0).unwrap();
+    assert_stream_matches(&mut dl, 42, len, "RETR");
+    dl.finish().unwrap();
+
+    // STOR replaces, APPE appends (and creates).
+    let mut up = c.stor("/big.bin").unwrap();
+    up.write_all(b"short").unwrap();
+    up.finish().unwrap();
+    assert_eq!(std::fs::read(srv.disk("big.bin")).unwrap(), b"short");
+    let mut up = c.appe("/big.bin").unwrap();
+    up.write_all(b"+more").unwrap();
+    up.finish().unwrap();
+    assert_eq!(std::fs::read(srv.disk("big.bin")).unwrap(), b"short+more");
+    let mut up = c.appe("/fresh.txt").unwrap();
+    up.write_all(b"new").unwrap();
+    up.finish().unwrap();
+    assert_eq!(std::fs::read(srv.disk("fresh.txt")).unwrap(), b"new");
+    // Empty file.
+    c.stor("/empty").unwrap().finish().unwrap();
+    assert_eq!(std::fs::metadata(srv.disk("empty")).unwrap().len(), 0);
+}
+
+fn data_modes(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    srv.put_file("m.txt", b"mode test");
+    for (name, mode, epsv) in
+        [("EPSV", DataMode::Passive, true), ("PASV", DataMode::Passive, false), ("active", DataMode::Active, true)]
+    {
+        let mut o = srv.options();
+        o.data_mode = mode;
+        o.use_epsv = epsv;
+        let mut c = Connection::connect(&o).unwrap();
+        let mut dl = c.retr("/m.txt", 0).unwrap();
+        let mut got = Vec::new();
+        dl.read_to_end(&mut got).unwrap();
+        dl.finish().unwrap();
+        assert_eq!(got, b"mode test", "{name}");
+        let mut up = c.stor(&format!("/up-{name}.txt")).unwrap();
+        up.write_all(name.as_bytes()).unwrap();
+        up.finish().unwrap();
+        assert_eq!(std::fs::read(srv.disk(&format!("up-{name}.txt"))).unwrap(), name.as_bytes());
+        assert!(listing_names(&mut c, kind, "/").iter().any(|e| e.0 == "m.txt"), "{name}");
+        assert!(!c.uses_pasv_fallback(), "{name}: EPSV works on loopback, no fallback expected");
+    }
+}
+
+fn crlf_names_refused(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    srv.put_file("victim.txt", b"keep me");
+    let mut c = srv.connect();
+    for bad in ["x\r\nDELE /victim.txt", "x\nDELE /victim.txt", "x\0y"] {
+        let err = c.dele(bad).expect_err("must refuse");
+        assert!(matches!(err, FtpError::InvalidArgument(_)), "{err:?}");
+        assert_eq!(err.errno(Op::Delete), libc::EINVAL);
+        assert!(c.stor(bad).is_err());
+        assert!(c.retr(bad, 0).is_err());
+        assert!(c.rename("/victim.txt", bad).is_err());
+        assert!(c.list_raw(bad).is_err());
+    }
+    assert_eq!(std::fs::read(srv.disk("victim.txt")).unwrap(), b"keep me");
+    assert!(!c.is_dead());
+    assert_eq!(c.size("/victim.txt").unwrap(), 7);
+}
+
+fn ipv6_host(kind: ServerKind) {
+    let srv = FtpServer::start_with(kind, ServerConfig { host: Some("::1".into()), ..Default::default() });
+    srv.put_file("six.txt", b"over ipv6");
+    for mode in [DataMode::Passive, DataMode::Active] {
+        let mut o = srv.options();
+        o.data_mode = mode;
+        let mut c = Connection::connect(&o).unwrap();
+        assert!(c.peer_addr().is_ipv6());
+        let mut dl = c.retr("/six.txt", 0).unwrap();
+        let mut got = Vec::new();
+        dl.read_to_end(&mut got).unwrap();
+        dl.finish().unwrap();
+        assert_eq!(got, b"over ipv6", "{mode:?}");
+    }
+}
+
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        mod vsftpd {
+            $( #[test] fn $name() { super::$name(super::ServerKind::Vsftpd) } )*
+        }
+        mod pyftpdlib {
+            $( #[test] fn $name() { super::$name(super::ServerKind::Pyftpdlib) } )*
+        }
+    };
+}
+
+on_both_servers!(
+    login_ok,
+    wrong_password,
+    directory_commands,
+    file_commands,
+    listings,
+    retr_with_offsets,
+    early_end_of_retr_keeps_sync,
+    store_append_roundtrip_100mib,
+    data_modes,
+    crlf_names_refused,
+    ipv6_host,
+);
