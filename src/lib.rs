@@ -4,3 +4,7 @@
 //! - [`ftp`]: the wire protocol (replies, commands, data channels, listings); no FUSE here.
 
 pub mod ftp;
+pub mod model;
+pub mod adapter;
+pub mod cli;
+pub mod mount;

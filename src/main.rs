@@ -1,13 +1,34 @@
-//! The `ftpfs` command. The mount itself arrives with the filesystem layer; until then the binary
-//! only reports its version.
+//! The `ftpfs` command: parse the command line, resolve the password, then hand over to
+//! [`ftpfs::mount::run`]. Errors are printed as one line and end with exit code 1.
+
+use clap::Parser;
+use ftpfs::cli::{self, Args};
+use ftpfs::mount::{self, MountPlan};
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let env = env_logger::Env::default().default_filter_or(format!("ftpfs={level},fuser=warn"));
+    env_logger::Builder::from_env(env).format_timestamp_millis().init();
+}
+
+fn start(args: Args) -> Result<(), String> {
+    let opts = cli::parse_mount_options(&args.options)?;
+    let mut target = cli::parse_url(&args.url)?;
+    let password = cli::resolve_password(&mut target)?;
+    let connect = cli::connect_options(&target, password, &opts);
+    mount::run(MountPlan { target, opts, connect, mountpoint: args.mountpoint, foreground: args.foreground })
+}
 
 fn main() {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-V") => println!("ftpfs {}", env!("CARGO_PKG_VERSION")),
-        _ => {
-            eprintln!("ftpfs {}: mounting is not available in this build yet", env!("CARGO_PKG_VERSION"));
-            std::process::exit(2);
-        }
+    let args = Args::parse();
+    init_logging(args.verbose);
+    if let Err(e) = start(args) {
+        eprintln!("ftpfs: {e}");
+        std::process::exit(1);
     }
 }

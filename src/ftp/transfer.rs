@@ -6,6 +6,7 @@
 //! control connection is brought back in sync by reading the transfer's reply and a NOOP's 200;
 //! if that cannot be proven, the connection is marked dead and never reused.
 
+use std::borrow::BorrowMut;
 use std::io::{self, Read, Write};
 
 use super::control::Connection;
@@ -88,37 +89,30 @@ impl Connection {
 
     /// Downloads `path` starting at byte `offset` (REST when non-zero). Read the returned
     /// [`Download`] and call [`Download::finish`]; dropping it early aborts cleanly.
-    pub fn retr(&mut self, path: &str, offset: u64) -> Result<Download<'_>> {
-        super::command::check_arg(path)?;
-        if offset > 0 {
-            let arg = offset.to_string();
-            self.command_expect("REST", Some(&arg), |c| c == 350)?;
-        }
-        let data = self.start_transfer("RETR", Some(path))?;
-        Ok(Download { conn: self, data: Some(data), eof: false })
+    pub fn retr(&mut self, path: &str, offset: u64) -> Result<Download<&mut Connection>> {
+        Download::start(self, path, offset)
     }
 
     /// Uploads to `path`, replacing it (STOR).
-    pub fn stor(&mut self, path: &str) -> Result<Upload<'_>> {
-        let data = self.start_transfer("STOR", Some(path))?;
-        Ok(Upload { conn: self, data: Some(data) })
+    pub fn stor(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
+        Upload::start(self, path, false)
     }
 
     /// Uploads to the end of `path`, creating it if needed (APPE).
-    pub fn appe(&mut self, path: &str) -> Result<Upload<'_>> {
-        let data = self.start_transfer("APPE", Some(path))?;
-        Ok(Upload { conn: self, data: Some(data) })
+    pub fn appe(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
+        Upload::start(self, path, true)
     }
 
     /// Runs a listing command and returns its raw bytes.
     fn listing_bytes(&mut self, verb: &str, arg: Option<&str>) -> Result<Vec<u8>> {
         let data = self.start_transfer(verb, arg)?;
-        let mut dl = Download { conn: self, data: Some(data), eof: false };
+        let mut dl = Download { conn: Some(self), data: Some(data), eof: false };
+        let dl = &mut dl;
         let mut buf = Vec::new();
-        let res = (&mut dl).take(MAX_LISTING_BYTES as u64 + 1).read_to_end(&mut buf);
+        let res = dl.take(MAX_LISTING_BYTES as u64 + 1).read_to_end(&mut buf);
         match res {
             Ok(n) if n > MAX_LISTING_BYTES => Err(FtpError::protocol("listing too large")),
-            Ok(_) => dl.finish().map(|_| buf),
+            Ok(_) => dl.end().map(|_| buf),
             Err(e) => Err(FtpError::Io(e)),
         }
     }
@@ -173,23 +167,48 @@ impl Connection {
 
 /// A running download. Implements [`Read`]; call [`Download::finish`] after end of stream to
 /// check the server's final reply. Dropped early, it closes the data connection and resyncs.
-pub struct Download<'c> {
-    conn: &'c mut Connection,
+/// `C` is the connection, borrowed (`&mut Connection`) or owned by the download (a pool lease).
+pub struct Download<C: BorrowMut<Connection>> {
+    /// Always `Some` until `into_connection` moves it out of a download that is then dropped.
+    conn: Option<C>,
     data: Option<NetStream>,
     eof: bool,
 }
 
-impl Download<'_> {
+impl<C: BorrowMut<Connection>> Download<C> {
+    /// Sends REST (when `offset` > 0) and RETR for `path` on `conn`.
+    pub fn start(mut conn: C, path: &str, offset: u64) -> Result<Download<C>> {
+        super::command::check_arg(path)?;
+        let c = conn.borrow_mut();
+        if offset > 0 {
+            let arg = offset.to_string();
+            c.command_expect("REST", Some(&arg), |code| code == 350)?;
+        }
+        let data = c.start_transfer("RETR", Some(path))?;
+        Ok(Download { conn: Some(conn), data: Some(data), eof: false })
+    }
+
+    fn connection(&mut self) -> &mut Connection {
+        match self.conn.as_mut() {
+            Some(c) => c.borrow_mut(),
+            None => unreachable!("a download always holds its connection until consumed"),
+        }
+    }
+
     /// Ends the transfer: at end of stream, checks the server's final reply; before it, closes the
     /// data connection early and brings the control connection back in sync (or marks it dead).
     pub fn finish(mut self) -> Result<()> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<()> {
         if !self.eof {
             // Not drained: this is an early end.
             self.abort();
             return Ok(());
         }
         self.data = None;
-        self.conn.finish_transfer().map(drop)
+        self.connection().finish_transfer().map(drop)
     }
 
     /// Ends the transfer before end of stream, leaving the connection in sync or marked dead.
@@ -198,10 +217,20 @@ impl Download<'_> {
             let _ = d.shutdown();
             drop(d);
             if self.eof {
-                let _ = self.conn.finish_transfer();
+                let _ = self.connection().finish_transfer();
             } else {
-                self.conn.resync_after_abort();
+                self.connection().resync_after_abort();
             }
+        }
+    }
+
+    /// Ends the transfer (as [`Download::finish`]) and hands back the connection.
+    pub fn into_connection(mut self) -> (C, Result<()>) {
+        let res = self.end();
+        // `data` is None now, so Drop has nothing left to do with the connection.
+        match self.conn.take() {
+            Some(conn) => (conn, res),
+            None => unreachable!("a download always holds its connection until consumed"),
         }
     }
 
@@ -211,7 +240,7 @@ impl Download<'_> {
     }
 }
 
-impl Read for Download<'_> {
+impl<C: BorrowMut<Connection>> Read for Download<C> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(d) = self.data.as_mut() else { return Ok(0) };
         let n = d.read(buf)?;
@@ -222,13 +251,14 @@ impl Read for Download<'_> {
     }
 }
 
-impl Drop for Download<'_> {
+impl<C: BorrowMut<Connection>> Drop for Download<C> {
     fn drop(&mut self) {
         if self.data.is_some() {
             if self.eof {
                 self.data = None;
-                if self.conn.finish_transfer().is_err() {
-                    self.conn.dead = true;
+                let conn = self.connection();
+                if conn.finish_transfer().is_err() {
+                    conn.dead = true;
                 }
             } else {
                 self.abort();
@@ -239,25 +269,53 @@ impl Drop for Download<'_> {
 
 /// A running upload. Implements [`Write`]; [`Upload::finish`] closes the data connection and
 /// returns only when the server confirmed (226/250) that it holds the file.
-pub struct Upload<'c> {
-    conn: &'c mut Connection,
+pub struct Upload<C: BorrowMut<Connection>> {
+    /// Always `Some` until `into_connection` moves it out of an upload that is then dropped.
+    conn: Option<C>,
     data: Option<NetStream>,
 }
 
-impl Upload<'_> {
+impl<C: BorrowMut<Connection>> Upload<C> {
+    /// Sends STOR (or APPE when `append`) for `path` on `conn`.
+    pub fn start(mut conn: C, path: &str, append: bool) -> Result<Upload<C>> {
+        let verb = if append { "APPE" } else { "STOR" };
+        let data = conn.borrow_mut().start_transfer(verb, Some(path))?;
+        Ok(Upload { conn: Some(conn), data: Some(data) })
+    }
+
+    fn connection(&mut self) -> &mut Connection {
+        match self.conn.as_mut() {
+            Some(c) => c.borrow_mut(),
+            None => unreachable!("an upload always holds its connection until consumed"),
+        }
+    }
+
     /// Ends the upload and waits for the server's confirmation.
     pub fn finish(mut self) -> Result<()> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<()> {
         let Some(mut d) = self.data.take() else { return Err(FtpError::Closed) };
         let flushed = d.flush();
         let _ = d.shutdown();
         drop(d);
-        let reply = self.conn.finish_transfer();
+        let reply = self.connection().finish_transfer();
         flushed.map_err(FtpError::Io)?;
         reply.map(drop)
     }
+
+    /// Ends the upload (as [`Upload::finish`]) and hands back the connection.
+    pub fn into_connection(mut self) -> (C, Result<()>) {
+        let res = self.end();
+        match self.conn.take() {
+            Some(conn) => (conn, res),
+            None => unreachable!("an upload always holds its connection until consumed"),
+        }
+    }
 }
 
-impl Write for Upload<'_> {
+impl<C: BorrowMut<Connection>> Write for Upload<C> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.data.as_mut() {
             Some(d) => d.write(buf),
@@ -273,17 +331,18 @@ impl Write for Upload<'_> {
     }
 }
 
-impl Drop for Upload<'_> {
+impl<C: BorrowMut<Connection>> Drop for Upload<C> {
     fn drop(&mut self) {
         // An upload dropped without finish(): the server may keep what it got so far. Read its
         // reply so the connection stays in sync, or mark it dead.
         if let Some(mut d) = self.data.take() {
             let _ = d.shutdown();
             drop(d);
-            if let Err(e) = self.conn.finish_transfer() {
+            let conn = self.connection();
+            if let Err(e) = conn.finish_transfer() {
                 log::debug!("upload dropped before finish: {e}");
                 if !matches!(e, FtpError::Reply { .. }) {
-                    self.conn.dead = true;
+                    conn.dead = true;
                 }
             }
         }

@@ -1,0 +1,387 @@
+//! The fuser adapter: kernel requests in, model calls out, replies back.
+//!
+//! This is the only place that knows fuser's types. It maps inode numbers to paths, converts
+//! model attributes to `FileAttr`, and turns the model's errno results into replies. It never
+//! panics on anything the kernel, the network or the user controls.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use crate::model::cache::DirListing;
+use crate::model::files;
+use crate::model::inodes::{child_path, split_path};
+use crate::model::{FsResult, Kind, Model, ROOT_INO, Stat};
+
+/// The filesystem handed to fuser.
+pub struct FtpFs {
+    model: Arc<Model>,
+    ttl: Duration,
+    /// Directory handles: a snapshot of the listing taken at opendir, so offsets stay stable.
+    dirs: Mutex<HashMap<u64, (String, Arc<DirListing>)>>,
+    next_dir: AtomicU64,
+}
+
+fn err(e: i32) -> Errno {
+    Errno::from_i32(e)
+}
+
+fn name_str(name: &OsStr) -> FsResult<&str> {
+    name.to_str().ok_or(libc::EINVAL)
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+impl FtpFs {
+    pub fn new(model: Arc<Model>) -> FtpFs {
+        let ttl = model.config().cache_timeout;
+        FtpFs { model, ttl, dirs: Mutex::new(HashMap::new()), next_dir: AtomicU64::new(1) }
+    }
+
+    fn attr(&self, ino: u64, st: &Stat) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: st.size,
+            blocks: st.size.div_ceil(512),
+            atime: st.mtime,
+            mtime: st.mtime,
+            ctime: st.mtime,
+            crtime: st.mtime,
+            kind: file_type(st.kind),
+            perm: st.perm,
+            nlink: if st.kind == Kind::Dir { 2 } else { 1 },
+            uid: st.uid,
+            gid: st.gid,
+            rdev: 0,
+            blksize: 128 * 1024,
+            flags: 0,
+        }
+    }
+
+    /// Stats `path` and counts a kernel lookup on it.
+    fn entry_for(&self, path: &str) -> FsResult<FileAttr> {
+        let st = self.model.stat(path)?;
+        let ino = self.model.lookup_ino(path);
+        Ok(self.attr(ino, &st))
+    }
+
+    fn do_setattr(&self, ino: u64, mode: Option<u32>, size: Option<u64>, mtime: Option<TimeOrNow>, fh: Option<FileHandle>) -> FsResult<FileAttr> {
+        let path = self.model.path_of(ino)?;
+        let handle = match fh {
+            Some(fh) => self.model.handles.get(fh.0).ok().filter(|f| f.writable),
+            None => None,
+        }
+        .or_else(|| self.model.handles.writers_of(&path).into_iter().next());
+        if let Some(size) = size {
+            match &handle {
+                Some(f) => files::truncate(&self.model, f, size)?,
+                None => files::truncate_path(&self.model, &path, size)?,
+            }
+        }
+        if let Some(mode) = mode {
+            self.model.chmod(&path, mode)?;
+        }
+        if let Some(t) = mtime {
+            let when = match t {
+                TimeOrNow::SpecificTime(t) => Some(t),
+                // "Now" is what the server sets anyway when the data lands.
+                TimeOrNow::Now => None,
+            };
+            if let Some(when) = when {
+                match handle.filter(|_| self.model.handles.open_size(&path).is_some() || self.model.handles.is_pending(&path)) {
+                    Some(f) => files::defer_mtime(&f, when),
+                    None => self.model.set_mtime(&path, when)?,
+                }
+            }
+        }
+        let st = self.model.stat(&path)?;
+        Ok(self.attr(ino, &st))
+    }
+
+    fn do_open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+        let path = self.model.path_of(ino)?;
+        let writable = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
+        let append = flags & libc::O_APPEND != 0;
+        let entry = if path.is_empty() { Err(libc::EISDIR) } else { self.model.entry(&path) }?;
+        if entry.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        if writable && self.model.config().read_only {
+            return Err(libc::EROFS);
+        }
+        let pending = self.model.handles.is_pending(&path);
+        Ok(self.model.handles.open(ino, &path, writable, append, pending, entry.size))
+    }
+
+    fn do_create(&self, parent: u64, name: &OsStr, flags: i32) -> FsResult<(FileAttr, u64)> {
+        if self.model.config().read_only {
+            return Err(libc::EROFS);
+        }
+        let path = self.model.child(parent, name_str(name)?)?;
+        let append = flags & libc::O_APPEND != 0;
+        self.model.create_pending(&path)?;
+        let attr = self.entry_for(&path)?;
+        let fh = self.model.handles.open(attr.ino.0, &path, true, append, true, Some(0));
+        Ok((attr, fh))
+    }
+
+    fn do_rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> FsResult<()> {
+        let from = self.model.child(parent, name_str(name)?)?;
+        let to = self.model.child(newparent, name_str(newname)?)?;
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            return Err(libc::EINVAL);
+        }
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) && self.model.stat(&to).is_ok() {
+            return Err(libc::EEXIST);
+        }
+        self.model.rename(&from, &to)
+    }
+
+    fn do_readdir(&self, fh: u64, offset: u64, reply: &mut ReplyDirectory) -> FsResult<()> {
+        let (dir, listing) = self.dirs.lock().get(&fh).cloned().ok_or(libc::EBADF)?;
+        let (parent, _) = split_path(&dir);
+        let mut inodes = self.model.inodes.lock();
+        let self_ino = inodes.get(&dir).unwrap_or(ROOT_INO);
+        let parent_ino = if dir.is_empty() { ROOT_INO } else { inodes.get(parent).unwrap_or(ROOT_INO) };
+        let specials = [(self_ino, FileType::Directory, "."), (parent_ino, FileType::Directory, "..")];
+        let entries = listing.entries();
+        let total = entries.len() as u64 + 2;
+        for i in offset..total {
+            let full = if i < 2 {
+                let (ino, kind, name) = specials[i as usize];
+                reply.add(INodeNo(ino), i + 1, kind, name)
+            } else {
+                let e = &entries[(i - 2) as usize];
+                let ino = inodes.peek_or_assign(&child_path(&dir, &e.name));
+                let kind = file_type(self.model.stat_of(e).kind);
+                reply.add(INodeNo(ino), i + 1, kind, &e.name)
+            };
+            if full {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replies with an errno or a value.
+macro_rules! answer {
+    ($reply:expr, $res:expr, |$v:ident| $ok:expr) => {
+        match $res {
+            Ok($v) => $ok,
+            Err(e) => $reply.error(err(e)),
+        }
+    };
+}
+
+impl Filesystem for FtpFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.model.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let res = name_str(name).and_then(|n| self.model.child(parent.0, n)).and_then(|p| self.entry_for(&p));
+        answer!(reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.model.inodes.lock().forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let res = self.model.path_of(ino.0).and_then(|p| self.model.stat(&p));
+        answer!(reply, res, |st| reply.attr(&self.ttl, &self.attr(ino.0, &st)));
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // uid/gid changes are accepted and ignored: FTP has no chown (documented).
+        let res = self.do_setattr(ino.0, mode, size, mtime, fh);
+        answer!(reply, res, |a| reply.attr(&self.ttl, &a));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let res = self.model.path_of(ino.0).and_then(|p| self.model.readlink(&p));
+        answer!(reply, res, |t| reply.data(t.as_bytes()));
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let res = name_str(name)
+            .and_then(|n| self.model.child(parent.0, n))
+            .and_then(|p| self.model.mkdir(&p).map(|_| p))
+            .and_then(|p| self.entry_for(&p));
+        answer!(reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = name_str(name).and_then(|n| self.model.child(parent.0, n)).and_then(|p| self.model.unlink(&p));
+        answer!(reply, res, |_v| reply.ok());
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = name_str(name).and_then(|n| self.model.child(parent.0, n)).and_then(|p| self.model.rmdir(&p));
+        answer!(reply, res, |_v| reply.ok());
+    }
+
+    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+        // FTP has no command to create symbolic links.
+        reply.error(err(libc::EPERM));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let res = self.do_rename(parent.0, name, newparent.0, newname, flags);
+        answer!(reply, res, |_v| reply.ok());
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let res = self.do_open(ino.0, flags.0);
+        answer!(reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()));
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let res = self.model.handles.get(fh.0).and_then(|f| files::read(&self.model, &f, offset, size as usize));
+        answer!(reply, res, |data| reply.data(&data));
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let res = self.model.handles.get(fh.0).and_then(|f| files::write(&self.model, &f, offset, data));
+        answer!(reply, res, |n| reply.written(n as u32));
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let res = self.model.handles.get(fh.0).and_then(|f| files::commit(&self.model, &f));
+        answer!(reply, res, |_v| reply.ok());
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let res = match self.model.handles.remove(fh.0) {
+            Some(f) => files::commit(&self.model, &f),
+            None => Ok(()),
+        };
+        if let Err(e) = res {
+            log::error!("upload at release failed: errno {e}");
+        }
+        answer!(reply, res, |_v| reply.ok());
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let res = self.model.handles.get(fh.0).and_then(|f| files::commit(&self.model, &f));
+        answer!(reply, res, |_v| reply.ok());
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let res = self.model.path_of(ino.0).and_then(|p| {
+            let listing = self.model.list_dir(&p)?;
+            let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
+            self.dirs.lock().insert(fh, (p, listing));
+            Ok(fh)
+        });
+        answer!(reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()));
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.do_readdir(fh.0, offset, &mut reply) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.dirs.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // FTP cannot tell free space: report a large, plausible filesystem.
+        let blocks = 1u64 << 32;
+        reply.statfs(blocks, blocks / 2, blocks / 2, 1 << 24, 1 << 23, 4096, 255, 4096);
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let res = self.model.path_of(ino.0).and_then(|p| self.model.stat(&p)).and_then(|_| {
+            if mask.contains(AccessFlags::W_OK) && self.model.config().read_only { Err(libc::EROFS) } else { Ok(()) }
+        });
+        answer!(reply, res, |_v| reply.ok());
+    }
+
+    fn create(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
+        let res = self.do_create(parent.0, name, flags);
+        answer!(reply, res, |v| reply.created(&self.ttl, &v.0, Generation(0), FileHandle(v.1), FopenFlags::empty()));
+    }
+}

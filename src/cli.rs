@@ -1,0 +1,372 @@
+//! The command line: arguments, the FTP URL, `-o` mount options and where the password comes from.
+//!
+//! Parsing only: nothing here touches the network or mounts anything. The password is resolved
+//! in order from the URL, `FTPFS_PASSWORD`, `~/.netrc`, and a no-echo prompt on a terminal.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use percent_encoding::percent_decode_str;
+
+use crate::ftp::{ConnectOptions, DataMode, Secret};
+
+/// Mount a remote FTP server as a local directory.
+#[derive(Parser, Debug)]
+#[command(name = "ftpfs", version, about, long_about = None)]
+pub struct Args {
+    /// ftp://[user[:password]@]host[:port][/dir]
+    pub url: String,
+    /// Where to mount it (an existing, empty directory)
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground (default: go to the background once the mount is ready)
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+    /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
+    /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip
+    #[arg(short = 'o', value_name = "OPT[,OPT...]")]
+    pub options: Vec<String>,
+    /// More logging (repeat for more); RUST_LOG overrides
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Mount options after parsing `-o`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountOpts {
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub umask: u32,
+    pub connections: usize,
+    pub cache_timeout: Duration,
+    pub timeout: Duration,
+    pub active: bool,
+    pub no_epsv: bool,
+    pub no_mlsd: bool,
+    pub pasv_ip: bool,
+    pub list_tz_offset: i64,
+}
+
+impl Default for MountOpts {
+    fn default() -> Self {
+        MountOpts {
+            read_only: false,
+            allow_other: false,
+            allow_root: false,
+            uid: None,
+            gid: None,
+            umask: 0,
+            connections: 4,
+            cache_timeout: Duration::from_secs(20),
+            timeout: Duration::from_secs(30),
+            active: false,
+            no_epsv: false,
+            no_mlsd: false,
+            pasv_ip: false,
+            list_tz_offset: 0,
+        }
+    }
+}
+
+/// Options that `mount`, fstab and systemd pass and that need nothing from us.
+fn is_ignorable(opt: &str) -> bool {
+    matches!(
+        opt,
+        "rw" | "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec" | "atime" | "noatime" | "relatime"
+            | "_netdev" | "noauto" | "auto" | "user" | "users" | "nouser" | "nofail" | "defaults" | "async"
+    ) || opt.starts_with("x-systemd.")
+        || opt.starts_with("comment=")
+}
+
+fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("invalid value for {key}: {v:?}"))
+}
+
+fn seconds(key: &str, v: &str) -> Result<Duration, String> {
+    let s: f64 = number(key, v)?;
+    if !(0.0..=86_400.0 * 365.0).contains(&s) {
+        return Err(format!("invalid value for {key}: {v:?}"));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Parses every `-o` argument. An unknown option is an error.
+pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
+    let mut o = MountOpts::default();
+    for opt in args.iter().flat_map(|a| a.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        match (key, value) {
+            ("ro", None) => o.read_only = true,
+            ("allow_other", None) => o.allow_other = true,
+            ("allow_root", None) => o.allow_root = true,
+            ("uid", Some(v)) => o.uid = Some(number(key, v)?),
+            ("gid", Some(v)) => o.gid = Some(number(key, v)?),
+            ("umask", Some(v)) => {
+                o.umask = u32::from_str_radix(v, 8).map_err(|_| format!("invalid value for umask: {v:?}"))? & 0o777
+            }
+            ("connections", Some(v)) => {
+                o.connections = number(key, v)?;
+                if !(1..=64).contains(&o.connections) {
+                    return Err("connections must be between 1 and 64".into());
+                }
+            }
+            ("cache_timeout", Some(v)) => o.cache_timeout = seconds(key, v)?,
+            ("timeout", Some(v)) => {
+                o.timeout = seconds(key, v)?;
+                if o.timeout.is_zero() {
+                    return Err("timeout must be more than 0".into());
+                }
+            }
+            ("active", None) => o.active = true,
+            ("no_epsv", None) => o.no_epsv = true,
+            ("no_mlsd", None) => o.no_mlsd = true,
+            ("pasv_ip", None) => o.pasv_ip = true,
+            ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
+            (k, None) if is_ignorable(k) => log::debug!("ignoring mount option {k}"),
+            _ if is_ignorable(opt) => log::debug!("ignoring mount option {opt}"),
+            _ => return Err(format!("unknown mount option: {opt}")),
+        }
+    }
+    Ok(o)
+}
+
+/// `+HH:MM`, `-HH`, `UTC` → seconds east of UTC.
+fn parse_tz(v: &str) -> Result<i64, String> {
+    let bad = || format!("invalid value for list_tz: {v:?} (use +HH:MM or -HH:MM)");
+    if v.eq_ignore_ascii_case("utc") || v == "0" {
+        return Ok(0);
+    }
+    let (sign, rest) = match v.as_bytes().first() {
+        Some(b'+') => (1, &v[1..]),
+        Some(b'-') => (-1, &v[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+/// What the URL says.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<Secret>,
+    /// The remote directory; `None` means the login directory.
+    pub dir: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.display_url())
+    }
+}
+
+impl Target {
+    /// `ftp://user@host:port/dir`, never with the password: for the mount table and messages.
+    pub fn display_url(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let port = if self.port == 21 { String::new() } else { format!(":{}", self.port) };
+        let dir = self.dir.as_deref().unwrap_or("/");
+        // Keep the fsname free of characters that would break the mount table's option list.
+        let clean = |s: &str| s.replace([',', ' ', '\t', '\n', '\\'], "_");
+        clean(&format!("ftp://{}@{host}{port}{dir}", self.user))
+    }
+}
+
+fn decode(s: &str) -> Result<String, String> {
+    percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| "the URL is not valid UTF-8".to_string())
+}
+
+/// Parses `ftp://[user[:password]@]host[:port][/dir]`.
+pub fn parse_url(s: &str) -> Result<Target, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("invalid URL {:?}: {e}", redact(s)))?;
+    match url.scheme() {
+        "ftp" => {}
+        "ftps" => return Err("ftps:// (FTP over TLS) is not supported yet".into()),
+        other => return Err(format!("unsupported URL scheme {other:?}: use ftp://")),
+    }
+    let host = url.host_str().ok_or("the URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let user = match decode(url.username())? {
+        u if u.is_empty() => "anonymous".to_string(),
+        u => u,
+    };
+    let password = url.password().map(decode).transpose()?.map(Secret::new);
+    let path = decode(url.path())?;
+    let dir = match path.trim_end_matches('/') {
+        "" => None,
+        p => Some(p.to_string()),
+    };
+    for part in [&host, &user].into_iter().chain(dir.as_ref()) {
+        if part.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err("the URL contains a line break or NUL".into());
+        }
+    }
+    Ok(Target { host, port: url.port().unwrap_or(21), user, password, dir })
+}
+
+/// The URL with any password replaced, for error messages.
+pub fn redact(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &s[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((u, _)) => format!("{}{u}:****{}", &s[..scheme_end + 3], &s[at..]),
+                None => s.to_string(),
+            }
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// Looks up `machine host` (or `default`) in a netrc text; returns (login, password).
+pub fn netrc_lookup(text: &str, host: &str) -> Option<(Option<String>, Option<String>)> {
+    let mut tokens = text.split_whitespace();
+    let mut current: Option<bool> = None; // Some(true) inside the wanted machine
+    let (mut login, mut password) = (None, None);
+    let mut default = None;
+    let mut default_entry = (None, None);
+    while let Some(t) = tokens.next() {
+        match t {
+            "machine" => {
+                if current == Some(true) {
+                    return Some((login, password));
+                }
+                current = Some(tokens.next() == Some(host));
+                default = Some(false);
+            }
+            "default" => {
+                if current == Some(true) {
+                    return Some((login, password));
+                }
+                current = Some(false);
+                default = Some(true);
+            }
+            "login" | "password" | "account" | "macdef" => {
+                let v = tokens.next().map(str::to_string);
+                let slot = match t {
+                    "login" => 0,
+                    "password" => 1,
+                    _ => 2,
+                };
+                if current == Some(true) {
+                    if slot == 0 { login = v } else if slot == 1 { password = v }
+                } else if default == Some(true) {
+                    if slot == 0 { default_entry.0 = v } else if slot == 1 { default_entry.1 = v }
+                }
+            }
+            _ => {}
+        }
+    }
+    if current == Some(true) {
+        return Some((login, password));
+    }
+    if default_entry.0.is_some() || default_entry.1.is_some() { Some(default_entry) } else { None }
+}
+
+/// Finds the password (and maybe the user) for `target`.
+pub fn resolve_password(target: &mut Target) -> Result<Secret, String> {
+    if let Some(p) = target.password.take() {
+        return Ok(p);
+    }
+    if let Ok(p) = std::env::var("FTPFS_PASSWORD") {
+        return Ok(Secret::new(p));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        if let Ok(text) = std::fs::read_to_string(PathBuf::from(home).join(".netrc")) {
+            if let Some((login, password)) = netrc_lookup(&text, &target.host) {
+                let login_matches = login.as_deref().is_none_or(|l| target.user == "anonymous" || l == target.user);
+                if login_matches {
+                    if target.user == "anonymous" {
+                        if let Some(l) = login {
+                            target.user = l;
+                        }
+                    }
+                    if let Some(p) = password {
+                        return Ok(Secret::new(p));
+                    }
+                }
+            }
+        }
+    }
+    if target.user == "anonymous" {
+        return Ok(Secret::new("anonymous@"));
+    }
+    if std::io::stdin().is_terminal() {
+        let prompt = format!("Password for {}: ", target.display_url());
+        return rpassword::prompt_password(prompt).map(Secret::new).map_err(|e| format!("cannot read the password: {e}"));
+    }
+    Err(format!(
+        "no password for {}: give it in the URL, FTPFS_PASSWORD or ~/.netrc, or run on a terminal",
+        target.display_url()
+    ))
+}
+
+/// Connection options from the URL and the mount options.
+pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> ConnectOptions {
+    let mut c = ConnectOptions::new(&target.host, target.port, &target.user, "");
+    c.password = password;
+    c.timeout = o.timeout;
+    c.data_mode = if o.active { DataMode::Active } else { DataMode::Passive };
+    c.use_epsv = !o.no_epsv;
+    c.trust_pasv_address = o.pasv_ip;
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("ftp://bob:s%40cret@example.com:2121/some%20dir/").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.user.as_str()), ("example.com", 2121, "bob"));
+        assert_eq!(t.password.as_ref().map(Secret::expose), Some("s@cret"));
+        assert_eq!(t.dir.as_deref(), Some("/some dir"));
+        assert_eq!(t.display_url(), "ftp://bob@example.com:2121/some_dir");
+        assert!(!format!("{t:?}").contains("cret"));
+        let t = parse_url("ftp://[::1]/").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.user.as_str(), t.dir.clone()), ("::1", 21, "anonymous", None));
+        assert!(parse_url("http://x/").is_err());
+        assert!(parse_url("ftps://x/").is_err());
+        assert!(parse_url("not a url").is_err());
+        assert_eq!(redact("ftp://u:pw@h/"), "ftp://u:****@h/");
+        assert_eq!(redact("ftp://h/"), "ftp://h/");
+    }
+
+    #[test]
+    fn mount_options() {
+        let o = parse_mount_options(&["ro,uid=5,gid=6".into(), "umask=022,connections=2,cache_timeout=1.5".into()]).unwrap();
+        assert!(o.read_only);
+        assert_eq!((o.uid, o.gid, o.umask, o.connections), (Some(5), Some(6), 0o22, 2));
+        assert_eq!(o.cache_timeout, Duration::from_millis(1500));
+        let o = parse_mount_options(&["active,no_epsv,no_mlsd,pasv_ip,timeout=5,_netdev,x-systemd.automount,rw".into()]).unwrap();
+        assert!(o.active && o.no_epsv && o.no_mlsd && o.pasv_ip);
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert!(parse_mount_options(&["bogus".into()]).is_err());
+        assert!(parse_mount_options(&["uid=x".into()]).is_err());
+        assert!(parse_mount_options(&["connections=0".into()]).is_err());
+        assert_eq!(parse_mount_options(&["list_tz=+02:30".into()]).unwrap().list_tz_offset, 9000);
+        assert_eq!(parse_mount_options(&["list_tz=-5".into()]).unwrap().list_tz_offset, -18000);
+    }
+
+    #[test]
+    fn netrc() {
+        let text = "machine a.example login alice password pa\nmachine b.example\n login bob\n password pb\ndefault login anon password pd\n";
+        assert_eq!(netrc_lookup(text, "b.example"), Some((Some("bob".into()), Some("pb".into()))));
+        assert_eq!(netrc_lookup(text, "a.example"), Some((Some("alice".into()), Some("pa".into()))));
+        assert_eq!(netrc_lookup(text, "c.example"), Some((Some("anon".into()), Some("pd".into()))));
+        assert_eq!(netrc_lookup("machine x login y password z", "q"), None);
+    }
+}

@@ -1,0 +1,186 @@
+//! The directory listing cache: one listing per directory, kept for `cache_timeout`.
+//!
+//! A listing answers readdir and the getattr/lookup of every child (a name missing from a fresh
+//! listing is a negative answer, with no extra round trip). Our own changes patch the cached
+//! listings they touch instead of dropping them, so `cp -r` into a directory does not re-list it
+//! after every file; changes made by other clients show up once the listing's TTL has passed.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use crate::ftp::Entry;
+
+/// One directory's entries, sorted by name, with an index.
+#[derive(Clone, Debug)]
+pub struct DirListing {
+    pub fetched: Instant,
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl DirListing {
+    pub fn new(mut entries: Vec<Entry>) -> DirListing {
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries.dedup_by(|a, b| a.name == b.name);
+        let index = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        DirListing { fetched: Instant::now(), entries, index }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.index.get(name).map(|&i| &self.entries[i])
+    }
+
+    fn upsert(&mut self, entry: Entry) {
+        match self.index.get(&entry.name) {
+            Some(&i) => self.entries[i] = entry,
+            None => {
+                self.index.insert(entry.name.clone(), self.entries.len());
+                self.entries.push(entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Entry> {
+        let i = self.index.remove(name)?;
+        let e = self.entries.swap_remove(i);
+        if i < self.entries.len() {
+            let moved = self.entries[i].name.clone();
+            self.index.insert(moved, i);
+        }
+        Some(e)
+    }
+}
+
+/// Listings by directory path (relative to the mount root), bounded and with a TTL.
+pub struct DirCache {
+    ttl: Duration,
+    map: Mutex<LruCache<String, Arc<DirListing>>>,
+}
+
+impl DirCache {
+    pub fn new(ttl: Duration, capacity: usize) -> DirCache {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        DirCache { ttl, map: Mutex::new(LruCache::new(cap)) }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The cached listing of `dir` if it is younger than the TTL.
+    pub fn get_fresh(&self, dir: &str) -> Option<Arc<DirListing>> {
+        let mut map = self.map.lock();
+        match map.get(dir) {
+            Some(l) if l.fetched.elapsed() < self.ttl => Some(l.clone()),
+            Some(_) => {
+                map.pop(dir);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stores a freshly fetched listing.
+    pub fn put(&self, dir: &str, entries: Vec<Entry>) -> Arc<DirListing> {
+        let l = Arc::new(DirListing::new(entries));
+        self.map.lock().put(dir.to_string(), l.clone());
+        l
+    }
+
+    /// Adds or replaces one entry in the cached listing of `dir` (if cached).
+    pub fn upsert(&self, dir: &str, entry: Entry) {
+        if let Some(l) = self.map.lock().get_mut(dir) {
+            Arc::make_mut(l).upsert(entry);
+        }
+    }
+
+    /// Changes one entry in place (if cached).
+    pub fn update(&self, dir: &str, name: &str, f: impl FnOnce(&mut Entry)) {
+        if let Some(l) = self.map.lock().get_mut(dir) {
+            let l = Arc::make_mut(l);
+            if let Some(&i) = l.index.get(name) {
+                f(&mut l.entries[i]);
+            }
+        }
+    }
+
+    /// Removes one entry from the cached listing of `dir` and returns it (if cached).
+    pub fn remove(&self, dir: &str, name: &str) -> Option<Entry> {
+        self.map.lock().get_mut(dir).and_then(|l| Arc::make_mut(l).remove(name))
+    }
+
+    /// Forgets the listing of `dir`.
+    pub fn invalidate(&self, dir: &str) {
+        self.map.lock().pop(dir);
+    }
+
+    /// Forgets the listings of `dir` and of everything under it.
+    pub fn invalidate_tree(&self, dir: &str) {
+        let prefix = format!("{dir}/");
+        let mut map = self.map.lock();
+        let doomed: Vec<String> =
+            map.iter().map(|(k, _)| k.clone()).filter(|k| k == dir || dir.is_empty() || k.starts_with(&prefix)).collect();
+        for k in doomed {
+            map.pop(&k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ftp::EntryKind;
+
+    fn e(name: &str) -> Entry {
+        let mut e = Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size: Some(1),
+            mtime: None,
+            mtime_nanos: 0,
+            mode: None,
+            owner: None,
+            group: None,
+        };
+        e.size = Some(name.len() as u64);
+        e
+    }
+
+    #[test]
+    fn ttl_and_patching() {
+        let c = DirCache::new(Duration::from_millis(200), 10);
+        c.put("d", vec![e("b"), e("a")]);
+        let l = c.get_fresh("d").unwrap();
+        assert_eq!(l.entries().iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        c.upsert("d", e("ccc"));
+        c.remove("d", "a");
+        let l = c.get_fresh("d").unwrap();
+        assert!(l.get("a").is_none());
+        assert_eq!(l.get("ccc").unwrap().size, Some(3));
+        assert_eq!(l.get("b").unwrap().size, Some(1));
+        c.update("d", "b", |x| x.size = Some(99));
+        assert_eq!(c.get_fresh("d").unwrap().get("b").unwrap().size, Some(99));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(c.get_fresh("d").is_none());
+    }
+
+    #[test]
+    fn invalidate_tree() {
+        let c = DirCache::new(Duration::from_secs(10), 10);
+        for d in ["a", "a/b", "ab", "a/b/c"] {
+            c.put(d, vec![]);
+        }
+        c.invalidate_tree("a");
+        assert!(c.get_fresh("a").is_none() && c.get_fresh("a/b").is_none() && c.get_fresh("a/b/c").is_none());
+        assert!(c.get_fresh("ab").is_some());
+    }
+}

@@ -1,0 +1,428 @@
+//! The filesystem model: remote paths, attributes from cached listings, and the metadata
+//! operations (lookup, stat, readdir, mkdir, rmdir, unlink, rename, chmod, utimes, truncate).
+//!
+//! Everything here speaks paths relative to the mount root and errno values; it reaches the server
+//! only through the connection pool, and knows nothing of FUSE.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use super::cache::{DirCache, DirListing};
+use super::files::Handles;
+use super::inodes::{Inodes, child_path, split_path};
+use super::pool::Pool;
+use crate::ftp::{Entry, EntryKind, Features, FtpError, ListContext, Op, command::check_arg, listing::is_acceptable_name};
+
+/// errno-valued results, as the kernel wants them.
+pub type FsResult<T> = Result<T, i32>;
+
+/// Settings of the model.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// The remote directory mounted at the root, absolute (`/` or `/some/dir`).
+    pub remote_root: String,
+    pub cache_timeout: Duration,
+    pub uid: u32,
+    pub gid: u32,
+    /// Bits cleared from every permission shown.
+    pub umask: u32,
+    pub read_only: bool,
+    /// Use MLSD when the server offers it.
+    pub use_mlsd: bool,
+    /// Offset of the server's LIST times from UTC, seconds.
+    pub list_tz_offset: i64,
+}
+
+/// What kind of object a path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Attributes of one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The model: shared by all worker threads.
+pub struct Model {
+    pub(super) cfg: ModelConfig,
+    pub(super) pool: Arc<Pool>,
+    pub(super) features: Features,
+    pub inodes: Mutex<Inodes>,
+    pub(super) dirs: DirCache,
+    pub handles: Handles,
+    /// SITE CHMOD turned out to be unsupported.
+    chmod_unsupported: std::sync::atomic::AtomicBool,
+}
+
+/// Maps a wire error to errno for an operation, logging it.
+pub(super) fn errno(e: &FtpError, op: Op) -> i32 {
+    let n = e.errno(op);
+    log::debug!("{op:?} failed: {e} → errno {n}");
+    n
+}
+
+impl Model {
+    pub fn new(cfg: ModelConfig, pool: Arc<Pool>, features: Features) -> Model {
+        let dirs = DirCache::new(cfg.cache_timeout, 4096);
+        Model {
+            cfg,
+            pool,
+            features,
+            inodes: Mutex::new(Inodes::new()),
+            dirs,
+            handles: Handles::default(),
+            chmod_unsupported: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The server path of a mount-relative path.
+    pub fn remote(&self, rel: &str) -> String {
+        let root = self.cfg.remote_root.trim_end_matches('/');
+        if rel.is_empty() {
+            if root.is_empty() { "/".to_string() } else { root.to_string() }
+        } else {
+            format!("{root}/{rel}")
+        }
+    }
+
+    /// Refuses names that cannot be sent safely or would escape their directory.
+    pub fn check_name(name: &str) -> FsResult<()> {
+        if !is_acceptable_name(name) || check_arg(name).is_err() {
+            return Err(libc::EINVAL);
+        }
+        Ok(())
+    }
+
+    pub(super) fn refuse_if_read_only(&self) -> FsResult<()> {
+        if self.cfg.read_only { Err(libc::EROFS) } else { Ok(()) }
+    }
+
+    /// The listing of a directory, from the cache or the server.
+    pub fn list_dir(&self, dir: &str) -> FsResult<Arc<DirListing>> {
+        if let Some(l) = self.dirs.get_fresh(dir) {
+            return Ok(l);
+        }
+        let remote = self.remote(dir);
+        let mlsd = self.cfg.use_mlsd && self.features.mlst.is_some();
+        let ctx = ListContext { now: ListContext::now_utc().now, tz_offset: self.cfg.list_tz_offset };
+        let entries = self
+            .pool
+            .run(true, |c| if mlsd { c.mlsd(&remote) } else { c.list(&remote, &ctx) })
+            .map_err(|e| errno(&e, Op::Lookup))?;
+        Ok(self.dirs.put(dir, entries))
+    }
+
+    /// The listing entry of a path (not the root).
+    pub fn entry(&self, path: &str) -> FsResult<Entry> {
+        let (parent, name) = split_path(path);
+        let listing = self.list_dir(parent)?;
+        match listing.get(name) {
+            Some(e) => Ok(e.clone()),
+            // Created through an open handle and not uploaded yet: it exists for us already.
+            None if self.handles.is_pending(path) => Ok(Self::fresh_entry(name, EntryKind::File, 0)),
+            None => Err(libc::ENOENT),
+        }
+    }
+
+    /// Makes a new, still empty file visible before its first upload (create()).
+    pub fn create_pending(&self, path: &str) -> FsResult<()> {
+        self.refuse_if_read_only()?;
+        let (parent, name) = split_path(path);
+        Self::check_name(name)?;
+        let listing = self.list_dir(parent)?;
+        if listing.get(name).is_some_and(|e| e.is_dir()) {
+            return Err(libc::EISDIR);
+        }
+        self.dirs.upsert(parent, Self::fresh_entry(name, EntryKind::File, 0));
+        Ok(())
+    }
+
+    /// Attributes of a path.
+    pub fn stat(&self, path: &str) -> FsResult<Stat> {
+        if path.is_empty() {
+            return Ok(self.root_stat());
+        }
+        let e = self.entry(path)?;
+        let mut st = self.stat_of(&e);
+        if st.kind == Kind::File {
+            if let Some(size) = self.handles.open_size(path) {
+                st.size = size;
+            }
+        }
+        Ok(st)
+    }
+
+    fn root_stat(&self) -> Stat {
+        Stat {
+            kind: Kind::Dir,
+            size: 4096,
+            mtime: SystemTime::now(),
+            perm: (0o755 & !self.cfg.umask) as u16,
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+        }
+    }
+
+    /// Turns a listing entry into attributes.
+    pub fn stat_of(&self, e: &Entry) -> Stat {
+        let (kind, default_mode, size) = match &e.kind {
+            EntryKind::File => (Kind::File, 0o644, e.size.unwrap_or(0)),
+            EntryKind::Dir => (Kind::Dir, 0o755, e.size.unwrap_or(4096)),
+            EntryKind::Symlink(t) => (Kind::Symlink, 0o777, t.as_ref().map_or(0, |t| t.len() as u64)),
+        };
+        let mtime = match e.mtime {
+            Some(s) if s >= 0 => UNIX_EPOCH + Duration::new(s as u64, e.mtime_nanos),
+            Some(s) => UNIX_EPOCH - Duration::from_secs(s.unsigned_abs()),
+            None => UNIX_EPOCH,
+        };
+        let perm = match kind {
+            Kind::Symlink => 0o777,
+            _ => (e.mode.unwrap_or(default_mode) & 0o7777 & !self.cfg.umask) as u16,
+        };
+        Stat { kind, size, mtime, perm, uid: self.cfg.uid, gid: self.cfg.gid }
+    }
+
+    /// The target of a symlink.
+    pub fn readlink(&self, path: &str) -> FsResult<String> {
+        match self.entry(path)?.kind {
+            EntryKind::Symlink(Some(t)) => Ok(t),
+            EntryKind::Symlink(None) => Err(libc::EIO),
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    /// A new entry for something we just created.
+    pub(super) fn fresh_entry(name: &str, kind: EntryKind, size: u64) -> Entry {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Entry {
+            name: name.to_string(),
+            kind,
+            size: Some(size),
+            mtime: Some(now.as_secs() as i64),
+            mtime_nanos: now.subsec_nanos(),
+            mode: None,
+            owner: None,
+            group: None,
+        }
+    }
+
+    pub fn mkdir(&self, path: &str) -> FsResult<Stat> {
+        self.refuse_if_read_only()?;
+        let (parent, name) = split_path(path);
+        Self::check_name(name)?;
+        let remote = self.remote(path);
+        if let Err(e) = self.pool.run(false, |c| c.mkd(&remote)) {
+            // 550 says little: tell "exists" from "not allowed" by looking.
+            self.dirs.invalidate(parent);
+            return Err(match self.entry(path) {
+                Ok(_) => libc::EEXIST,
+                Err(libc::ENOENT) if e.code() == Some(550) => {
+                    if self.stat(parent).is_ok() { libc::EACCES } else { libc::ENOENT }
+                }
+                Err(_) => errno(&e, Op::Mkdir),
+            });
+        }
+        let entry = Self::fresh_entry(name, EntryKind::Dir, 4096);
+        let st = self.stat_of(&entry);
+        self.dirs.upsert(parent, entry);
+        self.dirs.put(path, Vec::new());
+        Ok(st)
+    }
+
+    pub fn rmdir(&self, path: &str) -> FsResult<()> {
+        self.refuse_if_read_only()?;
+        let (parent, _) = split_path(path);
+        let remote = self.remote(path);
+        if let Err(e) = self.pool.run(false, |c| c.rmd(&remote)) {
+            self.dirs.invalidate(path);
+            return Err(match self.list_dir(path) {
+                Ok(l) if !l.entries().is_empty() => libc::ENOTEMPTY,
+                Ok(_) => errno(&e, Op::Rmdir),
+                Err(libc::ENOENT) => libc::ENOENT,
+                Err(_) => errno(&e, Op::Rmdir),
+            });
+        }
+        self.forget_path(path, parent);
+        Ok(())
+    }
+
+    pub fn unlink(&self, path: &str) -> FsResult<()> {
+        self.refuse_if_read_only()?;
+        let (parent, _) = split_path(path);
+        if self.entry(path).map(|e| e.is_dir()).unwrap_or(false) {
+            return Err(libc::EISDIR);
+        }
+        let remote = self.remote(path);
+        match self.pool.run(false, |c| c.dele(&remote)) {
+            Ok(()) => {}
+            Err(e) => {
+                self.dirs.invalidate(parent);
+                // A file created but not yet uploaded exists only here.
+                if !self.handles.discard_pending(path) {
+                    return Err(errno(&e, Op::Delete));
+                }
+            }
+        }
+        self.handles.mark_unlinked(path);
+        self.forget_path(path, parent);
+        Ok(())
+    }
+
+    fn forget_path(&self, path: &str, parent: &str) {
+        let (_, name) = split_path(path);
+        self.dirs.remove(parent, name);
+        self.dirs.invalidate_tree(path);
+        self.inodes.lock().remove_path(path);
+    }
+
+    /// Renames `from` to `to`, replacing `to` when it exists (POSIX rename semantics).
+    pub fn rename(&self, from: &str, to: &str) -> FsResult<()> {
+        self.refuse_if_read_only()?;
+        let (from_parent, from_name) = split_path(from);
+        let (to_parent, to_name) = split_path(to);
+        Self::check_name(to_name)?;
+        if from == to {
+            return Ok(());
+        }
+        let source = self.entry(from)?;
+        let target = match self.entry(to) {
+            Ok(t) => Some(t),
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(t) = &target {
+            match (source.is_dir(), t.is_dir()) {
+                (false, true) => return Err(libc::EISDIR),
+                (true, false) => return Err(libc::ENOTDIR),
+                (true, true) if !self.list_dir(to)?.entries().is_empty() => return Err(libc::ENOTEMPTY),
+                _ => {}
+            }
+        }
+        // Uploads of files still open under the old name must land under the new one.
+        self.handles.commit_all_under(self, from)?;
+        let (rfrom, rto) = (self.remote(from), self.remote(to));
+        let direct = self.pool.run(false, |c| c.rename(&rfrom, &rto));
+        if let Err(e) = direct {
+            // Some servers refuse to rename over an existing target: remove it, then retry.
+            let Some(t) = &target else { return Err(errno(&e, Op::Rename)) };
+            log::debug!("rename over existing refused ({e}); removing the target first");
+            let removed = if t.is_dir() {
+                self.pool.run(false, |c| c.rmd(&rto))
+            } else {
+                self.pool.run(false, |c| c.dele(&rto))
+            };
+            removed.map_err(|e| errno(&e, Op::Rename))?;
+            self.pool.run(false, |c| c.rename(&rfrom, &rto)).map_err(|e| errno(&e, Op::Rename))?;
+        }
+        self.dirs.remove(to_parent, to_name);
+        self.dirs.invalidate_tree(to);
+        self.dirs.invalidate_tree(from);
+        match self.dirs.remove(from_parent, from_name) {
+            Some(mut e) => {
+                e.name = to_name.to_string();
+                self.dirs.upsert(to_parent, e);
+            }
+            None => self.dirs.invalidate(to_parent),
+        }
+        self.inodes.lock().rename(from, to);
+        self.handles.renamed(from, to);
+        Ok(())
+    }
+
+    /// SITE CHMOD where the server has it; elsewhere a no-op that succeeds (documented).
+    pub fn chmod(&self, path: &str, mode: u32) -> FsResult<()> {
+        self.refuse_if_read_only()?;
+        use std::sync::atomic::Ordering;
+        if self.chmod_unsupported.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let remote = self.remote(path);
+        match self.pool.run(false, |c| c.site_chmod(&remote, mode)) {
+            Ok(()) => {
+                let (parent, name) = split_path(path);
+                self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
+                Ok(())
+            }
+            Err(e) if matches!(e.code(), Some(500 | 501 | 502 | 504)) => {
+                log::info!("server has no SITE CHMOD ({e}); chmod requests are ignored");
+                self.chmod_unsupported.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if e.code() == Some(550) && self.handles.is_pending(path) => Ok(()),
+            Err(e) => Err(errno(&e, Op::SetAttr)),
+        }
+    }
+
+    /// Sets the modification time with MFMT where the server has it; elsewhere ignored.
+    pub fn set_mtime(&self, path: &str, mtime: SystemTime) -> FsResult<()> {
+        self.refuse_if_read_only()?;
+        if !self.features.mfmt {
+            return Ok(());
+        }
+        let secs = match mtime.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
+        let remote = self.remote(path);
+        self.pool.run(true, |c| c.mfmt(&remote, secs)).map_err(|e| errno(&e, Op::SetAttr))?;
+        let (parent, name) = split_path(path);
+        self.dirs.update(parent, name, |e| {
+            e.mtime = Some(secs);
+            e.mtime_nanos = 0;
+        });
+        Ok(())
+    }
+
+    /// Records a new size (and "now" as mtime) for a file we just wrote.
+    pub(super) fn note_written(&self, path: &str, size: u64) {
+        let (parent, name) = split_path(path);
+        let fresh = Self::fresh_entry(name, EntryKind::File, size);
+        let mut found = false;
+        self.dirs.update(parent, name, |e| {
+            e.size = Some(size);
+            e.mtime = fresh.mtime;
+            e.mtime_nanos = fresh.mtime_nanos;
+            found = true;
+        });
+        if !found {
+            self.dirs.upsert(parent, fresh);
+        }
+    }
+
+    /// The inode number for `path`, counting a kernel lookup.
+    pub fn lookup_ino(&self, path: &str) -> u64 {
+        self.inodes.lock().lookup(path)
+    }
+
+    /// The path of an inode.
+    pub fn path_of(&self, ino: u64) -> FsResult<String> {
+        self.inodes.lock().path(ino).map(str::to_string).ok_or(libc::ENOENT)
+    }
+
+    /// Joins a directory inode and a name into a path, checking the name.
+    pub fn child(&self, parent_ino: u64, name: &str) -> FsResult<String> {
+        Self::check_name(name)?;
+        Ok(child_path(&self.path_of(parent_ino)?, name))
+    }
+
+    /// Closes idle connections (at unmount).
+    pub fn shutdown(&self) {
+        self.pool.close_idle();
+    }
+}

@@ -1,0 +1,238 @@
+//! A small pool of logged-in control connections shared by the filesystem's worker threads.
+//!
+//! Connections are created lazily up to `max`. A [`Lease`] hands one out and returns it when
+//! dropped, unless it died (then the slot is freed and a fresh one is made on demand). Long
+//! transfers may hold at most `max - 1` connections, so listings and stats of other files never
+//! wait behind them. Idempotent operations are retried once on a fresh connection when the old one
+//! turned out to be broken (server restart, 421 idle timeout, reset).
+
+use std::borrow::{Borrow, BorrowMut};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::ftp::{ConnectOptions, Connection, FtpError, Result};
+
+/// What a connection is wanted for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A short command or a listing.
+    Metadata,
+    /// A transfer that may hold the connection for a long time.
+    Transfer,
+}
+
+struct Idle {
+    conn: Connection,
+    since: Instant,
+}
+
+struct State {
+    idle: Vec<Idle>,
+    /// Connections in existence or being created (idle + leased + connecting).
+    total: usize,
+    /// Leased for transfers.
+    transfers: usize,
+    /// Current ceiling: starts at `max`, shrinks when the server refuses more connections.
+    limit: usize,
+}
+
+/// The pool. Cheap to share through `Arc`.
+pub struct Pool {
+    opts: ConnectOptions,
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+/// Idle connections older than this are checked with NOOP before use.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+impl Pool {
+    /// Creates a pool; `first` is an already logged-in connection (the one that proved the login).
+    pub fn new(opts: ConnectOptions, max: usize, first: Option<Connection>) -> Arc<Pool> {
+        let max = max.max(1);
+        let mut idle = Vec::new();
+        if let Some(c) = first {
+            idle.push(Idle { conn: c, since: Instant::now() });
+        }
+        let total = idle.len();
+        Arc::new(Pool { opts, state: Mutex::new(State { idle, total, transfers: 0, limit: max }), freed: Condvar::new() })
+    }
+
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// Borrows a connection, creating one when allowed, or waiting for one to come back.
+    pub fn get(self: &Arc<Self>, purpose: Purpose) -> Result<Lease> {
+        let mut st = self.state.lock();
+        loop {
+            let transfer_cap = st.limit.saturating_sub(1).max(1);
+            let may_use = purpose == Purpose::Metadata || st.transfers < transfer_cap;
+            if may_use {
+                if let Some(idle) = st.idle.pop() {
+                    if purpose == Purpose::Transfer {
+                        st.transfers += 1;
+                    }
+                    drop(st);
+                    return self.checked(idle, purpose);
+                }
+                if st.total < st.limit {
+                    st.total += 1;
+                    if purpose == Purpose::Transfer {
+                        st.transfers += 1;
+                    }
+                    drop(st);
+                    return self.connect_new(purpose);
+                }
+            }
+            self.freed.wait(&mut st);
+        }
+    }
+
+    /// Returns an idle connection after making sure it is still alive if it sat for a while.
+    fn checked(self: &Arc<Self>, idle: Idle, purpose: Purpose) -> Result<Lease> {
+        let mut conn = idle.conn;
+        if idle.since.elapsed() >= STALE_AFTER && conn.noop().is_err() {
+            log::debug!("idle connection went stale; replacing it");
+            conn.quit();
+            return self.connect_new(purpose);
+        }
+        Ok(Lease { pool: self.clone(), conn: Some(conn), purpose })
+    }
+
+    /// Makes a new connection for a slot already counted in `total`.
+    fn connect_new(self: &Arc<Self>, purpose: Purpose) -> Result<Lease> {
+        match Connection::connect(&self.opts) {
+            Ok(conn) => Ok(Lease { pool: self.clone(), conn: Some(conn), purpose }),
+            Err(e) => {
+                let mut st = self.state.lock();
+                st.total -= 1;
+                if purpose == Purpose::Transfer {
+                    st.transfers -= 1;
+                }
+                if too_many_connections(&e) && st.total > 0 {
+                    // The server caps connections: use fewer instead of failing, and wait.
+                    st.limit = st.total.max(1);
+                    log::warn!("server refused another connection ({e}); pool limited to {}", st.limit);
+                    self.freed.notify_all();
+                    drop(st);
+                    return self.get(purpose);
+                }
+                self.freed.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Option<Connection>, purpose: Purpose) {
+        let mut st = self.state.lock();
+        if purpose == Purpose::Transfer {
+            st.transfers -= 1;
+        }
+        match conn {
+            Some(c) if !c.is_dead() => st.idle.push(Idle { conn: c, since: Instant::now() }),
+            _ => st.total -= 1,
+        }
+        self.freed.notify_one();
+    }
+
+    /// Runs `op` on a pooled connection; if the connection turned out to be broken and `op` is
+    /// idempotent, runs it once more on a fresh connection.
+    pub fn run<T>(self: &Arc<Self>, idempotent: bool, mut op: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut lease = self.get(Purpose::Metadata)?;
+        match op(&mut lease) {
+            Err(e) if idempotent && e.is_reconnectable() => {
+                log::info!("retrying on a fresh connection after: {e}");
+                lease.discard();
+                drop(lease);
+                let mut lease = self.get(Purpose::Metadata)?;
+                op(&mut lease)
+            }
+            other => other,
+        }
+    }
+
+    /// Closes every idle connection (at unmount).
+    pub fn close_idle(&self) {
+        let idle: Vec<Idle> = {
+            let mut st = self.state.lock();
+            let v = std::mem::take(&mut st.idle);
+            st.total -= v.len();
+            v
+        };
+        for i in idle {
+            i.conn.quit();
+        }
+    }
+}
+
+fn too_many_connections(e: &FtpError) -> bool {
+    match e {
+        FtpError::Reply { code: 421, .. } => true,
+        FtpError::Reply { code: 530, text } => {
+            let t = text.to_ascii_lowercase();
+            t.contains("too many") || t.contains("maximum") || t.contains("limit")
+        }
+        _ => false,
+    }
+}
+
+/// A connection borrowed from the pool; goes back on drop (or is discarded if dead).
+pub struct Lease {
+    pool: Arc<Pool>,
+    conn: Option<Connection>,
+    purpose: Purpose,
+}
+
+impl Lease {
+    /// Drops the connection instead of returning it to the pool.
+    pub fn discard(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.quit();
+        }
+    }
+
+    fn conn_mut(&mut self) -> &mut Connection {
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => unreachable!("a lease is only used while it holds its connection"),
+        }
+    }
+}
+
+impl Deref for Lease {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self.conn.as_ref() {
+            Some(c) => c,
+            None => unreachable!("a lease is only used while it holds its connection"),
+        }
+    }
+}
+
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn_mut()
+    }
+}
+
+impl Borrow<Connection> for Lease {
+    fn borrow(&self) -> &Connection {
+        self
+    }
+}
+
+impl BorrowMut<Connection> for Lease {
+    fn borrow_mut(&mut self) -> &mut Connection {
+        self.conn_mut()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.give_back(self.conn.take(), self.purpose);
+    }
+}

@@ -1,0 +1,208 @@
+//! Start-up and lifetime of a mount: checks that fail fast (mountpoint, server, login, remote
+//! directory), going to the background once the mount is ready (the parent exits 0 only then),
+//! signal handling (SIGINT/SIGTERM/SIGHUP unmount cleanly) and the end when `fusermount -u` runs.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+
+use crate::adapter::FtpFs;
+use crate::cli::{MountOpts, Target};
+use crate::ftp::{ConnectOptions, Connection};
+use crate::model::{Model, ModelConfig, Pool};
+
+/// Why a mount could not start; printed as `ftpfs: <message>`.
+pub type StartError = String;
+
+/// Refuses a mountpoint that is missing, not a directory, or already a mount point.
+pub fn check_mountpoint(p: &Path) -> Result<PathBuf, StartError> {
+    let canon = p.canonicalize().map_err(|e| format!("mountpoint {}: {e}", p.display()))?;
+    if !canon.is_dir() {
+        return Err(format!("mountpoint {} is not a directory", p.display()));
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let escaped = canon.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
+    if mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(escaped.as_str())) {
+        return Err(format!("mountpoint {} is already mounted", p.display()));
+    }
+    Ok(canon)
+}
+
+/// Connects and logs in once, to fail fast with the server's own message.
+pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<Connection, StartError> {
+    Connection::connect(opts).map_err(|e| match e.code() {
+        Some(530) => format!("login to {} failed: {}", target.display_url(), e),
+        _ => format!("cannot connect to {}: {e}", target.display_url()),
+    })
+}
+
+/// The remote directory to mount: the URL's, or the login directory. Checked to exist.
+pub fn remote_root(conn: &mut Connection, target: &Target) -> Result<String, StartError> {
+    let dir = match &target.dir {
+        Some(d) => d.clone(),
+        None => conn.pwd().unwrap_or_else(|_| "/".to_string()),
+    };
+    conn.cwd(&dir).map_err(|e| format!("remote directory {dir}: {e}"))?;
+    Ok(if dir.is_empty() { "/".into() } else { dir })
+}
+
+/// The parent's end of the start-up report: the child writes "ok" or an error message.
+pub struct Report {
+    write: Option<File>,
+}
+
+impl Report {
+    fn foreground() -> Report {
+        Report { write: None }
+    }
+
+    pub fn ready(&mut self) {
+        if let Some(mut w) = self.write.take() {
+            let _ = w.write_all(b"ok");
+        }
+    }
+
+    pub fn failed(&mut self, msg: &str) {
+        if let Some(mut w) = self.write.take() {
+            let _ = w.write_all(msg.as_bytes());
+        }
+    }
+}
+
+/// Forks: the parent waits for the child's report and exits with it; the child continues with a
+/// [`Report`] to send when the mount is ready. Must run before any thread is started.
+pub fn daemonize() -> Result<Report, StartError> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe() fills the two descriptors we pass it.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the descriptors were just created and are owned by nothing else.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet (checked by the caller's order of work).
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(read_end);
+            // SAFETY: plain syscall, no memory involved.
+            unsafe { libc::setsid() };
+            Ok(Report { write: Some(File::from(write_end)) })
+        }
+        _child => {
+            drop(write_end);
+            let mut msg = String::new();
+            let _ = File::from(read_end).read_to_string(&mut msg);
+            if msg == "ok" {
+                std::process::exit(0);
+            }
+            if msg.is_empty() {
+                msg = "the mount process ended before the mount was ready".into();
+            }
+            eprintln!("ftpfs: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Points stdin/stdout/stderr at /dev/null (the background process has no terminal).
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+/// Everything needed to run one mount.
+pub struct MountPlan {
+    pub target: Target,
+    pub opts: MountOpts,
+    pub connect: ConnectOptions,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+}
+
+/// Runs the mount until it is unmounted. Returns the process exit code.
+pub fn run(plan: MountPlan) -> Result<(), StartError> {
+    let mountpoint = check_mountpoint(&plan.mountpoint)?;
+    let mut first = first_connection(&plan.connect, &plan.target)?;
+    let root = remote_root(&mut first, &plan.target)?;
+    let mut report = if plan.foreground { Report::foreground() } else { daemonize()? };
+    match mount_and_serve(plan, mountpoint, first, root, &mut report) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            report.failed(&e);
+            Err(e)
+        }
+    }
+}
+
+fn mount_and_serve(plan: MountPlan, mountpoint: PathBuf, first: Connection, root: String, report: &mut Report) -> Result<(), StartError> {
+    let features = first.features().clone();
+    let o = &plan.opts;
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let cfg = ModelConfig {
+        remote_root: root,
+        cache_timeout: o.cache_timeout,
+        uid: o.uid.unwrap_or(uid),
+        gid: o.gid.unwrap_or(gid),
+        umask: o.umask,
+        read_only: o.read_only,
+        use_mlsd: !o.no_mlsd,
+        list_tz_offset: o.list_tz_offset,
+    };
+    let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
+    let model = Arc::new(Model::new(cfg, pool, features));
+    let fs = FtpFs::new(model.clone());
+
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(plan.target.display_url()),
+        MountOption::Subtype("ftpfs".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if o.read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    config.acl = if o.allow_other {
+        SessionACL::All
+    } else if o.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some((o.connections * 2).clamp(4, 16));
+    config.clone_fd = true;
+
+    let mut session = Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    log::info!("mounted {} on {}", plan.target.display_url(), mountpoint.display());
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+        .map_err(|e| format!("signals: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    log::error!("unmount failed: {e}");
+                }
+            }
+        })
+        .map_err(|e| format!("thread: {e}"))?;
+    report.ready();
+    if !plan.foreground {
+        detach_stdio();
+    }
+    let res = session.run();
+    model.shutdown();
+    res.map_err(|e| format!("session ended: {e}"))
+}
