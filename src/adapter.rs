@@ -96,20 +96,23 @@ impl FtpFs {
         if let Some(mode) = mode {
             self.model.chmod(&path, mode)?;
         }
-        if let Some(t) = mtime {
-            let when = match t {
-                TimeOrNow::SpecificTime(t) => Some(t),
-                // "Now" is what the server sets anyway when the data lands.
-                TimeOrNow::Now => None,
-            };
-            if let Some(when) = when {
-                match handle.filter(|_| self.model.handles.open_size(&path).is_some() || self.model.handles.is_pending(&path)) {
-                    Some(f) => files::defer_mtime(&f, when),
-                    None => self.model.set_mtime(&path, when)?,
-                }
+        // "Now" is what the server sets anyway when data lands, so only explicit times are sent.
+        let when = match mtime {
+            Some(TimeOrNow::SpecificTime(t)) => Some(t),
+            _ => None,
+        };
+        if let Some(when) = when {
+            let dirty = self.model.handles.open_size(&path).is_some() || self.model.handles.is_pending(&path);
+            match handle.filter(|_| dirty) {
+                // Setting it now would be undone by the upload still to come (cp -p, futimens).
+                Some(f) => files::defer_mtime(&f, when),
+                None => self.model.set_mtime(&path, when)?,
             }
         }
-        let st = self.model.stat(&path)?;
+        let mut st = self.model.stat(&path)?;
+        if let Some(when) = when {
+            st.mtime = when;
+        }
         Ok(self.attr(ino, &st))
     }
 
@@ -134,9 +137,11 @@ impl FtpFs {
         }
         let path = self.model.child(parent, name_str(name)?)?;
         let append = flags & libc::O_APPEND != 0;
-        self.model.create_pending(&path)?;
+        let exclusive = flags & libc::O_EXCL != 0;
+        let truncate = flags & libc::O_TRUNC != 0;
+        let existing = self.model.create_pending(&path, exclusive, truncate)?;
         let attr = self.entry_for(&path)?;
-        let fh = self.model.handles.open(attr.ino.0, &path, true, append, true, Some(0));
+        let fh = self.model.handles.open(attr.ino.0, &path, true, append, existing.is_none(), existing.or(Some(0)));
         Ok((attr, fh))
     }
 
@@ -365,6 +370,24 @@ impl Filesystem for FtpFs {
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         self.dirs.lock().remove(&fh.0);
         reply.ok();
+    }
+
+    // Extended attributes: FTP has none. ENOSYS makes the kernel stop asking (and tells
+    // callers EOPNOTSUPP, which cp -a and rsync -X handle).
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(err(libc::ENOSYS));
+    }
+
+    fn setxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
+        reply.error(err(libc::ENOSYS));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(err(libc::ENOSYS));
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(err(libc::ENOSYS));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -12,8 +12,19 @@ fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let env = env_logger::Env::default().default_filter_or(format!("ftpfs={level},fuser=warn"));
-    env_logger::Builder::from_env(env).format_timestamp_millis().init();
+    let env = env_logger::Env::default().default_filter_or(format!("ftpfs={level},fuser=error"));
+    let mut builder = env_logger::Builder::from_env(env);
+    builder.format_timestamp_millis();
+    // A background mount has no terminal: FTPFS_LOG_FILE keeps its log.
+    if let Some(path) = std::env::var_os("FTPFS_LOG_FILE") {
+        match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => {
+                builder.target(env_logger::Target::Pipe(Box::new(f)));
+            }
+            Err(e) => eprintln!("ftpfs: cannot open log file {}: {e}", path.to_string_lossy()),
+        }
+    }
+    builder.init();
 }
 
 fn start(args: Args) -> Result<(), String> {

@@ -120,7 +120,8 @@ fn reply_errno(code: u16, text: &str, op: Op) -> i32 {
         553 => {
             if text_says(text, &["exist"]) {
                 EEXIST
-            } else if text_says(text, &["permission", "denied", "not allowed"]) {
+            } else if op == Op::Write || text_says(text, &["permission", "denied", "not allowed"]) {
+                // vsftpd answers a STOR it may not do with "553 Could not create file."
                 EACCES
             } else {
                 EINVAL
@@ -179,7 +180,8 @@ mod tests {
         assert_eq!(reply(550, "Create directory operation failed.").errno(Op::Mkdir), EEXIST);
         assert_eq!(reply(550, "Directory not empty.").errno(Op::Rmdir), ENOTEMPTY);
         assert_eq!(reply(553, "File exists").errno(Op::Rename), EEXIST);
-        assert_eq!(reply(553, "Could not create file.").errno(Op::Write), EINVAL);
+        assert_eq!(reply(553, "Could not create file.").errno(Op::Write), EACCES);
+        assert_eq!(reply(553, "File name not allowed").errno(Op::Rename), EINVAL);
         assert_eq!(reply(452, "Disk full").errno(Op::Write), ENOSPC);
         assert_eq!(reply(552, "Exceeded storage allocation").errno(Op::Write), ENOSPC);
         assert_eq!(reply(530, "Login incorrect.").errno(Op::Session), EACCES);

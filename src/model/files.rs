@@ -79,6 +79,8 @@ pub struct OpenFile {
     pending_create: AtomicBool,
     /// Logical size while the handle holds changes the server does not have yet.
     dirty_size: AtomicU64,
+    /// Modification time requested while the data is still on its way (shown by stat).
+    mtime_override: Mutex<Option<SystemTime>>,
     io: Mutex<Io>,
 }
 
@@ -119,6 +121,7 @@ impl Handles {
             append,
             pending_create: AtomicBool::new(created),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
+            mtime_override: Mutex::new(None),
             io: Mutex::new(Io { state: State::Idle, server_size, pending_mtime: None, error: None }),
         };
         self.map.lock().insert(fh, Arc::new(f));
@@ -140,6 +143,11 @@ impl Handles {
     /// The size a path has while an open handle holds unsaved changes to it.
     pub fn open_size(&self, path: &str) -> Option<u64> {
         self.matching(|p| p == path).iter().filter_map(|f| f.dirty_size()).max()
+    }
+
+    /// A modification time set on `path` through a handle whose data is not uploaded yet.
+    pub fn open_mtime(&self, path: &str) -> Option<SystemTime> {
+        self.matching(|p| p == path).iter().find_map(|f| *f.mtime_override.lock())
     }
 
     /// True when a handle created `path` and nothing has been uploaded yet.
@@ -406,6 +414,7 @@ pub fn truncate(model: &Model, f: &OpenFile, size: u64) -> FsResult<()> {
 
 /// Remembers a modification time to set once the handle's data is on the server.
 pub fn defer_mtime(f: &OpenFile, t: SystemTime) {
+    *f.mtime_override.lock() = Some(t);
     f.io.lock().pending_mtime = Some(t);
 }
 
@@ -477,7 +486,9 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         model.note_written(&path, size);
     }
     if let Some(t) = io.pending_mtime.take() {
-        model.set_mtime(&path, t)?;
+        let res = model.set_mtime(&path, t);
+        *f.mtime_override.lock() = None;
+        res?;
     }
     Ok(())
 }

@@ -140,17 +140,35 @@ impl Model {
         }
     }
 
-    /// Makes a new, still empty file visible before its first upload (create()).
-    pub fn create_pending(&self, path: &str) -> FsResult<()> {
+    /// create(): makes a new, still empty file visible before its first upload. Returns
+    /// `Some(size)` instead when the file turns out to exist on the server already (our listing
+    /// was older than another client's change) and must be opened, not replaced.
+    pub fn create_pending(&self, path: &str, exclusive: bool, truncate: bool) -> FsResult<Option<u64>> {
         self.refuse_if_read_only()?;
         let (parent, name) = split_path(path);
         Self::check_name(name)?;
         let listing = self.list_dir(parent)?;
-        if listing.get(name).is_some_and(|e| e.is_dir()) {
-            return Err(libc::EISDIR);
+        let existing = match listing.get(name) {
+            Some(e) if e.is_dir() => return Err(libc::EISDIR),
+            Some(e) => Some(e.size.unwrap_or(0)),
+            // Without O_TRUNC a stale listing must not make us replace a file someone else made.
+            None if !truncate && listing.fetched.elapsed() > Duration::from_secs(1) && self.features.size => {
+                let remote = self.remote(path);
+                self.pool.run(true, |c| c.size(&remote)).ok()
+            }
+            None => None,
+        };
+        match existing {
+            Some(_) if exclusive => Err(libc::EEXIST),
+            Some(size) if !truncate => {
+                self.dirs.invalidate(parent);
+                Ok(Some(size))
+            }
+            _ => {
+                self.dirs.upsert(parent, Self::fresh_entry(name, EntryKind::File, 0));
+                Ok(None)
+            }
         }
-        self.dirs.upsert(parent, Self::fresh_entry(name, EntryKind::File, 0));
-        Ok(())
     }
 
     /// Attributes of a path.
@@ -163,6 +181,9 @@ impl Model {
         if st.kind == Kind::File {
             if let Some(size) = self.handles.open_size(path) {
                 st.size = size;
+            }
+            if let Some(t) = self.handles.open_mtime(path) {
+                st.mtime = t;
             }
         }
         Ok(st)
@@ -380,7 +401,16 @@ impl Model {
             Err(e) => -(e.duration().as_secs() as i64),
         };
         let remote = self.remote(path);
-        self.pool.run(true, |c| c.mfmt(&remote, secs)).map_err(|e| errno(&e, Op::SetAttr))?;
+        if let Err(e) = self.pool.run(true, |c| c.mfmt(&remote, secs)) {
+            // Several servers (pyftpdlib among them) set times on files only: a directory keeps
+            // its server-side time, as documented, rather than failing tar or cp -a.
+            let is_dir = path.is_empty() || self.entry(path).is_ok_and(|e| e.is_dir());
+            if is_dir && matches!(e.code(), Some(500..=599)) {
+                log::debug!("MFMT on directory {remote} refused ({e}); ignored");
+                return Ok(());
+            }
+            return Err(errno(&e, Op::SetAttr));
+        }
         let (parent, name) = split_path(path);
         self.dirs.update(parent, name, |e| {
             e.mtime = Some(secs);

@@ -317,3 +317,4 @@ pub fn assert_stream_matches(mut r: impl Read, seed: u64, len: u64, what: &str) 
     let mut extra = [0u8; 1];
     assert_eq!(r.read(&mut extra).expect("read past end"), 0, "{what}: longer than {len}");
 }
+pub mod mount;

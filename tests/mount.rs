@@ -1,0 +1,378 @@
+//! The mount through the real kernel, on vsftpd and on pyftpdlib: ordinary tools on the mount,
+//! results checked on the server's own disk.
+
+mod support;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use support::mount::{Mount, fuse_available, ftpfs_command, server_url};
+use support::{DataGen, FtpServer, PASSWORD, ServerKind, USER};
+
+fn disk_mtime(srv: &FtpServer, rel: &str) -> i64 {
+    let m = std::fs::metadata(srv.disk(rel)).unwrap().modified().unwrap();
+    m.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn mtime_of(p: &std::path::Path) -> i64 {
+    std::fs::metadata(p).unwrap().modified().unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn setup(kind: ServerKind) -> Option<(FtpServer, Mount)> {
+    if !fuse_available() {
+        return None;
+    }
+    let srv = FtpServer::start(kind);
+    let m = Mount::new(&srv, &[]);
+    Some((srv, m))
+}
+
+fn listing_and_attributes(kind: ServerKind) {
+    let Some((srv, _)) = setup(kind) else { return };
+    srv.put_file("plain.txt", b"12345");
+    srv.put_file(".hidden", b"h");
+    srv.put_file("dir/inner", b"");
+    std::os::unix::fs::symlink("plain.txt", srv.disk("link")).unwrap();
+    let m = Mount::new(&srv, &[]);
+    let out = m.sh_ok("ls -la");
+    assert!(out.contains(".hidden"), "{out}");
+    assert!(out.contains("plain.txt"), "{out}");
+    let meta = std::fs::metadata(m.p("plain.txt")).unwrap();
+    assert_eq!(meta.len(), 5);
+    assert!(meta.is_file());
+    assert!(std::fs::metadata(m.p("dir")).unwrap().is_dir());
+    let diff = (mtime_of(&m.p("plain.txt")) - disk_mtime(&srv, "plain.txt")).abs();
+    // LIST shows minutes for recent files; MLSD shows seconds.
+    let tolerance = if kind == ServerKind::Vsftpd { 60 } else { 0 };
+    assert!(diff <= tolerance, "mtime differs by {diff}s");
+    if kind == ServerKind::Vsftpd {
+        assert_eq!(std::fs::read_link(m.p("link")).unwrap().to_str(), Some("plain.txt"));
+        assert_eq!(std::fs::read(m.p("link")).unwrap(), b"12345");
+    }
+    let mut names: Vec<String> =
+        std::fs::read_dir(m.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.contains(&"dir".to_string()) && names.contains(&".hidden".to_string()), "{names:?}");
+    assert!(std::fs::metadata(m.p("missing")).is_err());
+}
+
+fn copy_in_and_out(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    let local = tempfile::tempdir().unwrap();
+    for (name, len) in [("empty", 0usize), ("one", 1), ("ten_mib", 10 << 20)] {
+        let data = DataGen::bytes(len as u64 + 1, len);
+        let src = local.path().join(name);
+        std::fs::write(&src, &data).unwrap();
+        m.sh_ok(&format!("cp {} ./{name}", src.display()));
+        assert_eq!(std::fs::read(srv.disk(name)).unwrap(), data, "{name} on the server's disk");
+        assert_eq!(std::fs::read(m.p(name)).unwrap(), data, "{name} read back through the mount");
+        let back = local.path().join(format!("{name}.back"));
+        m.sh_ok(&format!("cp ./{name} {}", back.display()));
+        assert_eq!(std::fs::read(&back).unwrap(), data);
+        let sums = m.sh_ok(&format!("sha256sum ./{name} {} | awk '{{print $1}}' | uniq | wc -l", src.display()));
+        assert_eq!(sums.trim(), "1", "checksums differ for {name}");
+    }
+}
+
+fn writes_in_every_mode(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    srv.put_file("f.txt", b"old content that is long");
+    srv.put_file("d.bin", b"0123456789");
+    srv.put_file("rw.txt", b"abcdefghij");
+    let m = Mount::new(&srv, &[]);
+    // touch creates an empty file.
+    m.sh_ok("touch new");
+    assert_eq!(std::fs::read(srv.disk("new")).unwrap(), b"");
+    // overwrite
+    m.sh_ok("echo fresh > f.txt");
+    assert_eq!(std::fs::read(srv.disk("f.txt")).unwrap(), b"fresh\n");
+    // append
+    m.sh_ok("echo more >> f.txt");
+    assert_eq!(std::fs::read(srv.disk("f.txt")).unwrap(), b"fresh\nmore\n");
+    // sed -i (temp file + rename)
+    m.sh_ok("sed -i 's/fresh/FRESH/' f.txt");
+    assert_eq!(std::fs::read(srv.disk("f.txt")).unwrap(), b"FRESH\nmore\n");
+    // truncate shrink, grow, zero
+    m.sh_ok("truncate -s 3 f.txt");
+    assert_eq!(std::fs::read(srv.disk("f.txt")).unwrap(), b"FRE");
+    m.sh_ok("truncate -s 6 f.txt");
+    assert_eq!(std::fs::read(srv.disk("f.txt")).unwrap(), b"FRE\0\0\0");
+    m.sh_ok("truncate -s 0 f.txt");
+    assert_eq!(std::fs::read(srv.disk("f.txt")).unwrap(), b"");
+    // dd conv=notrunc in the middle
+    m.sh_ok("printf XY | dd of=d.bin bs=1 seek=4 conv=notrunc status=none");
+    assert_eq!(std::fs::read(srv.disk("d.bin")).unwrap(), b"0123XY6789");
+    // O_RDWR: read, then write in place, then read again through the same descriptor.
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(m.p("rw.txt")).unwrap();
+    let mut head = [0u8; 3];
+    f.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"abc");
+    f.write_all(b"XYZ").unwrap();
+    f.seek(SeekFrom::Start(8)).unwrap();
+    f.write_all(b"__tail").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut all = Vec::new();
+    f.read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"abcXYZgh__tail");
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(std::fs::read(srv.disk("rw.txt")).unwrap(), b"abcXYZgh__tail");
+    // ftruncate through an open descriptor, then write.
+    let f = std::fs::OpenOptions::new().write(true).open(m.p("rw.txt")).unwrap();
+    f.set_len(2).unwrap();
+    drop(f);
+    assert_eq!(std::fs::read(srv.disk("rw.txt")).unwrap(), b"ab");
+}
+
+fn directories_and_renames(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    m.sh_ok("mkdir -p a/b/c && echo x > a/b/c/file && echo y > a/top");
+    assert!(srv.disk("a/b/c").is_dir());
+    assert_eq!(std::fs::read(srv.disk("a/b/c/file")).unwrap(), b"x\n");
+    m.sh_ok("rmdir a/b/c 2>/dev/null; test -d a/b/c");
+    m.sh_ok("mv a/top a/top2");
+    assert!(!srv.disk("a/top").exists());
+    assert_eq!(std::fs::read(srv.disk("a/top2")).unwrap(), b"y\n");
+    m.sh_ok("mv a/b a/renamed && cat a/renamed/c/file");
+    assert!(srv.disk("a/renamed/c/file").is_file());
+    m.sh_ok("mkdir dest && mv a/top2 dest/ && test -f dest/top2");
+    assert!(srv.disk("dest/top2").is_file());
+    m.sh_ok("echo new > n1 && echo old > n2 && mv n1 n2 && cat n2");
+    assert_eq!(std::fs::read(srv.disk("n2")).unwrap(), b"new\n");
+    assert!(!srv.disk("n1").exists());
+    m.sh_ok("rm -r a dest");
+    assert!(!srv.disk("a").exists() && !srv.disk("dest").exists());
+    m.sh_ok("mkdir empty && rmdir empty");
+    assert!(!srv.disk("empty").exists());
+}
+
+fn tar_cp_rsync(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let local = tempfile::tempdir().unwrap();
+    let tarball = local.path().join("src.tar");
+    let st = std::process::Command::new("tar").arg("cf").arg(&tarball).arg("-C").arg(src.parent().unwrap()).arg("src").status().unwrap();
+    assert!(st.success());
+    m.sh_ok(&format!("mkdir t && tar xf {} -C t", tarball.display()));
+    m.sh_ok(&format!("diff -r {} {}", src.display(), srv.disk("t/src").display()));
+    let out = local.path().join("out");
+    m.sh_ok(&format!("cp -r t/src {}", out.display()));
+    m.sh_ok(&format!("diff -r {} {}", src.display(), out.display()));
+    m.sh_ok(&format!("rsync -a {}/ r/", src.display()));
+    m.sh_ok(&format!("diff -r {} {}", src.display(), srv.disk("r").display()));
+    // A second rsync finds nothing to transfer where mtimes are kept (MFMT).
+    if kind == ServerKind::Pyftpdlib {
+        let again = m.sh_ok(&format!("rsync -a --itemize-changes {}/ r/", src.display()));
+        assert!(again.trim().is_empty(), "rsync wanted to transfer again: {again}");
+    }
+}
+
+fn cp_p_keeps_mtime(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    let local = tempfile::tempdir().unwrap();
+    let f = local.path().join("old.txt");
+    std::fs::write(&f, b"old").unwrap();
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    std::fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
+    m.sh_ok(&format!("cp -p {} ./kept.txt", f.display()));
+    assert_eq!(std::fs::read(srv.disk("kept.txt")).unwrap(), b"old");
+    if kind == ServerKind::Pyftpdlib {
+        assert_eq!(disk_mtime(&srv, "kept.txt"), 1_500_000_000);
+        assert_eq!(mtime_of(&m.p("kept.txt")), 1_500_000_000);
+    }
+    m.sh_ok("touch -d '2001-02-03 04:05:06 UTC' kept.txt");
+    if kind == ServerKind::Pyftpdlib {
+        assert_eq!(disk_mtime(&srv, "kept.txt"), 981_173_106);
+    }
+    m.sh_ok("chmod 600 kept.txt");
+    let mode = std::fs::metadata(srv.disk("kept.txt")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+fn unicode_and_spaces(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    let names = ["with space.txt", "ünïcødé-文件.txt", "  leading", "semi;colon", "-dash"];
+    for n in names {
+        std::fs::write(m.p(n), n.as_bytes()).unwrap_or_else(|e| panic!("write {n:?}: {e}"));
+        assert_eq!(std::fs::read(srv.disk(n)).unwrap(), n.as_bytes(), "{n:?} on disk");
+    }
+    let listed: Vec<String> =
+        std::fs::read_dir(m.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for n in names {
+        if kind == ServerKind::Vsftpd && n.starts_with(' ') {
+            continue; // LIST output cannot carry leading spaces reliably.
+        }
+        assert!(listed.iter().any(|l| l == n), "{n:?} not listed: {listed:?}");
+    }
+    let d = "dir é x";
+    std::fs::create_dir(m.p(d)).unwrap();
+    std::fs::write(m.p(&format!("{d}/in")), b"1").unwrap();
+    assert!(srv.disk(&format!("{d}/in")).is_file());
+}
+
+fn error_messages(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    // vsftpd runs as the FTP user: a root-owned directory is not writable for it.
+    std::fs::create_dir(srv.disk("locked")).unwrap();
+    std::fs::set_permissions(srv.disk("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let m = Mount::new(&srv, &[]);
+    let err = |script: &str| {
+        let out = m.sh(script);
+        assert!(!out.status.success(), "`{script}` should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(err("cat nothing-here").contains("No such file or directory"));
+    m.sh_ok("mkdir full && echo x > full/f");
+    assert!(err("rmdir full").contains("Directory not empty"));
+    assert!(err("mkdir full").contains("File exists"));
+    assert!(err("touch 'bad\nname'").contains("Invalid argument"));
+    assert!(!srv.disk("bad\nname").exists() && !srv.disk("bad").exists());
+    if kind == ServerKind::Vsftpd {
+        let e = err("echo x > locked/file");
+        assert!(e.contains("Permission denied"), "{e}");
+        assert!(!srv.disk("locked/file").exists());
+    }
+}
+
+fn changes_on_server_seen_after_ttl(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let m = Mount::new(&srv, &["cache_timeout=1"]);
+    assert_eq!(m.sh_ok("ls").trim(), "");
+    srv.put_file("appeared.txt", b"hello");
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(m.sh_ok("ls").trim(), "appeared.txt");
+    assert_eq!(std::fs::read(m.p("appeared.txt")).unwrap(), b"hello");
+    srv.put_file("appeared.txt", b"changed content");
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(std::fs::read(m.p("appeared.txt")).unwrap(), b"changed content");
+    std::fs::remove_file(srv.disk("appeared.txt")).unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    assert!(!m.p("appeared.txt").exists());
+}
+
+fn stale_listing_never_clobbers(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    assert_eq!(m.sh_ok("ls").trim(), "");
+    // Another client creates a file while our listing of the directory is still cached.
+    srv.put_file("theirs.txt", b"precious");
+    std::thread::sleep(Duration::from_millis(1100));
+    // O_CREAT without O_TRUNC (append) must keep their data, not replace it.
+    m.sh_ok("echo mine >> theirs.txt");
+    assert_eq!(std::fs::read(srv.disk("theirs.txt")).unwrap(), b"preciousmine\n");
+    // O_EXCL on a name that exists on the server is refused.
+    srv.put_file("theirs2.txt", b"also precious");
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = m.sh("set -o noclobber; echo x > theirs2.txt");
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(srv.disk("theirs2.txt")).unwrap(), b"also precious");
+}
+
+fn parallel_writers(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    let len = 3 << 20;
+    std::thread::scope(|s| {
+        for i in 0..4u64 {
+            let path = m.p(&format!("w{i}.bin"));
+            s.spawn(move || {
+                let mut f = std::fs::File::create(&path).unwrap();
+                let mut g = DataGen::new(100 + i);
+                let mut buf = vec![0u8; 1 << 20];
+                for _ in 0..3 {
+                    g.fill(&mut buf);
+                    f.write_all(&buf).unwrap();
+                }
+            });
+        }
+    });
+    for i in 0..4u64 {
+        let disk = std::fs::File::open(srv.disk(&format!("w{i}.bin"))).unwrap();
+        support::assert_stream_matches(disk, 100 + i, len, &format!("writer {i}"));
+    }
+}
+
+fn wrong_password_and_bad_mountpoint(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_url(&srv, "");
+    let out = ftpfs_command(&[&url, dir.path().to_str().unwrap()]).env("FTPFS_PASSWORD", "wrong").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("login") && msg.contains("530"), "{msg}");
+    let out = ftpfs_command(&[&url, "/nonexistent/mnt"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mountpoint"));
+    let out = ftpfs_command(&["ftp://127.0.0.1:1/", dir.path().to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+    let out = ftpfs_command(&[&url, dir.path().to_str().unwrap(), "-o", "no_such_option"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mount option"));
+}
+
+fn mount_table_hides_password_and_unmount_ends_process(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let host = &srv.host;
+    let url = format!("ftp://{USER}:{PASSWORD}@{host}:{}/", srv.port);
+    let m = Mount::try_new(&srv, &[], Some(&url)).unwrap();
+    let line = m.mount_line().unwrap();
+    assert!(!line.contains(PASSWORD), "{line}");
+    assert!(line.starts_with(&format!("ftp://{USER}@")), "{line}");
+    // Already mounted → refused.
+    let again = ftpfs_command(&[&url, m.path().to_str().unwrap()]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already mounted"));
+    let pids = || {
+        let out = std::process::Command::new("pgrep").args(["-f", m.path().to_str().unwrap()]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(!pids().is_empty(), "the background process is running");
+    assert!(m.unmount(), "fusermount3 -u");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pids().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pids().is_empty(), "ftpfs still running after unmount");
+}
+
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        mod vsftpd {
+            $( #[test] fn $name() { super::$name(super::ServerKind::Vsftpd) } )*
+        }
+        mod pyftpdlib {
+            $( #[test] fn $name() { super::$name(super::ServerKind::Pyftpdlib) } )*
+        }
+    };
+}
+
+on_both_servers!(
+    listing_and_attributes,
+    copy_in_and_out,
+    writes_in_every_mode,
+    directories_and_renames,
+    tar_cp_rsync,
+    cp_p_keeps_mtime,
+    unicode_and_spaces,
+    error_messages,
+    changes_on_server_seen_after_ttl,
+    stale_listing_never_clobbers,
+    parallel_writers,
+    wrong_password_and_bad_mountpoint,
+    mount_table_hides_password_and_unmount_ends_process,
+);

@@ -1,0 +1,139 @@
+//! Mounting the real `ftpfs` binary through the kernel for tests, with a guard that always
+//! unmounts (`fusermount3 -u -z`), even when the test panics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{FtpServer, PASSWORD, USER};
+
+/// Fails (under CI=true) or reports a skip when FUSE is not usable here.
+pub fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists()
+        && Command::new("fusermount3").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !ok && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("FUSE is required under CI: /dev/fuse and fusermount3 (package fuse3) must be present");
+    }
+    if !ok {
+        eprintln!("SKIPPED: FUSE is not available on this machine");
+    }
+    ok
+}
+
+/// A mounted ftpfs; unmounted on drop.
+pub struct Mount {
+    dir: tempfile::TempDir,
+    pub stderr: String,
+}
+
+/// Runs the ftpfs binary with `args`, password in the environment.
+pub fn ftpfs_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ftpfs"));
+    c.args(args).env("FTPFS_PASSWORD", PASSWORD).stdin(Stdio::null());
+    if let Ok(v) = std::env::var("FTPFS_TEST_LOG") {
+        c.env("FTPFS_LOG_FILE", v).env("RUST_LOG", "ftpfs=debug");
+    }
+    c
+}
+
+impl Mount {
+    /// Mounts `srv`'s root with extra `-o` options (background mode, as users run it).
+    pub fn new(srv: &FtpServer, options: &[&str]) -> Mount {
+        Mount::try_new(srv, options, None).unwrap_or_else(|e| panic!("mount failed: {e}\nserver log:\n{}", srv.log()))
+    }
+
+    /// Mounts with a custom URL (or the server's, without password, when `None`).
+    pub fn try_new(srv: &FtpServer, options: &[&str], url: Option<&str>) -> Result<Mount, String> {
+        let dir = tempfile::Builder::new().prefix("ftpfs-mnt-").tempdir().map_err(|e| e.to_string())?;
+        let default_url = server_url(srv, "");
+        let url = url.unwrap_or(&default_url);
+        let mut args = vec![url, dir.path().to_str().unwrap_or("")];
+        let opts = options.join(",");
+        if !opts.is_empty() {
+            args.push("-o");
+            args.push(&opts);
+        }
+        let out = ftpfs_command(&args).output().map_err(|e| e.to_string())?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let m = Mount { dir, stderr: stderr.clone() };
+        if !out.status.success() {
+            return Err(format!("exit {:?}: {stderr}", out.status.code()));
+        }
+        if !m.is_mounted() {
+            return Err(format!("ftpfs exited 0 but nothing is mounted: {stderr}"));
+        }
+        Ok(m)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the mount.
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        mount_line(self.path()).is_some()
+    }
+
+    /// The /proc/mounts line of this mount.
+    pub fn mount_line(&self) -> Option<String> {
+        mount_line(self.path())
+    }
+
+    /// Runs a shell command with the mount as working directory.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bash")
+    }
+
+    /// Runs a shell command that must succeed; returns its stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "`{script}` failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Unmounts with `fusermount3 -u` and waits for the mount to disappear.
+    pub fn unmount(&self) -> bool {
+        let ok = Command::new("fusermount3").arg("-u").arg(self.path()).status().map(|s| s.success()).unwrap_or(false);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.is_mounted() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok && !self.is_mounted()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.is_mounted() {
+            let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(self.path()).status();
+        }
+    }
+}
+
+fn mount_line(p: &Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    let target = p.to_str()?;
+    mounts.lines().find(|l| l.split(' ').nth(1) == Some(target)).map(str::to_string)
+}
+
+/// `ftp://user@host:port/dir` without password.
+pub fn server_url(srv: &FtpServer, dir: &str) -> String {
+    let host = if srv.host.contains(':') { format!("[{}]", srv.host) } else { srv.host.clone() };
+    format!("ftp://{USER}@{host}:{}/{}", srv.port, dir.trim_start_matches('/'))
+}
