@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(reply(550, "Directory not empty.").errno(Op::Rmdir), ENOTEMPTY);
         assert_eq!(reply(553, "File exists").errno(Op::Rename), EEXIST);
         assert_eq!(reply(553, "Could not create file.").errno(Op::Write), EACCES);
-        assert_eq!(reply(553, "File name not allowed").errno(Op::Rename), EINVAL);
+        assert_eq!(reply(553, "Invalid file name").errno(Op::Rename), EINVAL);
         assert_eq!(reply(452, "Disk full").errno(Op::Write), ENOSPC);
         assert_eq!(reply(552, "Exceeded storage allocation").errno(Op::Write), ENOSPC);
         assert_eq!(reply(530, "Login incorrect.").errno(Op::Session), EACCES);
