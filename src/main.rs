@@ -1,6 +1,8 @@
 //! The `ftpfs` command: parse the command line, resolve the password, then hand over to
 //! [`ftpfs::mount::run`]. Errors are printed as one line and end with exit code 1.
 
+mod argv_scrub;
+
 use clap::Parser;
 use ftpfs::cli::{self, Args};
 use ftpfs::mount::{self, MountPlan};
@@ -37,6 +39,7 @@ fn start(args: Args) -> Result<(), String> {
 
 fn main() {
     let args = Args::parse();
+    argv_scrub::scrub();
     init_logging(args.verbose);
     if let Err(e) = start(args) {
         eprintln!("ftpfs: {e}");

@@ -342,6 +342,12 @@ fn mount_table_hides_password_and_unmount_ends_process(kind: ServerKind) {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert!(!pids().is_empty(), "the background process is running");
+    for pid in pids().lines() {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!shown.contains(PASSWORD), "password visible in ps: {shown}");
+        assert!(shown.contains(&format!("ftp://{USER}@")), "{shown}");
+    }
     assert!(m.unmount(), "fusermount3 -u");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !pids().is_empty() && std::time::Instant::now() < deadline {
