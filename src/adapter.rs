@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -22,10 +22,15 @@ use crate::model::files;
 use crate::model::inodes::{child_path, split_path};
 use crate::model::{FsResult, Kind, Model, ROOT_INO, Stat};
 
+/// Files at least this large are read with FOPEN_DIRECT_IO.
+const DIRECT_IO_FROM: u64 = 4 << 20;
+
 /// The filesystem handed to fuser.
 pub struct FtpFs {
     model: Arc<Model>,
     ttl: Duration,
+    /// Size and mtime of each file at its last open, for FOPEN_KEEP_CACHE.
+    seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
     /// Directory handles: a snapshot of the listing taken at opendir, so offsets stay stable.
     dirs: Mutex<HashMap<u64, (String, Arc<DirListing>)>>,
     next_dir: AtomicU64,
@@ -50,7 +55,7 @@ fn file_type(k: Kind) -> FileType {
 impl FtpFs {
     pub fn new(model: Arc<Model>) -> FtpFs {
         let ttl = model.config().cache_timeout;
-        FtpFs { model, ttl, dirs: Mutex::new(HashMap::new()), next_dir: AtomicU64::new(1) }
+        FtpFs { model, ttl, seen: Mutex::new(HashMap::new()), dirs: Mutex::new(HashMap::new()), next_dir: AtomicU64::new(1) }
     }
 
     fn attr(&self, ino: u64, st: &Stat) -> FileAttr {
@@ -116,7 +121,22 @@ impl FtpFs {
         Ok(self.attr(ino, &st))
     }
 
-    fn do_open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+    /// How the kernel should cache an open file. Large files are streamed past the page cache
+    /// (FOPEN_DIRECT_IO: one copy less, at the speed of the network); smaller ones go through
+    /// it, and keep what is cached across opens (FOPEN_KEEP_CACHE) while size and mtime are the
+    /// same as at the previous open.
+    fn cache_flags(&self, ino: u64, path: &str, writable: bool) -> FopenFlags {
+        let Ok(st) = self.model.stat(path) else { return FopenFlags::empty() };
+        if !writable && st.size >= DIRECT_IO_FROM {
+            return FopenFlags::FOPEN_DIRECT_IO;
+        }
+        let mut seen = self.seen.lock();
+        let same = seen.get(&ino) == Some(&(st.size, st.mtime));
+        seen.insert(ino, (st.size, st.mtime));
+        if same && !writable { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() }
+    }
+
+    fn do_open(&self, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
         let path = self.model.path_of(ino)?;
         let writable = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
         let append = flags & libc::O_APPEND != 0;
@@ -128,7 +148,8 @@ impl FtpFs {
             return Err(libc::EROFS);
         }
         let pending = self.model.handles.is_pending(&path);
-        Ok(self.model.handles.open(ino, &path, writable, append, pending, entry.size))
+        let cache = self.cache_flags(ino, &path, writable);
+        Ok((self.model.handles.open(ino, &path, writable, append, pending, entry.size), cache))
     }
 
     fn do_create(&self, parent: u64, name: &OsStr, flags: i32) -> FsResult<(FileAttr, u64)> {
@@ -184,6 +205,45 @@ impl FtpFs {
     }
 }
 
+impl FtpFs {
+    /// readdir with attributes: `ls -l` then needs no lookup per entry. Every entry but `.` and
+    /// `..` counts as a kernel lookup.
+    fn do_readdirplus(&self, fh: u64, offset: u64, reply: &mut ReplyDirectoryPlus) -> FsResult<()> {
+        let (dir, listing) = self.dirs.lock().get(&fh).cloned().ok_or(libc::EBADF)?;
+        let entries = listing.entries();
+        let total = entries.len() as u64 + 2;
+        for i in offset..total {
+            let full = if i < 2 {
+                let name = if i == 0 { "." } else { ".." };
+                let path = if i == 0 { dir.clone() } else { split_path(&dir).0.to_string() };
+                let st = self.model.stat(&path).or_else(|_| self.model.stat(""))?;
+                let ino = self.model.inodes.lock().get(&path).unwrap_or(ROOT_INO);
+                reply.add(INodeNo(ino), i + 1, name, &self.ttl, &self.attr(ino, &st), Generation(0))
+            } else {
+                let e = &entries[(i - 2) as usize];
+                let path = child_path(&dir, &e.name);
+                let mut st = self.model.stat_of(e);
+                if st.kind == Kind::File {
+                    if let Some(size) = self.model.handles.open_size(&path) {
+                        st.size = size;
+                    }
+                }
+                let ino = self.model.lookup_ino(&path);
+                let full = reply.add(INodeNo(ino), i + 1, &e.name, &self.ttl, &self.attr(ino, &st), Generation(0));
+                if full {
+                    // Not sent: the kernel will not count this lookup.
+                    self.model.inodes.lock().forget(ino, 1);
+                }
+                full
+            };
+            if full {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Replies with an errno or a value.
 macro_rules! answer {
     ($reply:expr, $res:expr, |$v:ident| $ok:expr) => {
@@ -198,6 +258,19 @@ impl Filesystem for FtpFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // Each is optional: an old kernel without one simply goes without.
+        for cap in [
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            InitFlags::FUSE_AUTO_INVAL_DATA,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                log::debug!("kernel lacks {cap:?}");
+            }
+        }
         Ok(())
     }
 
@@ -286,7 +359,7 @@ impl Filesystem for FtpFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let res = self.do_open(ino.0, flags.0);
-        answer!(reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()));
+        answer!(reply, res, |v| reply.opened(FileHandle(v.0), v.1));
     }
 
     fn read(
@@ -300,8 +373,19 @@ impl Filesystem for FtpFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let res = self.model.handles.get(fh.0).and_then(|f| files::read(&self.model, &f, offset, size as usize));
-        answer!(reply, res, |data| reply.data(&data));
+        let file = match self.model.handles.get(fh.0) {
+            Ok(f) => f,
+            Err(e) => return reply.error(err(e)),
+        };
+        let mut reply = Some(reply);
+        let res = files::read(&self.model, &file, offset, size as usize, &mut |data| {
+            if let Some(r) = reply.take() {
+                r.data(data);
+            }
+        });
+        if let (Err(e), Some(r)) = (res, reply.take()) {
+            r.error(err(e));
+        }
     }
 
     fn write(
@@ -362,6 +446,13 @@ impl Filesystem for FtpFs {
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         match self.do_readdir(fh.0, offset, &mut reply) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        match self.do_readdirplus(fh.0, offset, &mut reply) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
         }

@@ -113,8 +113,8 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             }
             ("connections", Some(v)) => {
                 o.connections = number(key, v)?;
-                if !(1..=64).contains(&o.connections) {
-                    return Err("connections must be between 1 and 64".into());
+                if !(1..=32).contains(&o.connections) {
+                    return Err("connections must be between 1 and 32".into());
                 }
             }
             ("cache_timeout", Some(v)) => o.cache_timeout = seconds(key, v)?,

@@ -11,34 +11,22 @@
 //!   so close() returning 0 means the server holds the file; a failure is returned to close().
 
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
 use super::fs::{FsResult, Model, errno};
 use super::pool::{Lease, Purpose};
+use super::readahead::StreamReader;
 use crate::ftp::{Download, FtpError, Op, Upload};
 
-/// Forward gaps up to this size are read through instead of restarting the download.
-const SKIP_MAX: u64 = 1 << 20;
-/// Recent bytes kept per reading handle for out-of-order requests.
-const WINDOW: usize = 1 << 20;
 /// Marks "no size override" in [`OpenFile::dirty_size`].
 const NO_SIZE: u64 = u64::MAX;
-
-struct Reader {
-    dl: Option<Download<Lease>>,
-    /// Stream position: the next byte the download yields.
-    pos: u64,
-    /// The bytes just before `pos`.
-    window: VecDeque<u8>,
-}
 
 struct Writer {
     up: Upload<Lease>,
@@ -53,7 +41,7 @@ struct Spool {
 
 enum State {
     Idle,
-    Reading(Reader),
+    Reading(StreamReader),
     Writing(Writer),
     Spooled(Spool),
 }
@@ -189,6 +177,21 @@ impl Handles {
         Ok(())
     }
 
+    /// Stops one download whose handle is not in a read call right now, returning its
+    /// connection to the pool. True if one was stopped.
+    pub fn preempt_idle_reader(&self) -> bool {
+        let files: Vec<Arc<OpenFile>> = self.map.lock().values().cloned().collect();
+        for f in files {
+            if let Some(mut io) = f.io.try_lock() {
+                if matches!(&io.state, State::Reading(_)) {
+                    io.state = State::Idle;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Handles open for writing on `path`.
     pub fn writers_of(&self, path: &str) -> Vec<Arc<OpenFile>> {
         self.matching(|p| p == path).into_iter().filter(|f| f.writable).collect()
@@ -199,91 +202,38 @@ fn io_errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
+/// A connection for a transfer. When every transfer slot is taken, a download that is not being
+/// read right now (a file left open) gives its connection up; it resumes with REST when read.
+fn transfer_lease(model: &Model) -> Result<Lease, FtpError> {
+    loop {
+        if let Some(lease) = model.pool.get_timeout(Purpose::Transfer, Duration::from_millis(100))? {
+            return Ok(lease);
+        }
+        if model.handles.preempt_idle_reader() {
+            log::debug!("paused an idle download to free a connection");
+        }
+    }
+}
+
 /// Starts a download on a transfer connection, retrying once on a fresh one if the pooled
 /// connection turned out to be broken.
 fn start_download(model: &Model, remote: &str, offset: u64) -> Result<Download<Lease>, FtpError> {
-    let lease = model.pool.get(Purpose::Transfer)?;
-    match Download::start(lease, remote, offset) {
-        Err(e) if e.is_reconnectable() => {
-            let lease = model.pool.get(Purpose::Transfer)?;
-            Download::start(lease, remote, offset)
-        }
+    match Download::start(transfer_lease(model)?, remote, offset) {
+        Err(e) if e.is_reconnectable() => Download::start(transfer_lease(model)?, remote, offset),
         other => other,
     }
 }
 
 fn start_upload(model: &Model, remote: &str, append: bool) -> Result<Upload<Lease>, FtpError> {
-    let lease = model.pool.get(Purpose::Transfer)?;
-    match Upload::start(lease, remote, append) {
-        Err(e) if e.is_reconnectable() => {
-            let lease = model.pool.get(Purpose::Transfer)?;
-            Upload::start(lease, remote, append)
-        }
+    match Upload::start(transfer_lease(model)?, remote, append) {
+        Err(e) if e.is_reconnectable() => Upload::start(transfer_lease(model)?, remote, append),
         other => other,
     }
 }
 
-impl Reader {
-    fn window_start(&self) -> u64 {
-        self.pos - self.window.len() as u64
-    }
-
-    /// Reads up to `buf.len()` bytes from the stream into `buf`, keeping them in the window.
-    fn pull(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(dl) = self.dl.as_mut() else { return Ok(0) };
-        let n = dl.read(buf)?;
-        if n == 0 {
-            if let Some(dl) = self.dl.take() {
-                dl.finish().map_err(|e| io::Error::other(e.to_string()))?;
-            }
-            return Ok(0);
-        }
-        self.window.extend(&buf[..n]);
-        let excess = self.window.len().saturating_sub(WINDOW);
-        self.window.drain(..excess);
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    /// Serves `size` bytes at `off` if this stream can, or `None` when a restart is needed.
-    fn read_at(&mut self, off: u64, size: usize) -> io::Result<Option<Vec<u8>>> {
-        if off < self.window_start() || off > self.pos + SKIP_MAX {
-            return Ok(None);
-        }
-        let mut scratch = vec![0u8; 128 * 1024];
-        while self.pos < off {
-            let want = ((off - self.pos) as usize).min(scratch.len());
-            if self.pull(&mut scratch[..want])? == 0 {
-                return Ok(Some(Vec::new()));
-            }
-        }
-        let mut out = Vec::with_capacity(size);
-        // Bytes [off, pos) are already in the window.
-        let from = (off - self.window_start()) as usize;
-        let take = (self.window.len() - from).min(size);
-        let (a, b) = self.window.as_slices();
-        if from < a.len() {
-            let end = (from + take).min(a.len());
-            out.extend_from_slice(&a[from..end]);
-            out.extend_from_slice(&b[..from + take - end]);
-        } else {
-            let start = from - a.len();
-            out.extend_from_slice(&b[start..start + take]);
-        }
-        while out.len() < size {
-            let want = (size - out.len()).min(scratch.len());
-            let n = self.pull(&mut scratch[..want])?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&scratch[..n]);
-        }
-        Ok(Some(out))
-    }
-}
-
-/// Reads `size` bytes at `off` through handle `f`.
-pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize) -> FsResult<Vec<u8>> {
+/// Reads `size` bytes at `off` through handle `f` and hands them to `out` (fewer at the end of
+/// the file).
+pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
     let mut io = f.io.lock();
     if matches!(io.state, State::Writing(_)) {
         commit_locked(model, f, &mut io)?;
@@ -292,29 +242,31 @@ pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize) -> FsResult<Vec<
         let end = (off + size as u64).min(s.len);
         let mut buf = vec![0u8; end.saturating_sub(off) as usize];
         s.file.read_exact_at(&mut buf, off).map_err(|e| io_errno(&e))?;
-        return Ok(buf);
+        out(&buf);
+        return Ok(());
     }
     if f.pending_create.load(Ordering::Relaxed) {
-        return Ok(Vec::new());
+        out(&[]);
+        return Ok(());
     }
     let path = f.path().ok_or(libc::ENOENT)?;
-    let remote = model.remote(&path);
     let mut retried = false;
     loop {
         if let State::Reading(r) = &mut io.state {
-            match r.read_at(off, size) {
-                Ok(Some(data)) => return Ok(data),
-                Ok(None) => {}
-                Err(e) if retried => return Err(io_errno(&e)),
-                Err(e) => {
-                    log::info!("download of {path} broke ({e}); resuming at {off}");
-                    retried = true;
+            if r.can_serve(off) {
+                match r.read_at(off, size, out) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if retried => return Err(io_errno(&e)),
+                    Err(e) => {
+                        log::info!("download of {path} broke ({e}); resuming at {off}");
+                        retried = true;
+                    }
                 }
             }
         }
         io.state = State::Idle;
-        let dl = start_download(model, &remote, off).map_err(|e| errno(&e, Op::Read))?;
-        io.state = State::Reading(Reader { dl: Some(dl), pos: off, window: VecDeque::new() });
+        let dl = start_download(model, &model.remote(&path), off).map_err(|e| errno(&e, Op::Read))?;
+        io.state = State::Reading(StreamReader::start(dl, off).map_err(|e| io_errno(&e))?);
     }
 }
 

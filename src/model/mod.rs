@@ -7,6 +7,7 @@ pub mod files;
 pub mod fs;
 pub mod inodes;
 pub mod pool;
+pub mod readahead;
 
 pub use fs::{FsResult, Kind, Model, ModelConfig, Stat};
 pub use inodes::ROOT_INO;

@@ -1,9 +1,9 @@
 //! A small pool of logged-in control connections shared by the filesystem's worker threads.
 //!
-//! Connections are created lazily up to `max`. A [`Lease`] hands one out and returns it when
-//! dropped, unless it died (then the slot is freed and a fresh one is made on demand). Long
-//! transfers may hold at most `max - 1` connections, so listings and stats of other files never
-//! wait behind them. Idempotent operations are retried once on a fresh connection when the old one
+//! Connections are created lazily: up to `transfers` for long transfers plus one more that only
+//! listings and other short commands may take, so `ls` and `stat` never wait behind a copy. A
+//! [`Lease`] hands one out and returns it when dropped, unless it died (then the slot is freed and
+//! a fresh one is made on demand). Idempotent operations are retried once on a fresh connection when the old one
 //! turned out to be broken (server restart, 421 idle timeout, reset).
 
 use std::borrow::{Borrow, BorrowMut};
@@ -50,9 +50,10 @@ pub struct Pool {
 const STALE_AFTER: Duration = Duration::from_secs(30);
 
 impl Pool {
-    /// Creates a pool; `first` is an already logged-in connection (the one that proved the login).
-    pub fn new(opts: ConnectOptions, max: usize, first: Option<Connection>) -> Arc<Pool> {
-        let max = max.max(1);
+    /// Creates a pool for `transfers` simultaneous transfers (plus one connection for short
+    /// commands); `first` is an already logged-in connection (the one that proved the login).
+    pub fn new(opts: ConnectOptions, transfers: usize, first: Option<Connection>) -> Arc<Pool> {
+        let max = transfers.max(1) + 1;
         let mut idle = Vec::new();
         if let Some(c) = first {
             idle.push(Idle { conn: c, since: Instant::now() });
@@ -67,6 +68,16 @@ impl Pool {
 
     /// Borrows a connection, creating one when allowed, or waiting for one to come back.
     pub fn get(self: &Arc<Self>, purpose: Purpose) -> Result<Lease> {
+        loop {
+            if let Some(lease) = self.get_timeout(purpose, Duration::from_secs(3600))? {
+                return Ok(lease);
+            }
+        }
+    }
+
+    /// Like [`Pool::get`], but gives up with `Ok(None)` after `wait` without a free slot.
+    pub fn get_timeout(self: &Arc<Self>, purpose: Purpose, wait: Duration) -> Result<Option<Lease>> {
+        let deadline = Instant::now() + wait;
         let mut st = self.state.lock();
         loop {
             let transfer_cap = st.limit.saturating_sub(1).max(1);
@@ -77,7 +88,7 @@ impl Pool {
                         st.transfers += 1;
                     }
                     drop(st);
-                    return self.checked(idle, purpose);
+                    return self.checked(idle, purpose).map(Some);
                 }
                 if st.total < st.limit {
                     st.total += 1;
@@ -85,10 +96,12 @@ impl Pool {
                         st.transfers += 1;
                     }
                     drop(st);
-                    return self.connect_new(purpose);
+                    return self.connect_new(purpose).map(Some);
                 }
             }
-            self.freed.wait(&mut st);
+            if self.freed.wait_until(&mut st, deadline).timed_out() {
+                return Ok(None);
+            }
         }
     }
 

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Benchmark: ftpfs through the kernel vs. raw curl against the same local FTP server, in one run.
+# Prints workload, mount seconds, curl seconds and ratio (curl time / mount time, median of the
+# rounds; 1.0 = as fast as raw FTP), plus the peak RSS of ftpfs during the big sequential read.
+#
+#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N]
+#
+# Needs root (vsftpd logs in a local user the script creates). Data written through the mount is
+# checked on the server's disk after each write workload.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+quick=0; server=vsftpd; rounds=3
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --pyftpdlib) server=pyftpdlib ;;
+        --rounds) rounds=$2; shift ;;
+        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ $quick = 1 ]; then
+    big_mib=64; write_mib=32; many=1000; small=100; cp_files=50; par_mib=16
+else
+    big_mib=1024; write_mib=512; many=10000; small=1000; cp_files=500; par_mib=256
+fi
+
+bash scripts/setup.sh >/dev/null
+cargo build --release --locked -q
+bin=$top/target/release/ftpfs
+user=ftpfstest; pass=t3st-Pa55word
+
+work=$(mktemp -d /tmp/ftpfs-bench-XXXXXX)
+root=$work/root; mnt=$work/mnt; local=$work/local
+mkdir -p "$root" "$mnt" "$local"
+chmod 755 "$work" "$root"
+server_pid=""
+cleanup() {
+    fusermount3 -u -z "$mnt" 2>/dev/null || true
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    pkill -f "$work/vsftpd.conf" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "bench: creating data in $root" >&2
+head -c $((big_mib << 20)) /dev/urandom > "$root/big.bin"
+for i in 1 2 3 4; do head -c $((par_mib << 20)) /dev/urandom > "$root/par$i.bin"; done
+mkdir "$root/many" "$root/small" "$root/up"
+( cd "$root/many" && seq -f "file-%05g.txt" 1 $many | xargs touch )
+for i in $(seq -f "%04g" 1 $small); do head -c 4096 /dev/urandom > "$root/small/f$i"; done
+head -c $((write_mib << 20)) /dev/urandom > "$local/write.bin"
+mkdir "$local/tree"
+for i in $(seq -f "%04g" 1 $cp_files); do head -c 2048 /dev/urandom > "$local/tree/s$i"; done
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pasv_lo=$(( (port % 500) * 40 + 10000 )); pasv_hi=$(( pasv_lo + 39 ))
+if [ $server = vsftpd ]; then
+    id $user >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/bash $user
+    echo "$user:$pass" | chpasswd
+    chown -R $user "$root"
+    mkdir -p /var/run/vsftpd/empty
+    cat > "$work/vsftpd.conf" <<EOF
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$port
+background=NO
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+chroot_local_user=YES
+allow_writeable_chroot=YES
+local_root=$root
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+pasv_min_port=$pasv_lo
+pasv_max_port=$pasv_hi
+pasv_address=127.0.0.1
+connect_from_port_20=NO
+secure_chroot_dir=/var/run/vsftpd/empty
+pam_service_name=vsftpd
+use_localtime=NO
+xferlog_enable=NO
+max_clients=200
+max_per_ip=200
+EOF
+    /usr/sbin/vsftpd "$work/vsftpd.conf" > "$work/server.log" 2>&1 &
+else
+    python3 tests/support/pyftpd_server.py --port "$port" --root "$root" --user $user \
+        --password $pass --pasv "$pasv_lo-$pasv_hi" > "$work/server.log" 2>&1 &
+fi
+server_pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
+
+url="ftp://$user:$pass@127.0.0.1:$port"
+export FTPFS_PASSWORD=$pass
+now() { date +%s.%N; }
+mount_fs() { "$bin" "ftp://$user@127.0.0.1:$port/" "$mnt" "$@"; }
+umount_fs() { fusermount3 -u "$mnt"; for _ in $(seq 100); do mountpoint -q "$mnt" || return 0; sleep 0.05; done; }
+ftpfs_pid() { pgrep -f "$bin ftp://$user@127.0.0.1:$port/ $mnt" | head -1; }
+# time_cmd CMD...: seconds taken
+time_cmd() { local t0; t0=$(now); "$@"; echo "$(now) - $t0" | bc -l; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+check_same() { cmp -s "$1" "$2" || { echo "bench: DATA MISMATCH $1 vs $2" >&2; exit 1; }; }
+
+results=()
+record() { # name mount_times curl_times
+    local name=$1 m c
+    m=$(median $2); c=$(median $3)
+    results+=("$(printf '%-52s %9.3f %9.3f %7.2f' "$name" "$m" "$c" "$(echo "$c / $m" | bc -l)")")
+}
+
+rss_peak=0
+echo "bench: sequential read" >&2
+M=""; C=""
+for r in $(seq $rounds); do
+    mount_fs
+    M+=" $(time_cmd dd if="$mnt/big.bin" of=/dev/null bs=1M status=none)"
+    pid=$(ftpfs_pid); hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status); [ "$hwm" -gt "$rss_peak" ] && rss_peak=$hwm
+    umount_fs
+    C+=" $(time_cmd curl -s -o /dev/null "$url/big.bin")"
+done
+record "sequential read ${big_mib} MiB (dd bs=1M)" "$M" "$C"
+
+echo "bench: sequential write" >&2
+M=""; C=""
+mount_fs
+for r in $(seq $rounds); do
+    M+=" $(time_cmd dd if="$local/write.bin" of="$mnt/up/w$r.bin" bs=1M status=none)"
+    check_same "$local/write.bin" "$root/up/w$r.bin"
+    C+=" $(time_cmd curl -s -T "$local/write.bin" "$url/up/c$r.bin")"
+    check_same "$local/write.bin" "$root/up/c$r.bin"
+    rm -f "$root/up/w$r.bin" "$root/up/c$r.bin"
+done
+umount_fs
+record "sequential write ${write_mib} MiB" "$M" "$C"
+
+echo "bench: ls -l" >&2
+M=""; C=""; M2=""; C2=""
+for r in $(seq $rounds); do
+    mount_fs
+    M+=" $(time_cmd sh -c "ls -l '$mnt/many' > /dev/null")"
+    M2+=" $(time_cmd sh -c "ls -l '$mnt/many' > /dev/null")"
+    umount_fs
+    C+=" $(time_cmd curl -s -o /dev/null "$url/many/")"
+    C2+=" $(time_cmd curl -s -o /dev/null "$url/many/")"
+done
+record "ls -l of a $many-file dir, fresh mount" "$M" "$C"
+record "the same ls -l again (cached)" "$M2" "$C2"
+
+echo "bench: small files" >&2
+M=""; C=""
+mkdir -p "$work/out"
+for r in $(seq $rounds); do
+    mount_fs
+    M+=" $(time_cmd sh -c "cat '$mnt'/small/* > /dev/null")"
+    umount_fs
+    C+=" $(time_cmd curl -s "$url/small/f[0001-$(printf %04d $small)]" -o "$work/out/#1")"
+    rm -f "$work/out"/*
+done
+record "cat $small small files one after another" "$M" "$C"
+
+echo "bench: tail" >&2
+M=""; C=""
+size=$(stat -c %s "$root/big.bin")
+for r in $(seq $rounds); do
+    mount_fs
+    M+=" $(time_cmd sh -c "tail -c 4096 '$mnt/big.bin' > '$work/tail.m'")"
+    umount_fs
+    C+=" $(time_cmd curl -s -r $((size - 4096))- -o "$work/tail.c" "$url/big.bin")"
+    check_same "$work/tail.m" "$work/tail.c"
+done
+record "tail -c 4096 of a ${big_mib} MiB file, fresh mount" "$M" "$C"
+
+echo "bench: cp -r small files in" >&2
+M=""; C=""
+list=$(cd "$local/tree" && ls | paste -sd, -)
+mount_fs
+for r in $(seq $rounds); do
+    M+=" $(time_cmd cp -r "$local/tree" "$mnt/up/m$r")"
+    diff -r "$local/tree" "$root/up/m$r" >/dev/null || { echo "bench: DATA MISMATCH in cp -r" >&2; exit 1; }
+    mkdir -p "$root/up/c$r"; chown $user "$root/up/c$r" 2>/dev/null || true
+    C+=" $(cd "$local/tree" && time_cmd curl -s -T "{$list}" "$url/up/c$r/")"
+    diff -r "$local/tree" "$root/up/c$r" >/dev/null || { echo "bench: DATA MISMATCH in curl upload" >&2; exit 1; }
+done
+umount_fs
+record "cp -r $cp_files small files into the mount" "$M" "$C"
+
+echo "bench: parallel readers" >&2
+M=""; C=""
+for r in $(seq $rounds); do
+    mount_fs
+    M+=" $(time_cmd sh -c "for i in 1 2 3 4; do dd if=\"$mnt/par\$i.bin\" of=/dev/null bs=1M status=none & done; wait")"
+    umount_fs
+    C+=" $(time_cmd sh -c "for i in 1 2 3 4; do curl -s -o /dev/null \"$url/par\$i.bin\" & done; wait")"
+done
+record "4 parallel readers, 4 files of ${par_mib} MiB" "$M" "$C"
+
+echo
+echo "ftpfs benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, server: $server on 127.0.0.1, median of $rounds"
+printf '%-52s %9s %9s %7s\n' "workload" "mount s" "curl s" "ratio"
+printf '%s\n' "${results[@]}"
+echo "peak RSS of ftpfs during the sequential read: $((rss_peak / 1024)) MiB"
