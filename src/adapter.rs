@@ -33,6 +33,8 @@ pub struct FtpFs {
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
     /// Directory handles: a snapshot of the listing taken at opendir, so offsets stay stable.
     dirs: Mutex<HashMap<u64, (String, Arc<DirListing>)>>,
+    /// The listing each directory inode was last opened with (FOPEN_CACHE_DIR reuse).
+    served_dirs: Mutex<HashMap<u64, Arc<DirListing>>>,
     next_dir: AtomicU64,
 }
 
@@ -55,7 +57,7 @@ fn file_type(k: Kind) -> FileType {
 impl FtpFs {
     pub fn new(model: Arc<Model>) -> FtpFs {
         let ttl = model.config().cache_timeout;
-        FtpFs { model, ttl, seen: Mutex::new(HashMap::new()), dirs: Mutex::new(HashMap::new()), next_dir: AtomicU64::new(1) }
+        FtpFs { model, ttl, seen: Mutex::new(HashMap::new()), dirs: Mutex::new(HashMap::new()), served_dirs: Mutex::new(HashMap::new()), next_dir: AtomicU64::new(1) }
     }
 
     fn attr(&self, ino: u64, st: &Stat) -> FileAttr {
@@ -284,7 +286,11 @@ impl Filesystem for FtpFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.model.inodes.lock().forget(ino.0, nlookup);
+        let mut inodes = self.model.inodes.lock();
+        inodes.forget(ino.0, nlookup);
+        if inodes.path(ino.0).is_none() {
+            self.served_dirs.lock().remove(&ino.0);
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -437,11 +443,22 @@ impl Filesystem for FtpFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let res = self.model.path_of(ino.0).and_then(|p| {
             let listing = self.model.list_dir(&p)?;
+            // The kernel may keep its copy of the entries while the listing is the very one it
+            // saw last time (not refetched, not patched by a change of ours).
+            let mut served = self.served_dirs.lock();
+            let unchanged = served.get(&ino.0).is_some_and(|prev| Arc::ptr_eq(prev, &listing));
+            served.insert(ino.0, listing.clone());
+            drop(served);
             let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
             self.dirs.lock().insert(fh, (p, listing));
-            Ok(fh)
+            let flags = if unchanged {
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::FOPEN_CACHE_DIR
+            };
+            Ok((fh, flags))
         });
-        answer!(reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()));
+        answer!(reply, res, |v| reply.opened(FileHandle(v.0), v.1));
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {

@@ -356,6 +356,46 @@ fn mount_table_hides_password_and_unmount_ends_process(kind: ServerKind) {
     assert!(pids().is_empty(), "ftpfs still running after unmount");
 }
 
+fn big_files_mmap_exec_and_busy_pool(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let len = 12 << 20; // above the direct-I/O threshold
+    srv.put_file("big.bin", &DataGen::bytes(9, len));
+    std::fs::copy("/bin/true", srv.disk("true-bin")).unwrap();
+    srv.give_to_ftp_user(&srv.disk("true-bin"));
+    for i in 0..3 {
+        srv.put_file(&format!("other{i}.bin"), &DataGen::bytes(20 + i, 8 << 20));
+    }
+    let m = Mount::new(&srv, &["connections=2"]);
+    // mmap of a large (direct I/O) file sees the right bytes.
+    let out = m.sh_ok("python3 -c \"import mmap,sys; f=open('big.bin','rb'); m=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ); sys.stdout.write(m[5000000:5000016].hex())\"");
+    assert_eq!(out, hex(&DataGen::bytes(9, len)[5_000_000..5_000_016]));
+    // A program runs from the mount.
+    m.sh_ok("./true-bin");
+    // Files held open mid-read on every transfer connection do not block listings or new reads.
+    let mut held: Vec<std::fs::File> = Vec::new();
+    for i in 0..3 {
+        let mut f = std::fs::File::open(m.p(&format!("other{i}.bin"))).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b).unwrap();
+        held.push(f);
+    }
+    assert!(m.sh_ok("ls").contains("big.bin"));
+    assert_eq!(std::fs::read(m.p("big.bin")).unwrap(), DataGen::bytes(9, len));
+    // The paused reads resume where they were.
+    for (i, f) in held.iter_mut().enumerate() {
+        let mut rest = Vec::new();
+        f.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, DataGen::bytes(20 + i as u64, 8 << 20)[1..], "file {i}");
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 macro_rules! on_both_servers {
     ($($name:ident),* $(,)?) => {
         mod vsftpd {
@@ -379,6 +419,7 @@ on_both_servers!(
     changes_on_server_seen_after_ttl,
     stale_listing_never_clobbers,
     parallel_writers,
+    big_files_mmap_exec_and_busy_pool,
     wrong_password_and_bad_mountpoint,
     mount_table_hides_password_and_unmount_ends_process,
 );

@@ -182,6 +182,17 @@ impl Connection {
         if feat.code == 211 {
             self.features = Features::parse(&feat.lines);
         }
+        if let Some(offered) = &self.features.mlst {
+            // Ask for the facts we use; some (unix.mode) are off unless asked for.
+            let wanted: Vec<&str> = ["type", "size", "modify", "perm", "unix.mode", "unix.owner", "unix.group"]
+                .into_iter()
+                .filter(|f| offered.iter().any(|o| o == f))
+                .collect();
+            if !wanted.is_empty() {
+                let arg = format!("MLST {};", wanted.join(";"));
+                self.command("OPTS", Some(&arg))?;
+            }
+        }
         if self.features.utf8 {
             // 200, 202 ("always on") and 501/504 are all fine: the answer changes nothing for us.
             self.command("OPTS", Some("UTF8 ON"))?;

@@ -24,7 +24,7 @@ pub fn parse_mlsd_line(line: &str) -> Option<Entry> {
             "size" => size = value.trim().parse::<u64>().ok(),
             "sizd" => sizd = value.trim().parse::<u64>().ok(),
             "modify" => mtime = parse_mlsd_time(value.trim()),
-            "unix.mode" => mode = u32::from_str_radix(value.trim(), 8).ok().map(|m| m & 0o7777),
+            "unix.mode" => mode = parse_octal_mode(value),
             "unix.owner" | "unix.ownername" => owner = Some(value.to_string()),
             "unix.group" | "unix.groupname" => group = Some(value.to_string()),
             "unix.uid" if owner.is_none() => owner = Some(value.to_string()),
@@ -42,6 +42,13 @@ pub fn parse_mlsd_line(line: &str) -> Option<Entry> {
     e.owner = owner;
     e.group = group;
     Some(e)
+}
+
+/// `0644`, `644`, or pyftpdlib's Python-style `0o644`.
+fn parse_octal_mode(v: &str) -> Option<u32> {
+    let v = v.trim();
+    let digits = v.strip_prefix("0o").or_else(|| v.strip_prefix("0O")).unwrap_or(v);
+    u32::from_str_radix(digits, 8).ok().map(|m| m & 0o7777)
 }
 
 fn split_facts_and_name(line: &str) -> Option<(&str, &str)> {
@@ -170,6 +177,16 @@ mod tests {
             let s = format_mlsd_time(t).unwrap();
             proptest::prop_assert_eq!(parse_mlsd_time(&s), Some((t, 0)));
         }
+    }
+
+    #[test]
+    fn mode_forms() {
+        let e = parse_mlsd_line("type=file;unix.mode=0o755; x").unwrap();
+        assert_eq!(e.mode, Some(0o755));
+        let e = parse_mlsd_line("type=file;unix.mode=644; x").unwrap();
+        assert_eq!(e.mode, Some(0o644));
+        let e = parse_mlsd_line("type=file;unix.mode=banana; x").unwrap();
+        assert_eq!(e.mode, None);
     }
 
     #[test]
