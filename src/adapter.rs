@@ -163,7 +163,15 @@ impl FtpFs {
         let exclusive = flags & libc::O_EXCL != 0;
         let truncate = flags & libc::O_TRUNC != 0;
         let existing = self.model.create_pending(&path, exclusive, truncate)?;
-        let attr = self.entry_for(&path)?;
+        let attr = match existing {
+            Some(_) => self.entry_for(&path)?,
+            // Known without asking: with a short cache_timeout the listing may already be gone.
+            None => {
+                let (_, name) = split_path(&path);
+                let st = self.model.stat_of(&Model::fresh_entry(name, crate::ftp::EntryKind::File, 0));
+                self.attr(self.model.lookup_ino(&path), &st)
+            }
+        };
         let fh = self.model.handles.open(attr.ino.0, &path, true, append, existing.is_none(), existing.or(Some(0)));
         Ok((attr, fh))
     }

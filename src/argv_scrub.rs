@@ -1,7 +1,9 @@
-//! Keeps a password given in the URL out of `ps`: the process's original argument memory (what
-//! `/proc/PID/cmdline` shows) is rewritten with the URL minus its password once it is parsed.
+//! Keeps the password out of `ps`: the process's original argument memory (what
+//! `/proc/PID/cmdline` shows) is rewritten with the URL minus its password once it is parsed, and
+//! the value of `FTPFS_PASSWORD` in the original environment block (`/proc/PID/environ`, `ps e`)
+//! is blanked once it has been read.
 //!
-//! glibc passes `argc, argv, envp` to `.init_array` functions; we keep the pointer from there,
+//! glibc passes `argc, argv, envp` to `.init_array` functions; we keep the pointers from there,
 //! as Rust's standard library itself does on Linux.
 
 use std::ffi::{CStr, c_char, c_int};
@@ -9,15 +11,47 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 
 static ARGC: AtomicIsize = AtomicIsize::new(0);
 static ARGV: AtomicPtr<*mut c_char> = AtomicPtr::new(std::ptr::null_mut());
+static ENVP: AtomicPtr<*mut c_char> = AtomicPtr::new(std::ptr::null_mut());
 
-extern "C" fn capture(argc: c_int, argv: *mut *mut c_char, _envp: *const *const c_char) {
+extern "C" fn capture(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
     ARGC.store(argc as isize, Ordering::Relaxed);
     ARGV.store(argv, Ordering::Relaxed);
+    ENVP.store(envp, Ordering::Relaxed);
 }
 
 #[used]
 #[unsafe(link_section = ".init_array")]
-static CAPTURE: extern "C" fn(c_int, *mut *mut c_char, *const *const c_char) = capture;
+static CAPTURE: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) = capture;
+
+/// Blanks the value of `FTPFS_PASSWORD` in the original environment block. Call once the
+/// password has been read.
+pub fn scrub_env() {
+    let envp = ENVP.load(Ordering::Relaxed);
+    if envp.is_null() {
+        return;
+    }
+    const KEY: &[u8] = b"FTPFS_PASSWORD=";
+    let mut i = 0;
+    // SAFETY: envp is the NULL-terminated array the C runtime passed at start-up; its strings
+    // live for the whole process and are only overwritten in place, never lengthened.
+    unsafe {
+        loop {
+            let p = *envp.add(i);
+            if p.is_null() {
+                break;
+            }
+            let bytes = CStr::from_ptr(p).to_bytes();
+            if bytes.starts_with(KEY) {
+                let value_len = bytes.len() - KEY.len();
+                std::ptr::write_bytes(p.cast::<u8>().add(KEY.len()), b'*', value_len.min(4));
+                if value_len > 4 {
+                    std::ptr::write_bytes(p.cast::<u8>().add(KEY.len() + 4), 0, value_len - 4);
+                }
+            }
+            i += 1;
+        }
+    }
+}
 
 /// The URL without the `:password` part of its user info, or `None` if it has no password.
 pub fn without_password(arg: &str) -> Option<String> {

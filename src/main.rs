@@ -33,6 +33,7 @@ fn start(args: Args) -> Result<(), String> {
     let opts = cli::parse_mount_options(&args.options)?;
     let mut target = cli::parse_url(&args.url)?;
     let password = cli::resolve_password(&mut target)?;
+    argv_scrub::scrub_env();
     let connect = cli::connect_options(&target, password, &opts);
     mount::run(MountPlan { target, opts, connect, mountpoint: args.mountpoint, foreground: args.foreground })
 }

@@ -346,6 +346,8 @@ fn mount_table_hides_password_and_unmount_ends_process(kind: ServerKind) {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         assert!(!shown.contains(PASSWORD), "password visible in ps: {shown}");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&environ).contains(PASSWORD), "password visible in the environment");
         assert!(shown.contains(&format!("ftp://{USER}@")), "{shown}");
     }
     assert!(m.unmount(), "fusermount3 -u");

@@ -69,6 +69,9 @@ pub struct OpenFile {
     dirty_size: AtomicU64,
     /// Modification time requested while the data is still on its way (shown by stat).
     mtime_override: Mutex<Option<SystemTime>>,
+    /// Another handle uploaded this file: its new size + 1 (0 = nothing new). Applied by this
+    /// handle's next operation, which drops what it cached of the old content.
+    remote_changed: AtomicU64,
     io: Mutex<Io>,
 }
 
@@ -110,6 +113,7 @@ impl Handles {
             pending_create: AtomicBool::new(created),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
             mtime_override: Mutex::new(None),
+            remote_changed: AtomicU64::new(0),
             io: Mutex::new(Io { state: State::Idle, server_size, pending_mtime: None, error: None }),
         };
         self.map.lock().insert(fh, Arc::new(f));
@@ -192,9 +196,38 @@ impl Handles {
         false
     }
 
+    /// Tells the other handles on `path` that `origin` just put a new version of it on the server.
+    fn notify_commit(&self, path: &str, size: u64, origin: &OpenFile) {
+        for f in self.matching(|p| p == path) {
+            if !std::ptr::eq(Arc::as_ptr(&f), origin) {
+                f.remote_changed.store(size + 1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Handles open for writing on `path`.
     pub fn writers_of(&self, path: &str) -> Vec<Arc<OpenFile>> {
         self.matching(|p| p == path).into_iter().filter(|f| f.writable).collect()
+    }
+}
+
+/// Applies another handle's upload to this one: cached content (a download in progress, a clean
+/// spool) is dropped and the known server size updated. Unsaved changes of this handle stay;
+/// whichever handle closes last decides the content, as with two editors.
+fn apply_remote_change(f: &OpenFile, io: &mut Io) {
+    let v = f.remote_changed.swap(0, Ordering::Relaxed);
+    if v == 0 {
+        return;
+    }
+    io.server_size = Some(v - 1);
+    let clean = match &io.state {
+        State::Reading(_) | State::Idle => true,
+        State::Spooled(s) => !s.dirty,
+        State::Writing(_) => false,
+    };
+    if clean {
+        io.state = State::Idle;
+        f.pending_create.store(false, Ordering::Relaxed);
     }
 }
 
@@ -235,6 +268,7 @@ fn start_upload(model: &Model, remote: &str, append: bool) -> Result<Upload<Leas
 /// the file).
 pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
     let mut io = f.io.lock();
+    apply_remote_change(f, &mut io);
     if matches!(io.state, State::Writing(_)) {
         commit_locked(model, f, &mut io)?;
     }
@@ -273,6 +307,7 @@ pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn Fn
 /// Writes `data` at `off` through handle `f`.
 pub fn write(model: &Model, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
     let mut io = f.io.lock();
+    apply_remote_change(f, &mut io);
     if let Some(e) = io.error {
         return Err(e);
     }
@@ -337,6 +372,7 @@ fn load_spool(model: &Model, f: &OpenFile) -> FsResult<Spool> {
 /// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
 pub fn truncate(model: &Model, f: &OpenFile, size: u64) -> FsResult<()> {
     let mut io = f.io.lock();
+    apply_remote_change(f, &mut io);
     if let State::Writing(w) = &io.state {
         if w.pos == size {
             return Ok(());
@@ -436,6 +472,7 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         f.pending_create.store(false, Ordering::Relaxed);
         f.set_dirty_size(None);
         model.note_written(&path, size);
+        model.handles.notify_commit(&path, size, f);
     }
     if let Some(t) = io.pending_mtime.take() {
         let res = model.set_mtime(&path, t);

@@ -229,7 +229,7 @@ impl Model {
     }
 
     /// A new entry for something we just created.
-    pub(super) fn fresh_entry(name: &str, kind: EntryKind, size: u64) -> Entry {
+    pub fn fresh_entry(name: &str, kind: EntryKind, size: u64) -> Entry {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Entry {
             name: name.to_string(),
@@ -248,10 +248,12 @@ impl Model {
         let (parent, name) = split_path(path);
         Self::check_name(name)?;
         let remote = self.remote(path);
-        if let Err(e) = self.pool.run(false, |c| c.mkd(&remote)) {
+        if let (Err(e), retried) = self.pool.run_retrying(|c| c.mkd(&remote).map(drop)) {
             // 550 says little: tell "exists" from "not allowed" by looking.
             self.dirs.invalidate(parent);
             return Err(match self.entry(path) {
+                // The first attempt made it before the connection broke.
+                Ok(e) if retried && e.is_dir() => return self.stat(path),
                 Ok(_) => libc::EEXIST,
                 Err(libc::ENOENT) if e.code() == Some(550) => {
                     if self.stat(parent).is_ok() { libc::EACCES } else { libc::ENOENT }
@@ -270,8 +272,15 @@ impl Model {
         self.refuse_if_read_only()?;
         let (parent, _) = split_path(path);
         let remote = self.remote(path);
-        if let Err(e) = self.pool.run(false, |c| c.rmd(&remote)) {
+        if let (Err(e), retried) = self.pool.run_retrying(|c| c.rmd(&remote)) {
             self.dirs.invalidate(path);
+            self.dirs.invalidate(parent);
+            let gone = matches!(self.entry(path), Err(libc::ENOENT));
+            if retried && gone {
+                // The first attempt made it before the connection broke.
+                self.forget_path(path, parent);
+                return Ok(());
+            }
             return Err(match self.list_dir(path) {
                 Ok(l) if !l.entries().is_empty() => libc::ENOTEMPTY,
                 Ok(_) => errno(&e, Op::Rmdir),
@@ -290,12 +299,13 @@ impl Model {
             return Err(libc::EISDIR);
         }
         let remote = self.remote(path);
-        match self.pool.run(false, |c| c.dele(&remote)) {
-            Ok(()) => {}
-            Err(e) => {
+        match self.pool.run_retrying(|c| c.dele(&remote)) {
+            (Ok(()), _) => {}
+            (Err(e), retried) => {
                 self.dirs.invalidate(parent);
+                let gone_after_retry = retried && matches!(self.entry(path), Err(libc::ENOENT));
                 // A file created but not yet uploaded exists only here.
-                if !self.handles.discard_pending(path) {
+                if !gone_after_retry && !self.handles.discard_pending(path) {
                     return Err(errno(&e, Op::Delete));
                 }
             }
@@ -338,8 +348,13 @@ impl Model {
         // Uploads of files still open under the old name must land under the new one.
         self.handles.commit_all_under(self, from)?;
         let (rfrom, rto) = (self.remote(from), self.remote(to));
-        let direct = self.pool.run(false, |c| c.rename(&rfrom, &rto));
-        if let Err(e) = direct {
+        let (direct, retried) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto));
+        let done_before_break = retried && direct.is_err() && {
+            self.dirs.invalidate(from_parent);
+            self.dirs.invalidate(to_parent);
+            matches!(self.entry(from), Err(libc::ENOENT)) && self.entry(to).is_ok()
+        };
+        if let (Err(e), false) = (direct, done_before_break) {
             // Some servers refuse to rename over an existing target: remove it, then retry.
             let Some(t) = &target else { return Err(errno(&e, Op::Rename)) };
             log::debug!("rename over existing refused ({e}); removing the target first");
@@ -374,7 +389,7 @@ impl Model {
             return Ok(());
         }
         let remote = self.remote(path);
-        match self.pool.run(false, |c| c.site_chmod(&remote, mode)) {
+        match self.pool.run(true, |c| c.site_chmod(&remote, mode)) {
             Ok(()) => {
                 let (parent, name) = split_path(path);
                 self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));

@@ -46,8 +46,10 @@ pub struct Pool {
     freed: Condvar,
 }
 
-/// Idle connections older than this are checked with NOOP before use.
-const STALE_AFTER: Duration = Duration::from_secs(30);
+/// Idle connections older than this are checked with NOOP before use: servers restart and
+/// drop idle sessions (421), and a command that is not idempotent should not be the one to find
+/// out.
+const STALE_AFTER: Duration = Duration::from_secs(2);
 
 impl Pool {
     /// Creates a pool for `transfers` simultaneous transfers (plus one connection for short
@@ -155,16 +157,32 @@ impl Pool {
     /// Runs `op` on a pooled connection; if the connection turned out to be broken and `op` is
     /// idempotent, runs it once more on a fresh connection.
     pub fn run<T>(self: &Arc<Self>, idempotent: bool, mut op: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+        if idempotent {
+            return self.run_retrying(op).0;
+        }
         let mut lease = self.get(Purpose::Metadata)?;
+        op(&mut lease)
+    }
+
+    /// Runs `op`, and once more on a fresh connection if the connection broke. The flag tells
+    /// whether it was retried: a command that is not idempotent (DELE, MKD, RNTO) may have taken
+    /// effect the first time, so the caller checks the result when the retry fails.
+    pub fn run_retrying<T>(self: &Arc<Self>, mut op: impl FnMut(&mut Connection) -> Result<T>) -> (Result<T>, bool) {
+        let mut lease = match self.get(Purpose::Metadata) {
+            Ok(l) => l,
+            Err(e) => return (Err(e), false),
+        };
         match op(&mut lease) {
-            Err(e) if idempotent && e.is_reconnectable() => {
+            Err(e) if e.is_reconnectable() => {
                 log::info!("retrying on a fresh connection after: {e}");
                 lease.discard();
                 drop(lease);
-                let mut lease = self.get(Purpose::Metadata)?;
-                op(&mut lease)
+                match self.get(Purpose::Metadata) {
+                    Ok(mut lease) => (op(&mut lease), true),
+                    Err(e) => (Err(e), true),
+                }
             }
-            other => other,
+            other => (other, false),
         }
     }
 

@@ -45,6 +45,7 @@ pub struct FtpServer {
     root: tempfile::TempDir,
     work: tempfile::TempDir,
     child: Option<Child>,
+    cfg: ServerConfig,
 }
 
 /// Hands out blocks of ports below Linux's ephemeral range, distinct within this process.
@@ -107,14 +108,28 @@ impl FtpServer {
         let root = tempfile::Builder::new().prefix("ftpfs-root-").tempdir().expect("temp root");
         let work = tempfile::Builder::new().prefix("ftpfs-srv-").tempdir().expect("temp work");
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod root");
-        let mut srv = FtpServer { kind, host, port, pasv_range, root, work, child: None };
-        let child = match kind {
-            ServerKind::Vsftpd => srv.spawn_vsftpd(&cfg),
-            ServerKind::Pyftpdlib => srv.spawn_pyftpdlib(),
-        };
-        srv.child = Some(child);
-        srv.wait_ready();
+        let mut srv = FtpServer { kind, host, port, pasv_range, root, work, child: None, cfg };
+        srv.spawn();
         srv
+    }
+
+    fn spawn(&mut self) {
+        let child = match self.kind {
+            ServerKind::Vsftpd => self.spawn_vsftpd(&self.cfg),
+            ServerKind::Pyftpdlib => self.spawn_pyftpdlib(),
+        };
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Kills the server (and its sessions) and starts it again on the same port and root.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpListener::bind((self.host.as_str(), self.port)).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.spawn();
     }
 
     fn log_path(&self) -> PathBuf {
