@@ -12,7 +12,7 @@ use fuser::{Config, MountOption, Session, SessionACL};
 
 use crate::adapter::FtpFs;
 use crate::cli::{MountOpts, Target};
-use crate::ftp::{ConnectOptions, Connection};
+use crate::ftp::{ConnectOptions, Connection, FtpError};
 use crate::model::{Model, ModelConfig, Pool};
 
 /// Why a mount could not start; printed as `ftpfs: <message>`.
@@ -32,21 +32,43 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, StartError> {
     Ok(canon)
 }
 
-/// Connects and logs in once, to fail fast with the server's own message.
-pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<Connection, StartError> {
-    Connection::connect(opts).map_err(|e| match e.code() {
-        Some(530) => format!("login to {} failed: {}", target.display_url(), e),
-        _ => format!("cannot connect to {}: {e}", target.display_url()),
-    })
+/// Connects, logs in and finds the remote directory, to fail fast with the server's own message.
+/// A connection that breaks during this (not a refused login) is tried again, twice.
+pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<(Connection, String), StartError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let res = Connection::connect(opts).and_then(|mut c| remote_root(&mut c, target).map(|root| (c, root)));
+        match res {
+            Ok(ok) => return Ok(ok),
+            Err(e) if attempt < 3 && e.is_reconnectable() && !matches!(e, FtpError::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused) => {
+                log::info!("start-up connection broke ({e}); trying again");
+            }
+            Err(e) => {
+                return Err(match e.code() {
+                    Some(530) => format!("login to {} failed: {e}", target.display_url()),
+                    Some(_) => format!("{}: {e}", target.display_url()),
+                    None => format!("cannot connect to {}: {e}", target.display_url()),
+                });
+            }
+        }
+    }
 }
 
 /// The remote directory to mount: the URL's, or the login directory. Checked to exist.
-pub fn remote_root(conn: &mut Connection, target: &Target) -> Result<String, StartError> {
+fn remote_root(conn: &mut Connection, target: &Target) -> crate::ftp::Result<String> {
     let dir = match &target.dir {
         Some(d) => d.clone(),
-        None => conn.pwd().unwrap_or_else(|_| "/".to_string()),
+        None => match conn.pwd() {
+            Ok(d) => d,
+            Err(e) if e.is_fatal_for_connection() => return Err(e),
+            Err(_) => "/".to_string(),
+        },
     };
-    conn.cwd(&dir).map_err(|e| format!("remote directory {dir}: {e}"))?;
+    conn.cwd(&dir).map_err(|e| match e {
+        FtpError::Reply { code, text } => FtpError::Reply { code, text: format!("remote directory {dir}: {text}") },
+        other => other,
+    })?;
     Ok(if dir.is_empty() { "/".into() } else { dir })
 }
 
@@ -151,8 +173,7 @@ pub struct MountPlan {
 /// Runs the mount until it is unmounted. Returns the process exit code.
 pub fn run(plan: MountPlan) -> Result<(), StartError> {
     let mountpoint = check_mountpoint(&plan.mountpoint)?;
-    let mut first = first_connection(&plan.connect, &plan.target)?;
-    let root = remote_root(&mut first, &plan.target)?;
+    let (first, root) = first_connection(&plan.connect, &plan.target)?;
     let mut report = if plan.foreground { Report::foreground() } else { daemonize()? };
     match mount_and_serve(plan, mountpoint, first, root, &mut report) {
         Ok(()) => Ok(()),

@@ -416,7 +416,12 @@ fn verify_size(model: &Model, lease: &mut Lease, remote: &str, expected: u64) ->
     if !model.features.size {
         return Ok(());
     }
-    match lease.size(remote) {
+    // The 226 already came; if the connection breaks now, ask again on another one.
+    let size = match lease.size(remote) {
+        Err(e) if e.is_reconnectable() => model.pool.run(true, |c| c.size(remote)),
+        other => other,
+    };
+    match size {
         Ok(n) if n == expected => Ok(()),
         Ok(n) => {
             log::error!("{remote}: server has {n} bytes after upload, expected {expected}");
@@ -443,9 +448,16 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         State::Writing(w) => {
             // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
             let expected = w.pos;
+            // The streamed bytes are gone from here whatever happens next: never upload the
+            // "pending" empty version over them later.
+            f.pending_create.store(false, Ordering::Relaxed);
             let (mut lease, res) = w.up.into_connection();
-            res.map_err(|e| errno(&e, Op::Write))?;
-            verify_size(model, &mut lease, &remote, expected)?;
+            let checked = res.map_err(|e| errno(&e, Op::Write)).and_then(|_| verify_size(model, &mut lease, &remote, expected));
+            if let Err(e) = checked {
+                f.set_dirty_size(None);
+                model.dirs.invalidate(crate::model::inodes::split_path(&path).0);
+                return Err(e);
+            }
             Some(expected)
         }
         State::Spooled(mut s) => {

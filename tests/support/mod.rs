@@ -333,3 +333,55 @@ pub fn assert_stream_matches(mut r: impl Read, seed: u64, len: u64, what: &str) 
     assert_eq!(r.read(&mut extra).expect("read past end"), 0, "{what}: longer than {len}");
 }
 pub mod mount;
+
+/// The scripted misbehaving server (tests/support/fake_ftpd.py), for what real servers won't do.
+pub struct FakeServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl FakeServer {
+    pub fn start(flags: &[&str]) -> FakeServer {
+        let port = port_block(1);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_ftpd.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fake_ftpd.py");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut line = String::new();
+                if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("220") {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "fake server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FakeServer { port, child }
+    }
+
+    pub fn options(&self, timeout_secs: u64) -> ConnectOptions {
+        let mut o = ConnectOptions::new("127.0.0.1", self.port, "u", "p");
+        o.timeout = Duration::from_secs(timeout_secs);
+        o
+    }
+
+    pub fn url(&self) -> String {
+        format!("ftp://u@127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -137,3 +137,22 @@ pub fn server_url(srv: &FtpServer, dir: &str) -> String {
     let host = if srv.host.contains(':') { format!("[{}]", srv.host) } else { srv.host.clone() };
     format!("ftp://{USER}@{host}:{}/{}", srv.port, dir.trim_start_matches('/'))
 }
+
+/// Unmounts a directory (lazily) when dropped, for mounts made by hand in a test.
+pub struct MountGuard {
+    path: PathBuf,
+}
+
+impl MountGuard {
+    pub fn new(path: &Path) -> MountGuard {
+        MountGuard { path: path.to_path_buf() }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if mount_line(&self.path).is_some() {
+            let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(&self.path).status();
+        }
+    }
+}
