@@ -314,6 +314,21 @@ impl Connection {
         self.command_expect("SYST", None, |c| c == 215).map(|r| r.text())
     }
 
+    /// Checks with NOOP, waiting at most `wait` for the answer, that the connection still works.
+    pub fn probe(&mut self, wait: Duration) -> bool {
+        let short = wait.min(self.opts.timeout);
+        if self.ctrl.get_ref().set_timeouts(Some(short)).is_err() {
+            return false;
+        }
+        let ok = self.noop().is_ok();
+        ok && self.ctrl.get_ref().set_timeouts(Some(self.opts.timeout)).is_ok()
+    }
+
+    /// Closes the connection at once, without QUIT (for a connection that may not answer).
+    pub fn abandon(mut self) {
+        let _ = self.ctrl.get_mut().shutdown();
+    }
+
     pub fn noop(&mut self) -> Result<()> {
         self.command_expect("NOOP", None, |c| (200..300).contains(&c)).map(drop)
     }

@@ -50,6 +50,11 @@ pub struct Pool {
 /// drop idle sessions (421), and a command that is not idempotent should not be the one to find
 /// out.
 const STALE_AFTER: Duration = Duration::from_secs(2);
+/// How long that check may take before the connection counts as dead.
+const PROBE_WAIT: Duration = Duration::from_secs(5);
+/// Idle connections older than this are closed unused: a NAT may have dropped them silently,
+/// and a NOOP would then wait for the full timeout.
+const DISCARD_AFTER: Duration = Duration::from_secs(120);
 
 impl Pool {
     /// Creates a pool for `transfers` simultaneous transfers (plus one connection for short
@@ -110,9 +115,15 @@ impl Pool {
     /// Returns an idle connection after making sure it is still alive if it sat for a while.
     fn checked(self: &Arc<Self>, idle: Idle, purpose: Purpose) -> Result<Lease> {
         let mut conn = idle.conn;
-        if idle.since.elapsed() >= STALE_AFTER && conn.noop().is_err() {
+        let age = idle.since.elapsed();
+        if age >= DISCARD_AFTER {
+            log::debug!("closing a connection idle for {}s", age.as_secs());
+            conn.abandon();
+            return self.connect_new(purpose);
+        }
+        if age >= STALE_AFTER && !conn.probe(PROBE_WAIT) {
             log::debug!("idle connection went stale; replacing it");
-            conn.quit();
+            conn.abandon();
             return self.connect_new(purpose);
         }
         Ok(Lease { pool: self.clone(), conn: Some(conn), purpose })
