@@ -10,21 +10,26 @@ use std::time::Duration;
 use clap::Parser;
 use percent_encoding::percent_decode_str;
 
-use crate::ftp::{ConnectOptions, DataMode, Secret};
+use crate::ftp::{ConnectOptions, DataMode, Secret, TlsContext, TlsMode, TlsSettings};
 
 /// Mount a remote FTP server as a local directory.
 #[derive(Parser, Debug)]
 #[command(name = "ftpfs", version, about, long_about = None)]
 pub struct Args {
-    /// ftp://[user[:password]@]host[:port][/dir]
+    /// ftp://[user[:password]@]host[:port][/dir] (or ftps:// for implicit TLS)
     pub url: String,
-    /// Where to mount it (an existing, empty directory)
-    pub mountpoint: PathBuf,
+    /// Where to mount it (an existing, empty directory); not needed with --probe
+    #[arg(required_unless_present = "probe")]
+    pub mountpoint: Option<PathBuf>,
+    /// Connect, log in and report what the server offers and which options suit it; mount nothing
+    #[arg(long)]
+    pub probe: bool,
     /// Stay in the foreground (default: go to the background once the mount is ready)
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
     /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
-    /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip
+    /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
+    /// tls[=explicit|implicit], cafile=PATH, no_verify, netrc=PATH, password_file=PATH
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     pub options: Vec<String>,
     /// More logging (repeat for more); RUST_LOG overrides
@@ -49,6 +54,12 @@ pub struct MountOpts {
     pub no_mlsd: bool,
     pub pasv_ip: bool,
     pub list_tz_offset: i64,
+    /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
+    pub tls: Option<TlsMode>,
+    pub cafile: Option<PathBuf>,
+    pub no_verify: bool,
+    pub netrc: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for MountOpts {
@@ -68,6 +79,11 @@ impl Default for MountOpts {
             no_mlsd: false,
             pasv_ip: false,
             list_tz_offset: 0,
+            tls: None,
+            cafile: None,
+            no_verify: false,
+            netrc: None,
+            password_file: None,
         }
     }
 }
@@ -129,6 +145,12 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("no_mlsd", None) => o.no_mlsd = true,
             ("pasv_ip", None) => o.pasv_ip = true,
             ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
+            ("tls", None) | ("tls", Some("explicit")) | ("ftps", None) => o.tls = Some(TlsMode::Explicit),
+            ("tls", Some("implicit")) => o.tls = Some(TlsMode::Implicit),
+            ("cafile", Some(v)) if !v.is_empty() => o.cafile = Some(PathBuf::from(v)),
+            ("no_verify", None) => o.no_verify = true,
+            ("netrc", Some(v)) if !v.is_empty() => o.netrc = Some(PathBuf::from(v)),
+            ("password_file", Some(v)) if !v.is_empty() => o.password_file = Some(PathBuf::from(v)),
             (k, None) if is_ignorable(k) => log::debug!("ignoring mount option {k}"),
             _ if is_ignorable(opt) => log::debug!("ignoring mount option {opt}"),
             _ => return Err(format!("unknown mount option: {opt}")),
@@ -165,6 +187,8 @@ pub struct Target {
     pub password: Option<Secret>,
     /// The remote directory; `None` means the login directory.
     pub dir: Option<String>,
+    /// `ftps://` means implicit TLS.
+    pub implicit_tls: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -181,7 +205,9 @@ impl Target {
         let dir = self.dir.as_deref().unwrap_or("/");
         // Keep the fsname free of characters that would break the mount table's option list.
         let clean = |s: &str| s.replace([',', ' ', '\t', '\n', '\\'], "_");
-        clean(&format!("ftp://{}@{host}{port}{dir}", self.user))
+        let (scheme, default_port) = if self.implicit_tls { ("ftps", 990) } else { ("ftp", 21) };
+        let port = if self.port == default_port { String::new() } else { port };
+        clean(&format!("{scheme}://{}@{host}{port}{dir}", self.user))
     }
 }
 
@@ -192,11 +218,11 @@ fn decode(s: &str) -> Result<String, String> {
 /// Parses `ftp://[user[:password]@]host[:port][/dir]`.
 pub fn parse_url(s: &str) -> Result<Target, String> {
     let url = url::Url::parse(s).map_err(|e| format!("invalid URL {:?}: {e}", redact(s)))?;
-    match url.scheme() {
-        "ftp" => {}
-        "ftps" => return Err("ftps:// (FTP over TLS) is not supported yet".into()),
-        other => return Err(format!("unsupported URL scheme {other:?}: use ftp://")),
-    }
+    let implicit_tls = match url.scheme() {
+        "ftp" => false,
+        "ftps" => true,
+        other => return Err(format!("unsupported URL scheme {other:?}: use ftp:// or ftps://")),
+    };
     let host = url.host_str().ok_or("the URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
     let user = match decode(url.username())? {
         u if u.is_empty() => "anonymous".to_string(),
@@ -213,7 +239,8 @@ pub fn parse_url(s: &str) -> Result<Target, String> {
             return Err("the URL contains a line break or NUL".into());
         }
     }
-    Ok(Target { host, port: url.port().unwrap_or(21), user, password, dir })
+    let port = url.port().unwrap_or(if implicit_tls { 990 } else { 21 });
+    Ok(Target { host, port, user, password, dir, implicit_tls })
 }
 
 /// The URL with any password replaced, for error messages.
@@ -275,16 +302,43 @@ pub fn netrc_lookup(text: &str, host: &str) -> Option<(Option<String>, Option<St
     if default_entry.0.is_some() || default_entry.1.is_some() { Some(default_entry) } else { None }
 }
 
-/// Finds the password (and maybe the user) for `target`.
-pub fn resolve_password(target: &mut Target) -> Result<Secret, String> {
+/// Warns when a file holding a password can be read by other users.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o044 != 0 {
+            eprintln!("ftpfs: warning: {} is readable by other users (chmod 600 it)", path.display());
+        }
+    }
+}
+
+/// Finds the password (and maybe the user) for `target`: the URL, `FTPFS_PASSWORD`,
+/// `-o password_file=`, `-o netrc=` or `~/.netrc`, then a prompt on a terminal.
+pub fn resolve_password(target: &mut Target, opts: &MountOpts) -> Result<Secret, String> {
     if let Some(p) = target.password.take() {
         return Ok(p);
     }
     if let Ok(p) = std::env::var("FTPFS_PASSWORD") {
         return Ok(Secret::new(p));
     }
-    if let Some(home) = std::env::var_os("HOME") {
-        if let Ok(text) = std::fs::read_to_string(PathBuf::from(home).join(".netrc")) {
+    if let Some(path) = &opts.password_file {
+        warn_if_readable_by_others(path);
+        let text = std::fs::read_to_string(path).map_err(|e| format!("password_file {}: {e}", path.display()))?;
+        let first = text.lines().next().unwrap_or("").to_string();
+        return Ok(Secret::new(first));
+    }
+    let netrc = match &opts.netrc {
+        Some(p) => {
+            if !p.exists() {
+                return Err(format!("netrc {}: no such file", p.display()));
+            }
+            Some(p.clone())
+        }
+        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".netrc")),
+    };
+    if let Some(netrc) = netrc {
+        if let Ok(text) = std::fs::read_to_string(&netrc) {
+            warn_if_readable_by_others(&netrc);
             if let Some((login, password)) = netrc_lookup(&text, &target.host) {
                 let login_matches = login.as_deref().is_none_or(|l| target.user == "anonymous" || l == target.user);
                 if login_matches {
@@ -313,15 +367,26 @@ pub fn resolve_password(target: &mut Target) -> Result<Secret, String> {
     ))
 }
 
-/// Connection options from the URL and the mount options.
-pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> ConnectOptions {
+/// Connection options from the URL and the mount options (TLS configuration included).
+pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Result<ConnectOptions, String> {
     let mut c = ConnectOptions::new(&target.host, target.port, &target.user, "");
     c.password = password;
     c.timeout = o.timeout;
     c.data_mode = if o.active { DataMode::Active } else { DataMode::Passive };
     c.use_epsv = !o.no_epsv;
     c.trust_pasv_address = o.pasv_ip;
-    c
+    c.tls_mode = if target.implicit_tls { TlsMode::Implicit } else { o.tls.unwrap_or(TlsMode::Off) };
+    if c.tls_mode != TlsMode::Off {
+        if o.no_verify {
+            eprintln!("ftpfs: warning: no_verify: the server's certificate is not checked");
+        }
+        let settings = TlsSettings { cafile: o.cafile.clone(), no_verify: o.no_verify };
+        let ctx = TlsContext::new(&target.host, &settings).map_err(|e| e.to_string())?;
+        c.tls = Some(std::sync::Arc::new(ctx));
+    } else if o.cafile.is_some() || o.no_verify {
+        return Err("cafile and no_verify need TLS: use ftps:// or -o tls".into());
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -339,7 +404,9 @@ mod tests {
         let t = parse_url("ftp://[::1]/").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.user.as_str(), t.dir.clone()), ("::1", 21, "anonymous", None));
         assert!(parse_url("http://x/").is_err());
-        assert!(parse_url("ftps://x/").is_err());
+        let t = parse_url("ftps://u@x/").unwrap();
+        assert!(t.implicit_tls && t.port == 990);
+        assert_eq!(t.display_url(), "ftps://u@x/");
         assert!(parse_url("not a url").is_err());
         assert_eq!(redact("ftp://u:pw@h/"), "ftp://u:****@h/");
         assert_eq!(redact("ftp://h/"), "ftp://h/");
@@ -359,6 +426,12 @@ mod tests {
         assert!(parse_mount_options(&["connections=0".into()]).is_err());
         assert_eq!(parse_mount_options(&["list_tz=+02:30".into()]).unwrap().list_tz_offset, 9000);
         assert_eq!(parse_mount_options(&["list_tz=-5".into()]).unwrap().list_tz_offset, -18000);
+        let o = parse_mount_options(&["tls,cafile=/x/ca.pem,no_verify,netrc=/n,password_file=/p".into()]).unwrap();
+        assert_eq!(o.tls, Some(TlsMode::Explicit));
+        assert_eq!(o.cafile.as_deref(), Some(std::path::Path::new("/x/ca.pem")));
+        assert!(o.no_verify);
+        assert_eq!(parse_mount_options(&["tls=implicit".into()]).unwrap().tls, Some(TlsMode::Implicit));
+        assert!(parse_mount_options(&["tls=bogus".into()]).is_err());
     }
 
     #[test]

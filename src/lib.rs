@@ -8,3 +8,4 @@ pub mod model;
 pub mod adapter;
 pub mod cli;
 pub mod mount;
+pub mod probe;

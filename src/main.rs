@@ -32,10 +32,14 @@ fn init_logging(verbose: u8) {
 fn start(args: Args) -> Result<(), String> {
     let opts = cli::parse_mount_options(&args.options)?;
     let mut target = cli::parse_url(&args.url)?;
-    let password = cli::resolve_password(&mut target)?;
+    let password = cli::resolve_password(&mut target, &opts)?;
     argv_scrub::scrub_env();
-    let connect = cli::connect_options(&target, password, &opts);
-    mount::run(MountPlan { target, opts, connect, mountpoint: args.mountpoint, foreground: args.foreground })
+    let connect = cli::connect_options(&target, password, &opts)?;
+    if args.probe {
+        return ftpfs::probe::run(&connect, &target, &opts);
+    }
+    let mountpoint = args.mountpoint.ok_or("a mountpoint is needed")?;
+    mount::run(MountPlan { target, opts, connect, mountpoint, foreground: args.foreground })
 }
 
 fn main() {

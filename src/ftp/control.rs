@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::{check_arg, encode_line, loggable};
@@ -17,6 +18,7 @@ use super::features::Features;
 use super::listing::{Entry, format_mlsd_time, parse_mlsd_line, parse_mlsd_time};
 use super::reply::{Reply, read_reply};
 use super::stream::NetStream;
+use super::tls::{TlsContext, TlsMode, handshake};
 
 /// A password that never shows in `Debug` output or logs.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -60,6 +62,9 @@ pub struct ConnectOptions {
     pub use_epsv: bool,
     /// Connect to the address in a 227 reply instead of the control connection's peer.
     pub trust_pasv_address: bool,
+    /// FTPS: when TLS starts, and the configuration it uses (set when `tls_mode` is not Off).
+    pub tls_mode: TlsMode,
+    pub tls: Option<Arc<TlsContext>>,
 }
 
 impl ConnectOptions {
@@ -73,6 +78,8 @@ impl ConnectOptions {
             data_mode: DataMode::Passive,
             use_epsv: true,
             trust_pasv_address: false,
+            tls_mode: TlsMode::Off,
+            tls: None,
         }
     }
 }
@@ -100,6 +107,10 @@ pub struct Connection {
     pub(super) dead: bool,
     transfer_type: TransferType,
     welcome: String,
+    /// This connection's TLS configuration (shared with its data connections), if any.
+    pub(super) tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// PROT P is in force: data connections are encrypted.
+    pub(super) protect_data: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -131,8 +142,17 @@ impl Connection {
         check_arg(opts.password.expose())?;
         let tcp = connect_tcp(&opts.host, opts.port, opts.timeout)?;
         tcp.set_nodelay(true)?;
-        let stream = NetStream::Plain(tcp);
-        stream.set_timeouts(Some(opts.timeout))?;
+        tcp.set_read_timeout(Some(opts.timeout))?;
+        tcp.set_write_timeout(Some(opts.timeout))?;
+        let tls = match (opts.tls_mode, &opts.tls) {
+            (TlsMode::Off, _) => None,
+            (_, Some(ctx)) => Some((ctx.for_connection(), ctx.server_name())),
+            (_, None) => return Err(FtpError::InvalidArgument("TLS requested without a TLS configuration".into())),
+        };
+        let stream = match (&tls, opts.tls_mode) {
+            (Some((cfg, name)), TlsMode::Implicit) => handshake(tcp, cfg.clone(), name.clone())?,
+            _ => NetStream::Plain(tcp),
+        };
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
         let mut conn = Connection {
@@ -146,6 +166,8 @@ impl Connection {
             dead: false,
             transfer_type: TransferType::Binary,
             welcome: String::new(),
+            tls_config: tls.as_ref().map(|t| t.0.clone()),
+            protect_data: false,
         };
         let mut greeting = conn.read_reply()?;
         if greeting.code == 120 {
@@ -155,9 +177,25 @@ impl Connection {
             return Err(greeting.into_error());
         }
         conn.welcome = greeting.text();
+        if let (Some((cfg, name)), TlsMode::Explicit) = (tls, opts.tls_mode) {
+            conn.command_expect("AUTH", Some("TLS"), |c| c == 234)?;
+            let plain = std::mem::replace(conn.ctrl.get_mut(), NetStream::Detached);
+            let tcp = plain.into_plain().ok_or_else(|| FtpError::protocol("control stream is not plain TCP"))?;
+            *conn.ctrl.get_mut() = handshake(tcp, cfg, name)?;
+        }
         conn.login()?;
+        if conn.tls_config.is_some() {
+            conn.command_expect("PBSZ", Some("0"), |c| c == 200)?;
+            conn.command_expect("PROT", Some("P"), |c| c == 200)?;
+            conn.protect_data = true;
+        }
         conn.setup_session()?;
         Ok(conn)
+    }
+
+    /// The TLS version of the control connection, if it is encrypted.
+    pub fn tls_version(&self) -> Option<String> {
+        self.ctrl.get_ref().tls_version()
     }
 
     fn login(&mut self) -> Result<()> {

@@ -10,10 +10,12 @@ pub mod features;
 pub mod listing;
 pub mod reply;
 pub mod stream;
+pub mod tls;
 pub mod transfer;
 
 pub use control::{ConnectOptions, Connection, DataMode, Secret, TransferType};
 pub use error::{FtpError, Op, Result};
 pub use features::Features;
 pub use listing::{Dialect, Entry, EntryKind, ListContext};
+pub use tls::{TlsContext, TlsMode, TlsSettings};
 pub use transfer::{Download, Upload};

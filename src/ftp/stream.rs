@@ -1,45 +1,97 @@
-//! The byte stream under a control or data connection.
-//!
-//! Today a plain TCP socket; FTPS (RFC 4217) adds a TLS variant here, so the rest of the wire
-//! layer reads and writes through this type and does not care which one it has.
+//! The byte stream under a control or data connection: plain TCP, or TLS (FTPS) over TCP.
+//! The rest of the wire layer reads and writes through this type and does not care which.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// A connected stream, plain or (later) encrypted.
+use rustls::{ClientConnection, StreamOwned};
+
+/// A connected stream.
 #[derive(Debug)]
 pub enum NetStream {
     Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// Left behind while a control connection is being upgraded to TLS.
+    Detached,
+}
+
+fn detached() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "stream detached")
 }
 
 impl NetStream {
-    pub fn tcp(&self) -> &TcpStream {
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            NetStream::Plain(s) => s,
+            NetStream::Plain(s) => Some(s),
+            NetStream::Tls(s) => Some(&s.sock),
+            NetStream::Detached => None,
+        }
+    }
+
+    /// Takes the TCP socket out of a plain stream (for a TLS upgrade).
+    pub fn into_plain(self) -> Option<TcpStream> {
+        match self {
+            NetStream::Plain(s) => Some(s),
+            _ => None,
         }
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
+        self.tcp().ok_or_else(detached)?.peer_addr()
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().local_addr()
+        self.tcp().ok_or_else(detached)?.local_addr()
+    }
+
+    /// The TLS protocol version in use, if any.
+    pub fn tls_version(&self) -> Option<String> {
+        match self {
+            NetStream::Tls(s) => s.conn.protocol_version().map(|v| format!("{v:?}")),
+            _ => None,
+        }
     }
 
     /// Sets both read and write timeouts (`None` disables them; zero is treated as `None`).
     pub fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
         let t = timeout.filter(|d| !d.is_zero());
-        self.tcp().set_read_timeout(t)?;
-        self.tcp().set_write_timeout(t)
+        let tcp = self.tcp().ok_or_else(detached)?;
+        tcp.set_read_timeout(t)?;
+        tcp.set_write_timeout(t)
     }
 
-    /// Ends the stream cleanly in both directions.
+    /// Ends the stream at once in both directions (aborting a transfer).
     pub fn shutdown(&mut self) -> io::Result<()> {
-        match self {
-            NetStream::Plain(s) => s.shutdown(Shutdown::Both),
+        match self.tcp() {
+            Some(s) => s.shutdown(Shutdown::Both),
+            None => Ok(()),
         }
+    }
+
+    /// Ends the stream cleanly after a complete transfer: TLS close_notify (vsftpd answers 426
+    /// without it), end of our direction, then whatever the peer still sends (TLS session
+    /// tickets, its close_notify) is read until it closes, so the close is a FIN, not a reset
+    /// that would make the server discard the end of an upload.
+    pub fn close_gracefully(&mut self) -> io::Result<()> {
+        if let NetStream::Tls(s) = self {
+            s.conn.send_close_notify();
+            while s.conn.wants_write() {
+                s.conn.write_tls(&mut s.sock)?;
+            }
+        }
+        let Some(tcp) = self.tcp() else { return Ok(()) };
+        tcp.shutdown(Shutdown::Write)?;
+        let mut sink = [0u8; 16 * 1024];
+        let mut drained = 0usize;
+        while drained < (1 << 20) {
+            match self.read(&mut sink) {
+                Ok(0) => break,
+                Ok(n) => drained += n,
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -47,6 +99,13 @@ impl Read for NetStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             NetStream::Plain(s) => s.read(buf),
+            // A peer that closes without close_notify ends the stream; for data, the transfer's
+            // final reply on the (authenticated) control connection says whether it was whole.
+            NetStream::Tls(s) => match s.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+            NetStream::Detached => Err(detached()),
         }
     }
 }
@@ -55,12 +114,16 @@ impl Write for NetStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             NetStream::Plain(s) => s.write(buf),
+            NetStream::Tls(s) => s.write(buf),
+            NetStream::Detached => Err(detached()),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             NetStream::Plain(s) => s.flush(),
+            NetStream::Tls(s) => s.flush(),
+            NetStream::Detached => Err(detached()),
         }
     }
 }

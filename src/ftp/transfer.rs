@@ -44,7 +44,17 @@ impl Connection {
             return Err(reply.into_error());
         }
         let res = pending.establish(self.opts.timeout);
-        self.mark_dead_on(res)
+        let stream = self.mark_dead_on(res)?;
+        match (&self.tls_config, self.protect_data) {
+            // The data handshake resumes this control connection's session (require_ssl_reuse).
+            (Some(cfg), true) => {
+                let tcp = stream.into_plain().ok_or_else(|| FtpError::protocol("data stream is not plain TCP"))?;
+                let name = self.opts.tls.as_ref().map(|t| t.server_name()).ok_or_else(|| FtpError::protocol("no TLS context"))?;
+                let res = super::tls::handshake(tcp, cfg.clone(), name);
+                self.mark_dead_on(res)
+            }
+            _ => Ok(stream),
+        }
     }
 
     /// Reads the final reply of a transfer whose data connection is closed.
@@ -207,7 +217,9 @@ impl<C: BorrowMut<Connection>> Download<C> {
             self.abort();
             return Ok(());
         }
-        self.data = None;
+        if let Some(mut d) = self.data.take() {
+            let _ = d.close_gracefully();
+        }
         self.connection().finish_transfer().map(drop)
     }
 
@@ -297,8 +309,7 @@ impl<C: BorrowMut<Connection>> Upload<C> {
 
     fn end(&mut self) -> Result<()> {
         let Some(mut d) = self.data.take() else { return Err(FtpError::Closed) };
-        let flushed = d.flush();
-        let _ = d.shutdown();
+        let flushed = d.flush().and_then(|_| d.close_gracefully());
         drop(d);
         let reply = self.connection().finish_transfer();
         flushed.map_err(FtpError::Io)?;

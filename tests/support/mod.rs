@@ -34,6 +34,66 @@ pub struct ServerConfig {
     pub host: Option<String>,
     /// Extra `key=value` lines for vsftpd's config file.
     pub vsftpd_extra: Vec<String>,
+    /// FTPS: require TLS with a certificate from the test CA ([`test_ca`]).
+    pub tls: Option<TlsServer>,
+}
+
+/// How a test server speaks TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsServer {
+    /// AUTH TLS required for login and data (PROT P).
+    Explicit,
+    /// TLS from the first byte (vsftpd only).
+    Implicit,
+}
+
+/// Certificates made for the tests: a CA, a server certificate it signed for 127.0.0.1 and
+/// localhost, and a second CA that signed nothing (for "wrong certificate" tests).
+pub struct TestCa {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub other_ca: PathBuf,
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (run scripts/setup.sh)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The test CA, made once per test process with the openssl command.
+pub fn test_ca() -> &'static TestCa {
+    static CA: std::sync::OnceLock<TestCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("ftpfs-ca-").tempdir().expect("ca dir");
+        let d = dir.path();
+        for (name, cn) in [("ca", "ftpfs test CA"), ("other", "ftpfs other CA")] {
+            openssl(
+                &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3",
+                  "-keyout", &format!("{name}.key"), "-out", &format!("{name}.pem"), "-subj", &format!("/CN={cn}"),
+                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                d,
+            );
+        }
+        openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "srv.key",
+                  "-out", "srv.csr", "-subj", "/CN=localhost"], d);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext.cnf");
+        openssl(&["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem",
+                  "-days", "3", "-extfile", "ext.cnf"], d);
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod ca dir");
+        TestCa {
+            ca: d.join("ca.pem"),
+            server_cert: d.join("srv.pem"),
+            server_key: d.join("srv.key"),
+            other_ca: d.join("other.pem"),
+            _dir: dir,
+        }
+    })
 }
 
 /// A running server. Dropping it kills the server and removes its root.
@@ -161,6 +221,18 @@ impl FtpServer {
             if ipv6 { String::new() } else { "pasv_address=127.0.0.1\n".to_string() },
             self.work.path().join("xfer.log").display(),
         );
+        if let Some(tls) = cfg.tls {
+            let ca = test_ca();
+            conf.push_str(&format!(
+                "ssl_enable=YES\nrsa_cert_file={}\nrsa_private_key_file={}\nrequire_ssl_reuse=YES\n\
+                 force_local_data_ssl=YES\nforce_local_logins_ssl=YES\nssl_ciphers=HIGH\nallow_anon_ssl=NO\n",
+                ca.server_cert.display(),
+                ca.server_key.display()
+            ));
+            if tls == TlsServer::Implicit {
+                conf.push_str("implicit_ssl=YES\n");
+            }
+        }
         for line in &cfg.vsftpd_extra {
             conf.push_str(line);
             conf.push('\n');
@@ -186,6 +258,15 @@ impl FtpServer {
             .args(["--root", &self.root.path().display().to_string()])
             .args(["--user", USER, "--password", PASSWORD])
             .args(["--pasv", &format!("{}-{}", self.pasv_range.0, self.pasv_range.1)])
+            .args(match self.cfg.tls {
+                Some(_) => vec![
+                    "--certfile".to_string(),
+                    test_ca().server_cert.display().to_string(),
+                    "--keyfile".to_string(),
+                    test_ca().server_key.display().to_string(),
+                ],
+                None => vec![],
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -202,6 +283,9 @@ impl FtpServer {
                 }
             }
             if let Ok(s) = TcpStream::connect((self.host.as_str(), self.port)) {
+                if self.cfg.tls == Some(TlsServer::Implicit) {
+                    return; // it listens; the greeting comes only after a TLS handshake
+                }
                 let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut line = String::new();
                 if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("220") {
@@ -250,11 +334,23 @@ impl FtpServer {
         }
     }
 
-    /// Connection options for this server.
+    /// Connection options for this server (trusting the test CA when it speaks TLS).
     pub fn options(&self) -> ConnectOptions {
         let mut o = ConnectOptions::new(&self.host, self.port, USER, PASSWORD);
         o.timeout = Duration::from_secs(20);
+        if let Some(tls) = self.cfg.tls {
+            o.tls_mode = match tls {
+                TlsServer::Explicit => ftpfs::ftp::TlsMode::Explicit,
+                TlsServer::Implicit => ftpfs::ftp::TlsMode::Implicit,
+            };
+            let settings = ftpfs::ftp::TlsSettings { cafile: Some(test_ca().ca.clone()), no_verify: false };
+            o.tls = Some(std::sync::Arc::new(ftpfs::ftp::TlsContext::new(&self.host, &settings).expect("tls context")));
+        }
         o
+    }
+
+    pub fn tls(&self) -> Option<TlsServer> {
+        self.cfg.tls
     }
 
     /// A logged-in connection.

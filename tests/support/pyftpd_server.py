@@ -18,6 +18,8 @@ def main():
     p.add_argument("--pasv", required=True, help="LO-HI passive port range")
     p.add_argument("--max-cons", type=int, default=64)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--certfile", help="serve FTPS (explicit, AUTH TLS required) with this certificate")
+    p.add_argument("--keyfile")
     a = p.parse_args()
 
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING)
@@ -25,6 +27,14 @@ def main():
     # All permissions, including MFMT (T) and SITE CHMOD (M).
     auth.add_user(a.user, a.password, a.root, perm="elradfmwMT")
     handler = FTPHandler
+    if a.certfile:
+        from pyftpdlib.handlers import TLS_FTPHandler
+
+        handler = TLS_FTPHandler
+        handler.certfile = a.certfile
+        handler.keyfile = a.keyfile
+        handler.tls_control_required = True
+        handler.tls_data_required = True
     handler.authorizer = auth
     lo, hi = (int(x) for x in a.pasv.split("-"))
     handler.passive_ports = range(lo, hi + 1)

@@ -1,0 +1,219 @@
+//! FTPS against vsftpd (explicit and implicit; require_ssl_reuse=YES, force_local_data_ssl=YES)
+//! and pyftpdlib (explicit), with a CA and certificate made by the test; the mount's core file
+//! operations over TLS; certificate errors; `--probe`; and `mount -t fuse.ftpfs`.
+
+mod support;
+
+use std::io::{Read, Write};
+
+use ftpfs::ftp::{Connection, ListContext, TlsContext, TlsSettings};
+use support::mount::{Mount, fuse_available, ftpfs_command, server_url};
+use support::{FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, USER, test_ca};
+
+fn start(kind: ServerKind, tls: TlsServer) -> FtpServer {
+    FtpServer::start_with(kind, ServerConfig { tls: Some(tls), ..Default::default() })
+}
+
+fn url(srv: &FtpServer) -> String {
+    match srv.tls() {
+        Some(TlsServer::Implicit) => format!("ftps://{USER}@127.0.0.1:{}/", srv.port),
+        _ => server_url(srv, ""),
+    }
+}
+
+fn tls_options(srv: &FtpServer) -> String {
+    let ca = test_ca().ca.display().to_string();
+    match srv.tls() {
+        Some(TlsServer::Implicit) => format!("cafile={ca}"),
+        _ => format!("tls,cafile={ca}"),
+    }
+}
+
+fn wire_round_trip(kind: ServerKind, tls: TlsServer) {
+    let srv = start(kind, tls);
+    srv.put_file("in.txt", b"secret content");
+    let mut c = srv.connect();
+    let version = c.tls_version().expect("control connection is encrypted");
+    assert!(version.contains("TLS"), "{version}");
+    let listed = match kind {
+        ServerKind::Vsftpd => c.list("/", &ListContext::now_utc()).unwrap(),
+        ServerKind::Pyftpdlib => c.mlsd("/").unwrap(),
+    };
+    assert!(listed.iter().any(|e| e.name == "in.txt"));
+    let mut dl = c.retr("/in.txt", 7).unwrap();
+    let mut got = Vec::new();
+    dl.read_to_end(&mut got).unwrap();
+    dl.finish().unwrap();
+    assert_eq!(got, b"content");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut up = c.stor("/out.bin").unwrap();
+    up.write_all(&data).unwrap();
+    up.finish().unwrap();
+    assert!(std::fs::read(srv.disk("out.bin")).unwrap() == data, "upload differs on disk");
+    // Several data connections in a row, each resuming the control connection's session.
+    for _ in 0..3 {
+        assert_eq!(c.size("/out.bin").unwrap(), data.len() as u64);
+        let mut dl = c.retr("/out.bin", 0).unwrap();
+        let mut back = Vec::new();
+        dl.read_to_end(&mut back).unwrap();
+        dl.finish().unwrap();
+        assert!(back == data);
+    }
+}
+
+#[test]
+fn vsftpd_explicit_wire() {
+    wire_round_trip(ServerKind::Vsftpd, TlsServer::Explicit);
+}
+
+#[test]
+fn vsftpd_implicit_wire() {
+    wire_round_trip(ServerKind::Vsftpd, TlsServer::Implicit);
+}
+
+#[test]
+fn pyftpdlib_explicit_wire() {
+    wire_round_trip(ServerKind::Pyftpdlib, TlsServer::Explicit);
+}
+
+fn mount_core_operations(kind: ServerKind, tls: TlsServer) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = start(kind, tls);
+    srv.put_file("hello.txt", b"hello over tls\n");
+    let m = Mount::try_new(&srv, &[&tls_options(&srv)], Some(&url(&srv))).unwrap_or_else(|e| panic!("{e}\n{}", srv.log()));
+    assert!(m.sh_ok("ls -la").contains("hello.txt"));
+    assert_eq!(m.sh_ok("cat hello.txt"), "hello over tls\n");
+    let local = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(local.path().join("big.bin"), &big).unwrap();
+    m.sh_ok(&format!("cp {} big.bin && mkdir d && mv big.bin d/ && echo more >> hello.txt", local.path().join("big.bin").display()));
+    assert!(std::fs::read(srv.disk("d/big.bin")).unwrap() == big, "upload differs on disk");
+    assert_eq!(std::fs::read(srv.disk("hello.txt")).unwrap(), b"hello over tls\nmore\n");
+    assert!(std::fs::read(m.p("d/big.bin")).unwrap() == big, "download differs");
+    m.sh_ok("printf XY | dd of=hello.txt bs=1 seek=2 conv=notrunc status=none && rm d/big.bin && rmdir d");
+    assert_eq!(std::fs::read(srv.disk("hello.txt")).unwrap(), b"heXYo over tls\nmore\n");
+    assert!(!srv.disk("d").exists());
+}
+
+#[test]
+fn vsftpd_explicit_mount() {
+    mount_core_operations(ServerKind::Vsftpd, TlsServer::Explicit);
+}
+
+#[test]
+fn vsftpd_implicit_mount() {
+    mount_core_operations(ServerKind::Vsftpd, TlsServer::Implicit);
+}
+
+#[test]
+fn pyftpdlib_explicit_mount() {
+    mount_core_operations(ServerKind::Pyftpdlib, TlsServer::Explicit);
+}
+
+#[test]
+fn wrong_certificate_is_a_clear_error_and_no_verify_works() {
+    let srv = start(ServerKind::Vsftpd, TlsServer::Explicit);
+    // Wire level: a CA that did not sign the server's certificate.
+    let mut o = srv.options();
+    let settings = TlsSettings { cafile: Some(test_ca().other_ca.clone()), no_verify: false };
+    o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
+    let err = Connection::connect(&o).expect_err("untrusted certificate");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    let settings = TlsSettings { cafile: None, no_verify: true };
+    o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
+    let mut c = Connection::connect(&o).expect("no_verify accepts it");
+    assert!(c.size("/").is_err() || c.noop().is_ok());
+    c.noop().unwrap();
+
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let u = url(&srv);
+    for opts in [format!("tls,cafile={}", test_ca().other_ca.display()), "tls".to_string()] {
+        let out = ftpfs_command(&[&u, d, "-o", &opts]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{opts}");
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert!(msg.contains("certificate"), "{opts}: {msg}");
+    }
+    let m = Mount::try_new(&srv, &["tls", "no_verify"], None).unwrap();
+    assert!(m.stderr.contains("not checked"), "no_verify must warn: {}", m.stderr);
+    m.sh_ok("echo ok > f && cat f");
+    assert_eq!(std::fs::read(srv.disk("f")).unwrap(), b"ok\n");
+}
+
+#[test]
+fn probe_reports_the_server() {
+    let srv = start(ServerKind::Vsftpd, TlsServer::Explicit);
+    let out = ftpfs_command(&["--probe", &url(&srv), "-o", &tls_options(&srv)]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("TLS           TLS"), "{text}");
+    assert!(text.contains("listing       LIST, Unix ls -l dialect"), "{text}");
+    assert!(text.contains("data channel  EPSV"), "{text}");
+    assert!(text.contains("MFMT no"), "{text}");
+    assert!(!text.contains(PASSWORD));
+
+    let plain = FtpServer::start(ServerKind::Pyftpdlib);
+    let out = ftpfs_command(&["--probe", &server_url(&plain, "")]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("TLS           not used"), "{text}");
+    assert!(text.contains("listing       MLSD"), "{text}");
+    assert!(text.contains("MFMT yes"), "{text}");
+}
+
+#[test]
+fn mount_dash_t_fuse_ftpfs_and_password_file() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(ServerKind::Vsftpd);
+    srv.put_file("via-mount.txt", b"mounted by mount(8)\n");
+    // mount(8) runs mount.fuse with a fixed PATH, which runs `ftpfs` from it: install the
+    // binary as /usr/local/bin/ftpfs for the test (unless one is installed already).
+    let installed = std::path::Path::new("/usr/local/bin/ftpfs");
+    let _install = InstalledLink::new(installed);
+    let bin = tempfile::tempdir().unwrap();
+    let secret = bin.path().join("password");
+    std::fs::write(&secret, format!("{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let dir = tempfile::Builder::new().prefix("ftpfs-mnt-").tempdir().unwrap();
+    let guard = support::mount::MountGuard::new(dir.path());
+    let out = std::process::Command::new("mount")
+        .args(["-t", "fuse.ftpfs", &server_url(&srv, ""), dir.path().to_str().unwrap()])
+        .args(["-o", &format!("password_file={},_netdev,noatime,cache_timeout=5,x-systemd.automount", secret.display())])
+        .env_remove("FTPFS_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount -t fuse.ftpfs: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dir.path().join("via-mount.txt")).unwrap(), b"mounted by mount(8)\n");
+    let line = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(line.lines().any(|l| l.contains(dir.path().to_str().unwrap()) && !l.contains(PASSWORD)));
+    assert!(std::process::Command::new("umount").arg(dir.path()).status().unwrap().success());
+    drop(guard);
+}
+
+/// /usr/local/bin/ftpfs pointing at the binary under test, removed again on drop if we made it.
+struct InstalledLink {
+    path: std::path::PathBuf,
+    made: bool,
+}
+
+impl InstalledLink {
+    fn new(path: &std::path::Path) -> InstalledLink {
+        let made = !path.exists() && std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ftpfs"), path).is_ok();
+        InstalledLink { path: path.to_path_buf(), made }
+    }
+}
+
+impl Drop for InstalledLink {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
