@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the ftpfs build, tests, demo and benchmark need on a fresh Debian/Ubuntu machine.
+# Installs what the ftpfs build, tests, demo and benchmark need on a fresh Debian/Ubuntu machine:
+# fuse3, vsftpd, curl, rsync, openssl, python3 + pyftpdlib, and pure-ftpd + proftpd extracted
+# under /opt/ftpfs-test.
 # Idempotent: a second run only checks. Uses sudo when not root.
 set -euo pipefail
 
@@ -34,6 +36,31 @@ if ! python3 -c 'import pyftpdlib' >/dev/null 2>&1; then
         # Debian's system python refuses pip (PEP 668): use its package.
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pyftpdlib python3-openssl
     fi
+fi
+
+# pure-ftpd and proftpd conflict with vsftpd as packages (all provide ftp-server): the tests run
+# them from extracted packages under /opt/ftpfs-test, beside vsftpd.
+servers=/opt/ftpfs-test
+if [ ! -x $servers/pure/usr/sbin/pure-ftpd ] || [ ! -x $servers/pure/usr/bin/pure-pw ] || [ ! -x $servers/proftpd/usr/sbin/proftpd ]; then
+    echo "setup: extracting pure-ftpd and proftpd into $servers"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download pure-ftpd pure-ftpd-common proftpd-core >/dev/null 2>&1) || {
+        $SUDO apt-get update -qq
+        (cd "$tmp" && apt-get download pure-ftpd pure-ftpd-common proftpd-core >/dev/null)
+    }
+    $SUDO mkdir -p $servers/pure $servers/proftpd
+    $SUDO dpkg -x "$tmp"/pure-ftpd_*.deb $servers/pure
+    $SUDO dpkg -x "$tmp"/pure-ftpd-common_*.deb $servers/pure
+    $SUDO dpkg -x "$tmp"/proftpd-core_*.deb $servers/proftpd
+    rm -rf "$tmp"
+fi
+# proftpd's libraries (these packages do not conflict with anything).
+missing=$(ldd $servers/proftpd/usr/sbin/proftpd $servers/pure/usr/sbin/pure-ftpd 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+if [ -n "$missing" ]; then
+    echo "setup: installing libraries for proftpd/pure-ftpd: $missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

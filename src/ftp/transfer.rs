@@ -164,13 +164,16 @@ impl Connection {
         Ok(parse_listing(&raw, Dialect::Mlsd, &ListContext::now_utc()))
     }
 
-    /// NLST: names only.
+    /// NLST: names only (some servers send paths; `.` and `..` are left out).
     pub fn nlst(&mut self, path: &str) -> Result<Vec<String>> {
         let raw = self.listing_bytes("NLST", Some(path))?;
         Ok(raw
             .split(|&b| b == b'\n')
             .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
-            .filter(|n| !n.is_empty())
+            .filter(|n| {
+                let last = n.rsplit('/').next().unwrap_or(n);
+                !n.is_empty() && last != "." && last != ".."
+            })
             .collect())
     }
 }

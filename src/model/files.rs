@@ -337,11 +337,21 @@ fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8])
     if matches!(io.state, State::Idle) {
         let path = f.path();
         let pending = f.pending_create.load(Ordering::Relaxed);
-        let appendable = !pending && (f.append || io.server_size == Some(off));
+        let appendable = !pending && (f.append || io.server_size == Some(off)) && !model.appe_refused();
         if let Some(path) = path.filter(|_| (pending && off == 0) || appendable) {
-            let up = start_upload(model, &model.remote(&path), appendable).map_err(|e| errno(&e, Op::Write))?;
-            io.state = State::Writing(Writer { up, pos: off });
-            return write_locked(model, f, io, off, data);
+            match start_upload(model, &model.remote(&path), appendable) {
+                Ok(up) => {
+                    io.state = State::Writing(Writer { up, pos: off });
+                    return write_locked(model, f, io, off, data);
+                }
+                // Some servers refuse APPE (proftpd without AllowStoreRestart): append through
+                // a temp copy and STOR instead, from now on.
+                Err(e) if appendable && matches!(e.code(), Some(450..=452 | 500..=504 | 550)) => {
+                    log::info!("server refused APPE ({e}); appending through a temp copy");
+                    model.note_appe_refused();
+                }
+                Err(e) => return Err(errno(&e, Op::Write)),
+            }
         }
         io.state = State::Spooled(load_spool(model, f)?);
     }

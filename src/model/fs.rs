@@ -64,6 +64,8 @@ pub struct Model {
     pub handles: Handles,
     /// SITE CHMOD turned out to be unsupported.
     chmod_unsupported: std::sync::atomic::AtomicBool,
+    /// APPE turned out to be refused.
+    appe_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Maps a wire error to errno for an operation, logging it.
@@ -84,6 +86,7 @@ impl Model {
             dirs,
             handles: Handles::default(),
             chmod_unsupported: std::sync::atomic::AtomicBool::new(false),
+            appe_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -121,10 +124,27 @@ impl Model {
         let remote = self.remote(dir);
         let mlsd = self.cfg.use_mlsd && self.features.mlst.is_some();
         let ctx = ListContext { now: ListContext::now_utc().now, tz_offset: self.cfg.list_tz_offset };
-        let entries = self
+        let mut entries = self
             .pool
             .run(true, |c| if mlsd { c.mlsd(&remote) } else { c.list(&remote, &ctx) })
             .map_err(|e| errno(&e, Op::Lookup))?;
+        if mlsd && entries.iter().any(|e| e.kind == EntryKind::Symlink(None)) {
+            // MLSD (pure-ftpd) may name a link without its target; LIST shows `name -> target`.
+            if let Ok(listed) = self.pool.run(true, |c| c.list(&remote, &ctx)) {
+                let targets: std::collections::HashMap<String, String> = listed
+                    .into_iter()
+                    .filter_map(|e| match e.kind {
+                        EntryKind::Symlink(Some(t)) => Some((e.name, t)),
+                        _ => None,
+                    })
+                    .collect();
+                for e in entries.iter_mut().filter(|e| e.kind == EntryKind::Symlink(None)) {
+                    if let Some(t) = targets.get(&e.name) {
+                        e.kind = EntryKind::Symlink(Some(t.clone()));
+                    }
+                }
+            }
+        }
         Ok(self.dirs.put(dir, entries))
     }
 
@@ -205,7 +225,9 @@ impl Model {
         let (kind, default_mode, size) = match &e.kind {
             EntryKind::File => (Kind::File, 0o644, e.size.unwrap_or(0)),
             EntryKind::Dir => (Kind::Dir, 0o755, e.size.unwrap_or(4096)),
-            EntryKind::Symlink(t) => (Kind::Symlink, 0o777, t.as_ref().map_or(0, |t| t.len() as u64)),
+            EntryKind::Symlink(Some(t)) => (Kind::Symlink, 0o777, t.len() as u64),
+            // A link whose target nobody told us: shown as what reading it gives, a file.
+            EntryKind::Symlink(None) => (Kind::File, 0o644, e.size.unwrap_or(0)),
         };
         let mtime = match e.mtime {
             Some(s) if s >= 0 => UNIX_EPOCH + Duration::new(s as u64, e.mtime_nanos),
@@ -223,7 +245,6 @@ impl Model {
     pub fn readlink(&self, path: &str) -> FsResult<String> {
         match self.entry(path)?.kind {
             EntryKind::Symlink(Some(t)) => Ok(t),
-            EntryKind::Symlink(None) => Err(libc::EIO),
             _ => Err(libc::EINVAL),
         }
     }
@@ -464,6 +485,15 @@ impl Model {
     pub fn child(&self, parent_ino: u64, name: &str) -> FsResult<String> {
         Self::check_name(name)?;
         Ok(child_path(&self.path_of(parent_ino)?, name))
+    }
+
+    /// True once the server refused APPE: appends then go through a temp copy.
+    pub fn appe_refused(&self) -> bool {
+        self.appe_refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn note_appe_refused(&self) {
+        self.appe_refused.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Closes idle connections (at unmount).

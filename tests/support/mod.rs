@@ -25,6 +25,34 @@ pub const PASSWORD: &str = "t3st-Pa55word";
 pub enum ServerKind {
     Vsftpd,
     Pyftpdlib,
+    /// Run from the extracted package under /opt/ftpfs-test (scripts/setup.sh).
+    PureFtpd,
+    /// Run from the extracted package under /opt/ftpfs-test (scripts/setup.sh).
+    Proftpd,
+}
+
+const SERVERS: &str = "/opt/ftpfs-test";
+
+impl ServerKind {
+    /// Offers MLSD (and so seconds-precise times and modes in listings).
+    pub fn has_mlsd(self) -> bool {
+        self != ServerKind::Vsftpd
+    }
+
+    /// Offers MFMT (file times can be set).
+    pub fn has_mfmt(self) -> bool {
+        self != ServerKind::Vsftpd
+    }
+
+    /// Runs sessions as the FTP user, so the disk's permissions apply to it.
+    pub fn runs_as_ftp_user(self) -> bool {
+        self != ServerKind::Pyftpdlib
+    }
+
+    /// Shows symbolic links as links in its listings (pyftpdlib shows what they point to).
+    pub fn lists_symlinks(self) -> bool {
+        self != ServerKind::Pyftpdlib
+    }
 }
 
 /// Extra settings for one server.
@@ -177,6 +205,8 @@ impl FtpServer {
         let child = match self.kind {
             ServerKind::Vsftpd => self.spawn_vsftpd(&self.cfg),
             ServerKind::Pyftpdlib => self.spawn_pyftpdlib(),
+            ServerKind::PureFtpd => self.spawn_pureftpd(),
+            ServerKind::Proftpd => self.spawn_proftpd(),
         };
         self.child = Some(child);
         self.wait_ready();
@@ -247,6 +277,82 @@ impl FtpServer {
             .stderr(log)
             .spawn()
             .expect("start vsftpd: is it installed? run scripts/setup.sh")
+    }
+
+    fn spawn_pureftpd(&self) -> Child {
+        ensure_test_user();
+        std::os::unix::fs::chown(self.root.path(), Some(uid_of(USER)), None).expect("chown root");
+        let passwd = self.work.path().join("pureftpd.passwd");
+        let pdb = self.work.path().join("pureftpd.pdb");
+        let pw = format!("{SERVERS}/pure/usr/bin/pure-pw");
+        let mut child = Command::new(&pw)
+            .args(["useradd", USER, "-u", USER, "-d"])
+            .arg(self.root.path())
+            .arg("-f")
+            .arg(&passwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("pure-pw: run scripts/setup.sh");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n{PASSWORD}\n").as_bytes()).expect("pure-pw");
+        assert!(child.wait().expect("pure-pw").success(), "pure-pw useradd failed");
+        let st = Command::new(&pw).arg("mkdb").arg(&pdb).arg("-f").arg(&passwd).status().expect("pure-pw mkdb");
+        assert!(st.success(), "pure-pw mkdb failed");
+        let log = std::fs::File::create(self.log_path()).expect("log");
+        Command::new(format!("{SERVERS}/pure/usr/sbin/pure-ftpd"))
+            .arg("-S")
+            .arg(format!("{},{}", self.host, self.port))
+            .arg("-l")
+            .arg(format!("puredb:{}", pdb.display()))
+            .args(["-E", "-c", "200", "-C", "200"])
+            .arg("-p")
+            .arg(format!("{}:{}", self.pasv_range.0, self.pasv_range.1))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start pure-ftpd: run scripts/setup.sh")
+    }
+
+    fn spawn_proftpd(&self) -> Child {
+        ensure_test_user();
+        let uid = uid_of(USER);
+        std::os::unix::fs::chown(self.root.path(), Some(uid), None).expect("chown root");
+        let w = self.work.path();
+        let hash = Command::new("openssl").args(["passwd", "-6", PASSWORD]).output().expect("openssl passwd");
+        let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
+        let passwd = w.join("proftpd.passwd");
+        std::fs::write(&passwd, format!("{USER}:{hash}:{uid}:{uid}::{}:/bin/bash\n", self.root.path().display())).expect("passwd");
+        std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).expect("chmod passwd");
+        let ipv6 = self.host.contains(':');
+        let conf = format!(
+            "ServerName \"ftpfs test proftpd\"\nServerType standalone\nDefaultServer on\nPort {}\n\
+             DefaultAddress {}\nUseIPv6 {}\nUser {USER}\nGroup nogroup\nPidFile {}\nScoreboardFile {}\n\
+             DelayTable none\nWtmpLog off\nTransferLog none\nSystemLog {}\nAuthOrder mod_auth_file.c\n\
+             AuthUserFile {}\nRequireValidShell off\nDefaultRoot ~\nPassivePorts {} {}\nUmask 022\n\
+             AllowOverwrite on\nUseReverseDNS off\nMaxInstances 200\n",
+            self.port,
+            self.host,
+            if ipv6 { "on" } else { "off" },
+            w.join("proftpd.pid").display(),
+            w.join("proftpd.scoreboard").display(),
+            self.log_path().display(),
+            passwd.display(),
+            self.pasv_range.0,
+            self.pasv_range.1,
+        );
+        let conf_path = w.join("proftpd.conf");
+        std::fs::write(&conf_path, conf).expect("proftpd.conf");
+        Command::new(format!("{SERVERS}/proftpd/usr/sbin/proftpd"))
+            .arg("-n")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start proftpd: run scripts/setup.sh")
     }
 
     fn spawn_pyftpdlib(&self) -> Child {
@@ -329,7 +435,7 @@ impl FtpServer {
 
     /// Makes a path on the server's disk owned by the FTP user, so the server may change it.
     pub fn give_to_ftp_user(&self, p: &Path) {
-        if self.kind == ServerKind::Vsftpd {
+        if self.kind.runs_as_ftp_user() {
             let _ = std::os::unix::fs::chown(p, Some(uid_of(USER)), None);
         }
     }
@@ -371,9 +477,18 @@ impl FtpServer {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if self.kind == ServerKind::Vsftpd {
-            // vsftpd forks a process per session; end them too so no session outlives the test.
-            let _ = Command::new("pkill").args(["-f", &self.work.path().join("vsftpd.conf").display().to_string()]).status();
+        match self.kind {
+            // vsftpd and proftpd fork a process per session; end them too.
+            ServerKind::Vsftpd => {
+                let _ = Command::new("pkill").args(["-f", &self.work.path().join("vsftpd.conf").display().to_string()]).status();
+            }
+            ServerKind::Proftpd => {
+                let _ = Command::new("pkill").args(["-f", &self.work.path().join("proftpd.conf").display().to_string()]).status();
+            }
+            ServerKind::PureFtpd => {
+                let _ = Command::new("pkill").args(["-f", &format!("pure-ftpd -S {},{}", self.host, self.port)]).status();
+            }
+            ServerKind::Pyftpdlib => {}
         }
     }
 }
