@@ -141,3 +141,28 @@ fn mount_survives_a_server_that_drops_connections() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("hello world\nline{i}\n"));
     }
 }
+
+#[test]
+fn broken_mlsd_falls_back_to_list_and_dos_listings_work() {
+    if !fuse_available() {
+        return;
+    }
+    for flag in ["--broken-mlsd", "--dos"] {
+        let srv = FakeServer::start(&[flag]);
+        let (dir, _guard) = mount_fake(&srv, "timeout=3");
+        let d = dir.path();
+        let out = sh(d, "ls -l");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("hello.txt") && text.contains("normal_dir"), "{flag}: {text}");
+        let meta = std::fs::metadata(d.join("hello.txt")).unwrap();
+        assert_eq!(meta.len(), 12, "{flag}");
+        assert!(std::fs::metadata(d.join("normal_dir")).unwrap().is_dir(), "{flag}");
+        if flag == "--dos" {
+            // 01-31-24 02:15PM is 2024-01-31 14:15 UTC.
+            let mtime = meta.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            assert_eq!(mtime, 1_706_710_500, "{flag}");
+        }
+        assert_eq!(std::fs::read(d.join("hello.txt")).unwrap(), b"hello world\n", "{flag}");
+    }
+}

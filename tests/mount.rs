@@ -394,8 +394,52 @@ fn big_files_mmap_exec_and_busy_pool(kind: ServerKind) {
     }
 }
 
+fn active_mode_and_ipv6(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let cases: [(&str, Option<&str>, &[&str]); 3] = [
+        ("active", None, &["active"]),
+        ("ipv6", Some("::1"), &[]),
+        ("ipv6 active", Some("::1"), &["active"]),
+    ];
+    for (name, host, opts) in cases {
+        let cfg = support::ServerConfig { host: host.map(str::to_string), ..Default::default() };
+        let srv = FtpServer::start_with(kind, cfg);
+        srv.put_file("in.txt", name.as_bytes());
+        let m = Mount::new(&srv, opts);
+        assert!(m.mount_line().unwrap().contains(if host.is_some() { "[::1]" } else { "127.0.0.1" }), "{name}");
+        assert!(m.sh_ok("ls -la").contains("in.txt"), "{name}");
+        assert_eq!(m.sh_ok("cat in.txt"), name, "{name}");
+        m.sh_ok("echo written > out.txt && mkdir d && mv out.txt d/");
+        assert_eq!(std::fs::read(srv.disk("d/out.txt")).unwrap(), b"written\n", "{name}");
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A server that lists local time (vsftpd with use_localtime in UTC+3): `list_tz` corrects it.
+#[test]
+fn list_tz_corrects_local_time_listings() {
+    if !fuse_available() {
+        return;
+    }
+    let cfg = support::ServerConfig {
+        vsftpd_extra: vec!["use_localtime=YES".into()],
+        env: vec![("TZ".into(), "UTC-3".into())],
+        ..Default::default()
+    };
+    let srv = FtpServer::start_with(ServerKind::Vsftpd, cfg);
+    srv.put_file("t.txt", b"x");
+    let disk = disk_mtime(&srv, "t.txt");
+    let plain = Mount::new(&srv, &[]);
+    let off_by = mtime_of(&plain.p("t.txt")) - disk;
+    assert!((off_by - 3 * 3600).abs() <= 60, "without list_tz the time is 3 h ahead: {off_by}");
+    let fixed = Mount::new(&srv, &["list_tz=+03:00"]);
+    let off_by = mtime_of(&fixed.p("t.txt")) - disk;
+    assert!(off_by.abs() <= 60, "with list_tz=+03:00: {off_by}");
 }
 
 macro_rules! on_every_server {
@@ -428,6 +472,7 @@ on_every_server!(
     stale_listing_never_clobbers,
     parallel_writers,
     big_files_mmap_exec_and_busy_pool,
+    active_mode_and_ipv6,
     wrong_password_and_bad_mountpoint,
     mount_table_hides_password_and_unmount_ends_process,
 );

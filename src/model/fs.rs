@@ -66,6 +66,8 @@ pub struct Model {
     chmod_unsupported: std::sync::atomic::AtomicBool,
     /// APPE turned out to be refused.
     appe_refused: std::sync::atomic::AtomicBool,
+    /// MLSD is advertised but not understood: LIST is used instead.
+    mlsd_broken: std::sync::atomic::AtomicBool,
 }
 
 /// Maps a wire error to errno for an operation, logging it.
@@ -87,6 +89,7 @@ impl Model {
             handles: Handles::default(),
             chmod_unsupported: std::sync::atomic::AtomicBool::new(false),
             appe_refused: std::sync::atomic::AtomicBool::new(false),
+            mlsd_broken: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -122,12 +125,21 @@ impl Model {
             return Ok(l);
         }
         let remote = self.remote(dir);
-        let mlsd = self.cfg.use_mlsd && self.features.mlst.is_some();
+        let broken = &self.mlsd_broken;
+        let mut mlsd = self.cfg.use_mlsd && self.features.mlst.is_some() && !broken.load(std::sync::atomic::Ordering::Relaxed);
         let ctx = ListContext { now: ListContext::now_utc().now, tz_offset: self.cfg.list_tz_offset };
-        let mut entries = self
-            .pool
-            .run(true, |c| if mlsd { c.mlsd(&remote) } else { c.list(&remote, &ctx) })
-            .map_err(|e| errno(&e, Op::Lookup))?;
+        let listed = self.pool.run(true, |c| if mlsd { c.mlsd(&remote) } else { c.list(&remote, &ctx) });
+        let listed = match listed {
+            // Advertised but not understood: use LIST from now on.
+            Err(e) if mlsd && matches!(e.code(), Some(500..=504)) => {
+                log::warn!("server advertises MLSD but refuses it ({e}); using LIST");
+                broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                mlsd = false;
+                self.pool.run(true, |c| c.list(&remote, &ctx))
+            }
+            other => other,
+        };
+        let mut entries = listed.map_err(|e| errno(&e, Op::Lookup))?;
         if mlsd && entries.iter().any(|e| e.kind == EntryKind::Symlink(None)) {
             // MLSD (pure-ftpd) may name a link without its target; LIST shows `name -> target`.
             if let Ok(listed) = self.pool.run(true, |c| c.list(&remote, &ctx)) {

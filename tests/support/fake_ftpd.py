@@ -9,7 +9,8 @@ and misbehaves on purpose when a command's argument names one of these directori
   close_dir     half a reply, then the connection is closed
 Flags: --bad-pasv (EPSV refused, PASV answers nonsense), --foreign-pasv (PASV names another
 host: the client must ignore it), --drop-every N (the control connection is closed, without a
-reply, at every Nth command other than USER and PASS, counted over all connections).
+reply, at every Nth command other than USER and PASS, counted over all connections),
+--broken-mlsd (MLST advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style).
 """
 import argparse
 import socket
@@ -140,6 +141,8 @@ class Handler(socketserver.StreamRequestHandler):
         for name, is_dir, size in entries:
             if mlsd:
                 out.append("type=%s;size=%d;modify=20240101000000; %s" % ("dir" if is_dir else "file", size, name))
+            elif ARGS.dos:
+                out.append("01-31-24  02:15PM  %20s %s" % ("<DIR>" if is_dir else str(size), name))
             else:
                 out.append("%s 1 u g %d Jan 01 2024 %s" % ("drwxr-xr-x" if is_dir else "-rw-r--r--", size, name))
         return ("\r\n".join(out) + ("\r\n" if out else "")).encode()
@@ -150,7 +153,8 @@ class Handler(socketserver.StreamRequestHandler):
         elif verb == "PASS":
             self.send("230 Logged in")
         elif verb == "FEAT":
-            self.wfile.write(b"211-Features:\r\n EPSV\r\n SIZE\r\n MDTM\r\n UTF8\r\n MLST type*;size*;modify*;\r\n211 End\r\n")
+            mlst = b"" if ARGS.dos else b" MLST type*;size*;modify*;\r\n"
+            self.wfile.write(b"211-Features:\r\n EPSV\r\n SIZE\r\n MDTM\r\n UTF8\r\n" + mlst + b"211 End\r\n")
             self.wfile.flush()
         elif verb in ("OPTS", "TYPE", "NOOP", "MODE", "STRU"):
             self.send("200 OK")
@@ -176,6 +180,8 @@ class Handler(socketserver.StreamRequestHandler):
                 self.send("227 Entering Passive Mode (10,255,255,1,%d,%d)" % (port >> 8, port & 255))
             else:
                 self.send("227 Entering Passive Mode (127,0,0,1,%d,%d)" % (port >> 8, port & 255))
+        elif verb == "MLSD" and ARGS.broken_mlsd:
+            self.send("500 MLSD not understood")
         elif verb in ("MLSD", "LIST"):
             path = arg
             if path.startswith("-a "):
@@ -243,6 +249,8 @@ def main():
     p.add_argument("--bad-pasv", action="store_true")
     p.add_argument("--foreign-pasv", action="store_true")
     p.add_argument("--drop-every", type=int, default=0)
+    p.add_argument("--broken-mlsd", action="store_true")
+    p.add_argument("--dos", action="store_true")
     ARGS = p.parse_args()
     with Server(("127.0.0.1", ARGS.port), Handler) as srv:
         srv.serve_forever()

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub vsftpd_extra: Vec<String>,
     /// FTPS: require TLS with a certificate from the test CA ([`test_ca`]).
     pub tls: Option<TlsServer>,
+    /// Environment for the server process (TZ, for instance).
+    pub env: Vec<(String, String)>,
 }
 
 /// How a test server speaks TLS.
@@ -272,6 +274,7 @@ impl FtpServer {
         let log = std::fs::File::create(self.log_path()).expect("log");
         Command::new("/usr/sbin/vsftpd")
             .arg(&conf_path)
+            .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
