@@ -29,7 +29,8 @@ pub struct Args {
     pub foreground: bool,
     /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
     /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
-    /// tls[=explicit|implicit], cafile=PATH, no_verify, netrc=PATH, password_file=PATH
+    /// tls[=explicit|implicit], cafile=PATH, no_verify, netrc=PATH, password_file=PATH,
+    /// encoding=CHARSET
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     pub options: Vec<String>,
     /// More logging (repeat for more); RUST_LOG overrides
@@ -38,7 +39,7 @@ pub struct Args {
 }
 
 /// Mount options after parsing `-o`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MountOpts {
     pub read_only: bool,
     pub allow_other: bool,
@@ -60,6 +61,8 @@ pub struct MountOpts {
     pub no_verify: bool,
     pub netrc: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
+    /// The server's character set for names, when not UTF-8.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl Default for MountOpts {
@@ -84,6 +87,7 @@ impl Default for MountOpts {
             no_verify: false,
             netrc: None,
             password_file: None,
+            encoding: None,
         }
     }
 }
@@ -151,6 +155,11 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("no_verify", None) => o.no_verify = true,
             ("netrc", Some(v)) if !v.is_empty() => o.netrc = Some(PathBuf::from(v)),
             ("password_file", Some(v)) if !v.is_empty() => o.password_file = Some(PathBuf::from(v)),
+            ("encoding", Some(v)) => {
+                let enc = encoding_rs::Encoding::for_label(v.as_bytes())
+                    .ok_or_else(|| format!("unknown encoding {v:?} (try latin1, cp1251, shift_jis, gbk, …)"))?;
+                o.encoding = (enc != encoding_rs::UTF_8).then_some(enc);
+            }
             (k, None) if is_ignorable(k) => log::debug!("ignoring mount option {k}"),
             _ if is_ignorable(opt) => log::debug!("ignoring mount option {opt}"),
             _ => return Err(format!("unknown mount option: {opt}")),
@@ -375,6 +384,7 @@ pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Resu
     c.data_mode = if o.active { DataMode::Active } else { DataMode::Passive };
     c.use_epsv = !o.no_epsv;
     c.trust_pasv_address = o.pasv_ip;
+    c.encoding = o.encoding;
     c.tls_mode = if target.implicit_tls { TlsMode::Implicit } else { o.tls.unwrap_or(TlsMode::Off) };
     if c.tls_mode != TlsMode::Off {
         if o.no_verify {
@@ -432,6 +442,10 @@ mod tests {
         assert!(o.no_verify);
         assert_eq!(parse_mount_options(&["tls=implicit".into()]).unwrap().tls, Some(TlsMode::Implicit));
         assert!(parse_mount_options(&["tls=bogus".into()]).is_err());
+        assert_eq!(parse_mount_options(&["encoding=cp1251".into()]).unwrap().encoding, Some(encoding_rs::WINDOWS_1251));
+        assert_eq!(parse_mount_options(&["encoding=latin1".into()]).unwrap().encoding, Some(encoding_rs::WINDOWS_1252));
+        assert_eq!(parse_mount_options(&["encoding=utf-8".into()]).unwrap().encoding, None);
+        assert!(parse_mount_options(&["encoding=klingon".into()]).is_err());
     }
 
     #[test]

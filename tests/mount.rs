@@ -420,6 +420,28 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A server that speaks cp1251 on the wire: `-o encoding=cp1251` converts names both ways.
+#[test]
+fn legacy_encoding_names_both_ways() {
+    if !fuse_available() {
+        return;
+    }
+    let cfg = support::ServerConfig { encoding: Some("cp1251".into()), ..Default::default() };
+    let srv = FtpServer::start_with(ServerKind::Pyftpdlib, cfg);
+    srv.put_file("привет.txt", b"from the server");
+    let m = Mount::new(&srv, &["encoding=cp1251"]);
+    assert!(m.sh_ok("ls").contains("привет.txt"));
+    assert_eq!(std::fs::read(m.p("привет.txt")).unwrap(), b"from the server");
+    std::fs::create_dir(m.p("папка")).unwrap();
+    std::fs::write(m.p("папка/файл.txt"), b"through the mount").unwrap();
+    // pyftpdlib decoded cp1251 and stored the names in UTF-8 on its disk.
+    assert_eq!(std::fs::read(srv.disk("папка/файл.txt")).unwrap(), b"through the mount");
+    // A name cp1251 cannot carry is refused, nothing sent.
+    let out = m.sh("touch '日本.txt'");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid argument"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A server that lists local time (vsftpd with use_localtime in UTC+3): `list_tz` corrects it.
 #[test]
 fn list_tz_corrects_local_time_listings() {

@@ -6,7 +6,7 @@ use ftpfs::ftp::listing::{Dialect, ListContext, is_acceptable_name, parse_listin
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let ctx = ListContext { now: 1_700_000_000, tz_offset: 3600 };
+    let ctx = ListContext { now: 1_700_000_000, tz_offset: 3600, encoding: None };
     for dialect in [Dialect::Mlsd, Dialect::List] {
         for e in parse_listing(data, dialect, &ctx) {
             assert!(is_acceptable_name(&e.name), "unsafe name {:?}", e.name);

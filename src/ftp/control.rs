@@ -16,7 +16,7 @@ use super::command::{check_arg, encode_line, loggable};
 use super::error::{FtpError, Result};
 use super::features::Features;
 use super::listing::{Entry, format_mlsd_time, parse_mlsd_line, parse_mlsd_time};
-use super::reply::{Reply, read_reply};
+use super::reply::{Reply, read_reply_in};
 use super::stream::NetStream;
 use super::tls::{TlsContext, TlsMode, handshake};
 
@@ -65,6 +65,8 @@ pub struct ConnectOptions {
     /// FTPS: when TLS starts, and the configuration it uses (set when `tls_mode` is not Off).
     pub tls_mode: TlsMode,
     pub tls: Option<Arc<TlsContext>>,
+    /// The server's character set for names, when it is not UTF-8 (RFC 2640 is the default).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl ConnectOptions {
@@ -80,6 +82,7 @@ impl ConnectOptions {
             trust_pasv_address: false,
             tls_mode: TlsMode::Off,
             tls: None,
+            encoding: None,
         }
     }
 }
@@ -231,7 +234,7 @@ impl Connection {
                 self.command("OPTS", Some(&arg))?;
             }
         }
-        if self.features.utf8 {
+        if self.features.utf8 && self.opts.encoding.is_none() {
             // 200, 202 ("always on") and 501/504 are all fine: the answer changes nothing for us.
             self.command("OPTS", Some("UTF8 ON"))?;
         }
@@ -246,6 +249,11 @@ impl Connection {
     /// The greeting's text.
     pub fn welcome(&self) -> &str {
         &self.welcome
+    }
+
+    /// The character set of names on this server (None: UTF-8).
+    pub fn encoding(&self) -> Option<&'static encoding_rs::Encoding> {
+        self.opts.encoding
     }
 
     /// The control connection's remote address.
@@ -278,7 +286,7 @@ impl Connection {
         if self.dead {
             return Err(FtpError::Closed);
         }
-        let res = read_reply(&mut self.ctrl);
+        let res = read_reply_in(&mut self.ctrl, self.opts.encoding);
         let res = self.mark_dead_on(res);
         if let Ok(r) = &res {
             log::trace!("<- {} {}", r.code, r.text());
@@ -294,7 +302,18 @@ impl Connection {
         if let Some(a) = arg {
             check_arg(a)?;
         }
-        let line = encode_line(verb, arg.map(str::as_bytes))?;
+        let encoded = match (arg, self.opts.encoding) {
+            (Some(a), Some(enc)) => {
+                let (bytes, _, unmappable) = enc.encode(a);
+                if unmappable {
+                    return Err(FtpError::InvalidArgument(format!("{a:?} cannot be written in {}", enc.name())));
+                }
+                Some(bytes)
+            }
+            (Some(a), None) => Some(std::borrow::Cow::Borrowed(a.as_bytes())),
+            (None, _) => None,
+        };
+        let line = encode_line(verb, encoded.as_deref())?;
         log::debug!("-> {}", loggable(verb, arg));
         let res = self.ctrl.get_mut().write_all(&line).map_err(FtpError::Io);
         self.mark_dead_on(res)

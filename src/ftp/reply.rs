@@ -109,13 +109,26 @@ fn code_of(line: &[u8]) -> Option<(u16, Option<u8>)> {
     Some((code, line.get(3).copied()))
 }
 
-fn text_after_code(line: &[u8]) -> String {
+/// Bytes from the server as text: UTF-8 (lossy) or the server's configured character set.
+pub fn decode_text(bytes: &[u8], encoding: Option<&'static encoding_rs::Encoding>) -> String {
+    match encoding {
+        Some(enc) => enc.decode_without_bom_handling(bytes).0.into_owned(),
+        None => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+fn text_after_code(line: &[u8], encoding: Option<&'static encoding_rs::Encoding>) -> String {
     let rest = if line.len() > 4 { &line[4..] } else { &[][..] };
-    String::from_utf8_lossy(rest).into_owned()
+    decode_text(rest, encoding)
 }
 
 /// Reads one complete reply. End of stream is an error (the server closed the connection).
 pub fn read_reply<R: BufRead>(reader: &mut R) -> Result<Reply> {
+    read_reply_in(reader, None)
+}
+
+/// [`read_reply`] for a server whose texts (paths in 257 replies) use `encoding`.
+pub fn read_reply_in<R: BufRead>(reader: &mut R, encoding: Option<&'static encoding_rs::Encoding>) -> Result<Reply> {
     let first = match read_line_bounded(reader, MAX_LINE)? {
         Some(l) => l,
         None => {
@@ -134,12 +147,12 @@ pub fn read_reply<R: BufRead>(reader: &mut R) -> Result<Reply> {
     if !(100..600).contains(&code) {
         return Err(FtpError::protocol(format!("reply code {code} out of range")));
     }
-    let mut lines = vec![text_after_code(&first)];
+    let mut lines = vec![text_after_code(&first, encoding)];
     match sep {
         None | Some(b' ') => return Ok(Reply { code, lines }),
         Some(b'-') => {}
         // Tolerate "220text" style replies by treating them as single-line.
-        Some(_) => return Ok(Reply { code, lines: vec![String::from_utf8_lossy(&first[3..]).into_owned()] }),
+        Some(_) => return Ok(Reply { code, lines: vec![decode_text(&first[3..], encoding)] }),
     }
     let mut total = first.len();
     loop {
@@ -157,11 +170,11 @@ pub fn read_reply<R: BufRead>(reader: &mut R) -> Result<Reply> {
         // close with a different code than they opened with, so do not insist on equality.
         if let Some((_, sep)) = code_of(&line) {
             if sep.is_none() || sep == Some(b' ') {
-                lines.push(text_after_code(&line));
+                lines.push(text_after_code(&line, encoding));
                 return Ok(Reply { code, lines });
             }
         }
-        lines.push(String::from_utf8_lossy(&line).into_owned());
+        lines.push(decode_text(&line, encoding));
     }
 }
 

@@ -155,13 +155,15 @@ impl Connection {
     /// LIST of a directory, parsed (Unix or DOS style).
     pub fn list(&mut self, path: &str, ctx: &ListContext) -> Result<Vec<Entry>> {
         let raw = self.list_raw(path)?;
-        Ok(parse_listing(&raw, Dialect::List, ctx))
+        let ctx = ListContext { encoding: self.encoding(), ..*ctx };
+        Ok(parse_listing(&raw, Dialect::List, &ctx))
     }
 
     /// MLSD of a directory, parsed.
     pub fn mlsd(&mut self, path: &str) -> Result<Vec<Entry>> {
         let raw = self.listing_bytes("MLSD", Some(path))?;
-        Ok(parse_listing(&raw, Dialect::Mlsd, &ListContext::now_utc()))
+        let ctx = ListContext { encoding: self.encoding(), ..ListContext::now_utc() };
+        Ok(parse_listing(&raw, Dialect::Mlsd, &ctx))
     }
 
     /// NLST: names only (some servers send paths; `.` and `..` are left out).
@@ -169,7 +171,7 @@ impl Connection {
         let raw = self.listing_bytes("NLST", Some(path))?;
         Ok(raw
             .split(|&b| b == b'\n')
-            .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
+            .map(|l| super::reply::decode_text(l.strip_suffix(b"\r").unwrap_or(l), self.encoding()))
             .filter(|n| {
                 let last = n.rsplit('/').next().unwrap_or(n);
                 !n.is_empty() && last != "." && last != ".."

@@ -127,7 +127,7 @@ impl Model {
         let remote = self.remote(dir);
         let broken = &self.mlsd_broken;
         let mut mlsd = self.cfg.use_mlsd && self.features.mlst.is_some() && !broken.load(std::sync::atomic::Ordering::Relaxed);
-        let ctx = ListContext { now: ListContext::now_utc().now, tz_offset: self.cfg.list_tz_offset };
+        let ctx = ListContext { tz_offset: self.cfg.list_tz_offset, ..ListContext::now_utc() };
         let listed = self.pool.run(true, |c| if mlsd { c.mlsd(&remote) } else { c.list(&remote, &ctx) });
         let listed = match listed {
             // Advertised but not understood: use LIST from now on.
@@ -493,9 +493,15 @@ impl Model {
         self.inodes.lock().path(ino).map(str::to_string).ok_or(libc::ENOENT)
     }
 
-    /// Joins a directory inode and a name into a path, checking the name.
+    /// Joins a directory inode and a name into a path, checking the name (also that the
+    /// server's character set can carry it).
     pub fn child(&self, parent_ino: u64, name: &str) -> FsResult<String> {
         Self::check_name(name)?;
+        if let Some(enc) = self.pool.options().encoding {
+            if enc.encode(name).2 {
+                return Err(libc::EINVAL);
+            }
+        }
         Ok(child_path(&self.path_of(parent_ino)?, name))
     }
 

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsServer>,
     /// Environment for the server process (TZ, for instance).
     pub env: Vec<(String, String)>,
+    /// pyftpdlib: the character set of names on the wire (default UTF-8).
+    pub encoding: Option<String>,
 }
 
 /// How a test server speaks TLS.
@@ -367,6 +369,7 @@ impl FtpServer {
             .args(["--root", &self.root.path().display().to_string()])
             .args(["--user", USER, "--password", PASSWORD])
             .args(["--pasv", &format!("{}-{}", self.pasv_range.0, self.pasv_range.1)])
+            .args(self.cfg.encoding.iter().flat_map(|e| ["--encoding".to_string(), e.clone()]))
             .args(match self.cfg.tls {
                 Some(_) => vec![
                     "--certfile".to_string(),

@@ -20,6 +20,7 @@ def main():
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--certfile", help="serve FTPS (explicit, AUTH TLS required) with this certificate")
     p.add_argument("--keyfile")
+    p.add_argument("--encoding", default="utf8", help="character set of names on the wire")
     a = p.parse_args()
 
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING)
@@ -36,6 +37,7 @@ def main():
         handler.tls_control_required = True
         handler.tls_data_required = True
     handler.authorizer = auth
+    handler.encoding = a.encoding
     lo, hi = (int(x) for x in a.pasv.split("-"))
     handler.passive_ports = range(lo, hi + 1)
     handler.permit_foreign_addresses = False

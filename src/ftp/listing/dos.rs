@@ -86,7 +86,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> ListContext {
-        ListContext { now: 1_710_504_000, tz_offset: 0 }
+        ListContext { now: 1_710_504_000, tz_offset: 0, encoding: None }
     }
 
     #[test]

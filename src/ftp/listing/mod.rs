@@ -67,11 +67,13 @@ pub struct ListContext {
     pub now: i64,
     /// Offset of the server's LIST times from UTC, in seconds (0 when the server lists in UTC).
     pub tz_offset: i64,
+    /// The character set of names (None: UTF-8).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl ListContext {
     pub fn now_utc() -> ListContext {
-        ListContext { now: time::OffsetDateTime::now_utc().unix_timestamp(), tz_offset: 0 }
+        ListContext { now: time::OffsetDateTime::now_utc().unix_timestamp(), tz_offset: 0, encoding: None }
     }
 }
 
@@ -91,7 +93,7 @@ pub fn parse_listing(data: &[u8], dialect: Dialect, ctx: &ListContext) -> Vec<En
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let line = String::from_utf8_lossy(raw);
+        let line = crate::ftp::reply::decode_text(raw, ctx.encoding);
         let parsed = match dialect {
             Dialect::Mlsd => parse_mlsd_line(&line),
             Dialect::List => parse_list_line(&line, ctx),
@@ -157,7 +159,7 @@ mod tests {
 
     #[test]
     fn unsafe_names_dropped() {
-        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0 };
+        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
         let data = b"type=file;size=1; ok\r\ntype=file;size=1; a/b\r\ntype=dir; ..\r\ntype=cdir; .\r\ntype=file; x\rDELE y\r\n";
         let names: Vec<_> = parse_listing(data, Dialect::Mlsd, &ctx).into_iter().map(|e| e.name).collect();
         assert_eq!(names, vec!["ok"]);
@@ -165,7 +167,7 @@ mod tests {
 
     #[test]
     fn total_and_blank_lines_skipped() {
-        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0 };
+        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
         let data = b"total 8\r\n\r\n-rw-r--r--    1 1000     1000            5 Jan 01  2020 a\r\n";
         let e = parse_listing(data, Dialect::List, &ctx);
         assert_eq!(e.len(), 1);
@@ -175,7 +177,7 @@ mod tests {
     proptest! {
         #[test]
         fn parsers_never_panic_and_names_are_safe(data in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let ctx = ListContext { now: 1_700_000_000, tz_offset: 0 };
+            let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
             for d in [Dialect::Mlsd, Dialect::List] {
                 for e in parse_listing(&data, d, &ctx) {
                     prop_assert!(is_acceptable_name(&e.name));
@@ -193,7 +195,7 @@ mod tests {
             when in "([0-9]{1,2}:[0-9]{2}|[0-9]{4})",
             name in "[ -~]{0,30}",
         ) {
-            let ctx = ListContext { now: 1_700_000_000, tz_offset: 0 };
+            let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
             let line = format!("{perm} {links} user group {size} {month} {day} {when} {name}");
             if let Some(e) = parse_list_line(&line, &ctx) {
                 prop_assert!(!e.name.is_empty() || name.is_empty());

@@ -127,7 +127,7 @@ mod tests {
     const NOW: i64 = 1_710_504_000;
 
     fn ctx() -> ListContext {
-        ListContext { now: NOW, tz_offset: 0 }
+        ListContext { now: NOW, tz_offset: 0, encoding: None }
     }
 
     fn p(line: &str) -> Entry {
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn timezone_offset() {
-        let c = ListContext { now: NOW, tz_offset: 3600 };
+        let c = ListContext { now: NOW, tz_offset: 3600, encoding: None };
         let e = parse_unix_line("-rw-r--r-- 1 u g 1 Jan 01 2020 x", &c).unwrap();
         assert_eq!(e.mtime, civil_to_unix(2020, 1, 1, 0, 0, 0).map(|t| t - 3600));
     }
