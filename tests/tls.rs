@@ -35,10 +35,7 @@ fn wire_round_trip(kind: ServerKind, tls: TlsServer) {
     let mut c = srv.connect();
     let version = c.tls_version().expect("control connection is encrypted");
     assert!(version.contains("TLS"), "{version}");
-    let listed = match kind {
-        ServerKind::Vsftpd => c.list("/", &ListContext::now_utc()).unwrap(),
-        ServerKind::Pyftpdlib => c.mlsd("/").unwrap(),
-    };
+    let listed = if kind.has_mlsd() { c.mlsd("/").unwrap() } else { c.list("/", &ListContext::now_utc()).unwrap() };
     assert!(listed.iter().any(|e| e.name == "in.txt"));
     let mut dl = c.retr("/in.txt", 7).unwrap();
     let mut got = Vec::new();
