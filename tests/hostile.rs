@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ftpfs::ftp::{Connection, FtpError, ListContext};
-use support::FakeServer;
+use support::{FakeServer, fetch};
 use support::mount::fuse_available;
 
 fn list(c: &mut Connection, path: &str) -> Result<Vec<String>, FtpError> {
@@ -51,11 +51,7 @@ fn wire_errors_are_clear_and_bounded() {
 
     // After all that, a fresh connection works as before.
     let mut c = Connection::connect(&o).unwrap();
-    let mut dl = c.retr("/hello.txt", 0).unwrap();
-    let mut got = Vec::new();
-    dl.read_to_end(&mut got).unwrap();
-    dl.finish().unwrap();
-    assert_eq!(got, b"hello world\n");
+    assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
 }
 
 #[test]
@@ -72,11 +68,7 @@ fn nonsense_pasv_is_an_error_and_foreign_pasv_is_ignored() {
     let mut o = srv.options(3);
     o.use_epsv = false;
     let mut c = Connection::connect(&o).unwrap();
-    let mut dl = c.retr("/hello.txt", 0).unwrap();
-    let mut got = Vec::new();
-    dl.read_to_end(&mut got).unwrap();
-    dl.finish().unwrap();
-    assert_eq!(got, b"hello world\n");
+    assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
     assert!(c.list("/", &ListContext::now_utc()).unwrap().iter().any(|e| e.name == "hello.txt"));
 }
 

@@ -1,6 +1,7 @@
 //! The mount through the real kernel, on vsftpd, pyftpdlib, pure-ftpd and proftpd: ordinary tools on the mount,
 //! results checked on the server's own disk.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -462,23 +463,6 @@ fn list_tz_corrects_local_time_listings() {
     let fixed = Mount::new(&srv, &["list_tz=+03:00"]);
     let off_by = mtime_of(&fixed.p("t.txt")) - disk;
     assert!(off_by.abs() <= 60, "with list_tz=+03:00: {off_by}");
-}
-
-macro_rules! on_every_server {
-    ($($name:ident),* $(,)?) => {
-        mod vsftpd {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Vsftpd) } )*
-        }
-        mod pyftpdlib {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Pyftpdlib) } )*
-        }
-        mod pureftpd {
-            $( #[test] fn $name() { super::$name(super::ServerKind::PureFtpd) } )*
-        }
-        mod proftpd {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Proftpd) } )*
-        }
-    };
 }
 
 on_every_server!(

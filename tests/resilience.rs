@@ -1,6 +1,7 @@
 //! A mount that lives through server restarts, idle timeouts, connection limits and long mixed
 //! workloads, with data checked against a model or the server's disk.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -250,18 +251,8 @@ fn stress_mixed_workload(kind: ServerKind) {
     }
 }
 
-macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {
-        mod vsftpd {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Vsftpd) } )*
-        }
-        mod pyftpdlib {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Pyftpdlib) } )*
-        }
-    };
-}
-
-on_both_servers!(
+on_servers!(
+    [vsftpd: Vsftpd, pyftpdlib: Pyftpdlib],
     server_restart_mid_session,
     server_killed_during_copy_fails_the_copy,
     idle_timeout_is_survived,

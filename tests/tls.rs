@@ -4,11 +4,11 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use ftpfs::ftp::{Connection, ListContext, TlsContext, TlsSettings};
 use support::mount::{Mount, fuse_available, ftpfs_command, server_url};
-use support::{FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, USER, test_ca};
+use support::{fetch, FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, USER, test_ca};
 
 fn start(kind: ServerKind, tls: TlsServer) -> FtpServer {
     FtpServer::start_with(kind, ServerConfig { tls: Some(tls), ..Default::default() })
@@ -37,10 +37,7 @@ fn wire_round_trip(kind: ServerKind, tls: TlsServer) {
     assert!(version.contains("TLS"), "{version}");
     let listed = if kind.has_mlsd() { c.mlsd("/").unwrap() } else { c.list("/", &ListContext::now_utc()).unwrap() };
     assert!(listed.iter().any(|e| e.name == "in.txt"));
-    let mut dl = c.retr("/in.txt", 7).unwrap();
-    let mut got = Vec::new();
-    dl.read_to_end(&mut got).unwrap();
-    dl.finish().unwrap();
+    let got = fetch(&mut c, "/in.txt", 7);
     assert_eq!(got, b"content");
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut up = c.stor("/out.bin").unwrap();
@@ -50,10 +47,7 @@ fn wire_round_trip(kind: ServerKind, tls: TlsServer) {
     // Several data connections in a row, each resuming the control connection's session.
     for _ in 0..3 {
         assert_eq!(c.size("/out.bin").unwrap(), data.len() as u64);
-        let mut dl = c.retr("/out.bin", 0).unwrap();
-        let mut back = Vec::new();
-        dl.read_to_end(&mut back).unwrap();
-        dl.finish().unwrap();
+        let back = fetch(&mut c, "/out.bin", 0);
         assert!(back == data);
     }
 }

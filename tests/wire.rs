@@ -1,12 +1,13 @@
 //! The wire layer against real servers: every test runs on vsftpd, pyftpdlib, pure-ftpd and
 //! proftpd, and checks results on the server's own disk.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
 
 use ftpfs::ftp::{Connection, DataMode, EntryKind, FtpError, ListContext, Op, TransferType};
-use support::{DataGen, FtpServer, PASSWORD, ServerConfig, ServerKind, assert_stream_matches};
+use support::{fetch, DataGen, FtpServer, PASSWORD, ServerConfig, ServerKind, assert_stream_matches};
 
 fn listing_names(conn: &mut Connection, kind: ServerKind, path: &str) -> Vec<(String, EntryKind, Option<u64>)> {
     let entries = if kind.has_mlsd() {
@@ -157,10 +158,7 @@ fn retr_with_offsets(kind: ServerKind) {
     srv.put_file("f.bin", &data);
     let mut c = srv.connect();
     for offset in [0u64, 1, 4096, 123_457, 299_999, 300_000] {
-        let mut dl = c.retr("/f.bin", offset).unwrap();
-        let mut got = Vec::new();
-        dl.read_to_end(&mut got).unwrap();
-        dl.finish().unwrap();
+        let got = fetch(&mut c, "/f.bin", offset);
         assert_eq!(got, &data[offset as usize..], "offset {offset}");
     }
     let err = c.retr("/missing.bin", 0).err().expect("RETR missing");
@@ -194,10 +192,7 @@ fn early_end_of_retr_keeps_sync(kind: ServerKind) {
         assert_eq!(c.size("/big.bin").unwrap(), len, "round {round}");
     }
     // A RETR read to the end reports success.
-    let mut dl = c.retr("/big.bin", (len - 10) as u64).unwrap();
-    let mut tail = Vec::new();
-    dl.read_to_end(&mut tail).unwrap();
-    dl.finish().unwrap();
+    let tail = fetch(&mut c, "/big.bin", (len - 10) as u64);
     assert_eq!(tail.len(), 10);
     assert!(!c.is_dead());
 }
@@ -256,10 +251,7 @@ fn data_modes(kind: ServerKind) {
         o.data_mode = mode;
         o.use_epsv = epsv;
         let mut c = Connection::connect(&o).unwrap();
-        let mut dl = c.retr("/m.txt", 0).unwrap();
-        let mut got = Vec::new();
-        dl.read_to_end(&mut got).unwrap();
-        dl.finish().unwrap();
+        let got = fetch(&mut c, "/m.txt", 0);
         assert_eq!(got, b"mode test", "{name}");
         let mut up = c.stor(&format!("/up-{name}.txt")).unwrap();
         up.write_all(name.as_bytes()).unwrap();
@@ -296,29 +288,9 @@ fn ipv6_host(kind: ServerKind) {
         o.data_mode = mode;
         let mut c = Connection::connect(&o).unwrap();
         assert!(c.peer_addr().is_ipv6());
-        let mut dl = c.retr("/six.txt", 0).unwrap();
-        let mut got = Vec::new();
-        dl.read_to_end(&mut got).unwrap();
-        dl.finish().unwrap();
+        let got = fetch(&mut c, "/six.txt", 0);
         assert_eq!(got, b"over ipv6", "{mode:?}");
     }
-}
-
-macro_rules! on_every_server {
-    ($($name:ident),* $(,)?) => {
-        mod vsftpd {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Vsftpd) } )*
-        }
-        mod pyftpdlib {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Pyftpdlib) } )*
-        }
-        mod pureftpd {
-            $( #[test] fn $name() { super::$name(super::ServerKind::PureFtpd) } )*
-        }
-        mod proftpd {
-            $( #[test] fn $name() { super::$name(super::ServerKind::Proftpd) } )*
-        }
-    };
 }
 
 on_every_server!(

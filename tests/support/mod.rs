@@ -230,6 +230,16 @@ impl FtpServer {
         self.work.path().join("server.log")
     }
 
+    /// Starts `cmd` with its output going to the server log.
+    fn spawn_logged(&self, mut cmd: Command, what: &str) -> Child {
+        let log = std::fs::File::create(self.log_path()).expect("log");
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e} (run scripts/setup.sh)"))
+    }
+
     fn spawn_vsftpd(&self, cfg: &ServerConfig) -> Child {
         ensure_test_user();
         let uid = uid_of(USER);
@@ -273,15 +283,9 @@ impl FtpServer {
         }
         let conf_path = self.work.path().join("vsftpd.conf");
         std::fs::write(&conf_path, conf).expect("write vsftpd.conf");
-        let log = std::fs::File::create(self.log_path()).expect("log");
-        Command::new("/usr/sbin/vsftpd")
-            .arg(&conf_path)
-            .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start vsftpd: is it installed? run scripts/setup.sh")
+        let mut cmd = Command::new("/usr/sbin/vsftpd");
+        cmd.arg(&conf_path).envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.spawn_logged(cmd, "vsftpd")
     }
 
     fn spawn_pureftpd(&self) -> Child {
@@ -304,20 +308,15 @@ impl FtpServer {
         assert!(child.wait().expect("pure-pw").success(), "pure-pw useradd failed");
         let st = Command::new(&pw).arg("mkdb").arg(&pdb).arg("-f").arg(&passwd).status().expect("pure-pw mkdb");
         assert!(st.success(), "pure-pw mkdb failed");
-        let log = std::fs::File::create(self.log_path()).expect("log");
-        Command::new(format!("{SERVERS}/pure/usr/sbin/pure-ftpd"))
-            .arg("-S")
+        let mut cmd = Command::new(format!("{SERVERS}/pure/usr/sbin/pure-ftpd"));
+        cmd.arg("-S")
             .arg(format!("{},{}", self.host, self.port))
             .arg("-l")
             .arg(format!("puredb:{}", pdb.display()))
             .args(["-E", "-c", "200", "-C", "200"])
             .arg("-p")
-            .arg(format!("{}:{}", self.pasv_range.0, self.pasv_range.1))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start pure-ftpd: run scripts/setup.sh")
+            .arg(format!("{}:{}", self.pasv_range.0, self.pasv_range.1));
+        self.spawn_logged(cmd, "pure-ftpd")
     }
 
     fn spawn_proftpd(&self) -> Child {
@@ -362,9 +361,8 @@ impl FtpServer {
 
     fn spawn_pyftpdlib(&self) -> Child {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pyftpd_server.py");
-        let log = std::fs::File::create(self.log_path()).expect("log");
-        Command::new("python3")
-            .arg(script)
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
             .args(["--host", &self.host, "--port", &self.port.to_string()])
             .args(["--root", &self.root.path().display().to_string()])
             .args(["--user", USER, "--password", PASSWORD])
@@ -378,12 +376,8 @@ impl FtpServer {
                     test_ca().server_key.display().to_string(),
                 ],
                 None => vec![],
-            })
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start pyftpdlib: run scripts/setup.sh")
+            });
+        self.spawn_logged(cmd, "pyftpdlib")
     }
 
     fn wait_ready(&mut self) {
@@ -503,6 +497,41 @@ impl Drop for FtpServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Downloads a whole file (from `offset`) over a wire-level connection and checks the transfer's
+/// final reply.
+pub fn fetch(c: &mut Connection, path: &str, offset: u64) -> Vec<u8> {
+    let mut dl = c.retr(path, offset).unwrap_or_else(|e| panic!("RETR {path}: {e}"));
+    let mut got = Vec::new();
+    dl.read_to_end(&mut got).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    dl.finish().unwrap_or_else(|e| panic!("end of RETR {path}: {e}"));
+    got
+}
+
+/// Runs each named test function (taking a [`ServerKind`]) as one test per server, in a module
+/// per server: `on_servers!([vsftpd: Vsftpd, pyftpdlib: Pyftpdlib], test_a, test_b)`.
+#[macro_export]
+macro_rules! on_servers {
+    ([$($module:ident: $kind:ident),*], $($name:ident),* $(,)?) => {
+        $crate::on_servers!(@each [$($module: $kind),*] [$($name),*]);
+    };
+    (@each [$($module:ident: $kind:ident),*] $names:tt) => {
+        $( $crate::on_servers!(@one $module $kind $names); )*
+    };
+    (@one $module:ident $kind:ident [$($name:ident),*]) => {
+        mod $module {
+            $( #[test] fn $name() { super::$name(super::support::ServerKind::$kind) } )*
+        }
+    };
+}
+
+/// [`on_servers!`] on all four real servers.
+#[macro_export]
+macro_rules! on_every_server {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_servers!([vsftpd: Vsftpd, pyftpdlib: Pyftpdlib, pureftpd: PureFtpd, proftpd: Proftpd], $($name),*);
+    };
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so big files can be checked without
