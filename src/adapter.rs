@@ -232,12 +232,7 @@ impl FtpFs {
             } else {
                 let e = &entries[(i - 2) as usize];
                 let path = child_path(&dir, &e.name);
-                let mut st = self.model.stat_of(e);
-                if st.kind == Kind::File {
-                    if let Some(size) = self.model.handles.open_size(&path) {
-                        st.size = size;
-                    }
-                }
+                let st = self.model.stat_entry(&path, e);
                 let ino = self.model.lookup_ino(&path);
                 let full = reply.add(INodeNo(ino), i + 1, &e.name, &self.ttl, &self.attr(ino, &st), Generation(0));
                 if full {

@@ -147,11 +147,6 @@ impl Handles {
         self.matching(|p| p == path).iter().any(|f| f.pending_create.load(Ordering::Relaxed))
     }
 
-    /// After a failed DELE: true if the file existed only as a pending creation here.
-    pub fn discard_pending(&self, path: &str) -> bool {
-        self.is_pending(path)
-    }
-
     /// `path` was deleted: handles on it keep working locally but upload nothing.
     pub fn mark_unlinked(&self, path: &str) {
         for f in self.matching(|p| p == path) {
@@ -546,11 +541,4 @@ pub fn truncate_path(model: &Model, path: &str, size: u64) -> FsResult<()> {
     let res = commit(model, &f);
     log::debug!("truncate {remote} to {size}: {res:?}");
     res
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn check<T: Send + Sync>() {}
-    check::<OpenFile>();
-    check::<Handles>();
 }

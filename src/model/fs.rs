@@ -209,7 +209,13 @@ impl Model {
             return Ok(self.root_stat());
         }
         let e = self.entry(path)?;
-        let mut st = self.stat_of(&e);
+        Ok(self.stat_entry(path, &e))
+    }
+
+    /// Attributes of the entry listed for `path`, with what open handles hold but the server has
+    /// not got yet (size of unsaved writes, a time set before the upload lands).
+    pub fn stat_entry(&self, path: &str, e: &Entry) -> Stat {
+        let mut st = self.stat_of(e);
         if st.kind == Kind::File {
             if let Some(size) = self.handles.open_size(path) {
                 st.size = size;
@@ -218,7 +224,7 @@ impl Model {
                 st.mtime = t;
             }
         }
-        Ok(st)
+        st
     }
 
     fn root_stat(&self) -> Stat {
@@ -338,7 +344,7 @@ impl Model {
                 self.dirs.invalidate(parent);
                 let gone_after_retry = retried && matches!(self.entry(path), Err(libc::ENOENT));
                 // A file created but not yet uploaded exists only here.
-                if !gone_after_retry && !self.handles.discard_pending(path) {
+                if !gone_after_retry && !self.handles.is_pending(path) {
                     return Err(errno(&e, Op::Delete));
                 }
             }
