@@ -30,8 +30,8 @@ if command -v systemctl >/dev/null 2>&1; then
 fi
 mkdir -p /var/run/vsftpd/empty 2>/dev/null || $SUDO mkdir -p /var/run/vsftpd/empty
 
-if ! python3 -c 'import pyftpdlib' >/dev/null 2>&1; then
-    echo "setup: installing pyftpdlib"
+if ! python3 -c 'import pyftpdlib, OpenSSL' >/dev/null 2>&1; then
+    echo "setup: installing pyftpdlib and pyopenssl (pyftpdlib's TLS)"
     if ! python3 -m pip install -q pyftpdlib pyopenssl 2>/dev/null; then
         # Debian's system python refuses pip (PEP 668): use its package.
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pyftpdlib python3-openssl
