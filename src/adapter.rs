@@ -127,8 +127,7 @@ impl FtpFs {
     /// (FOPEN_DIRECT_IO: one copy less, at the speed of the network); smaller ones go through
     /// it, and keep what is cached across opens (FOPEN_KEEP_CACHE) while size and mtime are the
     /// same as at the previous open.
-    fn cache_flags(&self, ino: u64, path: &str, writable: bool) -> FopenFlags {
-        let Ok(st) = self.model.stat(path) else { return FopenFlags::empty() };
+    fn cache_flags(&self, ino: u64, st: &Stat, writable: bool) -> FopenFlags {
         if !writable && st.size >= DIRECT_IO_FROM {
             return FopenFlags::FOPEN_DIRECT_IO;
         }
@@ -150,7 +149,7 @@ impl FtpFs {
             return Err(libc::EROFS);
         }
         let pending = self.model.handles.is_pending(&path);
-        let cache = self.cache_flags(ino, &path, writable);
+        let cache = self.cache_flags(ino, &self.model.stat_entry(&path, &entry), writable);
         Ok((self.model.handles.open(ino, &path, writable, append, pending, entry.size), cache))
     }
 

@@ -24,12 +24,22 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, StartError> {
     if !canon.is_dir() {
         return Err(format!("mountpoint {} is not a directory", p.display()));
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let escaped = canon.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
-    if mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(escaped.as_str())) {
+    if mount_device(&canon).is_some() {
         return Err(format!("mountpoint {} is already mounted", p.display()));
     }
     Ok(canon)
+}
+
+/// The `major:minor` of the newest mount on `path`, from /proc/self/mountinfo (which escapes
+/// space, tab, newline and backslash in paths as octal).
+fn mount_device(path: &Path) -> Option<String> {
+    let escaped = path.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
+        .last()
+        .and_then(|l| l.split(' ').nth(2).map(str::to_string))
 }
 
 /// Connects, logs in and finds the remote directory, to fail fast with the server's own message.
@@ -145,14 +155,7 @@ fn detach_stdio() {
 /// so sequential reads arrive in large requests. Found through mountinfo: a stat() of our own
 /// mountpoint would wait for the session we have not started serving yet.
 fn raise_readahead(mountpoint: &Path) {
-    let escaped = mountpoint.to_string_lossy().replace(' ', "\\040");
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let dev = info
-        .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
-        .last()
-        .and_then(|l| l.split(' ').nth(2).map(str::to_string));
-    if let Some(dev) = dev {
+    if let Some(dev) = mount_device(mountpoint) {
         let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
         match std::fs::write(&knob, "1024") {
             Ok(()) => log::debug!("readahead raised to 1 MiB ({knob})"),

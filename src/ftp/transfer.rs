@@ -251,10 +251,6 @@ impl<C: BorrowMut<Connection>> Download<C> {
         }
     }
 
-    /// True once the data connection reached end of stream.
-    pub fn at_eof(&self) -> bool {
-        self.eof
-    }
 }
 
 impl<C: BorrowMut<Connection>> Read for Download<C> {
@@ -270,16 +266,10 @@ impl<C: BorrowMut<Connection>> Read for Download<C> {
 
 impl<C: BorrowMut<Connection>> Drop for Download<C> {
     fn drop(&mut self) {
-        if self.data.is_some() {
-            if self.eof {
-                self.data = None;
-                let conn = self.connection();
-                if conn.finish_transfer().is_err() {
-                    conn.dead = true;
-                }
-            } else {
-                self.abort();
-            }
+        // Not finished by hand: end it the same way, and never reuse a connection whose final
+        // reply was not the expected one.
+        if self.data.is_some() && self.end().is_err() {
+            self.connection().dead = true;
         }
     }
 }

@@ -72,10 +72,6 @@ impl DirCache {
         DirCache { ttl, map: Mutex::new(LruCache::new(cap)) }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// The cached listing of `dir` if it is younger than the TTL.
     pub fn get_fresh(&self, dir: &str) -> Option<Arc<DirListing>> {
         let mut map = self.map.lock();

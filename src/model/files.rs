@@ -243,20 +243,21 @@ fn transfer_lease(model: &Model) -> Result<Lease, FtpError> {
     }
 }
 
-/// Starts a download on a transfer connection, retrying once on a fresh one if the pooled
+/// Starts a transfer on a transfer connection, once more on a fresh one if the pooled
 /// connection turned out to be broken.
-fn start_download(model: &Model, remote: &str, offset: u64) -> Result<Download<Lease>, FtpError> {
-    match Download::start(transfer_lease(model)?, remote, offset) {
-        Err(e) if e.is_reconnectable() => Download::start(transfer_lease(model)?, remote, offset),
+fn start_transfer<T>(model: &Model, start: impl Fn(Lease) -> Result<T, FtpError>) -> Result<T, FtpError> {
+    match start(transfer_lease(model)?) {
+        Err(e) if e.is_reconnectable() => start(transfer_lease(model)?),
         other => other,
     }
 }
 
+fn start_download(model: &Model, remote: &str, offset: u64) -> Result<Download<Lease>, FtpError> {
+    start_transfer(model, |lease| Download::start(lease, remote, offset))
+}
+
 fn start_upload(model: &Model, remote: &str, append: bool) -> Result<Upload<Lease>, FtpError> {
-    match Upload::start(transfer_lease(model)?, remote, append) {
-        Err(e) if e.is_reconnectable() => Upload::start(transfer_lease(model)?, remote, append),
-        other => other,
-    }
+    start_transfer(model, |lease| Upload::start(lease, remote, append))
 }
 
 /// Reads `size` bytes at `off` through handle `f` and hands them to `out` (fewer at the end of
