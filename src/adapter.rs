@@ -18,7 +18,6 @@ use fuser::{
 use parking_lot::Mutex;
 
 use crate::model::cache::DirListing;
-use crate::model::files;
 use crate::model::inodes::{child_path, split_path};
 use crate::model::{FsResult, Kind, Model, ROOT_INO, Stat};
 
@@ -89,37 +88,12 @@ impl FtpFs {
 
     fn do_setattr(&self, ino: u64, mode: Option<u32>, size: Option<u64>, mtime: Option<TimeOrNow>, fh: Option<FileHandle>) -> FsResult<FileAttr> {
         let path = self.model.path_of(ino)?;
-        let handle = match fh {
-            Some(fh) => self.model.handles.get(fh.0).ok().filter(|f| f.writable),
-            None => None,
-        }
-        .or_else(|| self.model.handles.writers_of(&path).into_iter().next());
-        if let Some(size) = size {
-            match &handle {
-                Some(f) => files::truncate(&self.model, f, size)?,
-                None => files::truncate_path(&self.model, &path, size)?,
-            }
-        }
-        if let Some(mode) = mode {
-            self.model.chmod(&path, mode)?;
-        }
         // "Now" is what the server sets anyway when data lands, so only explicit times are sent.
         let when = match mtime {
             Some(TimeOrNow::SpecificTime(t)) => Some(t),
             _ => None,
         };
-        if let Some(when) = when {
-            let dirty = self.model.handles.open_size(&path).is_some() || self.model.handles.is_pending(&path);
-            match handle.filter(|_| dirty) {
-                // Setting it now would be undone by the upload still to come (cp -p, futimens).
-                Some(f) => files::defer_mtime(&f, when),
-                None => self.model.set_mtime(&path, when)?,
-            }
-        }
-        let mut st = self.model.stat(&path)?;
-        if let Some(when) = when {
-            st.mtime = when;
-        }
+        let st = self.model.setattr(ino, &path, fh.map(|f| f.0), mode, size, when)?;
         Ok(self.attr(ino, &st))
     }
 
@@ -140,39 +114,21 @@ impl FtpFs {
     fn do_open(&self, ino: u64, flags: i32) -> FsResult<(u64, FopenFlags)> {
         let path = self.model.path_of(ino)?;
         let writable = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
-        let append = flags & libc::O_APPEND != 0;
-        let entry = if path.is_empty() { Err(libc::EISDIR) } else { self.model.entry(&path) }?;
-        if entry.is_dir() {
-            return Err(libc::EISDIR);
-        }
-        if writable && self.model.config().read_only {
-            return Err(libc::EROFS);
-        }
-        let pending = self.model.handles.is_pending(&path);
-        let cache = self.cache_flags(ino, &self.model.stat_entry(&path, &entry), writable);
-        Ok((self.model.handles.open(ino, &path, writable, append, pending, entry.size), cache))
+        let (fh, st) = self.model.open_file(ino, &path, flags)?;
+        Ok((fh, self.cache_flags(ino, &st, writable)))
     }
 
-    fn do_create(&self, parent: u64, name: &OsStr, flags: i32) -> FsResult<(FileAttr, u64)> {
-        if self.model.config().read_only {
-            return Err(libc::EROFS);
-        }
+    fn do_create(&self, parent: u64, name: &OsStr, flags: i32, mode: u32, umask: u32) -> FsResult<(FileAttr, u64)> {
         let path = self.model.child(parent, name_str(name)?)?;
-        let append = flags & libc::O_APPEND != 0;
-        let exclusive = flags & libc::O_EXCL != 0;
-        let truncate = flags & libc::O_TRUNC != 0;
-        let existing = self.model.create_pending(&path, exclusive, truncate)?;
-        let attr = match existing {
-            Some(_) => self.entry_for(&path)?,
-            // Known without asking: with a short cache_timeout the listing may already be gone.
-            None => {
-                let (_, name) = split_path(&path);
-                let st = self.model.stat_of(&Model::fresh_entry(name, crate::ftp::EntryKind::File, 0));
-                self.attr(self.model.lookup_ino(&path), &st)
+        let ino = self.model.lookup_ino(&path);
+        match self.model.create_file(ino, &path, flags, mode & !umask) {
+            Ok((fh, st)) => Ok((self.attr(ino, &st), fh)),
+            Err(e) => {
+                // The kernel counts no lookup for a failed create.
+                self.model.inodes.lock().forget(ino, 1);
+                Err(e)
             }
-        };
-        let fh = self.model.handles.open(attr.ino.0, &path, true, append, existing.is_none(), existing.or(Some(0)));
-        Ok((attr, fh))
+        }
     }
 
     fn do_rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> FsResult<()> {
@@ -328,10 +284,10 @@ impl Filesystem for FtpFs {
         answer!(reply, res, |t| reply.data(t.as_bytes()));
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let res = name_str(name)
             .and_then(|n| self.model.child(parent.0, n))
-            .and_then(|p| self.model.mkdir(&p).map(|_| p))
+            .and_then(|p| self.model.mkdir(&p, mode & !umask).map(|_| p))
             .and_then(|p| self.entry_for(&p));
         answer!(reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)));
     }
@@ -381,12 +337,8 @@ impl Filesystem for FtpFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let file = match self.model.handles.get(fh.0) {
-            Ok(f) => f,
-            Err(e) => return reply.error(err(e)),
-        };
         let mut reply = Some(reply);
-        let res = files::read(&self.model, &file, offset, size as usize, &mut |data| {
+        let res = self.model.read(fh.0, offset, size as usize, &mut |data| {
             if let Some(r) = reply.take() {
                 r.data(data);
             }
@@ -408,12 +360,12 @@ impl Filesystem for FtpFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let res = self.model.handles.get(fh.0).and_then(|f| files::write(&self.model, &f, offset, data));
+        let res = self.model.write(fh.0, offset, data);
         answer!(reply, res, |n| reply.written(n as u32));
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        let res = self.model.handles.get(fh.0).and_then(|f| files::commit(&self.model, &f));
+        let res = self.model.flush(fh.0);
         answer!(reply, res, |_v| reply.ok());
     }
 
@@ -427,10 +379,7 @@ impl Filesystem for FtpFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let res = match self.model.handles.remove(fh.0) {
-            Some(f) => files::commit(&self.model, &f),
-            None => Ok(()),
-        };
+        let res = self.model.release(fh.0);
         if let Err(e) = res {
             log::error!("upload at release failed: errno {e}");
         }
@@ -438,7 +387,7 @@ impl Filesystem for FtpFs {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let res = self.model.handles.get(fh.0).and_then(|f| files::commit(&self.model, &f));
+        let res = self.model.flush(fh.0);
         answer!(reply, res, |_v| reply.ok());
     }
 
@@ -513,8 +462,8 @@ impl Filesystem for FtpFs {
         answer!(reply, res, |_v| reply.ok());
     }
 
-    fn create(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        let res = self.do_create(parent.0, name, flags);
+    fn create(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let res = self.do_create(parent.0, name, flags, mode, umask);
         answer!(reply, res, |v| reply.created(&self.ttl, &v.0, Generation(0), FileHandle(v.1), FopenFlags::empty()));
     }
 }

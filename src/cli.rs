@@ -30,7 +30,7 @@ pub struct Args {
     /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
     /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
     /// tls[=explicit|implicit], cafile=PATH, no_verify, netrc=PATH, password_file=PATH,
-    /// encoding=CHARSET
+    /// encoding=CHARSET, cache_dir=DIR, default_permissions, no_default_permissions
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     pub options: Vec<String>,
     /// More logging (repeat for more); RUST_LOG overrides
@@ -63,6 +63,26 @@ pub struct MountOpts {
     pub password_file: Option<PathBuf>,
     /// The server's character set for names, when not UTF-8.
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Where temp copies of files changed at random offsets live (`None`: [`default_cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
+    /// Let the kernel check permissions against the mode bits shown. `None`: on with
+    /// allow_other (otherwise every local user would act with the FTP account's rights).
+    pub default_permissions: Option<bool>,
+}
+
+impl MountOpts {
+    /// Whether the kernel checks permissions (default_permissions).
+    pub fn kernel_checks_permissions(&self) -> bool {
+        self.default_permissions.unwrap_or(self.allow_other)
+    }
+}
+
+/// `$XDG_CACHE_HOME/ftpfs` when that is set, else /var/tmp: on disk, not in a RAM tmpfs.
+pub fn default_cache_dir() -> PathBuf {
+    match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("ftpfs"),
+        None => PathBuf::from("/var/tmp"),
+    }
 }
 
 impl Default for MountOpts {
@@ -88,6 +108,8 @@ impl Default for MountOpts {
             netrc: None,
             password_file: None,
             encoding: None,
+            cache_dir: None,
+            default_permissions: None,
         }
     }
 }
@@ -160,6 +182,9 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
                     .ok_or_else(|| format!("unknown encoding {v:?} (try latin1, cp1251, shift_jis, gbk, …)"))?;
                 o.encoding = (enc != encoding_rs::UTF_8).then_some(enc);
             }
+            ("cache_dir", Some(v)) if !v.is_empty() => o.cache_dir = Some(PathBuf::from(v)),
+            ("default_permissions", None) => o.default_permissions = Some(true),
+            ("no_default_permissions", None) => o.default_permissions = Some(false),
             (k, None) if is_ignorable(k) => log::debug!("ignoring mount option {k}"),
             _ if is_ignorable(opt) => log::debug!("ignoring mount option {opt}"),
             _ => return Err(format!("unknown mount option: {opt}")),

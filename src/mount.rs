@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 
@@ -164,6 +165,26 @@ fn raise_readahead(mountpoint: &Path) {
     }
 }
 
+/// How long after SIGTERM/SIGINT the process leaves even if requests are still running.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Notices an unmount made from outside (`fusermount -u`, `umount`): requests still waiting
+/// for a connection then fail at once instead of keeping the process alive.
+fn watch_unmount(mountpoint: PathBuf, model: Arc<Model>) -> Result<(), StartError> {
+    let Some(device) = mount_device(&mountpoint) else { return Ok(()) };
+    std::thread::Builder::new()
+        .name("unmount-watch".into())
+        .spawn(move || {
+            while mount_device(&mountpoint).as_deref() == Some(device.as_str()) {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            log::info!("{} was unmounted", mountpoint.display());
+            model.stop();
+        })
+        .map(drop)
+        .map_err(|e| format!("thread: {e}"))
+}
+
 /// Everything needed to run one mount.
 pub struct MountPlan {
     pub target: Target,
@@ -173,9 +194,16 @@ pub struct MountPlan {
     pub foreground: bool,
 }
 
+/// Makes sure temp copies can be written in `dir` (created if missing).
+fn check_cache_dir(dir: &Path) -> Result<(), StartError> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cache_dir {}: {e}", dir.display()))?;
+    tempfile::tempfile_in(dir).map(drop).map_err(|e| format!("cache_dir {}: cannot write temp files there: {e}", dir.display()))
+}
+
 /// Runs the mount until it is unmounted. Returns the process exit code.
 pub fn run(plan: MountPlan) -> Result<(), StartError> {
     let mountpoint = check_mountpoint(&plan.mountpoint)?;
+    check_cache_dir(&plan.opts.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir))?;
     let (first, root) = first_connection(&plan.connect, &plan.target)?;
     let mut report = if plan.foreground { Report::foreground() } else { daemonize()? };
     match mount_and_serve(plan, mountpoint, first, root, &mut report) {
@@ -201,6 +229,7 @@ fn mount_and_serve(plan: MountPlan, mountpoint: PathBuf, first: Connection, root
         read_only: o.read_only,
         use_mlsd: !o.no_mlsd,
         list_tz_offset: o.list_tz_offset,
+        cache_dir: o.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir),
     };
     let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
     let model = Arc::new(Model::new(cfg, pool, features));
@@ -215,6 +244,9 @@ fn mount_and_serve(plan: MountPlan, mountpoint: PathBuf, first: Connection, root
     ];
     if o.read_only {
         config.mount_options.push(MountOption::RO);
+    }
+    if o.kernel_checks_permissions() {
+        config.mount_options.push(MountOption::DefaultPermissions);
     }
     config.acl = if o.allow_other {
         SessionACL::All
@@ -232,17 +264,26 @@ fn mount_and_serve(plan: MountPlan, mountpoint: PathBuf, first: Connection, root
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
         .map_err(|e| format!("signals: {e}"))?;
+    let on_signal = model.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                log::info!("signal {sig}: unmounting");
+                log::info!("signal {sig}: saving open files and unmounting");
+                on_signal.stop();
                 if let Err(e) = unmounter.unmount() {
                     log::error!("unmount failed: {e}");
                 }
+                // Open files keep a lazily unmounted filesystem alive; requests still running
+                // fail now that the pool is closed. Leave at the latest after a grace period:
+                // the kernel then ends what is left with ENOTCONN.
+                std::thread::sleep(EXIT_GRACE);
+                log::warn!("requests still pending {}s after the signal; exiting", EXIT_GRACE.as_secs());
+                std::process::exit(0);
             }
         })
         .map_err(|e| format!("thread: {e}"))?;
+    watch_unmount(mountpoint.clone(), model.clone())?;
     report.ready();
     if !plan.foreground {
         detach_stdio();

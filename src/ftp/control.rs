@@ -5,12 +5,18 @@
 //! every command goes through [`Connection::command`], which validates arguments, logs the line
 //! (never a password) and reads the reply. A connection that saw a network or protocol error is
 //! marked dead and refuses further use: it is never reused out of sync.
+//!
+//! [`Connection::connect_until`] does the same under one deadline for the whole start-up (a
+//! watchdog shuts the socket down when it passes, so no sum of reads can outlast it); a step that
+//! runs out of time fails with a `TimedOut` network error that names it ("no greeting from the
+//! server within 3 s").
 
 use std::fmt;
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
-use std::time::Duration;
+use std::io::{self, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::command::{check_arg, encode_line, loggable};
 use super::error::{FtpError, Result};
@@ -114,6 +120,8 @@ pub struct Connection {
     pub(super) tls_config: Option<Arc<rustls::ClientConfig>>,
     /// PROT P is in force: data connections are encrypted.
     pub(super) protect_data: bool,
+    /// The start-up deadline of [`Connection::connect_until`], until [`Connection::clear_deadline`].
+    watchdog: Option<Watchdog>,
 }
 
 impl fmt::Debug for Connection {
@@ -124,36 +132,145 @@ impl fmt::Debug for Connection {
 
 /// Opens a TCP connection to the first address of `host:port` that answers within `timeout`.
 pub(super) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+    connect_tcp_until(host, port, timeout, None)
+}
+
+/// [`connect_tcp`], and all attempts together end by `deadline` when there is one.
+fn connect_tcp_until(host: &str, port: u16, timeout: Duration, deadline: Option<Instant>) -> Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     let mut last = None;
     for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
+        let Some(wait) = time_left(timeout, deadline) else {
+            last = Some(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+            break;
+        };
+        match TcpStream::connect_timeout(addr, wait) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
     }
     Err(match last {
         Some(e) => FtpError::Io(e),
-        None => FtpError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address for {host}"))),
+        None => FtpError::Io(io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"))),
     })
+}
+
+/// How long the next wait may take: `timeout`, or less when `deadline` comes first. None when
+/// the deadline has passed.
+fn time_left(timeout: Duration, deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        None => Some(timeout),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(timeout))
+        }
+    }
+}
+
+/// `3 s`, `2.5 s`.
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
+/// A step of a connect that ran out of time becomes a `TimedOut` network error that names it:
+/// `{step} within {within}`. Out of time means a socket timeout, or any network failure once
+/// `deadline` has passed (the watchdog shut the socket down). Other errors pass unchanged.
+fn name_timeout(e: FtpError, step: &str, deadline: Option<Instant>, within: Duration) -> FtpError {
+    let late = deadline.is_some_and(|d| Instant::now() >= d);
+    let out_of_time = match &e {
+        FtpError::Io(io) => late || matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock),
+        FtpError::Closed => late,
+        _ => false,
+    };
+    if out_of_time {
+        FtpError::Io(io::Error::new(io::ErrorKind::TimedOut, format!("{step} within {}", seconds(within))))
+    } else {
+        e
+    }
+}
+
+/// Shuts a control connection's socket down when its start-up deadline passes, so that every
+/// read still waiting returns at once: a socket timeout bounds each read, not their sum (a server
+/// may answer slowly, a byte at a time). Stopped, its thread joined, by [`Watchdog::stop`] or on
+/// drop, so no thread outlives the start-up (the mount forks after it).
+struct Watchdog {
+    deadline: Instant,
+    cancel: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    fn start(tcp: &TcpStream, deadline: Instant) -> Result<Watchdog> {
+        let sock = tcp.try_clone()?;
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("connect-deadline".into()).spawn(move || {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match cancelled.recv_timeout(wait) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = sock.shutdown(Shutdown::Both);
+                    true
+                }
+                _ => false,
+            }
+        })?;
+        Ok(Watchdog { deadline, cancel: Some(cancel), thread: Some(thread) })
+    }
+
+    /// Stops the watchdog (at once: the thread only waits for the cancel). True when it had
+    /// fired already and the socket is shut down.
+    fn stop(&mut self) -> bool {
+        drop(self.cancel.take());
+        self.thread.take().is_some_and(|t| t.join().unwrap_or(true))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Connection {
     /// Connects, reads the greeting, logs in and prepares the session (FEAT, UTF8, TYPE I).
+    /// Each wait is bounded by the `timeout` option; one that runs out fails with a `TimedOut`
+    /// network error naming the step.
     pub fn connect(opts: &ConnectOptions) -> Result<Connection> {
+        Connection::open(opts, None)
+    }
+
+    /// [`Connection::connect`] bounded as a whole by `deadline`: the TCP connect, TLS, greeting,
+    /// login and session set-up together, and after them the commands run through
+    /// [`Connection::timed_step`], until [`Connection::clear_deadline`]. A step that runs out of
+    /// time fails with a `TimedOut` network error naming it, e.g. `no greeting from the server
+    /// within 30 s` (the `timeout` option, which the caller's deadline is meant to be).
+    pub fn connect_until(opts: &ConnectOptions, deadline: Instant) -> Result<Connection> {
+        Connection::open(opts, Some(deadline))
+    }
+
+    fn open(opts: &ConnectOptions, deadline: Option<Instant>) -> Result<Connection> {
         check_arg(&opts.user)?;
         check_arg(opts.password.expose())?;
-        let tcp = connect_tcp(&opts.host, opts.port, opts.timeout)?;
+        let within = opts.timeout;
+        let tcp = connect_tcp_until(&opts.host, opts.port, opts.timeout, deadline).map_err(|e| {
+            name_timeout(e, &format!("no TCP connection to {}:{}", opts.host, opts.port), deadline, within)
+        })?;
+        // Past the deadline already: the watchdog shuts the socket down at once.
+        let wait = time_left(opts.timeout, deadline).unwrap_or(Duration::from_millis(1));
         tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(opts.timeout))?;
-        tcp.set_write_timeout(Some(opts.timeout))?;
+        tcp.set_read_timeout(Some(wait))?;
+        tcp.set_write_timeout(Some(wait))?;
+        let watchdog = match deadline {
+            Some(d) => Some(Watchdog::start(&tcp, d)?),
+            None => None,
+        };
         let tls = match (opts.tls_mode, &opts.tls) {
             (TlsMode::Off, _) => None,
             (_, Some(ctx)) => Some((ctx.for_connection(), ctx.server_name())),
             (_, None) => return Err(FtpError::InvalidArgument("TLS requested without a TLS configuration".into())),
         };
         let stream = match (&tls, opts.tls_mode) {
-            (Some((cfg, name)), TlsMode::Implicit) => handshake(tcp, cfg.clone(), name.clone())?,
+            (Some((cfg, name)), TlsMode::Implicit) => handshake(tcp, cfg.clone(), name.clone())
+                .map_err(|e| name_timeout(e, "TLS handshake not done", deadline, within))?,
             _ => NetStream::Plain(tcp),
         };
         let peer = stream.peer_addr()?;
@@ -171,29 +288,60 @@ impl Connection {
             welcome: String::new(),
             tls_config: tls.as_ref().map(|t| t.0.clone()),
             protect_data: false,
+            watchdog,
         };
-        let mut greeting = conn.read_reply()?;
-        if greeting.code == 120 {
-            greeting = conn.read_reply()?;
-        }
+        let greeting = conn.timed_step("no greeting from the server", |c| {
+            let greeting = c.read_reply()?;
+            if greeting.code == 120 { c.read_reply() } else { Ok(greeting) }
+        })?;
         if greeting.code != 220 {
             return Err(greeting.into_error());
         }
         conn.welcome = greeting.text();
         if let (Some((cfg, name)), TlsMode::Explicit) = (tls, opts.tls_mode) {
-            conn.command_expect("AUTH", Some("TLS"), |c| c == 234)?;
-            let plain = std::mem::replace(conn.ctrl.get_mut(), NetStream::Detached);
-            let tcp = plain.into_plain().ok_or_else(|| FtpError::protocol("control stream is not plain TCP"))?;
-            *conn.ctrl.get_mut() = handshake(tcp, cfg, name)?;
+            conn.timed_step("TLS set-up (AUTH TLS) not done", |c| {
+                c.command_expect("AUTH", Some("TLS"), |code| code == 234)?;
+                let plain = std::mem::replace(c.ctrl.get_mut(), NetStream::Detached);
+                let tcp = plain.into_plain().ok_or_else(|| FtpError::protocol("control stream is not plain TCP"))?;
+                *c.ctrl.get_mut() = handshake(tcp, cfg, name)?;
+                Ok(())
+            })?;
         }
-        conn.login()?;
+        conn.timed_step("no answer to the login (USER/PASS)", Connection::login)?;
         if conn.tls_config.is_some() {
-            conn.command_expect("PBSZ", Some("0"), |c| c == 200)?;
-            conn.command_expect("PROT", Some("P"), |c| c == 200)?;
+            conn.timed_step("no answer to PBSZ/PROT", |c| {
+                c.command_expect("PBSZ", Some("0"), |code| code == 200)?;
+                c.command_expect("PROT", Some("P"), |code| code == 200)
+            })?;
             conn.protect_data = true;
         }
-        conn.setup_session()?;
+        conn.timed_step("no answer to the session set-up (FEAT, OPTS, TYPE)", Connection::setup_session)?;
         Ok(conn)
+    }
+
+    /// Runs one step of a start-up (for instance PWD) under this connection's deadline, if it
+    /// has one: when the step runs out of time (a socket timeout, or the deadline passed), its
+    /// error becomes a `TimedOut` network error `{step} within {timeout}`.
+    pub fn timed_step<T>(&mut self, step: &str, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let deadline = self.watchdog.as_ref().map(|w| w.deadline);
+        let within = self.opts.timeout;
+        f(self).map_err(|e| name_timeout(e, step, deadline, within))
+    }
+
+    /// Ends the deadline of [`Connection::connect_until`]: from now on each reply may take the
+    /// `timeout` option again. Fails (the connection is dead) when the deadline passed already.
+    pub fn clear_deadline(&mut self) -> Result<()> {
+        let Some(mut watchdog) = self.watchdog.take() else { return Ok(()) };
+        if watchdog.stop() {
+            self.dead = true;
+            let step = "start-up (connect, login, remote directory) not done";
+            return Err(FtpError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{step} within {}", seconds(self.opts.timeout)),
+            )));
+        }
+        let res = self.ctrl.get_ref().set_timeouts(Some(self.opts.timeout)).map_err(FtpError::Io);
+        self.mark_dead_on(res)
     }
 
     /// The TLS version of the control connection, if it is encrypted.

@@ -48,6 +48,12 @@ pub enum FtpError {
     /// The connection was marked dead earlier (out of sync or broken) and must be replaced.
     #[error("connection is closed")]
     Closed,
+    /// Every connection stayed busy for the whole wait (the `timeout` option).
+    #[error("{0}")]
+    Busy(String),
+    /// The filesystem is being unmounted: no more requests to the server.
+    #[error("unmounting")]
+    Unmounting,
 }
 
 pub type Result<T> = std::result::Result<T, FtpError>;
@@ -71,7 +77,7 @@ impl FtpError {
         match self {
             FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => true,
             FtpError::Reply { code, .. } => *code == 421,
-            FtpError::InvalidArgument(_) => false,
+            FtpError::InvalidArgument(_) | FtpError::Busy(_) | FtpError::Unmounting => false,
         }
     }
 
@@ -95,6 +101,8 @@ impl FtpError {
             FtpError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
             FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => libc::EIO,
             FtpError::InvalidArgument(_) => libc::EINVAL,
+            FtpError::Busy(_) => libc::ETIMEDOUT,
+            FtpError::Unmounting => libc::EIO,
         }
     }
 }

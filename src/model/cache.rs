@@ -14,6 +14,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::ftp::Entry;
+use super::inodes::is_at_or_under;
 
 /// One directory's entries, sorted by name, with an index.
 #[derive(Clone, Debug)]
@@ -121,10 +122,8 @@ impl DirCache {
 
     /// Forgets the listings of `dir` and of everything under it.
     pub fn invalidate_tree(&self, dir: &str) {
-        let prefix = format!("{dir}/");
         let mut map = self.map.lock();
-        let doomed: Vec<String> =
-            map.iter().map(|(k, _)| k.clone()).filter(|k| k == dir || dir.is_empty() || k.starts_with(&prefix)).collect();
+        let doomed: Vec<String> = map.iter().map(|(k, _)| k.clone()).filter(|k| is_at_or_under(k, dir)).collect();
         for k in doomed {
             map.pop(&k);
         }

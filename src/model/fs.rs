@@ -11,7 +11,8 @@ use parking_lot::Mutex;
 
 use super::cache::{DirCache, DirListing};
 use super::files::Handles;
-use super::inodes::{Inodes, child_path, split_path};
+use super::handle_io;
+use super::inodes::{Inodes, child_path, is_at_or_under, split_path};
 use super::pool::Pool;
 use crate::ftp::{Entry, EntryKind, Features, FtpError, ListContext, Op, command::check_arg, listing::is_acceptable_name};
 
@@ -33,7 +34,24 @@ pub struct ModelConfig {
     pub use_mlsd: bool,
     /// Offset of the server's LIST times from UTC, seconds.
     pub list_tz_offset: i64,
+    /// Where temp copies of files being changed at random offsets live.
+    pub cache_dir: std::path::PathBuf,
 }
+
+/// What create() found at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creation {
+    /// Nothing: a new file, made on the server at the first commit.
+    New,
+    /// A file that is emptied (O_TRUNC) at the first commit.
+    Truncated,
+    /// A file another client made that our listing did not show yet: opened, not replaced.
+    Existing(u64),
+}
+
+/// Permission bits a server gives new files and directories when nobody asks (umask 022).
+const DEFAULT_FILE_MODE: u32 = 0o644;
+const DEFAULT_DIR_MODE: u32 = 0o755;
 
 /// What kind of object a path is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +79,7 @@ pub struct Model {
     pub(super) features: Features,
     pub inodes: Mutex<Inodes>,
     pub(super) dirs: DirCache,
-    pub handles: Handles,
+    pub(super) handles: Handles,
     /// SITE CHMOD turned out to be unsupported.
     chmod_unsupported: std::sync::atomic::AtomicBool,
     /// APPE turned out to be refused.
@@ -172,10 +190,10 @@ impl Model {
         }
     }
 
-    /// create(): makes a new, still empty file visible before its first upload. Returns
-    /// `Some(size)` instead when the file turns out to exist on the server already (our listing
-    /// was older than another client's change) and must be opened, not replaced.
-    pub fn create_pending(&self, path: &str, exclusive: bool, truncate: bool) -> FsResult<Option<u64>> {
+    /// create(): makes a new, still empty file visible before its first upload, or finds that
+    /// the file exists on the server already (our listing was older than another client's
+    /// change) and must be opened, not replaced.
+    fn create_pending(&self, path: &str, exclusive: bool, truncate: bool) -> FsResult<Creation> {
         self.refuse_if_read_only()?;
         let (parent, name) = split_path(path);
         Self::check_name(name)?;
@@ -194,13 +212,116 @@ impl Model {
             Some(_) if exclusive => Err(libc::EEXIST),
             Some(size) if !truncate => {
                 self.dirs.invalidate(parent);
-                Ok(Some(size))
+                Ok(Creation::Existing(size))
             }
-            _ => {
+            found => {
                 self.dirs.upsert(parent, Self::fresh_entry(name, EntryKind::File, 0));
-                Ok(None)
+                Ok(if found.is_some() { Creation::Truncated } else { Creation::New })
             }
         }
+    }
+
+    /// open(): a handle on an existing file. A writer makes other writers of the path keep
+    /// their own copy ([`handle_io::pin_writers`]). Returns the handle and the file's attributes.
+    pub fn open_file(&self, ino: u64, path: &str, flags: i32) -> FsResult<(u64, Stat)> {
+        let writable = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
+        let append = flags & libc::O_APPEND != 0;
+        let entry = if path.is_empty() { Err(libc::EISDIR) } else { self.entry(path) }?;
+        if entry.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        if writable {
+            self.refuse_if_read_only()?;
+            handle_io::pin_writers(self, path)?;
+        }
+        let st = self.stat_entry(path, &entry);
+        Ok((self.handles.open(ino, path, writable, append, false, entry.size), st))
+    }
+
+    /// create(): a writable handle on a new (or, with O_TRUNC, emptied) file with permission
+    /// bits `mode` (already without the caller's umask). A mode that takes bits away from the
+    /// server's default is set before any data goes up, so a private file is never readable by
+    /// others on the server, even for a moment; one that adds bits is set after the first upload.
+    pub fn create_file(&self, ino: u64, path: &str, flags: i32, mode: u32) -> FsResult<(u64, Stat)> {
+        let append = flags & libc::O_APPEND != 0;
+        let creation = self.create_pending(path, flags & libc::O_EXCL != 0, flags & libc::O_TRUNC != 0)?;
+        handle_io::pin_writers(self, path)?;
+        let (created, server_size) = match creation {
+            Creation::Existing(size) => (false, Some(size)),
+            Creation::New | Creation::Truncated => (true, Some(0)),
+        };
+        let fh = self.handles.open(ino, path, true, append, created, server_size);
+        let mode = mode & 0o7777;
+        if creation == Creation::New && mode != DEFAULT_FILE_MODE && !self.chmod_unsupported() {
+            let f = self.handles.get(fh)?;
+            let made = if mode & DEFAULT_FILE_MODE != DEFAULT_FILE_MODE {
+                handle_io::commit(self, &f).and_then(|_| self.chmod(path, mode))
+            } else {
+                handle_io::defer_mode(&f, mode);
+                Ok(())
+            };
+            if let Err(e) = made {
+                self.handles.remove(fh);
+                return Err(e);
+            }
+        }
+        Ok((fh, self.stat(path)?))
+    }
+
+    /// Reads through handle `fh`.
+    pub fn read(&self, fh: u64, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
+        let f = self.handles.get(fh)?;
+        handle_io::read(self, &f, off, size, out)
+    }
+
+    /// Writes through handle `fh`.
+    pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> FsResult<usize> {
+        let f = self.handles.get(fh)?;
+        handle_io::write(self, &f, off, data)
+    }
+
+    /// flush/fsync: the server holds what `fh` wrote when this returns Ok.
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let f = self.handles.get(fh)?;
+        handle_io::commit(self, &f)
+    }
+
+    /// release: commits and forgets the handle.
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        match self.handles.remove(fh) {
+            Some(f) => handle_io::commit(self, &f),
+            None => Ok(()),
+        }
+    }
+
+    /// setattr: size (through the writer's handle when one is open), mode, modification time.
+    /// A time set while a handle still holds unsaved data is applied after that upload (which
+    /// would otherwise undo it: cp -p, futimens). Returns the new attributes.
+    pub fn setattr(&self, ino: u64, path: &str, fh: Option<u64>, mode: Option<u32>, size: Option<u64>, mtime: Option<SystemTime>) -> FsResult<Stat> {
+        if let Some(size) = size {
+            let given = fh.and_then(|fh| self.handles.get(fh).ok()).filter(|f| f.writable);
+            match given.or_else(|| self.handles.writers_of(path).into_iter().next()) {
+                Some(f) => handle_io::truncate(self, &f, size)?,
+                None => handle_io::truncate_path(self, ino, path, size)?,
+            }
+        }
+        if let Some(mode) = mode {
+            self.chmod(path, mode)?;
+        }
+        if let Some(when) = mtime {
+            let holders = self.handles.holders_of_unsaved(path);
+            if holders.is_empty() {
+                self.set_mtime(path, when)?;
+            }
+            for f in holders {
+                handle_io::defer_mtime(&f, when);
+            }
+        }
+        let mut st = self.stat(path)?;
+        if let Some(when) = mtime {
+            st.mtime = when;
+        }
+        Ok(st)
     }
 
     /// Attributes of a path.
@@ -282,7 +403,9 @@ impl Model {
         }
     }
 
-    pub fn mkdir(&self, path: &str) -> FsResult<Stat> {
+    /// mkdir with permission bits `mode` (already without the caller's umask), set with SITE
+    /// CHMOD when they differ from the server's default.
+    pub fn mkdir(&self, path: &str, mode: u32) -> FsResult<Stat> {
         self.refuse_if_read_only()?;
         let (parent, name) = split_path(path);
         Self::check_name(name)?;
@@ -301,10 +424,13 @@ impl Model {
             });
         }
         let entry = Self::fresh_entry(name, EntryKind::Dir, 4096);
-        let st = self.stat_of(&entry);
         self.dirs.upsert(parent, entry);
         self.dirs.put(path, Vec::new());
-        Ok(st)
+        let mode = mode & 0o7777;
+        if mode != DEFAULT_DIR_MODE {
+            self.chmod(path, mode)?;
+        }
+        self.stat(path)
     }
 
     pub fn rmdir(&self, path: &str) -> FsResult<()> {
@@ -349,7 +475,7 @@ impl Model {
                 }
             }
         }
-        self.handles.mark_unlinked(path);
+        self.handles.detach(path);
         self.forget_path(path, parent);
         Ok(())
     }
@@ -361,7 +487,9 @@ impl Model {
         self.inodes.lock().remove_path(path);
     }
 
-    /// Renames `from` to `to`, replacing `to` when it exists (POSIX rename semantics).
+    /// Renames `from` to `to`, replacing `to` when it exists (POSIX rename semantics). Handles
+    /// open on `from` move with it; handles open on a replaced `to` are detached. A failed rename
+    /// never removes anything.
     pub fn rename(&self, from: &str, to: &str) -> FsResult<()> {
         self.refuse_if_read_only()?;
         let (from_parent, from_name) = split_path(from);
@@ -369,6 +497,9 @@ impl Model {
         Self::check_name(to_name)?;
         if from == to {
             return Ok(());
+        }
+        if is_at_or_under(to, from) {
+            return Err(libc::EINVAL);
         }
         let source = self.entry(from)?;
         let target = match self.entry(to) {
@@ -384,27 +515,11 @@ impl Model {
                 _ => {}
             }
         }
-        // Uploads of files still open under the old name must land under the new one.
-        self.handles.commit_all_under(self, from)?;
-        let (rfrom, rto) = (self.remote(from), self.remote(to));
-        let (direct, retried) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto));
-        let done_before_break = retried && direct.is_err() && {
-            self.dirs.invalidate(from_parent);
-            self.dirs.invalidate(to_parent);
-            matches!(self.entry(from), Err(libc::ENOENT)) && self.entry(to).is_ok()
-        };
-        if let (Err(e), false) = (direct, done_before_break) {
-            // Some servers refuse to rename over an existing target: remove it, then retry.
-            let Some(t) = &target else { return Err(errno(&e, Op::Rename)) };
-            log::debug!("rename over existing refused ({e}); removing the target first");
-            let removed = if t.is_dir() {
-                self.pool.run(false, |c| c.rmd(&rto))
-            } else {
-                self.pool.run(false, |c| c.dele(&rto))
-            };
-            removed.map_err(|e| errno(&e, Op::Rename))?;
-            self.pool.run(false, |c| c.rename(&rfrom, &rto)).map_err(|e| errno(&e, Op::Rename))?;
-        }
+        // Files still open under the old name land first, so they move with it; streams to the
+        // target end before it is replaced.
+        handle_io::commit_all_under(self, from, true)?;
+        handle_io::commit_all_under(self, to, false)?;
+        self.rename_on_server(from, to, target.as_ref())?;
         self.dirs.remove(to_parent, to_name);
         self.dirs.invalidate_tree(to);
         self.dirs.invalidate_tree(from);
@@ -416,30 +531,89 @@ impl Model {
             None => self.dirs.invalidate(to_parent),
         }
         self.inodes.lock().rename(from, to);
+        self.handles.detach(to);
         self.handles.renamed(from, to);
         Ok(())
     }
 
-    /// SITE CHMOD where the server has it; elsewhere a no-op that succeeds (documented).
+    /// RNFR/RNTO; when the server refuses because the target exists, the target is moved aside
+    /// under a hidden name, the rename done, and the aside copy deleted, or put back if the
+    /// rename still fails.
+    fn rename_on_server(&self, from: &str, to: &str, target: Option<&Entry>) -> FsResult<()> {
+        let (rfrom, rto) = (self.remote(from), self.remote(to));
+        let (direct, retried) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto));
+        let Err(e) = direct else { return Ok(()) };
+        // What the server holds now tells what the refusal meant.
+        self.invalidate_parent(from);
+        self.invalidate_parent(to);
+        let source_there = self.entry(from).is_ok();
+        let target_there = self.entry(to).is_ok();
+        if retried && !source_there && target_there {
+            // The first attempt made it before the connection broke.
+            return Ok(());
+        }
+        if !source_there {
+            return Err(libc::ENOENT);
+        }
+        let refused_over_existing = target.is_some() && target_there && e.code().is_some_and(|c| c >= 500);
+        if !refused_over_existing {
+            return Err(errno(&e, Op::Rename));
+        }
+        log::debug!("rename over existing {rto} refused ({e}); moving the target aside first");
+        let (to_parent, _) = split_path(to);
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let aside = self.remote(&child_path(to_parent, &format!(".ftpfs-aside-{}-{stamp}", std::process::id())));
+        if let Err(e2) = self.pool.run(false, |c| c.rename(&rto, &aside)) {
+            log::debug!("cannot move {rto} aside: {e2}");
+            return Err(errno(&e, Op::Rename));
+        }
+        if let (Err(e3), _) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto)) {
+            let (back, _) = self.pool.run_retrying(|c| c.rename(&aside, &rto));
+            if let Err(e4) = back {
+                log::error!("rename {rfrom} → {rto} failed ({e3}) and the old {rto} could not be put back ({e4}): it is kept as {aside}");
+            }
+            self.invalidate_parent(to);
+            return Err(errno(&e3, Op::Rename));
+        }
+        let is_dir = target.is_some_and(Entry::is_dir);
+        let (removed, _) = self.pool.run_retrying(|c| if is_dir { c.rmd(&aside) } else { c.dele(&aside) });
+        if let Err(e5) = removed {
+            log::warn!("renamed over {rto}, but its old version left as {aside} could not be deleted: {e5}");
+        }
+        Ok(())
+    }
+
+    fn chmod_unsupported(&self) -> bool {
+        self.chmod_unsupported.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// SITE CHMOD where the server has it; elsewhere a no-op that succeeds (documented). A file
+    /// that exists only as a creation not uploaded yet gets its mode after the upload.
     pub fn chmod(&self, path: &str, mode: u32) -> FsResult<()> {
         self.refuse_if_read_only()?;
-        use std::sync::atomic::Ordering;
-        if self.chmod_unsupported.load(Ordering::Relaxed) {
+        if self.chmod_unsupported() {
+            return Ok(());
+        }
+        let (parent, name) = split_path(path);
+        let creators = self.handles.creators_of(path);
+        if !creators.is_empty() {
+            for f in creators {
+                handle_io::defer_mode(&f, mode & 0o7777);
+            }
+            self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
             return Ok(());
         }
         let remote = self.remote(path);
         match self.pool.run(true, |c| c.site_chmod(&remote, mode)) {
             Ok(()) => {
-                let (parent, name) = split_path(path);
                 self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
                 Ok(())
             }
             Err(e) if matches!(e.code(), Some(500 | 501 | 502 | 504)) => {
                 log::info!("server has no SITE CHMOD ({e}); chmod requests are ignored");
-                self.chmod_unsupported.store(true, Ordering::Relaxed);
+                self.chmod_unsupported.store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) if e.code() == Some(550) && self.handles.is_pending(path) => Ok(()),
             Err(e) => Err(errno(&e, Op::SetAttr)),
         }
     }
@@ -471,6 +645,19 @@ impl Model {
             e.mtime_nanos = 0;
         });
         Ok(())
+    }
+
+    /// Forgets the listing of the directory holding `path` (after a change we cannot describe).
+    pub(super) fn invalidate_parent(&self, path: &str) {
+        self.dirs.invalidate(split_path(path).0);
+    }
+
+    /// A new temp file in `cache_dir` for a spool (deleted when closed).
+    pub(super) fn temp_file(&self) -> FsResult<std::fs::File> {
+        tempfile::tempfile_in(&self.cfg.cache_dir).map_err(|e| {
+            log::warn!("cannot make a temp file in {}: {e}", self.cfg.cache_dir.display());
+            e.raw_os_error().unwrap_or(libc::EIO)
+        })
     }
 
     /// Records a new size (and "now" as mtime) for a file we just wrote.
@@ -523,5 +710,12 @@ impl Model {
     /// Closes idle connections (at unmount).
     pub fn shutdown(&self) {
         self.pool.close_idle();
+    }
+
+    /// Unmounting (signal, or the mount went away): uploads what open handles still hold, then
+    /// fails every request still waiting for a connection and every later one.
+    pub fn stop(&self) {
+        handle_io::commit_everything(self);
+        self.pool.shut_down();
     }
 }

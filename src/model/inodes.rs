@@ -103,11 +103,10 @@ impl Inodes {
     /// Moves `from` (and everything under it) to `to`. Whatever was at `to` is replaced.
     pub fn rename(&mut self, from: &str, to: &str) {
         self.remove_path(to);
-        let prefix = format!("{from}/");
         let moved: Vec<(String, u64)> = self
             .by_path
             .iter()
-            .filter(|(p, _)| p.as_str() == from || p.starts_with(&prefix))
+            .filter(|(p, _)| is_at_or_under(p, from))
             .map(|(p, &i)| (p.clone(), i))
             .collect();
         for (old, ino) in moved {
@@ -135,6 +134,11 @@ pub fn child_path(parent: &str, name: &str) -> String {
     if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
 }
 
+/// True when `path` is `top` or lies under it (`top/...`); everything is under the root `""`.
+pub fn is_at_or_under(path: &str, top: &str) -> bool {
+    top.is_empty() || path.strip_prefix(top).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Splits a relative path into (parent, name).
 pub fn split_path(path: &str) -> (&str, &str) {
     match path.rsplit_once('/') {
@@ -146,6 +150,15 @@ pub fn split_path(path: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_or_under() {
+        assert!(is_at_or_under("a", "a"));
+        assert!(is_at_or_under("a/b", "a"));
+        assert!(!is_at_or_under("ab", "a"));
+        assert!(!is_at_or_under("b/a", "a"));
+        assert!(is_at_or_under("x", ""));
+    }
 
     #[test]
     fn stable_numbers_and_forget() {

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod files;
 pub mod fs;
+pub mod handle_io;
 pub mod inodes;
 pub mod pool;
 pub mod readahead;

@@ -5,6 +5,11 @@
 //! [`Lease`] hands one out and returns it when dropped, unless it died (then the slot is freed and
 //! a fresh one is made on demand). Idempotent operations are retried once on a fresh connection when the old one
 //! turned out to be broken (server restart, 421 idle timeout, reset).
+//!
+//! No wait here is unbounded: a request that gets no connection within the `timeout` option
+//! fails with [`FtpError::Busy`], and [`Pool::shut_down`] (unmount, SIGTERM) wakes every waiter
+//! with [`FtpError::Unmounting`]. When the server refused more connections (421), the ceiling
+//! shrinks, and grows back by one every [`REGROW_AFTER`].
 
 use std::borrow::{Borrow, BorrowMut};
 use std::ops::{Deref, DerefMut};
@@ -37,6 +42,12 @@ struct State {
     transfers: usize,
     /// Current ceiling: starts at `max`, shrinks when the server refuses more connections.
     limit: usize,
+    /// The configured ceiling.
+    max: usize,
+    /// When the ceiling was last lowered or raised again (while below `max`).
+    limit_changed: Instant,
+    /// Set at unmount: no new leases.
+    closing: bool,
 }
 
 /// The pool. Cheap to share through `Arc`.
@@ -55,6 +66,9 @@ const PROBE_WAIT: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed unused: a NAT may have dropped them silently,
 /// and a NOOP would then wait for the full timeout.
 const DISCARD_AFTER: Duration = Duration::from_secs(120);
+/// After the server refused a connection, the ceiling is raised by one again this long after
+/// it was last changed (servers' limits are often per moment: other clients leave).
+pub const REGROW_AFTER: Duration = Duration::from_secs(30);
 
 impl Pool {
     /// Creates a pool for `transfers` simultaneous transfers (plus one connection for short
@@ -66,20 +80,24 @@ impl Pool {
             idle.push(Idle { conn: c, since: Instant::now() });
         }
         let total = idle.len();
-        Arc::new(Pool { opts, state: Mutex::new(State { idle, total, transfers: 0, limit: max }), freed: Condvar::new() })
+        let state = State { idle, total, transfers: 0, limit: max, max, limit_changed: Instant::now(), closing: false };
+        Arc::new(Pool { opts, state: Mutex::new(state), freed: Condvar::new() })
     }
 
     pub fn options(&self) -> &ConnectOptions {
         &self.opts
     }
 
-    /// Borrows a connection, creating one when allowed, or waiting for one to come back.
+    /// How long a request may wait for a connection (the `timeout` option).
+    pub fn wait_limit(&self) -> Duration {
+        self.opts.timeout
+    }
+
+    /// Borrows a connection, creating one when allowed, or waiting (at most the `timeout`
+    /// option) for one to come back.
     pub fn get(self: &Arc<Self>, purpose: Purpose) -> Result<Lease> {
-        loop {
-            if let Some(lease) = self.get_timeout(purpose, Duration::from_secs(3600))? {
-                return Ok(lease);
-            }
-        }
+        let wait = self.wait_limit();
+        self.get_timeout(purpose, wait)?.ok_or_else(|| busy(wait))
     }
 
     /// Like [`Pool::get`], but gives up with `Ok(None)` after `wait` without a free slot.
@@ -87,6 +105,14 @@ impl Pool {
         let deadline = Instant::now() + wait;
         let mut st = self.state.lock();
         loop {
+            if st.closing {
+                return Err(FtpError::Unmounting);
+            }
+            if st.limit < st.max && st.limit_changed.elapsed() >= REGROW_AFTER {
+                st.limit += 1;
+                st.limit_changed = Instant::now();
+                log::info!("trying {} connections again", st.limit);
+            }
             let transfer_cap = st.limit.saturating_sub(1).max(1);
             let may_use = purpose == Purpose::Metadata || st.transfers < transfer_cap;
             if may_use {
@@ -142,6 +168,7 @@ impl Pool {
                 if too_many_connections(&e) && st.total > 0 {
                     // The server caps connections: use fewer instead of failing, and wait.
                     st.limit = st.total.max(1);
+                    st.limit_changed = Instant::now();
                     log::warn!("server refused another connection ({e}); pool limited to {}", st.limit);
                     self.freed.notify_all();
                     drop(st);
@@ -197,6 +224,19 @@ impl Pool {
         }
     }
 
+    /// The current ceiling on connections (lowered after the server refused one).
+    pub fn limit(&self) -> usize {
+        self.state.lock().limit
+    }
+
+    /// Stops handing out connections: every waiting and later request fails with
+    /// [`FtpError::Unmounting`]. Idle connections are closed.
+    pub fn shut_down(&self) {
+        self.state.lock().closing = true;
+        self.freed.notify_all();
+        self.close_idle();
+    }
+
     /// Closes every idle connection (at unmount).
     pub fn close_idle(&self) {
         let idle: Vec<Idle> = {
@@ -209,6 +249,10 @@ impl Pool {
             i.conn.quit();
         }
     }
+}
+
+fn busy(wait: Duration) -> FtpError {
+    FtpError::Busy(format!("no free connection to the server within {} s", wait.as_secs_f32()))
 }
 
 fn too_many_connections(e: &FtpError) -> bool {

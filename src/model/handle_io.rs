@@ -1,0 +1,592 @@
+//! How reads and writes on one open handle become RETR, STOR and APPE.
+//!
+//! - Reads stream one RETR per handle from the requested offset. Slightly out-of-order requests
+//!   (the kernel's parallel readahead) are served from a small window of recent bytes; small
+//!   forward gaps are read through; anything else restarts the RETR with REST. Before a download
+//!   starts, other handles' streaming uploads of the same path are finished, so a reader sees
+//!   what was written so far and never a half-replaced file.
+//! - Writes that arrive as one sequential stream go straight into STOR (new or truncated files)
+//!   or APPE (writes at the end of an existing file, `>>`), but only when a connection is free
+//!   right now and the handle is the path's only writer. Anything else (writes in the middle,
+//!   truncation to a non-zero size, mixed reads and writes, a busy pool, several writers) goes to
+//!   a spool: a temp file in `cache_dir` holding the whole file, uploaded with STOR at flush.
+//! - flush/fsync/release commit: the upload is finished (226) and its size checked with SIZE,
+//!   so close() returning 0 means the server holds the file; a failure is returned to close().
+//!   A failed spool upload keeps the spool dirty, so the next flush or the release tries again.
+//! - A failed streaming write cannot be repaired (the bytes are gone): it is returned by that
+//!   write, by every later write and by the next flush.
+//! - Waiting for a connection is bounded by the `timeout` option; meanwhile handles that are
+//!   open but idle give theirs up ([`preempt_idle_transfer`]).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::files::{OpenFile, PathClaim};
+use super::fs::{FsResult, Model, errno};
+use super::pool::{Lease, Purpose};
+use super::readahead::StreamReader;
+use crate::ftp::{Download, FtpError, Op, Upload};
+
+struct Writer {
+    up: Upload<Lease>,
+    pos: u64,
+    /// No other upload of this path runs while the stream is open.
+    _claim: PathClaim,
+}
+
+struct Spool {
+    file: File,
+    len: u64,
+    /// Holds changes the server does not have.
+    dirty: bool,
+}
+
+enum State {
+    Idle,
+    Reading(StreamReader),
+    Writing(Box<Writer>),
+    Spooled(Spool),
+}
+
+/// The I/O state of one handle, behind its lock.
+pub struct Io {
+    state: State,
+    /// Size of the file on the server, as far as we know.
+    server_size: Option<u64>,
+    /// Modification time to set after the next commit (futimens on a file being written).
+    pending_mtime: Option<SystemTime>,
+    /// Permission bits to set once the file is on the server (chmod of a file being created).
+    pending_mode: Option<u32>,
+    /// Error of a failed streaming write, reported by later writes and the next flush.
+    error: Option<i32>,
+}
+
+impl Io {
+    pub fn new(server_size: Option<u64>) -> Io {
+        Io { state: State::Idle, server_size, pending_mtime: None, pending_mode: None, error: None }
+    }
+}
+
+fn io_errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Applies another handle's upload to this one: cached content (a download in progress, a clean
+/// spool) is dropped and the known server size updated. Unsaved changes of this handle stay;
+/// whichever handle closes last decides the content, as with two editors. A creation this
+/// handle had not uploaded yet is void: the other handle's file is newer.
+fn apply_remote_change(f: &OpenFile, io: &mut Io) {
+    let v = f.remote_changed.swap(0, Ordering::Relaxed);
+    if v == 0 {
+        return;
+    }
+    io.server_size = Some(v - 1);
+    let clean = match &io.state {
+        State::Reading(_) | State::Idle => true,
+        State::Spooled(s) => !s.dirty,
+        State::Writing(_) => false,
+    };
+    if clean {
+        io.state = State::Idle;
+        f.created.store(false, Ordering::Relaxed);
+        f.set_dirty_size(None);
+    }
+}
+
+/// Stops one transfer whose handle is open but not in a call right now, returning its
+/// connection to the pool: a download (resumed with REST when read again) or a streaming upload
+/// (finished; the handle goes on with APPE or a spool). True if one was stopped.
+fn preempt_idle_transfer(model: &Model) -> bool {
+    for f in model.handles.all() {
+        let Some(mut io) = f.io.try_lock() else { continue };
+        match io.state {
+            State::Reading(_) => {
+                io.state = State::Idle;
+                log::debug!("paused an idle download to free a connection");
+                return true;
+            }
+            State::Writing(_) => {
+                if let Err(e) = commit_locked(model, &f, &mut io) {
+                    io.error = Some(e);
+                }
+                log::debug!("finished an idle upload stream to free a connection");
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A connection for a transfer, waiting at most the `timeout` option; meanwhile idle handles
+/// give theirs up.
+fn transfer_lease(model: &Model) -> Result<Lease, FtpError> {
+    let wait = model.pool.wait_limit();
+    let deadline = Instant::now() + wait;
+    loop {
+        let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        if let Some(lease) = model.pool.get_timeout(Purpose::Transfer, step)? {
+            return Ok(lease);
+        }
+        if !preempt_idle_transfer(model) && Instant::now() >= deadline {
+            return Err(FtpError::Busy(format!("no connection free for a transfer within {} s", wait.as_secs_f32())));
+        }
+    }
+}
+
+/// Starts a transfer, once more on a fresh connection if the pooled one turned out to be broken.
+fn start_transfer<T>(mut lease: impl FnMut() -> Result<Lease, FtpError>, start: impl Fn(Lease) -> Result<T, FtpError>) -> Result<T, FtpError> {
+    match start(lease()?) {
+        Err(e) if e.is_reconnectable() => start(lease()?),
+        other => other,
+    }
+}
+
+fn start_download(model: &Model, remote: &str, offset: u64) -> Result<Download<Lease>, FtpError> {
+    start_transfer(|| transfer_lease(model), |lease| Download::start(lease, remote, offset))
+}
+
+fn start_upload(model: &Model, remote: &str, append: bool) -> Result<Upload<Lease>, FtpError> {
+    start_transfer(|| transfer_lease(model), |lease| Upload::start(lease, remote, append))
+}
+
+/// An upload started only if a transfer connection is free right now (`None`: the caller
+/// spools instead); once more on another free connection if the first one was broken.
+fn start_upload_now(model: &Model, remote: &str, append: bool) -> Result<Option<Upload<Lease>>, FtpError> {
+    for attempt in 0..2 {
+        let Some(lease) = model.pool.get_timeout(Purpose::Transfer, Duration::ZERO)? else { return Ok(None) };
+        match Upload::start(lease, remote, append) {
+            Err(e) if e.is_reconnectable() && attempt == 0 => log::info!("retrying an upload start after: {e}"),
+            other => return other.map(Some),
+        }
+    }
+    Ok(None)
+}
+
+/// True when another handle on `path` streams an upload or created the file without uploading
+/// it yet: what a reader would get from the server is not settled.
+fn others_unsettled(model: &Model, f: &OpenFile, path: &str) -> bool {
+    model.handles.others_on(path, f).iter().any(|g| g.streaming.load(Ordering::Relaxed) || g.is_created())
+}
+
+/// Makes other handles' streams and creations of `path` land, so a reader sees them. Called
+/// without holding `f`'s own lock (two handles never wait for each other's locks).
+fn settle_others(model: &Model, f: &OpenFile, path: &str) -> FsResult<()> {
+    for g in model.handles.others_on(path, f) {
+        if !(g.streaming.load(Ordering::Relaxed) || g.is_created()) {
+            continue;
+        }
+        let mut io = g.io.try_lock_for(model.pool.wait_limit()).ok_or(libc::ETIMEDOUT)?;
+        let stream_or_creation = matches!(io.state, State::Writing(_) | State::Idle);
+        if io.error.is_none() && stream_or_creation {
+            if let Err(e) = commit_locked(model, &g, &mut io) {
+                io.error = Some(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new writer opens `path`: every other writer streaming to it finishes its stream and goes
+/// on from a local copy of its own content, so whichever closes last replaces the file whole
+/// (two streams to one path would interleave on the server).
+pub fn pin_writers(model: &Model, path: &str) -> FsResult<()> {
+    for g in model.handles.writers_of(path) {
+        if !g.streaming.load(Ordering::Relaxed) {
+            continue;
+        }
+        let mut io = g.io.try_lock_for(model.pool.wait_limit()).ok_or(libc::ETIMEDOUT)?;
+        if !matches!(io.state, State::Writing(_)) || io.error.is_some() {
+            continue;
+        }
+        if let Err(e) = commit_locked(model, &g, &mut io) {
+            io.error = Some(e);
+            continue;
+        }
+        match load_spool(model, &g) {
+            Ok(mut s) => {
+                s.dirty = true;
+                g.set_dirty_size(Some(s.len));
+                io.state = State::Spooled(s);
+            }
+            // Its content is on the server already; it goes on from there.
+            Err(e) => log::warn!("{path}: cannot keep a local copy for a second writer: errno {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Reads `size` bytes at `off` through handle `f` and hands them to `out` (fewer at the end of
+/// the file).
+pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
+    let mut io = f.io.lock();
+    let mut settled = false;
+    let mut retried = false;
+    loop {
+        apply_remote_change(f, &mut io);
+        if matches!(io.state, State::Writing(_)) {
+            commit_keeping_error(model, f, &mut io)?;
+        }
+        if let State::Spooled(s) = &io.state {
+            let end = (off + size as u64).min(s.len);
+            let mut buf = vec![0u8; end.saturating_sub(off) as usize];
+            s.file.read_exact_at(&mut buf, off).map_err(|e| io_errno(&e))?;
+            out(&buf);
+            return Ok(());
+        }
+        if f.is_created() {
+            out(&[]);
+            return Ok(());
+        }
+        let path = f.path().ok_or(libc::ENOENT)?;
+        if let State::Reading(r) = &mut io.state {
+            if r.can_serve(off) {
+                match r.read_at(off, size, out) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if retried => return Err(io_errno(&e)),
+                    Err(e) => {
+                        log::info!("download of {path} broke ({e}); resuming at {off}");
+                        retried = true;
+                    }
+                }
+            }
+        }
+        io.state = State::Idle;
+        if !settled && others_unsettled(model, f, &path) {
+            settled = true;
+            drop(io);
+            settle_others(model, f, &path)?;
+            io = f.io.lock();
+            continue;
+        }
+        let dl = start_download(model, &model.remote(&path), off).map_err(|e| errno(&e, Op::Read))?;
+        io.state = State::Reading(StreamReader::start(dl, off).map_err(|e| io_errno(&e))?);
+    }
+}
+
+/// Writes `data` at `off` through handle `f`.
+pub fn write(model: &Model, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
+    let mut io = f.io.lock();
+    apply_remote_change(f, &mut io);
+    if let Some(e) = io.error {
+        return Err(e);
+    }
+    write_locked(model, f, &mut io, off, data)
+}
+
+fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8]) -> FsResult<usize> {
+    let end = off + data.len() as u64;
+    if let State::Writing(w) = &mut io.state {
+        if w.pos == off {
+            if let Err(e) = w.up.write_all(data) {
+                return Err(fail_stream(model, f, io, io_errno(&e)));
+            }
+            w.pos = end;
+            f.set_dirty_size(Some(end.max(f.dirty_size().unwrap_or(0))));
+            return Ok(data.len());
+        }
+        // Not sequential any more: save what was streamed, then spool.
+        commit_keeping_error(model, f, io)?;
+    }
+    if matches!(io.state, State::Reading(_)) {
+        io.state = State::Idle;
+    }
+    if matches!(io.state, State::Idle) {
+        if let Some(w) = try_stream(model, f, io, off)? {
+            io.state = State::Writing(Box::new(w));
+            f.streaming.store(true, Ordering::Relaxed);
+            return write_locked(model, f, io, off, data);
+        }
+        io.state = State::Spooled(load_spool(model, f)?);
+    }
+    if let State::Spooled(s) = &mut io.state {
+        // A failure here (ENOSPC in cache_dir) leaves the spool as it was: nothing is lost, and
+        // the caller may free space and write again.
+        s.file.write_all_at(data, off).map_err(|e| io_errno(&e))?;
+        s.len = s.len.max(end);
+        s.dirty = true;
+        f.set_dirty_size(Some(s.len));
+        return Ok(data.len());
+    }
+    Err(libc::EIO)
+}
+
+/// A streaming upload broke: the streamed bytes cannot be sent again. The error sticks to the
+/// handle until a flush reports it.
+fn fail_stream(model: &Model, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
+    io.state = State::Idle;
+    io.error = Some(e);
+    io.server_size = None;
+    f.streaming.store(false, Ordering::Relaxed);
+    f.set_dirty_size(None);
+    if let Some(path) = f.path() {
+        model.invalidate_parent(&path);
+    }
+    e
+}
+
+/// Starts a streaming upload for a write at `off` when that is safe and cheap: the write starts
+/// the file (new, truncated or empty) or continues it at its end, no other handle writes the
+/// path, no upload of it runs, and a connection is free now. `None`: spool instead.
+fn try_stream(model: &Model, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<Writer>> {
+    let Some(path) = f.path() else { return Ok(None) };
+    let replace = off == 0 && (f.is_created() || io.server_size == Some(0));
+    let append = !replace && !f.is_created() && (f.append || io.server_size == Some(off)) && !model.appe_refused();
+    if !(replace || append) || model.handles.writers_of(&path).len() > 1 {
+        return Ok(None);
+    }
+    let Some(claim) = model.handles.uploads.try_claim(&path) else { return Ok(None) };
+    match start_upload_now(model, &model.remote(&path), append) {
+        Ok(Some(up)) => Ok(Some(Writer { up, pos: off, _claim: claim })),
+        Ok(None) => Ok(None),
+        // Some servers refuse APPE (proftpd without AllowStoreRestart): append through a temp
+        // copy and STOR instead, from now on.
+        Err(e) if append && matches!(e.code(), Some(450..=452 | 500..=504 | 550)) => {
+            log::info!("server refused APPE ({e}); appending through a temp copy");
+            model.note_appe_refused();
+            Ok(None)
+        }
+        Err(e) => Err(errno(&e, Op::Write)),
+    }
+}
+
+/// A spool holding the file's current content (downloaded unless this handle created it, or
+/// another handle created it and has not uploaded it yet).
+fn load_spool(model: &Model, f: &OpenFile) -> FsResult<Spool> {
+    let mut file = model.temp_file()?;
+    let mut len = 0;
+    if let Some(path) = f.path().filter(|_| !f.is_created()) {
+        match start_download(model, &model.remote(&path), 0) {
+            Ok(mut dl) => {
+                len = io::copy(&mut dl, &mut file).map_err(|e| io_errno(&e))?;
+                dl.finish().map_err(|e| errno(&e, Op::Read))?;
+            }
+            Err(e) if errno(&e, Op::Read) == libc::ENOENT && model.handles.is_pending(&path) => {}
+            Err(e) => return Err(errno(&e, Op::Read)),
+        }
+    }
+    Ok(Spool { file, len, dirty: false })
+}
+
+/// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
+pub fn truncate(model: &Model, f: &OpenFile, size: u64) -> FsResult<()> {
+    let mut io = f.io.lock();
+    apply_remote_change(f, &mut io);
+    if let State::Writing(w) = &io.state {
+        if w.pos == size {
+            return Ok(());
+        }
+        commit_keeping_error(model, f, &mut io)?;
+    }
+    if matches!(io.state, State::Reading(_)) {
+        io.state = State::Idle;
+    }
+    if size == 0 && !matches!(io.state, State::Spooled(_)) {
+        // Nothing to download: the file will be replaced by what gets written (maybe nothing).
+        f.created.store(true, Ordering::Relaxed);
+        f.set_dirty_size(Some(0));
+        return Ok(());
+    }
+    if matches!(io.state, State::Idle) {
+        io.state = State::Spooled(load_spool(model, f)?);
+    }
+    if let State::Spooled(s) = &mut io.state {
+        s.file.set_len(size).map_err(|e| io_errno(&e))?;
+        s.len = size;
+        s.dirty = true;
+        f.set_dirty_size(Some(size));
+    }
+    Ok(())
+}
+
+/// Remembers a modification time to set once the handle's data is on the server.
+pub fn defer_mtime(f: &OpenFile, t: SystemTime) {
+    *f.mtime_override.lock() = Some(t);
+    f.io.lock().pending_mtime = Some(t);
+}
+
+/// Remembers permission bits to set once the handle's file is on the server.
+pub fn defer_mode(f: &OpenFile, mode: u32) {
+    f.io.lock().pending_mode = Some(mode);
+}
+
+/// Makes the server hold everything written through `f` (flush, fsync, release).
+pub fn commit(model: &Model, f: &OpenFile) -> FsResult<()> {
+    let mut io = f.io.lock();
+    commit_locked(model, f, &mut io)
+}
+
+/// Commits every handle at or under `path` that streams an upload, and with `all` also those
+/// holding unsaved data or a creation (before a rename moves or replaces the path).
+pub fn commit_all_under(model: &Model, path: &str, all: bool) -> FsResult<()> {
+    for f in model.handles.at_or_under(path) {
+        if f.streaming.load(Ordering::Relaxed) || (all && f.is_dirty()) {
+            commit(model, &f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits all handles with unsaved data (at unmount), each bounded by the pool's waits.
+pub fn commit_everything(model: &Model) {
+    for f in model.handles.all() {
+        if !(f.is_dirty() || f.streaming.load(Ordering::Relaxed)) {
+            continue;
+        }
+        let Some(mut io) = f.io.try_lock_for(model.pool.wait_limit()) else { continue };
+        if let Err(e) = commit_locked(model, &f, &mut io) {
+            log::error!("{}: unsaved data could not be uploaded at unmount: errno {e}", f.path().unwrap_or_default());
+        }
+    }
+}
+
+/// Commits, and keeps a failure for the next flush too (the caller reports it now).
+fn commit_keeping_error(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
+    commit_locked(model, f, io).inspect_err(|&e| io.error = Some(e))
+}
+
+fn verify_size(model: &Model, lease: &mut Lease, remote: &str, expected: u64) -> FsResult<()> {
+    if !model.features.size {
+        return Ok(());
+    }
+    // The 226 already came; if the connection breaks now, ask again on another one.
+    let size = match lease.size(remote) {
+        Err(e) if e.is_reconnectable() => model.pool.run(true, |c| c.size(remote)),
+        other => other,
+    };
+    match size {
+        Ok(n) if n == expected => Ok(()),
+        Ok(n) => {
+            log::error!("{remote}: server has {n} bytes after upload, expected {expected}");
+            Err(libc::EIO)
+        }
+        Err(e) => Err(errno(&e, Op::Write)),
+    }
+}
+
+fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
+    if let Some(e) = io.error.take() {
+        return Err(e);
+    }
+    let Some(path) = f.path() else {
+        // Deleted or replaced while open: like a local file, its data goes nowhere.
+        io.state = State::Idle;
+        f.streaming.store(false, Ordering::Relaxed);
+        f.created.store(false, Ordering::Relaxed);
+        f.set_dirty_size(None);
+        return Ok(());
+    };
+    let remote = model.remote(&path);
+    let written = match std::mem::replace(&mut io.state, State::Idle) {
+        State::Writing(w) => {
+            f.streaming.store(false, Ordering::Relaxed);
+            // The streamed bytes are gone from here whatever happens next: never upload the
+            // "created" empty version over them later.
+            f.created.store(false, Ordering::Relaxed);
+            // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
+            let Writer { up, pos, _claim } = *w;
+            let (mut lease, res) = up.into_connection();
+            let checked = res.map_err(|e| errno(&e, Op::Write)).and_then(|_| verify_size(model, &mut lease, &remote, pos));
+            if let Err(e) = checked {
+                io.server_size = None;
+                f.set_dirty_size(None);
+                model.invalidate_parent(&path);
+                return Err(e);
+            }
+            Some(pos)
+        }
+        State::Spooled(mut s) => {
+            let res = if s.dirty { upload_spool(model, &mut s, &path).map(|_| Some(s.len)) } else { Ok(None) };
+            io.state = State::Spooled(s);
+            res?
+        }
+        other => {
+            io.state = other;
+            if f.is_created() { Some(upload_empty(model, &path)?) } else { None }
+        }
+    };
+    if let Some(size) = written {
+        io.server_size = Some(size);
+        f.created.store(false, Ordering::Relaxed);
+        f.set_dirty_size(None);
+        model.note_written(&path, size);
+        model.handles.notify_commit(&path, size, f);
+    }
+    if let Some(mode) = io.pending_mode.take() {
+        model.chmod(&path, mode)?;
+    }
+    if let Some(t) = io.pending_mtime.take() {
+        let res = model.set_mtime(&path, t);
+        *f.mtime_override.lock() = None;
+        res?;
+    }
+    Ok(())
+}
+
+/// Claims the right to upload `path`, waiting (bounded) for another upload of it to end.
+fn claim_upload(model: &Model, path: &str) -> FsResult<PathClaim> {
+    let deadline = Instant::now() + model.pool.wait_limit();
+    model.handles.uploads.claim(path, deadline).ok_or_else(|| {
+        log::warn!("{path}: another upload of it did not end in time");
+        libc::ETIMEDOUT
+    })
+}
+
+/// Creates (or empties) `path` on the server. Returns the new size, 0.
+fn upload_empty(model: &Model, path: &str) -> FsResult<u64> {
+    let _claim = claim_upload(model, path)?;
+    let remote = model.remote(path);
+    let up = start_upload(model, &remote, false).map_err(|e| errno(&e, Op::Write))?;
+    let (mut lease, res) = up.into_connection();
+    res.map_err(|e| errno(&e, Op::Write))?;
+    verify_size(model, &mut lease, &remote, 0)?;
+    Ok(0)
+}
+
+/// Uploads a spool whole; on success it is clean. On failure it stays dirty for another try.
+fn upload_spool(model: &Model, s: &mut Spool, path: &str) -> FsResult<()> {
+    let _claim = claim_upload(model, path)?;
+    let remote = model.remote(path);
+    s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
+    let mut up = start_upload(model, &remote, false).map_err(|e| errno(&e, Op::Write))?;
+    let copied = io::copy(&mut (&s.file).take(s.len), &mut up);
+    if let Err(e) = copied {
+        return Err(io_errno(&e));
+    }
+    let (mut lease, res) = up.into_connection();
+    res.map_err(|e| errno(&e, Op::Write))?;
+    verify_size(model, &mut lease, &remote, s.len)?;
+    s.dirty = false;
+    Ok(())
+}
+
+/// Sets the size of a path that has no writable handle open, through a short-lived handle of
+/// its own (so readers of the path learn about the change like from any other writer).
+pub fn truncate_path(model: &Model, ino: u64, path: &str, size: u64) -> FsResult<()> {
+    let current = model.entry(path)?.size.unwrap_or(0);
+    if size == current {
+        return Ok(());
+    }
+    let fh = model.handles.open(ino, path, true, false, false, Some(current));
+    let res = model.handles.get(fh).and_then(|f| {
+        if size > current {
+            // Append zeros: no need to move the existing bytes.
+            let zeros = vec![0u8; 64 * 1024];
+            let mut off = current;
+            while off < size {
+                let n = (size - off).min(zeros.len() as u64) as usize;
+                write(model, &f, off, &zeros[..n])?;
+                off += n as u64;
+            }
+        } else {
+            truncate(model, &f, size)?;
+        }
+        commit(model, &f)
+    });
+    model.handles.remove(fh);
+    log::debug!("truncate {path} to {size}: {res:?}");
+    res
+}
