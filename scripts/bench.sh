@@ -59,7 +59,14 @@ for i in $(seq -f "%04g" 1 $cp_files); do head -c 2048 /dev/urandom > "$local/tr
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pasv_lo=$(( (port % 500) * 40 + 10000 )); pasv_hi=$(( pasv_lo + 39 ))
 if [ $server = vsftpd ]; then
-    id $user >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/bash $user
+    # vsftpd changes into the user's home before local_root: it must exist (not /nonexistent).
+    home=/home/$user
+    id $user >/dev/null 2>&1 || useradd -M -d $home -s /bin/bash $user
+    cur=$(getent passwd $user | cut -d: -f6)
+    if [ -z "$cur" ] || [ "$cur" = /nonexistent ]; then usermod -d $home $user; cur=$home; fi
+    if [ "$cur" = $home ] || [ ! -d "$cur" ]; then
+        mkdir -p "$cur"; chown "$user:$(id -gn $user)" "$cur"; chmod 755 "$cur"
+    fi
     echo "$user:$pass" | chpasswd
     chown -R $user "$root"
     mkdir -p /var/run/vsftpd/empty

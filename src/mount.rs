@@ -44,25 +44,51 @@ fn mount_device(path: &Path) -> Option<String> {
 }
 
 /// Connects, logs in and finds the remote directory, to fail fast with the server's own message.
-/// A connection that breaks during this (not a refused login) is tried again, twice.
+/// The whole of it (TCP connect, greeting, login, PWD/CWD) is bounded by the `timeout` option:
+/// one deadline, and a second or third try only gets what is left of it. Only a connection that
+/// broke (reset, closed, 421) is tried again, up to twice; not a timeout (the error names the step
+/// that ran out of time), a refused connection, or an answer such as a refused login.
 pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<(Connection, String), StartError> {
+    let deadline = std::time::Instant::now() + opts.timeout;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let res = Connection::connect(opts).and_then(|mut c| remote_root(&mut c, target).map(|root| (c, root)));
+        let res = Connection::connect_until(opts, deadline).and_then(|mut c| {
+            let root = c.timed_step("no answer to PWD/CWD (the remote directory)", |c| remote_root(c, target))?;
+            c.clear_deadline()?;
+            Ok((c, root))
+        });
         match res {
             Ok(ok) => return Ok(ok),
-            Err(e) if attempt < 3 && e.is_reconnectable() && !matches!(e, FtpError::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused) => {
+            Err(e) if attempt < 3 && start_up_broke(&e) && std::time::Instant::now() < deadline => {
                 log::info!("start-up connection broke ({e}); trying again");
             }
             Err(e) => {
-                return Err(match e.code() {
-                    Some(530) => format!("login to {} failed: {e}", target.display_url()),
-                    Some(_) => format!("{}: {e}", target.display_url()),
-                    None => format!("cannot connect to {}: {e}", target.display_url()),
+                return Err(match e {
+                    // A step ran out of time: the message is the step's ("no greeting from …").
+                    FtpError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                        format!("cannot connect to {}: {io}", target.display_url())
+                    }
+                    e => match e.code() {
+                        Some(530) => format!("login to {} failed: {e}", target.display_url()),
+                        Some(_) => format!("{}: {e}", target.display_url()),
+                        None => format!("cannot connect to {}: {e}", target.display_url()),
+                    },
                 });
             }
         }
+    }
+}
+
+/// True when a start-up connection broke under us (reset, closed, 421 closing), so a fresh one
+/// may work. A timeout, a refused connection or any other answer is final.
+fn start_up_broke(e: &FtpError) -> bool {
+    use std::io::ErrorKind::*;
+    match e {
+        FtpError::Io(io) => matches!(io.kind(), ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | NotConnected),
+        FtpError::Closed => true,
+        FtpError::Reply { code, .. } => *code == 421,
+        _ => false,
     }
 }
 

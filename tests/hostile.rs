@@ -1,11 +1,15 @@
 //! Hostile and broken servers (a scripted fake, since real servers behave): bounded replies,
 //! nonsense passive replies, silence, garbage and dropped connections end in clear errors,
-//! never a hang or a panic, and the mount keeps answering.
+//! never a hang or a panic, and the mount keeps answering. Start-up is bounded by the `timeout`
+//! option as a whole (a silent server), while a start-up connection that breaks is tried again.
+//! Renames on a server that refuses to rename over an existing target still replace it, and a
+//! rename that fails never costs the target.
 
 mod support;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use ftpfs::ftp::{Connection, FtpError, ListContext};
@@ -156,5 +160,185 @@ fn broken_mlsd_falls_back_to_list_and_dos_listings_work() {
             assert_eq!(mtime, 1_706_710_500, "{flag}");
         }
         assert_eq!(std::fs::read(d.join("hello.txt")).unwrap(), b"hello world\n", "{flag}");
+    }
+}
+
+/// Runs `cmd` for at most `limit` (killed after that): its exit status (None when it had to be
+/// killed), its stderr and how long it ran.
+fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<ExitStatus>, String, Duration) {
+    let started = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let mut err = String::new();
+    if status.is_some() {
+        let _ = child.stderr.take().expect("stderr").read_to_string(&mut err);
+    }
+    (status, err, took)
+}
+
+/// ftpfs mounting `srv` on a fresh directory with `-o opts`, bounded by `limit`.
+fn mount_fake_bounded(srv: &FakeServer, opts: &str, limit: Duration) -> (Option<ExitStatus>, String, Duration) {
+    let dir = tempfile::Builder::new().prefix("ftpfs-mnt-").tempdir().unwrap();
+    let _guard = support::mount::MountGuard::new(dir.path());
+    let mut cmd = support::mount::ftpfs_command(&[&srv.url(), dir.path().to_str().unwrap(), "-o", opts]);
+    cmd.env("FTPFS_PASSWORD", "p");
+    run_bounded(cmd, limit)
+}
+
+#[test]
+fn silent_greeting_fails_within_the_timeout() {
+    let srv = FakeServer::start(&["--silent-greeting"]);
+
+    // The wire layer: one deadline for the whole connect, and the error names the step.
+    let started = Instant::now();
+    let err = Connection::connect_until(&srv.options(3), Instant::now() + Duration::from_secs(2)).expect_err("no greeting");
+    assert!(started.elapsed() < Duration::from_secs(3), "the deadline did not end the connect: {:?}", started.elapsed());
+    assert!(matches!(&err, FtpError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut), "{err:?}");
+    assert!(err.to_string().contains("no greeting from the server"), "{err}");
+
+    // ftpfs: one start-up of at most `timeout` (3 s), not one per retry, and a message saying
+    // what did not come.
+    let (status, err, took) = mount_fake_bounded(&srv, "timeout=3", Duration::from_secs(20));
+    let status = status.unwrap_or_else(|| panic!("ftpfs still running after {took:?}: {err}"));
+    assert!(!status.success(), "mounted a server that never greeted: {err}");
+    assert!(took < Duration::from_secs(8), "start-up took {took:?}, not bounded by timeout=3: {err}");
+    assert!(took >= Duration::from_millis(2500), "gave up after {took:?}, before the timeout: {err}");
+    assert!(err.contains("no greeting from the server within 3 s"), "{err}");
+    assert!(err.contains(&format!("ftp://u@127.0.0.1:{}/", srv.port)), "{err}");
+}
+
+#[test]
+fn broken_start_up_connections_are_retried() {
+    if !fuse_available() {
+        return;
+    }
+    // The first two logins are cut off (closed at PASS): the third attempt mounts.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let srv = FakeServer::start(&["--drop-login", "2", "--log-commands", log.path().to_str().unwrap()]);
+    let (dir, _guard) = mount_fake(&srv, "timeout=5");
+    assert_eq!(std::fs::read(dir.path().join("hello.txt")).unwrap(), b"hello world\n");
+    let sent = std::fs::read_to_string(log.path()).unwrap();
+    assert!(!sent.lines().any(|l| l == "PASS p"), "password not masked in the log:\n{sent}");
+    assert!(sent.lines().filter(|l| *l == "PASS ****").count() >= 3, "{sent}");
+
+    // Three in a row: ftpfs gives up, quickly (no timeout involved), saying the server closed.
+    let srv = FakeServer::start(&["--drop-login", "3"]);
+    let (status, err, took) = mount_fake_bounded(&srv, "timeout=5", Duration::from_secs(20));
+    let status = status.unwrap_or_else(|| panic!("ftpfs still running after {took:?}: {err}"));
+    assert!(!status.success(), "{err}");
+    assert!(took < Duration::from_secs(4), "{took:?}: {err}");
+    assert!(err.contains("closed"), "{err}");
+}
+
+/// The names in the fake server's root, read over a fresh wire connection.
+fn server_names(srv: &FakeServer) -> Vec<String> {
+    let mut c = Connection::connect(&srv.options(5)).expect("connect to the fake server");
+    let mut names = list(&mut c, "/").expect("MLSD /");
+    names.sort();
+    names
+}
+
+/// The fake server's initial root plus `extra`, sorted.
+fn initial_names_and(extra: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> =
+        ["close_dir", "endless_dir", "garbage_dir", "hello.txt", "huge_dir", "normal_dir", "silent_dir"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+    names.sort();
+    names
+}
+
+/// The names of a directory through the mount, sorted.
+fn mount_names(d: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Waits (at most 10 s) until the fake server has `path` with `content`.
+fn wait_on_server(srv: &FakeServer, path: &str, content: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Connection::connect(&srv.options(5)).expect("connect to the fake server");
+        if c.size(path).ok() == Some(content.len() as u64) && fetch(&mut c, path, 0) == content {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never reached the server with {content:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn rename_over_existing_on_a_server_that_refuses_it() {
+    if !fuse_available() {
+        return;
+    }
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let srv = FakeServer::start(&["--refuse-rename-over-existing", "--log-commands", log.path().to_str().unwrap()]);
+    let (dir, _guard) = mount_fake(&srv, "timeout=5,cache_timeout=0");
+    let d = dir.path();
+    std::fs::write(d.join("a"), "A").unwrap();
+    std::fs::write(d.join("b"), "B").unwrap();
+    wait_on_server(&srv, "/a", b"A");
+    wait_on_server(&srv, "/b", b"B");
+
+    std::fs::rename(d.join("a"), d.join("b")).expect("rename a over b on a server that refuses RNTO onto b");
+
+    assert_eq!(std::fs::read(d.join("b")).unwrap(), b"A");
+    let gone = std::fs::symlink_metadata(d.join("a")).expect_err("a is still there");
+    assert_eq!(gone.kind(), std::io::ErrorKind::NotFound);
+    // Nothing else is left behind (no moved-aside copy of the old b), on the server…
+    assert_eq!(server_names(&srv), initial_names_and(&["b"]));
+    let mut c = Connection::connect(&srv.options(5)).unwrap();
+    assert_eq!(fetch(&mut c, "/b", 0), b"A");
+    // …and through the mount (cache_timeout=0: a fresh listing).
+    assert_eq!(mount_names(d), initial_names_and(&["b"]));
+    // The target was never deleted under its own name (only a copy moved aside may be).
+    let sent = std::fs::read_to_string(log.path()).unwrap();
+    assert!(!sent.lines().any(|l| l == "DELE /b" || l == "DELE b"), "the target was deleted:\n{sent}");
+}
+
+#[test]
+fn failed_rename_never_removes_the_target() {
+    if !fuse_available() {
+        return;
+    }
+    for flags in [&["--refuse-rename-over-existing"][..], &[][..]] {
+        let srv = FakeServer::start(flags);
+        // A long cache timeout: the mount keeps believing in a after it vanished.
+        let (dir, _guard) = mount_fake(&srv, "timeout=5,cache_timeout=60");
+        let d = dir.path();
+        std::fs::write(d.join("b"), "B").unwrap();
+        std::fs::write(d.join("a"), "A").unwrap();
+        wait_on_server(&srv, "/a", b"A");
+        wait_on_server(&srv, "/b", b"B");
+        let listed = mount_names(d);
+        assert!(listed.contains(&"a".to_string()) && listed.contains(&"b".to_string()), "{flags:?}: {listed:?}");
+
+        // a vanishes behind the mount's back.
+        let mut c = Connection::connect(&srv.options(5)).unwrap();
+        c.dele("/a").unwrap();
+
+        let err = std::fs::rename(d.join("a"), d.join("b")).expect_err("renamed a file that is gone");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{flags:?}: {err}");
+        // b is still there, unchanged, and nothing else appeared.
+        assert_eq!(server_names(&srv), initial_names_and(&["b"]), "{flags:?}");
+        let mut c = Connection::connect(&srv.options(5)).unwrap();
+        assert_eq!(fetch(&mut c, "/b", 0), b"B", "{flags:?}");
+        assert_eq!(std::fs::read(d.join("b")).unwrap(), b"B", "{flags:?}");
     }
 }

@@ -130,13 +130,9 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// Opens a TCP connection to the first address of `host:port` that answers within `timeout`.
-pub(super) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
-    connect_tcp_until(host, port, timeout, None)
-}
-
-/// [`connect_tcp`], and all attempts together end by `deadline` when there is one.
-fn connect_tcp_until(host: &str, port: u16, timeout: Duration, deadline: Option<Instant>) -> Result<TcpStream> {
+/// Opens a TCP connection to the first address of `host:port` that answers within `timeout`,
+/// all attempts together ending by `deadline` when there is one.
+fn connect_tcp(host: &str, port: u16, timeout: Duration, deadline: Option<Instant>) -> Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     let mut last = None;
     for addr in &addrs {
@@ -251,9 +247,8 @@ impl Connection {
         check_arg(&opts.user)?;
         check_arg(opts.password.expose())?;
         let within = opts.timeout;
-        let tcp = connect_tcp_until(&opts.host, opts.port, opts.timeout, deadline).map_err(|e| {
-            name_timeout(e, &format!("no TCP connection to {}:{}", opts.host, opts.port), deadline, within)
-        })?;
+        let tcp = connect_tcp(&opts.host, opts.port, opts.timeout, deadline)
+            .map_err(|e| name_timeout(e, &format!("no TCP connection to {}:{}", opts.host, opts.port), deadline, within))?;
         // Past the deadline already: the watchdog shuts the socket down at once.
         let wait = time_left(opts.timeout, deadline).unwrap_or(Duration::from_millis(1));
         tcp.set_nodelay(true)?;
@@ -421,10 +416,10 @@ impl Connection {
 
     /// Marks the connection unusable after an error that leaves it out of sync.
     pub(super) fn mark_dead_on<T>(&mut self, res: Result<T>) -> Result<T> {
-        if let Err(e) = &res {
-            if e.is_fatal_for_connection() {
-                self.dead = true;
-            }
+        if let Err(e) = &res
+            && e.is_fatal_for_connection()
+        {
+            self.dead = true;
         }
         res
     }
@@ -575,10 +570,10 @@ impl Connection {
             .and_then(|l| parse_mlsd_line(l))
             .ok_or_else(|| FtpError::protocol(format!("bad MLST reply: {}", reply.text())))?;
         // MLST gives the full path as the name: keep the last component.
-        if let Some(last) = entry.name.trim_end_matches('/').rsplit('/').next() {
-            if !last.is_empty() {
-                entry.name = last.to_string();
-            }
+        if let Some(last) = entry.name.trim_end_matches('/').rsplit('/').next()
+            && !last.is_empty()
+        {
+            entry.name = last.to_string();
         }
         Ok(entry)
     }

@@ -1,7 +1,11 @@
 """A small scripted FTP server for the tests, only to provoke what real servers won't do.
 
-It serves an in-memory tree (a file hello.txt and a few directories) well enough to be mounted,
-and misbehaves on purpose when a command's argument names one of these directories:
+It serves an in-memory tree (a file hello.txt and a few directories), shared by all its
+connections, well enough to be mounted and written through a mount: MLSD/MLST/LIST, RETR (with
+REST), STOR/APPE, DELE, MKD/RMD, RNFR/RNTO (files and whole directories), SIZE, MDTM, MFMT and
+SITE CHMOD, with 550 replies for missing paths like a real server. Relative paths are resolved
+against the session's directory (CWD/PWD). It misbehaves on purpose when a command's argument
+names one of these directories:
   endless_dir   the reply is one endless line (no CR/LF ever)
   huge_dir      the reply is a multi-line reply of 100 000 lines
   silent_dir    no reply at all (the connection stays open)
@@ -10,31 +14,81 @@ and misbehaves on purpose when a command's argument names one of these directori
 Flags: --bad-pasv (EPSV refused, PASV answers nonsense), --foreign-pasv (PASV names another
 host: the client must ignore it), --drop-every N (the control connection is closed, without a
 reply, at every Nth command other than USER and PASS, counted over all connections),
---broken-mlsd (MLST advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style).
+--drop-login N (the connection is closed, without a reply, at each of the first N PASS commands,
+counted over all connections), --silent-greeting (connections are accepted but nothing is ever
+sent: no greeting; they stay open until the client closes them), --broken-mlsd (MLST
+advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style),
+--refuse-rename-over-existing (RNTO onto an existing file or directory answers
+`550 Cannot rename: target exists` and changes nothing, like IIS and some embedded servers),
+--log-commands FILE (every command line received is appended to FILE, PASS masked as `PASS ****`).
 """
 import argparse
+import calendar
+import posixpath
 import socket
 import socketserver
 import threading
 import time
 
+# 2024-01-31 14:15:00 UTC: the time of everything in the initial tree.
+BASE_MTIME = 1706710500
 FILES = {"/hello.txt": b"hello world\n"}
 DIRS = {"/", "/endless_dir", "/huge_dir", "/silent_dir", "/garbage_dir", "/close_dir", "/normal_dir"}
+MTIMES = {}  # path -> seconds since the epoch (BASE_MTIME when absent)
+MODES = {}  # path -> permission bits set by SITE CHMOD
 LOCK = threading.Lock()
-COUNTER = {"n": 0}
+LOG_LOCK = threading.Lock()
+COUNTER = {"n": 0, "pass": 0}
 ARGS = None
 
 
-def norm(path):
-    if not path.startswith("/"):
-        path = "/" + path
-    return path.rstrip("/") or "/"
+def parent_of(path):
+    return posixpath.dirname(path) or "/"
+
+
+def under(path, top):
+    """True when path is top or inside it."""
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def children(path):
+    """Names directly inside the directory path (LOCK held)."""
+    names = [d for d in DIRS if d != "/" and parent_of(d) == path]
+    names += [f for f in FILES if parent_of(f) == path]
+    return names
+
+
+def mtime_of(path):
+    return MTIMES.get(path, BASE_MTIME)
+
+
+def fmt_mlsd_time(t):
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
+
+
+def log_command(line):
+    if not ARGS.log_commands:
+        return
+    verb, sep, _ = line.partition(" ")
+    if verb.upper() == "PASS":
+        line = verb + sep + "****"
+    with LOG_LOCK, open(ARGS.log_commands, "a", encoding="utf-8", errors="replace") as f:
+        f.write(line + "\n")
 
 
 class Handler(socketserver.StreamRequestHandler):
     def send(self, text):
         self.wfile.write(text.encode() + b"\r\n")
         self.wfile.flush()
+
+    def norm(self, path):
+        """The absolute, normalized form of a path argument (relative to the session's directory)."""
+        if not path.startswith("/"):
+            path = posixpath.join(self.cwd, path)
+        path = posixpath.normpath(path)
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")
+        return path
 
     def hostile(self, arg):
         """Misbehaves if the argument names a hostile directory. Returns True if it did."""
@@ -72,20 +126,30 @@ class Handler(socketserver.StreamRequestHandler):
         return False
 
     def open_data(self):
+        self.close_data()
         self.data_listener = socket.socket()
         self.data_listener.bind(("127.0.0.1", 0))
         self.data_listener.listen(1)
         self.data_listener.settimeout(10)
         return self.data_listener.getsockname()[1]
 
+    def close_data(self):
+        listener = getattr(self, "data_listener", None)
+        if listener is not None:
+            listener.close()
+            self.data_listener = None
+
     def with_data(self, payload):
+        """Sends payload over the data connection, or receives (and returns) an upload when
+        payload is None. The final reply after an upload is the caller's to send."""
         listener = getattr(self, "data_listener", None)
         if listener is None:
             self.send("425 Use PASV first")
-            return
+            return None
         self.send("150 Opening data connection")
         try:
             conn, _ = listener.accept()
+            conn.settimeout(30)
             if payload is None:
                 got = b""
                 while True:
@@ -98,14 +162,27 @@ class Handler(socketserver.StreamRequestHandler):
             conn.sendall(payload)
             conn.close()
         finally:
-            listener.close()
-            self.data_listener = None
+            self.close_data()
         self.send("226 Done")
+        return None
+
+    def silent(self):
+        """--silent-greeting: say nothing, keep the connection until the client closes it."""
+        self.connection.settimeout(600)
+        try:
+            while self.connection.recv(4096):
+                pass
+        except OSError:
+            pass
 
     def handle(self):
         self.data_listener = None
         self.rest = 0
         self.rnfr = None
+        self.cwd = "/"
+        if ARGS.silent_greeting:
+            self.silent()
+            return
         self.send("220 fake server ready")
         try:
             while True:
@@ -113,6 +190,7 @@ class Handler(socketserver.StreamRequestHandler):
                 if not line:
                     return
                 line = line.decode(errors="replace").rstrip("\r\n")
+                log_command(line)
                 verb, _, arg = line.partition(" ")
                 verb = verb.upper()
                 if ARGS.drop_every and verb not in ("USER", "PASS"):
@@ -121,52 +199,136 @@ class Handler(socketserver.StreamRequestHandler):
                         n = COUNTER["n"]
                     if n % ARGS.drop_every == 0:
                         return
+                if ARGS.drop_login and verb == "PASS":
+                    with LOCK:
+                        COUNTER["pass"] += 1
+                        n = COUNTER["pass"]
+                    if n <= ARGS.drop_login:
+                        return
                 if self.hostile(arg):
                     continue
                 if not self.command(verb, arg):
                     return
         except (ConnectionError, OSError):
             return
+        finally:
+            self.close_data()
+
+    def entry_line(self, path, name, mlsd):
+        """One listing line for path (LOCK held)."""
+        is_dir = path in DIRS
+        size = 0 if is_dir else len(FILES[path])
+        t = mtime_of(path)
+        if mlsd:
+            return "type=%s;size=%d;modify=%s; %s" % ("dir" if is_dir else "file", size, fmt_mlsd_time(t), name)
+        if ARGS.dos:
+            stamp = time.strftime("%m-%d-%y  %I:%M%p", time.gmtime(t))
+            return "%s  %20s %s" % (stamp, "<DIR>" if is_dir else str(size), name)
+        mode = MODES.get(path, 0o755 if is_dir else 0o644)
+        bits = "".join(c if mode & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+        recent = abs(time.time() - t) < 180 * 86400
+        stamp = time.strftime("%b %d %H:%M" if recent else "%b %d  %Y", time.gmtime(t))
+        return "%s%s 1 u g %d %s %s" % ("d" if is_dir else "-", bits, size, stamp, name)
 
     def listing(self, path, mlsd):
-        entries = []
-        prefix = "" if path == "/" else path
-        for d in sorted(DIRS):
-            if d != "/" and d.rsplit("/", 1)[0] == prefix:
-                entries.append((d.rsplit("/", 1)[1], True, 0))
-        for f, data in sorted(FILES.items()):
-            if f.rsplit("/", 1)[0] == prefix:
-                entries.append((f.rsplit("/", 1)[1], False, len(data)))
-        out = []
-        for name, is_dir, size in entries:
-            if mlsd:
-                out.append("type=%s;size=%d;modify=20240101000000; %s" % ("dir" if is_dir else "file", size, name))
-            elif ARGS.dos:
-                out.append("01-31-24  02:15PM  %20s %s" % ("<DIR>" if is_dir else str(size), name))
+        """The listing of a directory (or, for LIST, of one file); None when it does not exist."""
+        with LOCK:
+            if path in FILES and not mlsd:
+                out = [self.entry_line(path, posixpath.basename(path), False)]
+            elif path in DIRS:
+                out = [self.entry_line(p, posixpath.basename(p), mlsd) for p in sorted(children(path))]
             else:
-                out.append("%s 1 u g %d Jan 01 2024 %s" % ("drwxr-xr-x" if is_dir else "-rw-r--r--", size, name))
+                return None
         return ("\r\n".join(out) + ("\r\n" if out else "")).encode()
 
+    def rename(self, src, dst):
+        """RNTO: the reply for renaming src to dst (LOCK held)."""
+        if src not in FILES and src not in DIRS:
+            return "550 No such file or directory"
+        if src == dst:
+            return "250 Renamed"
+        if src == "/" or under(dst, src):
+            return "550 Cannot move a directory into itself"
+        if parent_of(dst) not in DIRS:
+            return "550 No such directory"
+        if dst in FILES or dst in DIRS:
+            if ARGS.refuse_rename_over_existing:
+                return "550 Cannot rename: target exists"
+            if src in FILES and dst in DIRS:
+                return "550 Is a directory"
+            if src in DIRS and dst in FILES:
+                return "550 Not a directory"
+            if dst in DIRS and children(dst):
+                return "550 Directory not empty"
+            FILES.pop(dst, None)
+            DIRS.discard(dst)
+            MTIMES.pop(dst, None)
+            MODES.pop(dst, None)
+        for table in (FILES, MTIMES, MODES):
+            for p in [p for p in table if under(p, src)]:
+                table[dst + p[len(src):]] = table.pop(p)
+        for p in [p for p in DIRS if under(p, src)]:
+            DIRS.discard(p)
+            DIRS.add(dst + p[len(src):])
+        return "250 Renamed"
+
+    def store(self, verb, path):
+        """STOR/APPE (with REST for STOR)."""
+        with LOCK:
+            bad = None
+            if path in DIRS:
+                bad = "550 Is a directory"
+            elif parent_of(path) not in DIRS:
+                bad = "550 No such directory"
+        if bad:
+            self.close_data()
+            self.send(bad)
+            return
+        got = self.with_data(None)
+        if got is None:
+            return
+        with LOCK:
+            old = FILES.get(path, b"")
+            if verb == "APPE":
+                FILES[path] = old + got
+            else:
+                FILES[path] = old[: self.rest] + got if self.rest else got
+            MTIMES[path] = int(time.time())
+        self.send("226 Stored")
+
     def command(self, verb, arg):
+        # RNTO must follow RNFR at once: any other command forgets the pending rename.
+        rnfr, self.rnfr = self.rnfr, None
         if verb == "USER":
             self.send("331 Password please")
         elif verb == "PASS":
             self.send("230 Logged in")
         elif verb == "FEAT":
             mlst = b"" if ARGS.dos else b" MLST type*;size*;modify*;\r\n"
-            self.wfile.write(b"211-Features:\r\n EPSV\r\n SIZE\r\n MDTM\r\n UTF8\r\n" + mlst + b"211 End\r\n")
+            self.wfile.write(b"211-Features:\r\n EPSV\r\n SIZE\r\n MDTM\r\n MFMT\r\n UTF8\r\n" + mlst + b"211 End\r\n")
             self.wfile.flush()
         elif verb in ("OPTS", "TYPE", "NOOP", "MODE", "STRU"):
             self.send("200 OK")
         elif verb == "SYST":
             self.send("215 UNIX Type: L8")
         elif verb == "PWD":
-            self.send('257 "/"')
+            self.send('257 "%s"' % self.cwd.replace('"', '""'))
         elif verb == "CWD":
-            self.send("250 OK" if norm(arg) in DIRS else "550 No such directory")
+            path = self.norm(arg or "/")
+            with LOCK:
+                ok = path in DIRS
+            if ok:
+                self.cwd = path
+            self.send("250 OK" if ok else "550 No such directory")
+        elif verb == "CDUP":
+            self.cwd = parent_of(self.cwd)
+            self.send("250 OK")
         elif verb == "QUIT":
             self.send("221 Bye")
             return False
+        elif verb == "ABOR":
+            self.close_data()
+            self.send("225 No transfer to abort")
         elif verb == "EPSV":
             if ARGS.bad_pasv:
                 self.send("500 EPSV not understood")
@@ -182,56 +344,135 @@ class Handler(socketserver.StreamRequestHandler):
                 self.send("227 Entering Passive Mode (127,0,0,1,%d,%d)" % (port >> 8, port & 255))
         elif verb == "MLSD" and ARGS.broken_mlsd:
             self.send("500 MLSD not understood")
-        elif verb in ("MLSD", "LIST"):
+        elif verb in ("MLSD", "LIST", "NLST"):
             path = arg
-            if path.startswith("-a "):
-                path = path[3:]
-            path = norm(path or "/")
-            if path not in DIRS:
+            if path.startswith("-a"):
+                path = path[2:].lstrip()
+            data = self.listing(self.norm(path or "."), verb == "MLSD")
+            if data is None:
+                self.close_data()
                 self.send("550 No such directory")
             else:
-                self.with_data(self.listing(path, verb == "MLSD"))
+                if verb == "NLST":
+                    data = b"".join(l.rsplit(b" ", 1)[-1] + b"\r\n" for l in data.splitlines())
+                self.with_data(data)
+        elif verb == "MLST" and not ARGS.dos:
+            path = self.norm(arg or ".")
+            with LOCK:
+                line = self.entry_line(path, path, True) if (path in FILES or path in DIRS) else None
+            if line is None:
+                self.send("550 No such file or directory")
+            else:
+                self.wfile.write(("250-Listing %s\r\n %s\r\n250 End\r\n" % (path, line)).encode())
+                self.wfile.flush()
         elif verb == "SIZE":
-            data = FILES.get(norm(arg))
+            with LOCK:
+                data = FILES.get(self.norm(arg))
             self.send("213 %d" % len(data) if data is not None else "550 No such file")
         elif verb == "MDTM":
-            self.send("213 20240101000000" if norm(arg) in FILES else "550 No such file")
+            path = self.norm(arg)
+            with LOCK:
+                reply = "213 " + fmt_mlsd_time(mtime_of(path)) if path in FILES else "550 No such file"
+            self.send(reply)
+        elif verb == "MFMT":
+            stamp, _, rest = arg.partition(" ")
+            path = self.norm(rest)
+            try:
+                t = calendar.timegm(time.strptime(stamp[:14], "%Y%m%d%H%M%S"))
+            except ValueError:
+                self.send("501 Bad time")
+                return True
+            with LOCK:
+                ok = path in FILES or path in DIRS
+                if ok:
+                    MTIMES[path] = t
+            self.send("213 Modify=%s; %s" % (fmt_mlsd_time(t), path) if ok else "550 No such file or directory")
+        elif verb == "SITE":
+            sub, _, rest = arg.partition(" ")
+            mode, _, target = rest.partition(" ")
+            if sub.upper() != "CHMOD":
+                self.send("500 Unknown SITE command")
+                return True
+            path = self.norm(target)
+            try:
+                bits = int(mode, 8) & 0o7777
+            except ValueError:
+                self.send("501 Bad mode")
+                return True
+            with LOCK:
+                ok = path in FILES or path in DIRS
+                if ok:
+                    MODES[path] = bits
+            self.send("200 SITE CHMOD command ok" if ok else "550 No such file or directory")
         elif verb == "REST":
-            self.rest = int(arg)
-            self.send("350 Restarting")
+            try:
+                self.rest = int(arg)
+                self.send("350 Restarting at %d" % self.rest)
+            except ValueError:
+                self.send("501 Bad offset")
         elif verb == "RETR":
-            data = FILES.get(norm(arg))
+            path = self.norm(arg)
+            with LOCK:
+                data = FILES.get(path)
             if data is None:
+                self.close_data()
                 self.send("550 No such file")
             else:
-                self.with_data(data[self.rest:])
+                self.with_data(data[self.rest :])
             self.rest = 0
         elif verb in ("STOR", "APPE"):
-            got = self.with_data(None)
-            with LOCK:
-                old = FILES.get(norm(arg), b"") if verb == "APPE" else b""
-                FILES[norm(arg)] = old + (got or b"")
-            self.send("226 Stored")
+            self.store(verb, self.norm(arg))
+            self.rest = 0
         elif verb == "DELE":
+            path = self.norm(arg)
             with LOCK:
-                ok = FILES.pop(norm(arg), None) is not None
-            self.send("250 Deleted" if ok else "550 No such file")
+                if path in DIRS:
+                    reply = "550 Is a directory"
+                elif FILES.pop(path, None) is not None:
+                    MTIMES.pop(path, None)
+                    MODES.pop(path, None)
+                    reply = "250 Deleted"
+                else:
+                    reply = "550 No such file"
+            self.send(reply)
         elif verb == "MKD":
+            path = self.norm(arg)
             with LOCK:
-                DIRS.add(norm(arg))
-            self.send('257 "%s" created' % norm(arg))
+                if path in DIRS or path in FILES:
+                    reply = "550 File exists"
+                elif parent_of(path) not in DIRS:
+                    reply = "550 No such directory"
+                else:
+                    DIRS.add(path)
+                    MTIMES[path] = int(time.time())
+                    reply = '257 "%s" created' % path.replace('"', '""')
+            self.send(reply)
         elif verb == "RMD":
+            path = self.norm(arg)
             with LOCK:
-                DIRS.discard(norm(arg))
-            self.send("250 Removed")
+                if path not in DIRS or path == "/":
+                    reply = "550 No such directory"
+                elif children(path):
+                    reply = "550 Directory not empty"
+                else:
+                    DIRS.discard(path)
+                    MTIMES.pop(path, None)
+                    MODES.pop(path, None)
+                    reply = "250 Removed"
+            self.send(reply)
         elif verb == "RNFR":
-            self.rnfr = norm(arg)
-            self.send("350 Ready")
-        elif verb == "RNTO":
+            path = self.norm(arg)
             with LOCK:
-                if self.rnfr in FILES:
-                    FILES[norm(arg)] = FILES.pop(self.rnfr)
-            self.send("250 Renamed")
+                ok = path in FILES or path in DIRS
+            self.rnfr = path if ok else None
+            self.send("350 Ready for RNTO" if ok else "550 No such file or directory")
+        elif verb == "RNTO":
+            if rnfr is None:
+                self.send("503 Bad sequence of commands")
+            else:
+                with LOCK:
+                    reply = self.rename(rnfr, self.norm(arg))
+                self.send(reply)
         else:
             self.send("502 Not implemented")
         return True
@@ -249,8 +490,12 @@ def main():
     p.add_argument("--bad-pasv", action="store_true")
     p.add_argument("--foreign-pasv", action="store_true")
     p.add_argument("--drop-every", type=int, default=0)
+    p.add_argument("--drop-login", type=int, default=0)
+    p.add_argument("--silent-greeting", action="store_true")
     p.add_argument("--broken-mlsd", action="store_true")
     p.add_argument("--dos", action="store_true")
+    p.add_argument("--refuse-rename-over-existing", action="store_true")
+    p.add_argument("--log-commands", metavar="FILE")
     ARGS = p.parse_args()
     with Server(("127.0.0.1", ARGS.port), Handler) as srv:
         srv.serve_forever()

@@ -3,7 +3,8 @@
 //! the handle is dropped, also when the test panics.
 //!
 //! vsftpd logs in local PAM users, so the harness (running as root) creates one system user,
-//! `ftpfstest`, once. Files the servers write are checked on their own disk through [`FtpServer::disk`].
+//! `ftpfstest`, once, with a real home directory ([`HOME`]; vsftpd refuses logins without one).
+//! Files the servers write are checked on their own disk through [`FtpServer::disk`].
 
 #![allow(dead_code)]
 
@@ -159,15 +160,36 @@ fn run(cmd: &mut Command) -> bool {
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
 }
 
-/// Creates the PAM user vsftpd logs in (idempotent).
+/// The test user's home. It must exist and belong to the user: vsftpd changes into the home
+/// directory at login, before it applies `local_root`, and fails every login
+/// (`500 OOPS: cannot change directory`) when it cannot.
+pub const HOME: &str = "/home/ftpfstest";
+
+/// Creates the PAM user vsftpd logs in (idempotent), and repairs an existing one whose home is
+/// missing or `/nonexistent` (as older versions of this harness made it).
 fn ensure_test_user() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if !run(Command::new("id").arg(USER)) {
             assert!(
-                run(Command::new("useradd").args(["-M", "-d", "/nonexistent", "-s", "/bin/bash", USER])),
+                run(Command::new("useradd").args(["-M", "-d", HOME, "-s", "/bin/bash", USER])),
                 "useradd {USER} failed: the tests need root to create the vsftpd user"
             );
+        }
+        let mut home = home_of(USER);
+        if home.is_empty() || home == "/nonexistent" {
+            assert!(run(Command::new("usermod").args(["-d", HOME, USER])), "usermod -d {HOME} {USER} failed");
+            home = HOME.to_string();
+        }
+        // Ours (or missing): make it exist and belong to the user, whatever a removed earlier
+        // user left behind. Another home that exists is left as it is.
+        let ours = home == HOME;
+        let home = Path::new(&home);
+        if ours || !home.is_dir() {
+            std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("mkdir {}: {e}", home.display()));
+            std::os::unix::fs::chown(home, Some(uid_of(USER)), Some(gid_of(USER)))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", home.display()));
+            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o755)).expect("chmod home");
         }
         let mut child = Command::new("chpasswd").stdin(Stdio::piped()).spawn().expect("chpasswd");
         use std::io::Write;
@@ -180,6 +202,17 @@ fn ensure_test_user() {
         assert!(child.wait().expect("chpasswd").success(), "chpasswd failed");
         std::fs::create_dir_all("/var/run/vsftpd/empty").expect("secure_chroot_dir");
     });
+}
+
+/// The home directory in the password database (`getent passwd`), empty when none is set.
+fn home_of(user: &str) -> String {
+    let out = Command::new("getent").args(["passwd", user]).output().expect("getent passwd");
+    String::from_utf8_lossy(&out.stdout).trim().split(':').nth(5).unwrap_or("").to_string()
+}
+
+fn gid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-g", user]).output().expect("id -g");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("gid")
 }
 
 fn uid_of(user: &str) -> u32 {
@@ -383,10 +416,10 @@ impl FtpServer {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{:?} exited early ({status}): {}", self.kind, self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("{:?} exited early ({status}): {}", self.kind, self.log());
             }
             if let Ok(s) = TcpStream::connect((self.host.as_str(), self.port)) {
                 if self.cfg.tls == Some(TlsServer::Implicit) {
@@ -587,7 +620,10 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
+    /// Starts the fake with `flags` (see tests/support/fake_ftpd.py) and waits until it greets,
+    /// or, with `--silent-greeting`, until it accepts connections.
     pub fn start(flags: &[&str]) -> FakeServer {
+        let greets = !flags.contains(&"--silent-greeting");
         let port = port_block(1);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_ftpd.py");
         let child = Command::new("python3")
@@ -602,6 +638,9 @@ impl FakeServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                if !greets {
+                    break;
+                }
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut line = String::new();
                 if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("220") {
