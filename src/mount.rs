@@ -195,7 +195,9 @@ fn raise_readahead(mountpoint: &Path) {
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// Notices an unmount made from outside (`fusermount -u`, `umount`): requests still waiting
-/// for a connection then fail at once instead of keeping the process alive.
+/// for a connection then fail at once, and the process leaves after [`EXIT_GRACE`] even if some
+/// request is still stuck on the network. After a lazy unmount (`-z`) with files still open, it
+/// goes on serving them until they are closed.
 fn watch_unmount(mountpoint: PathBuf, model: Arc<Model>) -> Result<(), StartError> {
     let Some(device) = mount_device(&mountpoint) else { return Ok(()) };
     std::thread::Builder::new()
@@ -205,7 +207,13 @@ fn watch_unmount(mountpoint: PathBuf, model: Arc<Model>) -> Result<(), StartErro
                 std::thread::sleep(Duration::from_secs(1));
             }
             log::info!("{} was unmounted", mountpoint.display());
+            while model.open_handles() > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
             model.stop();
+            std::thread::sleep(EXIT_GRACE);
+            log::warn!("requests still pending {}s after the unmount; exiting", EXIT_GRACE.as_secs());
+            std::process::exit(0);
         })
         .map(drop)
         .map_err(|e| format!("thread: {e}"))

@@ -342,3 +342,58 @@ fn failed_rename_never_removes_the_target() {
         assert_eq!(std::fs::read(d.join("b")).unwrap(), b"B", "{flags:?}");
     }
 }
+
+/// The pid of the ftpfs process serving `mountpoint`.
+fn ftpfs_pid(mountpoint: &Path) -> u32 {
+    let out = Command::new("pgrep").arg("-f").arg(format!("ftpfs .*{}", mountpoint.display())).output().expect("pgrep");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pids: Vec<u32> = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(pids.len(), 1, "one ftpfs process for {}: {text:?}", mountpoint.display());
+    pids[0]
+}
+
+/// True once the process is gone (or a zombie nobody reaped).
+fn process_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// SIGTERM, and an unmount from outside, end ftpfs within a few seconds even while a request is
+/// stuck on a server that does not answer (timeout 30 s); the stuck call fails.
+#[test]
+fn sigterm_and_unmount_end_pending_requests() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FakeServer::start(&[]);
+    for how in ["SIGTERM", "fusermount -u -z"] {
+        let (dir, _guard) = mount_fake(&srv, "timeout=30,cache_timeout=0");
+        let d = dir.path();
+        let pid = ftpfs_pid(d);
+        let mut stuck = Command::new("ls").arg(d.join("silent_dir")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(stuck.try_wait().unwrap().is_none(), "{how}: the call to the silent server should be waiting");
+        let started = Instant::now();
+        let ok = match how {
+            "SIGTERM" => Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success(),
+            _ => Command::new("fusermount3").args(["-u", "-z"]).arg(d).status().unwrap().success(),
+        };
+        assert!(ok, "{how} could not be sent");
+        while !process_ended(pid) && started.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let took = started.elapsed();
+        assert!(process_ended(pid), "{how}: ftpfs still runs after {took:?}");
+        assert!(took < Duration::from_secs(8), "{how}: ftpfs took {took:?} to end");
+        let status = loop {
+            if let Some(st) = stuck.try_wait().unwrap() {
+                break st;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "{how}: the stuck call never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{how}: the stuck call cannot have succeeded");
+    }
+}

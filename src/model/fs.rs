@@ -712,6 +712,11 @@ impl Model {
         self.pool.close_idle();
     }
 
+    /// How many file handles are open.
+    pub fn open_handles(&self) -> usize {
+        self.handles.all().len()
+    }
+
     /// Unmounting (signal, or the mount went away): uploads what open handles still hold, then
     /// fails every request still waiting for a connection and every later one.
     pub fn stop(&self) {

@@ -326,6 +326,8 @@ impl FtpServer {
         std::os::unix::fs::chown(self.root.path(), Some(uid_of(USER)), None).expect("chown root");
         let passwd = self.work.path().join("pureftpd.passwd");
         let pdb = self.work.path().join("pureftpd.pdb");
+        // A restart makes the user again: pure-pw refuses to add one that exists.
+        let _ = std::fs::remove_file(&passwd);
         let pw = format!("{SERVERS}/pure/usr/bin/pure-pw");
         let mut child = Command::new(&pw)
             .args(["useradd", USER, "-u", USER, "-d"])
