@@ -116,6 +116,31 @@ impl Mount {
         }
         ok && !self.is_mounted()
     }
+
+    /// The pid of the ftpfs process serving this mount: the one whose arguments include this
+    /// (unique, temporary) mountpoint.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        let me = self.path().as_os_str().as_encoded_bytes();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let mut args = cmdline.split(|&b| b == 0);
+            let is_ftpfs = args.next().is_some_and(|a0| a0.ends_with(b"ftpfs"));
+            (is_ftpfs && args.any(|a| a == me)).then_some(pid)
+        })
+    }
+
+    /// Ends a hung mount: kills its ftpfs process, so that every call still waiting on it fails
+    /// (ENOTCONN) instead of hanging, then unmounts lazily. For tests that detect a hang.
+    pub fn abort(&self) {
+        if let Some(pid) = self.daemon_pid() {
+            // SAFETY: kill(2) has no memory-safety preconditions; pid is the ftpfs of this mount.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if self.is_mounted() {
+            let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(self.path()).status();
+        }
+    }
 }
 
 impl Drop for Mount {
