@@ -12,5 +12,9 @@ if command -v fusermount3 >/dev/null 2>&1; then
     done
 fi
 export RUST_BACKTRACE=1
+# Style and lints first: they take seconds and fail fast.
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --check
+cargo clippy --release --locked --all-targets -- -D warnings
 cargo build --release --locked
 cargo test --release --locked -- --test-threads="${FTPFS_TEST_THREADS:-2}"

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -56,7 +56,14 @@ fn file_type(k: Kind) -> FileType {
 impl FtpFs {
     pub fn new(model: Arc<Model>) -> FtpFs {
         let ttl = model.config().cache_timeout;
-        FtpFs { model, ttl, seen: Mutex::new(HashMap::new()), dirs: Mutex::new(HashMap::new()), served_dirs: Mutex::new(HashMap::new()), next_dir: AtomicU64::new(1) }
+        FtpFs {
+            model,
+            ttl,
+            seen: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            served_dirs: Mutex::new(HashMap::new()),
+            next_dir: AtomicU64::new(1),
+        }
     }
 
     fn attr(&self, ino: u64, st: &Stat) -> FileAttr {
@@ -86,7 +93,14 @@ impl FtpFs {
         Ok(self.attr(ino, &st))
     }
 
-    fn do_setattr(&self, ino: u64, mode: Option<u32>, size: Option<u64>, mtime: Option<TimeOrNow>, fh: Option<FileHandle>) -> FsResult<FileAttr> {
+    fn do_setattr(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> FsResult<FileAttr> {
         let path = self.model.path_of(ino)?;
         // "Now" is what the server sets anyway when data lands, so only explicit times are sent.
         let when = match mtime {
@@ -131,7 +145,14 @@ impl FtpFs {
         }
     }
 
-    fn do_rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> FsResult<()> {
+    fn do_rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
         let from = self.model.child(parent, name_str(name)?)?;
         let to = self.model.child(newparent, name_str(newname)?)?;
         if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
@@ -302,7 +323,14 @@ impl Filesystem for FtpFs {
         answer!(reply, res, |_v| reply.ok());
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
         // FTP has no command to create symbolic links.
         reply.error(err(libc::EPERM));
     }
@@ -437,7 +465,16 @@ impl Filesystem for FtpFs {
         reply.error(err(libc::ENOSYS));
     }
 
-    fn setxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
         reply.error(err(libc::ENOSYS));
     }
 
@@ -462,7 +499,16 @@ impl Filesystem for FtpFs {
         answer!(reply, res, |_v| reply.ok());
     }
 
-    fn create(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
         let res = self.do_create(parent.0, name, flags, mode, umask);
         answer!(reply, res, |v| reply.created(&self.ttl, &v.0, Generation(0), FileHandle(v.1), FopenFlags::empty()));
     }

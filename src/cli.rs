@@ -118,8 +118,24 @@ impl Default for MountOpts {
 fn is_ignorable(opt: &str) -> bool {
     matches!(
         opt,
-        "rw" | "dev" | "nodev" | "suid" | "nosuid" | "exec" | "noexec" | "atime" | "noatime" | "relatime"
-            | "_netdev" | "noauto" | "auto" | "user" | "users" | "nouser" | "nofail" | "defaults" | "async"
+        "rw" | "dev"
+            | "nodev"
+            | "suid"
+            | "nosuid"
+            | "exec"
+            | "noexec"
+            | "atime"
+            | "noatime"
+            | "relatime"
+            | "_netdev"
+            | "noauto"
+            | "auto"
+            | "user"
+            | "users"
+            | "nouser"
+            | "nofail"
+            | "defaults"
+            | "async"
     ) || opt.starts_with("x-systemd.")
         || opt.starts_with("comment=")
 }
@@ -322,9 +338,17 @@ pub fn netrc_lookup(text: &str, host: &str) -> Option<(Option<String>, Option<St
                     _ => 2,
                 };
                 if current == Some(true) {
-                    if slot == 0 { login = v } else if slot == 1 { password = v }
+                    if slot == 0 {
+                        login = v
+                    } else if slot == 1 {
+                        password = v
+                    }
                 } else if default == Some(true) {
-                    if slot == 0 { default_entry.0 = v } else if slot == 1 { default_entry.1 = v }
+                    if slot == 0 {
+                        default_entry.0 = v
+                    } else if slot == 1 {
+                        default_entry.1 = v
+                    }
                 }
             }
             _ => {}
@@ -339,10 +363,10 @@ pub fn netrc_lookup(text: &str, host: &str) -> Option<(Option<String>, Option<St
 /// Warns when a file holding a password can be read by other users.
 fn warn_if_readable_by_others(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o044 != 0 {
-            eprintln!("ftpfs: warning: {} is readable by other users (chmod 600 it)", path.display());
-        }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o044 != 0
+    {
+        eprintln!("ftpfs: warning: {} is readable by other users (chmod 600 it)", path.display());
     }
 }
 
@@ -370,20 +394,20 @@ pub fn resolve_password(target: &mut Target, opts: &MountOpts) -> Result<Secret,
         }
         None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".netrc")),
     };
-    if let Some(netrc) = netrc {
-        if let Ok(text) = std::fs::read_to_string(&netrc) {
-            warn_if_readable_by_others(&netrc);
-            if let Some((login, password)) = netrc_lookup(&text, &target.host) {
-                let login_matches = login.as_deref().is_none_or(|l| target.user == "anonymous" || l == target.user);
-                if login_matches {
-                    if target.user == "anonymous" {
-                        if let Some(l) = login {
-                            target.user = l;
-                        }
-                    }
-                    if let Some(p) = password {
-                        return Ok(Secret::new(p));
-                    }
+    if let Some(netrc) = netrc
+        && let Ok(text) = std::fs::read_to_string(&netrc)
+    {
+        warn_if_readable_by_others(&netrc);
+        if let Some((login, password)) = netrc_lookup(&text, &target.host) {
+            let login_matches = login.as_deref().is_none_or(|l| target.user == "anonymous" || l == target.user);
+            if login_matches {
+                if target.user == "anonymous"
+                    && let Some(l) = login
+                {
+                    target.user = l;
+                }
+                if let Some(p) = password {
+                    return Ok(Secret::new(p));
                 }
             }
         }
@@ -393,7 +417,9 @@ pub fn resolve_password(target: &mut Target, opts: &MountOpts) -> Result<Secret,
     }
     if std::io::stdin().is_terminal() {
         let prompt = format!("Password for {}: ", target.display_url());
-        return rpassword::prompt_password(prompt).map(Secret::new).map_err(|e| format!("cannot read the password: {e}"));
+        return rpassword::prompt_password(prompt)
+            .map(Secret::new)
+            .map_err(|e| format!("cannot read the password: {e}"));
     }
     Err(format!(
         "no password for {}: give it in the URL, FTPFS_PASSWORD or ~/.netrc, or run on a terminal",
@@ -449,11 +475,14 @@ mod tests {
 
     #[test]
     fn mount_options() {
-        let o = parse_mount_options(&["ro,uid=5,gid=6".into(), "umask=022,connections=2,cache_timeout=1.5".into()]).unwrap();
+        let o = parse_mount_options(&["ro,uid=5,gid=6".into(), "umask=022,connections=2,cache_timeout=1.5".into()])
+            .unwrap();
         assert!(o.read_only);
         assert_eq!((o.uid, o.gid, o.umask, o.connections), (Some(5), Some(6), 0o22, 2));
         assert_eq!(o.cache_timeout, Duration::from_millis(1500));
-        let o = parse_mount_options(&["active,no_epsv,no_mlsd,pasv_ip,timeout=5,_netdev,x-systemd.automount,rw".into()]).unwrap();
+        let o =
+            parse_mount_options(&["active,no_epsv,no_mlsd,pasv_ip,timeout=5,_netdev,x-systemd.automount,rw".into()])
+                .unwrap();
         assert!(o.active && o.no_epsv && o.no_mlsd && o.pasv_ip);
         assert_eq!(o.timeout, Duration::from_secs(5));
         assert!(parse_mount_options(&["bogus".into()]).is_err());

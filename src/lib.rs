@@ -3,9 +3,9 @@
 //! Layers, with data flowing one way (kernel → adapter → model → pool → connection):
 //! - [`ftp`]: the wire protocol (replies, commands, data channels, listings); no FUSE here.
 
-pub mod ftp;
-pub mod model;
 pub mod adapter;
 pub mod cli;
+pub mod ftp;
+pub mod model;
 pub mod mount;
 pub mod probe;

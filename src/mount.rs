@@ -34,12 +34,16 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, StartError> {
 /// The `major:minor` of the newest mount on `path`, from /proc/self/mountinfo (which escapes
 /// space, tab, newline and backslash in paths as octal).
 fn mount_device(path: &Path) -> Option<String> {
-    let escaped = path.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
+    let escaped = path
+        .to_string_lossy()
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
         .and_then(|l| l.split(' ').nth(2).map(str::to_string))
 }
 
@@ -85,7 +89,9 @@ pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<(Conne
 fn start_up_broke(e: &FtpError) -> bool {
     use std::io::ErrorKind::*;
     match e {
-        FtpError::Io(io) => matches!(io.kind(), ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | NotConnected),
+        FtpError::Io(io) => {
+            matches!(io.kind(), ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | NotConnected)
+        }
         FtpError::Closed => true,
         FtpError::Reply { code, .. } => *code == 421,
         _ => false,
@@ -231,7 +237,9 @@ pub struct MountPlan {
 /// Makes sure temp copies can be written in `dir` (created if missing).
 fn check_cache_dir(dir: &Path) -> Result<(), StartError> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cache_dir {}: {e}", dir.display()))?;
-    tempfile::tempfile_in(dir).map(drop).map_err(|e| format!("cache_dir {}: cannot write temp files there: {e}", dir.display()))
+    tempfile::tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| format!("cache_dir {}: cannot write temp files there: {e}", dir.display()))
 }
 
 /// Runs the mount until it is unmounted. Returns the process exit code.
@@ -249,7 +257,13 @@ pub fn run(plan: MountPlan) -> Result<(), StartError> {
     }
 }
 
-fn mount_and_serve(plan: MountPlan, mountpoint: PathBuf, first: Connection, root: String, report: &mut Report) -> Result<(), StartError> {
+fn mount_and_serve(
+    plan: MountPlan,
+    mountpoint: PathBuf,
+    first: Connection,
+    root: String,
+    report: &mut Report,
+) -> Result<(), StartError> {
     let features = first.features().clone();
     let o = &plan.opts;
     // SAFETY: getuid/getgid cannot fail.
@@ -292,7 +306,8 @@ fn mount_and_serve(plan: MountPlan, mountpoint: PathBuf, first: Connection, root
     config.n_threads = Some((o.connections * 2 + 2).clamp(4, 16));
     config.clone_fd = true;
 
-    let mut session = Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let mut session =
+        Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     log::info!("mounted {} on {}", plan.target.display_url(), mountpoint.display());
     raise_readahead(&mountpoint);
     let mut unmounter = session.unmount_callable();

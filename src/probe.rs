@@ -40,11 +40,22 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
     println!("greeting      {}", c.welcome().lines().last().unwrap_or(""));
     println!("system        {}", c.syst().unwrap_or_else(|e| format!("({e})")));
     match c.tls_version() {
-        Some(v) => println!("TLS           {v}, data connections {}", if opts.tls_mode == TlsMode::Off { "plain" } else { "encrypted" }),
+        Some(v) => println!(
+            "TLS           {v}, data connections {}",
+            if opts.tls_mode == TlsMode::Off { "plain" } else { "encrypted" }
+        ),
         None => println!("TLS           not used (server offers AUTH TLS: {})", yes(f.auth_tls())),
     }
     println!("features      {}", if f.raw.is_empty() { "(FEAT not supported)".into() } else { f.raw.join(", ") });
-    println!("UTF8 {}  SIZE {}  MDTM {}  MFMT {}  REST STREAM {}  EPSV {}", yes(f.utf8), yes(f.size), yes(f.mdtm), yes(f.mfmt), yes(f.rest_stream), yes(f.epsv));
+    println!(
+        "UTF8 {}  SIZE {}  MDTM {}  MFMT {}  REST STREAM {}  EPSV {}",
+        yes(f.utf8),
+        yes(f.size),
+        yes(f.mdtm),
+        yes(f.mfmt),
+        yes(f.rest_stream),
+        yes(f.epsv)
+    );
 
     let mut suggest: Vec<&str> = Vec::new();
     let mlsd_ok = if f.mlst.is_some() {

@@ -13,8 +13,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use ftpfs::ftp::{Connection, FtpError, ListContext};
-use support::{FakeServer, fetch};
 use support::mount::fuse_available;
+use support::{FakeServer, fetch};
 
 fn list(c: &mut Connection, path: &str) -> Result<Vec<String>, FtpError> {
     c.mlsd(path).map(|v| v.into_iter().map(|e| e.name).collect())
@@ -50,7 +50,10 @@ fn wire_errors_are_clear_and_bounded() {
     let mut c = Connection::connect(&o).unwrap();
     let started = Instant::now();
     let err = list(&mut c, "/silent_dir").expect_err("silent");
-    assert!(matches!(&err, FtpError::Io(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "{err:?}");
+    assert!(
+        matches!(&err, FtpError::Io(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "{err:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30), "the reply timeout did not fire");
 
     // After all that, a fresh connection works as before.
@@ -109,7 +112,8 @@ fn mount_survives_hostile_replies() {
     }
     // A silent server: the call fails when the timeout fires; meanwhile others are answered.
     let started = Instant::now();
-    let mut slow = Command::new("ls").arg(d.join("silent_dir")).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut slow =
+        Command::new("ls").arg(d.join("silent_dir")).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(std::fs::read(d.join("hello.txt")).unwrap(), b"hello world\n");
     assert!(slow.try_wait().unwrap().is_none(), "the silent call should still be waiting");
@@ -202,8 +206,13 @@ fn silent_greeting_fails_within_the_timeout() {
 
     // The wire layer: one deadline for the whole connect, and the error names the step.
     let started = Instant::now();
-    let err = Connection::connect_until(&srv.options(3), Instant::now() + Duration::from_secs(2)).expect_err("no greeting");
-    assert!(started.elapsed() < Duration::from_secs(3), "the deadline did not end the connect: {:?}", started.elapsed());
+    let err =
+        Connection::connect_until(&srv.options(3), Instant::now() + Duration::from_secs(2)).expect_err("no greeting");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the deadline did not end the connect: {:?}",
+        started.elapsed()
+    );
     assert!(matches!(&err, FtpError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut), "{err:?}");
     assert!(err.to_string().contains("no greeting from the server"), "{err}");
 
@@ -372,7 +381,8 @@ fn sigterm_and_unmount_end_pending_requests() {
         let (dir, _guard) = mount_fake(&srv, "timeout=30,cache_timeout=0");
         let d = dir.path();
         let pid = ftpfs_pid(d);
-        let mut stuck = Command::new("ls").arg(d.join("silent_dir")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut stuck =
+            Command::new("ls").arg(d.join("silent_dir")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(500));
         assert!(stuck.try_wait().unwrap().is_none(), "{how}: the call to the silent server should be waiting");
         let started = Instant::now();

@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::mount::{Mount, fuse_available, ftpfs_command, server_url};
+use support::mount::{Mount, ftpfs_command, fuse_available, server_url};
 use support::{DataGen, FtpServer, PASSWORD, ServerKind, USER};
 
 fn disk_mtime(srv: &FtpServer, rel: &str) -> i64 {
@@ -156,7 +156,14 @@ fn tar_cp_rsync(kind: ServerKind) {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let local = tempfile::tempdir().unwrap();
     let tarball = local.path().join("src.tar");
-    let st = std::process::Command::new("tar").arg("cf").arg(&tarball).arg("-C").arg(src.parent().unwrap()).arg("src").status().unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(src.parent().unwrap())
+        .arg("src")
+        .status()
+        .unwrap();
     assert!(st.success());
     m.sh_ok(&format!("mkdir t && tar xf {} -C t", tarball.display()));
     m.sh_ok(&format!("diff -r {} {}", src.display(), srv.disk("t/src").display()));
@@ -399,11 +406,8 @@ fn active_mode_and_ipv6(kind: ServerKind) {
     if !fuse_available() {
         return;
     }
-    let cases: [(&str, Option<&str>, &[&str]); 3] = [
-        ("active", None, &["active"]),
-        ("ipv6", Some("::1"), &[]),
-        ("ipv6 active", Some("::1"), &["active"]),
-    ];
+    let cases: [(&str, Option<&str>, &[&str]); 3] =
+        [("active", None, &["active"]), ("ipv6", Some("::1"), &[]), ("ipv6 active", Some("::1"), &["active"])];
     for (name, host, opts) in cases {
         let cfg = support::ServerConfig { host: host.map(str::to_string), ..Default::default() };
         let srv = FtpServer::start_with(kind, cfg);
@@ -440,7 +444,11 @@ fn legacy_encoding_names_both_ways() {
     // A name cp1251 cannot carry is refused, nothing sent.
     let out = m.sh("touch '日本.txt'");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid argument"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Invalid argument"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A server that lists local time (vsftpd with use_localtime in UTC+3): `list_tz` corrects it.

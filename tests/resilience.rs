@@ -56,7 +56,8 @@ fn server_killed_during_copy_fails_the_copy(kind: ServerKind) {
         .unwrap();
     // Kill the server once the upload is under way.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(srv.disk("big.bin")).map(|m| m.len()).unwrap_or(0) < (8 << 20) && Instant::now() < deadline {
+    while std::fs::metadata(srv.disk("big.bin")).map(|m| m.len()).unwrap_or(0) < (8 << 20) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     srv.kill();
@@ -162,7 +163,11 @@ fn random_operations_match_a_model(kind: ServerKind) {
             }
             _ => {
                 drop(file);
-                assert_eq!(std::fs::read(srv.disk("model.bin")).unwrap(), model, "step {step}: server disk after close");
+                assert_eq!(
+                    std::fs::read(srv.disk("model.bin")).unwrap(),
+                    model,
+                    "step {step}: server disk after close"
+                );
                 file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
             }
         }

@@ -9,7 +9,6 @@
 #[macro_use]
 mod support;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -62,11 +61,7 @@ impl fmt::Display for Run {
         write!(f, "`{shown}`: {status}")?;
         for (name, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             if !text.trim().is_empty() {
-                write!(
-                    f,
-                    "\n    {name}: {}",
-                    text.trim().replace('\n', "\n            ")
-                )?;
+                write!(f, "\n    {name}: {}", text.trim().replace('\n', "\n            "))?;
             }
         }
         Ok(())
@@ -84,10 +79,7 @@ struct Script {
 
 impl Script {
     fn start(m: &Mount, script: &str) -> Script {
-        let run = Run {
-            script: script.to_string(),
-            ..Run::default()
-        };
+        let run = Run { script: script.to_string(), ..Run::default() };
         let out = tempfile::tempfile().expect("temp file");
         let err = tempfile::tempfile().expect("temp file");
         let child = m.is_mounted().then(|| {
@@ -102,19 +94,11 @@ impl Script {
                 .spawn()
                 .expect("run bash")
         });
-        Script {
-            child,
-            started: Instant::now(),
-            out,
-            err,
-            run,
-        }
+        Script { child, started: Instant::now(), out, err, run }
     }
 
     fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().expect("wait for bash").is_none())
+        self.child.as_mut().is_some_and(|c| c.try_wait().expect("wait for bash").is_none())
     }
 
     /// Waits for the end, at most [`LIMIT`] after the start. A script still running then is
@@ -122,8 +106,7 @@ impl Script {
     /// daemon has received cannot be killed otherwise), then the script's process group is killed.
     fn finish(mut self, m: &Mount) -> Run {
         let Some(mut child) = self.child.take() else {
-            self.run.stderr =
-                "not run: the mount is gone (aborted after an earlier hang)".to_string();
+            self.run.stderr = "not run: the mount is gone (aborted after an earlier hang)".to_string();
             return std::mem::take(&mut self.run);
         };
         let status = loop {
@@ -145,10 +128,7 @@ impl Script {
                 let _ = child.wait();
             }
         }
-        for (file, text) in [
-            (&mut self.out, &mut self.run.stdout),
-            (&mut self.err, &mut self.run.stderr),
-        ] {
+        for (file, text) in [(&mut self.out, &mut self.run.stdout), (&mut self.err, &mut self.run.stderr)] {
             let mut bytes = Vec::new();
             let _ = file.rewind().and_then(|()| file.read_to_end(&mut bytes));
             *text = String::from_utf8_lossy(&bytes).into_owned();
@@ -193,9 +173,7 @@ fn bounded<T: Send + 'static>(m: &Mount, what: &str, f: impl FnOnce() -> T + Sen
             m.abort();
             panic!("HUNG: {what} did not return within {LIMIT:?}; the mount was aborted");
         }
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            std::panic::resume_unwind(thread.join().unwrap_err())
-        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(thread.join().unwrap_err()),
     }
 }
 
@@ -211,11 +189,7 @@ fn write_all(m: &Mount, what: &str, mut f: File, data: Vec<u8>) -> (File, io::Re
 fn close(m: &Mount, what: &str, f: File) -> io::Result<()> {
     bounded(m, what, move || {
         // SAFETY: the descriptor was just taken out of the File, so it is open and owned here.
-        if unsafe { libc::close(f.into_raw_fd()) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        if unsafe { libc::close(f.into_raw_fd()) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     })
 }
 
@@ -223,8 +197,7 @@ fn close(m: &Mount, what: &str, f: File) -> io::Result<()> {
 fn open(m: &Mount, opts: &OpenOptions, path: PathBuf) -> File {
     let opts = opts.clone();
     let shown = path.display().to_string();
-    bounded(m, &format!("open {shown}"), move || opts.open(path))
-        .unwrap_or_else(|e| panic!("open {shown}: {e}"))
+    bounded(m, &format!("open {shown}"), move || opts.open(path)).unwrap_or_else(|e| panic!("open {shown}: {e}"))
 }
 
 /// Failed checks, collected so that one run reports every case of a test (each is also printed
@@ -251,15 +224,11 @@ impl Checks {
             Err(e) => Some(format!("{e}")),
             Ok(got) => describe_diff(&got, want),
         };
-        self.check(diff.is_none(), || {
-            format!("{rel} on the server: {}", diff.unwrap_or_default())
-        });
+        self.check(diff.is_none(), || format!("{rel} on the server: {}", diff.unwrap_or_default()));
     }
 
     fn disk_absent(&mut self, srv: &FtpServer, rel: &str) {
-        self.check(!srv.disk(rel).exists(), || {
-            format!("{rel} still exists on the server")
-        });
+        self.check(!srv.disk(rel).exists(), || format!("{rel} still exists on the server"));
     }
 
     /// The permission bits of `rel` on the server's disk are `want`.
@@ -272,12 +241,7 @@ impl Checks {
     }
 
     fn done(self) {
-        assert!(
-            self.0.is_empty(),
-            "{} check(s) failed:\n- {}",
-            self.0.len(),
-            self.0.join("\n- ")
-        );
+        assert!(self.0.is_empty(), "{} check(s) failed:\n- {}", self.0.len(), self.0.join("\n- "));
     }
 }
 
@@ -287,22 +251,10 @@ fn describe_diff(got: &[u8], want: &[u8]) -> Option<String> {
         return None;
     }
     if got.len() <= 64 && want.len() <= 64 {
-        return Some(format!(
-            "{:?}, expected {:?}",
-            String::from_utf8_lossy(got),
-            String::from_utf8_lossy(want)
-        ));
+        return Some(format!("{:?}, expected {:?}", String::from_utf8_lossy(got), String::from_utf8_lossy(want)));
     }
-    let at = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
-    Some(format!(
-        "{} bytes, expected {}; first difference at byte {at}",
-        got.len(),
-        want.len()
-    ))
+    let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+    Some(format!("{} bytes, expected {}; first difference at byte {at}", got.len(), want.len()))
 }
 
 /// A local file with `data`, in `dir`.
@@ -323,20 +275,11 @@ fn reader_close_never_uploads(kind: ServerKind) {
     let mut c = Checks::default();
     for (name, steps) in [
         // The reader opens the new, still empty file before anything is written.
-        (
-            "x",
-            "exec 3>x; exec 4<x; echo data >&3; exec 3>&-; exec 4<&-",
-        ),
+        ("x", "exec 3>x; exec 4<x; echo data >&3; exec 3>&-; exec 4<&-"),
         // The reader opens after the writer has written.
-        (
-            "y",
-            "exec 3>y; echo data >&3; exec 4<y; exec 3>&-; exec 4<&-",
-        ),
+        ("y", "exec 3>y; echo data >&3; exec 4<y; exec 3>&-; exec 4<&-"),
         // The reader closes first.
-        (
-            "z",
-            "exec 3>z; exec 4<z; echo data >&3; exec 4<&-; exec 3>&-",
-        ),
+        ("z", "exec 3>z; exec 4<z; echo data >&3; exec 4<&-; exec 3>&-"),
     ] {
         c.run_ok(&sh(&m, &format!("set -e; {steps}")));
         c.disk(&srv, name, b"data\n");
@@ -407,26 +350,18 @@ fn failed_rename_keeps_target(kind: ServerKind) {
     let m = Mount::new(&srv, &[]);
     let mut c = Checks::default();
     let listing = sh_ok(&m, "ls -l");
-    assert!(
-        listing.contains("src") && listing.contains("target"),
-        "{listing}"
-    );
+    assert!(listing.contains("src") && listing.contains("target"), "{listing}");
     std::fs::remove_file(srv.disk("src")).expect("remove src on the server");
 
     let (from, to) = (m.p("src"), m.p("target"));
-    let res = bounded(&m, "rename src over target", move || {
-        std::fs::rename(from, to)
+    let res = bounded(&m, "rename src over target", move || std::fs::rename(from, to));
+    c.check(matches!(&res, Err(e) if e.kind() == io::ErrorKind::NotFound), || {
+        format!("rename of a source gone from the server returned {res:?}, expected ENOENT")
     });
-    c.check(
-        matches!(&res, Err(e) if e.kind() == io::ErrorKind::NotFound),
-        || format!("rename of a source gone from the server returned {res:?}, expected ENOENT"),
-    );
     c.disk(&srv, "target", b"target\n");
     let target = m.p("target");
     let read = bounded(&m, "read target", move || std::fs::read(target));
-    c.check(matches!(&read, Ok(d) if d == b"target\n"), || {
-        format!("target through the mount: {read:?}")
-    });
+    c.check(matches!(&read, Ok(d) if d == b"target\n"), || format!("target through the mount: {read:?}"));
     c.done();
 }
 
@@ -439,32 +374,21 @@ fn handles_follow_rename(kind: ServerKind) {
     let srv = FtpServer::start(kind);
     for i in 1..=3 {
         srv.put_file(&format!("a{i}"), format!("content of a{i}\n").as_bytes());
-        srv.put_file(
-            &format!("b{i}"),
-            format!("old content of b{i}\n").as_bytes(),
-        );
+        srv.put_file(&format!("b{i}"), format!("old content of b{i}\n").as_bytes());
     }
     let m = Mount::new(&srv, &[]);
     let mut c = Checks::default();
 
     // Written before and after a rename through the same handle.
     let (part1, part2) = (DataGen::bytes(41, 300_000), DataGen::bytes(42, 200_000));
-    let f = open(
-        &m,
-        OpenOptions::new().write(true).create(true).truncate(true),
-        m.p("old"),
-    );
+    let f = open(&m, OpenOptions::new().write(true).create(true).truncate(true), m.p("old"));
     let (f, res) = write_all(&m, "write part 1", f, part1.clone());
     c.check(res.is_ok(), || format!("write part 1: {res:?}"));
     let (from, to) = (m.p("old"), m.p("new"));
     let res = bounded(&m, "rename old -> new", move || std::fs::rename(from, to));
-    c.check(res.is_ok(), || {
-        format!("rename old -> new with a writer open: {res:?}")
-    });
+    c.check(res.is_ok(), || format!("rename old -> new with a writer open: {res:?}"));
     let (f, res) = write_all(&m, "write part 2", f, part2.clone());
-    c.check(res.is_ok(), || {
-        format!("write part 2 after the rename: {res:?}")
-    });
+    c.check(res.is_ok(), || format!("write part 2 after the rename: {res:?}"));
     let res = close(&m, "close the renamed writer", f);
     c.check(res.is_ok(), || format!("close after the rename: {res:?}"));
     c.disk(&srv, "new", &[part1, part2].concat());
@@ -474,17 +398,10 @@ fn handles_follow_rename(kind: ServerKind) {
     // (streamed) and for an edit in place (a temp copy). Whatever the old handle's close says,
     // b is a's content afterwards.
     for (i, how) in [(1, "read"), (2, "truncate"), (3, "edit")] {
-        let run = sh(
-            &m,
-            &format!("python3 - {how} a{i} b{i} <<'EOF'\n{HOLD_TARGET_PY}\nEOF"),
-        );
+        let run = sh(&m, &format!("python3 - {how} a{i} b{i} <<'EOF'\n{HOLD_TARGET_PY}\nEOF"));
         c.check(run.ok(), || format!("{how}: {run}"));
         eprintln!("{how}: {}", run.stdout.trim());
-        c.disk(
-            &srv,
-            &format!("b{i}"),
-            format!("content of a{i}\n").as_bytes(),
-        );
+        c.disk(&srv, &format!("b{i}"), format!("content of a{i}\n").as_bytes());
         c.disk_absent(&srv, &format!("a{i}"));
     }
     c.done();
@@ -522,10 +439,7 @@ fn more_writers_than_connections(kind: ServerKind) {
     }
     let srv = FtpServer::start(kind);
     let mut c = Checks::default();
-    for (options, names) in [
-        (&["connections=2"][..], "f1 f2 f3 f4 f5 f6"),
-        (&[][..], "a b c d e f g h i j k l"),
-    ] {
+    for (options, names) in [(&["connections=2"][..], "f1 f2 f3 f4 f5 f6"), (&[][..], "a b c d e f g h i j k l")] {
         let m = Mount::new(&srv, options);
         c.run_ok(&sh(&m, &format!("echo hi | tee {names} > /dev/null")));
         for name in names.split(' ') {
@@ -548,10 +462,7 @@ fn copy_inside_with_one_connection(kind: ServerKind) {
     c.run_ok(&sh(&m, "cp a b"));
     c.disk(&srv, "b", &a);
     // Another descriptor keeps a open, part read, while it is copied again.
-    c.run_ok(&sh(
-        &m,
-        "exec 5<a || exit 10\nhead -c 4096 <&5 > /dev/null\ncat a > c || exit 11\nexec 5<&-",
-    ));
+    c.run_ok(&sh(&m, "exec 5<a || exit 10\nhead -c 4096 <&5 > /dev/null\ncat a > c || exit 11\nexec 5<&-"));
     c.disk(&srv, "c", &a);
     c.done();
 }
@@ -565,10 +476,7 @@ fn modes_at_create(kind: ServerKind) {
     let m = Mount::new(&srv, &[]);
     let mut c = Checks::default();
     c.run_ok(&sh(&m, "set -e; (umask 077; echo k > key; mkdir d)"));
-    c.run_ok(&sh(
-        &m,
-        "set -e; (umask 022; echo s > script; chmod 755 script)",
-    ));
+    c.run_ok(&sh(&m, "set -e; (umask 022; echo s > script; chmod 755 script)"));
     c.run_ok(&sh(&m, "set -e; (umask 022; echo p > plain)"));
     c.disk(&srv, "key", b"k\n");
     c.disk_mode(&srv, "key", 0o600);
@@ -613,51 +521,12 @@ print(f"accepted={accepted}\nwrite_error={error}\nclose={closed}")
 
 /// The value of `key=` in a script's `key=value` lines.
 fn field<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
-    run.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    run.stdout.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Kills `srv` and then every process still holding a socket on its ports (the control port and
-/// the passive range): [`FtpServer::kill`] finds proftpd's and pure-ftpd's session processes by
-/// their command line, which they rewrite (process titles), so their sessions would live on and
-/// finish the upload. Checks that nothing answers on the port afterwards.
-fn kill_server(srv: &mut FtpServer, m: &Mount) {
+/// Kills `srv` (sessions included) and checks that nothing answers on its port afterwards.
+fn kill_server(srv: &mut FtpServer) {
     srv.kill();
-    let ports = srv.port..=srv.pasv_range.1;
-    let inodes: HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| text.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
-            let inode = fields.get(9)?;
-            (ports.contains(&port) && *inode != "0").then(|| format!("socket:[{inode}]"))
-        })
-        .collect();
-    let spared = [Some(std::process::id() as i32), m.daemon_pid()];
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        let serves = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
-        });
-        if serves && !spared.contains(&Some(pid)) {
-            // SAFETY: kill(2) has no memory-safety preconditions; pid serves this test's server.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-    std::thread::sleep(Duration::from_millis(200));
     assert!(
         std::net::TcpStream::connect((srv.host.as_str(), srv.port)).is_err(),
         "{:?} still answers after it was killed",
@@ -677,13 +546,7 @@ fn write_error_is_reported(kind: ServerKind) {
     let data = DataGen::bytes(81, 128 * MIB);
     let src = local_file(local.path(), "src", &data);
     let mut c = Checks::default();
-    let mut writer = Script::start(
-        &m,
-        &format!(
-            "python3 - '{}' f new <<'EOF'\n{PACED_WRITER_PY}\nEOF",
-            src.display()
-        ),
-    );
+    let mut writer = Script::start(&m, &format!("python3 - '{}' f new <<'EOF'\n{PACED_WRITER_PY}\nEOF", src.display()));
     // Kill the server once the upload is under way (the writer needs > 2.5 s for all of it).
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::metadata(srv.disk("f")).map_or(0, |md| md.len()) < 4 * MIB as u64
@@ -692,19 +555,13 @@ fn write_error_is_reported(kind: ServerKind) {
     {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(
-        writer.is_running(),
-        "the writer ended before the server was killed: {}",
-        writer.finish(&m)
-    );
-    kill_server(&mut srv, &m);
+    assert!(writer.is_running(), "the writer ended before the server was killed: {}", writer.finish(&m));
+    kill_server(&mut srv);
     let run = writer.finish(&m);
     eprintln!("writer: {run}");
     let accepted: Option<usize> = field(&run, "accepted").and_then(|n| n.parse().ok());
     let (write_error, closed) = (field(&run, "write_error"), field(&run, "close"));
-    c.check(accepted.is_some() && closed.is_some(), || {
-        format!("the writer did not finish: {run}")
-    });
+    c.check(accepted.is_some() && closed.is_some(), || format!("the writer did not finish: {run}"));
     c.check(write_error != Some("none") || closed != Some("ok"), || {
         format!("the server was killed mid-file, yet every write and close succeeded: {run}")
     });
@@ -714,9 +571,7 @@ fn write_error_is_reported(kind: ServerKind) {
 
     srv.restart();
     let run = sh(&m, "echo new > g && cat g");
-    c.check(run.ok() && run.stdout == "new\n", || {
-        format!("after the server came back: {run}")
-    });
+    c.check(run.ok() && run.stdout == "new\n", || format!("after the server came back: {run}"));
     c.disk(&srv, "g", b"new\n");
     c.done();
 }
@@ -726,10 +581,7 @@ struct Tmpfs(tempfile::TempDir);
 
 impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::Builder::new()
-            .prefix("ftpfs-cache-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("ftpfs-cache-").tempdir().expect("temp dir");
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
@@ -768,32 +620,17 @@ fn enospc_in_cache_dir(kind: ServerKind) {
     let mut c = Checks::default();
     // 4 MiB written from the middle: the temp copy needs 4.5 MiB.
     const AT: usize = MIB / 2;
-    let run = sh(
-        &m,
-        &format!(
-            "python3 - '{}' f {AT} <<'EOF'\n{PACED_WRITER_PY}\nEOF",
-            src.display()
-        ),
-    );
+    let run = sh(&m, &format!("python3 - '{}' f {AT} <<'EOF'\n{PACED_WRITER_PY}\nEOF", src.display()));
     eprintln!("writer: {run}");
     let accepted: Option<usize> = field(&run, "accepted").and_then(|n| n.parse().ok());
     let (write_error, closed) = (field(&run, "write_error"), field(&run, "close"));
-    c.check(accepted.is_some() && closed.is_some(), || {
-        format!("the writer did not finish: {run}")
-    });
+    c.check(accepted.is_some() && closed.is_some(), || format!("the writer did not finish: {run}"));
     const ENOSPC: &str = "No space left on device";
-    c.check(
-        write_error == Some(ENOSPC) || closed == Some(ENOSPC),
-        || {
-            format!(
-                "a temp copy bigger than cache_dir: expected ENOSPC from a write or close: {run}"
-            )
-        },
-    );
-    let ls = sh(&m, "ls -l");
-    c.check(ls.ok() && ls.stdout.contains(" f\n"), || {
-        format!("the mount after ENOSPC: {ls}")
+    c.check(write_error == Some(ENOSPC) || closed == Some(ENOSPC), || {
+        format!("a temp copy bigger than cache_dir: expected ENOSPC from a write or close: {run}")
     });
+    let ls = sh(&m, "ls -l");
+    c.check(ls.ok() && ls.stdout.contains(" f\n"), || format!("the mount after ENOSPC: {ls}"));
     if closed == Some("ok") {
         let written = &data[..accepted.unwrap_or(0).min(data.len())];
         let mut want = orig.clone();

@@ -7,8 +7,8 @@ mod support;
 use std::io::Write;
 
 use ftpfs::ftp::{Connection, ListContext, TlsContext, TlsSettings};
-use support::mount::{Mount, fuse_available, ftpfs_command, server_url};
-use support::{fetch, FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, USER, test_ca};
+use support::mount::{Mount, ftpfs_command, fuse_available, server_url};
+use support::{FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, USER, fetch, test_ca};
 
 fn start(kind: ServerKind, tls: TlsServer) -> FtpServer {
     FtpServer::start_with(kind, ServerConfig { tls: Some(tls), ..Default::default() })
@@ -73,13 +73,17 @@ fn mount_core_operations(kind: ServerKind, tls: TlsServer) {
     }
     let srv = start(kind, tls);
     srv.put_file("hello.txt", b"hello over tls\n");
-    let m = Mount::try_new(&srv, &[&tls_options(&srv)], Some(&url(&srv))).unwrap_or_else(|e| panic!("{e}\n{}", srv.log()));
+    let m =
+        Mount::try_new(&srv, &[&tls_options(&srv)], Some(&url(&srv))).unwrap_or_else(|e| panic!("{e}\n{}", srv.log()));
     assert!(m.sh_ok("ls -la").contains("hello.txt"));
     assert_eq!(m.sh_ok("cat hello.txt"), "hello over tls\n");
     let local = tempfile::tempdir().unwrap();
     let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
     std::fs::write(local.path().join("big.bin"), &big).unwrap();
-    m.sh_ok(&format!("cp {} big.bin && mkdir d && mv big.bin d/ && echo more >> hello.txt", local.path().join("big.bin").display()));
+    m.sh_ok(&format!(
+        "cp {} big.bin && mkdir d && mv big.bin d/ && echo more >> hello.txt",
+        local.path().join("big.bin").display()
+    ));
     assert!(std::fs::read(srv.disk("d/big.bin")).unwrap() == big, "upload differs on disk");
     assert_eq!(std::fs::read(srv.disk("hello.txt")).unwrap(), b"hello over tls\nmore\n");
     assert!(std::fs::read(m.p("d/big.bin")).unwrap() == big, "download differs");
@@ -176,7 +180,10 @@ fn mount_dash_t_fuse_ftpfs_and_password_file() {
     let guard = support::mount::MountGuard::new(dir.path());
     let out = std::process::Command::new("mount")
         .args(["-t", "fuse.ftpfs", &server_url(&srv, ""), dir.path().to_str().unwrap()])
-        .args(["-o", &format!("password_file={},_netdev,noatime,cache_timeout=5,x-systemd.automount", secret.display())])
+        .args([
+            "-o",
+            &format!("password_file={},_netdev,noatime,cache_timeout=5,x-systemd.automount", secret.display()),
+        ])
         .env_remove("FTPFS_PASSWORD")
         .output()
         .unwrap();

@@ -7,7 +7,7 @@ mod support;
 use std::io::{Read, Write};
 
 use ftpfs::ftp::{Connection, DataMode, EntryKind, FtpError, ListContext, Op, TransferType};
-use support::{fetch, DataGen, FtpServer, PASSWORD, ServerConfig, ServerKind, assert_stream_matches};
+use support::{DataGen, FtpServer, PASSWORD, ServerConfig, ServerKind, assert_stream_matches, fetch};
 
 fn listing_names(conn: &mut Connection, kind: ServerKind, path: &str) -> Vec<(String, EntryKind, Option<u64>)> {
     let entries = if kind.has_mlsd() {
@@ -192,7 +192,7 @@ fn early_end_of_retr_keeps_sync(kind: ServerKind) {
         assert_eq!(c.size("/big.bin").unwrap(), len, "round {round}");
     }
     // A RETR read to the end reports success.
-    let tail = fetch(&mut c, "/big.bin", (len - 10) as u64);
+    let tail = fetch(&mut c, "/big.bin", len - 10);
     assert_eq!(tail.len(), 10);
     assert!(!c.is_dead());
 }

@@ -26,9 +26,7 @@ pub fn encode_line(verb: &str, arg: Option<&[u8]>) -> Result<Vec<u8>> {
     out.extend_from_slice(verb.as_bytes());
     if let Some(arg) = arg {
         if arg.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(FtpError::InvalidArgument(format!(
-                "CR, LF or NUL in argument of {verb}"
-            )));
+            return Err(FtpError::InvalidArgument(format!("CR, LF or NUL in argument of {verb}")));
         }
         out.push(b' ');
         for &b in arg {

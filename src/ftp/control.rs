@@ -247,8 +247,9 @@ impl Connection {
         check_arg(&opts.user)?;
         check_arg(opts.password.expose())?;
         let within = opts.timeout;
-        let tcp = connect_tcp(&opts.host, opts.port, opts.timeout, deadline)
-            .map_err(|e| name_timeout(e, &format!("no TCP connection to {}:{}", opts.host, opts.port), deadline, within))?;
+        let tcp = connect_tcp(&opts.host, opts.port, opts.timeout, deadline).map_err(|e| {
+            name_timeout(e, &format!("no TCP connection to {}:{}", opts.host, opts.port), deadline, within)
+        })?;
         // Past the deadline already: the watchdog shuts the socket down at once.
         let wait = time_left(opts.timeout, deadline).unwrap_or(Duration::from_millis(1));
         tcp.set_nodelay(true)?;

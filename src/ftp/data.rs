@@ -120,16 +120,16 @@ impl Connection {
         if reply.code != 229 {
             return Err(reply.into_error());
         }
-        let port = parse_229(&reply.text())
-            .ok_or_else(|| FtpError::protocol(format!("bad EPSV reply: {}", reply.text())))?;
+        let port =
+            parse_229(&reply.text()).ok_or_else(|| FtpError::protocol(format!("bad EPSV reply: {}", reply.text())))?;
         let addr = SocketAddr::new(self.peer.ip(), port);
         Ok(PendingData::Connected(self.connect_data(addr)?))
     }
 
     fn open_pasv(&mut self) -> Result<PendingData> {
         let reply = self.command_expect("PASV", None, |c| c == 227)?;
-        let announced = parse_227(&reply.text())
-            .ok_or_else(|| FtpError::protocol(format!("bad PASV reply: {}", reply.text())))?;
+        let announced =
+            parse_227(&reply.text()).ok_or_else(|| FtpError::protocol(format!("bad PASV reply: {}", reply.text())))?;
         let addr = if self.opts.trust_pasv_address {
             announced
         } else {
@@ -177,10 +177,7 @@ mod tests {
 
     #[test]
     fn pasv_replies() {
-        assert_eq!(
-            parse_227("Entering Passive Mode (127,0,0,1,39,16)."),
-            Some("127.0.0.1:10000".parse().unwrap())
-        );
+        assert_eq!(parse_227("Entering Passive Mode (127,0,0,1,39,16)."), Some("127.0.0.1:10000".parse().unwrap()));
         assert_eq!(parse_227("Entering Passive Mode 10,0,0,5,4,1"), Some("10.0.0.5:1025".parse().unwrap()));
         assert_eq!(parse_227("=192,168,1,2,0,21"), Some("192.168.1.2:21".parse().unwrap()));
         assert_eq!(parse_227("Entering Passive Mode (300,0,0,1,1,1)"), None);

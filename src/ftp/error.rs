@@ -122,7 +122,11 @@ fn reply_errno(code: u16, text: &str, op: Op) -> i32 {
         452 | 552 => ENOSPC,
         530 | 532 => EACCES,
         500 | 501 => {
-            if op == Op::SetAttr { ENOSYS } else { EINVAL }
+            if op == Op::SetAttr {
+                ENOSYS
+            } else {
+                EINVAL
+            }
         }
         502 | 504 => ENOSYS,
         553 => {
@@ -172,8 +176,8 @@ fn errno_for_550(text: &str, op: Op) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use libc::*;
     use super::*;
+    use libc::*;
 
     fn reply(code: u16, text: &str) -> FtpError {
         FtpError::Reply { code, text: text.into() }

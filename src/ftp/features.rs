@@ -56,9 +56,9 @@ impl Features {
                 "AUTH" => {
                     f.auth.extend(args.split([';', ' ', ',']).filter(|s| !s.is_empty()).map(|s| s.to_ascii_uppercase()))
                 }
-                "SITE" => f.site.extend(
-                    args.split([';', ' ', ',']).filter(|s| !s.is_empty()).map(|s| s.to_ascii_uppercase()),
-                ),
+                "SITE" => {
+                    f.site.extend(args.split([';', ' ', ',']).filter(|s| !s.is_empty()).map(|s| s.to_ascii_uppercase()))
+                }
                 _ => {}
             }
         }
@@ -81,9 +81,8 @@ mod tests {
 
     #[test]
     fn vsftpd_feat() {
-        let f = Features::parse(&lines(
-            "Features:\n EPRT\n EPSV\n MDTM\n PASV\n REST STREAM\n SIZE\n TVFS\n UTF8\nEnd",
-        ));
+        let f =
+            Features::parse(&lines("Features:\n EPRT\n EPSV\n MDTM\n PASV\n REST STREAM\n SIZE\n TVFS\n UTF8\nEnd"));
         assert!(f.epsv && f.mdtm && f.size && f.rest_stream && f.utf8);
         assert!(f.mlst.is_none());
         assert!(!f.mfmt);

@@ -168,11 +168,11 @@ pub fn read_reply_in<R: BufRead>(reader: &mut R, encoding: Option<&'static encod
         }
         // The end is the first line of "3 digits + space" (or just 3 digits); servers sometimes
         // close with a different code than they opened with, so do not insist on equality.
-        if let Some((_, sep)) = code_of(&line) {
-            if sep.is_none() || sep == Some(b' ') {
-                lines.push(text_after_code(&line, encoding));
-                return Ok(Reply { code, lines });
-            }
+        if let Some((_, sep)) = code_of(&line)
+            && (sep.is_none() || sep == Some(b' '))
+        {
+            lines.push(text_after_code(&line, encoding));
+            return Ok(Reply { code, lines });
         }
         lines.push(decode_text(&line, encoding));
     }

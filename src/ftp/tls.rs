@@ -64,7 +64,8 @@ fn tls_error(msg: impl fmt::Display) -> FtpError {
 
 fn load_cafile(path: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| tls_error(format!("cannot read {}: {e}", path.display())))?;
+    let certs =
+        CertificateDer::pem_file_iter(path).map_err(|e| tls_error(format!("cannot read {}: {e}", path.display())))?;
     for cert in certs {
         let cert = cert.map_err(|e| tls_error(format!("bad certificate in {}: {e}", path.display())))?;
         roots.add(cert).map_err(|e| tls_error(format!("bad certificate in {}: {e}", path.display())))?;
@@ -89,12 +90,15 @@ fn system_roots() -> RootCertStore {
 impl TlsContext {
     /// Builds the configuration for `host` (a name or an IP address).
     pub fn new(host: &str, settings: &TlsSettings) -> Result<TlsContext> {
-        let server_name = ServerName::try_from(host.to_string()).map_err(|e| tls_error(format!("server name {host:?}: {e}")))?;
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(tls_error)?;
+        let server_name =
+            ServerName::try_from(host.to_string()).map_err(|e| tls_error(format!("server name {host:?}: {e}")))?;
+        let builder =
+            ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(tls_error)?;
         let base = if settings.no_verify {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider()))).with_no_client_auth()
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+                .with_no_client_auth()
         } else {
             let roots = match &settings.cafile {
                 Some(path) => load_cafile(path)?,

@@ -49,7 +49,12 @@ impl Connection {
             // The data handshake resumes this control connection's session (require_ssl_reuse).
             (Some(cfg), true) => {
                 let tcp = stream.into_plain().ok_or_else(|| FtpError::protocol("data stream is not plain TCP"))?;
-                let name = self.opts.tls.as_ref().map(|t| t.server_name()).ok_or_else(|| FtpError::protocol("no TLS context"))?;
+                let name = self
+                    .opts
+                    .tls
+                    .as_ref()
+                    .map(|t| t.server_name())
+                    .ok_or_else(|| FtpError::protocol("no TLS context"))?;
                 let res = super::tls::handshake(tcp, cfg.clone(), name);
                 self.mark_dead_on(res)
             }
@@ -250,7 +255,6 @@ impl<C: BorrowMut<Connection>> Download<C> {
             None => unreachable!("a download always holds its connection until consumed"),
         }
     }
-
 }
 
 impl<C: BorrowMut<Connection>> Read for Download<C> {

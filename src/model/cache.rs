@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::ftp::Entry;
 use super::inodes::is_at_or_under;
+use crate::ftp::Entry;
 
 /// One directory's entries, sorted by name, with an index.
 #[derive(Clone, Debug)]

@@ -127,7 +127,15 @@ impl Handles {
     /// Registers a handle. `created` means this handle makes the file (or empties it) and the
     /// server does not have that version yet; only create() and truncation set it, never a plain
     /// open of a path another handle created.
-    pub fn open(&self, ino: u64, path: &str, writable: bool, append: bool, created: bool, server_size: Option<u64>) -> u64 {
+    pub fn open(
+        &self,
+        ino: u64,
+        path: &str,
+        writable: bool,
+        append: bool,
+        created: bool,
+        server_size: Option<u64>,
+    ) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let f = OpenFile {
             ino,

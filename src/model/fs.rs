@@ -14,7 +14,9 @@ use super::files::Handles;
 use super::handle_io;
 use super::inodes::{Inodes, child_path, is_at_or_under, split_path};
 use super::pool::Pool;
-use crate::ftp::{Entry, EntryKind, Features, FtpError, ListContext, Op, command::check_arg, listing::is_acceptable_name};
+use crate::ftp::{
+    Entry, EntryKind, Features, FtpError, ListContext, Op, command::check_arg, listing::is_acceptable_name,
+};
 
 /// errno-valued results, as the kernel wants them.
 pub type FsResult<T> = Result<T, i32>;
@@ -144,7 +146,8 @@ impl Model {
         }
         let remote = self.remote(dir);
         let broken = &self.mlsd_broken;
-        let mut mlsd = self.cfg.use_mlsd && self.features.mlst.is_some() && !broken.load(std::sync::atomic::Ordering::Relaxed);
+        let mut mlsd =
+            self.cfg.use_mlsd && self.features.mlst.is_some() && !broken.load(std::sync::atomic::Ordering::Relaxed);
         let ctx = ListContext { tz_offset: self.cfg.list_tz_offset, ..ListContext::now_utc() };
         let listed = self.pool.run(true, |c| if mlsd { c.mlsd(&remote) } else { c.list(&remote, &ctx) });
         let listed = match listed {
@@ -297,7 +300,15 @@ impl Model {
     /// setattr: size (through the writer's handle when one is open), mode, modification time.
     /// A time set while a handle still holds unsaved data is applied after that upload (which
     /// would otherwise undo it: cp -p, futimens). Returns the new attributes.
-    pub fn setattr(&self, ino: u64, path: &str, fh: Option<u64>, mode: Option<u32>, size: Option<u64>, mtime: Option<SystemTime>) -> FsResult<Stat> {
+    pub fn setattr(
+        &self,
+        ino: u64,
+        path: &str,
+        fh: Option<u64>,
+        mode: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+    ) -> FsResult<Stat> {
         if let Some(size) = size {
             let given = fh.and_then(|fh| self.handles.get(fh).ok()).filter(|f| f.writable);
             match given.or_else(|| self.handles.writers_of(path).into_iter().next()) {
@@ -418,7 +429,11 @@ impl Model {
                 Ok(e) if retried && e.is_dir() => return self.stat(path),
                 Ok(_) => libc::EEXIST,
                 Err(libc::ENOENT) if e.code() == Some(550) => {
-                    if self.stat(parent).is_ok() { libc::EACCES } else { libc::ENOENT }
+                    if self.stat(parent).is_ok() {
+                        libc::EACCES
+                    } else {
+                        libc::ENOENT
+                    }
                 }
                 Err(_) => errno(&e, Op::Mkdir),
             });
@@ -570,7 +585,9 @@ impl Model {
         if let (Err(e3), _) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto)) {
             let (back, _) = self.pool.run_retrying(|c| c.rename(&aside, &rto));
             if let Err(e4) = back {
-                log::error!("rename {rfrom} → {rto} failed ({e3}) and the old {rto} could not be put back ({e4}): it is kept as {aside}");
+                log::error!(
+                    "rename {rfrom} → {rto} failed ({e3}) and the old {rto} could not be put back ({e4}): it is kept as {aside}"
+                );
             }
             self.invalidate_parent(to);
             return Err(errno(&e3, Op::Rename));
@@ -690,10 +707,10 @@ impl Model {
     /// server's character set can carry it).
     pub fn child(&self, parent_ino: u64, name: &str) -> FsResult<String> {
         Self::check_name(name)?;
-        if let Some(enc) = self.pool.options().encoding {
-            if enc.encode(name).2 {
-                return Err(libc::EINVAL);
-            }
+        if let Some(enc) = self.pool.options().encoding
+            && enc.encode(name).2
+        {
+            return Err(libc::EINVAL);
         }
         Ok(child_path(&self.path_of(parent_ino)?, name))
     }

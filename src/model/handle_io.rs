@@ -138,7 +138,10 @@ fn transfer_lease(model: &Model) -> Result<Lease, FtpError> {
 }
 
 /// Starts a transfer, once more on a fresh connection if the pooled one turned out to be broken.
-fn start_transfer<T>(mut lease: impl FnMut() -> Result<Lease, FtpError>, start: impl Fn(Lease) -> Result<T, FtpError>) -> Result<T, FtpError> {
+fn start_transfer<T>(
+    mut lease: impl FnMut() -> Result<Lease, FtpError>,
+    start: impl Fn(Lease) -> Result<T, FtpError>,
+) -> Result<T, FtpError> {
     match start(lease()?) {
         Err(e) if e.is_reconnectable() => start(lease()?),
         other => other,
@@ -181,10 +184,11 @@ fn settle_others(model: &Model, f: &OpenFile, path: &str) -> FsResult<()> {
         }
         let mut io = g.io.try_lock_for(model.pool.wait_limit()).ok_or(libc::ETIMEDOUT)?;
         let stream_or_creation = matches!(io.state, State::Writing(_) | State::Idle);
-        if io.error.is_none() && stream_or_creation {
-            if let Err(e) = commit_locked(model, &g, &mut io) {
-                io.error = Some(e);
-            }
+        if io.error.is_none()
+            && stream_or_creation
+            && let Err(e) = commit_locked(model, &g, &mut io)
+        {
+            io.error = Some(e);
         }
     }
     Ok(())
@@ -242,15 +246,15 @@ pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn Fn
             return Ok(());
         }
         let path = f.path().ok_or(libc::ENOENT)?;
-        if let State::Reading(r) = &mut io.state {
-            if r.can_serve(off) {
-                match r.read_at(off, size, out) {
-                    Ok(()) => return Ok(()),
-                    Err(e) if retried => return Err(io_errno(&e)),
-                    Err(e) => {
-                        log::info!("download of {path} broke ({e}); resuming at {off}");
-                        retried = true;
-                    }
+        if let State::Reading(r) = &mut io.state
+            && r.can_serve(off)
+        {
+            match r.read_at(off, size, out) {
+                Ok(()) => return Ok(()),
+                Err(e) if retried => return Err(io_errno(&e)),
+                Err(e) => {
+                    log::info!("download of {path} broke ({e}); resuming at {off}");
+                    retried = true;
                 }
             }
         }
@@ -489,7 +493,8 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
             let Writer { up, pos, _claim } = *w;
             let (mut lease, res) = up.into_connection();
-            let checked = res.map_err(|e| errno(&e, Op::Write)).and_then(|_| verify_size(model, &mut lease, &remote, pos));
+            let checked =
+                res.map_err(|e| errno(&e, Op::Write)).and_then(|_| verify_size(model, &mut lease, &remote, pos));
             if let Err(e) = checked {
                 io.server_size = None;
                 f.set_dirty_size(None);

@@ -82,10 +82,10 @@ impl Inodes {
         let Some(n) = self.nodes.get_mut(&ino) else { return };
         n.lookups = n.lookups.saturating_sub(count);
         if n.lookups == 0 {
-            if let Some(p) = n.path.take() {
-                if self.by_path.get(&p) == Some(&ino) {
-                    self.by_path.remove(&p);
-                }
+            if let Some(p) = n.path.take()
+                && self.by_path.get(&p) == Some(&ino)
+            {
+                self.by_path.remove(&p);
             }
             self.nodes.remove(&ino);
         }
@@ -93,22 +93,18 @@ impl Inodes {
 
     /// `path` was deleted: its number stays valid for the kernel but no longer names anything.
     pub fn remove_path(&mut self, path: &str) {
-        if let Some(ino) = self.by_path.remove(path) {
-            if let Some(n) = self.nodes.get_mut(&ino) {
-                n.path = None;
-            }
+        if let Some(ino) = self.by_path.remove(path)
+            && let Some(n) = self.nodes.get_mut(&ino)
+        {
+            n.path = None;
         }
     }
 
     /// Moves `from` (and everything under it) to `to`. Whatever was at `to` is replaced.
     pub fn rename(&mut self, from: &str, to: &str) {
         self.remove_path(to);
-        let moved: Vec<(String, u64)> = self
-            .by_path
-            .iter()
-            .filter(|(p, _)| is_at_or_under(p, from))
-            .map(|(p, &i)| (p.clone(), i))
-            .collect();
+        let moved: Vec<(String, u64)> =
+            self.by_path.iter().filter(|(p, _)| is_at_or_under(p, from)).map(|(p, &i)| (p.clone(), i)).collect();
         for (old, ino) in moved {
             self.by_path.remove(&old);
             let new = format!("{to}{}", &old[from.len()..]);

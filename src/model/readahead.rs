@@ -120,7 +120,9 @@ impl StreamReader {
         let (recycle, recycled) = bounded(QUEUE + 2);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
-        std::thread::Builder::new().name("ftpfs-read".into()).spawn(move || pump(dl, offset, tx, recycled, thread_stop))?;
+        std::thread::Builder::new()
+            .name("ftpfs-read".into())
+            .spawn(move || pump(dl, offset, tx, recycled, thread_stop))?;
         Ok(StreamReader { rx, recycle, stop, chunks: VecDeque::new(), received_end: offset, eof: false })
     }
 

@@ -362,7 +362,8 @@ impl FtpServer {
         let hash = Command::new("openssl").args(["passwd", "-6", PASSWORD]).output().expect("openssl passwd");
         let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
         let passwd = w.join("proftpd.passwd");
-        std::fs::write(&passwd, format!("{USER}:{hash}:{uid}:{uid}::{}:/bin/bash\n", self.root.path().display())).expect("passwd");
+        std::fs::write(&passwd, format!("{USER}:{hash}:{uid}:{uid}::{}:/bin/bash\n", self.root.path().display()))
+            .expect("passwd");
         std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).expect("chmod passwd");
         let ipv6 = self.host.contains(':');
         let conf = format!(
@@ -515,16 +516,56 @@ impl FtpServer {
         match self.kind {
             // vsftpd and proftpd fork a process per session; end them too.
             ServerKind::Vsftpd => {
-                let _ = Command::new("pkill").args(["-f", &self.work.path().join("vsftpd.conf").display().to_string()]).status();
+                let _ = Command::new("pkill")
+                    .args(["-f", &self.work.path().join("vsftpd.conf").display().to_string()])
+                    .status();
             }
             ServerKind::Proftpd => {
-                let _ = Command::new("pkill").args(["-f", &self.work.path().join("proftpd.conf").display().to_string()]).status();
+                let _ = Command::new("pkill")
+                    .args(["-f", &self.work.path().join("proftpd.conf").display().to_string()])
+                    .status();
             }
             ServerKind::PureFtpd => {
-                let _ = Command::new("pkill").args(["-f", &format!("pure-ftpd -S {},{}", self.host, self.port)]).status();
+                let _ =
+                    Command::new("pkill").args(["-f", &format!("pure-ftpd -S {},{}", self.host, self.port)]).status();
             }
             ServerKind::Pyftpdlib => {}
         }
+        self.kill_sessions();
+    }
+
+    /// Kills every process (other than this one) holding a socket on the server's ports, the
+    /// control port and the passive range: proftpd and pure-ftpd rewrite their session processes'
+    /// titles, so `pkill -f` misses them and they would live on and finish transfers.
+    fn kill_sessions(&self) {
+        let ports = self.port..=self.pasv_range.1;
+        let sockets: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|table| std::fs::read_to_string(table).ok())
+            .flat_map(|text| text.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let inode = fields.get(9)?;
+                (ports.contains(&port) && *inode != "0").then(|| format!("socket:[{inode}]"))
+            })
+            .collect();
+        if sockets.is_empty() {
+            return;
+        }
+        let me = std::process::id() as i32;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+            let serves = fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| sockets.contains(l.to_string_lossy().as_ref())));
+            if serves && pid != me {
+                // SAFETY: kill(2) has no memory-safety preconditions; this pid serves our test server.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

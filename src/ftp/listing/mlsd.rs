@@ -52,10 +52,10 @@ fn parse_octal_mode(v: &str) -> Option<u32> {
 }
 
 fn split_facts_and_name(line: &str) -> Option<(&str, &str)> {
-    if let Some((facts, name)) = line.split_once(' ') {
-        if facts.contains('=') {
-            return Some((facts, name));
-        }
+    if let Some((facts, name)) = line.split_once(' ')
+        && facts.contains('=')
+    {
+        return Some((facts, name));
     }
     // No space after the facts: the name is what follows the last ';' (names with ';' lose).
     let (facts, name) = line.rsplit_once(';')?;

@@ -79,10 +79,7 @@ impl ListContext {
 
 /// True when `name` is safe to use as one path component.
 pub fn is_acceptable_name(name: &str) -> bool {
-    !(name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.bytes().any(|b| matches!(b, b'/' | 0 | b'\r' | b'\n')))
+    !(name.is_empty() || name == "." || name == ".." || name.bytes().any(|b| matches!(b, b'/' | 0 | b'\r' | b'\n')))
 }
 
 /// Parses a whole listing. Unknown lines are logged and skipped; unsafe names are dropped.

@@ -73,9 +73,7 @@ fn month_number(tok: &str) -> Option<u8> {
 fn is_time_or_year(tok: &str) -> bool {
     match tok.split_once(':') {
         Some((h, m)) => {
-            (1..=2).contains(&h.len())
-                && m.len() == 2
-                && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+            (1..=2).contains(&h.len()) && m.len() == 2 && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
         }
         None => tok.len() == 4 && tok.bytes().all(|b| b.is_ascii_digit()),
     }
