@@ -317,18 +317,30 @@ fn mount_and_serve(
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let mut received = signals.forever();
+            if let Some(sig) = received.next() {
                 log::info!("signal {sig}: saving open files and unmounting");
-                on_signal.stop();
-                if let Err(e) = unmounter.unmount() {
-                    log::error!("unmount failed: {e}");
+                let stopping = std::thread::Builder::new().name("stopping".into()).spawn(move || {
+                    // Bounded by the `timeout` option when open files still hold data.
+                    on_signal.stop();
+                    if let Err(e) = unmounter.unmount() {
+                        log::error!("unmount failed: {e}");
+                    }
+                    // Open files keep a lazily unmounted filesystem alive; requests still running
+                    // fail now that the pool is closed. Leave at the latest after a grace period:
+                    // the kernel then ends what is left with ENOTCONN.
+                    std::thread::sleep(EXIT_GRACE);
+                    log::warn!("requests still pending {}s after the signal; exiting", EXIT_GRACE.as_secs());
+                    std::process::exit(0);
+                });
+                if let Err(e) = stopping {
+                    log::error!("cannot stop cleanly ({e}); exiting");
+                    std::process::exit(1);
                 }
-                // Open files keep a lazily unmounted filesystem alive; requests still running
-                // fail now that the pool is closed. Leave at the latest after a grace period:
-                // the kernel then ends what is left with ENOTCONN.
-                std::thread::sleep(EXIT_GRACE);
-                log::warn!("requests still pending {}s after the signal; exiting", EXIT_GRACE.as_secs());
-                std::process::exit(0);
+                if let Some(again) = received.next() {
+                    log::warn!("second signal {again}: exiting now");
+                    std::process::exit(1);
+                }
             }
         })
         .map_err(|e| format!("thread: {e}"))?;

@@ -235,10 +235,14 @@ impl Model {
         }
         if writable {
             self.refuse_if_read_only()?;
-            handle_io::pin_writers(self, path)?;
         }
         let st = self.stat_entry(path, &entry);
-        Ok((self.handles.open(ino, path, writable, append, false, entry.size), st))
+        let fh = self.handles.open(ino, path, writable, append, false, entry.size);
+        if writable && let Err(e) = handle_io::pin_writers(self, path) {
+            self.handles.remove(fh);
+            return Err(e);
+        }
+        Ok((fh, st))
     }
 
     /// create(): a writable handle on a new (or, with O_TRUNC, emptied) file with permission
@@ -248,25 +252,32 @@ impl Model {
     pub fn create_file(&self, ino: u64, path: &str, flags: i32, mode: u32) -> FsResult<(u64, Stat)> {
         let append = flags & libc::O_APPEND != 0;
         let creation = self.create_pending(path, flags & libc::O_EXCL != 0, flags & libc::O_TRUNC != 0)?;
-        handle_io::pin_writers(self, path)?;
         let (created, server_size) = match creation {
             Creation::Existing(size) => (false, Some(size)),
             Creation::New | Creation::Truncated => (true, Some(0)),
         };
+        // Registered first, so no other writer can start a stream between pinning and opening.
         let fh = self.handles.open(ino, path, true, append, created, server_size);
+        let f = self.handles.get(fh)?;
         let mode = mode & 0o7777;
-        if creation == Creation::New && mode != DEFAULT_FILE_MODE && !self.chmod_unsupported() {
-            let f = self.handles.get(fh)?;
-            let made = if mode & DEFAULT_FILE_MODE != DEFAULT_FILE_MODE {
-                handle_io::commit(self, &f).and_then(|_| self.chmod(path, mode))
-            } else {
-                handle_io::defer_mode(&f, mode);
-                Ok(())
-            };
-            if let Err(e) = made {
-                self.handles.remove(fh);
-                return Err(e);
+        let ready = handle_io::pin_writers(self, path).and_then(|_| {
+            if creation != Creation::New || mode == DEFAULT_FILE_MODE || self.chmod_unsupported() {
+                return Ok(());
             }
+            if mode & DEFAULT_FILE_MODE == DEFAULT_FILE_MODE {
+                handle_io::defer_mode(&f, mode);
+                return Ok(());
+            }
+            // Stricter than the default: an empty file with the right mode first; the data then
+            // replaces its content (STOR keeps the mode), as from a fresh creation.
+            handle_io::commit(self, &f)?;
+            self.chmod_on_server(path, mode)?;
+            handle_io::mark_created(&f);
+            Ok(())
+        });
+        if let Err(e) = ready {
+            self.handles.remove(fh);
+            return Err(e);
         }
         Ok((fh, self.stat(path)?))
     }
@@ -291,10 +302,12 @@ impl Model {
 
     /// release: commits and forgets the handle.
     pub fn release(&self, fh: u64) -> FsResult<()> {
-        match self.handles.remove(fh) {
-            Some(f) => handle_io::commit(self, &f),
-            None => Ok(()),
+        let Some(f) = self.handles.remove(fh) else { return Ok(()) };
+        let res = handle_io::commit(self, &f);
+        if res.is_err() {
+            handle_io::rescue(self, &f);
         }
+        res
     }
 
     /// setattr: size (through the writer's handle when one is open), mode, modification time.
@@ -479,20 +492,24 @@ impl Model {
             return Err(libc::EISDIR);
         }
         let remote = self.remote(path);
-        match self.pool.run_retrying(|c| c.dele(&remote)) {
-            (Ok(()), _) => {}
-            (Err(e), retried) => {
-                self.dirs.invalidate(parent);
-                let gone_after_retry = retried && matches!(self.entry(path), Err(libc::ENOENT));
-                // A file created but not yet uploaded exists only here.
-                if !gone_after_retry && !self.handles.is_pending(path) {
-                    return Err(errno(&e, Op::Delete));
+        // Handles on the file end their streams and upload nothing while DELE runs; then they
+        // are detached, as from an unlinked local file.
+        handle_io::with_handles_quiet(self, &[path], || {
+            match self.pool.run_retrying(|c| c.dele(&remote)) {
+                (Ok(()), _) => {}
+                (Err(e), retried) => {
+                    self.dirs.invalidate(parent);
+                    let gone_after_retry = retried && matches!(self.entry(path), Err(libc::ENOENT));
+                    // A file created but not yet uploaded exists only here.
+                    if !gone_after_retry && !self.handles.is_pending(path) {
+                        return Err(errno(&e, Op::Delete));
+                    }
                 }
             }
-        }
-        self.handles.detach(path);
-        self.forget_path(path, parent);
-        Ok(())
+            self.handles.detach(path);
+            self.forget_path(path, parent);
+            Ok(())
+        })
     }
 
     fn forget_path(&self, path: &str, parent: &str) {
@@ -530,25 +547,27 @@ impl Model {
                 _ => {}
             }
         }
-        // Files still open under the old name land first, so they move with it; streams to the
-        // target end before it is replaced.
+        // Files still open under the old name land first, so they move with it. Then no
+        // handle on either side uploads anything until the paths are updated: nothing can land
+        // over the file just renamed into place.
         handle_io::commit_all_under(self, from, true)?;
-        handle_io::commit_all_under(self, to, false)?;
-        self.rename_on_server(from, to, target.as_ref())?;
-        self.dirs.remove(to_parent, to_name);
-        self.dirs.invalidate_tree(to);
-        self.dirs.invalidate_tree(from);
-        match self.dirs.remove(from_parent, from_name) {
-            Some(mut e) => {
-                e.name = to_name.to_string();
-                self.dirs.upsert(to_parent, e);
+        handle_io::with_handles_quiet(self, &[from, to], || {
+            self.rename_on_server(from, to, target.as_ref())?;
+            self.dirs.remove(to_parent, to_name);
+            self.dirs.invalidate_tree(to);
+            self.dirs.invalidate_tree(from);
+            match self.dirs.remove(from_parent, from_name) {
+                Some(mut e) => {
+                    e.name = to_name.to_string();
+                    self.dirs.upsert(to_parent, e);
+                }
+                None => self.dirs.invalidate(to_parent),
             }
-            None => self.dirs.invalidate(to_parent),
-        }
-        self.inodes.lock().rename(from, to);
-        self.handles.detach(to);
-        self.handles.renamed(from, to);
-        Ok(())
+            self.inodes.lock().rename(from, to);
+            self.handles.detach(to);
+            self.handles.renamed(from, to);
+            Ok(())
+        })
     }
 
     /// RNFR/RNTO; when the server refuses because the target exists, the target is moved aside
@@ -577,27 +596,42 @@ impl Model {
         log::debug!("rename over existing {rto} refused ({e}); moving the target aside first");
         let (to_parent, _) = split_path(to);
         let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let aside = self.remote(&child_path(to_parent, &format!(".ftpfs-aside-{}-{stamp}", std::process::id())));
+        let aside_rel = child_path(to_parent, &format!(".ftpfs-aside-{}-{stamp}", std::process::id()));
+        let aside = self.remote(&aside_rel);
+        // Each step's reply may be lost after the server did it: then the server's state decides.
         if let Err(e2) = self.pool.run(false, |c| c.rename(&rto, &aside)) {
-            log::debug!("cannot move {rto} aside: {e2}");
-            return Err(errno(&e, Op::Rename));
+            if !self.moved(to, &aside_rel) {
+                log::debug!("cannot move {rto} aside: {e2}");
+                return Err(errno(&e, Op::Rename));
+            }
         }
         if let (Err(e3), _) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto)) {
-            let (back, _) = self.pool.run_retrying(|c| c.rename(&aside, &rto));
-            if let Err(e4) = back {
-                log::error!(
-                    "rename {rfrom} → {rto} failed ({e3}) and the old {rto} could not be put back ({e4}): it is kept as {aside}"
-                );
+            if !self.moved(from, to) {
+                let (back, _) = self.pool.run_retrying(|c| c.rename(&aside, &rto));
+                if back.is_err() && !self.moved(&aside_rel, to) {
+                    log::error!(
+                        "rename {rfrom} → {rto} failed ({e3}) and the old {rto} could not be put back: it is kept as {aside}"
+                    );
+                }
+                self.invalidate_parent(to);
+                return Err(errno(&e3, Op::Rename));
             }
-            self.invalidate_parent(to);
-            return Err(errno(&e3, Op::Rename));
         }
         let is_dir = target.is_some_and(Entry::is_dir);
         let (removed, _) = self.pool.run_retrying(|c| if is_dir { c.rmd(&aside) } else { c.dele(&aside) });
         if let Err(e5) = removed {
             log::warn!("renamed over {rto}, but its old version left as {aside} could not be deleted: {e5}");
         }
+        self.invalidate_parent(to);
         Ok(())
+    }
+
+    /// True when, on the server now, `from` is gone and `to` exists: a rename whose reply was
+    /// lost took place.
+    fn moved(&self, from: &str, to: &str) -> bool {
+        self.invalidate_parent(from);
+        self.invalidate_parent(to);
+        matches!(self.entry(from), Err(libc::ENOENT)) && self.entry(to).is_ok()
     }
 
     fn chmod_unsupported(&self) -> bool {
@@ -611,15 +645,24 @@ impl Model {
         if self.chmod_unsupported() {
             return Ok(());
         }
-        let (parent, name) = split_path(path);
         let creators = self.handles.creators_of(path);
-        if !creators.is_empty() {
-            for f in creators {
-                handle_io::defer_mode(&f, mode & 0o7777);
-            }
-            self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
+        if creators.is_empty() {
+            return self.chmod_on_server(path, mode);
+        }
+        for f in creators {
+            handle_io::defer_mode(&f, mode & 0o7777);
+        }
+        let (parent, name) = split_path(path);
+        self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
+        Ok(())
+    }
+
+    /// SITE CHMOD now (no-op success where the server has none).
+    pub(super) fn chmod_on_server(&self, path: &str, mode: u32) -> FsResult<()> {
+        if self.chmod_unsupported() {
             return Ok(());
         }
+        let (parent, name) = split_path(path);
         let remote = self.remote(path);
         match self.pool.run(true, |c| c.site_chmod(&remote, mode)) {
             Ok(()) => {
@@ -737,7 +780,7 @@ impl Model {
     /// Unmounting (signal, or the mount went away): uploads what open handles still hold, then
     /// fails every request still waiting for a connection and every later one.
     pub fn stop(&self) {
-        handle_io::commit_everything(self);
+        handle_io::commit_everything(self, std::time::Instant::now() + self.pool.wait_limit());
         self.pool.shut_down();
     }
 }

@@ -21,6 +21,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -76,8 +77,8 @@ fn io_errno(e: &io::Error) -> i32 {
 
 /// Applies another handle's upload to this one: cached content (a download in progress, a clean
 /// spool) is dropped and the known server size updated. Unsaved changes of this handle stay;
-/// whichever handle closes last decides the content, as with two editors. A creation this
-/// handle had not uploaded yet is void: the other handle's file is newer.
+/// whichever handle closes last decides the content, as with two editors. A creation or
+/// truncation this handle has not uploaded yet stays too: its close uploads its whole version.
 fn apply_remote_change(f: &OpenFile, io: &mut Io) {
     let v = f.remote_changed.swap(0, Ordering::Relaxed);
     if v == 0 {
@@ -89,9 +90,8 @@ fn apply_remote_change(f: &OpenFile, io: &mut Io) {
         State::Spooled(s) => !s.dirty,
         State::Writing(_) => false,
     };
-    if clean {
+    if clean && !f.is_created() {
         io.state = State::Idle;
-        f.created.store(false, Ordering::Relaxed);
         f.set_dirty_size(None);
     }
 }
@@ -109,9 +109,8 @@ fn preempt_idle_transfer(model: &Model) -> bool {
                 return true;
             }
             State::Writing(_) => {
-                if let Err(e) = commit_locked(model, &f, &mut io) {
-                    io.error = Some(e);
-                }
+                // A failure sticks to the handle (commit_locked keeps it) for its owner to see.
+                let _ = commit_locked(model, &f, &mut io);
                 log::debug!("finished an idle upload stream to free a connection");
                 return true;
             }
@@ -131,9 +130,10 @@ fn transfer_lease(model: &Model) -> Result<Lease, FtpError> {
         if let Some(lease) = model.pool.get_timeout(Purpose::Transfer, step)? {
             return Ok(lease);
         }
-        if !preempt_idle_transfer(model) && Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             return Err(FtpError::Busy(format!("no connection free for a transfer within {} s", wait.as_secs_f32())));
         }
+        preempt_idle_transfer(model);
     }
 }
 
@@ -157,12 +157,17 @@ fn start_upload(model: &Model, remote: &str, append: bool) -> Result<Upload<Leas
 }
 
 /// An upload started only if a transfer connection is free right now (`None`: the caller
-/// spools instead); once more on another free connection if the first one was broken.
+/// spools instead, also when connecting or the connection failed); once more on another free
+/// connection if the first one was broken. Only the server's refusal of the upload is an error.
 fn start_upload_now(model: &Model, remote: &str, append: bool) -> Result<Option<Upload<Lease>>, FtpError> {
-    for attempt in 0..2 {
-        let Some(lease) = model.pool.get_timeout(Purpose::Transfer, Duration::ZERO)? else { return Ok(None) };
+    for _ in 0..2 {
+        let lease = match model.pool.get_timeout(Purpose::Transfer, Duration::ZERO) {
+            Ok(Some(lease)) => lease,
+            Err(FtpError::Unmounting) => return Err(FtpError::Unmounting),
+            Ok(None) | Err(_) => return Ok(None),
+        };
         match Upload::start(lease, remote, append) {
-            Err(e) if e.is_reconnectable() && attempt == 0 => log::info!("retrying an upload start after: {e}"),
+            Err(e) if e.is_reconnectable() => log::info!("upload start failed ({e}); trying once more"),
             other => return other.map(Some),
         }
     }
@@ -184,11 +189,9 @@ fn settle_others(model: &Model, f: &OpenFile, path: &str) -> FsResult<()> {
         }
         let mut io = g.io.try_lock_for(model.pool.wait_limit()).ok_or(libc::ETIMEDOUT)?;
         let stream_or_creation = matches!(io.state, State::Writing(_) | State::Idle);
-        if io.error.is_none()
-            && stream_or_creation
-            && let Err(e) = commit_locked(model, &g, &mut io)
-        {
-            io.error = Some(e);
+        if io.error.is_none() && stream_or_creation {
+            // A failure sticks to that handle (commit_locked keeps it) for its owner to see.
+            let _ = commit_locked(model, &g, &mut io);
         }
     }
     Ok(())
@@ -206,8 +209,7 @@ pub fn pin_writers(model: &Model, path: &str) -> FsResult<()> {
         if !matches!(io.state, State::Writing(_)) || io.error.is_some() {
             continue;
         }
-        if let Err(e) = commit_locked(model, &g, &mut io) {
-            io.error = Some(e);
+        if commit_locked(model, &g, &mut io).is_err() {
             continue;
         }
         match load_spool(model, &g) {
@@ -232,7 +234,7 @@ pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn Fn
     loop {
         apply_remote_change(f, &mut io);
         if matches!(io.state, State::Writing(_)) {
-            commit_keeping_error(model, f, &mut io)?;
+            commit_locked(model, f, &mut io)?;
         }
         if let State::Spooled(s) = &io.state {
             let end = (off + size as u64).min(s.len);
@@ -293,7 +295,7 @@ fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8])
             return Ok(data.len());
         }
         // Not sequential any more: save what was streamed, then spool.
-        commit_keeping_error(model, f, io)?;
+        commit_locked(model, f, io)?;
     }
     if matches!(io.state, State::Reading(_)) {
         io.state = State::Idle;
@@ -333,11 +335,14 @@ fn fail_stream(model: &Model, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
 }
 
 /// Starts a streaming upload for a write at `off` when that is safe and cheap: the write starts
-/// the file (new, truncated or empty) or continues it at its end, no other handle writes the
-/// path, no upload of it runs, and a connection is free now. `None`: spool instead.
+/// a file this handle created or truncated (STOR) or continues the file at its end (APPE), no
+/// other handle writes the path, no upload of it runs, and a connection is free now. `None`:
+/// spool instead. A file this handle did not empty is never replaced by STOR: if our idea of
+/// its size is stale, APPE at worst adds to it (and the size check fails the close), while STOR
+/// would destroy what another client put there.
 fn try_stream(model: &Model, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<Writer>> {
     let Some(path) = f.path() else { return Ok(None) };
-    let replace = off == 0 && (f.is_created() || io.server_size == Some(0));
+    let replace = off == 0 && f.is_created();
     let append = !replace && !f.is_created() && (f.append || io.server_size == Some(off)) && !model.appe_refused();
     if !(replace || append) || model.handles.writers_of(&path).len() > 1 {
         return Ok(None);
@@ -383,7 +388,7 @@ pub fn truncate(model: &Model, f: &OpenFile, size: u64) -> FsResult<()> {
         if w.pos == size {
             return Ok(());
         }
-        commit_keeping_error(model, f, &mut io)?;
+        commit_locked(model, f, &mut io)?;
     }
     if matches!(io.state, State::Reading(_)) {
         io.state = State::Idle;
@@ -412,6 +417,13 @@ pub fn defer_mtime(f: &OpenFile, t: SystemTime) {
     f.io.lock().pending_mtime = Some(t);
 }
 
+/// The handle made its file (again): the next write at 0 replaces the content with STOR, and
+/// its close uploads even if nothing is written.
+pub fn mark_created(f: &OpenFile) {
+    f.created.store(true, Ordering::Relaxed);
+    f.set_dirty_size(Some(0));
+}
+
 /// Remembers permission bits to set once the handle's file is on the server.
 pub fn defer_mode(f: &OpenFile, mode: u32) {
     f.io.lock().pending_mode = Some(mode);
@@ -434,31 +446,84 @@ pub fn commit_all_under(model: &Model, path: &str, all: bool) -> FsResult<()> {
     Ok(())
 }
 
-/// Commits all handles with unsaved data (at unmount), each bounded by the pool's waits.
-pub fn commit_everything(model: &Model) {
+/// Runs `body` while holding the I/O locks of every handle at or under `tops`, after finishing
+/// their streams: meanwhile none of them uploads anything or starts a stream (rename, unlink).
+/// Locks are taken in one global order (by address), and no other code waits for a second
+/// handle's lock while holding one, so two such callers cannot deadlock. `body` must not touch
+/// these handles' I/O.
+pub fn with_handles_quiet<T>(model: &Model, tops: &[&str], body: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
+    let mut files: Vec<Arc<OpenFile>> = tops.iter().flat_map(|t| model.handles.at_or_under(t)).collect();
+    files.sort_by_key(|f| Arc::as_ptr(f) as usize);
+    files.dedup_by_key(|f| Arc::as_ptr(f) as usize);
+    let deadline = Instant::now() + model.pool.wait_limit();
+    let mut guards = Vec::with_capacity(files.len());
+    for f in &files {
+        guards.push(f.io.try_lock_until(deadline).ok_or(libc::ETIMEDOUT)?);
+    }
+    for (f, io) in files.iter().zip(guards.iter_mut()) {
+        if matches!(io.state, State::Writing(_)) {
+            // A failure sticks to that handle for its owner to see.
+            let _ = commit_locked(model, f, io);
+        }
+    }
+    body()
+}
+
+/// The release of `f` failed to upload its data: the temp copy is kept as a named file in
+/// `cache_dir` (and the name logged), instead of being deleted with the handle.
+pub fn rescue(model: &Model, f: &OpenFile) {
+    let mut io = f.io.lock();
+    let State::Spooled(s) = &mut io.state else { return };
+    if !(s.dirty || f.is_created()) {
+        return;
+    }
+    let path = f.path().unwrap_or_default();
+    // The end of the path, short enough for any file system's name limit.
+    let name: String = path.replace('/', "_").chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
+    let stamp = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let kept = model.config().cache_dir.join(format!("ftpfs-unsaved-{}-{stamp}-{name}", std::process::id()));
+    let saved = File::create_new(&kept).and_then(|mut out| {
+        s.file.seek(SeekFrom::Start(0))?;
+        io::copy(&mut (&s.file).take(s.len), &mut out).map(drop)
+    });
+    match saved {
+        Ok(()) => log::error!("{name}: upload failed at close; its data is kept in {}", kept.display()),
+        Err(e) => {
+            log::error!("{name}: upload failed at close, and keeping a copy in {} failed too: {e}", kept.display())
+        }
+    }
+}
+
+/// Commits all handles with unsaved data (at unmount), giving up on what is left at `deadline`.
+pub fn commit_everything(model: &Model, deadline: Instant) {
     for f in model.handles.all() {
         if !(f.is_dirty() || f.streaming.load(Ordering::Relaxed)) {
             continue;
         }
-        let Some(mut io) = f.io.try_lock_for(model.pool.wait_limit()) else { continue };
+        let path = f.path().unwrap_or_default();
+        let Some(mut io) = f.io.try_lock_until(deadline) else {
+            log::error!("{path}: unsaved data not uploaded at unmount: no time left");
+            continue;
+        };
         if let Err(e) = commit_locked(model, &f, &mut io) {
-            log::error!("{}: unsaved data could not be uploaded at unmount: errno {e}", f.path().unwrap_or_default());
+            log::error!("{path}: unsaved data could not be uploaded at unmount: errno {e}");
         }
     }
 }
 
-/// Commits, and keeps a failure for the next flush too (the caller reports it now).
-fn commit_keeping_error(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
-    commit_locked(model, f, io).inspect_err(|&e| io.error = Some(e))
-}
-
-fn verify_size(model: &Model, lease: &mut Lease, remote: &str, expected: u64) -> FsResult<()> {
+/// Checks with SIZE that the server holds `expected` bytes after an upload's 226.
+fn verify_size(model: &Model, mut lease: Lease, remote: &str, expected: u64) -> FsResult<()> {
     if !model.features.size {
         return Ok(());
     }
-    // The 226 already came; if the connection breaks now, ask again on another one.
+    // The 226 already came; if the connection breaks now, ask again on another one (after
+    // giving this one back: the pool may have room for one connection only).
     let size = match lease.size(remote) {
-        Err(e) if e.is_reconnectable() => model.pool.run(true, |c| c.size(remote)),
+        Err(e) if e.is_reconnectable() => {
+            lease.discard();
+            drop(lease);
+            model.pool.run(true, |c| c.size(remote))
+        }
         other => other,
     };
     match size {
@@ -471,8 +536,11 @@ fn verify_size(model: &Model, lease: &mut Lease, remote: &str, expected: u64) ->
     }
 }
 
+/// Commits under the handle's lock. A failure that lost data (a stream that did not land) sticks
+/// to the handle: every later write, flush and the release report it; a spool that did not
+/// upload stays dirty and is tried again.
 fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
-    if let Some(e) = io.error.take() {
+    if let Some(e) = io.error {
         return Err(e);
     }
     let Some(path) = f.path() else {
@@ -492,11 +560,11 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             f.created.store(false, Ordering::Relaxed);
             // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
             let Writer { up, pos, _claim } = *w;
-            let (mut lease, res) = up.into_connection();
-            let checked =
-                res.map_err(|e| errno(&e, Op::Write)).and_then(|_| verify_size(model, &mut lease, &remote, pos));
+            let (lease, res) = up.into_connection();
+            let checked = res.map_err(|e| errno(&e, Op::Write)).and_then(|_| verify_size(model, lease, &remote, pos));
             if let Err(e) = checked {
                 io.server_size = None;
+                io.error = Some(e);
                 f.set_dirty_size(None);
                 model.invalidate_parent(&path);
                 return Err(e);
@@ -504,7 +572,9 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             Some(pos)
         }
         State::Spooled(mut s) => {
-            let res = if s.dirty { upload_spool(model, &mut s, &path).map(|_| Some(s.len)) } else { Ok(None) };
+            // A clean spool of a file this handle created still has to make the file.
+            let upload = s.dirty || f.is_created();
+            let res = if upload { upload_spool(model, &mut s, &path).map(|_| Some(s.len)) } else { Ok(None) };
             io.state = State::Spooled(s);
             res?
         }
@@ -521,7 +591,7 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         model.handles.notify_commit(&path, size, f);
     }
     if let Some(mode) = io.pending_mode.take() {
-        model.chmod(&path, mode)?;
+        model.chmod_on_server(&path, mode)?;
     }
     if let Some(t) = io.pending_mtime.take() {
         let res = model.set_mtime(&path, t);
@@ -545,9 +615,9 @@ fn upload_empty(model: &Model, path: &str) -> FsResult<u64> {
     let _claim = claim_upload(model, path)?;
     let remote = model.remote(path);
     let up = start_upload(model, &remote, false).map_err(|e| errno(&e, Op::Write))?;
-    let (mut lease, res) = up.into_connection();
+    let (lease, res) = up.into_connection();
     res.map_err(|e| errno(&e, Op::Write))?;
-    verify_size(model, &mut lease, &remote, 0)?;
+    verify_size(model, lease, &remote, 0)?;
     Ok(0)
 }
 
@@ -561,9 +631,9 @@ fn upload_spool(model: &Model, s: &mut Spool, path: &str) -> FsResult<()> {
     if let Err(e) = copied {
         return Err(io_errno(&e));
     }
-    let (mut lease, res) = up.into_connection();
+    let (lease, res) = up.into_connection();
     res.map_err(|e| errno(&e, Op::Write))?;
-    verify_size(model, &mut lease, &remote, s.len)?;
+    verify_size(model, lease, &remote, s.len)?;
     s.dirty = false;
     Ok(())
 }
@@ -571,7 +641,11 @@ fn upload_spool(model: &Model, s: &mut Spool, path: &str) -> FsResult<()> {
 /// Sets the size of a path that has no writable handle open, through a short-lived handle of
 /// its own (so readers of the path learn about the change like from any other writer).
 pub fn truncate_path(model: &Model, ino: u64, path: &str, size: u64) -> FsResult<()> {
-    let current = model.entry(path)?.size.unwrap_or(0);
+    let listed = model.entry(path)?.size.unwrap_or(0);
+    // The listing may be stale: growing from a wrong end would put zeros in the middle.
+    let remote = model.remote(path);
+    let current =
+        if model.features.size { model.pool.run(true, |c| c.size(&remote)).unwrap_or(listed) } else { listed };
     if size == current {
         return Ok(());
     }

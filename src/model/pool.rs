@@ -121,7 +121,13 @@ impl Pool {
                         st.transfers += 1;
                     }
                     drop(st);
-                    return self.checked(idle, purpose).map(Some);
+                    match self.checked(idle, purpose)? {
+                        Some(lease) => return Ok(Some(lease)),
+                        None => {
+                            st = self.state.lock();
+                            continue;
+                        }
+                    }
                 }
                 if st.total < st.limit {
                     st.total += 1;
@@ -129,7 +135,14 @@ impl Pool {
                         st.transfers += 1;
                     }
                     drop(st);
-                    return self.connect_new(purpose).map(Some);
+                    match self.connect_new(purpose)? {
+                        Some(lease) => return Ok(Some(lease)),
+                        // Refused for now (the limit was lowered): wait under the same deadline.
+                        None => {
+                            st = self.state.lock();
+                            continue;
+                        }
+                    }
                 }
             }
             if self.freed.wait_until(&mut st, deadline).timed_out() {
@@ -138,8 +151,9 @@ impl Pool {
         }
     }
 
-    /// Returns an idle connection after making sure it is still alive if it sat for a while.
-    fn checked(self: &Arc<Self>, idle: Idle, purpose: Purpose) -> Result<Lease> {
+    /// Returns an idle connection after making sure it is still alive if it sat for a while
+    /// (`None` as from [`Pool::connect_new`]).
+    fn checked(self: &Arc<Self>, idle: Idle, purpose: Purpose) -> Result<Option<Lease>> {
         let mut conn = idle.conn;
         let age = idle.since.elapsed();
         if age >= DISCARD_AFTER {
@@ -152,13 +166,14 @@ impl Pool {
             conn.abandon();
             return self.connect_new(purpose);
         }
-        Ok(Lease { pool: self.clone(), conn: Some(conn), purpose })
+        Ok(Some(Lease { pool: self.clone(), conn: Some(conn), purpose }))
     }
 
-    /// Makes a new connection for a slot already counted in `total`.
-    fn connect_new(self: &Arc<Self>, purpose: Purpose) -> Result<Lease> {
+    /// Makes a new connection for a slot already counted in `total`. `None`: the server refused
+    /// another connection and the limit was lowered; the caller waits for one to come back.
+    fn connect_new(self: &Arc<Self>, purpose: Purpose) -> Result<Option<Lease>> {
         match Connection::connect(&self.opts) {
-            Ok(conn) => Ok(Lease { pool: self.clone(), conn: Some(conn), purpose }),
+            Ok(conn) => Ok(Some(Lease { pool: self.clone(), conn: Some(conn), purpose })),
             Err(e) => {
                 let mut st = self.state.lock();
                 st.total -= 1;
@@ -171,8 +186,7 @@ impl Pool {
                     st.limit_changed = Instant::now();
                     log::warn!("server refused another connection ({e}); pool limited to {}", st.limit);
                     self.freed.notify_all();
-                    drop(st);
-                    return self.get(purpose);
+                    return Ok(None);
                 }
                 self.freed.notify_all();
                 Err(e)
@@ -189,7 +203,9 @@ impl Pool {
             Some(c) if !c.is_dead() => st.idle.push(Idle { conn: c, since: Instant::now() }),
             _ => st.total -= 1,
         }
-        self.freed.notify_one();
+        // Every waiter re-checks: one woken alone may be a transfer over its cap while a
+        // listing that could use this connection sleeps on.
+        self.freed.notify_all();
     }
 
     /// Runs `op` on a pooled connection; if the connection turned out to be broken and `op` is
