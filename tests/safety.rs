@@ -478,11 +478,15 @@ fn modes_at_create(kind: ServerKind) {
     c.run_ok(&sh(&m, "set -e; (umask 077; echo k > key; mkdir d)"));
     c.run_ok(&sh(&m, "set -e; (umask 022; echo s > script; chmod 755 script)"));
     c.run_ok(&sh(&m, "set -e; (umask 022; echo p > plain)"));
+    // Looser than the default: set after the first upload (cp keeps an executable's bits).
+    c.run_ok(&sh(&m, "set -e; (umask 002; echo g > group; cp /bin/true tool)"));
     c.disk(&srv, "key", b"k\n");
     c.disk_mode(&srv, "key", 0o600);
     c.disk_mode(&srv, "d", 0o700);
     c.disk_mode(&srv, "script", 0o755);
     c.disk_mode(&srv, "plain", 0o644);
+    c.disk_mode(&srv, "group", 0o664);
+    c.disk_mode(&srv, "tool", 0o755);
     c.done();
 }
 
@@ -643,6 +647,79 @@ fn enospc_in_cache_dir(kind: ServerKind) {
     c.done();
 }
 
+/// Writes `data` to PATH, waits until the file NEXT exists, writes `more`, and closes, in one
+/// process that starts no other (a child inheriting the descriptor would flush it).
+const HOLD_WRITER_PY: &str = r#"
+import os, sys, time
+path, nxt = sys.argv[1:]
+f = open(path, "wb", buffering=0)
+f.write(b"first part\n")
+open(nxt + ".ready", "w").close()
+for _ in range(3000):
+    if os.path.exists(nxt):
+        break
+    time.sleep(0.01)
+try:
+    f.write(b"second part\n")
+    f.close()
+    print("close: ok")
+except OSError as e:
+    print("close:", e.strerror)
+"#;
+
+/// A file deleted while another process streams into it: a new file of the same name is
+/// written at once and whole, and the old writer's later data never lands over it.
+fn unlink_during_stream_then_recreate(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let m = Mount::new(&srv, &[]);
+    let mut c = Checks::default();
+    let holder = Script::start(&m, &format!("python3 - log go <<'EOF'\n{HOLD_WRITER_PY}\nEOF"));
+    let ready = Instant::now();
+    while !m.p("go.ready").exists() && ready.elapsed() < LIMIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    c.run_ok(&sh(&m, "rm log && echo new > log && touch go"));
+    let took = started.elapsed();
+    c.check(took < Duration::from_secs(10), || format!("rm + a new file of the same name took {took:?}"));
+    let run = holder.finish(&m);
+    c.run_ok(&run);
+    c.disk(&srv, "log", b"new\n");
+    c.done();
+}
+
+/// Our listing says a file is empty, but another client has filled it since: writing at its
+/// start through the mount must not replace (STOR) what the other client put there: the byte
+/// lands at 0 of the real content (through a temp copy), or is appended and the close fails on
+/// the size check; the other client's data survives either way.
+fn stale_size_never_destroys(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    srv.put_file("shared", b"");
+    let m = Mount::new(&srv, &["cache_timeout=600"]);
+    let mut c = Checks::default();
+    c.run_ok(&sh(&m, "ls -l shared"));
+    let theirs = DataGen::bytes(71, MIB);
+    std::fs::write(srv.disk("shared"), &theirs).expect("write behind the mount");
+    let run = sh(&m, "printf X | dd of=shared conv=notrunc status=none");
+    let on_disk = std::fs::read(srv.disk("shared")).unwrap_or_default();
+    // Either the write landed where it was meant to (a temp copy of the real content, when the
+    // server refuses APPE) and dd succeeded, or it was appended and the size check failed dd.
+    let mut placed = theirs.clone();
+    placed[0] = b'X';
+    let appended = [&theirs[..], b"X"].concat();
+    c.check((run.ok() && on_disk == placed) || (!run.ok() && on_disk == appended), || {
+        let kept = on_disk.len() >= theirs.len() && on_disk[1..theirs.len()] == theirs[1..];
+        format!("after a write at 0 over a stale size 0: {} bytes on the server, other client's data kept: {kept}; dd: {run}", on_disk.len())
+    });
+    c.done();
+}
+
 on_every_server!(
     reader_close_never_uploads,
     reader_during_writer,
@@ -653,4 +730,6 @@ on_every_server!(
     modes_at_create,
     write_error_is_reported,
     enospc_in_cache_dir,
+    unlink_during_stream_then_recreate,
+    stale_size_never_destroys,
 );

@@ -599,23 +599,23 @@ impl Model {
         let aside_rel = child_path(to_parent, &format!(".ftpfs-aside-{}-{stamp}", std::process::id()));
         let aside = self.remote(&aside_rel);
         // Each step's reply may be lost after the server did it: then the server's state decides.
-        if let Err(e2) = self.pool.run(false, |c| c.rename(&rto, &aside)) {
-            if !self.moved(to, &aside_rel) {
-                log::debug!("cannot move {rto} aside: {e2}");
-                return Err(errno(&e, Op::Rename));
-            }
+        if let Err(e2) = self.pool.run(false, |c| c.rename(&rto, &aside))
+            && !self.moved(to, &aside_rel)
+        {
+            log::debug!("cannot move {rto} aside: {e2}");
+            return Err(errno(&e, Op::Rename));
         }
-        if let (Err(e3), _) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto)) {
-            if !self.moved(from, to) {
-                let (back, _) = self.pool.run_retrying(|c| c.rename(&aside, &rto));
-                if back.is_err() && !self.moved(&aside_rel, to) {
-                    log::error!(
-                        "rename {rfrom} → {rto} failed ({e3}) and the old {rto} could not be put back: it is kept as {aside}"
-                    );
-                }
-                self.invalidate_parent(to);
-                return Err(errno(&e3, Op::Rename));
+        if let (Err(e3), _) = self.pool.run_retrying(|c| c.rename(&rfrom, &rto))
+            && !self.moved(from, to)
+        {
+            let (back, _) = self.pool.run_retrying(|c| c.rename(&aside, &rto));
+            if back.is_err() && !self.moved(&aside_rel, to) {
+                log::error!(
+                    "rename {rfrom} → {rto} failed ({e3}) and the old {rto} could not be put back: it is kept as {aside}"
+                );
             }
+            self.invalidate_parent(to);
+            return Err(errno(&e3, Op::Rename));
         }
         let is_dir = target.is_some_and(Entry::is_dir);
         let (removed, _) = self.pool.run_retrying(|c| if is_dir { c.rmd(&aside) } else { c.dele(&aside) });
