@@ -720,6 +720,48 @@ fn stale_size_never_destroys(kind: ServerKind) {
     c.done();
 }
 
+/// With allow_other the kernel checks each local user against the mode bits shown (the mount
+/// runs as root here, so files show as root's): another user can read a 644 file but not
+/// change it, nor create files in a 755 directory. `no_default_permissions` turns that off.
+fn allow_other_checks_permissions(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    srv.put_file("f", b"root's\n");
+    let mut c = Checks::default();
+    let as_nobody = |m: &Mount, what: &str| {
+        let script =
+            format!("runuser -u nobody -- bash -c {}", shell_quote(&format!("cd '{}' && {what}", m.path().display())));
+        sh(m, &script)
+    };
+    let m = Mount::new(&srv, &["allow_other"]);
+    let line = m.mount_line().unwrap_or_default();
+    c.check(line.contains("default_permissions"), || format!("allow_other without default_permissions: {line}"));
+    let read = as_nobody(&m, "cat f");
+    c.check(read.ok() && read.stdout == "root's\n", || format!("another user reading a 644 file: {read}"));
+    let write = as_nobody(&m, "echo theirs >> f");
+    c.check(!write.ok() && write.stderr.contains("Permission denied"), || {
+        format!("another user writing a 644 file: {write}")
+    });
+    let create = as_nobody(&m, "echo x > new");
+    c.check(!create.ok() && create.stderr.contains("Permission denied"), || {
+        format!("another user creating a file: {create}")
+    });
+    c.disk(&srv, "f", b"root's\n");
+    c.disk_absent(&srv, "new");
+    drop(m);
+    let m = Mount::new(&srv, &["allow_other", "no_default_permissions"]);
+    let line = m.mount_line().unwrap_or_default();
+    c.check(!line.contains("default_permissions"), || format!("no_default_permissions ignored: {line}"));
+    c.done();
+}
+
+/// `text` quoted for bash.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 on_every_server!(
     reader_close_never_uploads,
     reader_during_writer,
@@ -732,4 +774,5 @@ on_every_server!(
     enospc_in_cache_dir,
     unlink_during_stream_then_recreate,
     stale_size_never_destroys,
+    allow_other_checks_permissions,
 );
