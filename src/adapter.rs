@@ -247,6 +247,9 @@ impl Filesystem for FtpFs {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
+            // O_TRUNC comes with open() instead of a later setattr without a file handle, so the
+            // truncation belongs to the handle that asked for it.
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
         ] {
             if config.add_capabilities(cap).is_err() {
                 log::debug!("kernel lacks {cap:?}");

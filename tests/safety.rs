@@ -757,6 +757,37 @@ fn allow_other_checks_permissions(kind: ServerKind) {
     c.done();
 }
 
+/// Two handles write one file at once (the second truncating it), closing in ORDER: each
+/// handle's close uploads its own whole version, so the file is the last closer's.
+const TWO_WRITERS_PY: &str = r#"
+import sys
+path, order = sys.argv[1:]
+w1 = open(path, "wb", buffering=0)
+w1.write(b"one-a\n")
+w2 = open(path, "wb", buffering=0)
+w2.write(b"two\n")
+w1.write(b"one-b\n")
+first, last = (w2, w1) if order == "first-last" else (w1, w2)
+first.close()
+last.close()
+"#;
+
+/// With several writers on one file, the last close wins, whole: never a mix of both, never
+/// one writer's stream interleaved with another's.
+fn last_close_wins_whole(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let m = Mount::new(&srv, &[]);
+    let mut c = Checks::default();
+    for (name, order, want) in [("p", "first-last", &b"one-a\none-b\n"[..]), ("q", "second-last", b"two\n")] {
+        c.run_ok(&sh(&m, &format!("python3 - {name} {order} <<'EOF'\n{TWO_WRITERS_PY}\nEOF")));
+        c.disk(&srv, name, want);
+    }
+    c.done();
+}
+
 /// `text` quoted for bash.
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -775,4 +806,5 @@ on_every_server!(
     unlink_during_stream_then_recreate,
     stale_size_never_destroys,
     allow_other_checks_permissions,
+    last_close_wins_whole,
 );

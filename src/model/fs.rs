@@ -224,8 +224,9 @@ impl Model {
         }
     }
 
-    /// open(): a handle on an existing file. A writer makes other writers of the path keep
-    /// their own copy ([`handle_io::pin_writers`]). Returns the handle and the file's attributes.
+    /// open(): a handle on an existing file (emptied by it with O_TRUNC). A writer makes other
+    /// writers of the path keep their own copy ([`handle_io::pin_writers`]). Returns the handle
+    /// and the file's attributes.
     pub fn open_file(&self, ino: u64, path: &str, flags: i32) -> FsResult<(u64, Stat)> {
         let writable = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
         let append = flags & libc::O_APPEND != 0;
@@ -236,8 +237,11 @@ impl Model {
         if writable {
             self.refuse_if_read_only()?;
         }
+        // O_TRUNC (atomic with open): this handle empties the file, as if it had created it.
+        let truncate = writable && flags & libc::O_TRUNC != 0;
+        let server_size = if truncate { Some(0) } else { entry.size };
+        let fh = self.handles.open(ino, path, writable, append, truncate, server_size);
         let st = self.stat_entry(path, &entry);
-        let fh = self.handles.open(ino, path, writable, append, false, entry.size);
         if writable && let Err(e) = handle_io::pin_writers(self, path) {
             self.handles.remove(fh);
             return Err(e);
