@@ -17,4 +17,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo build --release --locked
-cargo test --release --locked -- --test-threads="${FTPFS_TEST_THREADS:-2}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Unit, property and real-server tests (the crate has no doc tests).
+cargo test --release --locked --lib --bins --tests -- --test-threads="${FTPFS_TEST_THREADS:-2}" 2>&1 | tee "$log"
+# One closing line for the whole suite.
+awk '/^test result:/ {p += $4; f += $6} END {printf "ftpfs suite: %d passed, %d failed\n", p, f}' "$log"
