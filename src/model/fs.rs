@@ -237,8 +237,12 @@ impl Model {
         if writable {
             self.refuse_if_read_only()?;
         }
-        // O_TRUNC (atomic with open): this handle empties the file, as if it had created it.
-        let truncate = writable && flags & libc::O_TRUNC != 0;
+        // O_TRUNC (atomic with open, also with O_RDONLY as Linux does): this handle empties the
+        // file, as if it had created it.
+        let truncate = flags & libc::O_TRUNC != 0;
+        if truncate {
+            self.refuse_if_read_only()?;
+        }
         let server_size = if truncate { Some(0) } else { entry.size };
         let fh = self.handles.open(ino, path, writable, append, truncate, server_size);
         let st = self.stat_entry(path, &entry);
@@ -306,11 +310,14 @@ impl Model {
 
     /// release: commits and forgets the handle.
     pub fn release(&self, fh: u64) -> FsResult<()> {
-        let Some(f) = self.handles.remove(fh) else { return Ok(()) };
+        let Ok(f) = self.handles.get(fh) else { return Ok(()) };
+        // Still registered while it uploads: a rename or delete of its path waits for it, and
+        // an unmount still counts it as open.
         let res = handle_io::commit(self, &f);
         if res.is_err() {
             handle_io::rescue(self, &f);
         }
+        self.handles.remove(fh);
         res
     }
 
@@ -503,9 +510,12 @@ impl Model {
                 (Ok(()), _) => {}
                 (Err(e), retried) => {
                     self.dirs.invalidate(parent);
-                    let gone_after_retry = retried && matches!(self.entry(path), Err(libc::ENOENT));
-                    // A file created but not yet uploaded exists only here.
-                    if !gone_after_retry && !self.handles.is_pending(path) {
+                    // Gone from the server (the first attempt made it, or the file was a creation
+                    // not uploaded yet, which exists only here): deleted. Looked up in the listing
+                    // itself, which does not count our pending creations.
+                    let (_, name) = split_path(path);
+                    let on_server = self.list_dir(parent).map(|l| l.get(name).is_some()).unwrap_or(true);
+                    if on_server || !(retried || self.handles.is_pending(path)) {
                         return Err(errno(&e, Op::Delete));
                     }
                 }
@@ -554,7 +564,7 @@ impl Model {
         // Files still open under the old name land first, so they move with it. Then no
         // handle on either side uploads anything until the paths are updated: nothing can land
         // over the file just renamed into place.
-        handle_io::commit_all_under(self, from, true)?;
+        handle_io::land_creations_under(self, from)?;
         handle_io::with_handles_quiet(self, &[from, to], || {
             self.rename_on_server(from, to, target.as_ref())?;
             self.dirs.remove(to_parent, to_name);

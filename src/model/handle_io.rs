@@ -284,6 +284,13 @@ pub fn write(model: &Model, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usi
 }
 
 fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8]) -> FsResult<usize> {
+    // O_APPEND: the kernel's offset comes from a size other handles' unsaved writes may have
+    // moved; the data belongs at the end of this handle's own content.
+    let off = match &io.state {
+        State::Writing(w) if f.append => w.pos,
+        State::Spooled(s) if f.append => s.len,
+        _ => off,
+    };
     let end = off + data.len() as u64;
     if let State::Writing(w) = &mut io.state {
         if w.pos == off {
@@ -309,6 +316,7 @@ fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8])
         io.state = State::Spooled(load_spool(model, f)?);
     }
     if let State::Spooled(s) = &mut io.state {
+        let (off, end) = if f.append { (s.len, s.len + data.len() as u64) } else { (off, end) };
         // A failure here (ENOSPC in cache_dir) leaves the spool as it was: nothing is lost, and
         // the caller may free space and write again.
         s.file.write_all_at(data, off).map_err(|e| io_errno(&e))?;
@@ -327,6 +335,7 @@ fn fail_stream(model: &Model, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
     io.error = Some(e);
     io.server_size = None;
     f.streaming.store(false, Ordering::Relaxed);
+    f.created.store(false, Ordering::Relaxed);
     f.set_dirty_size(None);
     if let Some(path) = f.path() {
         model.invalidate_parent(&path);
@@ -435,12 +444,20 @@ pub fn commit(model: &Model, f: &OpenFile) -> FsResult<()> {
     commit_locked(model, f, &mut io)
 }
 
-/// Commits every handle at or under `path` that streams an upload, and with `all` also those
-/// holding unsaved data or a creation (before a rename moves or replaces the path).
-pub fn commit_all_under(model: &Model, path: &str, all: bool) -> FsResult<()> {
+/// Before `path` is renamed: files at or under it that exist only as creations not uploaded yet
+/// are made on the server, so they move with it (other handles' unsaved data simply follows the
+/// handle to the new name). Only a failure for `path` itself fails the rename; one for a file
+/// under it stays with that handle (reported at its close) and does not block the rename.
+pub fn land_creations_under(model: &Model, path: &str) -> FsResult<()> {
     for f in model.handles.at_or_under(path) {
-        if f.streaming.load(Ordering::Relaxed) || (all && f.is_dirty()) {
-            commit(model, &f)?;
+        if !f.is_created() {
+            continue;
+        }
+        if let Err(e) = commit(model, &f) {
+            if f.path().as_deref() == Some(path) {
+                return Err(e);
+            }
+            log::warn!("{}: not uploaded before its directory was renamed: errno {e}", f.path().unwrap_or_default());
         }
     }
     Ok(())
@@ -470,7 +487,8 @@ pub fn with_handles_quiet<T>(model: &Model, tops: &[&str], body: impl FnOnce() -
 }
 
 /// The release of `f` failed to upload its data: the temp copy is kept as a named file in
-/// `cache_dir` (and the name logged), instead of being deleted with the handle.
+/// `cache_dir` (and the name logged), instead of being deleted with the handle. The temp file
+/// itself gets the name (no second copy needed on a full disk); copying is the fallback.
 pub fn rescue(model: &Model, f: &OpenFile) {
     let mut io = f.io.lock();
     let State::Spooled(s) = &mut io.state else { return };
@@ -478,20 +496,43 @@ pub fn rescue(model: &Model, f: &OpenFile) {
         return;
     }
     let path = f.path().unwrap_or_default();
-    // The end of the path, short enough for any file system's name limit.
-    let name: String = path.replace('/', "_").chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
     let stamp = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let kept = model.config().cache_dir.join(format!("ftpfs-unsaved-{}-{stamp}-{name}", std::process::id()));
-    let saved = File::create_new(&kept).and_then(|mut out| {
-        s.file.seek(SeekFrom::Start(0))?;
-        io::copy(&mut (&s.file).take(s.len), &mut out).map(drop)
-    });
-    match saved {
-        Ok(()) => log::error!("{name}: upload failed at close; its data is kept in {}", kept.display()),
+    let name = format!("ftpfs-unsaved-{}-{stamp}-{}", std::process::id(), tail_bytes(&path.replace('/', "_"), 150));
+    let kept = model.config().cache_dir.join(name);
+    match keep_spool(s, &kept) {
+        Ok(()) => log::error!("{path}: upload failed at close; its data is kept in {}", kept.display()),
         Err(e) => {
-            log::error!("{name}: upload failed at close, and keeping a copy in {} failed too: {e}", kept.display())
+            let _ = std::fs::remove_file(&kept);
+            log::error!("{path}: upload failed at close, and keeping its data in {} failed too: {e}", kept.display());
         }
     }
+}
+
+/// Gives the spool's (unnamed) temp file the name `kept`, or copies it there.
+fn keep_spool(s: &mut Spool, kept: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    s.file.set_len(s.len)?;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", s.file.as_raw_fd())).map_err(io::Error::other)?;
+    let to = std::ffi::CString::new(kept.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both paths are valid NUL-terminated strings that live across the call.
+    let linked =
+        unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    if linked == 0 {
+        return Ok(());
+    }
+    let mut out = File::create_new(kept)?;
+    s.file.seek(SeekFrom::Start(0))?;
+    io::copy(&mut (&s.file).take(s.len), &mut out).map(drop)
+}
+
+/// The last at most `max` bytes of `text`, cut at a character boundary.
+fn tail_bytes(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 /// Commits all handles with unsaved data (at unmount), giving up on what is left at `deadline`.
@@ -544,8 +585,12 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         return Err(e);
     }
     let Some(path) = f.path() else {
-        // Deleted or replaced while open: like a local file, its data goes nowhere.
-        io.state = State::Idle;
+        // Deleted or replaced while open: like a local file, its data goes nowhere, but a temp
+        // copy stays readable through the handle.
+        match &mut io.state {
+            State::Spooled(s) => s.dirty = false,
+            _ => io.state = State::Idle,
+        }
         f.streaming.store(false, Ordering::Relaxed);
         f.created.store(false, Ordering::Relaxed);
         f.set_dirty_size(None);
