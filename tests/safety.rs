@@ -788,6 +788,51 @@ fn last_close_wins_whole(kind: ServerKind) {
     c.done();
 }
 
+/// Two handles append to one file at once, interleaved, closing in either order.
+const TWO_APPENDERS_PY: &str = r#"
+import sys
+path, order = sys.argv[1:]
+a = open(path, "ab", buffering=0)
+a.write(b"a1\n")
+b = open(path, "ab", buffering=0)
+b.write(b"b1\n")
+a.write(b"a2\n")
+b.write(b"b2\n")
+first, last = (a, b) if order == "a-first" else (b, a)
+first.close()
+last.close()
+"#;
+
+/// Several processes appending to one file (two `>>` loggers): every appended line lands once,
+/// after the old content, and each appender's lines stay in order.
+fn appenders_all_land(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    for name in ["l1", "l2"] {
+        srv.put_file(name, b"old\n");
+    }
+    let m = Mount::new(&srv, &[]);
+    let mut c = Checks::default();
+    for (name, order) in [("l1", "a-first"), ("l2", "b-first")] {
+        c.run_ok(&sh(&m, &format!("python3 - {name} {order} <<'EOF'\n{TWO_APPENDERS_PY}\nEOF")));
+        let got = String::from_utf8_lossy(&std::fs::read(srv.disk(name)).unwrap_or_default()).into_owned();
+        let lines: Vec<&str> = got.lines().collect();
+        let mut sorted = lines.clone();
+        sorted.sort_unstable();
+        let in_order = |x: &str, y: &str| lines.iter().position(|l| *l == x) < lines.iter().position(|l| *l == y);
+        c.check(
+            lines.first() == Some(&"old")
+                && sorted == ["a1", "a2", "b1", "b2", "old"]
+                && in_order("a1", "a2")
+                && in_order("b1", "b2"),
+            || format!("{name} ({order}) on the server: {got:?}"),
+        );
+    }
+    c.done();
+}
+
 /// `text` quoted for bash.
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -807,4 +852,5 @@ on_every_server!(
     stale_size_never_destroys,
     allow_other_checks_permissions,
     last_close_wins_whole,
+    appenders_all_land,
 );

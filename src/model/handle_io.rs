@@ -43,6 +43,9 @@ struct Spool {
     len: u64,
     /// Holds changes the server does not have.
     dirty: bool,
+    /// Holds only bytes to append at the server's end (an O_APPEND handle), not the whole file:
+    /// committed with APPE, so several appenders' data all lands.
+    tail: bool,
 }
 
 enum State {
@@ -209,7 +212,8 @@ pub fn pin_writers(model: &Model, path: &str) -> FsResult<()> {
         if !matches!(io.state, State::Writing(_)) || io.error.is_some() {
             continue;
         }
-        if commit_locked(model, &g, &mut io).is_err() {
+        if commit_locked(model, &g, &mut io).is_err() || wants_tail_spool(&g) {
+            // An appender goes on collecting its appends only; nothing to pin.
             continue;
         }
         match load_spool(model, &g) {
@@ -233,7 +237,7 @@ pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn Fn
     let mut retried = false;
     loop {
         apply_remote_change(f, &mut io);
-        if matches!(io.state, State::Writing(_)) {
+        if matches!(io.state, State::Writing(_)) || is_tail(&io) {
             commit_locked(model, f, &mut io)?;
         }
         if let State::Spooled(s) = &io.state {
@@ -313,7 +317,11 @@ fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8])
             f.streaming.store(true, Ordering::Relaxed);
             return write_locked(model, f, io, off, data);
         }
-        io.state = State::Spooled(load_spool(model, f)?);
+        io.state = State::Spooled(if wants_tail_spool(f) {
+            Spool { file: model.temp_file()?, len: 0, dirty: false, tail: true }
+        } else {
+            load_spool(model, f)?
+        });
     }
     if let State::Spooled(s) = &mut io.state {
         let (off, end) = if f.append { (s.len, s.len + data.len() as u64) } else { (off, end) };
@@ -322,7 +330,7 @@ fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8])
         s.file.write_all_at(data, off).map_err(|e| io_errno(&e))?;
         s.len = s.len.max(end);
         s.dirty = true;
-        f.set_dirty_size(Some(s.len));
+        f.set_dirty_size(if s.tail { io.server_size.map(|size| size + s.len) } else { Some(s.len) });
         return Ok(data.len());
     }
     Err(libc::EIO)
@@ -386,7 +394,13 @@ fn load_spool(model: &Model, f: &OpenFile) -> FsResult<Spool> {
             Err(e) => return Err(errno(&e, Op::Read)),
         }
     }
-    Ok(Spool { file, len, dirty: false })
+    Ok(Spool { file, len, dirty: false, tail: false })
+}
+
+/// Whether `f`'s writes should collect in an append-only spool: an O_APPEND handle on a file it
+/// did not create.
+fn wants_tail_spool(f: &OpenFile) -> bool {
+    f.append && !f.is_created()
 }
 
 /// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
@@ -397,6 +411,9 @@ pub fn truncate(model: &Model, f: &OpenFile, size: u64) -> FsResult<()> {
         if w.pos == size {
             return Ok(());
         }
+        commit_locked(model, f, &mut io)?;
+    }
+    if is_tail(&io) {
         commit_locked(model, f, &mut io)?;
     }
     if matches!(io.state, State::Reading(_)) {
@@ -616,6 +633,7 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             }
             Some(pos)
         }
+        State::Spooled(s) if s.tail => append_tail(model, f, io, s, &path)?,
         State::Spooled(mut s) => {
             // A clean spool of a file this handle created still has to make the file.
             let upload = s.dirty || f.is_created();
@@ -646,6 +664,68 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
     Ok(())
 }
 
+fn is_tail(io: &Io) -> bool {
+    matches!(&io.state, State::Spooled(s) if s.tail)
+}
+
+/// Appends an append-only spool to the server's file with APPE; returns the new size where the
+/// server tells it. The spool is done with after a success. A failure sticks to the handle and
+/// keeps the spool for the release's rescue: bytes may have landed, so sending them again could
+/// append them twice.
+fn append_tail(model: &Model, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str) -> FsResult<Option<u64>> {
+    if !s.dirty {
+        return Ok(None);
+    }
+    let remote = model.remote(path);
+    let sent = claim_upload(model, path).and_then(|_claim| {
+        s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
+        let mut up = match model.appe_refused() {
+            true => return append_by_copy(model, &remote, &mut s).map(Some),
+            false => match start_upload(model, &remote, true) {
+                Ok(up) => up,
+                Err(e) if matches!(e.code(), Some(450..=452 | 500..=504 | 550)) => {
+                    log::info!("server refused APPE ({e}); appending through a temp copy");
+                    model.note_appe_refused();
+                    return append_by_copy(model, &remote, &mut s).map(Some);
+                }
+                Err(e) => return Err(errno(&e, Op::Write)),
+            },
+        };
+        io::copy(&mut (&s.file).take(s.len), &mut up).map_err(|e| io_errno(&e))?;
+        let (mut lease, res) = up.into_connection();
+        res.map_err(|e| errno(&e, Op::Write))?;
+        Ok(if model.features.size { lease.size(&remote).ok() } else { None })
+    });
+    match sent {
+        Ok(size) => {
+            if size.is_none() {
+                model.invalidate_parent(path);
+                f.set_dirty_size(None);
+            }
+            Ok(size)
+        }
+        Err(e) => {
+            io.state = State::Spooled(s);
+            io.error = Some(e);
+            Err(e)
+        }
+    }
+}
+
+/// APPE for a server that refuses it: the current file, then the tail, uploaded whole with STOR
+/// (the caller holds the path's upload claim). Returns the new size.
+fn append_by_copy(model: &Model, remote: &str, tail: &mut Spool) -> FsResult<u64> {
+    let mut whole = model.temp_file()?;
+    let mut dl = start_download(model, remote, 0).map_err(|e| errno(&e, Op::Read))?;
+    let old = io::copy(&mut dl, &mut whole).map_err(|e| io_errno(&e))?;
+    dl.finish().map_err(|e| errno(&e, Op::Read))?;
+    tail.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
+    io::copy(&mut (&tail.file).take(tail.len), &mut whole).map_err(|e| io_errno(&e))?;
+    let mut spool = Spool { file: whole, len: old + tail.len, dirty: true, tail: false };
+    send_spool(model, &mut spool, remote)?;
+    Ok(spool.len)
+}
+
 /// Claims the right to upload `path`, waiting (bounded) for another upload of it to end.
 fn claim_upload(model: &Model, path: &str) -> FsResult<PathClaim> {
     let deadline = Instant::now() + model.pool.wait_limit();
@@ -669,16 +749,20 @@ fn upload_empty(model: &Model, path: &str) -> FsResult<u64> {
 /// Uploads a spool whole; on success it is clean. On failure it stays dirty for another try.
 fn upload_spool(model: &Model, s: &mut Spool, path: &str) -> FsResult<()> {
     let _claim = claim_upload(model, path)?;
-    let remote = model.remote(path);
+    send_spool(model, s, &model.remote(path))
+}
+
+/// STOR of a whole spool to `remote`, size checked (the caller holds the upload claim).
+fn send_spool(model: &Model, s: &mut Spool, remote: &str) -> FsResult<()> {
     s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
-    let mut up = start_upload(model, &remote, false).map_err(|e| errno(&e, Op::Write))?;
+    let mut up = start_upload(model, remote, false).map_err(|e| errno(&e, Op::Write))?;
     let copied = io::copy(&mut (&s.file).take(s.len), &mut up);
     if let Err(e) = copied {
         return Err(io_errno(&e));
     }
     let (lease, res) = up.into_connection();
     res.map_err(|e| errno(&e, Op::Write))?;
-    verify_size(model, lease, &remote, s.len)?;
+    verify_size(model, lease, remote, s.len)?;
     s.dirty = false;
     Ok(())
 }
