@@ -368,13 +368,7 @@ fn try_stream(model: &Model, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option
     match start_upload_now(model, &model.remote(&path), append) {
         Ok(Some(up)) => Ok(Some(Writer { up, pos: off, _claim: claim })),
         Ok(None) => Ok(None),
-        // Some servers refuse APPE (proftpd without AllowStoreRestart): append through a temp
-        // copy and STOR instead, from now on.
-        Err(e) if append && matches!(e.code(), Some(450..=452 | 500..=504 | 550)) => {
-            log::info!("server refused APPE ({e}); appending through a temp copy");
-            model.note_appe_refused();
-            Ok(None)
-        }
+        Err(e) if append && note_if_appe_refused(model, &e) => Ok(None),
         Err(e) => Err(errno(&e, Op::Write)),
     }
 }
@@ -678,19 +672,15 @@ fn append_tail(model: &Model, f: &OpenFile, io: &mut Io, mut s: Spool, path: &st
     }
     let remote = model.remote(path);
     let sent = claim_upload(model, path).and_then(|_claim| {
-        s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
         let mut up = match model.appe_refused() {
             true => return append_by_copy(model, &remote, &mut s).map(Some),
             false => match start_upload(model, &remote, true) {
                 Ok(up) => up,
-                Err(e) if matches!(e.code(), Some(450..=452 | 500..=504 | 550)) => {
-                    log::info!("server refused APPE ({e}); appending through a temp copy");
-                    model.note_appe_refused();
-                    return append_by_copy(model, &remote, &mut s).map(Some);
-                }
+                Err(e) if note_if_appe_refused(model, &e) => return append_by_copy(model, &remote, &mut s).map(Some),
                 Err(e) => return Err(errno(&e, Op::Write)),
             },
         };
+        s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
         io::copy(&mut (&s.file).take(s.len), &mut up).map_err(|e| io_errno(&e))?;
         let (mut lease, res) = up.into_connection();
         res.map_err(|e| errno(&e, Op::Write))?;
@@ -710,6 +700,17 @@ fn append_tail(model: &Model, f: &OpenFile, io: &mut Io, mut s: Spool, path: &st
             Err(e)
         }
     }
+}
+
+/// True when `e` is the server refusing APPE (proftpd without AllowStoreRestart, among others):
+/// remembered, so appends go through a temp copy and STOR from now on.
+fn note_if_appe_refused(model: &Model, e: &FtpError) -> bool {
+    let refused = matches!(e.code(), Some(450..=452 | 500..=504 | 550));
+    if refused {
+        log::info!("server refused APPE ({e}); appending through a temp copy");
+        model.note_appe_refused();
+    }
+    refused
 }
 
 /// APPE for a server that refuses it: the current file, then the tail, uploaded whole with STOR

@@ -240,11 +240,6 @@ impl Pool {
         }
     }
 
-    /// The current ceiling on connections (lowered after the server refused one).
-    pub fn limit(&self) -> usize {
-        self.state.lock().limit
-    }
-
     /// Stops handing out connections: every waiting and later request fails with
     /// [`FtpError::Unmounting`]. Idle connections are closed.
     pub fn shut_down(&self) {
