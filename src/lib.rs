@@ -1,11 +1,26 @@
 //! ftpfs: mount a remote FTP server as a local directory.
 //!
-//! Layers, with data flowing one way (kernel → adapter → model → pool → connection):
-//! - [`ftp`]: the wire protocol (replies, commands, data channels, listings); no FUSE here.
+//! Layers, with requests flowing one way:
+//!
+//! ```text
+//! kernel ─▶ adapter ─▶ model ─▶ backend trait ─▶ remote (FTP pool) ─▶ ftp (connection)
+//!                                     └────────▶ backend::memory (tests)
+//! ```
+//!
+//! - [`adapter`]: fuser's types in, model calls, errno replies out; nothing else.
+//! - [`model`]: inodes, listing cache, open handles, and every filesystem decision.
+//! - [`backend`]: the trait the model needs from a server, typed errors ([`error::FsError`]),
+//!   and an in-memory server with fault injection.
+//! - [`remote`]: the backend over FTP: connection pool, retries, server quirks.
+//! - [`ftp`]: the wire protocol (replies, commands, data channels, listings, TLS); no FUSE here.
+//! - [`cli`], [`mount`], [`probe`]: command line, mounting, server report.
 
 pub mod adapter;
+pub mod backend;
 pub mod cli;
+pub mod error;
 pub mod ftp;
 pub mod model;
 pub mod mount;
 pub mod probe;
+pub mod remote;

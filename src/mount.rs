@@ -14,7 +14,8 @@ use fuser::{Config, MountOption, Session, SessionACL};
 use crate::adapter::FtpFs;
 use crate::cli::{MountOpts, Target};
 use crate::ftp::{ConnectOptions, Connection, FtpError};
-use crate::model::{Model, ModelConfig, Pool};
+use crate::model::{Model, ModelConfig};
+use crate::remote::{FtpBackend, FtpBackendConfig, Pool};
 
 /// Why a mount could not start; printed as `ftpfs: <message>`.
 pub type StartError = String;
@@ -269,18 +270,16 @@ fn mount_and_serve(
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let cfg = ModelConfig {
-        remote_root: root,
         cache_timeout: o.cache_timeout,
         uid: o.uid.unwrap_or(uid),
         gid: o.gid.unwrap_or(gid),
         umask: o.umask,
         read_only: o.read_only,
-        use_mlsd: !o.no_mlsd,
-        list_tz_offset: o.list_tz_offset,
         cache_dir: o.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir),
     };
     let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
-    let model = Arc::new(Model::new(cfg, pool, features));
+    let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
+    let model = Arc::new(Model::new(cfg, Arc::new(FtpBackend::new(server, pool, features))));
     let fs = FtpFs::new(model.clone());
 
     let mut config = Config::default();

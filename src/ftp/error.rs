@@ -1,21 +1,27 @@
 //! The wire layer's one error type and the one table that turns FTP reply codes into errno values.
 //!
-//! Everything in `ftp/` fails with [`FtpError`]. The filesystem layer never looks at reply codes
-//! itself: it asks [`FtpError::errno`] with the kind of operation it attempted ([`Op`]), so the
-//! mapping lives in exactly one place.
+//! Everything in `ftp/` fails with [`FtpError`]. Nothing above the wire looks at reply codes:
+//! [`FtpError::kind`] turns an error into a [`FsError`] given the kind of operation attempted
+//! ([`Op`]), so the mapping lives in exactly one place.
 
 use std::io;
+
+use crate::error::FsError;
 
 /// What the caller was doing when a reply came back negative. Some codes (550 above all) mean
 /// different things for different commands, so the errno table needs this context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// Reading metadata or a listing (MLST, MLSD, LIST, SIZE, MDTM, CWD).
+    /// Reading metadata (MLST, SIZE, MDTM, CWD).
     Lookup,
+    /// Listing a directory (MLSD, LIST): an unknown command means the listing kind is missing.
+    Listing,
     /// Downloading (RETR).
     Read,
-    /// Uploading (STOR, APPE).
+    /// Uploading (STOR).
     Write,
+    /// Appending (APPE).
+    Append,
     /// Creating a directory (MKD).
     Mkdir,
     /// Removing a directory (RMD).
@@ -92,18 +98,32 @@ impl FtpError {
         matches!(self.code(), Some(425) | Some(426)) || self.is_reconnectable()
     }
 
-    /// The errno a filesystem should report for this error, given the operation attempted.
-    /// This is the project's one table from reply codes to errno.
-    pub fn errno(&self, op: Op) -> i32 {
+    /// True when the server refused another connection (421 at connect, or 530 "too many").
+    pub fn is_too_many_connections(&self) -> bool {
         match self {
-            FtpError::Reply { code, text } => reply_errno(*code, text, op),
-            FtpError::Io(e) if e.kind() == io::ErrorKind::TimedOut => libc::ETIMEDOUT,
-            FtpError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
-            FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => libc::EIO,
-            FtpError::InvalidArgument(_) => libc::EINVAL,
-            FtpError::Busy(_) => libc::ETIMEDOUT,
-            FtpError::Unmounting => libc::EIO,
+            FtpError::Reply { code: 421, .. } => true,
+            FtpError::Reply { code: 530, text } => text_says(text, &["too many", "maximum", "limit"]),
+            _ => false,
         }
+    }
+
+    /// What this failure means for a filesystem, given the operation attempted. This is the
+    /// project's one table from reply codes (and their texts) to failure kinds.
+    pub fn kind(&self, op: Op) -> FsError {
+        match self {
+            FtpError::Reply { code, text } => reply_kind(*code, text, op),
+            FtpError::Io(e) if e.kind() == io::ErrorKind::TimedOut => FsError::Timeout,
+            FtpError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => FsError::Timeout,
+            FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => FsError::Broken,
+            FtpError::InvalidArgument(_) => FsError::Invalid,
+            FtpError::Busy(_) => FsError::Busy,
+            FtpError::Unmounting => FsError::Unmounting,
+        }
+    }
+
+    /// The errno for this failure (see [`FtpError::kind`]).
+    pub fn errno(&self, op: Op) -> i32 {
+        self.kind(op).errno()
     }
 }
 
@@ -112,65 +132,63 @@ fn text_says(text: &str, words: &[&str]) -> bool {
     words.iter().any(|w| lower.contains(w))
 }
 
-/// The reply-code → errno table.
-fn reply_errno(code: u16, text: &str, op: Op) -> i32 {
-    use libc::*;
+/// The reply-code → failure table.
+fn reply_kind(code: u16, text: &str, op: Op) -> FsError {
     match code {
-        421 => EIO,
-        425 | 426 => EIO,
-        450 | 451 => EIO,
-        452 | 552 => ENOSPC,
-        530 | 532 => EACCES,
-        500 | 501 => {
-            if op == Op::SetAttr {
-                ENOSYS
-            } else {
-                EINVAL
-            }
+        421 => FsError::Broken,
+        452 | 552 => FsError::NoSpace,
+        // An append refused (proftpd without AllowStoreRestart, servers without APPE).
+        450 | 451 | 550 if op == Op::Append && !text_says(text, &["no space", "disk full", "quota"]) => {
+            FsError::Unsupported
         }
-        502 | 504 => ENOSYS,
+        530 | 532 => FsError::Denied,
+        500 | 501 if matches!(op, Op::SetAttr | Op::Append | Op::Listing) => FsError::Unsupported,
+        500 | 501 => FsError::Invalid,
+        502 | 504 => FsError::Unsupported,
         553 => {
             if text_says(text, &["exist"]) {
-                EEXIST
+                FsError::Exists
             } else if op == Op::Write || text_says(text, &["permission", "denied", "not allowed"]) {
                 // vsftpd answers a STOR it may not do with "553 Could not create file."
-                EACCES
+                FsError::Denied
             } else {
-                EINVAL
+                FsError::Invalid
             }
         }
-        521 => EEXIST,
-        550 => errno_for_550(text, op),
-        c if (400..500).contains(&c) => EIO,
-        _ => EIO,
+        521 => FsError::Exists,
+        550 => kind_of_550(text, op),
+        c if (400..500).contains(&c) => FsError::TryLater,
+        _ => FsError::Failed,
     }
 }
 
 /// 550 is "requested action not taken": its meaning depends on the command and on the text.
-fn errno_for_550(text: &str, op: Op) -> i32 {
-    use libc::*;
+fn kind_of_550(text: &str, op: Op) -> FsError {
     if text_says(text, &["not empty"]) {
-        return ENOTEMPTY;
+        return FsError::NotEmpty;
     }
     if text_says(text, &["permission", "denied", "not allowed", "access is denied"]) {
-        return EACCES;
+        return FsError::Denied;
     }
     if text_says(text, &["already exists", "file exists"]) {
-        return EEXIST;
+        return FsError::Exists;
     }
     if text_says(text, &["is a directory"]) {
-        return EISDIR;
+        return FsError::IsDir;
     }
     if text_says(text, &["not a directory"]) {
-        return ENOTDIR;
+        return FsError::NotDir;
+    }
+    if text_says(text, &["too long"]) {
+        return FsError::NameTooLong;
     }
     if text_says(text, &["no such", "not found", "does not exist", "can't open", "cannot open"]) {
-        return ENOENT;
+        return FsError::NotFound;
     }
     match op {
-        Op::Lookup | Op::Read | Op::Delete | Op::Rename | Op::Rmdir | Op::SetAttr => ENOENT,
-        Op::Mkdir => EEXIST,
-        Op::Write | Op::Session => EACCES,
+        Op::Lookup | Op::Listing | Op::Read | Op::Delete | Op::Rename | Op::Rmdir | Op::SetAttr => FsError::NotFound,
+        Op::Mkdir => FsError::Exists,
+        Op::Write | Op::Append | Op::Session => FsError::Denied,
     }
 }
 
@@ -202,6 +220,14 @@ mod tests {
         assert_eq!(reply(521, "exists").errno(Op::Mkdir), EEXIST);
         assert_eq!(reply(426, "aborted").errno(Op::Read), EIO);
         assert_eq!(FtpError::InvalidArgument("x".into()).errno(Op::Lookup), EINVAL);
+        assert_eq!(reply(451, "Append/Restart not permitted").kind(Op::Append), FsError::Unsupported);
+        assert_eq!(reply(452, "No space").kind(Op::Append), FsError::NoSpace);
+        assert_eq!(reply(451, "Local error").kind(Op::Write), FsError::TryLater);
+        assert_eq!(reply(501, "Unknown MLSD").kind(Op::Listing), FsError::Unsupported);
+        assert_eq!(reply(550, "No such directory").kind(Op::Listing), FsError::NotFound);
+        assert!(reply(421, "bye").is_too_many_connections());
+        assert!(reply(530, "Sorry, the maximum number of clients is reached").is_too_many_connections());
+        assert!(!reply(530, "Login incorrect.").is_too_many_connections());
         let timeout = FtpError::Io(io::Error::new(io::ErrorKind::TimedOut, "t"));
         assert_eq!(timeout.errno(Op::Read), ETIMEDOUT);
     }

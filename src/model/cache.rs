@@ -14,7 +14,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use super::inodes::is_at_or_under;
-use crate::ftp::Entry;
+use crate::backend::Entry;
 
 /// One directory's entries, sorted by name, with an index.
 #[derive(Clone, Debug)]
@@ -65,12 +65,64 @@ impl DirListing {
 pub struct DirCache {
     ttl: Duration,
     map: Mutex<LruCache<String, Arc<DirListing>>>,
+    /// Listings being fetched: id → (directory, spoiled by a change since the fetch began).
+    fetches: Mutex<HashMap<u64, (String, bool)>>,
+    next_fetch: std::sync::atomic::AtomicU64,
+}
+
+/// A listing fetch in flight; unregistered when dropped.
+pub struct Fetch<'a> {
+    cache: &'a DirCache,
+    id: u64,
+}
+
+impl Fetch<'_> {
+    /// Stores the fetched entries unless a change of the directory happened meanwhile.
+    /// `Ok`: stored; `Err`: spoiled, the listing is returned but not kept.
+    pub fn finish(self, entries: Vec<Entry>) -> Result<Arc<DirListing>, Arc<DirListing>> {
+        let listing = Arc::new(DirListing::new(entries));
+        let mut map = self.cache.map.lock();
+        match self.cache.fetches.lock().remove(&self.id) {
+            Some((dir, false)) => {
+                map.put(dir, listing.clone());
+                Ok(listing)
+            }
+            _ => Err(listing),
+        }
+    }
+}
+
+impl Drop for Fetch<'_> {
+    fn drop(&mut self) {
+        self.cache.fetches.lock().remove(&self.id);
+    }
 }
 
 impl DirCache {
     pub fn new(ttl: Duration, capacity: usize) -> DirCache {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        DirCache { ttl, map: Mutex::new(LruCache::new(cap)) }
+        DirCache {
+            ttl,
+            map: Mutex::new(LruCache::new(cap)),
+            fetches: Mutex::new(HashMap::new()),
+            next_fetch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Registers a fetch of `dir`'s listing about to be sent.
+    pub fn begin_fetch(&self, dir: &str) -> Fetch<'_> {
+        let id = self.next_fetch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches.lock().insert(id, (dir.to_string(), false));
+        Fetch { cache: self, id }
+    }
+
+    /// A change of the directories `affected` accepts: fetches of them in flight are spoiled.
+    fn spoil(&self, affected: impl Fn(&str) -> bool) {
+        for (dir, spoiled) in self.fetches.lock().values_mut() {
+            if affected(dir) {
+                *spoiled = true;
+            }
+        }
     }
 
     /// The cached listing of `dir` if it is younger than the TTL.
@@ -86,23 +138,29 @@ impl DirCache {
         }
     }
 
-    /// Stores a freshly fetched listing.
+    /// Stores a listing we know to be current (a directory just created is empty).
     pub fn put(&self, dir: &str, entries: Vec<Entry>) -> Arc<DirListing> {
         let l = Arc::new(DirListing::new(entries));
-        self.map.lock().put(dir.to_string(), l.clone());
+        let mut map = self.map.lock();
+        self.spoil(|d| d == dir);
+        map.put(dir.to_string(), l.clone());
         l
     }
 
     /// Adds or replaces one entry in the cached listing of `dir` (if cached).
     pub fn upsert(&self, dir: &str, entry: Entry) {
-        if let Some(l) = self.map.lock().get_mut(dir) {
+        let mut map = self.map.lock();
+        self.spoil(|d| d == dir);
+        if let Some(l) = map.get_mut(dir) {
             Arc::make_mut(l).upsert(entry);
         }
     }
 
     /// Changes one entry in place (if cached).
     pub fn update(&self, dir: &str, name: &str, f: impl FnOnce(&mut Entry)) {
-        if let Some(l) = self.map.lock().get_mut(dir) {
+        let mut map = self.map.lock();
+        self.spoil(|d| d == dir);
+        if let Some(l) = map.get_mut(dir) {
             let l = Arc::make_mut(l);
             if let Some(&i) = l.index.get(name) {
                 f(&mut l.entries[i]);
@@ -112,17 +170,22 @@ impl DirCache {
 
     /// Removes one entry from the cached listing of `dir` and returns it (if cached).
     pub fn remove(&self, dir: &str, name: &str) -> Option<Entry> {
-        self.map.lock().get_mut(dir).and_then(|l| Arc::make_mut(l).remove(name))
+        let mut map = self.map.lock();
+        self.spoil(|d| d == dir);
+        map.get_mut(dir).and_then(|l| Arc::make_mut(l).remove(name))
     }
 
     /// Forgets the listing of `dir`.
     pub fn invalidate(&self, dir: &str) {
-        self.map.lock().pop(dir);
+        let mut map = self.map.lock();
+        self.spoil(|d| d == dir);
+        map.pop(dir);
     }
 
     /// Forgets the listings of `dir` and of everything under it.
     pub fn invalidate_tree(&self, dir: &str) {
         let mut map = self.map.lock();
+        self.spoil(|d| is_at_or_under(d, dir));
         let doomed: Vec<String> = map.iter().map(|(k, _)| k.clone()).filter(|k| is_at_or_under(k, dir)).collect();
         for k in doomed {
             map.pop(&k);
@@ -133,19 +196,10 @@ impl DirCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ftp::EntryKind;
+    use crate::backend::EntryKind;
 
     fn e(name: &str) -> Entry {
-        let mut e = Entry {
-            name: name.into(),
-            kind: EntryKind::File,
-            size: Some(1),
-            mtime: None,
-            mtime_nanos: 0,
-            mode: None,
-            owner: None,
-            group: None,
-        };
+        let mut e = Entry::new(name, EntryKind::File);
         e.size = Some(name.len() as u64);
         e
     }
@@ -177,5 +231,25 @@ mod tests {
         c.invalidate_tree("a");
         assert!(c.get_fresh("a").is_none() && c.get_fresh("a/b").is_none() && c.get_fresh("a/b/c").is_none());
         assert!(c.get_fresh("ab").is_some());
+    }
+
+    #[test]
+    fn a_fetch_spoiled_by_a_change_is_not_stored() {
+        let c = DirCache::new(Duration::from_secs(10), 10);
+        let f = c.begin_fetch("d");
+        c.upsert("d", e("new"));
+        assert!(f.finish(vec![e("old")]).is_err());
+        assert!(c.get_fresh("d").is_none());
+        let f = c.begin_fetch("d");
+        let other = c.begin_fetch("x");
+        c.invalidate_tree("x");
+        assert!(other.finish(vec![]).is_err());
+        assert!(f.finish(vec![e("a")]).is_ok());
+        assert!(c.get_fresh("d").unwrap().get("a").is_some());
+        let f = c.begin_fetch("d/sub");
+        c.invalidate_tree("d");
+        assert!(f.finish(vec![]).is_err());
+        drop(c.begin_fetch("gone"));
+        assert!(c.fetches.lock().is_empty());
     }
 }

@@ -15,105 +15,17 @@
 //! How reads and writes on one handle become RETR, STOR and APPE is in
 //! [`crate::model::handle_io`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
-use super::fs::FsResult;
-use super::handle_io::Io;
+use super::FsResult;
+use super::gate::UploadGate;
 use super::inodes::is_at_or_under;
-
-/// Marks "no size override" in [`OpenFile::dirty_size`].
-const NO_SIZE: u64 = u64::MAX;
-
-/// One open file handle.
-pub struct OpenFile {
-    pub ino: u64,
-    /// Its path; `None` once the file was deleted or replaced (the handle is detached).
-    path: Mutex<Option<String>>,
-    pub writable: bool,
-    pub(super) append: bool,
-    /// This handle created the file or truncated it to zero, and the server does not hold that
-    /// version yet: commit uploads it even if nothing is written.
-    pub(super) created: AtomicBool,
-    /// Logical size while the handle holds changes the server does not have yet.
-    dirty_size: AtomicU64,
-    /// Modification time requested while the data is still on its way (shown by stat).
-    pub(super) mtime_override: Mutex<Option<SystemTime>>,
-    /// Another handle uploaded this file: its new size + 1 (0 = nothing new). Applied by this
-    /// handle's next operation, which drops what it cached of the old content.
-    pub(super) remote_changed: AtomicU64,
-    /// A streaming upload is running on this handle (readable without the I/O lock).
-    pub(super) streaming: AtomicBool,
-    pub(super) io: Mutex<Io>,
-}
-
-impl OpenFile {
-    pub fn path(&self) -> Option<String> {
-        self.path.lock().clone()
-    }
-
-    pub(super) fn set_dirty_size(&self, size: Option<u64>) {
-        self.dirty_size.store(size.unwrap_or(NO_SIZE), Ordering::Relaxed);
-    }
-
-    pub(super) fn dirty_size(&self) -> Option<u64> {
-        let s = self.dirty_size.load(Ordering::Relaxed);
-        (s != NO_SIZE).then_some(s)
-    }
-
-    pub(super) fn is_created(&self) -> bool {
-        self.created.load(Ordering::Relaxed)
-    }
-
-    /// True when closing this handle would upload something.
-    pub(super) fn is_dirty(&self) -> bool {
-        self.dirty_size().is_some() || self.is_created()
-    }
-}
-
-/// Paths with an upload in progress. A claim is released when its guard drops.
-#[derive(Default)]
-pub struct UploadGate {
-    busy: Mutex<HashSet<String>>,
-    freed: Condvar,
-}
-
-/// The right to upload one path, until dropped.
-pub struct PathClaim {
-    gate: Arc<UploadGate>,
-    path: String,
-}
-
-impl UploadGate {
-    /// Claims `path` if no upload of it is running.
-    pub fn try_claim(self: &Arc<Self>, path: &str) -> Option<PathClaim> {
-        let mut busy = self.busy.lock();
-        busy.insert(path.to_string()).then(|| PathClaim { gate: self.clone(), path: path.to_string() })
-    }
-
-    /// Claims `path`, waiting until `deadline` for a running upload of it to end.
-    pub fn claim(self: &Arc<Self>, path: &str, deadline: Instant) -> Option<PathClaim> {
-        let mut busy = self.busy.lock();
-        while busy.contains(path) {
-            if self.freed.wait_until(&mut busy, deadline).timed_out() && busy.contains(path) {
-                return None;
-            }
-        }
-        busy.insert(path.to_string());
-        Some(PathClaim { gate: self.clone(), path: path.to_string() })
-    }
-}
-
-impl Drop for PathClaim {
-    fn drop(&mut self) {
-        self.gate.busy.lock().remove(&self.path);
-        self.gate.freed.notify_all();
-    }
-}
+pub use super::open_file::OpenFile;
 
 /// All open handles.
 #[derive(Default)]
@@ -127,28 +39,9 @@ impl Handles {
     /// Registers a handle. `created` means this handle makes the file (or empties it) and the
     /// server does not have that version yet; only create() and truncation set it, never a plain
     /// open of a path another handle created.
-    pub fn open(
-        &self,
-        ino: u64,
-        path: &str,
-        writable: bool,
-        append: bool,
-        created: bool,
-        server_size: Option<u64>,
-    ) -> u64 {
+    pub fn open(&self, path: &str, writable: bool, append: bool, created: bool, server_size: Option<u64>) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let f = OpenFile {
-            ino,
-            path: Mutex::new(Some(path.to_string())),
-            writable,
-            append,
-            created: AtomicBool::new(created),
-            dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
-            mtime_override: Mutex::new(None),
-            remote_changed: AtomicU64::new(0),
-            streaming: AtomicBool::new(false),
-            io: Mutex::new(Io::new(server_size)),
-        };
+        let f = OpenFile::new(path, writable, append, created, server_size);
         self.map.lock().insert(fh, Arc::new(f));
         fh
     }

@@ -18,61 +18,19 @@
 //! - Waiting for a connection is bounded by the `timeout` option; meanwhile handles that are
 //!   open but idle give theirs up ([`preempt_idle_transfer`]).
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::files::{OpenFile, PathClaim};
-use super::fs::{FsResult, Model, errno};
-use super::pool::{Lease, Purpose};
+use super::FsResult;
+use super::core::Core;
+use super::files::OpenFile;
+use super::gate::PathClaim;
+use super::open_file::{Io, Spool, State, Writer};
 use super::readahead::StreamReader;
-use crate::ftp::{Download, FtpError, Op, Upload};
-
-struct Writer {
-    up: Upload<Lease>,
-    pos: u64,
-    /// No other upload of this path runs while the stream is open.
-    _claim: PathClaim,
-}
-
-struct Spool {
-    file: File,
-    len: u64,
-    /// Holds changes the server does not have.
-    dirty: bool,
-    /// Holds only bytes to append at the server's end (an O_APPEND handle), not the whole file:
-    /// committed with APPE, so several appenders' data all lands.
-    tail: bool,
-}
-
-enum State {
-    Idle,
-    Reading(StreamReader),
-    Writing(Box<Writer>),
-    Spooled(Spool),
-}
-
-/// The I/O state of one handle, behind its lock.
-pub struct Io {
-    state: State,
-    /// Size of the file on the server, as far as we know.
-    server_size: Option<u64>,
-    /// Modification time to set after the next commit (futimens on a file being written).
-    pending_mtime: Option<SystemTime>,
-    /// Permission bits to set once the file is on the server (chmod of a file being created).
-    pending_mode: Option<u32>,
-    /// Error of a failed streaming write, reported by later writes and the next flush.
-    error: Option<i32>,
-}
-
-impl Io {
-    pub fn new(server_size: Option<u64>) -> Io {
-        Io { state: State::Idle, server_size, pending_mtime: None, pending_mode: None, error: None }
-    }
-}
+use crate::backend::{FsError, ReadStream, WriteMode, WriteStream};
 
 fn io_errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
@@ -102,8 +60,8 @@ fn apply_remote_change(f: &OpenFile, io: &mut Io) {
 /// Stops one transfer whose handle is open but not in a call right now, returning its
 /// connection to the pool: a download (resumed with REST when read again) or a streaming upload
 /// (finished; the handle goes on with APPE or a spool). True if one was stopped.
-fn preempt_idle_transfer(model: &Model) -> bool {
-    for f in model.handles.all() {
+fn preempt_idle_transfer(core: &Core) -> bool {
+    for f in core.handles.all() {
         let Some(mut io) = f.io.try_lock() else { continue };
         match io.state {
             State::Reading(_) => {
@@ -113,7 +71,7 @@ fn preempt_idle_transfer(model: &Model) -> bool {
             }
             State::Writing(_) => {
                 // A failure sticks to the handle (commit_locked keeps it) for its owner to see.
-                let _ = commit_locked(model, &f, &mut io);
+                let _ = commit_locked(core, &f, &mut io);
                 log::debug!("finished an idle upload stream to free a connection");
                 return true;
             }
@@ -123,78 +81,65 @@ fn preempt_idle_transfer(model: &Model) -> bool {
     false
 }
 
-/// A connection for a transfer, waiting at most the `timeout` option; meanwhile idle handles
-/// give theirs up.
-fn transfer_lease(model: &Model) -> Result<Lease, FtpError> {
-    let wait = model.pool.wait_limit();
-    let deadline = Instant::now() + wait;
+/// Opens a transfer, waiting at most the `timeout` option for a connection; meanwhile handles
+/// that are open but idle give theirs up.
+fn open_transfer<T>(core: &Core, mut open: impl FnMut(Duration) -> Result<Option<T>, FsError>) -> Result<T, FsError> {
+    let deadline = Instant::now() + core.wait_limit();
     loop {
         let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
-        if let Some(lease) = model.pool.get_timeout(Purpose::Transfer, step)? {
-            return Ok(lease);
+        if let Some(t) = open(step)? {
+            return Ok(t);
         }
         if Instant::now() >= deadline {
-            return Err(FtpError::Busy(format!("no connection free for a transfer within {} s", wait.as_secs_f32())));
+            log::warn!("no connection free for a transfer within {:?}", core.wait_limit());
+            return Err(FsError::Busy);
         }
-        preempt_idle_transfer(model);
+        preempt_idle_transfer(core);
     }
 }
 
-/// Starts a transfer, once more on a fresh connection if the pooled one turned out to be broken.
-fn start_transfer<T>(
-    mut lease: impl FnMut() -> Result<Lease, FtpError>,
-    start: impl Fn(Lease) -> Result<T, FtpError>,
-) -> Result<T, FtpError> {
-    match start(lease()?) {
-        Err(e) if e.is_reconnectable() => start(lease()?),
-        other => other,
-    }
+fn start_download(core: &Core, path: &str, offset: u64) -> Result<Box<dyn ReadStream>, FsError> {
+    open_transfer(core, |wait| core.backend.read(path, offset, wait))
 }
 
-fn start_download(model: &Model, remote: &str, offset: u64) -> Result<Download<Lease>, FtpError> {
-    start_transfer(|| transfer_lease(model), |lease| Download::start(lease, remote, offset))
+fn start_upload(core: &Core, path: &str, mode: WriteMode) -> Result<Box<dyn WriteStream>, FsError> {
+    open_transfer(core, |wait| core.backend.write(path, mode, wait))
 }
 
-fn start_upload(model: &Model, remote: &str, append: bool) -> Result<Upload<Lease>, FtpError> {
-    start_transfer(|| transfer_lease(model), |lease| Upload::start(lease, remote, append))
-}
-
-/// An upload started only if a transfer connection is free right now (`None`: the caller
-/// spools instead, also when connecting or the connection failed); once more on another free
-/// connection if the first one was broken. Only the server's refusal of the upload is an error.
-fn start_upload_now(model: &Model, remote: &str, append: bool) -> Result<Option<Upload<Lease>>, FtpError> {
-    for _ in 0..2 {
-        let lease = match model.pool.get_timeout(Purpose::Transfer, Duration::ZERO) {
-            Ok(Some(lease)) => lease,
-            Err(FtpError::Unmounting) => return Err(FtpError::Unmounting),
-            Ok(None) | Err(_) => return Ok(None),
-        };
-        match Upload::start(lease, remote, append) {
-            Err(e) if e.is_reconnectable() => log::info!("upload start failed ({e}); trying once more"),
-            other => return other.map(Some),
+/// An upload started only if a connection is free right now (`None`: the caller spools
+/// instead, also when connecting failed). Only the server's definite refusal is an error.
+fn start_upload_now(core: &Core, path: &str, mode: WriteMode) -> Result<Option<Box<dyn WriteStream>>, FsError> {
+    match core.backend.write(path, mode, Duration::ZERO) {
+        Ok(up) => Ok(up),
+        Err(FsError::Unmounting) => Err(FsError::Unmounting),
+        Err(e) if e.is_definite() => Err(e),
+        Err(e) => {
+            log::debug!("{path}: no stream now ({e}); spooling");
+            Ok(None)
         }
     }
-    Ok(None)
 }
 
 /// True when another handle on `path` streams an upload or created the file without uploading
 /// it yet: what a reader would get from the server is not settled.
-fn others_unsettled(model: &Model, f: &OpenFile, path: &str) -> bool {
-    model.handles.others_on(path, f).iter().any(|g| g.streaming.load(Ordering::Relaxed) || g.is_created())
+fn others_unsettled(core: &Core, f: &OpenFile, path: &str) -> bool {
+    core.handles.others_on(path, f).iter().any(|g| g.streaming.load(Ordering::Relaxed) || g.is_created())
 }
 
 /// Makes other handles' streams and creations of `path` land, so a reader sees them. Called
 /// without holding `f`'s own lock (two handles never wait for each other's locks).
-fn settle_others(model: &Model, f: &OpenFile, path: &str) -> FsResult<()> {
-    for g in model.handles.others_on(path, f) {
+fn settle_others(core: &Core, f: &OpenFile, path: &str) -> FsResult<()> {
+    for g in core.handles.others_on(path, f) {
         if !(g.streaming.load(Ordering::Relaxed) || g.is_created()) {
             continue;
         }
-        let mut io = g.io.try_lock_for(model.pool.wait_limit()).ok_or(libc::ETIMEDOUT)?;
-        let stream_or_creation = matches!(io.state, State::Writing(_) | State::Idle);
+        let mut io = g.io.try_lock_for(core.wait_limit()).ok_or(libc::ETIMEDOUT)?;
+        // A creation lands whole (its spool too, if it has one); another writer's spooled
+        // changes stay private until it closes.
+        let stream_or_creation = matches!(io.state, State::Writing(_)) || g.is_created();
         if io.error.is_none() && stream_or_creation {
             // A failure sticks to that handle (commit_locked keeps it) for its owner to see.
-            let _ = commit_locked(model, &g, &mut io);
+            let _ = commit_locked(core, &g, &mut io);
         }
     }
     Ok(())
@@ -203,20 +148,20 @@ fn settle_others(model: &Model, f: &OpenFile, path: &str) -> FsResult<()> {
 /// A new writer opens `path`: every other writer streaming to it finishes its stream and goes
 /// on from a local copy of its own content, so whichever closes last replaces the file whole
 /// (two streams to one path would interleave on the server).
-pub fn pin_writers(model: &Model, path: &str) -> FsResult<()> {
-    for g in model.handles.writers_of(path) {
+pub fn pin_writers(core: &Core, path: &str) -> FsResult<()> {
+    for g in core.handles.writers_of(path) {
         if !g.streaming.load(Ordering::Relaxed) {
             continue;
         }
-        let mut io = g.io.try_lock_for(model.pool.wait_limit()).ok_or(libc::ETIMEDOUT)?;
+        let mut io = g.io.try_lock_for(core.wait_limit()).ok_or(libc::ETIMEDOUT)?;
         if !matches!(io.state, State::Writing(_)) || io.error.is_some() {
             continue;
         }
-        if commit_locked(model, &g, &mut io).is_err() || wants_tail_spool(&g) {
+        if commit_locked(core, &g, &mut io).is_err() || wants_tail_spool(&g) {
             // An appender goes on collecting its appends only; nothing to pin.
             continue;
         }
-        match load_spool(model, &g) {
+        match load_spool(core, &g) {
             Ok(mut s) => {
                 s.dirty = true;
                 g.set_dirty_size(Some(s.len));
@@ -231,14 +176,14 @@ pub fn pin_writers(model: &Model, path: &str) -> FsResult<()> {
 
 /// Reads `size` bytes at `off` through handle `f` and hands them to `out` (fewer at the end of
 /// the file).
-pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
+pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
     let mut io = f.io.lock();
     let mut settled = false;
     let mut retried = false;
     loop {
         apply_remote_change(f, &mut io);
         if matches!(io.state, State::Writing(_)) || is_tail(&io) {
-            commit_locked(model, f, &mut io)?;
+            commit_locked(core, f, &mut io)?;
         }
         if let State::Spooled(s) = &io.state {
             let end = (off + size as u64).min(s.len);
@@ -265,62 +210,64 @@ pub fn read(model: &Model, f: &OpenFile, off: u64, size: usize, out: &mut dyn Fn
             }
         }
         io.state = State::Idle;
-        if !settled && others_unsettled(model, f, &path) {
+        if !settled && others_unsettled(core, f, &path) {
             settled = true;
             drop(io);
-            settle_others(model, f, &path)?;
+            settle_others(core, f, &path)?;
             io = f.io.lock();
             continue;
         }
-        let dl = start_download(model, &model.remote(&path), off).map_err(|e| errno(&e, Op::Read))?;
+        let dl = start_download(core, &path, off).map_err(|e| e.errno())?;
         io.state = State::Reading(StreamReader::start(dl, off).map_err(|e| io_errno(&e))?);
     }
 }
 
 /// Writes `data` at `off` through handle `f`.
-pub fn write(model: &Model, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
+pub fn write(core: &Core, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
     let mut io = f.io.lock();
     apply_remote_change(f, &mut io);
     if let Some(e) = io.error {
         return Err(e);
     }
-    write_locked(model, f, &mut io, off, data)
+    write_locked(core, f, &mut io, off, data)
 }
 
-fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8]) -> FsResult<usize> {
+fn write_locked(core: &Core, f: &OpenFile, io: &mut Io, off: u64, data: &[u8]) -> FsResult<usize> {
     // O_APPEND: the kernel's offset comes from a size other handles' unsaved writes may have
     // moved; the data belongs at the end of this handle's own content.
     let off = match &io.state {
         State::Writing(w) if f.append => w.pos,
         State::Spooled(s) if f.append => s.len,
+        // Not started yet: the end of the file as the server has it, when known.
+        State::Idle | State::Reading(_) if f.append && !f.is_created() => io.server_size.unwrap_or(off),
         _ => off,
     };
     let end = off + data.len() as u64;
     if let State::Writing(w) = &mut io.state {
         if w.pos == off {
             if let Err(e) = w.up.write_all(data) {
-                return Err(fail_stream(model, f, io, io_errno(&e)));
+                return Err(fail_stream(core, f, io, io_errno(&e)));
             }
             w.pos = end;
             f.set_dirty_size(Some(end.max(f.dirty_size().unwrap_or(0))));
             return Ok(data.len());
         }
         // Not sequential any more: save what was streamed, then spool.
-        commit_locked(model, f, io)?;
+        commit_locked(core, f, io)?;
     }
     if matches!(io.state, State::Reading(_)) {
         io.state = State::Idle;
     }
     if matches!(io.state, State::Idle) {
-        if let Some(w) = try_stream(model, f, io, off)? {
+        if let Some(w) = try_stream(core, f, io, off)? {
             io.state = State::Writing(Box::new(w));
             f.streaming.store(true, Ordering::Relaxed);
-            return write_locked(model, f, io, off, data);
+            return write_locked(core, f, io, off, data);
         }
         io.state = State::Spooled(if wants_tail_spool(f) {
-            Spool { file: model.temp_file()?, len: 0, dirty: false, tail: true }
+            Spool { file: core.temp_file()?, len: 0, dirty: false, tail: true }
         } else {
-            load_spool(model, f)?
+            load_spool(core, f)?
         });
     }
     if let State::Spooled(s) = &mut io.state {
@@ -338,7 +285,7 @@ fn write_locked(model: &Model, f: &OpenFile, io: &mut Io, off: u64, data: &[u8])
 
 /// A streaming upload broke: the streamed bytes cannot be sent again. The error sticks to the
 /// handle until a flush reports it.
-fn fail_stream(model: &Model, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
+fn fail_stream(core: &Core, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
     io.state = State::Idle;
     io.error = Some(e);
     io.server_size = None;
@@ -346,7 +293,7 @@ fn fail_stream(model: &Model, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
     f.created.store(false, Ordering::Relaxed);
     f.set_dirty_size(None);
     if let Some(path) = f.path() {
-        model.invalidate_parent(&path);
+        core.invalidate_parent(&path);
     }
     e
 }
@@ -357,35 +304,37 @@ fn fail_stream(model: &Model, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
 /// spool instead. A file this handle did not empty is never replaced by STOR: if our idea of
 /// its size is stale, APPE at worst adds to it (and the size check fails the close), while STOR
 /// would destroy what another client put there.
-fn try_stream(model: &Model, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<Writer>> {
+fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<Writer>> {
     let Some(path) = f.path() else { return Ok(None) };
     let replace = off == 0 && f.is_created();
-    let append = !replace && !f.is_created() && (f.append || io.server_size == Some(off)) && !model.appe_refused();
-    if !(replace || append) || model.handles.writers_of(&path).len() > 1 {
+    let append = !replace && !f.is_created() && io.server_size == Some(off) && core.backend.can_append();
+    if !(replace || append) || core.handles.writers_of(&path).len() > 1 {
         return Ok(None);
     }
-    let Some(claim) = model.handles.uploads.try_claim(&path) else { return Ok(None) };
-    match start_upload_now(model, &model.remote(&path), append) {
+    let Some(claim) = core.handles.uploads.try_claim(&path) else { return Ok(None) };
+    let mode = if append { WriteMode::Append } else { WriteMode::Replace };
+    match start_upload_now(core, &path, mode) {
         Ok(Some(up)) => Ok(Some(Writer { up, pos: off, _claim: claim })),
         Ok(None) => Ok(None),
-        Err(e) if append && note_if_appe_refused(model, &e) => Ok(None),
-        Err(e) => Err(errno(&e, Op::Write)),
+        // APPE refused: the backend remembers; this handle spools its appends.
+        Err(FsError::Unsupported) if append => Ok(None),
+        Err(e) => Err(e.errno()),
     }
 }
 
 /// A spool holding the file's current content (downloaded unless this handle created it, or
 /// another handle created it and has not uploaded it yet).
-fn load_spool(model: &Model, f: &OpenFile) -> FsResult<Spool> {
-    let mut file = model.temp_file()?;
+fn load_spool(core: &Core, f: &OpenFile) -> FsResult<Spool> {
+    let mut file = core.temp_file()?;
     let mut len = 0;
     if let Some(path) = f.path().filter(|_| !f.is_created()) {
-        match start_download(model, &model.remote(&path), 0) {
+        match start_download(core, &path, 0) {
             Ok(mut dl) => {
                 len = io::copy(&mut dl, &mut file).map_err(|e| io_errno(&e))?;
-                dl.finish().map_err(|e| errno(&e, Op::Read))?;
+                dl.finish().map_err(|e| e.errno())?;
             }
-            Err(e) if errno(&e, Op::Read) == libc::ENOENT && model.handles.is_pending(&path) => {}
-            Err(e) => return Err(errno(&e, Op::Read)),
+            Err(e) if e.errno() == libc::ENOENT && core.handles.is_pending(&path) => {}
+            Err(e) => return Err(e.errno()),
         }
     }
     Ok(Spool { file, len, dirty: false, tail: false })
@@ -398,17 +347,17 @@ fn wants_tail_spool(f: &OpenFile) -> bool {
 }
 
 /// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
-pub fn truncate(model: &Model, f: &OpenFile, size: u64) -> FsResult<()> {
+pub fn truncate(core: &Core, f: &OpenFile, size: u64) -> FsResult<()> {
     let mut io = f.io.lock();
     apply_remote_change(f, &mut io);
     if let State::Writing(w) = &io.state {
         if w.pos == size {
             return Ok(());
         }
-        commit_locked(model, f, &mut io)?;
+        commit_locked(core, f, &mut io)?;
     }
     if is_tail(&io) {
-        commit_locked(model, f, &mut io)?;
+        commit_locked(core, f, &mut io)?;
     }
     if matches!(io.state, State::Reading(_)) {
         io.state = State::Idle;
@@ -420,7 +369,7 @@ pub fn truncate(model: &Model, f: &OpenFile, size: u64) -> FsResult<()> {
         return Ok(());
     }
     if matches!(io.state, State::Idle) {
-        io.state = State::Spooled(load_spool(model, f)?);
+        io.state = State::Spooled(load_spool(core, f)?);
     }
     if let State::Spooled(s) = &mut io.state {
         s.file.set_len(size).map_err(|e| io_errno(&e))?;
@@ -450,21 +399,21 @@ pub fn defer_mode(f: &OpenFile, mode: u32) {
 }
 
 /// Makes the server hold everything written through `f` (flush, fsync, release).
-pub fn commit(model: &Model, f: &OpenFile) -> FsResult<()> {
+pub fn commit(core: &Core, f: &OpenFile) -> FsResult<()> {
     let mut io = f.io.lock();
-    commit_locked(model, f, &mut io)
+    commit_locked(core, f, &mut io)
 }
 
 /// Before `path` is renamed: files at or under it that exist only as creations not uploaded yet
 /// are made on the server, so they move with it (other handles' unsaved data simply follows the
 /// handle to the new name). Only a failure for `path` itself fails the rename; one for a file
 /// under it stays with that handle (reported at its close) and does not block the rename.
-pub fn land_creations_under(model: &Model, path: &str) -> FsResult<()> {
-    for f in model.handles.at_or_under(path) {
+pub fn land_creations_under(core: &Core, path: &str) -> FsResult<()> {
+    for f in core.handles.at_or_under(path) {
         if !f.is_created() {
             continue;
         }
-        if let Err(e) = commit(model, &f) {
+        if let Err(e) = commit(core, &f) {
             if f.path().as_deref() == Some(path) {
                 return Err(e);
             }
@@ -479,11 +428,11 @@ pub fn land_creations_under(model: &Model, path: &str) -> FsResult<()> {
 /// Locks are taken in one global order (by address), and no other code waits for a second
 /// handle's lock while holding one, so two such callers cannot deadlock. `body` must not touch
 /// these handles' I/O.
-pub fn with_handles_quiet<T>(model: &Model, tops: &[&str], body: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
-    let mut files: Vec<Arc<OpenFile>> = tops.iter().flat_map(|t| model.handles.at_or_under(t)).collect();
+pub fn with_handles_quiet<T>(core: &Core, tops: &[&str], body: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
+    let mut files: Vec<Arc<OpenFile>> = tops.iter().flat_map(|t| core.handles.at_or_under(t)).collect();
     files.sort_by_key(|f| Arc::as_ptr(f) as usize);
     files.dedup_by_key(|f| Arc::as_ptr(f) as usize);
-    let deadline = Instant::now() + model.pool.wait_limit();
+    let deadline = Instant::now() + core.wait_limit();
     let mut guards = Vec::with_capacity(files.len());
     for f in &files {
         guards.push(f.io.try_lock_until(deadline).ok_or(libc::ETIMEDOUT)?);
@@ -491,64 +440,15 @@ pub fn with_handles_quiet<T>(model: &Model, tops: &[&str], body: impl FnOnce() -
     for (f, io) in files.iter().zip(guards.iter_mut()) {
         if matches!(io.state, State::Writing(_)) {
             // A failure sticks to that handle for its owner to see.
-            let _ = commit_locked(model, f, io);
+            let _ = commit_locked(core, f, io);
         }
     }
     body()
 }
 
-/// The release of `f` failed to upload its data: the temp copy is kept as a named file in
-/// `cache_dir` (and the name logged), instead of being deleted with the handle. The temp file
-/// itself gets the name (no second copy needed on a full disk); copying is the fallback.
-pub fn rescue(model: &Model, f: &OpenFile) {
-    let mut io = f.io.lock();
-    let State::Spooled(s) = &mut io.state else { return };
-    if !(s.dirty || f.is_created()) {
-        return;
-    }
-    let path = f.path().unwrap_or_default();
-    let stamp = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let name = format!("ftpfs-unsaved-{}-{stamp}-{}", std::process::id(), tail_bytes(&path.replace('/', "_"), 150));
-    let kept = model.config().cache_dir.join(name);
-    match keep_spool(s, &kept) {
-        Ok(()) => log::error!("{path}: upload failed at close; its data is kept in {}", kept.display()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&kept);
-            log::error!("{path}: upload failed at close, and keeping its data in {} failed too: {e}", kept.display());
-        }
-    }
-}
-
-/// Gives the spool's (unnamed) temp file the name `kept`, or copies it there.
-fn keep_spool(s: &mut Spool, kept: &std::path::Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    s.file.set_len(s.len)?;
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", s.file.as_raw_fd())).map_err(io::Error::other)?;
-    let to = std::ffi::CString::new(kept.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: both paths are valid NUL-terminated strings that live across the call.
-    let linked =
-        unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
-    if linked == 0 {
-        return Ok(());
-    }
-    let mut out = File::create_new(kept)?;
-    s.file.seek(SeekFrom::Start(0))?;
-    io::copy(&mut (&s.file).take(s.len), &mut out).map(drop)
-}
-
-/// The last at most `max` bytes of `text`, cut at a character boundary.
-fn tail_bytes(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
 /// Commits all handles with unsaved data (at unmount), giving up on what is left at `deadline`.
-pub fn commit_everything(model: &Model, deadline: Instant) {
-    for f in model.handles.all() {
+pub fn commit_everything(core: &Core, deadline: Instant) {
+    for f in core.handles.all() {
         if !(f.is_dirty() || f.streaming.load(Ordering::Relaxed)) {
             continue;
         }
@@ -557,41 +457,30 @@ pub fn commit_everything(model: &Model, deadline: Instant) {
             log::error!("{path}: unsaved data not uploaded at unmount: no time left");
             continue;
         };
-        if let Err(e) = commit_locked(model, &f, &mut io) {
+        if let Err(e) = commit_locked(core, &f, &mut io) {
             log::error!("{path}: unsaved data could not be uploaded at unmount: errno {e}");
         }
     }
 }
 
-/// Checks with SIZE that the server holds `expected` bytes after an upload's 226.
-fn verify_size(model: &Model, mut lease: Lease, remote: &str, expected: u64) -> FsResult<()> {
-    if !model.features.size {
-        return Ok(());
-    }
-    // The 226 already came; if the connection breaks now, ask again on another one (after
-    // giving this one back: the pool may have room for one connection only).
-    let size = match lease.size(remote) {
-        Err(e) if e.is_reconnectable() => {
-            lease.discard();
-            drop(lease);
-            model.pool.run(true, |c| c.size(remote))
-        }
-        other => other,
-    };
-    match size {
-        Ok(n) if n == expected => Ok(()),
-        Ok(n) => {
-            log::error!("{remote}: server has {n} bytes after upload, expected {expected}");
+/// Checks that the server holds `expected` bytes of `path` after an upload was confirmed
+/// (where the server can tell a size).
+fn verify_size(core: &Core, path: &str, expected: u64) -> FsResult<()> {
+    match core.backend.size(path) {
+        Ok(Some(n)) if n == expected => Ok(()),
+        Ok(Some(n)) => {
+            log::error!("{path}: server has {n} bytes after upload, expected {expected}");
             Err(libc::EIO)
         }
-        Err(e) => Err(errno(&e, Op::Write)),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e.errno()),
     }
 }
 
 /// Commits under the handle's lock. A failure that lost data (a stream that did not land) sticks
 /// to the handle: every later write, flush and the release report it; a spool that did not
 /// upload stays dirty and is tried again.
-fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
+fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
     if let Some(e) = io.error {
         return Err(e);
     }
@@ -607,7 +496,6 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         f.set_dirty_size(None);
         return Ok(());
     };
-    let remote = model.remote(&path);
     let written = match std::mem::replace(&mut io.state, State::Idle) {
         State::Writing(w) => {
             f.streaming.store(false, Ordering::Relaxed);
@@ -616,42 +504,41 @@ fn commit_locked(model: &Model, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             f.created.store(false, Ordering::Relaxed);
             // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
             let Writer { up, pos, _claim } = *w;
-            let (lease, res) = up.into_connection();
-            let checked = res.map_err(|e| errno(&e, Op::Write)).and_then(|_| verify_size(model, lease, &remote, pos));
+            let checked = up.finish().map_err(|e| e.errno()).and_then(|_| verify_size(core, &path, pos));
             if let Err(e) = checked {
                 io.server_size = None;
                 io.error = Some(e);
                 f.set_dirty_size(None);
-                model.invalidate_parent(&path);
+                core.invalidate_parent(&path);
                 return Err(e);
             }
             Some(pos)
         }
-        State::Spooled(s) if s.tail => append_tail(model, f, io, s, &path)?,
+        State::Spooled(s) if s.tail => append_tail(core, f, io, s, &path)?,
         State::Spooled(mut s) => {
             // A clean spool of a file this handle created still has to make the file.
             let upload = s.dirty || f.is_created();
-            let res = if upload { upload_spool(model, &mut s, &path).map(|_| Some(s.len)) } else { Ok(None) };
+            let res = if upload { upload_spool(core, &mut s, &path).map(|_| Some(s.len)) } else { Ok(None) };
             io.state = State::Spooled(s);
             res?
         }
         other => {
             io.state = other;
-            if f.is_created() { Some(upload_empty(model, &path)?) } else { None }
+            if f.is_created() { Some(upload_empty(core, &path)?) } else { None }
         }
     };
     if let Some(size) = written {
         io.server_size = Some(size);
         f.created.store(false, Ordering::Relaxed);
         f.set_dirty_size(None);
-        model.note_written(&path, size);
-        model.handles.notify_commit(&path, size, f);
+        core.note_written(&path, size);
+        core.handles.notify_commit(&path, size, f);
     }
     if let Some(mode) = io.pending_mode.take() {
-        model.chmod_on_server(&path, mode)?;
+        core.chmod_now(&path, mode)?;
     }
     if let Some(t) = io.pending_mtime.take() {
-        let res = model.set_mtime(&path, t);
+        let res = core.set_mtime(&path, t);
         *f.mtime_override.lock() = None;
         res?;
     }
@@ -666,30 +553,25 @@ fn is_tail(io: &Io) -> bool {
 /// server tells it. The spool is done with after a success. A failure sticks to the handle and
 /// keeps the spool for the release's rescue: bytes may have landed, so sending them again could
 /// append them twice.
-fn append_tail(model: &Model, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str) -> FsResult<Option<u64>> {
+fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str) -> FsResult<Option<u64>> {
     if !s.dirty {
         return Ok(None);
     }
-    let remote = model.remote(path);
-    let sent = claim_upload(model, path).and_then(|_claim| {
-        let mut up = match model.appe_refused() {
-            true => return append_by_copy(model, &remote, &mut s).map(Some),
-            false => match start_upload(model, &remote, true) {
-                Ok(up) => up,
-                Err(e) if note_if_appe_refused(model, &e) => return append_by_copy(model, &remote, &mut s).map(Some),
-                Err(e) => return Err(errno(&e, Op::Write)),
-            },
+    let sent = claim_upload(core, path).and_then(|_claim| {
+        let mut up = match start_upload(core, path, WriteMode::Append) {
+            Ok(up) => up,
+            Err(FsError::Unsupported) => return append_by_copy(core, path, &mut s).map(Some),
+            Err(e) => return Err(e.errno()),
         };
         s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
         io::copy(&mut (&s.file).take(s.len), &mut up).map_err(|e| io_errno(&e))?;
-        let (mut lease, res) = up.into_connection();
-        res.map_err(|e| errno(&e, Op::Write))?;
-        Ok(if model.features.size { lease.size(&remote).ok() } else { None })
+        up.finish().map_err(|e| e.errno())?;
+        Ok(core.backend.size(path).ok().flatten())
     });
     match sent {
         Ok(size) => {
             if size.is_none() {
-                model.invalidate_parent(path);
+                core.invalidate_parent(path);
                 f.set_dirty_size(None);
             }
             Ok(size)
@@ -702,100 +584,84 @@ fn append_tail(model: &Model, f: &OpenFile, io: &mut Io, mut s: Spool, path: &st
     }
 }
 
-/// True when `e` is the server refusing APPE (proftpd without AllowStoreRestart, among others):
-/// remembered, so appends go through a temp copy and STOR from now on.
-fn note_if_appe_refused(model: &Model, e: &FtpError) -> bool {
-    let refused = matches!(e.code(), Some(450..=452 | 500..=504 | 550));
-    if refused {
-        log::info!("server refused APPE ({e}); appending through a temp copy");
-        model.note_appe_refused();
-    }
-    refused
-}
-
 /// APPE for a server that refuses it: the current file, then the tail, uploaded whole with STOR
 /// (the caller holds the path's upload claim). Returns the new size.
-fn append_by_copy(model: &Model, remote: &str, tail: &mut Spool) -> FsResult<u64> {
-    let mut whole = model.temp_file()?;
-    let mut dl = start_download(model, remote, 0).map_err(|e| errno(&e, Op::Read))?;
+fn append_by_copy(core: &Core, path: &str, tail: &mut Spool) -> FsResult<u64> {
+    let mut whole = core.temp_file()?;
+    let mut dl = start_download(core, path, 0).map_err(|e| e.errno())?;
     let old = io::copy(&mut dl, &mut whole).map_err(|e| io_errno(&e))?;
-    dl.finish().map_err(|e| errno(&e, Op::Read))?;
+    dl.finish().map_err(|e| e.errno())?;
     tail.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
     io::copy(&mut (&tail.file).take(tail.len), &mut whole).map_err(|e| io_errno(&e))?;
     let mut spool = Spool { file: whole, len: old + tail.len, dirty: true, tail: false };
-    send_spool(model, &mut spool, remote)?;
+    send_spool(core, &mut spool, path)?;
     Ok(spool.len)
 }
 
 /// Claims the right to upload `path`, waiting (bounded) for another upload of it to end.
-fn claim_upload(model: &Model, path: &str) -> FsResult<PathClaim> {
-    let deadline = Instant::now() + model.pool.wait_limit();
-    model.handles.uploads.claim(path, deadline).ok_or_else(|| {
+fn claim_upload(core: &Core, path: &str) -> FsResult<PathClaim> {
+    let deadline = Instant::now() + core.wait_limit();
+    core.handles.uploads.claim(path, deadline).ok_or_else(|| {
         log::warn!("{path}: another upload of it did not end in time");
         libc::ETIMEDOUT
     })
 }
 
 /// Creates (or empties) `path` on the server. Returns the new size, 0.
-fn upload_empty(model: &Model, path: &str) -> FsResult<u64> {
-    let _claim = claim_upload(model, path)?;
-    let remote = model.remote(path);
-    let up = start_upload(model, &remote, false).map_err(|e| errno(&e, Op::Write))?;
-    let (lease, res) = up.into_connection();
-    res.map_err(|e| errno(&e, Op::Write))?;
-    verify_size(model, lease, &remote, 0)?;
+fn upload_empty(core: &Core, path: &str) -> FsResult<u64> {
+    let _claim = claim_upload(core, path)?;
+    let up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
+    up.finish().map_err(|e| e.errno())?;
+    verify_size(core, path, 0)?;
     Ok(0)
 }
 
 /// Uploads a spool whole; on success it is clean. On failure it stays dirty for another try.
-fn upload_spool(model: &Model, s: &mut Spool, path: &str) -> FsResult<()> {
-    let _claim = claim_upload(model, path)?;
-    send_spool(model, s, &model.remote(path))
+fn upload_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
+    let _claim = claim_upload(core, path)?;
+    send_spool(core, s, path)
 }
 
-/// STOR of a whole spool to `remote`, size checked (the caller holds the upload claim).
-fn send_spool(model: &Model, s: &mut Spool, remote: &str) -> FsResult<()> {
+/// Uploads a whole spool to `path`, size checked (the caller holds the upload claim).
+fn send_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
     s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
-    let mut up = start_upload(model, remote, false).map_err(|e| errno(&e, Op::Write))?;
+    let mut up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
     let copied = io::copy(&mut (&s.file).take(s.len), &mut up);
     if let Err(e) = copied {
         return Err(io_errno(&e));
     }
-    let (lease, res) = up.into_connection();
-    res.map_err(|e| errno(&e, Op::Write))?;
-    verify_size(model, lease, remote, s.len)?;
+    up.finish().map_err(|e| e.errno())?;
+    verify_size(core, path, s.len)?;
     s.dirty = false;
     Ok(())
 }
 
 /// Sets the size of a path that has no writable handle open, through a short-lived handle of
 /// its own (so readers of the path learn about the change like from any other writer).
-pub fn truncate_path(model: &Model, ino: u64, path: &str, size: u64) -> FsResult<()> {
-    let listed = model.entry(path)?.size.unwrap_or(0);
+pub fn truncate_path(core: &Core, path: &str, size: u64) -> FsResult<()> {
+    let listed = core.entry(path)?.size.unwrap_or(0);
     // The listing may be stale: growing from a wrong end would put zeros in the middle.
-    let remote = model.remote(path);
-    let current =
-        if model.features.size { model.pool.run(true, |c| c.size(&remote)).unwrap_or(listed) } else { listed };
+    let current = core.backend.size(path).ok().flatten().unwrap_or(listed);
     if size == current {
         return Ok(());
     }
-    let fh = model.handles.open(ino, path, true, false, false, Some(current));
-    let res = model.handles.get(fh).and_then(|f| {
+    let fh = core.handles.open(path, true, false, false, Some(current));
+    let res = core.handles.get(fh).and_then(|f| {
         if size > current {
             // Append zeros: no need to move the existing bytes.
             let zeros = vec![0u8; 64 * 1024];
             let mut off = current;
             while off < size {
                 let n = (size - off).min(zeros.len() as u64) as usize;
-                write(model, &f, off, &zeros[..n])?;
+                write(core, &f, off, &zeros[..n])?;
                 off += n as u64;
             }
         } else {
-            truncate(model, &f, size)?;
+            truncate(core, &f, size)?;
         }
-        commit(model, &f)
+        commit(core, &f)
     });
-    model.handles.remove(fh);
+    core.handles.remove(fh);
     log::debug!("truncate {path} to {size}: {res:?}");
     res
 }

@@ -1,15 +1,29 @@
-//! The filesystem model: inode numbers, listing cache, open handles and the connection pool.
-//! It turns path-level requests into FTP commands and errno results; it has no sockets of its
-//! own and knows nothing of FUSE.
+//! The filesystem model: inode numbers, the listing cache, open handles and the rules that keep
+//! their data safe. It turns kernel-level requests into calls of the [`crate::backend::Backend`]
+//! trait and errno results; it has no sockets, sees no reply codes, and knows nothing of FUSE.
+//!
+//! Inside, dependencies go one way: `fs` and `namespace` (the requests) → `handle_io` (reads and
+//! writes of one handle) → `core` (backend, listing cache, handle registry) → `files`,
+//! `open_file`, `gate`, `cache`, `inodes`, `readahead`.
 
 pub mod cache;
-pub mod files;
-pub mod fs;
-pub mod handle_io;
+mod core;
+mod files;
+mod fs;
+mod gate;
+mod handle_io;
 pub mod inodes;
-pub mod pool;
-pub mod readahead;
+mod namespace;
+mod open_file;
+mod readahead;
+mod rescue;
 
-pub use fs::{FsResult, Kind, Model, ModelConfig, Stat};
+pub use self::core::ModelConfig;
+pub use fs::{DirItem, Kind, Model, Opened, OpenedDir, SetTime, Stat};
 pub use inodes::ROOT_INO;
-pub use pool::Pool;
+
+/// errno-valued results, as the kernel wants them.
+pub type FsResult<T> = Result<T, i32>;
+
+#[cfg(test)]
+mod prop_tests;

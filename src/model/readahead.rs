@@ -8,14 +8,13 @@
 //! file is bounded by `QUEUE` chunks in flight plus `HISTORY` bytes kept.
 
 use std::collections::VecDeque;
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::pool::Lease;
-use crate::ftp::Download;
+use crate::backend::ReadStream;
 
 /// Chunks end at multiples of this many bytes of the file, so the kernel's aligned 1 MiB
 /// readahead requests are each answered from one chunk, without joining.
@@ -65,7 +64,7 @@ pub struct StreamReader {
 }
 
 /// Reads up to `want` bytes into `buf` (stopping early only at end of stream).
-fn fill(dl: &mut Download<Lease>, buf: &mut [u8], want: usize) -> io::Result<usize> {
+fn fill(dl: &mut dyn ReadStream, buf: &mut [u8], want: usize) -> io::Result<usize> {
     let mut n = 0;
     while n < want {
         match dl.read(&mut buf[n..want]) {
@@ -78,16 +77,22 @@ fn fill(dl: &mut Download<Lease>, buf: &mut [u8], want: usize) -> io::Result<usi
     Ok(n)
 }
 
-fn pump(mut dl: Download<Lease>, mut pos: u64, tx: Sender<Msg>, recycled: Receiver<Vec<u8>>, stop: Arc<AtomicBool>) {
+fn pump(
+    mut dl: Box<dyn ReadStream>,
+    mut pos: u64,
+    tx: Sender<Msg>,
+    recycled: Receiver<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+) {
     loop {
         if stop.load(Ordering::Relaxed) {
-            dl.abort();
+            // Dropped early: the transfer is abandoned cleanly.
             return;
         }
         let mut buf = recycled.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
         // Up to the next CHUNK boundary of the file.
         let want = CHUNK - (pos % CHUNK as u64) as usize;
-        match fill(&mut dl, &mut buf, want) {
+        match fill(dl.as_mut(), &mut buf, want) {
             Ok(0) => {
                 let msg = match dl.finish() {
                     Ok(()) => Msg::Eof,
@@ -100,12 +105,11 @@ fn pump(mut dl: Download<Lease>, mut pos: u64, tx: Sender<Msg>, recycled: Receiv
                 pos += n as u64;
                 if tx.send(Msg::Data(buf, n)).is_err() {
                     // The reader went away: end the transfer early.
-                    dl.abort();
                     return;
                 }
             }
             Err(e) => {
-                dl.abort();
+                drop(dl);
                 let _ = tx.send(Msg::Failed(e));
                 return;
             }
@@ -115,7 +119,7 @@ fn pump(mut dl: Download<Lease>, mut pos: u64, tx: Sender<Msg>, recycled: Receiv
 
 impl StreamReader {
     /// Starts the reader thread for a download that begins at `offset`.
-    pub fn start(dl: Download<Lease>, offset: u64) -> io::Result<StreamReader> {
+    pub fn start(dl: Box<dyn ReadStream>, offset: u64) -> io::Result<StreamReader> {
         let (tx, rx) = bounded(QUEUE);
         let (recycle, recycled) = bounded(QUEUE + 2);
         let stop = Arc::new(AtomicBool::new(false));

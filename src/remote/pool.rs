@@ -180,7 +180,7 @@ impl Pool {
                 if purpose == Purpose::Transfer {
                     st.transfers -= 1;
                 }
-                if too_many_connections(&e) && st.total > 0 {
+                if e.is_too_many_connections() && st.total > 0 {
                     // The server caps connections: use fewer instead of failing, and wait.
                     st.limit = st.total.max(1);
                     st.limit_changed = Instant::now();
@@ -264,17 +264,6 @@ impl Pool {
 
 fn busy(wait: Duration) -> FtpError {
     FtpError::Busy(format!("no free connection to the server within {} s", wait.as_secs_f32()))
-}
-
-fn too_many_connections(e: &FtpError) -> bool {
-    match e {
-        FtpError::Reply { code: 421, .. } => true,
-        FtpError::Reply { code: 530, text } => {
-            let t = text.to_ascii_lowercase();
-            t.contains("too many") || t.contains("maximum") || t.contains("limit")
-        }
-        _ => false,
-    }
 }
 
 /// A connection borrowed from the pool; goes back on drop (or is discarded if dead).

@@ -1,0 +1,127 @@
+//! The narrow interface between the filesystem model and a server: what the model may ask of
+//! storage, in mount-relative paths, with typed errors ([`FsError`]).
+//!
+//! Two implementations: [`crate::remote::FtpBackend`] (the FTP connection pool) and
+//! [`memory::MemoryBackend`] (an in-memory server with fault injection, for tests of the model
+//! without sockets, root or a kernel). Retrying after a broken connection is the
+//! implementation's business: an error returned here is final for this request.
+//!
+//! Paths are relative to the mount root, `""` being the root itself and `"a/b"` a file in `a`.
+
+pub mod memory;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+pub use crate::error::FsError;
+
+pub type BackendResult<T> = Result<T, FsError>;
+
+/// What a directory entry is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    /// A symbolic link, with its target when the server told it.
+    Symlink(Option<String>),
+}
+
+/// One name in a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub size: Option<u64>,
+    /// Modification time, seconds since the Unix epoch (UTC).
+    pub mtime: Option<i64>,
+    /// Sub-second part of `mtime`, in nanoseconds.
+    pub mtime_nanos: u32,
+    /// Permission bits (`0o7777` part of the mode), when known.
+    pub mode: Option<u32>,
+}
+
+impl Entry {
+    /// An entry with nothing known but its name and kind.
+    pub fn new(name: impl Into<String>, kind: EntryKind) -> Entry {
+        Entry { name: name.into(), kind, size: None, mtime: None, mtime_nanos: 0, mode: None }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+}
+
+/// How an upload treats the file's existing content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The upload becomes the whole file (STOR).
+    Replace,
+    /// The upload is added at the file's end, creating it if missing (APPE).
+    Append,
+}
+
+/// A download in progress. Reading returns the file's bytes from the requested offset to its
+/// end; [`ReadStream::finish`] after end of stream confirms the server sent everything.
+/// Dropping it early abandons the transfer cleanly.
+pub trait ReadStream: Read + Send {
+    fn finish(self: Box<Self>) -> BackendResult<()>;
+}
+
+/// An upload in progress. [`WriteStream::finish`] returns once the server confirmed it holds
+/// every byte written. Dropping it without finish leaves whatever the server got so far.
+pub trait WriteStream: Write + Send {
+    fn finish(self: Box<Self>) -> BackendResult<()>;
+}
+
+/// What the model needs from a server.
+pub trait Backend: Send + Sync {
+    /// The entries of directory `dir` (without `.` and `..`).
+    fn list(&self, dir: &str) -> BackendResult<Vec<Entry>>;
+
+    /// The size of file `path` as the server reports it now; `None` when the server offers no
+    /// way to ask for one name.
+    fn size(&self, path: &str) -> BackendResult<Option<u64>>;
+
+    /// Starts downloading `path` from byte `offset`. `Ok(None)`: no connection became free
+    /// within `wait` (the caller may free one and ask again).
+    fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>>;
+
+    /// Starts uploading to `path`. `Ok(None)`: no connection became free within `wait`.
+    /// [`FsError::Unsupported`] for [`WriteMode::Append`]: the server refuses appends (then
+    /// [`Backend::can_append`] says false from now on).
+    fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>>;
+
+    fn mkdir(&self, path: &str) -> BackendResult<()>;
+    fn rmdir(&self, path: &str) -> BackendResult<()>;
+    fn delete(&self, path: &str) -> BackendResult<()>;
+
+    /// Renames `from` to `to`. Whether an existing `to` is replaced depends on the server; a
+    /// refusal because `to` exists is a definite error ([`FsError::is_definite`]).
+    fn rename(&self, from: &str, to: &str) -> BackendResult<()>;
+
+    /// Sets the modification time (seconds since the epoch). [`FsError::Unsupported`] where the
+    /// server cannot.
+    fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()>;
+
+    /// Sets permission bits. [`FsError::Unsupported`] where the server cannot (then
+    /// [`Backend::can_chmod`] says false from now on).
+    fn chmod(&self, path: &str, mode: u32) -> BackendResult<()>;
+
+    /// False once the server refused an append.
+    fn can_append(&self) -> bool;
+
+    /// False once the server refused a chmod as unsupported.
+    fn can_chmod(&self) -> bool;
+
+    /// True when `name` can be sent to the server (its character set can carry it).
+    fn can_name(&self, name: &str) -> bool;
+
+    /// How long a request may wait for the server or for a free connection.
+    fn wait_limit(&self) -> Duration;
+
+    /// Closes idle connections (unmount).
+    fn close_idle(&self);
+
+    /// Fails every waiting and later request with [`FsError::Unmounting`].
+    fn shut_down(&self);
+}

@@ -1,0 +1,167 @@
+//! What every part of the model shares: the backend, the listing cache, the registry of open
+//! handles, and the few operations on them that both the metadata side ([`super::fs`]) and the
+//! handle I/O side ([`super::handle_io`]) need (listing a directory, the entry of a path,
+//! recording what an upload changed, setting a mode or a time).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::FsResult;
+use super::cache::{DirCache, DirListing};
+use super::files::Handles;
+use super::inodes::split_path;
+use crate::backend::{Backend, Entry, EntryKind, FsError};
+
+/// Settings of the model.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    pub cache_timeout: Duration,
+    pub uid: u32,
+    pub gid: u32,
+    /// Bits cleared from every permission shown.
+    pub umask: u32,
+    pub read_only: bool,
+    /// Where temp copies of files being changed at random offsets live.
+    pub cache_dir: std::path::PathBuf,
+}
+
+/// How many times a listing spoiled by a concurrent change of ours is fetched again before it
+/// is used without being cached.
+const LIST_TRIES: usize = 3;
+
+/// The shared state.
+pub struct Core {
+    pub(super) cfg: ModelConfig,
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) dirs: DirCache,
+    pub(super) handles: Handles,
+}
+
+impl Core {
+    pub(super) fn new(cfg: ModelConfig, backend: Arc<dyn Backend>) -> Core {
+        let dirs = DirCache::new(cfg.cache_timeout, 4096);
+        Core { cfg, backend, dirs, handles: Handles::default() }
+    }
+
+    /// How long a request may wait for the server or a connection.
+    pub(super) fn wait_limit(&self) -> Duration {
+        self.backend.wait_limit()
+    }
+
+    /// The listing of a directory, from the cache or the server. A listing that one of our own
+    /// changes of the directory overtook is fetched again, and never cached.
+    pub(super) fn list_dir(&self, dir: &str) -> FsResult<Arc<DirListing>> {
+        if let Some(l) = self.dirs.get_fresh(dir) {
+            return Ok(l);
+        }
+        let mut spoiled = None;
+        for _ in 0..LIST_TRIES {
+            let fetch = self.dirs.begin_fetch(dir);
+            let entries = self.backend.list(dir).map_err(FsError::errno)?;
+            match fetch.finish(entries) {
+                Ok(l) => return Ok(l),
+                Err(l) => spoiled = Some(l),
+            }
+        }
+        spoiled.ok_or(libc::EIO)
+    }
+
+    /// The listing entry of a path (not the root).
+    pub(super) fn entry(&self, path: &str) -> FsResult<Entry> {
+        let (parent, name) = split_path(path);
+        let listing = self.list_dir(parent)?;
+        match listing.get(name) {
+            Some(e) => Ok(e.clone()),
+            // Created through an open handle and not uploaded yet: it exists for us already.
+            None if self.handles.is_pending(path) => Ok(fresh_entry(name, EntryKind::File, 0)),
+            None => Err(libc::ENOENT),
+        }
+    }
+
+    /// Forgets the listing of the directory holding `path` (after a change we cannot describe).
+    pub(super) fn invalidate_parent(&self, path: &str) {
+        self.dirs.invalidate(split_path(path).0);
+    }
+
+    /// A new temp file in `cache_dir` for a spool (deleted when closed).
+    pub(super) fn temp_file(&self) -> FsResult<std::fs::File> {
+        tempfile::tempfile_in(&self.cfg.cache_dir).map_err(|e| {
+            log::warn!("cannot make a temp file in {}: {e}", self.cfg.cache_dir.display());
+            e.raw_os_error().unwrap_or(libc::EIO)
+        })
+    }
+
+    /// Records a new size (and "now" as mtime) for a file we just wrote.
+    pub(super) fn note_written(&self, path: &str, size: u64) {
+        let (parent, name) = split_path(path);
+        let fresh = fresh_entry(name, EntryKind::File, size);
+        let mut found = false;
+        self.dirs.update(parent, name, |e| {
+            e.size = Some(size);
+            e.mtime = fresh.mtime;
+            e.mtime_nanos = fresh.mtime_nanos;
+            found = true;
+        });
+        if !found {
+            self.dirs.upsert(parent, fresh);
+        }
+    }
+
+    /// Sets permission bits on the server now; a server without the command ignores them
+    /// (documented).
+    pub(super) fn chmod_now(&self, path: &str, mode: u32) -> FsResult<()> {
+        if !self.backend.can_chmod() {
+            return Ok(());
+        }
+        let (parent, name) = split_path(path);
+        match self.backend.chmod(path, mode & 0o7777) {
+            Ok(()) => {
+                self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
+                Ok(())
+            }
+            Err(FsError::Unsupported) => Ok(()),
+            Err(e) => Err(e.errno()),
+        }
+    }
+
+    /// Sets the modification time where the server can; elsewhere ignored (documented). Several
+    /// servers (pyftpdlib among them) set times on files only: a directory keeps its server-side
+    /// time rather than failing tar or cp -a.
+    pub(super) fn set_mtime(&self, path: &str, mtime: SystemTime) -> FsResult<()> {
+        let secs = match mtime.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
+        match self.backend.set_mtime(path, secs) {
+            Ok(()) => {}
+            Err(FsError::Unsupported) => return Ok(()),
+            Err(e) => {
+                let is_dir = path.is_empty() || self.entry(path).is_ok_and(|e| e.is_dir());
+                if is_dir && e.is_definite() {
+                    log::debug!("setting the time of directory {path} refused ({e}); ignored");
+                    return Ok(());
+                }
+                return Err(e.errno());
+            }
+        }
+        let (parent, name) = split_path(path);
+        self.dirs.update(parent, name, |e| {
+            e.mtime = Some(secs);
+            e.mtime_nanos = 0;
+        });
+        Ok(())
+    }
+}
+
+/// A new entry for something we just created.
+pub(super) fn fresh_entry(name: &str, kind: EntryKind, size: u64) -> Entry {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Entry {
+        name: name.to_string(),
+        kind,
+        size: Some(size),
+        mtime: Some(now.as_secs() as i64),
+        mtime_nanos: now.subsec_nanos(),
+        mode: None,
+    }
+}

@@ -1,0 +1,118 @@
+//! One open file handle: who it is ([`OpenFile`]) and its I/O state ([`Io`]: idle, a download
+//! being read, an upload being streamed, or a local spool), kept behind the handle's lock.
+//! The rules that move a handle between these states are in [`super::handle_io`].
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+use super::gate::PathClaim;
+use super::readahead::StreamReader;
+use crate::backend::WriteStream;
+
+/// Marks "no size override" in [`OpenFile::dirty_size`].
+const NO_SIZE: u64 = u64::MAX;
+
+/// One open file handle.
+pub struct OpenFile {
+    /// Its path; `None` once the file was deleted or replaced (the handle is detached).
+    pub(super) path: Mutex<Option<String>>,
+    pub writable: bool,
+    pub(super) append: bool,
+    /// This handle created the file or truncated it to zero, and the server does not hold that
+    /// version yet: commit uploads it even if nothing is written.
+    pub(super) created: AtomicBool,
+    /// Logical size while the handle holds changes the server does not have yet.
+    dirty_size: AtomicU64,
+    /// Modification time requested while the data is still on its way (shown by stat).
+    pub(super) mtime_override: Mutex<Option<SystemTime>>,
+    /// Another handle uploaded this file: its new size + 1 (0 = nothing new). Applied by this
+    /// handle's next operation, which drops what it cached of the old content.
+    pub(super) remote_changed: AtomicU64,
+    /// A streaming upload is running on this handle (readable without the I/O lock).
+    pub(super) streaming: AtomicBool,
+    pub(super) io: Mutex<Io>,
+}
+
+impl OpenFile {
+    pub(super) fn new(path: &str, writable: bool, append: bool, created: bool, server_size: Option<u64>) -> OpenFile {
+        OpenFile {
+            path: Mutex::new(Some(path.to_string())),
+            writable,
+            append,
+            created: AtomicBool::new(created),
+            dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
+            mtime_override: Mutex::new(None),
+            remote_changed: AtomicU64::new(0),
+            streaming: AtomicBool::new(false),
+            io: Mutex::new(Io::new(server_size)),
+        }
+    }
+
+    pub fn path(&self) -> Option<String> {
+        self.path.lock().clone()
+    }
+
+    pub(super) fn set_dirty_size(&self, size: Option<u64>) {
+        self.dirty_size.store(size.unwrap_or(NO_SIZE), Ordering::Relaxed);
+    }
+
+    pub(super) fn dirty_size(&self) -> Option<u64> {
+        let s = self.dirty_size.load(Ordering::Relaxed);
+        (s != NO_SIZE).then_some(s)
+    }
+
+    pub(super) fn is_created(&self) -> bool {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// True when closing this handle would upload something.
+    pub(super) fn is_dirty(&self) -> bool {
+        self.dirty_size().is_some() || self.is_created()
+    }
+}
+
+pub(super) struct Writer {
+    pub(super) up: Box<dyn WriteStream>,
+    pub(super) pos: u64,
+    /// No other upload of this path runs while the stream is open.
+    pub(super) _claim: PathClaim,
+}
+
+pub(super) struct Spool {
+    pub(super) file: File,
+    pub(super) len: u64,
+    /// Holds changes the server does not have.
+    pub(super) dirty: bool,
+    /// Holds only bytes to append at the server's end (an O_APPEND handle), not the whole file:
+    /// committed with APPE, so several appenders' data all lands.
+    pub(super) tail: bool,
+}
+
+pub(super) enum State {
+    Idle,
+    Reading(StreamReader),
+    Writing(Box<Writer>),
+    Spooled(Spool),
+}
+
+/// The I/O state of one handle, behind its lock.
+pub struct Io {
+    pub(super) state: State,
+    /// Size of the file on the server, as far as we know.
+    pub(super) server_size: Option<u64>,
+    /// Modification time to set after the next commit (futimens on a file being written).
+    pub(super) pending_mtime: Option<SystemTime>,
+    /// Permission bits to set once the file is on the server (chmod of a file being created).
+    pub(super) pending_mode: Option<u32>,
+    /// Error of a failed streaming write, reported by later writes and the next flush.
+    pub(super) error: Option<i32>,
+}
+
+impl Io {
+    pub fn new(server_size: Option<u64>) -> Io {
+        Io { state: State::Idle, server_size, pending_mtime: None, pending_mode: None, error: None }
+    }
+}

@@ -1,0 +1,497 @@
+//! Model-based property test: random interleavings of several handles on a few files, plus
+//! renames, deletes, an external client and injected faults, run against the in-memory backend.
+//! Each step is checked against what README promises:
+//! - closing or syncing a handle with nothing unsaved never changes the server (a reader's close
+//!   never empties a file, a detached handle never recreates its file);
+//! - a close or fsync that returns 0 leaves the server holding exactly the handle's content
+//!   (for O_APPEND: ending with what it appended);
+//! - a failed rename leaves source and target where they were;
+//! - a read through a handle with unsaved writes returns its own content; a read through a
+//!   read-only handle returns bytes of a version the file really had;
+//! - without injected faults nothing fails, even with more handles than connections;
+//! - at the end no stream is left open and no temporary name is left on the server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::{Model, ModelConfig, ROOT_INO};
+use crate::backend::FsError;
+use crate::backend::memory::{MemoryBackend, Op};
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Read,
+    ReadWrite,
+    Trunc,
+    Append,
+    Create,
+}
+
+#[derive(Clone, Debug)]
+enum Fault {
+    BreakNextWrite(u64),
+    FailNextRename,
+    NoSpaceNextFinish,
+    RefuseAppend,
+    RefuseRenameOverExisting,
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Open(usize, Mode),
+    Read(usize, u64, usize),
+    Write(usize, u64, Vec<u8>),
+    Truncate(usize, u64),
+    Fsync(usize),
+    Close(usize),
+    Rename(usize, usize),
+    Unlink(usize),
+    ExternalWrite(usize, Vec<u8>),
+    Fault(Fault),
+}
+
+fn data() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(b"xyz0123".to_vec()), 1..12)
+}
+
+fn mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![Just(Mode::Read), Just(Mode::ReadWrite), Just(Mode::Trunc), Just(Mode::Append), Just(Mode::Create)]
+}
+
+fn action(external: bool, faults: bool) -> impl Strategy<Value = Action> {
+    let n = NAMES.len();
+    let base = prop_oneof![
+        4 => (0..n, mode()).prop_map(|(p, m)| Action::Open(p, m)),
+        4 => (0..8usize, 0..24u64, 1..16usize).prop_map(|(h, o, l)| Action::Read(h, o, l)),
+        6 => (0..8usize, 0..20u64, data()).prop_map(|(h, o, d)| Action::Write(h, o, d)),
+        1 => (0..8usize, 0..16u64).prop_map(|(h, s)| Action::Truncate(h, s)),
+        1 => (0..8usize).prop_map(Action::Fsync),
+        3 => (0..8usize).prop_map(Action::Close),
+        1 => (0..n, 0..n).prop_map(|(a, b)| Action::Rename(a, b)),
+        1 => (0..n).prop_map(Action::Unlink),
+    ];
+    let ext = (0..n, data()).prop_map(|(p, d)| Action::ExternalWrite(p, d));
+    let fault = prop_oneof![
+        (0..8u64).prop_map(Fault::BreakNextWrite),
+        Just(Fault::FailNextRename),
+        Just(Fault::NoSpaceNextFinish),
+        Just(Fault::RefuseAppend),
+        Just(Fault::RefuseRenameOverExisting),
+    ]
+    .prop_map(Action::Fault);
+    prop_oneof![
+        20 => base,
+        (if external { 2 } else { 0 }) => ext,
+        (if faults { 1 } else { 0 }) => fault,
+    ]
+}
+
+/// What the test knows of one open handle.
+struct Handle {
+    fh: u64,
+    /// Its file's name; `None` once deleted or replaced (detached).
+    name: Option<String>,
+    mode: Mode,
+    /// The handle's own content once it modified the file (base at first change + changes).
+    view: Option<Vec<u8>>,
+    /// Modified since its last successful close/fsync.
+    unsaved: bool,
+    /// What an O_APPEND handle wrote last.
+    last_append: Vec<u8>,
+    /// Another handle committed this file since this handle's own last commit: which of the
+    /// two versions a later close leaves depends on when the model settled each (both are
+    /// allowed), so its content is no longer checked exactly.
+    overtaken: bool,
+    /// Opened with O_TRUNC or created, and not committed since.
+    created: bool,
+    /// Every content the file had while this handle was open.
+    versions: Vec<Vec<u8>>,
+    /// A write or commit through it failed: its content is not promised any more.
+    failed: bool,
+}
+
+struct Run {
+    be: Arc<MemoryBackend>,
+    model: Model,
+    handles: Vec<Handle>,
+    faults: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn new(ttl: Duration, connections: usize) -> Run {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let be = Arc::new(MemoryBackend::new(connections));
+        be.set_wait_limit(Duration::from_millis(300));
+        for (i, n) in NAMES.iter().enumerate().take(2) {
+            be.put_file(n, format!("initial-{i}").as_bytes());
+        }
+        let cfg = ModelConfig {
+            cache_timeout: ttl,
+            uid: 0,
+            gid: 0,
+            umask: 0,
+            read_only: false,
+            cache_dir: dir.path().to_path_buf(),
+        };
+        let model = Model::new(cfg, be.clone());
+        Run { be, model, handles: Vec::new(), faults: false, _dir: dir }
+    }
+
+    fn pick(&self, h: usize) -> Option<usize> {
+        (!self.handles.is_empty()).then(|| h % self.handles.len())
+    }
+
+    /// Records the server's current contents in every open handle's versions.
+    fn observe(&mut self) {
+        let files = self.be.files();
+        for h in &mut self.handles {
+            if let Some(c) = h.name.as_ref().and_then(|n| files.get(n)) {
+                h.versions.push(c.clone());
+            }
+        }
+    }
+
+    fn ino(&self, name: &str) -> Option<u64> {
+        self.model.lookup(ROOT_INO, name).ok().map(|st| st.ino)
+    }
+
+    fn open(&mut self, name: &str, mode: Mode) {
+        let flags = match mode {
+            Mode::Read => libc::O_RDONLY,
+            Mode::ReadWrite => libc::O_RDWR,
+            Mode::Trunc => libc::O_WRONLY | libc::O_TRUNC,
+            Mode::Append => libc::O_WRONLY | libc::O_APPEND,
+            Mode::Create => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        };
+        let fh = match mode {
+            Mode::Create => self.model.create(ROOT_INO, name, flags, 0o644, 0).map(|(_, fh)| fh),
+            _ => match self.ino(name) {
+                Some(ino) => self.model.open(ino, flags).map(|o| o.fh),
+                None => return,
+            },
+        };
+        let fh = match fh {
+            Ok(fh) => fh,
+            Err(e) => {
+                assert!(self.faults, "open {name} {mode:?} failed without a fault: errno {e}");
+                return;
+            }
+        };
+        let emptied = matches!(mode, Mode::Trunc | Mode::Create);
+        if matches!(mode, Mode::Append) {
+            // The model lands other handles' creations of the file before an appender adds to
+            // it (when they are still creations there): their content is no longer exact.
+            for other in self.handles.iter_mut().filter(|h| h.name.as_deref() == Some(name)) {
+                other.overtaken = true;
+            }
+        }
+        if emptied {
+            // Emptying the file comes after what other handles did to it so far.
+            for other in self.handles.iter_mut().filter(|h| h.name.as_deref() == Some(name)) {
+                other.overtaken = true;
+            }
+        }
+        let versions = self.be.file(name).into_iter().collect();
+        self.handles.push(Handle {
+            fh,
+            name: Some(name.to_string()),
+            mode,
+            view: emptied.then(Vec::new),
+            unsaved: emptied,
+            last_append: Vec::new(),
+            overtaken: false,
+            created: emptied,
+            versions,
+            failed: false,
+        });
+    }
+
+    fn base(&self, i: usize) -> Vec<u8> {
+        let h = &self.handles[i];
+        // A clean handle's next change starts from what the server holds.
+        match &h.view {
+            Some(v) if h.unsaved => v.clone(),
+            _ => h.name.as_ref().and_then(|n| self.be.file(n)).unwrap_or_default(),
+        }
+    }
+
+    fn write(&mut self, i: usize, off: u64, data: &[u8]) {
+        if matches!(self.handles[i].mode, Mode::Read) {
+            return;
+        }
+        let append = matches!(self.handles[i].mode, Mode::Append);
+        let mut view = self.base(i);
+        // The kernel passes its idea of the size for O_APPEND; the model must not rely on it.
+        let off = if append { 0 } else { off };
+        let res = self.model.write(self.handles[i].fh, off, data);
+        let h = &mut self.handles[i];
+        match res {
+            Ok(n) => assert_eq!(n, data.len()),
+            Err(e) => {
+                assert!(self.faults, "write failed without a fault: errno {e}");
+                h.failed = true;
+                return;
+            }
+        }
+        if append {
+            h.last_append = data.to_vec();
+        } else {
+            let off = off as usize;
+            if view.len() < off + data.len() {
+                view.resize(off + data.len(), 0);
+            }
+            view[off..off + data.len()].copy_from_slice(data);
+            h.view = Some(view);
+        }
+        h.unsaved = true;
+    }
+
+    fn truncate(&mut self, i: usize, size: u64) {
+        if !matches!(self.handles[i].mode, Mode::ReadWrite | Mode::Trunc | Mode::Create) {
+            return;
+        }
+        let mut view = self.base(i);
+        let Some(name) = self.handles[i].name.clone() else { return };
+        let Some(ino) = self.ino(&name) else { return };
+        let res = self.model.setattr(ino, Some(self.handles[i].fh), None, Some(size), None);
+        self.model.forget(ino, 1);
+        let h = &mut self.handles[i];
+        if let Err(e) = res {
+            assert!(self.faults, "truncate failed without a fault: errno {e}");
+            h.failed = true;
+            return;
+        }
+        view.resize(size as usize, 0);
+        h.view = Some(view);
+        h.unsaved = true;
+    }
+
+    fn read(&mut self, i: usize, off: u64, len: usize) {
+        let mut got = Vec::new();
+        let res = self.model.read(self.handles[i].fh, off, len, &mut |d| got.extend_from_slice(d));
+        self.observe();
+        let h = &self.handles[i];
+        if let Err(e) = res {
+            assert!(self.faults || h.name.is_none(), "read failed without a fault: errno {e}");
+            return;
+        }
+        let slice = |c: &[u8]| c.get(off as usize..).map(|r| r[..r.len().min(len)].to_vec()).unwrap_or_default();
+        let own = h.view.as_deref().filter(|_| h.unsaved && !h.overtaken && !h.failed && h.name.is_some());
+        match own {
+            Some(v) => assert_eq!(got, slice(v), "read through a handle with unsaved writes"),
+            // A handle that only reads sees some version the server had.
+            None if h.name.is_some() && matches!(h.mode, Mode::Read) => {
+                let mut known: Vec<&[u8]> = h.versions.iter().map(Vec::as_slice).collect();
+                known.extend(h.view.as_deref());
+                assert!(
+                    known.iter().any(|v| slice(v) == got),
+                    "read {got:?} at {off} is no version the file had: {known:?}"
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// fsync (`close` false) or close.
+    fn commit(&mut self, i: usize, close: bool) {
+        let before = self.be.files();
+        let fh = self.handles[i].fh;
+        let res = if close { self.model.release(fh) } else { self.model.flush(fh) };
+        let after = self.be.files();
+        let h = &self.handles[i];
+        let name = h.name.clone();
+        if !h.unsaved || h.name.is_none() {
+            assert_eq!(before, after, "{} of a handle with nothing unsaved changed the server", what(close));
+        } else if let (Ok(()), Some(n), false) = (res, &name, h.failed) {
+            let now = after.get(n).cloned().unwrap_or_default();
+            match h.mode {
+                _ if h.overtaken => {}
+                Mode::Append => assert!(now.ends_with(&h.last_append), "appended bytes missing from {n}: {now:?}"),
+                _ => assert_eq!(Some(&now), h.view.as_ref(), "{} returned 0 but {n} differs", what(close)),
+            }
+        }
+        match res {
+            Ok(()) => self.committed(i),
+            Err(e) => {
+                assert!(self.faults, "{} failed without a fault: errno {e}", what(close));
+                self.handles[i].failed = true;
+            }
+        }
+        if close {
+            self.handles.remove(i);
+        }
+        self.observe();
+    }
+
+    /// Handle `i` put its content on the server: other handles of the file are overtaken.
+    fn committed(&mut self, i: usize) {
+        let h = &mut self.handles[i];
+        let changed = h.unsaved;
+        (h.unsaved, h.created, h.overtaken) = (false, false, false);
+        let name = h.name.clone();
+        if changed && let Some(n) = name {
+            for (j, other) in self.handles.iter_mut().enumerate() {
+                if j != i && other.name.as_ref() == Some(&n) {
+                    other.overtaken = true;
+                }
+            }
+        }
+    }
+
+    fn rename(&mut self, a: &str, b: &str) {
+        let before = self.be.files();
+        let res = self.model.rename(ROOT_INO, a, ROOT_INO, b, false);
+        let after = self.be.files();
+        match res {
+            Ok(()) if a != b => {
+                assert!(!after.contains_key(a) && after.contains_key(b), "rename {a} → {b}: {after:?}");
+                for h in &mut self.handles {
+                    match h.name.as_deref() {
+                        Some(n) if n == b => h.name = None,
+                        Some(n) if n == a => h.name = Some(b.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                assert!(self.faults || e == libc::ENOENT, "rename {a} → {b} failed without a fault: errno {e}");
+                // A creation not uploaded yet may land before the rename fails: not a loss.
+                assert!(!before.contains_key(a) || after.contains_key(a), "failed rename moved {a}");
+                assert_eq!(before.contains_key(b), after.contains_key(b), "failed rename removed {b}");
+                let target_quiet = !self.handles.iter().any(|h| h.name.as_deref() == Some(b) && h.unsaved);
+                if target_quiet {
+                    assert_eq!(before.get(b), after.get(b), "failed rename changed {b}");
+                }
+            }
+        }
+        self.observe();
+    }
+
+    fn unlink(&mut self, a: &str) {
+        match self.model.unlink(ROOT_INO, a) {
+            Ok(()) => {
+                assert!(!self.be.exists(a), "unlink {a} left it on the server");
+                for h in &mut self.handles {
+                    if h.name.as_deref() == Some(a) {
+                        h.name = None;
+                    }
+                }
+            }
+            Err(e) => assert!(self.faults || e == libc::ENOENT, "unlink {a} failed without a fault: errno {e}"),
+        }
+        self.observe();
+    }
+
+    fn step(&mut self, a: &Action) {
+        match a {
+            Action::Open(p, m) => self.open(NAMES[*p], *m),
+            Action::Read(h, off, len) => {
+                if let Some(i) = self.pick(*h) {
+                    self.read(i, *off, *len)
+                }
+            }
+            Action::Write(h, off, d) => {
+                if let Some(i) = self.pick(*h) {
+                    self.write(i, *off, d)
+                }
+            }
+            Action::Truncate(h, s) => {
+                if let Some(i) = self.pick(*h) {
+                    self.truncate(i, *s)
+                }
+            }
+            Action::Fsync(h) => {
+                if let Some(i) = self.pick(*h) {
+                    self.commit(i, false)
+                }
+            }
+            Action::Close(h) => {
+                if let Some(i) = self.pick(*h) {
+                    self.commit(i, true)
+                }
+            }
+            Action::Rename(x, y) => self.rename(NAMES[*x], NAMES[*y]),
+            Action::Unlink(x) => self.unlink(NAMES[*x]),
+            Action::ExternalWrite(p, d) => {
+                // Another client replaces a file nobody here has open.
+                let name = NAMES[*p];
+                if !self.handles.iter().any(|h| h.name.as_deref() == Some(name)) {
+                    self.be.put_file(name, d);
+                }
+            }
+            Action::Fault(f) => {
+                self.faults = true;
+                match f {
+                    Fault::BreakNextWrite(n) => self.be.break_write_after(*n),
+                    Fault::FailNextRename => self.be.fail_next(Op::Rename, FsError::Broken),
+                    Fault::NoSpaceNextFinish => self.be.fail_finish_next(FsError::NoSpace),
+                    Fault::RefuseAppend => self.be.refuse_append(true),
+                    Fault::RefuseRenameOverExisting => self.be.refuse_rename_over_existing(true),
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        while !self.handles.is_empty() {
+            self.commit(self.handles.len() - 1, true);
+        }
+        assert_eq!(self.model.open_handles(), 0);
+        // A download's reader thread ends its stream shortly after the handle is gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.be.open_streams() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(self.be.open_streams(), 0, "a stream was left open");
+        let files: BTreeMap<String, Vec<u8>> = self.be.files();
+        assert!(!files.keys().any(|k| k.contains(".ftpfs-aside")), "temporary name left: {files:?}");
+    }
+}
+
+fn what(close: bool) -> &'static str {
+    if close { "close" } else { "fsync" }
+}
+
+fn run(actions: &[Action], ttl: Duration, connections: usize) {
+    let mut r = Run::new(ttl, connections);
+    for a in actions {
+        r.step(a);
+    }
+    r.finish();
+}
+
+fn cases() -> u32 {
+    std::env::var("FTPFS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Our own handles only, listings cached for an hour, one or two connections.
+    #[test]
+    fn handles_keep_their_promises(actions in prop::collection::vec(action(false, false), 1..40), conns in 1..3usize) {
+        run(&actions, Duration::from_secs(3600), conns);
+    }
+
+    /// With another client replacing files and listings never cached.
+    #[test]
+    fn handles_keep_their_promises_beside_another_client(
+        actions in prop::collection::vec(action(true, false), 1..40),
+        conns in 1..3usize,
+    ) {
+        run(&actions, Duration::ZERO, conns);
+    }
+
+    /// With injected faults: operations may fail, but never lose what they did not touch.
+    #[test]
+    fn faults_lose_nothing_else(actions in prop::collection::vec(action(false, true), 1..40), conns in 1..3usize) {
+        run(&actions, Duration::from_secs(3600), conns);
+    }
+}

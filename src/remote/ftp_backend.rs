@@ -1,0 +1,302 @@
+//! [`FtpBackend`]: the [`Backend`] trait served by the FTP connection pool.
+//!
+//! It owns the choices that depend on the server rather than on filesystem semantics: MLSD or
+//! LIST (and falling back when MLSD is advertised but refused), link targets MLSD leaves out,
+//! whether SIZE, MFMT, SITE CHMOD and APPE are available, the mapping of mount-relative paths
+//! to the server's, and the one retry after a broken connection. A command that is not
+//! idempotent (MKD, RMD, DELE, RNFR/RNTO) whose connection broke is sent once more; when that
+//! second attempt finds its effect already in place (the directory exists, the file is gone),
+//! the first attempt is taken as having succeeded before its reply was lost.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::pool::{Lease, Pool, Purpose};
+use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
+use crate::error::FsError;
+use crate::ftp::{self, Connection, Download, Features, FtpError, ListContext, Op, Upload};
+
+/// Settings of the FTP backend.
+#[derive(Clone, Debug)]
+pub struct FtpBackendConfig {
+    /// The remote directory mounted at the root, absolute (`/` or `/some/dir`).
+    pub remote_root: String,
+    /// Use MLSD when the server offers it.
+    pub use_mlsd: bool,
+    /// Offset of the server's LIST times from UTC, seconds.
+    pub list_tz_offset: i64,
+}
+
+/// The pool as a [`Backend`].
+pub struct FtpBackend {
+    cfg: FtpBackendConfig,
+    pool: Arc<Pool>,
+    features: Features,
+    /// MLSD is advertised but not understood: LIST is used instead.
+    mlsd_broken: AtomicBool,
+    chmod_unsupported: AtomicBool,
+    appe_refused: AtomicBool,
+}
+
+/// Turns a wire error into its kind for `op`, logging the details (which the kind drops).
+fn kind(e: FtpError, op: Op) -> FsError {
+    let k = e.kind(op);
+    log::debug!("{op:?} failed: {e} → {k:?}");
+    k
+}
+
+fn convert(e: ftp::Entry) -> Entry {
+    let kind = match e.kind {
+        ftp::EntryKind::File => EntryKind::File,
+        ftp::EntryKind::Dir => EntryKind::Dir,
+        ftp::EntryKind::Symlink(t) => EntryKind::Symlink(t),
+    };
+    Entry { name: e.name, kind, size: e.size, mtime: e.mtime, mtime_nanos: e.mtime_nanos, mode: e.mode }
+}
+
+struct FtpRead(Download<Lease>);
+
+impl Read for FtpRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl ReadStream for FtpRead {
+    fn finish(self: Box<Self>) -> BackendResult<()> {
+        self.0.finish().map_err(|e| kind(e, Op::Read))
+    }
+}
+
+struct FtpWrite {
+    up: Upload<Lease>,
+    op: Op,
+}
+
+impl Write for FtpWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.up.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.up.flush()
+    }
+}
+
+impl WriteStream for FtpWrite {
+    fn finish(self: Box<Self>) -> BackendResult<()> {
+        let op = self.op;
+        self.up.finish().map_err(|e| kind(e, op))
+    }
+}
+
+impl FtpBackend {
+    pub fn new(cfg: FtpBackendConfig, pool: Arc<Pool>, features: Features) -> FtpBackend {
+        FtpBackend {
+            cfg,
+            pool,
+            features,
+            mlsd_broken: AtomicBool::new(false),
+            chmod_unsupported: AtomicBool::new(false),
+            appe_refused: AtomicBool::new(false),
+        }
+    }
+
+    /// The server path of a mount-relative path.
+    fn remote(&self, rel: &str) -> String {
+        let root = self.cfg.remote_root.trim_end_matches('/');
+        if rel.is_empty() {
+            if root.is_empty() { "/".to_string() } else { root.to_string() }
+        } else {
+            format!("{root}/{rel}")
+        }
+    }
+
+    /// An idempotent command, retried once on a fresh connection if the connection broke.
+    fn idempotent<T>(&self, op: Op, f: impl FnMut(&mut Connection) -> ftp::Result<T>) -> BackendResult<T> {
+        self.pool.run_retrying(f).0.map_err(|e| kind(e, op))
+    }
+
+    /// A command that is not idempotent, sent once more if the connection broke; a second
+    /// attempt failing with `done` means the first one took effect.
+    fn once_more(&self, op: Op, done: FsError, f: impl FnMut(&mut Connection) -> ftp::Result<()>) -> BackendResult<()> {
+        match self.pool.run_retrying(f) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), true) if e.kind(op) == done => {
+                log::debug!("{op:?}: the attempt whose reply was lost took effect ({e})");
+                Ok(())
+            }
+            (Err(e), _) => Err(kind(e, op)),
+        }
+    }
+
+    /// MLSD may name a link without its target (pure-ftpd); LIST shows `name -> target`.
+    fn add_link_targets(&self, remote: &str, ctx: &ListContext, entries: &mut [ftp::Entry]) {
+        if !entries.iter().any(|e| e.kind == ftp::EntryKind::Symlink(None)) {
+            return;
+        }
+        let Ok(listed) = self.pool.run_retrying(|c| c.list(remote, ctx)).0 else { return };
+        let targets: HashMap<String, String> = listed
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                ftp::EntryKind::Symlink(Some(t)) => Some((e.name, t)),
+                _ => None,
+            })
+            .collect();
+        for e in entries.iter_mut().filter(|e| e.kind == ftp::EntryKind::Symlink(None)) {
+            if let Some(t) = targets.get(&e.name) {
+                e.kind = ftp::EntryKind::Symlink(Some(t.clone()));
+            }
+        }
+    }
+
+    /// A transfer connection within `wait`; `None` when none became free.
+    fn transfer_lease(&self, wait: Duration) -> BackendResult<Option<Lease>> {
+        self.pool.get_timeout(Purpose::Transfer, wait).map_err(|e| kind(e, Op::Session))
+    }
+}
+
+impl Backend for FtpBackend {
+    fn list(&self, dir: &str) -> BackendResult<Vec<Entry>> {
+        let remote = self.remote(dir);
+        let ctx = ListContext { tz_offset: self.cfg.list_tz_offset, ..ListContext::now_utc() };
+        let mlsd = self.cfg.use_mlsd && self.features.mlst.is_some() && !self.mlsd_broken.load(Ordering::Relaxed);
+        let mut entries = if mlsd {
+            match self.pool.run_retrying(|c| c.mlsd(&remote)).0 {
+                Ok(mut entries) => {
+                    self.add_link_targets(&remote, &ctx, &mut entries);
+                    entries
+                }
+                Err(e) if e.kind(Op::Listing) == FsError::Unsupported => {
+                    log::warn!("server advertises MLSD but refuses it ({e}); using LIST");
+                    self.mlsd_broken.store(true, Ordering::Relaxed);
+                    self.idempotent(Op::Listing, |c| c.list(&remote, &ctx))?
+                }
+                Err(e) => return Err(kind(e, Op::Listing)),
+            }
+        } else {
+            self.idempotent(Op::Listing, |c| c.list(&remote, &ctx))?
+        };
+        Ok(entries.drain(..).map(convert).collect())
+    }
+
+    fn size(&self, path: &str) -> BackendResult<Option<u64>> {
+        if !self.features.size {
+            return Ok(None);
+        }
+        let remote = self.remote(path);
+        self.idempotent(Op::Lookup, |c| c.size(&remote)).map(Some)
+    }
+
+    fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
+        let remote = self.remote(path);
+        for attempt in 0..2 {
+            let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
+            match Download::start(lease, &remote, offset) {
+                Ok(dl) => return Ok(Some(Box::new(FtpRead(dl)))),
+                Err(e) if attempt == 0 && e.is_reconnectable() => log::info!("download start failed ({e}); once more"),
+                Err(e) => return Err(kind(e, Op::Read)),
+            }
+        }
+        Err(FsError::Broken)
+    }
+
+    fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
+        let append = mode == WriteMode::Append;
+        if append && !self.can_append() {
+            return Err(FsError::Unsupported);
+        }
+        let op = if append { Op::Append } else { Op::Write };
+        let remote = self.remote(path);
+        for attempt in 0..2 {
+            let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
+            match Upload::start(lease, &remote, append) {
+                Ok(up) => return Ok(Some(Box::new(FtpWrite { up, op }))),
+                Err(e) if attempt == 0 && e.is_reconnectable() => log::info!("upload start failed ({e}); once more"),
+                Err(e) => {
+                    let k = kind(e, op);
+                    if append && k == FsError::Unsupported {
+                        log::info!("server refused APPE; appending through a temp copy from now on");
+                        self.appe_refused.store(true, Ordering::Relaxed);
+                    }
+                    return Err(k);
+                }
+            }
+        }
+        Err(FsError::Broken)
+    }
+
+    fn mkdir(&self, path: &str) -> BackendResult<()> {
+        let remote = self.remote(path);
+        self.once_more(Op::Mkdir, FsError::Exists, |c| c.mkd(&remote).map(drop))
+    }
+
+    fn rmdir(&self, path: &str) -> BackendResult<()> {
+        let remote = self.remote(path);
+        self.once_more(Op::Rmdir, FsError::NotFound, |c| c.rmd(&remote))
+    }
+
+    fn delete(&self, path: &str) -> BackendResult<()> {
+        let remote = self.remote(path);
+        self.once_more(Op::Delete, FsError::NotFound, |c| c.dele(&remote))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> BackendResult<()> {
+        let (rfrom, rto) = (self.remote(from), self.remote(to));
+        self.once_more(Op::Rename, FsError::NotFound, |c| c.rename(&rfrom, &rto))
+    }
+
+    fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()> {
+        if !self.features.mfmt {
+            return Err(FsError::Unsupported);
+        }
+        let remote = self.remote(path);
+        self.idempotent(Op::SetAttr, |c| c.mfmt(&remote, secs))
+    }
+
+    fn chmod(&self, path: &str, mode: u32) -> BackendResult<()> {
+        if !self.can_chmod() {
+            return Err(FsError::Unsupported);
+        }
+        let remote = self.remote(path);
+        let res = self.idempotent(Op::SetAttr, |c| c.site_chmod(&remote, mode));
+        if res == Err(FsError::Unsupported) {
+            log::info!("server has no SITE CHMOD; chmod requests are ignored");
+            self.chmod_unsupported.store(true, Ordering::Relaxed);
+        }
+        res
+    }
+
+    fn can_append(&self) -> bool {
+        !self.appe_refused.load(Ordering::Relaxed)
+    }
+
+    fn can_chmod(&self) -> bool {
+        !self.chmod_unsupported.load(Ordering::Relaxed)
+    }
+
+    fn can_name(&self, name: &str) -> bool {
+        if ftp::command::check_arg(name).is_err() {
+            return false;
+        }
+        match self.pool.options().encoding {
+            Some(enc) => !enc.encode(name).2,
+            None => true,
+        }
+    }
+
+    fn wait_limit(&self) -> Duration {
+        self.pool.wait_limit()
+    }
+
+    fn close_idle(&self) {
+        self.pool.close_idle();
+    }
+
+    fn shut_down(&self) {
+        self.pool.shut_down();
+    }
+}
