@@ -528,6 +528,8 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         }
     };
     if let Some(size) = written {
+        // Our upload is newer than any other handle's that told us about theirs.
+        f.remote_changed.store(0, Ordering::Relaxed);
         io.server_size = Some(size);
         f.created.store(false, Ordering::Relaxed);
         f.set_dirty_size(None);
@@ -556,6 +558,15 @@ fn is_tail(io: &Io) -> bool {
 fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str) -> FsResult<Option<u64>> {
     if !s.dirty {
         return Ok(None);
+    }
+    // Another handle's creation or truncation to zero that has not landed yet came first: it
+    // lands before the append, or its upload would replace the appended bytes. (A creator's
+    // commit never waits for another handle, so holding our lock here cannot deadlock.)
+    for g in core.handles.others_on(path, f).into_iter().filter(|g| g.is_created()) {
+        let mut gio = g.io.try_lock_for(core.wait_limit()).ok_or(libc::ETIMEDOUT)?;
+        if gio.error.is_none() && g.is_created() {
+            let _ = commit_locked(core, &g, &mut gio);
+        }
     }
     let sent = claim_upload(core, path).and_then(|_claim| {
         let mut up = match start_upload(core, path, WriteMode::Append) {
