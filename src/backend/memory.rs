@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::paths::{is_at_or_under, split_path};
 use super::{Backend, BackendResult, Entry, EntryKind, FsError, ReadStream, WriteMode, WriteStream};
 
 /// The first value of the logical clock (seconds since the epoch); every change adds one.
@@ -95,14 +96,6 @@ pub struct MemoryBackend {
     inner: Arc<Inner>,
 }
 
-fn parent_of(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(p, _)| p)
-}
-
-fn name_of(path: &str) -> &str {
-    path.rsplit_once('/').map_or(path, |(_, n)| n)
-}
-
 /// Rejects paths the model should never send: leading, trailing or doubled slashes, `.`/`..`.
 fn check_path(path: &str) -> BackendResult<()> {
     if path.is_empty() {
@@ -110,11 +103,6 @@ fn check_path(path: &str) -> BackendResult<()> {
     }
     let bad = |c: &str| c.is_empty() || c == "." || c == ".." || c.contains(['\r', '\n', '\0']);
     if path.split('/').any(bad) { Err(FsError::Invalid) } else { Ok(()) }
-}
-
-/// True when `path` is `root` or inside it.
-fn is_within(path: &str, root: &str) -> bool {
-    root.is_empty() || path == root || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
 }
 
 impl State {
@@ -146,12 +134,12 @@ impl State {
 
     /// `dir` and everything below it.
     fn subtree(&self, root: &str) -> Vec<String> {
-        self.tree.keys().filter(|p| is_within(p, root)).cloned().collect()
+        self.tree.keys().filter(|p| is_at_or_under(p, root)).cloned().collect()
     }
 
     /// Checks that the parent of `path` exists and is a directory.
     fn check_parent(&self, path: &str) -> BackendResult<()> {
-        match self.tree.get(parent_of(path)) {
+        match self.tree.get(split_path(path).0) {
             None => Err(FsError::NotFound),
             Some(Node { kind: Kind::File(_), .. }) => Err(FsError::NotDir),
             Some(_) => Ok(()),
@@ -160,7 +148,7 @@ impl State {
 
     /// Sets the mtime of the parent directory of `path` (an entry was added or removed).
     fn touch_parent(&mut self, path: &str, now: i64) {
-        if let Some(p) = self.tree.get_mut(parent_of(path)) {
+        if let Some(p) = self.tree.get_mut(split_path(path).0) {
             p.mtime = now;
         }
     }
@@ -498,7 +486,7 @@ impl MemoryBackend {
     /// Creates or overwrites file `path` (creating missing parents; replacing a dir there).
     pub fn put_file(&self, path: &str, content: &[u8]) {
         let mut st = self.st();
-        st.mkdir_all(parent_of(path));
+        st.mkdir_all(split_path(path).0);
         if st.is_dir(path) {
             st.remove_tree(path);
         }
@@ -540,10 +528,10 @@ impl MemoryBackend {
     /// `from` is missing or `to` is inside it.
     pub fn rename_external(&self, from: &str, to: &str) -> bool {
         let mut st = self.st();
-        if from.is_empty() || !st.tree.contains_key(from) || is_within(to, from) {
+        if from.is_empty() || !st.tree.contains_key(from) || is_at_or_under(to, from) {
             return from == to && st.tree.contains_key(from);
         }
-        st.mkdir_all(parent_of(to));
+        st.mkdir_all(split_path(to).0);
         st.remove_tree(to);
         st.move_tree(from, to);
         true
@@ -593,7 +581,7 @@ impl Backend for MemoryBackend {
         let entries = st
             .children(dir)
             .iter()
-            .filter_map(|p| st.tree.get(p).map(|n| (name_of(p), n)))
+            .filter_map(|p| st.tree.get(p).map(|n| (split_path(p).1, n)))
             .map(|(name, n)| {
                 let (kind, size) = match &n.kind {
                     Kind::File(d) => (EntryKind::File, d.len() as u64),
@@ -725,7 +713,7 @@ impl Backend for MemoryBackend {
         let Some(src_is_dir) = st.tree.get(from).map(|n| matches!(n.kind, Kind::Dir)) else {
             return Err(FsError::NotFound);
         };
-        if from.is_empty() || to.is_empty() || (src_is_dir && from != to && is_within(to, from)) {
+        if from.is_empty() || to.is_empty() || (src_is_dir && from != to && is_at_or_under(to, from)) {
             return Err(FsError::Invalid);
         }
         st.check_parent(to)?;

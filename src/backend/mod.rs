@@ -9,6 +9,7 @@
 //! Paths are relative to the mount root, `""` being the root itself and `"a/b"` a file in `a`.
 
 pub mod memory;
+pub mod paths;
 
 use std::io::{Read, Write};
 use std::time::Duration;

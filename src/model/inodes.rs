@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+pub use crate::backend::paths::{child_path, is_at_or_under, split_path};
+
 pub const ROOT_INO: u64 = 1;
 
 struct Node {
@@ -122,24 +124,6 @@ impl Inodes {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
-    }
-}
-
-/// Joins a relative directory path and a name.
-pub fn child_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
-}
-
-/// True when `path` is `top` or lies under it (`top/...`); everything is under the root `""`.
-pub fn is_at_or_under(path: &str, top: &str) -> bool {
-    top.is_empty() || path.strip_prefix(top).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// Splits a relative path into (parent, name).
-pub fn split_path(path: &str) -> (&str, &str) {
-    match path.rsplit_once('/') {
-        Some((p, n)) => (p, n),
-        None => ("", path),
     }
 }
 
