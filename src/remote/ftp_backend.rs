@@ -157,6 +157,27 @@ impl FtpBackend {
     fn transfer_lease(&self, wait: Duration) -> BackendResult<Option<Lease>> {
         self.pool.get_timeout(Purpose::Transfer, wait).map_err(|e| kind(e, Op::Session))
     }
+
+    /// Starts a transfer on a transfer connection (waiting at most `wait` for one; `None` when
+    /// none became free), once more on a fresh connection if the first turned out broken. The
+    /// server's refusal of the transfer itself is turned into a kind by `refused`.
+    fn start_transfer<T>(
+        &self,
+        wait: Duration,
+        start: impl Fn(Lease) -> ftp::Result<T>,
+        refused: impl FnOnce(FtpError) -> FsError,
+    ) -> BackendResult<Option<T>> {
+        let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
+        let res = match start(lease) {
+            Err(e) if e.is_reconnectable() => {
+                log::info!("transfer start failed ({e}); once more on a fresh connection");
+                let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
+                start(lease)
+            }
+            other => other,
+        };
+        res.map(Some).map_err(refused)
+    }
 }
 
 impl Backend for FtpBackend {
@@ -193,15 +214,8 @@ impl Backend for FtpBackend {
 
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
         let remote = self.remote(path);
-        for attempt in 0..2 {
-            let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
-            match Download::start(lease, &remote, offset) {
-                Ok(dl) => return Ok(Some(Box::new(FtpRead(dl)))),
-                Err(e) if attempt == 0 && e.is_reconnectable() => log::info!("download start failed ({e}); once more"),
-                Err(e) => return Err(kind(e, Op::Read)),
-            }
-        }
-        Err(FsError::Broken)
+        let dl = self.start_transfer(wait, |lease| Download::start(lease, &remote, offset), |e| kind(e, Op::Read))?;
+        Ok(dl.map(|dl| Box::new(FtpRead(dl)) as Box<dyn ReadStream>))
     }
 
     fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
@@ -211,22 +225,16 @@ impl Backend for FtpBackend {
         }
         let op = if append { Op::Append } else { Op::Write };
         let remote = self.remote(path);
-        for attempt in 0..2 {
-            let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
-            match Upload::start(lease, &remote, append) {
-                Ok(up) => return Ok(Some(Box::new(FtpWrite { up, op }))),
-                Err(e) if attempt == 0 && e.is_reconnectable() => log::info!("upload start failed ({e}); once more"),
-                Err(e) => {
-                    let k = kind(e, op);
-                    if append && k == FsError::Unsupported {
-                        log::info!("server refused APPE; appending through a temp copy from now on");
-                        self.appe_refused.store(true, Ordering::Relaxed);
-                    }
-                    return Err(k);
-                }
+        let refused = |e| {
+            let k = kind(e, op);
+            if append && k == FsError::Unsupported {
+                log::info!("server refused APPE; appending through a temp copy from now on");
+                self.appe_refused.store(true, Ordering::Relaxed);
             }
-        }
-        Err(FsError::Broken)
+            k
+        };
+        let up = self.start_transfer(wait, |lease| Upload::start(lease, &remote, append), refused)?;
+        Ok(up.map(|up| Box::new(FtpWrite { up, op }) as Box<dyn WriteStream>))
     }
 
     fn mkdir(&self, path: &str) -> BackendResult<()> {

@@ -208,16 +208,6 @@ impl Pool {
         self.freed.notify_all();
     }
 
-    /// Runs `op` on a pooled connection; if the connection turned out to be broken and `op` is
-    /// idempotent, runs it once more on a fresh connection.
-    pub fn run<T>(self: &Arc<Self>, idempotent: bool, mut op: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
-        if idempotent {
-            return self.run_retrying(op).0;
-        }
-        let mut lease = self.get(Purpose::Metadata)?;
-        op(&mut lease)
-    }
-
     /// Runs `op`, and once more on a fresh connection if the connection broke. The flag tells
     /// whether it was retried: a command that is not idempotent (DELE, MKD, RNTO) may have taken
     /// effect the first time, so the caller checks the result when the retry fails.
