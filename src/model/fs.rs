@@ -160,7 +160,7 @@ impl Model {
 
     /// getattr.
     pub fn getattr(&self, ino: u64) -> FsResult<Stat> {
-        self.stat(&self.path_of(ino)?)
+        Ok(Stat { ino, ..self.stat(&self.path_of(ino)?)? })
     }
 
     /// access: the path exists; writing is refused on a read-only mount.
@@ -169,7 +169,7 @@ impl Model {
         if write { self.refuse_if_read_only() } else { Ok(()) }
     }
 
-    /// Attributes of a path (with its inode number when it has one).
+    /// Attributes of a path; callers answering the kernel set `ino` (they know the number).
     pub(super) fn stat(&self, path: &str) -> FsResult<Stat> {
         if path.is_empty() {
             return Ok(self.root_stat());
@@ -182,7 +182,6 @@ impl Model {
     /// not got yet (size of unsaved writes, a time set before the upload lands).
     fn stat_entry(&self, path: &str, e: &Entry) -> Stat {
         let mut st = self.stat_of(e);
-        st.ino = self.inodes.lock().get(path).unwrap_or(0);
         if st.kind == Kind::File {
             if let Some(size) = self.core.handles.open_size(path) {
                 st.size = size;
