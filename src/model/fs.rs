@@ -277,14 +277,6 @@ impl Model {
             handles.remove(fh);
             return Err(e);
         }
-        // An appender adds to the file as its creator made it: a creation not uploaded yet
-        // lands first, or the creator's upload would replace what was appended.
-        if append
-            && handles.is_pending(&path)
-            && let Err(e) = handle_io::land_creations_under(&self.core, &path)
-        {
-            log::warn!("{path}: its creation did not land before an append: errno {e}");
-        }
         let (keep_cache, direct_io) = self.cache_mode(ino, &st, writable);
         Ok(Opened { fh, keep_cache, direct_io })
     }

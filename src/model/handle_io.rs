@@ -126,19 +126,20 @@ fn others_unsettled(core: &Core, f: &OpenFile, path: &str) -> bool {
     core.handles.others_on(path, f).iter().any(|g| g.streaming.load(Ordering::Relaxed) || g.is_created())
 }
 
-/// Makes other handles' streams and creations of `path` land, so a reader sees them. Called
-/// without holding `f`'s own lock (two handles never wait for each other's locks).
-fn settle_others(core: &Core, f: &OpenFile, path: &str) -> FsResult<()> {
-    for g in core.handles.others_on(path, f) {
-        if !(g.streaming.load(Ordering::Relaxed) || g.is_created()) {
-            continue;
-        }
+/// Makes other handles' pending versions of `path` land: their creations (and truncations to
+/// zero) always, their streams too when `streams`. Before a reader downloads (so it sees them)
+/// and before an append (so a creation landing later cannot replace the appended bytes).
+/// A failure sticks to that handle (commit_locked keeps it) for its owner to see. Committing a
+/// creation never waits for another handle, so with `streams` false this may run while `f`'s
+/// own lock is held.
+fn land_others(core: &Core, f: &OpenFile, path: &str, streams: bool) -> FsResult<()> {
+    let pending = |g: &OpenFile| g.is_created() || (streams && g.streaming.load(Ordering::Relaxed));
+    for g in core.handles.others_on(path, f).into_iter().filter(|g| pending(g)) {
         let mut io = g.io.try_lock_for(core.wait_limit()).ok_or(libc::ETIMEDOUT)?;
         // A creation lands whole (its spool too, if it has one); another writer's spooled
         // changes stay private until it closes.
-        let stream_or_creation = matches!(io.state, State::Writing(_)) || g.is_created();
+        let stream_or_creation = (streams && matches!(io.state, State::Writing(_))) || g.is_created();
         if io.error.is_none() && stream_or_creation {
-            // A failure sticks to that handle (commit_locked keeps it) for its owner to see.
             let _ = commit_locked(core, &g, &mut io);
         }
     }
@@ -213,7 +214,7 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
         if !settled && others_unsettled(core, f, &path) {
             settled = true;
             drop(io);
-            settle_others(core, f, &path)?;
+            land_others(core, f, &path, true)?;
             io = f.io.lock();
             continue;
         }
@@ -307,7 +308,12 @@ fn fail_stream(core: &Core, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
 fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<Writer>> {
     let Some(path) = f.path() else { return Ok(None) };
     let replace = off == 0 && f.is_created();
-    let append = !replace && !f.is_created() && io.server_size == Some(off) && core.backend.can_append();
+    // An append waits (in a tail spool) for another handle's pending creation to land first.
+    let append = !replace
+        && !f.is_created()
+        && io.server_size == Some(off)
+        && !core.handles.is_pending(&path)
+        && core.backend.can_append();
     if !(replace || append) || core.handles.writers_of(&path).len() > 1 {
         return Ok(None);
     }
@@ -560,13 +566,13 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
         return Ok(None);
     }
     // Another handle's creation or truncation to zero that has not landed yet came first: it
-    // lands before the append, or its upload would replace the appended bytes. (A creator's
-    // commit never waits for another handle, so holding our lock here cannot deadlock.)
-    for g in core.handles.others_on(path, f).into_iter().filter(|g| g.is_created()) {
-        let mut gio = g.io.try_lock_for(core.wait_limit()).ok_or(libc::ETIMEDOUT)?;
-        if gio.error.is_none() && g.is_created() {
-            let _ = commit_locked(core, &g, &mut gio);
-        }
+    // lands before the append, or the append waits (nothing sent: the tail stays for the next
+    // flush, without a sticky error).
+    let first = land_others(core, f, path, false);
+    if let Err(e) = first.and_then(|_| if core.handles.is_pending(path) { Err(libc::EIO) } else { Ok(()) }) {
+        log::warn!("{path}: appending waits for another handle's creation of it to land (errno {e})");
+        io.state = State::Spooled(s);
+        return Err(e);
     }
     let sent = claim_upload(core, path).and_then(|_claim| {
         let mut up = match start_upload(core, path, WriteMode::Append) {
