@@ -184,18 +184,10 @@ impl Run {
             }
         };
         let emptied = matches!(mode, Mode::Trunc | Mode::Create);
-        if matches!(mode, Mode::Append) {
-            // The model lands other handles' creations of the file before an appender adds to
-            // it (when they are still creations there): their content is no longer exact.
-            for other in self.handles.iter_mut().filter(|h| h.name.as_deref() == Some(name)) {
-                other.overtaken = true;
-            }
-        }
-        if emptied {
-            // Emptying the file comes after what other handles did to it so far.
-            for other in self.handles.iter_mut().filter(|h| h.name.as_deref() == Some(name)) {
-                other.overtaken = true;
-            }
+        if matches!(mode, Mode::Append) || emptied {
+            // An appender's bytes land after other handles' creations of the file; emptying the
+            // file comes after what other handles did to it so far.
+            self.overtake(name, None);
         }
         let versions = self.be.file(name).into_iter().collect();
         self.handles.push(Handle {
@@ -277,12 +269,10 @@ impl Run {
         // which version their closes then leave is no longer exact.
         let name = self.handles[i].name.clone();
         let unsettled = |h: &Handle| h.name == name && (h.created || (matches!(h.mode, Mode::Append) && h.unsaved));
-        if name.is_some() && self.handles.iter().enumerate().any(|(j, h)| j != i && unsettled(h)) {
-            for (j, h) in self.handles.iter_mut().enumerate() {
-                if j != i && h.name == name {
-                    h.overtaken = true;
-                }
-            }
+        if let Some(n) = &name
+            && self.handles.iter().enumerate().any(|(j, h)| j != i && unsettled(h))
+        {
+            self.overtake(n, Some(i));
         }
         let mut got = Vec::new();
         let res = self.model.read(self.handles[i].fh, off, len, &mut |d| got.extend_from_slice(d));
@@ -340,18 +330,23 @@ impl Run {
         self.observe();
     }
 
+    /// Handles of file `name` (but `except`) may now end with a version the model settled in
+    /// another order than this test can tell: their content is no longer checked exactly.
+    fn overtake(&mut self, name: &str, except: Option<usize>) {
+        for (j, h) in self.handles.iter_mut().enumerate() {
+            if Some(j) != except && h.name.as_deref() == Some(name) {
+                h.overtaken = true;
+            }
+        }
+    }
+
     /// Handle `i` put its content on the server: other handles of the file are overtaken.
     fn committed(&mut self, i: usize) {
         let h = &mut self.handles[i];
         let changed = h.unsaved;
         (h.unsaved, h.created, h.overtaken) = (false, false, false);
-        let name = h.name.clone();
-        if changed && let Some(n) = name {
-            for (j, other) in self.handles.iter_mut().enumerate() {
-                if j != i && other.name.as_ref() == Some(&n) {
-                    other.overtaken = true;
-                }
-            }
+        if changed && let Some(n) = h.name.clone() {
+            self.overtake(&n, Some(i));
         }
     }
 
@@ -359,9 +354,7 @@ impl Run {
         // The model lands creations of the source first (so they move with it): which version
         // of it the other handles' closes then leave is no longer exact.
         if self.handles.iter().any(|h| h.name.as_deref() == Some(a) && h.created) {
-            for h in self.handles.iter_mut().filter(|h| h.name.as_deref() == Some(a)) {
-                h.overtaken = true;
-            }
+            self.overtake(a, None);
         }
         let before = self.be.files();
         let res = self.model.rename(ROOT_INO, a, ROOT_INO, b, false);
