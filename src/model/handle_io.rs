@@ -64,7 +64,8 @@ fn preempt_idle_transfer(core: &Core) -> bool {
     for f in core.handles.all() {
         let Some(mut io) = f.io.try_lock() else { continue };
         match io.state {
-            State::Reading(_) => {
+            // A download that already ended holds no connection: stopping it frees nothing.
+            State::Reading(ref r) if r.holds_connection() => {
                 io.state = State::Idle;
                 log::debug!("paused an idle download to free a connection");
                 return true;

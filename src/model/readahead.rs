@@ -56,6 +56,8 @@ pub struct StreamReader {
     /// Empty buffers going back to the thread, so chunks are not reallocated.
     recycle: Sender<Vec<u8>>,
     stop: Arc<AtomicBool>,
+    /// Set by the thread once its download is over and the connection given back.
+    finished: Arc<AtomicBool>,
     /// Chunks received, oldest first; the last ones may not be fully served yet.
     chunks: VecDeque<Chunk>,
     /// Offset just past the last byte received.
@@ -124,10 +126,19 @@ impl StreamReader {
         let (recycle, recycled) = bounded(QUEUE + 2);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
-        std::thread::Builder::new()
-            .name("ftpfs-read".into())
-            .spawn(move || pump(dl, offset, tx, recycled, thread_stop))?;
-        Ok(StreamReader { rx, recycle, stop, chunks: VecDeque::new(), received_end: offset, eof: false })
+        let finished = Arc::new(AtomicBool::new(false));
+        let thread_finished = finished.clone();
+        std::thread::Builder::new().name("ftpfs-read".into()).spawn(move || {
+            // `pump` consumes the download: when it returns, the connection is back.
+            pump(dl, offset, tx, recycled, thread_stop);
+            thread_finished.store(true, Ordering::Relaxed);
+        })?;
+        Ok(StreamReader { rx, recycle, stop, finished, chunks: VecDeque::new(), received_end: offset, eof: false })
+    }
+
+    /// True while the download still holds a connection.
+    pub fn holds_connection(&self) -> bool {
+        !self.finished.load(Ordering::Relaxed)
     }
 
     fn oldest(&self) -> u64 {
