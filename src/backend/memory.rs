@@ -736,6 +736,10 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn can_set_mtime(&self) -> bool {
+        self.st().mtime_supported
+    }
+
     fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()> {
         let mut st = self.begin(Op::SetMtime, format!("set_mtime {path} {secs}"), &[path])?;
         if !st.mtime_supported {

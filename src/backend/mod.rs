@@ -100,6 +100,9 @@ pub trait Backend: Send + Sync {
     /// refusal because `to` exists is a definite error ([`FsError::is_definite`]).
     fn rename(&self, from: &str, to: &str) -> BackendResult<()>;
 
+    /// True when the server offers setting modification times.
+    fn can_set_mtime(&self) -> bool;
+
     /// Sets the modification time (seconds since the epoch). [`FsError::Unsupported`] where the
     /// server cannot.
     fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()>;

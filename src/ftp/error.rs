@@ -14,8 +14,9 @@ use crate::error::FsError;
 pub enum Op {
     /// Reading metadata (MLST, SIZE, MDTM, CWD).
     Lookup,
-    /// Listing a directory (MLSD, LIST): an unknown command means the listing kind is missing.
-    Listing,
+    /// MLSD: any of 500–504 means the server lacks it (LIST is then used; its errors and
+    /// MLSD's others are [`Op::Lookup`]'s).
+    Mlsd,
     /// Downloading (RETR).
     Read,
     /// Uploading (STOR).
@@ -142,13 +143,15 @@ fn reply_kind(code: u16, text: &str, op: Op) -> FsError {
             FsError::Unsupported
         }
         530 | 532 => FsError::Denied,
-        500 | 501 if matches!(op, Op::SetAttr | Op::Append | Op::Listing) => FsError::Unsupported,
+        500..=504 if matches!(op, Op::Mlsd | Op::Append) => FsError::Unsupported,
+        500 | 501 if op == Op::SetAttr => FsError::Unsupported,
         500 | 501 => FsError::Invalid,
         502 | 504 => FsError::Unsupported,
         553 => {
             if text_says(text, &["exist"]) {
                 FsError::Exists
-            } else if op == Op::Write || text_says(text, &["permission", "denied", "not allowed"]) {
+            } else if matches!(op, Op::Write | Op::Append) || text_says(text, &["permission", "denied", "not allowed"])
+            {
                 // vsftpd answers a STOR it may not do with "553 Could not create file."
                 FsError::Denied
             } else {
@@ -186,7 +189,7 @@ fn kind_of_550(text: &str, op: Op) -> FsError {
         return FsError::NotFound;
     }
     match op {
-        Op::Lookup | Op::Listing | Op::Read | Op::Delete | Op::Rename | Op::Rmdir | Op::SetAttr => FsError::NotFound,
+        Op::Lookup | Op::Mlsd | Op::Read | Op::Delete | Op::Rename | Op::Rmdir | Op::SetAttr => FsError::NotFound,
         Op::Mkdir => FsError::Exists,
         Op::Write | Op::Append | Op::Session => FsError::Denied,
     }
@@ -223,8 +226,11 @@ mod tests {
         assert_eq!(reply(451, "Append/Restart not permitted").kind(Op::Append), FsError::Unsupported);
         assert_eq!(reply(452, "No space").kind(Op::Append), FsError::NoSpace);
         assert_eq!(reply(451, "Local error").kind(Op::Write), FsError::TryLater);
-        assert_eq!(reply(501, "Unknown MLSD").kind(Op::Listing), FsError::Unsupported);
-        assert_eq!(reply(550, "No such directory").kind(Op::Listing), FsError::NotFound);
+        assert_eq!(reply(501, "Unknown MLSD").kind(Op::Mlsd), FsError::Unsupported);
+        assert_eq!(reply(503, "Bad sequence").kind(Op::Mlsd), FsError::Unsupported);
+        assert_eq!(reply(501, "Syntax error").kind(Op::Lookup), FsError::Invalid);
+        assert_eq!(reply(550, "No such directory").kind(Op::Mlsd), FsError::NotFound);
+        assert_eq!(reply(553, "Could not create file.").kind(Op::Append), FsError::Denied);
         assert!(reply(421, "bye").is_too_many_connections());
         assert!(reply(530, "Sorry, the maximum number of clients is reached").is_too_many_connections());
         assert!(!reply(530, "Login incorrect.").is_too_many_connections());

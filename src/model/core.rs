@@ -124,7 +124,7 @@ impl Core {
         }
     }
 
-    /// Sets the modification time where the server can; elsewhere ignored (documented). Several
+    /// Sets the modification time where the server offers it; elsewhere ignored (documented). Several
     /// servers (pyftpdlib among them) set times on files only: a directory keeps its server-side
     /// time rather than failing tar or cp -a.
     pub(super) fn set_mtime(&self, path: &str, mtime: SystemTime) -> FsResult<()> {
@@ -132,9 +132,11 @@ impl Core {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),
         };
+        if !self.backend.can_set_mtime() {
+            return Ok(());
+        }
         match self.backend.set_mtime(path, secs) {
             Ok(()) => {}
-            Err(FsError::Unsupported) => return Ok(()),
             Err(e) => {
                 let is_dir = path.is_empty() || self.entry(path).is_ok_and(|e| e.is_dir());
                 if is_dir && e.is_definite() {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::pool::{Lease, Pool, Purpose};
+use crate::backend::paths::split_path;
 use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
 use crate::error::FsError;
 use crate::ftp::{self, Connection, Download, Features, FtpError, ListContext, Op, Upload};
@@ -120,17 +121,32 @@ impl FtpBackend {
         self.pool.run_retrying(f).0.map_err(|e| kind(e, op))
     }
 
-    /// A command that is not idempotent, sent once more if the connection broke; a second
-    /// attempt failing with `done` means the first one took effect.
-    fn once_more(&self, op: Op, done: FsError, f: impl FnMut(&mut Connection) -> ftp::Result<()>) -> BackendResult<()> {
+    /// A command that is not idempotent, sent once more if the connection broke. When that
+    /// second attempt fails with `done` (the directory exists, the file is gone) and the
+    /// server's listing shows the effect in place (`took_effect`), the first attempt is taken
+    /// as having succeeded before its reply was lost.
+    fn once_more(
+        &self,
+        op: Op,
+        done: FsError,
+        took_effect: impl FnOnce() -> bool,
+        f: impl FnMut(&mut Connection) -> ftp::Result<()>,
+    ) -> BackendResult<()> {
         match self.pool.run_retrying(f) {
             (Ok(()), _) => Ok(()),
-            (Err(e), true) if e.kind(op) == done => {
+            (Err(e), true) if e.kind(op) == done && took_effect() => {
                 log::debug!("{op:?}: the attempt whose reply was lost took effect ({e})");
                 Ok(())
             }
             (Err(e), _) => Err(kind(e, op)),
         }
+    }
+
+    /// The entry `path` has in its directory's listing on the server now (`Err` when the
+    /// listing cannot be had).
+    fn listed(&self, path: &str) -> BackendResult<Option<Entry>> {
+        let (dir, name) = split_path(path);
+        Ok(self.list(dir)?.into_iter().find(|e| e.name == name))
     }
 
     /// MLSD may name a link without its target (pure-ftpd); LIST shows `name -> target`.
@@ -154,8 +170,16 @@ impl FtpBackend {
     }
 
     /// A transfer connection within `wait`; `None` when none became free.
+    /// A server refusing another connection when we have none counts as none free (the caller
+    /// spools, or waits and frees one).
     fn transfer_lease(&self, wait: Duration) -> BackendResult<Option<Lease>> {
-        self.pool.get_timeout(Purpose::Transfer, wait).map_err(|e| kind(e, Op::Session))
+        match self.pool.get_timeout(Purpose::Transfer, wait) {
+            Err(e) if e.is_too_many_connections() => {
+                log::debug!("no transfer connection: {e}");
+                Ok(None)
+            }
+            other => other.map_err(|e| kind(e, Op::Session)),
+        }
     }
 
     /// Starts a transfer on a transfer connection (waiting at most `wait` for one; `None` when
@@ -191,15 +215,15 @@ impl Backend for FtpBackend {
                     self.add_link_targets(&remote, &ctx, &mut entries);
                     entries
                 }
-                Err(e) if e.kind(Op::Listing) == FsError::Unsupported => {
+                Err(e) if e.kind(Op::Mlsd) == FsError::Unsupported => {
                     log::warn!("server advertises MLSD but refuses it ({e}); using LIST");
                     self.mlsd_broken.store(true, Ordering::Relaxed);
-                    self.idempotent(Op::Listing, |c| c.list(&remote, &ctx))?
+                    self.idempotent(Op::Lookup, |c| c.list(&remote, &ctx))?
                 }
-                Err(e) => return Err(kind(e, Op::Listing)),
+                Err(e) => return Err(kind(e, Op::Lookup)),
             }
         } else {
-            self.idempotent(Op::Listing, |c| c.list(&remote, &ctx))?
+            self.idempotent(Op::Lookup, |c| c.list(&remote, &ctx))?
         };
         Ok(entries.drain(..).map(convert).collect())
     }
@@ -239,22 +263,30 @@ impl Backend for FtpBackend {
 
     fn mkdir(&self, path: &str) -> BackendResult<()> {
         let remote = self.remote(path);
-        self.once_more(Op::Mkdir, FsError::Exists, |c| c.mkd(&remote).map(drop))
+        let is_dir = || self.listed(path).is_ok_and(|e| e.is_some_and(|e| e.is_dir()));
+        self.once_more(Op::Mkdir, FsError::Exists, is_dir, |c| c.mkd(&remote).map(drop))
     }
 
     fn rmdir(&self, path: &str) -> BackendResult<()> {
         let remote = self.remote(path);
-        self.once_more(Op::Rmdir, FsError::NotFound, |c| c.rmd(&remote))
+        let gone = || matches!(self.listed(path), Ok(None));
+        self.once_more(Op::Rmdir, FsError::NotFound, gone, |c| c.rmd(&remote))
     }
 
     fn delete(&self, path: &str) -> BackendResult<()> {
         let remote = self.remote(path);
-        self.once_more(Op::Delete, FsError::NotFound, |c| c.dele(&remote))
+        let gone = || matches!(self.listed(path), Ok(None));
+        self.once_more(Op::Delete, FsError::NotFound, gone, |c| c.dele(&remote))
     }
 
     fn rename(&self, from: &str, to: &str) -> BackendResult<()> {
         let (rfrom, rto) = (self.remote(from), self.remote(to));
-        self.once_more(Op::Rename, FsError::NotFound, |c| c.rename(&rfrom, &rto))
+        let moved = || matches!(self.listed(from), Ok(None)) && matches!(self.listed(to), Ok(Some(_)));
+        self.once_more(Op::Rename, FsError::NotFound, moved, |c| c.rename(&rfrom, &rto))
+    }
+
+    fn can_set_mtime(&self) -> bool {
+        self.features.mfmt
     }
 
     fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()> {
