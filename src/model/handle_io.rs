@@ -129,10 +129,9 @@ fn others_unsettled(core: &Core, f: &OpenFile, path: &str) -> bool {
 
 /// Makes other handles' pending versions of `path` land: their creations (and truncations to
 /// zero) always, their streams too when `streams`. Before a reader downloads (so it sees them)
-/// and before an append (so a creation landing later cannot replace the appended bytes).
-/// A failure sticks to that handle (commit_locked keeps it) for its owner to see. Committing a
-/// creation never waits for another handle, so with `streams` false this may run while `f`'s
-/// own lock is held.
+/// and before a handle builds on the content ([`land_earlier_creations`]). Called without
+/// holding `f`'s lock. A failure sticks to that handle (commit_locked keeps it) for its owner
+/// to see.
 fn land_others(core: &Core, f: &OpenFile, path: &str, streams: bool) -> FsResult<()> {
     let pending = |g: &OpenFile| g.is_created() || (streams && g.streaming.load(Ordering::Relaxed));
     for g in core.handles.others_on(path, f).into_iter().filter(|g| pending(g)) {
@@ -145,6 +144,18 @@ fn land_others(core: &Core, f: &OpenFile, path: &str, streams: bool) -> FsResult
         }
     }
     Ok(())
+}
+
+/// Before `f` builds on its file's content (a spool loaded from the server, a tail appended)
+/// and without holding any handle's lock: another handle's creation or truncation to zero of
+/// the file that has not landed yet came first, so it lands now. Otherwise `f`'s work would
+/// build on the old content, and the creation landing later would replace `f`'s work.
+fn land_earlier_creations(core: &Core, f: &OpenFile) -> FsResult<()> {
+    let Some(path) = f.path() else { return Ok(()) };
+    if f.is_created() || !core.handles.others_on(&path, f).iter().any(|g| g.is_created()) {
+        return Ok(());
+    }
+    land_others(core, f, &path, false)
 }
 
 /// A new writer opens `path`: every other writer streaming to it finishes its stream and goes
@@ -179,6 +190,10 @@ pub fn pin_writers(core: &Core, path: &str) -> FsResult<()> {
 /// Reads `size` bytes at `off` through handle `f` and hands them to `out` (fewer at the end of
 /// the file).
 pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
+    if f.append && f.is_dirty() {
+        // A read commits this handle's appended tail first.
+        land_earlier_creations(core, f)?;
+    }
     let mut io = f.io.lock();
     let mut settled = false;
     let mut retried = false;
@@ -226,6 +241,10 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
 
 /// Writes `data` at `off` through handle `f`.
 pub fn write(core: &Core, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
+    if !f.streaming.load(Ordering::Relaxed) {
+        // This write may load the file into a spool (a streaming write never does).
+        land_earlier_creations(core, f)?;
+    }
     let mut io = f.io.lock();
     apply_remote_change(f, &mut io);
     if let Some(e) = io.error {
@@ -355,6 +374,7 @@ fn wants_tail_spool(f: &OpenFile) -> bool {
 
 /// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
 pub fn truncate(core: &Core, f: &OpenFile, size: u64) -> FsResult<()> {
+    land_earlier_creations(core, f)?;
     let mut io = f.io.lock();
     apply_remote_change(f, &mut io);
     if let State::Writing(w) = &io.state {
@@ -407,6 +427,10 @@ pub fn defer_mode(f: &OpenFile, mode: u32) {
 
 /// Makes the server hold everything written through `f` (flush, fsync, release).
 pub fn commit(core: &Core, f: &OpenFile) -> FsResult<()> {
+    if f.append && f.is_dirty() {
+        // An appended tail lands after earlier creations.
+        land_earlier_creations(core, f)?;
+    }
     let mut io = f.io.lock();
     commit_locked(core, f, &mut io)
 }
@@ -455,7 +479,10 @@ pub fn with_handles_quiet<T>(core: &Core, tops: &[&str], body: impl FnOnce() -> 
 
 /// Commits all handles with unsaved data (at unmount), giving up on what is left at `deadline`.
 pub fn commit_everything(core: &Core, deadline: Instant) {
-    for f in core.handles.all() {
+    let mut files = core.handles.all();
+    // Creations first: appends to the same files land after them.
+    files.sort_by_key(|f| !f.is_created());
+    for f in files {
         if !(f.is_dirty() || f.streaming.load(Ordering::Relaxed)) {
             continue;
         }
@@ -566,14 +593,13 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
     if !s.dirty {
         return Ok(None);
     }
-    // Another handle's creation or truncation to zero that has not landed yet came first: it
-    // lands before the append, or the append waits (nothing sent: the tail stays for the next
-    // flush, without a sticky error).
-    let first = land_others(core, f, path, false);
-    if let Err(e) = first.and_then(|_| if core.handles.is_pending(path) { Err(libc::EIO) } else { Ok(()) }) {
-        log::warn!("{path}: appending waits for another handle's creation of it to land (errno {e})");
+    // Another handle's creation or truncation to zero that has not landed yet came first (it
+    // lands before a tail is committed: land_earlier_creations): until it has, the append waits;
+    // nothing was sent, so the tail stays for the next flush, without a sticky error.
+    if core.handles.is_pending(path) {
+        log::warn!("{path}: appending waits for another handle's creation of it to land");
         io.state = State::Spooled(s);
-        return Err(e);
+        return Err(libc::EIO);
     }
     let sent = claim_upload(core, path).and_then(|_claim| {
         let mut up = match start_upload(core, path, WriteMode::Append) {
@@ -595,8 +621,13 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
             Ok(size)
         }
         Err(e) => {
+            if s.tail {
+                // Bytes may have landed: sending them again could append them twice.
+                io.error = Some(e);
+            } else {
+                f.set_dirty_size(Some(s.len));
+            }
             io.state = State::Spooled(s);
-            io.error = Some(e);
             Err(e)
         }
     }
@@ -612,8 +643,15 @@ fn append_by_copy(core: &Core, path: &str, tail: &mut Spool) -> FsResult<u64> {
     tail.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
     io::copy(&mut (&tail.file).take(tail.len), &mut whole).map_err(|e| io_errno(&e))?;
     let mut spool = Spool { file: whole, len: old + tail.len, dirty: true, tail: false };
-    send_spool(core, &mut spool, path)?;
-    Ok(spool.len)
+    match send_spool(core, &mut spool, path) {
+        Ok(()) => Ok(spool.len),
+        Err(e) => {
+            // The STOR may have emptied the server's file: the whole content (old + appended)
+            // becomes the handle's spool, uploaded whole at the next flush or rescued at close.
+            *tail = spool;
+            Err(e)
+        }
+    }
 }
 
 /// Claims the right to upload `path`, waiting (bounded) for another upload of it to end.

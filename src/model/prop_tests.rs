@@ -218,7 +218,8 @@ impl Run {
             return;
         }
         let append = matches!(self.handles[i].mode, Mode::Append);
-        let mut view = self.base(i);
+        let landed = self.land_creators(i).filter(|_| !self.handles[i].unsaved);
+        let mut view = landed.unwrap_or_else(|| self.base(i));
         // The kernel passes its idea of the size for O_APPEND; the model must not rely on it.
         let off = if append { 0 } else { off };
         let res = self.model.write(self.handles[i].fh, off, data);
@@ -248,7 +249,8 @@ impl Run {
         if !matches!(self.handles[i].mode, Mode::ReadWrite | Mode::Trunc | Mode::Create) {
             return;
         }
-        let mut view = self.base(i);
+        let landed = self.land_creators(i).filter(|_| !self.handles[i].unsaved);
+        let mut view = landed.unwrap_or_else(|| self.base(i));
         let Some(name) = self.handles[i].name.clone() else { return };
         let Some(ino) = self.ino(&name) else { return };
         let res = self.model.setattr(ino, Some(self.handles[i].fh), None, Some(size), None);
@@ -262,9 +264,18 @@ impl Run {
         view.resize(size as usize, 0);
         h.view = Some(view);
         h.unsaved = true;
+        if size == 0 {
+            // The model may now treat the handle as a creation (unless it holds a spool): which
+            // version the file's other handles end with is no longer exact.
+            h.created = true;
+            self.overtake(&name, None);
+        }
     }
 
     fn read(&mut self, i: usize, off: u64, len: usize) {
+        if matches!(self.handles[i].mode, Mode::Append) && self.handles[i].unsaved {
+            self.land_creators(i);
+        }
         // Before downloading, the model lands other handles' creations and streams of the file:
         // which version their closes then leave is no longer exact.
         let name = self.handles[i].name.clone();
@@ -301,6 +312,9 @@ impl Run {
 
     /// fsync (`close` false) or close.
     fn commit(&mut self, i: usize, close: bool) {
+        if matches!(self.handles[i].mode, Mode::Append) && self.handles[i].unsaved {
+            self.land_creators(i);
+        }
         let before = self.be.files();
         let fh = self.handles[i].fh;
         let res = if close { self.model.release(fh) } else { self.model.flush(fh) };
@@ -328,6 +342,34 @@ impl Run {
             self.handles.remove(i);
         }
         self.observe();
+    }
+
+    /// Before handle `i` builds on its file (a write or truncation that may load it, an
+    /// appended tail landing), the model lands other handles' pending creations of the file.
+    /// Returns the content that landed when the test can tell it exactly (one creator).
+    fn land_creators(&mut self, i: usize) -> Option<Vec<u8>> {
+        let name = self.handles[i].name.clone()?;
+        if self.handles[i].created {
+            return None;
+        }
+        let creators: Vec<usize> = (0..self.handles.len())
+            .filter(|&j| j != i && self.handles[j].name.as_ref() == Some(&name) && self.handles[j].created)
+            .collect();
+        match creators[..] {
+            [] => None,
+            // Exact only for one creator, both handles' states known to the test (not overtaken).
+            [j] if !self.faults && !self.handles[j].overtaken && !self.handles[i].overtaken => {
+                let landed = self.handles[j].view.clone();
+                let kept = self.handles[i].overtaken;
+                self.committed(j);
+                self.handles[i].overtaken = kept;
+                landed
+            }
+            _ => {
+                self.overtake(&name, None);
+                None
+            }
+        }
     }
 
     /// Handles of file `name` (but `except`) may now end with a version the model settled in
