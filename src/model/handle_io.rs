@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use parking_lot::MutexGuard;
+
 use super::FsResult;
 use super::core::Core;
 use super::files::OpenFile;
@@ -158,6 +160,23 @@ fn land_earlier_creations(core: &Core, f: &OpenFile) -> FsResult<()> {
     land_others(core, f, &path, false)
 }
 
+/// Locks `f`'s I/O (with other handles' uploads applied) for an operation that may build on the
+/// file's content on the server (`builds`): when another handle's creation of the file is
+/// pending, it lands first, with the lock let go meanwhile. Only then: a handle that already
+/// holds its own version (last close wins) must not make another's creation land early.
+fn lock_for_base<'a>(core: &Core, f: &'a OpenFile, builds: impl Fn(&Io) -> bool) -> FsResult<MutexGuard<'a, Io>> {
+    let mut io = f.io.lock();
+    apply_remote_change(f, &mut io);
+    if !builds(&io) {
+        return Ok(io);
+    }
+    drop(io);
+    land_earlier_creations(core, f)?;
+    let mut io = f.io.lock();
+    apply_remote_change(f, &mut io);
+    Ok(io)
+}
+
 /// A new writer opens `path`: every other writer streaming to it finishes its stream and goes
 /// on from a local copy of its own content, so whichever closes last replaces the file whole
 /// (two streams to one path would interleave on the server).
@@ -241,12 +260,9 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
 
 /// Writes `data` at `off` through handle `f`.
 pub fn write(core: &Core, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
-    if !f.streaming.load(Ordering::Relaxed) {
-        // This write may load the file into a spool (a streaming write never does).
-        land_earlier_creations(core, f)?;
-    }
-    let mut io = f.io.lock();
-    apply_remote_change(f, &mut io);
+    // Idle, the write may load the file into a spool (a stream or a spool it has never does).
+    let mut io =
+        lock_for_base(core, f, |io| matches!(io.state, State::Idle | State::Reading(_)) && !wants_tail_spool(f))?;
     if let Some(e) = io.error {
         return Err(e);
     }
@@ -374,9 +390,8 @@ fn wants_tail_spool(f: &OpenFile) -> bool {
 
 /// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
 pub fn truncate(core: &Core, f: &OpenFile, size: u64) -> FsResult<()> {
-    land_earlier_creations(core, f)?;
-    let mut io = f.io.lock();
-    apply_remote_change(f, &mut io);
+    // Unless it holds a whole spool already, a truncation to a non-zero size loads the file.
+    let mut io = lock_for_base(core, f, |io| size != 0 && !matches!(&io.state, State::Spooled(s) if !s.tail))?;
     if let State::Writing(w) = &io.state {
         if w.pos == size {
             return Ok(());

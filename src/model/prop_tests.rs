@@ -184,9 +184,13 @@ impl Run {
             }
         };
         let emptied = matches!(mode, Mode::Trunc | Mode::Create);
-        if matches!(mode, Mode::Append) || emptied {
+        let pins = matches!(mode, Mode::ReadWrite)
+            && self.handles.iter().any(|h| h.name.as_deref() == Some(name) && h.created);
+        if matches!(mode, Mode::Append) || emptied || pins {
             // An appender's bytes land after other handles' creations of the file; emptying the
-            // file comes after what other handles did to it so far.
+            // file comes after what other handles did to it so far; a new writer makes a
+            // creation that streams keep its own copy instead (whether it streamed, the test
+            // cannot tell).
             self.overtake(name, None);
         }
         let versions = self.be.file(name).into_iter().collect();
@@ -218,7 +222,7 @@ impl Run {
             return;
         }
         let append = matches!(self.handles[i].mode, Mode::Append);
-        let landed = self.land_creators(i).filter(|_| !self.handles[i].unsaved);
+        let landed = if append { None } else { self.land_before_base(i) };
         let mut view = landed.unwrap_or_else(|| self.base(i));
         // The kernel passes its idea of the size for O_APPEND; the model must not rely on it.
         let off = if append { 0 } else { off };
@@ -249,7 +253,7 @@ impl Run {
         if !matches!(self.handles[i].mode, Mode::ReadWrite | Mode::Trunc | Mode::Create) {
             return;
         }
-        let landed = self.land_creators(i).filter(|_| !self.handles[i].unsaved);
+        let landed = if size != 0 { self.land_before_base(i) } else { None };
         let mut view = landed.unwrap_or_else(|| self.base(i));
         let Some(name) = self.handles[i].name.clone() else { return };
         let Some(ino) = self.ino(&name) else { return };
@@ -342,6 +346,24 @@ impl Run {
             self.handles.remove(i);
         }
         self.observe();
+    }
+
+    /// Before handle `i` loads its file into a spool, the model lands other handles' pending
+    /// creations of it; a handle with its own version (unsaved) loads nothing. One that saved
+    /// its version may or may not still hold it: then the test cannot tell.
+    fn land_before_base(&mut self, i: usize) -> Option<Vec<u8>> {
+        let h = &self.handles[i];
+        if h.unsaved || h.created {
+            return None;
+        }
+        if h.view.is_none() {
+            return self.land_creators(i);
+        }
+        let name = h.name.clone()?;
+        if self.handles.iter().any(|g| g.name.as_ref() == Some(&name) && g.created) {
+            self.overtake(&name, None);
+        }
+        None
     }
 
     /// Before handle `i` builds on its file (a write or truncation that may load it, an
@@ -558,4 +580,39 @@ proptest! {
     fn faults_lose_nothing_else(actions in prop::collection::vec(action(false, true), 1..40), conns in 1..3usize) {
         run(&actions, Duration::from_secs(3600), conns);
     }
+}
+
+/// O_TRUNC by one handle, then another writes and closes: the truncation landed first, so the
+/// first handle's close (it wrote nothing) cannot empty the file afterwards.
+#[test]
+fn a_pending_truncation_lands_before_another_handle_builds_on_the_file() {
+    let mut r = Run::new(Duration::from_secs(3600), 2);
+    let steps = [Action::Open(1, Mode::Trunc), Action::Open(1, Mode::ReadWrite), Action::Write(1, 1, b"x".to_vec())];
+    for a in &steps {
+        r.step(a);
+    }
+    r.step(&Action::Close(1));
+    assert_eq!(r.be.file("b").as_deref(), Some(&b"\0x"[..]));
+    r.step(&Action::Close(0));
+    assert_eq!(r.be.file("b").as_deref(), Some(&b"\0x"[..]), "a pending truncation emptied the file later");
+    r.finish();
+}
+
+/// APPE refused, and the STOR of old content + appended bytes breaks after the server emptied
+/// the file: the whole content stays with the handle and the next fsync puts it back.
+#[test]
+fn a_broken_append_by_copy_keeps_the_old_content() {
+    let mut r = Run::new(Duration::from_secs(3600), 2);
+    r.be.refuse_append(true);
+    r.step(&Action::Open(0, Mode::Append));
+    r.step(&Action::Write(0, 0, b"zz".to_vec()));
+    r.be.break_write_after(3);
+    let fh = r.handles[0].fh;
+    assert!(r.model.flush(fh).is_err());
+    assert_eq!(r.be.file("a").as_deref(), Some(&b"ini"[..]), "the fault should have hit the STOR");
+    assert_eq!(r.model.flush(fh), Ok(()));
+    assert_eq!(r.be.file("a").as_deref(), Some(&b"initial-0zz"[..]));
+    r.model.release(fh).expect("close");
+    r.handles.clear();
+    r.finish();
 }
