@@ -391,7 +391,9 @@ fn wants_tail_spool(f: &OpenFile) -> bool {
 /// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
 pub fn truncate(core: &Core, f: &OpenFile, size: u64) -> FsResult<()> {
     // Unless it holds a whole spool already, a truncation to a non-zero size loads the file.
-    let mut io = lock_for_base(core, f, |io| size != 0 && !matches!(&io.state, State::Spooled(s) if !s.tail))?;
+    // An appended tail is committed first.
+    let builds = |io: &Io| is_tail(io) || (size != 0 && !matches!(&io.state, State::Spooled(s) if !s.tail));
+    let mut io = lock_for_base(core, f, builds)?;
     if let State::Writing(w) = &io.state {
         if w.pos == size {
             return Ok(());
@@ -658,7 +660,10 @@ fn append_by_copy(core: &Core, path: &str, tail: &mut Spool) -> FsResult<u64> {
     tail.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
     io::copy(&mut (&tail.file).take(tail.len), &mut whole).map_err(|e| io_errno(&e))?;
     let mut spool = Spool { file: whole, len: old + tail.len, dirty: true, tail: false };
-    match send_spool(core, &mut spool, path) {
+    // Until the STOR starts the server's file is untouched, and the tail alone stays with the
+    // handle (other appenders' bytes may land meanwhile).
+    let up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
+    match pour_spool(core, &mut spool, path, up) {
         Ok(()) => Ok(spool.len),
         Err(e) => {
             // The STOR may have emptied the server's file: the whole content (old + appended)
@@ -695,8 +700,14 @@ fn upload_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
 
 /// Uploads a whole spool to `path`, size checked (the caller holds the upload claim).
 fn send_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
+    let up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
+    pour_spool(core, s, path, up)
+}
+
+/// Sends a whole spool through an upload already started, size checked; the spool is clean
+/// after a success.
+fn pour_spool(core: &Core, s: &mut Spool, path: &str, mut up: Box<dyn WriteStream>) -> FsResult<()> {
     s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
-    let mut up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
     let copied = io::copy(&mut (&s.file).take(s.len), &mut up);
     if let Err(e) = copied {
         return Err(io_errno(&e));

@@ -270,9 +270,10 @@ impl Run {
         h.unsaved = true;
         if size == 0 {
             // The model may now treat the handle as a creation (unless it holds a spool): which
-            // version the file's other handles end with is no longer exact.
+            // version the file's other handles end with is no longer exact (this handle's own
+            // content still is).
             h.created = true;
-            self.overtake(&name, None);
+            self.overtake(&name, Some(i));
         }
     }
 
@@ -340,6 +341,10 @@ impl Run {
             Err(e) => {
                 assert!(self.faults, "{} failed without a fault: errno {e}", what(close));
                 self.handles[i].failed = true;
+                // A failed upload may still have replaced the file on the server.
+                if let Some(n) = &name {
+                    self.overtake(n, Some(i));
+                }
             }
         }
         if close {

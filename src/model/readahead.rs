@@ -85,6 +85,7 @@ fn pump(
     tx: Sender<Msg>,
     recycled: Receiver<Vec<u8>>,
     stop: Arc<AtomicBool>,
+    finished: &AtomicBool,
 ) {
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -100,6 +101,8 @@ fn pump(
                     Ok(()) => Msg::Eof,
                     Err(e) => Msg::Failed(io::Error::other(e.to_string())),
                 };
+                // The connection is back before the last message waits for room in the queue.
+                finished.store(true, Ordering::Relaxed);
                 let _ = tx.send(msg);
                 return;
             }
@@ -112,6 +115,7 @@ fn pump(
             }
             Err(e) => {
                 drop(dl);
+                finished.store(true, Ordering::Relaxed);
                 let _ = tx.send(Msg::Failed(e));
                 return;
             }
@@ -130,7 +134,7 @@ impl StreamReader {
         let thread_finished = finished.clone();
         std::thread::Builder::new().name("ftpfs-read".into()).spawn(move || {
             // `pump` consumes the download: when it returns, the connection is back.
-            pump(dl, offset, tx, recycled, thread_stop);
+            pump(dl, offset, tx, recycled, thread_stop, &thread_finished);
             thread_finished.store(true, Ordering::Relaxed);
         })?;
         Ok(StreamReader { rx, recycle, stop, finished, chunks: VecDeque::new(), received_end: offset, eof: false })

@@ -170,11 +170,12 @@ impl FtpBackend {
     }
 
     /// A transfer connection within `wait`; `None` when none became free.
-    /// A server refusing another connection when we have none counts as none free (the caller
-    /// spools, or waits and frees one).
+    /// A transfer connection within `wait`; `None` when none became free. Asked for one at once
+    /// (`wait` zero: the caller spools instead), a server refusing another connection counts as
+    /// none free; a caller that waits gets the refusal.
     fn transfer_lease(&self, wait: Duration) -> BackendResult<Option<Lease>> {
         match self.pool.get_timeout(Purpose::Transfer, wait) {
-            Err(e) if e.is_too_many_connections() => {
+            Err(e) if wait.is_zero() && e.is_too_many_connections() => {
                 log::debug!("no transfer connection: {e}");
                 Ok(None)
             }
