@@ -70,6 +70,8 @@ struct State {
     shut: bool,
     calls: Vec<String>,
     faults: Vec<(Op, usize, FsError)>,
+    /// Operations whose next success is reported as a broken connection (reply lost).
+    lost_replies: Vec<Op>,
     size_supported: bool,
     mtime_supported: bool,
     chmod_supported: bool,
@@ -208,6 +210,17 @@ impl State {
         });
         fired.map_or(Ok(()), Err)
     }
+
+    /// The reply to an `op` that took effect: lost (Broken) if a lost reply was injected.
+    fn reply(&mut self, op: Op) -> BackendResult<()> {
+        match self.lost_replies.iter().position(|o| *o == op) {
+            Some(i) => {
+                self.lost_replies.remove(i);
+                Err(FsError::Broken)
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// One connection slot, given back when dropped.
@@ -341,6 +354,7 @@ impl MemoryBackend {
             shut: false,
             calls: Vec::new(),
             faults: Vec::new(),
+            lost_replies: Vec::new(),
             size_supported: true,
             mtime_supported: true,
             chmod_supported: true,
@@ -412,6 +426,12 @@ impl MemoryBackend {
     /// The `n`-th call of `op` from now (1 = the next) fails with `err` and has no effect.
     pub fn fail_nth(&self, op: Op, n: usize, err: FsError) {
         self.st().faults.push((op, n.max(1), err));
+    }
+
+    /// The next `op` (mkdir, rmdir, delete or rename) that succeeds takes effect, but its
+    /// reply is lost: it reports [`FsError::Broken`].
+    pub fn lose_reply_next(&self, op: Op) {
+        self.st().lost_replies.push(op);
     }
 
     /// Renames onto an existing target fail with [`FsError::Failed`] and change nothing.
@@ -675,7 +695,7 @@ impl Backend for MemoryBackend {
         let node = st.new_node(Kind::Dir);
         st.tree.insert(path.to_string(), node);
         st.touch_parent(path, now);
-        Ok(())
+        st.reply(Op::Mkdir)
     }
 
     fn rmdir(&self, path: &str) -> BackendResult<()> {
@@ -692,7 +712,7 @@ impl Backend for MemoryBackend {
         st.tree.remove(path);
         let now = st.tick();
         st.touch_parent(path, now);
-        Ok(())
+        st.reply(Op::Rmdir)
     }
 
     fn delete(&self, path: &str) -> BackendResult<()> {
@@ -705,7 +725,7 @@ impl Backend for MemoryBackend {
         st.tree.remove(path);
         let now = st.tick();
         st.touch_parent(path, now);
-        Ok(())
+        st.reply(Op::Delete)
     }
 
     fn rename(&self, from: &str, to: &str) -> BackendResult<()> {
@@ -733,7 +753,7 @@ impl Backend for MemoryBackend {
             st.tree.remove(to);
         }
         st.move_tree(from, to);
-        Ok(())
+        st.reply(Op::Rename)
     }
 
     fn can_set_mtime(&self) -> bool {

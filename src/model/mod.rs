@@ -26,4 +26,8 @@ pub use inodes::ROOT_INO;
 pub type FsResult<T> = Result<T, i32>;
 
 #[cfg(test)]
+mod listing_race_tests;
+#[cfg(test)]
+mod lost_reply_tests;
+#[cfg(test)]
 mod prop_tests;

@@ -114,13 +114,12 @@ impl Model {
         if let Err(e) = core.backend.mkdir(path) {
             // "Exists", "not allowed" and "no parent" share one reply on many servers: look.
             core.dirs.invalidate(parent);
-            return Err(match core.entry(path) {
-                Ok(_) => libc::EEXIST,
-                Err(libc::ENOENT) if matches!(e, FsError::Exists | FsError::Denied | FsError::NotFound) => {
-                    if self.stat(parent).is_ok() { libc::EACCES } else { libc::ENOENT }
-                }
-                Err(_) => e.errno(),
-            });
+            let found = core.entry(path);
+            // A reply lost after the server made it: done.
+            let made = !e.is_definite() && found.as_ref().is_ok_and(Entry::is_dir);
+            if !made {
+                return Err(Self::mkdir_error(found, e, || self.stat(parent).is_ok()));
+            }
         }
         core.dirs.upsert(parent, fresh_entry(name, EntryKind::Dir, 4096));
         core.dirs.put(path, Vec::new());
@@ -131,6 +130,17 @@ impl Model {
         Ok(())
     }
 
+    /// The errno of a refused MKD, from what the server holds now.
+    fn mkdir_error(found: FsResult<Entry>, e: FsError, parent_exists: impl FnOnce() -> bool) -> i32 {
+        match found {
+            Ok(_) => libc::EEXIST,
+            Err(libc::ENOENT) if matches!(e, FsError::Exists | FsError::Denied | FsError::NotFound) => {
+                if parent_exists() { libc::EACCES } else { libc::ENOENT }
+            }
+            Err(_) => e.errno(),
+        }
+    }
+
     pub fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
         self.refuse_if_read_only()?;
         let path = self.child(parent, name)?;
@@ -139,11 +149,13 @@ impl Model {
         if let Err(e) = core.backend.rmdir(&path) {
             core.dirs.invalidate(&path);
             core.dirs.invalidate(parent);
-            return Err(match core.list_dir(&path) {
-                Ok(l) if !l.entries().is_empty() => libc::ENOTEMPTY,
-                Err(libc::ENOENT) => libc::ENOENT,
-                _ => e.errno(),
-            });
+            match core.list_dir(&path) {
+                Ok(l) if !l.entries().is_empty() => return Err(libc::ENOTEMPTY),
+                // A reply lost after the server removed it: done.
+                Err(libc::ENOENT) if !e.is_definite() => {}
+                Err(libc::ENOENT) => return Err(libc::ENOENT),
+                _ => return Err(e.errno()),
+            }
         }
         self.forget_path(&path);
         Ok(())
@@ -165,7 +177,8 @@ impl Model {
                 // A creation not uploaded yet exists only here: deleting it is forgetting it.
                 // Looked up in the listing itself, which does not count pending creations.
                 let on_server = core.list_dir(parent).map(|l| l.get(name).is_some()).unwrap_or(true);
-                if on_server || !core.handles.is_pending(&path) {
+                // Gone after a lost reply (the server deleted it) is done too.
+                if on_server || (e.is_definite() && !core.handles.is_pending(&path)) {
                     return Err(e.errno());
                 }
             }
@@ -252,9 +265,13 @@ impl Model {
         core.invalidate_parent(from);
         core.invalidate_parent(to);
         if core.entry(from).is_err() {
+            // A reply lost after the server renamed: done.
+            if !e.is_definite() && self.on_server(to) == Ok(true) {
+                return Ok(());
+            }
             return Err(libc::ENOENT);
         }
-        let refused_over_existing = target.is_some() && core.entry(to).is_ok() && e.is_definite();
+        let refused_over_existing = target.is_some() && self.on_server(to) == Ok(true) && e.is_definite();
         if !refused_over_existing {
             return Err(e.errno());
         }
@@ -296,7 +313,13 @@ impl Model {
     fn moved(&self, from: &str, to: &str) -> bool {
         self.core.invalidate_parent(from);
         self.core.invalidate_parent(to);
-        matches!(self.core.entry(from), Err(libc::ENOENT)) && self.core.entry(to).is_ok()
+        self.on_server(from) == Ok(false) && self.on_server(to) == Ok(true)
+    }
+
+    /// Whether the server's listing holds `path` (a creation not uploaded yet does not count).
+    fn on_server(&self, path: &str) -> FsResult<bool> {
+        let (parent, name) = split_path(path);
+        self.core.list_dir(parent).map(|l| l.get(name).is_some())
     }
 
     /// chmod where the server can (elsewhere a no-op that succeeds, documented). A file that
