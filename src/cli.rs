@@ -30,7 +30,8 @@ pub struct Args {
     /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
     /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
     /// tls[=explicit|implicit], cafile=PATH, no_verify, netrc=PATH, password_file=PATH,
-    /// encoding=CHARSET, cache_dir=DIR, default_permissions, no_default_permissions
+    /// encoding=CHARSET, cache_dir=DIR, default_permissions, no_default_permissions,
+    /// ahead_mib=N (memory for small files fetched ahead; 0 = no work ahead)
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     pub options: Vec<String>,
     /// More logging (repeat for more); RUST_LOG overrides
@@ -55,6 +56,8 @@ pub struct MountOpts {
     pub no_mlsd: bool,
     pub pasv_ip: bool,
     pub list_tz_offset: i64,
+    /// Memory for small files fetched ahead of the reader, in MiB; 0 turns work ahead off.
+    pub ahead_mib: u64,
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
     pub tls: Option<TlsMode>,
     pub cafile: Option<PathBuf>,
@@ -102,6 +105,7 @@ impl Default for MountOpts {
             no_mlsd: false,
             pasv_ip: false,
             list_tz_offset: 0,
+            ahead_mib: 32,
             tls: None,
             cafile: None,
             no_verify: false,
@@ -187,6 +191,12 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("no_mlsd", None) => o.no_mlsd = true,
             ("pasv_ip", None) => o.pasv_ip = true,
             ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
+            ("ahead_mib", Some(v)) => {
+                o.ahead_mib = number(key, v)?;
+                if o.ahead_mib > 4096 {
+                    return Err("ahead_mib must be at most 4096".into());
+                }
+            }
             ("tls", None) | ("tls", Some("explicit")) | ("ftps", None) => o.tls = Some(TlsMode::Explicit),
             ("tls", Some("implicit")) => o.tls = Some(TlsMode::Implicit),
             ("cafile", Some(v)) if !v.is_empty() => o.cafile = Some(PathBuf::from(v)),

@@ -12,6 +12,8 @@ use std::time::Duration;
 use fuser::{Config, MountOption, Session, SessionACL};
 
 use crate::adapter::FtpFs;
+use crate::backend::Backend;
+use crate::backend::ahead::{Ahead, AheadConfig};
 use crate::cli::{MountOpts, Target};
 use crate::ftp::{ConnectOptions, Connection, FtpError};
 use crate::model::{Model, ModelConfig};
@@ -279,7 +281,22 @@ fn mount_and_serve(
     };
     let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
     let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
-    let model = Arc::new(Model::new(cfg, Arc::new(FtpBackend::new(server, pool, features))));
+    let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool, features));
+    // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks
+    // the server, and so it stays.
+    let backend: Arc<dyn Backend> = if o.ahead_mib > 0 && !o.cache_timeout.is_zero() {
+        let ahead = AheadConfig {
+            bytes: o.ahead_mib << 20,
+            max_age: o.cache_timeout.min(AheadConfig::default().max_age),
+            // Each uses a connection; one is always kept for requests.
+            workers: o.connections.saturating_sub(1).max(1),
+            ..AheadConfig::default()
+        };
+        Arc::new(Ahead::new(ftp, ahead))
+    } else {
+        ftp
+    };
+    let model = Arc::new(Model::new(cfg, backend));
     let fs = FtpFs::new(model.clone());
 
     let mut config = Config::default();

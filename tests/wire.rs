@@ -293,6 +293,45 @@ fn ipv6_host(kind: ServerKind) {
     }
 }
 
+/// The data connection of the next transfer opened ahead (EPSV + handshake while idle), and SIZE
+/// asked in an upload's last round trip: transfers, listings and refusals stay correct and the
+/// control connection in sync.
+fn data_ahead_and_size_behind_uploads(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let mut c = srv.connect();
+    assert!(!c.wants_data_ahead(), "nothing is opened ahead before EPSV proved itself");
+    c.open_data_ahead().unwrap();
+    for i in 0..12u64 {
+        let name = format!("f{i}.txt");
+        let path = format!("/{name}");
+        let body = DataGen::bytes(i, 1000 + 37 * i as usize);
+        let mut up = c.stor(&path).unwrap();
+        up.write_all(&body).unwrap();
+        assert_eq!(up.finish_with_size(&path).unwrap(), Some(body.len() as u64), "{name}");
+        assert_eq!(std::fs::read(srv.disk(&name)).unwrap(), body, "{name} on disk");
+        assert!(c.wants_data_ahead(), "EPSV worked: the next data connection may be opened ahead");
+        c.open_data_ahead().unwrap();
+        assert!(!c.wants_data_ahead());
+        // Short commands leave the data connection opened ahead in place.
+        assert_eq!(c.size(&path).unwrap(), body.len() as u64);
+        assert_eq!(fetch(&mut c, &path, 0), body, "{name} whole");
+        c.open_data_ahead().unwrap();
+        assert_eq!(fetch(&mut c, &path, 500), &body[500..], "{name} from 500");
+        c.open_data_ahead().unwrap();
+        let names: Vec<String> = listing_names(&mut c, kind, "/").into_iter().map(|e| e.0).collect();
+        assert!(names.contains(&name), "{names:?}");
+    }
+    // Refused transfers over a data connection opened ahead keep the session in sync.
+    c.open_data_ahead().unwrap();
+    let err = c.retr("/missing.bin", 0).err().expect("RETR of a missing file");
+    assert_eq!(err.errno(Op::Read), libc::ENOENT);
+    c.open_data_ahead().unwrap();
+    assert!(c.stor("/no-such-dir/x").is_err(), "STOR into a missing directory");
+    assert_eq!(c.size("/f3.txt").unwrap(), 1000 + 37 * 3);
+    assert!(!c.is_dead());
+    c.quit();
+}
+
 on_every_server!(
     login_ok,
     wrong_password,
@@ -305,4 +344,5 @@ on_every_server!(
     data_modes,
     crlf_names_refused,
     ipv6_host,
+    data_ahead_and_size_behind_uploads,
 );

@@ -329,14 +329,25 @@ impl io::Write for MemWriter {
 }
 
 impl WriteStream for MemWriter {
-    fn finish(self: Box<Self>) -> BackendResult<()> {
+    fn finish(self: Box<Self>) -> BackendResult<Option<u64>> {
         if let Some(e) = self.failed {
             return Err(e);
         }
         if self.break_after.is_some() {
             return Err(FsError::Broken);
         }
-        self.finish_err.map_or(Ok(()), Err)
+        if let Some(e) = self.finish_err {
+            return Err(e);
+        }
+        let st = self.inner.state.lock();
+        if !st.size_supported {
+            return Ok(None);
+        }
+        let len = st.tree.values().find(|node| node.id == self.id).and_then(|node| match &node.kind {
+            Kind::File(data) => Some(data.len() as u64),
+            Kind::Dir => None,
+        });
+        Ok(len)
     }
 }
 
@@ -787,6 +798,11 @@ impl Backend for MemoryBackend {
 
     fn can_name(&self, name: &str) -> bool {
         !name.contains(['\r', '\n', '\0'])
+    }
+
+    fn spare_connections(&self) -> usize {
+        let st = self.st();
+        if st.shut { 0 } else { st.connections.saturating_sub(st.open + 1) }
     }
 
     fn wait_limit(&self) -> Duration {

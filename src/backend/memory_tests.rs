@@ -24,7 +24,7 @@ fn read_all(m: &MemoryBackend, path: &str, offset: u64) -> BackendResult<Vec<u8>
 fn write_all(m: &MemoryBackend, path: &str, mode: WriteMode, data: &[u8]) -> BackendResult<()> {
     let mut w = m.write(path, mode, W)?.expect("slot");
     w.write_all(data).expect("write");
-    w.finish()
+    w.finish().map(drop)
 }
 
 fn err<T>(r: BackendResult<T>) -> FsError {

@@ -8,6 +8,9 @@
 //!
 //! Paths are relative to the mount root, `""` being the root itself and `"a/b"` a file in `a`.
 
+pub mod ahead;
+#[cfg(test)]
+mod ahead_tests;
 pub mod memory;
 pub mod paths;
 
@@ -71,7 +74,9 @@ pub trait ReadStream: Read + Send {
 /// An upload in progress. [`WriteStream::finish`] returns once the server confirmed it holds
 /// every byte written. Dropping it without finish leaves whatever the server got so far.
 pub trait WriteStream: Write + Send {
-    fn finish(self: Box<Self>) -> BackendResult<()>;
+    /// Ends the upload once the server confirmed it. `Some(n)`: the server says the file now
+    /// holds `n` bytes (asked in the same round trip where it can tell); `None`: not known.
+    fn finish(self: Box<Self>) -> BackendResult<Option<u64>>;
 }
 
 /// What the model needs from a server.
@@ -122,6 +127,12 @@ pub trait Backend: Send + Sync {
 
     /// How long a request may wait for the server or for a free connection.
     fn wait_limit(&self) -> Duration;
+
+    /// How many connections background work could use right now without making a request
+    /// wait: idle or not made yet, keeping one for requests.
+    fn spare_connections(&self) -> usize {
+        0
+    }
 
     /// Closes idle connections (unmount).
     fn close_idle(&self);

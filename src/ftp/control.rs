@@ -111,6 +111,15 @@ pub struct Connection {
     pub(super) features: Features,
     /// EPSV failed once on this server: use PASV from now on.
     pub(super) epsv_failed: bool,
+    /// EPSV worked on this connection: a data connection may be opened ahead.
+    pub(super) epsv_worked: bool,
+    /// A passive data connection opened ahead of the next transfer, and when.
+    pub(super) ahead: Option<(TcpStream, Instant)>,
+    /// The server refused a data connection opened ahead: open them only on demand.
+    pub(super) ahead_refused: bool,
+    /// SIZE may be sent behind an upload's data, before its reply (until the server shows
+    /// it answers commands during a transfer).
+    pub(super) pipeline_size: bool,
     /// Whether `LIST -a` works (None = not tried yet).
     pub(super) list_a: Option<bool>,
     pub(super) dead: bool,
@@ -278,6 +287,10 @@ impl Connection {
             local,
             features: Features::default(),
             epsv_failed: false,
+            epsv_worked: false,
+            ahead: None,
+            ahead_refused: false,
+            pipeline_size: true,
             list_a: None,
             dead: false,
             transfer_type: TransferType::Binary,

@@ -88,9 +88,60 @@ pub fn parse_227(text: &str) -> Option<SocketAddr> {
     (port != 0).then_some(SocketAddr::new(IpAddr::V4(ip), port))
 }
 
+/// How long a data connection opened ahead stays usable. Servers give up on passive data
+/// connections that no transfer uses (pyftpdlib after 30 s, others on their idle timeout).
+const AHEAD_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// True when the server has neither closed nor reset `s`, nor sent anything on it.
+fn still_open(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let open = matches!(s.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    s.set_nonblocking(false).is_ok() && open
+}
+
 impl Connection {
-    /// Prepares a data connection before the transfer command is sent.
-    pub(super) fn open_data(&mut self) -> Result<PendingData> {
+    /// Whether [`Connection::open_data_ahead`] would open anything: passive mode with EPSV
+    /// proven on this connection, nothing opened yet, and the server never refused one.
+    pub fn wants_data_ahead(&self) -> bool {
+        !self.dead
+            && self.ahead.is_none()
+            && !self.ahead_refused
+            && self.epsv_worked
+            && !self.epsv_failed
+            && self.opts.use_epsv
+            && matches!(self.opts.data_mode, DataMode::Passive)
+    }
+
+    /// Opens the passive data connection of the next transfer now (EPSV and the TCP handshake),
+    /// while nobody waits for this connection.
+    pub fn open_data_ahead(&mut self) -> Result<()> {
+        if !self.wants_data_ahead() {
+            return Ok(());
+        }
+        let stream = self.epsv_connect()?;
+        self.ahead = Some((stream, Instant::now()));
+        Ok(())
+    }
+
+    /// The data connection opened ahead, if it is still usable.
+    fn take_ahead(&mut self) -> Option<TcpStream> {
+        let (stream, opened) = self.ahead.take()?;
+        (opened.elapsed() < AHEAD_MAX_AGE && still_open(&stream)).then_some(stream)
+    }
+
+    /// Prepares a data connection before the transfer command is sent; `true` when it is one
+    /// opened ahead.
+    pub(super) fn open_data(&mut self) -> Result<(PendingData, bool)> {
+        if let Some(stream) = self.take_ahead() {
+            return Ok((PendingData::Connected(stream), true));
+        }
+        self.open_data_now().map(|d| (d, false))
+    }
+
+    pub(super) fn open_data_now(&mut self) -> Result<PendingData> {
         match self.opts.data_mode {
             DataMode::Active => self.open_active(),
             DataMode::Passive => {
@@ -116,6 +167,10 @@ impl Connection {
     }
 
     fn open_epsv(&mut self) -> Result<PendingData> {
+        self.epsv_connect().map(PendingData::Connected)
+    }
+
+    fn epsv_connect(&mut self) -> Result<TcpStream> {
         let reply = self.command("EPSV", None)?;
         if reply.code != 229 {
             return Err(reply.into_error());
@@ -123,7 +178,9 @@ impl Connection {
         let port =
             parse_229(&reply.text()).ok_or_else(|| FtpError::protocol(format!("bad EPSV reply: {}", reply.text())))?;
         let addr = SocketAddr::new(self.peer.ip(), port);
-        Ok(PendingData::Connected(self.connect_data(addr)?))
+        let stream = self.connect_data(addr)?;
+        self.epsv_worked = true;
+        Ok(stream)
     }
 
     fn open_pasv(&mut self) -> Result<PendingData> {

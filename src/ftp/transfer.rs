@@ -25,12 +25,23 @@ fn is_transfer_done(code: u16) -> bool {
 impl Connection {
     /// Opens the data channel, sends `verb arg` and waits for the preliminary reply.
     fn start_transfer(&mut self, verb: &str, arg: Option<&str>) -> Result<NetStream> {
+        self.start_transfer_at(verb, arg, 0)
+    }
+
+    /// As [`Connection::start_transfer`], with REST `rest` before the command when non-zero.
+    fn start_transfer_at(&mut self, verb: &str, arg: Option<&str>, rest: u64) -> Result<NetStream> {
         if let Some(a) = arg {
             super::command::check_arg(a)?;
         }
-        let pending = self.open_data()?;
-        self.send(verb, arg)?;
-        let reply = self.read_reply()?;
+        let (mut pending, ahead) = self.open_data()?;
+        let mut reply = self.send_transfer_command(verb, arg, rest)?;
+        if ahead && reply.code == 425 {
+            // The server did not take the connection opened ahead: open one now, and from now on.
+            log::info!("server refused a data connection opened ahead ({}); opening them on demand", reply.text());
+            self.ahead_refused = true;
+            pending = self.open_data_now()?;
+            reply = self.send_transfer_command(verb, arg, rest)?;
+        }
         if reply.code == 421 {
             self.dead = true;
             return Err(reply.into_error());
@@ -60,6 +71,16 @@ impl Connection {
             }
             _ => Ok(stream),
         }
+    }
+
+    /// Sends REST (when `rest` > 0) and the transfer command; the command's first reply.
+    fn send_transfer_command(&mut self, verb: &str, arg: Option<&str>, rest: u64) -> Result<Reply> {
+        if rest > 0 {
+            let offset = rest.to_string();
+            self.command_expect("REST", Some(&offset), |code| code == 350)?;
+        }
+        self.send(verb, arg)?;
+        self.read_reply()
     }
 
     /// Reads the final reply of a transfer whose data connection is closed.
@@ -199,12 +220,7 @@ impl<C: BorrowMut<Connection>> Download<C> {
     /// Sends REST (when `offset` > 0) and RETR for `path` on `conn`.
     pub fn start(mut conn: C, path: &str, offset: u64) -> Result<Download<C>> {
         super::command::check_arg(path)?;
-        let c = conn.borrow_mut();
-        if offset > 0 {
-            let arg = offset.to_string();
-            c.command_expect("REST", Some(&arg), |code| code == 350)?;
-        }
-        let data = c.start_transfer("RETR", Some(path))?;
+        let data = conn.borrow_mut().start_transfer_at("RETR", Some(path), offset)?;
         Ok(Download { conn: Some(conn), data: Some(data), eof: false })
     }
 
@@ -278,6 +294,14 @@ impl<C: BorrowMut<Connection>> Drop for Download<C> {
     }
 }
 
+/// The size in a reply to SIZE; `None` when the server gave none.
+fn size_reply(reply: Reply) -> Result<Option<u64>> {
+    if reply.code == 421 {
+        return Err(reply.into_error());
+    }
+    Ok((reply.code == 213).then(|| reply.text().trim().parse().ok()).flatten())
+}
+
 /// A running upload. Implements [`Write`]; [`Upload::finish`] closes the data connection and
 /// returns only when the server confirmed (226/250) that it holds the file.
 pub struct Upload<C: BorrowMut<Connection>> {
@@ -313,6 +337,50 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         let reply = self.connection().finish_transfer();
         flushed.map_err(FtpError::Io)?;
         reply.map(drop)
+    }
+
+    /// Ends the upload and asks for the file's size in the same round trip: SIZE is sent right
+    /// behind the end of the data, before the transfer's reply is read. `None`: the server
+    /// gave no size. A server that answers SIZE before it has finished the transfer (its
+    /// answer then comes first) gets a SIZE of its own after the transfer's reply, and no more
+    /// pipelining on this connection.
+    pub fn finish_with_size(mut self, path: &str) -> Result<Option<u64>> {
+        super::command::check_arg(path)?;
+        let conn = self.connection();
+        if !conn.pipeline_size {
+            self.end()?;
+            return size_reply(self.connection().command("SIZE", Some(path))?);
+        }
+        let Some(mut d) = self.data.take() else { return Err(FtpError::Closed) };
+        let flushed = d.flush().and_then(|_| d.close_gracefully());
+        drop(d);
+        let conn = self.connection();
+        if let Err(e) = conn.send("SIZE", Some(path)) {
+            // The transfer's reply is unread: this connection cannot be trusted any more.
+            conn.dead = true;
+            return Err(e);
+        }
+        let first = conn.read_reply()?;
+        let second = conn.read_reply()?;
+        let (transfer, size) = match (first.code, second.code) {
+            (226 | 250, _) => (first, second),
+            // The SIZE reply came first: it may count a file still being written.
+            (_, 226 | 250) => {
+                log::info!("server answered SIZE during a transfer ({}); no more pipelining", first.code);
+                conn.pipeline_size = false;
+                let again = conn.command("SIZE", Some(path))?;
+                (second, again)
+            }
+            _ => (first, second),
+        };
+        if transfer.code == 421 || size.code == 421 {
+            conn.dead = true;
+        }
+        flushed.map_err(FtpError::Io)?;
+        if !is_transfer_done(transfer.code) {
+            return Err(transfer.into_error());
+        }
+        size_reply(size)
     }
 
     /// Ends the upload (as [`Upload::finish`]) and hands back the connection.

@@ -356,7 +356,7 @@ fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<W
     let Some(claim) = core.handles.uploads.try_claim(&path) else { return Ok(None) };
     let mode = if append { WriteMode::Append } else { WriteMode::Replace };
     match start_upload_now(core, &path, mode) {
-        Ok(Some(up)) => Ok(Some(Writer { up, pos: off, _claim: claim })),
+        Ok(Some(up)) => Ok(Some(Writer { up, pos: off, start: off, _claim: claim })),
         Ok(None) => Ok(None),
         // APPE refused: the backend remembers; this handle spools its appends.
         Err(FsError::Unsupported) if append => Ok(None),
@@ -515,15 +515,35 @@ pub fn commit_everything(core: &Core, deadline: Instant) {
 }
 
 /// Checks that the server holds `expected` bytes of `path` after an upload was confirmed
-/// (where the server can tell a size).
-fn verify_size(core: &Core, path: &str, expected: u64) -> FsResult<()> {
-    match core.backend.size(path) {
+/// (where the server can tell a size): the size the upload's end `reported`, else asked now.
+fn verify_size(core: &Core, path: &str, expected: u64, reported: Option<u64>) -> FsResult<()> {
+    let size = match reported {
+        Some(n) => Ok(Some(n)),
+        None => core.backend.size(path),
+    };
+    match size {
         Ok(Some(n)) if n == expected => Ok(()),
         Ok(Some(n)) => {
             log::error!("{path}: server has {n} bytes after upload, expected {expected}");
             Err(libc::EIO)
         }
         Ok(None) => Ok(()),
+        Err(e) => Err(e.errno()),
+    }
+}
+
+/// Checks that the server holds at least `min` bytes of `path` after an append was confirmed.
+fn verify_size_at_least(core: &Core, path: &str, min: u64, reported: Option<u64>) -> FsResult<()> {
+    let size = match reported {
+        Some(n) => Ok(Some(n)),
+        None => core.backend.size(path),
+    };
+    match size {
+        Ok(Some(n)) if n < min => {
+            log::error!("{path}: server has {n} bytes after appending {min}");
+            Err(libc::EIO)
+        }
+        Ok(_) => Ok(()),
         Err(e) => Err(e.errno()),
     }
 }
@@ -554,16 +574,25 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             // "created" empty version over them later.
             f.created.store(false, Ordering::Relaxed);
             // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
-            let Writer { up, pos, _claim } = *w;
-            let checked = up.finish().map_err(|e| e.errno()).and_then(|_| verify_size(core, &path, pos));
-            if let Err(e) = checked {
-                io.server_size = None;
-                io.error = Some(e);
-                f.set_dirty_size(None);
-                core.invalidate_parent(&path);
-                return Err(e);
+            let Writer { up, pos, start, _claim } = *w;
+            let checked = up.finish().map_err(|e| e.errno()).and_then(|size| {
+                if f.append {
+                    // O_APPEND: the bytes belong at the end, wherever another client left it.
+                    verify_size_at_least(core, &path, pos - start, size).map(|()| size.unwrap_or(pos))
+                } else {
+                    verify_size(core, &path, pos, size).map(|()| pos)
+                }
+            });
+            match checked {
+                Ok(end) => Some(end),
+                Err(e) => {
+                    io.server_size = None;
+                    io.error = Some(e);
+                    f.set_dirty_size(None);
+                    core.invalidate_parent(&path);
+                    return Err(e);
+                }
             }
-            Some(pos)
         }
         State::Spooled(s) if s.tail => append_tail(core, f, io, s, &path)?,
         State::Spooled(mut s) => {
@@ -626,8 +655,8 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
         };
         s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
         io::copy(&mut (&s.file).take(s.len), &mut up).map_err(|e| io_errno(&e))?;
-        up.finish().map_err(|e| e.errno())?;
-        Ok(core.backend.size(path).ok().flatten())
+        let reported = up.finish().map_err(|e| e.errno())?;
+        Ok(reported.or_else(|| core.backend.size(path).ok().flatten()))
     });
     match sent {
         Ok(size) => {
@@ -687,8 +716,8 @@ fn claim_upload(core: &Core, path: &str) -> FsResult<PathClaim> {
 fn upload_empty(core: &Core, path: &str) -> FsResult<u64> {
     let _claim = claim_upload(core, path)?;
     let up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
-    up.finish().map_err(|e| e.errno())?;
-    verify_size(core, path, 0)?;
+    let reported = up.finish().map_err(|e| e.errno())?;
+    verify_size(core, path, 0, reported)?;
     Ok(0)
 }
 
@@ -712,8 +741,8 @@ fn pour_spool(core: &Core, s: &mut Spool, path: &str, mut up: Box<dyn WriteStrea
     if let Err(e) = copied {
         return Err(io_errno(&e));
     }
-    up.finish().map_err(|e| e.errno())?;
-    verify_size(core, path, s.len)?;
+    let reported = up.finish().map_err(|e| e.errno())?;
+    verify_size(core, path, s.len, reported)?;
     s.dirty = false;
     Ok(())
 }

@@ -77,6 +77,8 @@ impl OpenFile {
 pub(super) struct Writer {
     pub(super) up: Box<dyn WriteStream>,
     pub(super) pos: u64,
+    /// Where the stream started.
+    pub(super) start: u64,
     /// No other upload of this path runs while the stream is open.
     pub(super) _claim: PathClaim,
 }

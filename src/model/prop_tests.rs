@@ -19,6 +19,7 @@ use proptest::prelude::*;
 
 use super::{Model, ModelConfig, ROOT_INO};
 use crate::backend::FsError;
+use crate::backend::ahead::{Ahead, AheadConfig};
 use crate::backend::memory::{MemoryBackend, Op};
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -121,6 +122,8 @@ struct Handle {
 
 struct Run {
     be: Arc<MemoryBackend>,
+    /// The work-ahead layer between model and fake, if any.
+    ahead: Option<Arc<Ahead>>,
     model: Model,
     handles: Vec<Handle>,
     faults: bool,
@@ -129,6 +132,12 @@ struct Run {
 
 impl Run {
     fn new(ttl: Duration, connections: usize) -> Run {
+        Run::with_backend(ttl, connections, false)
+    }
+
+    /// `ahead`: the model talks to the fake through the work-ahead layer (files and listings
+    /// fetched ahead), as a real mount does.
+    fn with_backend(ttl: Duration, connections: usize, ahead: bool) -> Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let be = Arc::new(MemoryBackend::new(connections));
         be.set_wait_limit(Duration::from_millis(300));
@@ -143,8 +152,16 @@ impl Run {
             read_only: false,
             cache_dir: dir.path().to_path_buf(),
         };
-        let model = Model::new(cfg, be.clone());
-        Run { be, model, handles: Vec::new(), faults: false, _dir: dir }
+        let ahead = ahead.then(|| {
+            let cfg = AheadConfig { workers: connections.saturating_sub(1).max(1), ..AheadConfig::default() };
+            Arc::new(Ahead::new(be.clone(), cfg))
+        });
+        let backend: Arc<dyn crate::backend::Backend> = match &ahead {
+            Some(a) => a.clone(),
+            None => be.clone(),
+        };
+        let model = Model::new(cfg, backend);
+        Run { be, ahead, model, handles: Vec::new(), faults: false, _dir: dir }
     }
 
     fn pick(&self, h: usize) -> Option<usize> {
@@ -603,6 +620,16 @@ proptest! {
         run(&actions, Duration::from_secs(3600), conns);
     }
 
+    /// Through the work-ahead layer, beside another client, listings never cached by the
+    /// model (files and listings fetched ahead are served only while still the truth).
+    #[test]
+    fn handles_keep_their_promises_through_the_work_ahead(
+        actions in prop::collection::vec(action(true, false), 1..40),
+        conns in 2..6usize,
+    ) {
+        run_on(Run::with_backend(Duration::ZERO, conns, true), &actions);
+    }
+
     /// A server that refuses to rename over an existing name (the model moves the target
     /// aside first), with renames that break halfway: a failed rename keeps both files.
     #[test]
@@ -645,5 +672,27 @@ fn a_broken_append_by_copy_keeps_the_old_content() {
     assert_eq!(r.be.file("a").as_deref(), Some(&b"initial-0zz"[..]));
     r.model.release(fh).expect("close");
     r.handles.clear();
+    r.finish();
+}
+
+/// Whole files read one after another: the next is fetched ahead. Another client changes it;
+/// the next listing shows that, and the read gets the new content, not the one fetched ahead.
+#[test]
+fn a_file_changed_by_another_client_is_not_served_from_the_work_ahead() {
+    let mut r = Run::with_backend(Duration::ZERO, 4, true);
+    r.be.put_file("c", b"initial-2");
+    for (p, h) in [(0, 0), (1, 1)] {
+        r.step(&Action::Open(p, Mode::Read));
+        r.step(&Action::Read(h, 0, 16));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let ahead = r.ahead.clone().expect("work ahead");
+    while ahead.bytes_held() == 0 {
+        assert!(std::time::Instant::now() < deadline, "c was not fetched ahead");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    r.step(&Action::ExternalWrite(2, b"changed".to_vec()));
+    r.step(&Action::Open(2, Mode::Read));
+    r.step(&Action::Read(2, 0, 16));
     r.finish();
 }

@@ -75,6 +75,8 @@ impl ReadStream for FtpRead {
 struct FtpWrite {
     up: Upload<Lease>,
     op: Op,
+    /// The server path to ask SIZE of in the upload's last round trip (where SIZE exists).
+    size_of: Option<String>,
 }
 
 impl Write for FtpWrite {
@@ -88,9 +90,13 @@ impl Write for FtpWrite {
 }
 
 impl WriteStream for FtpWrite {
-    fn finish(self: Box<Self>) -> BackendResult<()> {
+    fn finish(self: Box<Self>) -> BackendResult<Option<u64>> {
         let op = self.op;
-        self.up.finish().map_err(|e| kind(e, op))
+        match &self.size_of {
+            Some(path) => self.up.finish_with_size(path),
+            None => self.up.finish().map(|()| None),
+        }
+        .map_err(|e| kind(e, op))
     }
 }
 
@@ -259,7 +265,8 @@ impl Backend for FtpBackend {
             k
         };
         let up = self.start_transfer(wait, |lease| Upload::start(lease, &remote, append), refused)?;
-        Ok(up.map(|up| Box::new(FtpWrite { up, op }) as Box<dyn WriteStream>))
+        let size_of = self.features.size.then_some(remote);
+        Ok(up.map(|up| Box::new(FtpWrite { up, op, size_of }) as Box<dyn WriteStream>))
     }
 
     fn mkdir(&self, path: &str) -> BackendResult<()> {
@@ -331,6 +338,10 @@ impl Backend for FtpBackend {
 
     fn wait_limit(&self) -> Duration {
         self.pool.wait_limit()
+    }
+
+    fn spare_connections(&self) -> usize {
+        self.pool.spare()
     }
 
     fn close_idle(&self) {

@@ -10,6 +10,11 @@
 //! fails with [`FtpError::Busy`], and [`Pool::shut_down`] (unmount, SIGTERM) wakes every waiter
 //! with [`FtpError::Unmounting`]. When the server refused more connections (421), the ceiling
 //! shrinks, and grows back by one every [`REGROW_AFTER`].
+//!
+//! A connection given back opens its next data connection ahead on a short-lived thread before
+//! it counts as idle ([`Connection::open_data_ahead`]), so the next transfer or listing on it
+//! costs one round trip instead of three. A request that finds no idle connection while one is
+//! being prepared waits for it rather than logging in a new one.
 
 use std::borrow::{Borrow, BorrowMut};
 use std::ops::{Deref, DerefMut};
@@ -48,6 +53,8 @@ struct State {
     limit_changed: Instant,
     /// Set at unmount: no new leases.
     closing: bool,
+    /// Given back and opening their next data connection (counted in `total`).
+    preparing: usize,
 }
 
 /// The pool. Cheap to share through `Arc`.
@@ -80,12 +87,31 @@ impl Pool {
             idle.push(Idle { conn: c, since: Instant::now() });
         }
         let total = idle.len();
-        let state = State { idle, total, transfers: 0, limit: max, max, limit_changed: Instant::now(), closing: false };
+        let state = State {
+            idle,
+            total,
+            transfers: 0,
+            limit: max,
+            max,
+            limit_changed: Instant::now(),
+            closing: false,
+            preparing: 0,
+        };
         Arc::new(Pool { opts, state: Mutex::new(state), freed: Condvar::new() })
     }
 
     pub fn options(&self) -> &ConnectOptions {
         &self.opts
+    }
+
+    /// How many connections background work could take now without making a request wait:
+    /// idle ones and ones not made yet, less one kept for requests.
+    pub fn spare(&self) -> usize {
+        let st = self.state.lock();
+        if st.closing {
+            return 0;
+        }
+        (st.idle.len() + st.limit.saturating_sub(st.total)).saturating_sub(1)
     }
 
     /// How long a request may wait for a connection (the `timeout` option).
@@ -101,8 +127,13 @@ impl Pool {
     }
 
     /// Like [`Pool::get`], but gives up with `Ok(None)` after `wait` without a free slot.
+    ///
+    /// A connection being given back (opening its next data connection ahead) is waited for
+    /// even past `wait`, up to the `timeout` option: it is free within a round trip or two, not
+    /// held by a transfer.
     pub fn get_timeout(self: &Arc<Self>, purpose: Purpose, wait: Duration) -> Result<Option<Lease>> {
         let deadline = Instant::now() + wait;
+        let preparing_deadline = Instant::now() + wait.max(self.wait_limit());
         let mut st = self.state.lock();
         loop {
             if st.closing {
@@ -129,7 +160,8 @@ impl Pool {
                         }
                     }
                 }
-                if st.total < st.limit {
+                // One being prepared is back within a round trip or two: cheaper than a login.
+                if st.total < st.limit && st.preparing == 0 {
                     st.total += 1;
                     if purpose == Purpose::Transfer {
                         st.transfers += 1;
@@ -145,7 +177,8 @@ impl Pool {
                     }
                 }
             }
-            if self.freed.wait_until(&mut st, deadline).timed_out() {
+            let until = if st.preparing > 0 { preparing_deadline } else { deadline };
+            if Instant::now() >= until || (self.freed.wait_until(&mut st, until).timed_out() && st.preparing == 0) {
                 return Ok(None);
             }
         }
@@ -194,17 +227,48 @@ impl Pool {
         }
     }
 
-    fn give_back(&self, conn: Option<Connection>, purpose: Purpose) {
+    fn give_back(self: &Arc<Self>, conn: Option<Connection>, purpose: Purpose) {
         let mut st = self.state.lock();
         if purpose == Purpose::Transfer {
             st.transfers -= 1;
         }
         match conn {
+            Some(c) if !c.is_dead() && !st.closing && c.wants_data_ahead() => {
+                st.preparing += 1;
+                drop(st);
+                let pool = self.clone();
+                let thread = std::thread::Builder::new().name("ftp-data-ahead".into());
+                if let Err(e) = thread.spawn(move || pool.prepare(c)) {
+                    // The connection went down with the closure.
+                    log::warn!("cannot start a thread to open a data connection ahead: {e}");
+                    let mut st = self.state.lock();
+                    st.preparing -= 1;
+                    st.total -= 1;
+                }
+            }
             Some(c) if !c.is_dead() => st.idle.push(Idle { conn: c, since: Instant::now() }),
             _ => st.total -= 1,
         }
         // Every waiter re-checks: one woken alone may be a transfer over its cap while a
         // listing that could use this connection sleeps on.
+        self.freed.notify_all();
+    }
+
+    /// Opens the next data connection of `conn` ahead, then makes it idle.
+    fn prepare(&self, mut conn: Connection) {
+        if let Err(e) = conn.open_data_ahead() {
+            log::debug!("no data connection opened ahead: {e}");
+        }
+        let mut st = self.state.lock();
+        st.preparing -= 1;
+        if conn.is_dead() || st.closing {
+            st.total -= 1;
+            drop(st);
+            conn.quit();
+        } else {
+            st.idle.push(Idle { conn, since: Instant::now() });
+            drop(st);
+        }
         self.freed.notify_all();
     }
 

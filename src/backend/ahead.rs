@@ -1,0 +1,681 @@
+//! Work ahead of the kernel's requests, for servers far away: a [`Backend`] that wraps another
+//! and, on spare connections, fetches what a directory walk or a whole-directory read is about
+//! to ask for.
+//!
+//! - **Files ahead.** When whole files of one directory are read one after another in listing
+//!   order (`cp -r`, `tar c`, rsync) or in name order (`cat dir/*`), the next small files of
+//!   that directory are downloaded in parallel into a memory cache bounded in bytes, and the
+//!   next read from offset 0 of one of them is served from memory. An entry is served only
+//!   while it is young, while every listing of its directory since shows the size and mtime it
+//!   had, and while nothing of ours touched the path. It is dropped at the first doubt.
+//! - **Listings ahead.** When a directory is listed shortly after its parent (a walk: `find`,
+//!   `du`, `ls -R`, `cp -r`), its subdirectories and its unlisted siblings are listed in
+//!   parallel; a listing is served once, while young, and only if nothing of ours changed that
+//!   directory since it was fetched.
+//!
+//! Background work never waits for a connection: it runs only while the inner backend reports
+//! a spare one ([`Backend::spare_connections`], which keeps one for requests), and is dropped
+//! otherwise. Every change that passes through here (uploads, deletes, renames, mkdir, rmdir,
+//! times, modes) drops what it may have made stale and spoils fetches still in flight.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex};
+
+use super::paths::{child_path, is_at_or_under, split_path};
+use super::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
+
+/// Limits of the work done ahead.
+#[derive(Clone, Debug)]
+pub struct AheadConfig {
+    /// Files larger than this are never fetched ahead.
+    pub file_max: u64,
+    /// Memory for files fetched ahead, in total.
+    pub bytes: u64,
+    /// How many files past the one being read are fetched ahead.
+    pub files: usize,
+    /// What was fetched ahead is served only while younger than this.
+    pub max_age: Duration,
+    /// Background threads at most (each uses one connection at a time).
+    pub workers: usize,
+    /// Fetch listings ahead during directory walks.
+    pub listings: bool,
+}
+
+impl Default for AheadConfig {
+    fn default() -> AheadConfig {
+        AheadConfig {
+            file_max: 1 << 20,
+            bytes: 32 << 20,
+            files: 8,
+            max_age: Duration::from_secs(10),
+            workers: 4,
+            listings: true,
+        }
+    }
+}
+
+/// A listing seen recently, kept to know what "the next file" is.
+struct DirOrder {
+    /// Names in the server's order, with their entries.
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+    /// Indices into `entries`, sorted by name (the order of a shell glob).
+    sorted: Vec<usize>,
+}
+
+/// Directories larger than this are not tracked for files ahead (memory).
+const MAX_TRACKED_ENTRIES: usize = 10_000;
+/// How many directories' orders are kept.
+const TRACKED_DIRS: usize = 8;
+/// Entries of listings fetched ahead held at most, in total (memory).
+const MAX_LIST_ENTRIES: usize = 100_000;
+/// A directory listed within this time after its parent counts as part of a walk.
+const WALK_WINDOW: Duration = Duration::from_secs(5);
+/// Queued background jobs at most; more are dropped.
+const QUEUE: usize = 256;
+/// A background thread with nothing to do for this long ends.
+const WORKER_IDLE: Duration = Duration::from_secs(2);
+
+impl DirOrder {
+    fn new(entries: Vec<Entry>) -> DirOrder {
+        let index = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        let mut sorted: Vec<usize> = (0..entries.len()).collect();
+        sorted.sort_by(|&a, &b| entries[a].name.cmp(&entries[b].name));
+        DirOrder { entries, index, sorted }
+    }
+
+    /// Positions of `name` in listing order and in name order.
+    fn positions(&self, name: &str) -> Option<(usize, usize)> {
+        let i = *self.index.get(name)?;
+        let s = self.sorted.binary_search_by(|&j| self.entries[j].name.as_str().cmp(name)).ok()?;
+        Some((i, s))
+    }
+
+    /// The indices of entries in `order` (listing or by name), from position `from` on.
+    fn walk(&self, by_name: bool, from: usize) -> impl Iterator<Item = usize> + '_ {
+        (from..self.entries.len()).map(move |p| if by_name { self.sorted[p] } else { p })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ReadOrder {
+    Listing,
+    ByName,
+}
+
+/// The whole-file reads so far, to see a pattern.
+struct ReadTrail {
+    dir: String,
+    /// Position of the last file read, in listing order and in name order.
+    at: (usize, usize),
+    order: Option<ReadOrder>,
+}
+
+struct FileAhead {
+    data: Arc<Vec<u8>>,
+    fetched: Instant,
+}
+
+struct ListAhead {
+    entries: Vec<Entry>,
+    fetched: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    orders: Option<LruCache<String, DirOrder>>,
+    trail: Option<ReadTrail>,
+    files: Option<LruCache<String, FileAhead>>,
+    bytes: u64,
+    /// Paths being fetched ahead → spoiled by a change since.
+    files_in_flight: HashMap<String, bool>,
+    lists: Option<LruCache<String, ListAhead>>,
+    /// Entries in `lists`, in total.
+    list_entries: usize,
+    lists_in_flight: HashMap<String, bool>,
+    /// When each directory was last listed (for walk detection), bounded by `orders`' size.
+    listed: Option<LruCache<String, Instant>>,
+    /// Uploads in progress by path: never fetched ahead meanwhile.
+    uploading: HashMap<String, usize>,
+}
+
+impl State {
+    fn orders(&mut self) -> &mut LruCache<String, DirOrder> {
+        self.orders.get_or_insert_with(|| LruCache::new(NonZeroUsize::MIN.saturating_add(TRACKED_DIRS - 1)))
+    }
+
+    fn files(&mut self) -> &mut LruCache<String, FileAhead> {
+        self.files.get_or_insert_with(LruCache::unbounded)
+    }
+
+    fn lists(&mut self) -> &mut LruCache<String, ListAhead> {
+        self.lists.get_or_insert_with(|| LruCache::new(NonZeroUsize::MIN.saturating_add(255)))
+    }
+
+    fn listed(&mut self) -> &mut LruCache<String, Instant> {
+        self.listed.get_or_insert_with(|| LruCache::new(NonZeroUsize::MIN.saturating_add(1023)))
+    }
+
+    fn take_list(&mut self, dir: &str) -> Option<ListAhead> {
+        let l = self.lists().pop(dir)?;
+        self.list_entries -= l.entries.len();
+        Some(l)
+    }
+
+    fn keep_list(&mut self, dir: &str, l: ListAhead) {
+        if self.list_entries + l.entries.len() > MAX_LIST_ENTRIES {
+            return;
+        }
+        self.list_entries += l.entries.len();
+        if let Some((_, old)) = self.lists().push(dir.to_string(), l) {
+            self.list_entries -= old.entries.len();
+        }
+    }
+
+    fn drop_file(&mut self, path: &str) {
+        if let Some(f) = self.files().pop(path) {
+            self.bytes -= f.data.len() as u64;
+        }
+        if let Some(spoiled) = self.files_in_flight.get_mut(path) {
+            *spoiled = true;
+        }
+    }
+
+    /// Something of ours changed `path` (and whatever is under it): nothing fetched ahead of it,
+    /// of what is under it or of its directory's listing is served any more.
+    fn changed(&mut self, path: &str) {
+        let under: Vec<String> =
+            self.files().iter().map(|(p, _)| p.clone()).filter(|p| is_at_or_under(p, path)).collect();
+        for p in under {
+            self.drop_file(&p);
+        }
+        for (p, spoiled) in self.files_in_flight.iter_mut() {
+            if is_at_or_under(p, path) {
+                *spoiled = true;
+            }
+        }
+        let parent = split_path(path).0.to_string();
+        let lists: Vec<String> =
+            self.lists().iter().map(|(d, _)| d.clone()).filter(|d| *d == parent || is_at_or_under(d, path)).collect();
+        for d in lists {
+            self.take_list(&d);
+        }
+        for (d, spoiled) in self.lists_in_flight.iter_mut() {
+            if *d == parent || is_at_or_under(d, path) {
+                *spoiled = true;
+            }
+        }
+        // The order seen of the parent no longer tells sizes and times.
+        self.orders().pop(&parent);
+        if self.trail.as_ref().is_some_and(|t| t.dir == parent) {
+            self.trail = None;
+        }
+    }
+
+    /// A fresh listing of `dir` from the server: files fetched ahead whose size or time it
+    /// does not confirm are dropped.
+    fn saw_listing(&mut self, dir: &str, entries: &[Entry]) {
+        let by_name: HashMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        let cached: Vec<String> =
+            self.files().iter().map(|(p, _)| p.clone()).filter(|p| split_path(p).0 == dir).collect();
+        let old = self.orders().pop(dir);
+        for p in cached {
+            let name = split_path(&p).1;
+            let before = old.as_ref().and_then(|o| o.index.get(name).map(|&i| &o.entries[i]));
+            let now = by_name.get(name).copied();
+            let same = matches!((before, now), (Some(a), Some(b)) if a.size == b.size && a.mtime == b.mtime && a.mtime_nanos == b.mtime_nanos && b.kind == EntryKind::File);
+            if !same {
+                self.drop_file(&p);
+            }
+        }
+        if entries.len() <= MAX_TRACKED_ENTRIES {
+            self.orders().put(dir.to_string(), DirOrder::new(entries.to_vec()));
+        }
+    }
+}
+
+enum Job {
+    File { path: String, size: u64 },
+    List { dir: String },
+}
+
+struct Shared {
+    inner: Arc<dyn Backend>,
+    cfg: AheadConfig,
+    state: Mutex<State>,
+    /// Signalled when a fetch ahead ends.
+    landed: Condvar,
+    workers: AtomicUsize,
+    jobs_tx: Sender<Job>,
+    jobs_rx: Receiver<Job>,
+}
+
+/// The wrapping backend; see the module documentation.
+pub struct Ahead {
+    shared: Arc<Shared>,
+}
+
+impl Ahead {
+    pub fn new(inner: Arc<dyn Backend>, cfg: AheadConfig) -> Ahead {
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(QUEUE);
+        let shared = Shared {
+            inner,
+            cfg,
+            state: Mutex::new(State::default()),
+            landed: Condvar::new(),
+            workers: AtomicUsize::new(0),
+            jobs_tx,
+            jobs_rx,
+        };
+        Ahead { shared: Arc::new(shared) }
+    }
+
+    /// Bytes of files held in memory now (for tests and statistics).
+    pub fn bytes_held(&self) -> u64 {
+        self.shared.state.lock().bytes
+    }
+
+    fn changed(&self, path: &str) {
+        self.shared.state.lock().changed(path);
+    }
+}
+
+impl Shared {
+    fn submit(self: &Arc<Self>, job: Job) -> bool {
+        match self.jobs_tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return false,
+        }
+        let running = self.workers.load(Ordering::Relaxed);
+        if running < self.cfg.workers
+            && self.workers.compare_exchange(running, running + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            let me = self.clone();
+            let spawned = std::thread::Builder::new().name("ftpfs-ahead".into()).spawn(move || me.work());
+            if spawned.is_err() {
+                self.workers.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        true
+    }
+
+    fn work(self: Arc<Self>) {
+        while let Ok(job) = self.jobs_rx.recv_timeout(WORKER_IDLE) {
+            match job {
+                Job::File { path, size } => self.fetch_file(&path, size),
+                Job::List { dir } => self.fetch_list(&dir),
+            }
+        }
+        self.workers.fetch_sub(1, Ordering::AcqRel);
+        // A job queued while this thread was deciding to end still gets a worker.
+        if self.workers.load(Ordering::Relaxed) == 0
+            && let Ok(job) = self.jobs_rx.try_recv()
+        {
+            self.submit(job);
+        }
+    }
+
+    fn fetch_file(&self, path: &str, size: u64) {
+        let data = if self.inner.spare_connections() > 0 { self.download(path, size) } else { None };
+        let mut st = self.state.lock();
+        let spoiled = st.files_in_flight.remove(path).unwrap_or(true);
+        if let Some(data) = data.filter(|_| !spoiled) {
+            let len = data.len() as u64;
+            while st.bytes + len > self.cfg.bytes {
+                match st.files().pop_lru() {
+                    Some((_, old)) => st.bytes -= old.data.len() as u64,
+                    None => break,
+                }
+            }
+            if st.bytes + len <= self.cfg.bytes {
+                st.bytes += len;
+                st.files().put(path.to_string(), FileAhead { data: Arc::new(data), fetched: Instant::now() });
+            }
+        }
+        drop(st);
+        self.landed.notify_all();
+    }
+
+    /// The whole file if it has exactly `size` bytes; `None` on any doubt.
+    fn download(&self, path: &str, size: u64) -> Option<Vec<u8>> {
+        let mut stream = self.inner.read(path, 0, Duration::ZERO).ok()??;
+        let mut data = Vec::with_capacity(usize::try_from(size).ok()?);
+        (&mut stream).take(size + 1).read_to_end(&mut data).ok()?;
+        if data.len() as u64 != size {
+            return None;
+        }
+        stream.finish().ok()?;
+        Some(data)
+    }
+
+    fn fetch_list(&self, dir: &str) {
+        let entries = if self.inner.spare_connections() > 0 { self.inner.list(dir).ok() } else { None };
+        let mut st = self.state.lock();
+        let spoiled = st.lists_in_flight.remove(dir).unwrap_or(true);
+        if let Some(entries) = entries.filter(|_| !spoiled) {
+            st.keep_list(dir, ListAhead { entries, fetched: Instant::now() });
+        }
+    }
+
+    /// A whole-file read of `path` starts: follow the pattern and queue the next files.
+    fn on_file_read(self: &Arc<Self>, path: &str) {
+        let (dir, name) = split_path(path);
+        let mut jobs = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let Some(pos) = st.orders().get(dir).and_then(|o| o.positions(name)) else {
+                st.trail = None;
+                return;
+            };
+            let order = st.trail.as_ref().filter(|t| t.dir == dir).and_then(|t| follows(t, pos));
+            st.trail = Some(ReadTrail { dir: dir.to_string(), at: pos, order });
+            let Some(order) = order else { return };
+            let by_name = order == ReadOrder::ByName;
+            let from = if by_name { pos.1 } else { pos.0 } + 1;
+            let mut budget = self.cfg.bytes.saturating_sub(st.bytes);
+            let mut picked = Vec::new();
+            if let Some(o) = st.orders().peek(dir) {
+                for i in o.walk(by_name, from) {
+                    if picked.len() >= self.cfg.files {
+                        break;
+                    }
+                    let e = &o.entries[i];
+                    let Some(size) = e.size.filter(|&s| s <= self.cfg.file_max && s <= budget) else { continue };
+                    if e.kind != EntryKind::File {
+                        continue;
+                    }
+                    budget -= size;
+                    picked.push((child_path(dir, &e.name), size));
+                }
+            }
+            for (p, size) in picked {
+                if st.files().contains(&p) || st.files_in_flight.contains_key(&p) || st.uploading.contains_key(&p) {
+                    continue;
+                }
+                st.files_in_flight.insert(p.clone(), false);
+                jobs.push(Job::File { path: p, size });
+            }
+        }
+        for job in jobs {
+            if let Job::File { path, .. } = &job {
+                let path = path.clone();
+                if !self.submit(job) {
+                    self.state.lock().files_in_flight.remove(&path);
+                }
+            }
+        }
+    }
+
+    /// `dir` was listed from the server: during a walk, queue its subdirectories and its
+    /// unlisted siblings.
+    fn on_listed(self: &Arc<Self>, dir: &str, entries: &[Entry]) {
+        let mut jobs = Vec::new();
+        {
+            let mut st = self.state.lock();
+            st.saw_listing(dir, entries);
+            let now = Instant::now();
+            st.listed().put(dir.to_string(), now);
+            if !self.cfg.listings || dir.is_empty() {
+                return;
+            }
+            let parent = split_path(dir).0.to_string();
+            let walking = st.listed().peek(&parent).is_some_and(|t| now.duration_since(*t) < WALK_WINDOW);
+            if !walking {
+                return;
+            }
+            let mut wanted: Vec<String> =
+                entries.iter().filter(|e| e.is_dir()).map(|e| child_path(dir, &e.name)).collect();
+            if let Some(o) = st.orders().peek(&parent) {
+                wanted.extend(o.entries.iter().filter(|e| e.is_dir()).map(|e| child_path(&parent, &e.name)));
+            }
+            for d in wanted {
+                let recently = st.listed().peek(&d).is_some_and(|t| now.duration_since(*t) < self.cfg.max_age);
+                if recently || st.lists().contains(&d) || st.lists_in_flight.contains_key(&d) {
+                    continue;
+                }
+                st.lists_in_flight.insert(d.clone(), false);
+                jobs.push(d);
+            }
+        }
+        for dir in jobs {
+            if !self.submit(Job::List { dir: dir.clone() }) {
+                self.state.lock().lists_in_flight.remove(&dir);
+            }
+        }
+    }
+}
+
+/// Whether the read at `pos` continues the trail, and in which order. A few entries may be
+/// skipped (subdirectories, files the reader passed over).
+fn follows(trail: &ReadTrail, pos: (usize, usize)) -> Option<ReadOrder> {
+    let near = |last: usize, now: usize| now > last && now <= last + 4;
+    match trail.order {
+        Some(ReadOrder::Listing) if near(trail.at.0, pos.0) => Some(ReadOrder::Listing),
+        Some(ReadOrder::ByName) if near(trail.at.1, pos.1) => Some(ReadOrder::ByName),
+        _ if near(trail.at.0, pos.0) => Some(ReadOrder::Listing),
+        _ if near(trail.at.1, pos.1) => Some(ReadOrder::ByName),
+        _ => None,
+    }
+}
+
+/// A file served from memory.
+struct Served {
+    data: Arc<Vec<u8>>,
+    at: usize,
+}
+
+impl Read for Served {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = self.data.get(self.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl ReadStream for Served {
+    fn finish(self: Box<Self>) -> BackendResult<()> {
+        Ok(())
+    }
+}
+
+/// An upload: the path is not fetched ahead while it runs, and what was is dropped at its end.
+struct Uploading {
+    up: Option<Box<dyn WriteStream>>,
+    shared: Arc<Shared>,
+    path: String,
+}
+
+impl io::Write for Uploading {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.up.as_mut() {
+            Some(up) => up.write(buf),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.up.as_mut().map_or(Ok(()), |up| up.flush())
+    }
+}
+
+impl WriteStream for Uploading {
+    fn finish(mut self: Box<Self>) -> BackendResult<Option<u64>> {
+        match self.up.take() {
+            Some(up) => up.finish(),
+            None => Err(super::FsError::Broken),
+        }
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        drop(self.up.take());
+        let mut st = self.shared.state.lock();
+        st.changed(&self.path);
+        if let Some(n) = st.uploading.get_mut(&self.path) {
+            *n -= 1;
+            if *n == 0 {
+                st.uploading.remove(&self.path);
+            }
+        }
+    }
+}
+
+impl Backend for Ahead {
+    fn list(&self, dir: &str) -> BackendResult<Vec<Entry>> {
+        let s = &self.shared;
+        let ahead = {
+            let mut st = s.state.lock();
+            st.take_list(dir).filter(|l| l.fetched.elapsed() < s.cfg.max_age)
+        };
+        let entries = match ahead {
+            Some(l) => l.entries,
+            None => s.inner.list(dir)?,
+        };
+        s.on_listed(dir, &entries);
+        Ok(entries)
+    }
+
+    fn size(&self, path: &str) -> BackendResult<Option<u64>> {
+        self.shared.inner.size(path)
+    }
+
+    fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
+        let s = &self.shared;
+        if offset != 0 {
+            return s.inner.read(path, offset, wait);
+        }
+        s.on_file_read(path);
+        let deadline = Instant::now() + s.inner.wait_limit();
+        let mut st = s.state.lock();
+        // A fetch of this very file in flight is as good as a request of our own: wait for it.
+        while st.files_in_flight.contains_key(path) {
+            if s.landed.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        let max_age = s.cfg.max_age;
+        let served = match st.files().pop(path) {
+            Some(f) if f.fetched.elapsed() < max_age => {
+                st.bytes -= f.data.len() as u64;
+                Some(f.data)
+            }
+            Some(f) => {
+                st.bytes -= f.data.len() as u64;
+                None
+            }
+            None => None,
+        };
+        drop(st);
+        match served {
+            Some(data) => {
+                log::debug!("{path}: served from the files fetched ahead");
+                Ok(Some(Box::new(Served { data, at: 0 })))
+            }
+            None => s.inner.read(path, offset, wait),
+        }
+    }
+
+    fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
+        let s = &self.shared;
+        {
+            let mut st = s.state.lock();
+            st.changed(path);
+            *st.uploading.entry(path.to_string()).or_default() += 1;
+        }
+        let guard = |up| Uploading { up, shared: s.clone(), path: path.to_string() };
+        match s.inner.write(path, mode, wait) {
+            Ok(Some(up)) => Ok(Some(Box::new(guard(Some(up))))),
+            other => {
+                drop(guard(None));
+                other
+            }
+        }
+    }
+
+    fn mkdir(&self, path: &str) -> BackendResult<()> {
+        self.changed(path);
+        let res = self.shared.inner.mkdir(path);
+        self.changed(path);
+        res
+    }
+
+    fn rmdir(&self, path: &str) -> BackendResult<()> {
+        self.changed(path);
+        let res = self.shared.inner.rmdir(path);
+        self.changed(path);
+        res
+    }
+
+    fn delete(&self, path: &str) -> BackendResult<()> {
+        self.changed(path);
+        let res = self.shared.inner.delete(path);
+        self.changed(path);
+        res
+    }
+
+    fn rename(&self, from: &str, to: &str) -> BackendResult<()> {
+        self.changed(from);
+        self.changed(to);
+        let res = self.shared.inner.rename(from, to);
+        self.changed(from);
+        self.changed(to);
+        res
+    }
+
+    fn can_set_mtime(&self) -> bool {
+        self.shared.inner.can_set_mtime()
+    }
+
+    fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()> {
+        self.changed(path);
+        let res = self.shared.inner.set_mtime(path, secs);
+        self.changed(path);
+        res
+    }
+
+    fn chmod(&self, path: &str, mode: u32) -> BackendResult<()> {
+        self.changed(path);
+        let res = self.shared.inner.chmod(path, mode);
+        self.changed(path);
+        res
+    }
+
+    fn can_append(&self) -> bool {
+        self.shared.inner.can_append()
+    }
+
+    fn can_chmod(&self) -> bool {
+        self.shared.inner.can_chmod()
+    }
+
+    fn can_name(&self, name: &str) -> bool {
+        self.shared.inner.can_name(name)
+    }
+
+    fn wait_limit(&self) -> Duration {
+        self.shared.inner.wait_limit()
+    }
+
+    fn spare_connections(&self) -> usize {
+        self.shared.inner.spare_connections()
+    }
+
+    fn close_idle(&self) {
+        self.shared.inner.close_idle()
+    }
+
+    fn shut_down(&self) {
+        self.shared.inner.shut_down()
+    }
+}

@@ -1,0 +1,159 @@
+//! Tests of the work done ahead, on the in-memory server: what is fetched ahead is served only
+//! while the server's listing and our own changes say it is still the file's content.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::ahead::{Ahead, AheadConfig};
+use super::memory::MemoryBackend;
+use super::{Backend, WriteMode};
+
+fn setup(connections: usize) -> (Arc<MemoryBackend>, Ahead) {
+    let be = Arc::new(MemoryBackend::new(connections));
+    for i in 1..=10 {
+        be.put_file(&format!("d/f{i:02}"), format!("content of file {i}").as_bytes());
+    }
+    let ahead =
+        Ahead::new(be.clone(), AheadConfig { max_age: Duration::from_secs(60), workers: 2, ..AheadConfig::default() });
+    (be, ahead)
+}
+
+fn read_all(b: &dyn Backend, path: &str) -> Vec<u8> {
+    let mut s = b.read(path, 0, Duration::from_secs(5)).expect("read").expect("a connection");
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read to end");
+    s.finish().expect("finish");
+    v
+}
+
+/// Waits until the files fetched ahead hold at least `bytes` (or fails after 5 s).
+fn wait_held(a: &Ahead, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.bytes_held() < bytes {
+        assert!(Instant::now() < deadline, "only {} bytes fetched ahead", a.bytes_held());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn server_reads(be: &MemoryBackend, path: &str) -> usize {
+    be.calls().iter().filter(|c| c.starts_with(&format!("read {path} "))).count()
+}
+
+/// Reads f01 and f02 whole, in listing order: f03… are fetched ahead.
+fn start_reading(be: &MemoryBackend, a: &Ahead) {
+    a.list("d").expect("list");
+    assert_eq!(read_all(a, "d/f01"), b"content of file 1");
+    assert_eq!(read_all(a, "d/f02"), b"content of file 2");
+    wait_held(a, 8 * 17);
+    be.clear_calls();
+}
+
+#[test]
+fn the_next_files_are_served_from_memory() {
+    let (be, a) = setup(4);
+    start_reading(&be, &a);
+    for i in 3..=10 {
+        let p = format!("d/f{i:02}");
+        assert_eq!(read_all(&a, &p), format!("content of file {i}").as_bytes());
+        assert_eq!(server_reads(&be, &p), 0, "{p} was read from the server again");
+    }
+}
+
+#[test]
+fn a_file_changed_on_the_server_is_not_served_once_a_listing_shows_it() {
+    let (be, a) = setup(4);
+    start_reading(&be, &a);
+    be.put_file("d/f04", b"changed by another client, longer");
+    a.list("d").expect("list");
+    assert_eq!(read_all(&a, "d/f04"), b"changed by another client, longer");
+    assert_eq!(server_reads(&be, "d/f04"), 1);
+    // The others are still good.
+    assert_eq!(read_all(&a, "d/f05"), b"content of file 5");
+    assert_eq!(server_reads(&be, "d/f05"), 0);
+}
+
+#[test]
+fn our_own_changes_are_never_hidden() {
+    let (be, a) = setup(4);
+    start_reading(&be, &a);
+    let mut up = a.write("d/f03", WriteMode::Replace, Duration::from_secs(5)).unwrap().unwrap();
+    up.write_all(b"written by us").unwrap();
+    up.finish().unwrap();
+    assert_eq!(read_all(&a, "d/f03"), b"written by us");
+    a.rename("d/f06", "d/f04").unwrap();
+    assert_eq!(read_all(&a, "d/f04"), b"content of file 6");
+    a.delete("d/f05").unwrap();
+    be.put_file("d/f05", b"recreated");
+    assert_eq!(read_all(&a, "d/f05"), b"recreated");
+    a.set_mtime("d/f07", 1).unwrap();
+    assert_eq!(read_all(&a, "d/f07"), b"content of file 7");
+    assert_eq!(server_reads(&be, "d/f07"), 1, "a changed file is read from the server");
+}
+
+#[test]
+fn nothing_ahead_without_a_spare_connection() {
+    let (be, a) = setup(1);
+    a.list("d").unwrap();
+    read_all(&a, "d/f01");
+    read_all(&a, "d/f02");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(a.bytes_held(), 0);
+    assert_eq!(server_reads(&be, "d/f03"), 0);
+}
+
+#[test]
+fn reads_out_of_order_fetch_nothing() {
+    let (be, a) = setup(4);
+    a.list("d").unwrap();
+    read_all(&a, "d/f07");
+    read_all(&a, "d/f02");
+    read_all(&a, "d/f09");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(a.bytes_held(), 0);
+    assert_eq!(be.calls().iter().filter(|c| c.starts_with("read ")).count(), 3);
+}
+
+#[test]
+fn memory_stays_within_its_bound() {
+    let be = Arc::new(MemoryBackend::new(4));
+    for i in 1..=20 {
+        be.put_file(&format!("d/f{i:02}"), &vec![b'x'; 1000]);
+    }
+    let a = Ahead::new(be.clone(), AheadConfig { bytes: 3500, files: 10, workers: 2, ..AheadConfig::default() });
+    a.list("d").unwrap();
+    for i in 1..=12 {
+        assert_eq!(read_all(&a, &format!("d/f{i:02}")).len(), 1000);
+        assert!(a.bytes_held() <= 3500, "{} bytes held", a.bytes_held());
+    }
+}
+
+#[test]
+fn listings_ahead_during_a_walk() {
+    let be = Arc::new(MemoryBackend::new(4));
+    for d in ["t/a/x", "t/a/y", "t/b/z", "t/c"] {
+        be.mkdir_all(d);
+    }
+    be.put_file("t/b/z/file", b"1");
+    let a = Ahead::new(be.clone(), AheadConfig { workers: 3, ..AheadConfig::default() });
+    a.list("").unwrap();
+    a.list("t").unwrap();
+    // "t" listed right after its parent: a walk. Its subdirectories are listed ahead.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !["list t/a", "list t/b", "list t/c"].iter().all(|c| be.calls().iter().any(|k| k == c)) {
+        assert!(Instant::now() < deadline, "not listed ahead: {:?}", be.calls());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    be.clear_calls();
+    let names = |d: &str| a.list(d).unwrap().into_iter().map(|e| e.name).collect::<Vec<_>>();
+    assert_eq!(names("t/b"), ["z"]);
+    assert!(!be.calls().iter().any(|c| c == "list t/b"), "served from the listing fetched ahead");
+    // A change of ours in a directory listed ahead: its listing comes from the server.
+    a.mkdir("t/c/new").unwrap();
+    assert_eq!(names("t/c"), ["new"]);
+    // Served once only: the next listing asks the server.
+    be.clear_calls();
+    names("t/b");
+    assert!(be.calls().iter().any(|c| c == "list t/b"));
+}
