@@ -3,43 +3,67 @@
 # Prints workload, mount seconds, curl seconds and ratio (curl time / mount time, median of the
 # rounds; 1.0 = as fast as raw FTP), plus the peak RSS of ftpfs during the big sequential read.
 #
-#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N]
+#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]]
 #
 # Needs root (vsftpd logs in a local user the script creates). Data written through the mount is
 # checked on the server's disk after each write workload.
+#
+# With --rtt, runs the WAN workload set instead (scripts/bench_wan.sh): the server sits behind
+# examples/wan_proxy on 127.0.0.2, which delays each direction by MS/2 (and models a link of MBIT
+# with --rate); ftpfs, curl and lftp all go through it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-quick=0; server=vsftpd; rounds=3
+quick=0; server=vsftpd; rounds=3; rtt=""; rate=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --pyftpdlib) server=pyftpdlib ;;
         --rounds) rounds=$2; shift ;;
-        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N]" >&2; exit 2 ;;
+        --rtt) rtt=$2; shift ;;
+        --rate) rate=$2; shift ;;
+        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]]" >&2; exit 2 ;;
     esac
     shift
 done
+if [ -n "$rate" ] && [ -z "$rtt" ]; then echo "bench: --rate needs --rtt" >&2; exit 2; fi
 
 if [ $quick = 1 ]; then
     big_mib=64; write_mib=32; many=1000; small=100; cp_files=50; par_mib=16
 else
     big_mib=1024; write_mib=512; many=10000; small=1000; cp_files=500; par_mib=256
 fi
+# The WAN set (--rtt): small files read one after another, a tree of dirs x files copied out and
+# listed, small files copied in, one big read and one big write.
+if [ $quick = 1 ]; then
+    w_small=50; w_dirs=5; w_per_dir=10; w_up=25; w_read_mib=16; w_write_mib=8
+else
+    w_small=200; w_dirs=10; w_per_dir=20; w_up=100; w_read_mib=64; w_write_mib=32
+fi
 
 bash scripts/setup.sh >/dev/null
 cargo build --release --locked -q
 bin=$top/target/release/ftpfs
+if [ -n "$rtt" ]; then
+    cargo build --release --locked -q --example wan_proxy
+    if ! command -v lftp >/dev/null 2>&1; then
+        echo "bench: installing lftp" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lftp >/dev/null 2>&1 || {
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lftp >/dev/null
+        }
+    fi
+fi
 user=ftpfstest; pass=t3st-Pa55word
 
 work=$(mktemp -d /tmp/ftpfs-bench-XXXXXX)
 root=$work/root; mnt=$work/mnt; local=$work/local
 mkdir -p "$root" "$mnt" "$local"
 chmod 755 "$work" "$root"
-server_pid=""
+server_pid=""; proxy_pid=""
 cleanup() {
     fusermount3 -u -z "$mnt" 2>/dev/null || true
+    [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
     pkill -f "$work/vsftpd.conf" 2>/dev/null || true
     rm -rf "$work"
@@ -47,14 +71,26 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench: creating data in $root" >&2
-head -c $((big_mib << 20)) /dev/urandom > "$root/big.bin"
-for i in 1 2 3 4; do head -c $((par_mib << 20)) /dev/urandom > "$root/par$i.bin"; done
-mkdir "$root/many" "$root/small" "$root/up"
-( cd "$root/many" && seq -f "file-%05g.txt" 1 $many | xargs touch )
-for i in $(seq -f "%04g" 1 $small); do head -c 4096 /dev/urandom > "$root/small/f$i"; done
-head -c $((write_mib << 20)) /dev/urandom > "$local/write.bin"
-mkdir "$local/tree"
-for i in $(seq -f "%04g" 1 $cp_files); do head -c 2048 /dev/urandom > "$local/tree/s$i"; done
+if [ -z "$rtt" ]; then
+    head -c $((big_mib << 20)) /dev/urandom > "$root/big.bin"
+    for i in 1 2 3 4; do head -c $((par_mib << 20)) /dev/urandom > "$root/par$i.bin"; done
+    mkdir "$root/many" "$root/small" "$root/up"
+    ( cd "$root/many" && seq -f "file-%05g.txt" 1 $many | xargs touch )
+    for i in $(seq -f "%04g" 1 $small); do head -c 4096 /dev/urandom > "$root/small/f$i"; done
+    head -c $((write_mib << 20)) /dev/urandom > "$local/write.bin"
+    mkdir "$local/tree"
+    for i in $(seq -f "%04g" 1 $cp_files); do head -c 2048 /dev/urandom > "$local/tree/s$i"; done
+else
+    head -c $((w_read_mib << 20)) /dev/urandom > "$root/big.bin"
+    head -c $((w_write_mib << 20)) /dev/urandom > "$local/write.bin"
+    mkdir "$root/small" "$root/tree" "$root/up" "$local/up"
+    for i in $(seq -f "%04g" 1 $w_small); do head -c 4096 /dev/urandom > "$root/small/f$i"; done
+    for d in $(seq -f "d%02g" 1 $w_dirs); do
+        mkdir "$root/tree/$d"
+        for i in $(seq -f "%03g" 1 $w_per_dir); do head -c 4096 /dev/urandom > "$root/tree/$d/f$i"; done
+    done
+    for i in $(seq -f "%04g" 1 $w_up); do head -c 4096 /dev/urandom > "$local/up/s$i"; done
+fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pasv_lo=$(( (port % 500) * 40 + 10000 )); pasv_hi=$(( pasv_lo + 39 ))
@@ -97,20 +133,27 @@ xferlog_enable=NO
 max_clients=200
 max_per_ip=200
 EOF
+    if [ -n "$rtt" ]; then # log every command, to count what each workload costs
+        sed -i 's/^xferlog_enable=NO$/xferlog_enable=YES/' "$work/vsftpd.conf"
+        printf '%s\n' xferlog_std_format=NO log_ftp_protocol=YES "vsftpd_log_file=$work/commands.log" \
+            >> "$work/vsftpd.conf"
+    fi
     /usr/sbin/vsftpd "$work/vsftpd.conf" > "$work/server.log" 2>&1 &
 else
     python3 tests/support/pyftpd_server.py --port "$port" --root "$root" --user $user \
-        --password $pass --pasv "$pasv_lo-$pasv_hi" > "$work/server.log" 2>&1 &
+        --password $pass --pasv "$pasv_lo-$pasv_hi" ${rtt:+--verbose} > "$work/server.log" 2>&1 &
 fi
 server_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
 
-url="ftp://$user:$pass@127.0.0.1:$port"
+host=127.0.0.1
+[ -z "$rtt" ] || host=127.0.0.2 # through the proxy
+url="ftp://$user:$pass@$host:$port"
 export FTPFS_PASSWORD=$pass
 now() { date +%s.%N; }
-mount_fs() { "$bin" "ftp://$user@127.0.0.1:$port/" "$mnt" "$@"; }
+mount_fs() { "$bin" "ftp://$user@$host:$port/" "$mnt" "$@"; }
 umount_fs() { fusermount3 -u "$mnt"; for _ in $(seq 100); do mountpoint -q "$mnt" || return 0; sleep 0.05; done; }
-ftpfs_pid() { pgrep -f "$bin ftp://$user@127.0.0.1:$port/ $mnt" | head -1; }
+ftpfs_pid() { pgrep -f "$bin ftp://$user@$host:$port/ $mnt" | head -1; }
 # time_cmd CMD...: seconds taken
 time_cmd() { local t0; t0=$(now); "$@"; echo "$(now) - $t0" | bc -l; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -122,6 +165,11 @@ record() { # name mount_times curl_times
     m=$(median $2); c=$(median $3)
     results+=("$(printf '%-52s %9.3f %9.3f %7.2f' "$name" "$m" "$c" "$(echo "$c / $m" | bc -l)")")
 }
+
+if [ -n "$rtt" ]; then
+    . scripts/bench_wan.sh
+    exit 0
+fi
 
 rss_peak=0
 echo "bench: sequential read" >&2
