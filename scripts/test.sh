@@ -17,6 +17,8 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo build --release --locked
+# The fake WAN of tests/wan.rs.
+cargo build --release --locked --example wan_proxy
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Unit, property and real-server tests (the crate has no doc tests).

@@ -274,7 +274,7 @@ impl Filesystem for FtpFs {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let res = self.model.flush(fh.0);
+        let res = self.model.fsync(fh.0);
         answer!(reply, res, |_v| reply.ok());
     }
 

@@ -31,7 +31,7 @@ pub struct Args {
     /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
     /// tls[=explicit|implicit], cafile=PATH, no_verify, netrc=PATH, password_file=PATH,
     /// encoding=CHARSET, cache_dir=DIR, default_permissions, no_default_permissions,
-    /// ahead_mib=N (memory for small files fetched ahead; 0 = no work ahead)
+    /// ahead_mib=N (memory for small files fetched ahead; 0 = no work ahead), writeback
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     pub options: Vec<String>,
     /// More logging (repeat for more); RUST_LOG overrides
@@ -58,6 +58,8 @@ pub struct MountOpts {
     pub list_tz_offset: i64,
     /// Memory for small files fetched ahead of the reader, in MiB; 0 turns work ahead off.
     pub ahead_mib: u64,
+    /// close() returns once the data is spooled on disk; uploads run in the background.
+    pub writeback: bool,
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
     pub tls: Option<TlsMode>,
     pub cafile: Option<PathBuf>,
@@ -106,6 +108,7 @@ impl Default for MountOpts {
             pasv_ip: false,
             list_tz_offset: 0,
             ahead_mib: 32,
+            writeback: false,
             tls: None,
             cafile: None,
             no_verify: false,
@@ -191,6 +194,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("no_mlsd", None) => o.no_mlsd = true,
             ("pasv_ip", None) => o.pasv_ip = true,
             ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
+            ("writeback", None) => o.writeback = true,
             ("ahead_mib", Some(v)) => {
                 o.ahead_mib = number(key, v)?;
                 if o.ahead_mib > 4096 {

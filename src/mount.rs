@@ -260,6 +260,16 @@ pub fn run(plan: MountPlan) -> Result<(), StartError> {
     }
 }
 
+/// The write-back journal of this server and root: `cache_dir/writeback/<url without password>`,
+/// created if missing.
+fn writeback_journal(cache_dir: &Path, url: &str) -> Result<PathBuf, String> {
+    let key: String = percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC).collect();
+    let key: String = key.chars().take(200).collect();
+    let dir = cache_dir.join("writeback").join(key);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot use {} for write-back: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 fn mount_and_serve(
     plan: MountPlan,
     mountpoint: PathBuf,
@@ -271,13 +281,20 @@ fn mount_and_serve(
     let o = &plan.opts;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let cache_dir = o.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir);
+    let journal = match o.writeback {
+        true => Some(writeback_journal(&cache_dir, &plan.target.display_url())?),
+        false => None,
+    };
     let cfg = ModelConfig {
         cache_timeout: o.cache_timeout,
         uid: o.uid.unwrap_or(uid),
         gid: o.gid.unwrap_or(gid),
         umask: o.umask,
         read_only: o.read_only,
-        cache_dir: o.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir),
+        cache_dir: cache_dir.clone(),
+        writeback: journal,
+        writeback_uploads: o.connections.saturating_sub(1).max(1),
     };
     let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
     let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
@@ -297,6 +314,10 @@ fn mount_and_serve(
         ftp
     };
     let model = Arc::new(Model::new(cfg, backend));
+    let recovered = model.recover_writeback();
+    if recovered > 0 {
+        log::warn!("uploaded {recovered} files that an earlier mount had not written back");
+    }
     let fs = FtpFs::new(model.clone());
 
     let mut config = Config::default();
@@ -366,6 +387,8 @@ fn mount_and_serve(
         detach_stdio();
     }
     let res = session.run();
+    // Unmounted: write-backs still on their way land before the process ends.
+    model.stop();
     model.shutdown();
     res.map_err(|e| format!("session ended: {e}"))
 }

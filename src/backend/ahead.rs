@@ -363,6 +363,8 @@ impl Shared {
         if let Some(entries) = entries.filter(|_| !spoiled) {
             st.keep_list(dir, ListAhead { entries, fetched: Instant::now() });
         }
+        drop(st);
+        self.landed.notify_all();
     }
 
     /// A whole-file read of `path` starts: follow the pattern and queue the next files.
@@ -536,6 +538,13 @@ impl Backend for Ahead {
         let s = &self.shared;
         let ahead = {
             let mut st = s.state.lock();
+            // A listing of this directory already on its way is as good as our own request.
+            let deadline = Instant::now() + s.inner.wait_limit();
+            while st.lists_in_flight.contains_key(dir) {
+                if s.landed.wait_until(&mut st, deadline).timed_out() {
+                    break;
+                }
+            }
             st.take_list(dir).filter(|l| l.fetched.elapsed() < s.cfg.max_age)
         };
         let entries = match ahead {

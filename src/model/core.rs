@@ -10,6 +10,7 @@ use super::FsResult;
 use super::cache::{DirCache, DirListing};
 use super::files::Handles;
 use super::inodes::split_path;
+use super::writeback::WriteBack;
 use crate::backend::{Backend, Entry, EntryKind, FsError};
 
 /// Settings of the model.
@@ -23,6 +24,10 @@ pub struct ModelConfig {
     pub read_only: bool,
     /// Where temp copies of files being changed at random offsets live.
     pub cache_dir: std::path::PathBuf,
+    /// Write-back's journal directory (`None`: close() waits for the upload).
+    pub writeback: Option<std::path::PathBuf>,
+    /// How many write-back uploads run at once.
+    pub writeback_uploads: usize,
 }
 
 /// How many times a listing spoiled by a concurrent change of ours is fetched again before it
@@ -35,12 +40,14 @@ pub struct Core {
     pub(super) backend: Arc<dyn Backend>,
     pub(super) dirs: DirCache,
     pub(super) handles: Handles,
+    pub(super) writeback: WriteBack,
 }
 
 impl Core {
     pub(super) fn new(cfg: ModelConfig, backend: Arc<dyn Backend>) -> Core {
         let dirs = DirCache::new(cfg.cache_timeout, 4096);
-        Core { cfg, backend, dirs, handles: Handles::default() }
+        let writeback = WriteBack::new(cfg.writeback.clone(), cfg.writeback_uploads);
+        Core { cfg, backend, dirs, handles: Handles::default(), writeback }
     }
 
     /// How long a request may wait for the server or a connection.

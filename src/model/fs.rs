@@ -84,7 +84,7 @@ pub enum SetTime {
 
 /// The model: shared by all worker threads.
 pub struct Model {
-    pub(super) core: Core,
+    pub(super) core: Arc<Core>,
     pub(super) inodes: Mutex<Inodes>,
     /// Size and mtime of each file at its last open (keep_cache decisions).
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
@@ -98,7 +98,7 @@ pub struct Model {
 impl Model {
     pub fn new(cfg: ModelConfig, backend: Arc<dyn Backend>) -> Model {
         Model {
-            core: Core::new(cfg, backend),
+            core: Arc::new(Core::new(cfg, backend)),
             inodes: Mutex::new(Inodes::new()),
             seen: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
@@ -257,6 +257,8 @@ impl Model {
     /// writers of the path keep their own copy ([`handle_io::pin_writers`]).
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
         let path = self.path_of(ino)?;
+        // A write-back of this file still on its way lands first: nothing reads around it.
+        self.core.writeback.wait_for(|p| p == path)?;
         let writable = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
         let append = flags & libc::O_APPEND != 0;
         let entry = if path.is_empty() { Err(libc::EISDIR) } else { self.core.entry(&path) }?;
@@ -285,6 +287,7 @@ impl Model {
     /// `mode & !umask`. The kernel counts a lookup on the new inode only when this succeeds.
     pub fn create(&self, parent: u64, name: &str, flags: i32, mode: u32, umask: u32) -> FsResult<(Stat, u64)> {
         let path = self.child(parent, name)?;
+        self.core.writeback.wait_for(|p| p == path)?;
         let ino = self.inodes.lock().lookup(&path);
         let res = self.create_file(&path, flags, mode & !umask);
         if res.is_err() {
@@ -308,16 +311,41 @@ impl Model {
         handle_io::write(&self.core, &f, off, data)
     }
 
-    /// flush/fsync: the server holds what `fh` wrote when this returns Ok.
+    /// flush (each close of a descriptor): the server holds what `fh` wrote when this returns
+    /// Ok. With write-back, a handle's data is left for its release to defer.
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.core.handles.get(fh)?;
+        if self.core.writeback.enabled() && handle_io::can_write_back(&f) {
+            return Ok(());
+        }
         handle_io::commit(&self.core, &f)
+    }
+
+    /// fsync: the server holds what `fh` wrote, and any write-back of its file has landed; a
+    /// write-back of the file that failed since the last fsync is reported here.
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        let f = self.core.handles.get(fh)?;
+        handle_io::commit(&self.core, &f)?;
+        let Some(path) = f.path() else { return Ok(()) };
+        let wb = &self.core.writeback;
+        wb.wait_for(|p| p == path)?;
+        wb.take_failure(&path).map_or(Ok(()), Err)
     }
 
     /// release: commits and forgets the handle. Data that could not be uploaded is kept in
     /// `cache_dir` (and logged).
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let Ok(f) = self.core.handles.get(fh) else { return Ok(()) };
+        let wb = &self.core.writeback;
+        if wb.enabled()
+            && let Some(path) = f.path()
+            && handle_io::can_write_back(&f)
+            // Closes of one file land in their order.
+            && wb.wait_for(|p| p == path).is_ok()
+            && wb.defer(&self.core, fh, f.clone(), &path)
+        {
+            return Ok(());
+        }
         // Still registered while it uploads: a rename or delete of its path waits for it, and
         // an unmount still counts it as open.
         let res = handle_io::commit(&self.core, &f);
@@ -347,6 +375,9 @@ impl Model {
         }
         let handles = &self.core.handles;
         if let Some(size) = size {
+            // A write-back on its way lands before its data is cut (a time or mode set meanwhile
+            // is applied after its upload, as for any handle with unsaved data).
+            self.core.writeback.wait_for(|p| p == path)?;
             let given = fh.and_then(|fh| handles.get(fh).ok()).filter(|f| f.writable);
             match given.or_else(|| handles.writers_of(&path).into_iter().next()) {
                 Some(f) => handle_io::truncate(&self.core, &f, size)?,
@@ -442,6 +473,15 @@ impl Model {
         self.core.backend.close_idle();
     }
 
+    /// Uploads what an earlier mount's write-back left in the journal (before serving);
+    /// returns how many files landed.
+    pub fn recover_writeback(&self) -> usize {
+        match &self.core.cfg.writeback {
+            Some(dir) => super::writeback::recover(&self.core, dir),
+            None => 0,
+        }
+    }
+
     /// How many file handles are open.
     pub fn open_handles(&self) -> usize {
         self.core.handles.all().len()
@@ -450,6 +490,7 @@ impl Model {
     /// Unmounting (signal, or the mount went away): uploads what open handles still hold, then
     /// fails every request still waiting for a connection and every later one.
     pub fn stop(&self) {
+        self.core.writeback.wait_all(self.core.wait_limit());
         handle_io::commit_everything(&self.core, std::time::Instant::now() + self.core.wait_limit());
         self.core.backend.shut_down();
     }

@@ -343,6 +343,10 @@ fn fail_stream(core: &Core, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
 /// would destroy what another client put there.
 fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<Writer>> {
     let Some(path) = f.path() else { return Ok(None) };
+    // Write-back uploads whole spools after close, several at once.
+    if core.writeback.enabled() && !f.append {
+        return Ok(None);
+    }
     let replace = off == 0 && f.is_created();
     // An append waits (in a tail spool) for another handle's pending creation to land first.
     let append = !replace
@@ -450,6 +454,13 @@ pub fn commit(core: &Core, f: &OpenFile) -> FsResult<()> {
     }
     let mut io = f.io.lock();
     commit_locked(core, f, &mut io)
+}
+
+/// Whether the release of `f` can leave its upload to write-back: it holds a whole version of
+/// the file in its spool, not yet on the server, and no error.
+pub fn can_write_back(f: &OpenFile) -> bool {
+    let io = f.io.lock();
+    io.error.is_none() && matches!(&io.state, State::Spooled(s) if !s.tail && (s.dirty || f.is_created()))
 }
 
 /// Before `path` is renamed: files at or under it that exist only as creations not uploaded yet

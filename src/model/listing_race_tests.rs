@@ -24,6 +24,8 @@ fn model_with_change_during_listing(change: fn(&Model)) -> (Arc<Model>, Arc<Memo
         umask: 0,
         read_only: false,
         cache_dir: dir.path().to_path_buf(),
+        writeback: None,
+        writeback_uploads: 1,
     };
     let model = Arc::new(Model::new(cfg, be.clone()));
     let fired = Arc::new(AtomicBool::new(false));

@@ -19,6 +19,8 @@ fn model() -> (Model, Arc<MemoryBackend>, tempfile::TempDir) {
         umask: 0,
         read_only: false,
         cache_dir: dir.path().to_path_buf(),
+        writeback: None,
+        writeback_uploads: 1,
     };
     (Model::new(cfg, be.clone()), be, dir)
 }

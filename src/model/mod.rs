@@ -17,6 +17,7 @@ mod namespace;
 mod open_file;
 mod readahead;
 mod rescue;
+mod writeback;
 
 pub use self::core::ModelConfig;
 pub use fs::{DirItem, Kind, Model, Opened, OpenedDir, SetTime, Stat};
@@ -31,3 +32,5 @@ mod listing_race_tests;
 mod lost_reply_tests;
 #[cfg(test)]
 mod prop_tests;
+#[cfg(test)]
+mod writeback_tests;

@@ -144,6 +144,7 @@ impl Model {
     pub fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
         self.refuse_if_read_only()?;
         let path = self.child(parent, name)?;
+        self.core.writeback.wait_under(&path)?;
         let (parent, _) = split_path(&path);
         let core = &self.core;
         if let Err(e) = core.backend.rmdir(&path) {
@@ -164,6 +165,7 @@ impl Model {
     pub fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
         self.refuse_if_read_only()?;
         let path = self.child(parent, name)?;
+        self.core.writeback.wait_for(|p| p == path)?;
         let (parent, name) = split_path(&path);
         let core = &self.core;
         if core.entry(&path).map(|e| e.is_dir()).unwrap_or(false) {
@@ -201,6 +203,8 @@ impl Model {
     pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str, noreplace: bool) -> FsResult<()> {
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
+        // Write-backs land under their own names first (the journal knows them by those).
+        self.core.writeback.wait_for(|p| is_at_or_under(p, &from) || is_at_or_under(p, &to))?;
         if noreplace && self.stat(&to).is_ok() {
             return Err(libc::EEXIST);
         }

@@ -151,6 +151,8 @@ impl Run {
             umask: 0,
             read_only: false,
             cache_dir: dir.path().to_path_buf(),
+            writeback: None,
+            writeback_uploads: 1,
         };
         let ahead = ahead.then(|| {
             let cfg = AheadConfig { workers: connections.saturating_sub(1).max(1), ..AheadConfig::default() };

@@ -31,6 +31,17 @@ pub(super) fn rescue(core: &Core, f: &OpenFile) {
     }
 }
 
+/// Gives the spool of `f` a second name, `to` (write-back's journal). `false`: `f` holds no
+/// whole version to upload.
+pub(super) fn link_spool(f: &OpenFile, to: &std::path::Path) -> io::Result<bool> {
+    let mut io = f.io.lock();
+    let State::Spooled(s) = &mut io.state else { return Ok(false) };
+    if s.tail || !(s.dirty || f.is_created()) {
+        return Ok(false);
+    }
+    keep_spool(s, to).map(|()| true)
+}
+
 /// Gives the spool's (unnamed) temp file the name `kept`, or copies it there.
 fn keep_spool(s: &mut Spool, kept: &std::path::Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;

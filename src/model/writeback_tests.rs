@@ -1,0 +1,141 @@
+//! Write-back on the in-memory server: close() returns before the upload, everything that
+//! comes after sees the data, failures reach fsync, unmount waits, and a journal left behind
+//! is uploaded by the next mount.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Model, ModelConfig, ROOT_INO};
+use crate::backend::FsError;
+use crate::backend::memory::MemoryBackend;
+
+const SLOW: Duration = Duration::from_millis(300);
+
+fn model(be: &Arc<MemoryBackend>, cache: &Path, journal: Option<&Path>) -> Model {
+    let cfg = ModelConfig {
+        cache_timeout: Duration::from_secs(3600),
+        uid: 0,
+        gid: 0,
+        umask: 0,
+        read_only: false,
+        cache_dir: cache.to_path_buf(),
+        writeback: journal.map(Path::to_path_buf),
+        writeback_uploads: 3,
+    };
+    Model::new(cfg, be.clone())
+}
+
+fn setup() -> (Arc<MemoryBackend>, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).expect("journal dir");
+    (Arc::new(MemoryBackend::new(4)), dir, journal)
+}
+
+/// Creates `name` with `data` and closes it.
+fn write_file(m: &Model, name: &str, data: &[u8]) {
+    let (_, fh) = m.create(ROOT_INO, name, libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, data), Ok(data.len()));
+    m.flush(fh).expect("flush");
+    m.release(fh).expect("close");
+}
+
+fn read_file(m: &Model, name: &str) -> Vec<u8> {
+    let ino = m.lookup(ROOT_INO, name).expect("lookup").ino;
+    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
+    let mut out = Vec::new();
+    m.read(fh, 0, 1 << 20, &mut |d| out.extend_from_slice(d)).expect("read");
+    m.release(fh).expect("close");
+    out
+}
+
+fn journal_entries(journal: &Path) -> usize {
+    std::fs::read_dir(journal).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn close_returns_before_the_upload_and_later_requests_see_the_data() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.delay(SLOW);
+    write_file(&m, "f", b"written back");
+    // Closed, and not on the server yet: the upload waits behind the delay.
+    assert!(be.file("f").is_none(), "close waited for the upload");
+    assert_eq!(journal_entries(&journal), 2, "data and path in the journal");
+    // A reader's open waits for the upload.
+    assert_eq!(read_file(&m, "f"), b"written back");
+    assert_eq!(be.file("f").as_deref(), Some(&b"written back"[..]));
+    assert_eq!(journal_entries(&journal), 0, "the journal forgets what landed");
+    assert_eq!(m.open_handles(), 0);
+}
+
+#[test]
+fn unmount_waits_for_every_write_back() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.delay(SLOW);
+    for i in 0..9 {
+        write_file(&m, &format!("f{i}"), format!("file {i}").as_bytes());
+    }
+    m.stop();
+    for i in 0..9 {
+        assert_eq!(be.file(&format!("f{i}")), Some(format!("file {i}").into_bytes()), "f{i}");
+    }
+    assert_eq!(journal_entries(&journal), 0);
+}
+
+#[test]
+fn a_failed_write_back_is_reported_by_fsync_and_its_data_kept() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.fail_finish_next(FsError::NoSpace);
+    write_file(&m, "f", b"no room for this");
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
+    assert_eq!(m.fsync(fh), Err(libc::ENOSPC));
+    assert_eq!(m.fsync(fh), Ok(()), "reported once");
+    m.release(fh).expect("close");
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-unsaved-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the data is kept in cache_dir");
+    assert_eq!(std::fs::read(kept[0].path()).expect("kept file"), b"no room for this");
+}
+
+#[test]
+fn closes_of_one_file_land_in_order_and_renames_wait() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.delay(Duration::from_millis(50));
+    for round in 0..3 {
+        write_file(&m, "f", format!("version {round}").as_bytes());
+    }
+    m.rename(ROOT_INO, "f", ROOT_INO, "g", false).expect("rename");
+    assert_eq!(be.file("g").as_deref(), Some(&b"version 2"[..]));
+    assert!(be.file("f").is_none());
+    m.stop();
+}
+
+#[test]
+fn a_journal_left_by_a_crash_is_uploaded_by_the_next_mount() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.delay(SLOW);
+    write_file(&m, "crashed", b"only in the journal");
+    // What a kill -9 now would leave behind.
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    for e in std::fs::read_dir(&journal).expect("journal").filter_map(Result::ok) {
+        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
+    }
+    m.stop();
+    // The next mount, on a server that never got the file.
+    let be2 = Arc::new(MemoryBackend::new(2));
+    let m2 = model(&be2, dir.path(), Some(&left));
+    assert_eq!(m2.recover_writeback(), 1);
+    assert_eq!(be2.file("crashed").as_deref(), Some(&b"only in the journal"[..]));
+    assert_eq!(journal_entries(&left), 0);
+}

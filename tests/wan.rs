@@ -1,0 +1,171 @@
+//! Through a fake wide-area link (examples/wan_proxy: every round trip costs a set delay), on
+//! vsftpd and pyftpdlib, checked on the server's own disk:
+//! - write-back survives `kill -9`: uploads still pending when ftpfs dies are in the journal,
+//!   and the next mount of the same server uploads them;
+//! - fsync with write-back returns only when the server holds the data;
+//! - files fetched ahead are never served once the server's content changed and the listing
+//!   shows it (after the listing's timeout), and whole-directory reads stay correct.
+
+#[macro_use]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::mount::{Mount, fuse_available};
+use support::{FtpServer, ServerKind, USER};
+
+/// The proxy's address (all of 127/8 is loopback).
+const WAN_HOST: &str = "127.0.0.2";
+
+/// A running wan_proxy in front of a server; stopped when dropped.
+struct Wan {
+    child: Child,
+}
+
+impl Wan {
+    fn start(srv: &FtpServer, rtt_ms: u32) -> Wan {
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/wan-… → target/<profile>/examples/wan_proxy
+        let proxy = exe.parent().and_then(Path::parent).map(|p| p.join("examples/wan_proxy")).expect("target dir");
+        assert!(proxy.exists(), "{} missing: cargo build --release --example wan_proxy", proxy.display());
+        let ports = format!("{},{}-{}", srv.port, srv.pasv_range.0, srv.pasv_range.1);
+        let mut child = Command::new(proxy)
+            .args(["--listen", WAN_HOST, "--to", &srv.host, "--ports", &ports, "--rtt-ms", &rtt_ms.to_string()])
+            .args(["--max-seconds", "600"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start wan_proxy");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("proxy stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("proxy says ready");
+        assert_eq!(line.trim(), "ready", "wan_proxy did not start");
+        Wan { child }
+    }
+
+    fn url(srv: &FtpServer) -> String {
+        format!("ftp://{USER}@{WAN_HOST}:{}/", srv.port)
+    }
+}
+
+impl Drop for Wan {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup(kind: ServerKind, rtt_ms: u32) -> Option<(FtpServer, Wan)> {
+    if !fuse_available() {
+        return None;
+    }
+    let srv = FtpServer::start(kind);
+    let wan = Wan::start(&srv, rtt_ms);
+    Some((srv, wan))
+}
+
+fn mount(srv: &FtpServer, options: &[&str]) -> Mount {
+    Mount::try_new(srv, options, Some(&Wan::url(srv)))
+        .unwrap_or_else(|e| panic!("mount through the WAN failed: {e}\nserver log:\n{}", srv.log()))
+}
+
+fn content(i: usize) -> String {
+    format!("file {i} {}\n", "x".repeat(i * 37))
+}
+
+fn journal_files(cache: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(servers) = std::fs::read_dir(cache.join("writeback")) else { return out };
+    for s in servers.flatten() {
+        if let Ok(d) = std::fs::read_dir(s.path()) {
+            out.extend(d.flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+fn writeback_survives_kill_9(kind: ServerKind) {
+    let Some((srv, _wan)) = setup(kind, 200) else { return };
+    let cache = tempfile::tempdir().expect("cache dir");
+    let opts = format!("writeback,cache_dir={}", cache.path().display());
+    let local = tempfile::tempdir().expect("local dir");
+    let n = 24;
+    for i in 0..n {
+        std::fs::write(local.path().join(format!("f{i:02}")), content(i)).expect("local file");
+    }
+    let m = mount(&srv, &[&opts]);
+    m.sh_ok("mkdir in");
+    m.sh_ok(&format!("cp {}/f* in/", local.path().display()));
+    let arrived = (0..n).filter(|i| srv.disk(&format!("in/f{i:02}")).exists()).count();
+    // 200 ms round trips: the uploads cannot all have landed the moment cp returns.
+    assert!(arrived < n, "every upload landed before cp returned: nothing was written back");
+    m.abort(); // kill -9, then a lazy unmount
+    assert!(!journal_files(cache.path()).is_empty(), "no journal left behind for {} pending files", n - arrived);
+    let m2 = mount(&srv, &[&opts]);
+    for i in 0..n {
+        let disk = std::fs::read_to_string(srv.disk(&format!("in/f{i:02}"))).unwrap_or_default();
+        assert_eq!(disk, content(i), "in/f{i:02} after the next mount");
+    }
+    assert!(journal_files(cache.path()).is_empty(), "the journal is emptied once uploaded");
+    assert!(m2.unmount());
+}
+
+fn fsync_waits_for_the_server(kind: ServerKind) {
+    let Some((srv, _wan)) = setup(kind, 100) else { return };
+    let cache = tempfile::tempdir().expect("cache dir");
+    let opts = format!("writeback,cache_dir={}", cache.path().display());
+    let m = mount(&srv, &[&opts]);
+    m.sh_ok("head -c 100000 /dev/urandom > /tmp/ftpfs-wan-src-$$ && dd if=/tmp/ftpfs-wan-src-$$ of=synced bs=4k conv=fsync status=none && cmp /tmp/ftpfs-wan-src-$$ synced; rc=$?; rm -f /tmp/ftpfs-wan-src-$$; exit $rc");
+    assert_eq!(std::fs::metadata(srv.disk("synced")).map(|md| md.len()).ok(), Some(100_000), "fsync returned first");
+    // Without fsync, close returns first; unmount waits for the upload.
+    m.sh_ok("printf later > unsynced");
+    assert!(m.unmount());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read(srv.disk("unsynced")).ok().as_deref() != Some(b"later") {
+        assert!(Instant::now() < deadline, "the upload did not land after the unmount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn whole_directory_reads_stay_true(kind: ServerKind) {
+    let Some((srv, _wan)) = setup(kind, 50) else { return };
+    let n = 20;
+    std::fs::create_dir(srv.disk("d")).expect("dir");
+    for i in 0..n {
+        srv.put_file(&format!("d/f{i:02}"), content(i).as_bytes());
+    }
+    let m = mount(&srv, &["cache_timeout=1"]);
+    let all = |m: &Mount| m.sh_ok("cat d/*");
+    let expected = |srv: &FtpServer| {
+        (0..n).map(|i| std::fs::read_to_string(srv.disk(&format!("d/f{i:02}"))).expect("disk")).collect::<String>()
+    };
+    assert_eq!(all(&m), expected(&srv));
+    // Another client changes files: sizes, and (where MLSD gives times to the second; LIST
+    // gives minutes) one of the same size a second later.
+    srv.put_file("d/f03", b"changed, shorter\n");
+    srv.put_file("d/f07", content(40).as_bytes());
+    if kind.has_mlsd() {
+        std::thread::sleep(Duration::from_millis(1100));
+        let same_size = content(11).replace("file 11", "FILE 11");
+        srv.put_file("d/f11", same_size.as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(all(&m), expected(&srv), "after the listing timeout the changed files are read anew");
+    // And again, reading in listing order as cp -r does.
+    let out = tempfile::tempdir().expect("out dir");
+    m.sh_ok(&format!("cp -r d {}/", out.path().display()));
+    for i in 0..n {
+        let name = format!("d/f{i:02}");
+        assert_eq!(std::fs::read(out.path().join(&name)).ok(), std::fs::read(srv.disk(&name)).ok(), "{name}");
+    }
+}
+
+on_servers!(
+    [vsftpd: Vsftpd, pyftpdlib: Pyftpdlib],
+    writeback_survives_kill_9,
+    fsync_waits_for_the_server,
+    whole_directory_reads_stay_true,
+);
