@@ -34,9 +34,9 @@ lftp_cmd() { # lftp_cmd 'COMMANDS': one lftp session through the proxy
 }
 
 rss_peak=0; MNT=""
-mount_cold() { # a fresh mount (cold caches), its time noted
+mount_cold() { # a fresh mount (cold caches), its time noted; arguments go to ftpfs
     local t0; t0=$(now)
-    mount_fs
+    mount_fs "$@"
     MNT+=" $(echo "$(now) - $t0" | bc -l)"
 }
 unmount() { # notes the peak RSS, then unmounts
@@ -123,6 +123,21 @@ done
 record_wan "cp -r in, $w_up files of 4 KiB" "lftp mirror -R -P8"
 per_file_cmds=$(echo "$(printf '%s\n' "$fs_verbs" | grep -c . || true) / $w_up" | bc -l)
 per_file_rtts=$(echo "$(median $M) * 1000 / $rtt / $w_up" | bc -l)
+
+echo "bench: cp -r in, write-back" >&2
+M=""; C=""
+for r in $(seq $rounds); do
+    mount_cold -o writeback
+    pid=$(ftpfs_pid)
+    # Timed until every file is on the server: cp, then the unmount, which waits for the uploads
+    # (the ftpfs process ends once they landed).
+    timed_fs sh -c "cp -r '$local/up' '$mnt/up/b$r' && fusermount3 -u '$mnt' &&
+        while kill -0 $pid 2>/dev/null; do sleep 0.01; done"
+    diff -r "$local/up" "$root/up/b$r" > /dev/null || mismatch "cp -r in with write-back"
+    timed_client lftp_cmd "mirror -R --parallel=8 '$local/up' up/k$r"
+    diff -r "$local/up" "$root/up/k$r" > /dev/null || mismatch "lftp mirror -R"
+done
+record_wan "cp -r in, $w_up files, writeback, landed" "lftp mirror -R -P8"
 
 echo "bench: sequential read" >&2
 M=""; C=""

@@ -260,20 +260,60 @@ pub fn run(plan: MountPlan) -> Result<(), StartError> {
     }
 }
 
-/// The write-back journal of this server and root: `cache_dir/writeback/<url without password>`,
-/// created if missing.
-fn writeback_journal(cache_dir: &Path, url: &str) -> Result<PathBuf, String> {
+/// This mount's write-back journal, `cache_dir/writeback/<url without password>/<pid-time>/`,
+/// locked (flock) for the life of the process, and the journals of earlier mounts of the same
+/// server and root that no live process holds (each locked now, for its recovery).
+fn writeback_journal(cache_dir: &Path, url: &str) -> Result<(PathBuf, Vec<(PathBuf, File)>), String> {
     let key: String = percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC).collect();
     let key: String = key.chars().take(200).collect();
-    let dir = cache_dir.join("writeback").join(key);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot use {} for write-back: {e}", dir.display()))?;
-    Ok(dir)
+    let base = cache_dir.join("writeback").join(key);
+    let fail = |p: &Path, e: std::io::Error| format!("cannot use {} for write-back: {e}", p.display());
+    std::fs::create_dir_all(&base).map_err(|e| fail(&base, e))?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let own = base.join(format!("{}-{stamp}", std::process::id()));
+    std::fs::create_dir(&own).map_err(|e| fail(&own, e))?;
+    let lock = File::create(own.join("lock")).map_err(|e| fail(&own, e))?;
+    if !try_lock(&lock) {
+        return Err(format!("cannot lock {} for write-back", own.display()));
+    }
+    // Held until the process ends.
+    std::mem::forget(lock);
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir(&base).map_err(|e| fail(&base, e))?.flatten() {
+        let dir = entry.path();
+        if dir == own || !dir.is_dir() {
+            continue;
+        }
+        let Ok(lock) = File::options().create(true).truncate(false).write(true).open(dir.join("lock")) else {
+            continue;
+        };
+        if try_lock(&lock) {
+            orphans.push((dir, lock));
+        }
+    }
+    orphans.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((own, orphans))
+}
+
+/// An exclusive flock without waiting.
+fn try_lock(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor this File owns.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Removes a journal directory that holds nothing but its lock file.
+fn remove_if_only_lock(dir: &Path) {
+    let only_lock = std::fs::read_dir(dir).map(|d| d.flatten().all(|e| e.file_name() == "lock")).unwrap_or(false);
+    if only_lock {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 fn mount_and_serve(
     plan: MountPlan,
     mountpoint: PathBuf,
-    first: Connection,
+    mut first: Connection,
     root: String,
     report: &mut Report,
 ) -> Result<(), StartError> {
@@ -282,9 +322,12 @@ fn mount_and_serve(
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let cache_dir = o.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir);
-    let journal = match o.writeback {
-        true => Some(writeback_journal(&cache_dir, &plan.target.display_url())?),
-        false => None,
+    let (journal, orphans) = match o.writeback {
+        true => {
+            let (own, orphans) = writeback_journal(&cache_dir, &plan.target.display_url())?;
+            (Some(own), orphans)
+        }
+        false => (None, Vec::new()),
     };
     let cfg = ModelConfig {
         cache_timeout: o.cache_timeout,
@@ -293,20 +336,28 @@ fn mount_and_serve(
         umask: o.umask,
         read_only: o.read_only,
         cache_dir: cache_dir.clone(),
-        writeback: journal,
+        writeback: journal.clone(),
         writeback_uploads: o.connections.saturating_sub(1).max(1),
     };
+    let work_ahead = o.ahead_mib > 0 && !o.cache_timeout.is_zero();
+    if work_ahead {
+        // Proves EPSV once (two round trips now), so that every connection of the pool may
+        // open its data connections ahead from its first request on.
+        if let Err(e) = first.try_data_ahead() {
+            log::debug!("no data connection opened ahead at start: {e}");
+        }
+    }
     let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
     let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
-    let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool, features));
+    let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
     // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks
     // the server, and so it stays.
     let backend: Arc<dyn Backend> = if o.ahead_mib > 0 && !o.cache_timeout.is_zero() {
         let ahead = AheadConfig {
             bytes: o.ahead_mib << 20,
             max_age: o.cache_timeout.min(AheadConfig::default().max_age),
-            // Each uses a connection; one is always kept for requests.
-            workers: o.connections.saturating_sub(1).max(1),
+            // Each uses a connection while one is spare; one is always kept for requests.
+            workers: o.connections,
             ..AheadConfig::default()
         };
         Arc::new(Ahead::new(ftp, ahead))
@@ -314,9 +365,12 @@ fn mount_and_serve(
         ftp
     };
     let model = Arc::new(Model::new(cfg, backend));
-    let recovered = model.recover_writeback();
-    if recovered > 0 {
-        log::warn!("uploaded {recovered} files that an earlier mount had not written back");
+    for (dir, _lock) in orphans {
+        let recovered = model.recover_journal(&dir);
+        if recovered > 0 {
+            log::warn!("uploaded {recovered} files that an earlier mount had not written back");
+        }
+        remove_if_only_lock(&dir);
     }
     let fs = FtpFs::new(model.clone());
 
@@ -383,6 +437,11 @@ fn mount_and_serve(
         .map_err(|e| format!("thread: {e}"))?;
     watch_unmount(mountpoint.clone(), model.clone())?;
     report.ready();
+    if work_ahead {
+        // More logged-in connections, made while the user has not asked for anything yet: the
+        // first directory walk or parallel copy does not wait for logins.
+        pool.warm(o.connections.saturating_sub(1));
+    }
     if !plan.foreground {
         detach_stdio();
     }
@@ -390,5 +449,8 @@ fn mount_and_serve(
     // Unmounted: write-backs still on their way land before the process ends.
     model.stop();
     model.shutdown();
+    if let Some(own) = &journal {
+        remove_if_only_lock(own);
+    }
     res.map_err(|e| format!("session ended: {e}"))
 }

@@ -76,14 +76,20 @@ fn content(i: usize) -> String {
     format!("file {i} {}\n", "x".repeat(i * 37))
 }
 
+/// The files in every journal under `cache/writeback/<server>/<mount>/` (lock files aside).
 fn journal_files(cache: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(servers) = std::fs::read_dir(cache.join("writeback")) else { return out };
-    for s in servers.flatten() {
-        if let Ok(d) = std::fs::read_dir(s.path()) {
-            out.extend(d.flatten().map(|e| e.path()));
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if e.file_name() != "lock" {
+                out.push(p);
+            }
         }
     }
+    let mut out = Vec::new();
+    walk(&cache.join("writeback"), &mut out);
     out
 }
 

@@ -115,6 +115,31 @@ impl Connection {
             && matches!(self.opts.data_mode, DataMode::Passive)
     }
 
+    /// Opens a data connection ahead with EPSV even though EPSV was not tried on this
+    /// connection yet (a failure changes nothing: the first transfer finds out as usual).
+    pub fn try_data_ahead(&mut self) -> Result<()> {
+        if self.ahead.is_some() || self.epsv_failed || !self.opts.use_epsv {
+            return Ok(());
+        }
+        if !matches!(self.opts.data_mode, DataMode::Passive) {
+            return Ok(());
+        }
+        let stream = self.epsv_connect()?;
+        self.ahead = Some((stream, Instant::now()));
+        Ok(())
+    }
+
+    /// EPSV worked on this connection.
+    pub fn epsv_proven(&self) -> bool {
+        self.epsv_worked && !self.epsv_failed
+    }
+
+    /// EPSV worked on another connection to the same server: this one may open data
+    /// connections ahead before its first transfer.
+    pub fn trust_epsv(&mut self) {
+        self.epsv_worked = true;
+    }
+
     /// Opens the passive data connection of the next transfer now (EPSV and the TCP handshake),
     /// while nobody waits for this connection.
     pub fn open_data_ahead(&mut self) -> Result<()> {

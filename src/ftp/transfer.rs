@@ -10,6 +10,7 @@ use std::borrow::BorrowMut;
 use std::io::{self, Read, Write};
 
 use super::control::Connection;
+use super::data::PendingData;
 use super::error::{FtpError, Result};
 use super::listing::{Dialect, Entry, ListContext, parse_listing};
 use super::reply::Reply;
@@ -17,6 +18,15 @@ use super::stream::NetStream;
 
 /// Largest listing we accept, in bytes: a hostile server cannot make us buffer without end.
 pub const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
+
+/// Servers that finish a download normally when we half-close its data connection early
+/// (checked by tests/wire.rs on each); others may take it for an abort.
+fn half_close_is_safe(welcome: &str) -> bool {
+    ["vsFTPd", "Pure-FTPd", "ProFTPD"].iter().any(|name| welcome.contains(name))
+}
+
+/// Commands whose data flows from the server to us.
+const DOWNLOADS: [&str; 4] = ["RETR", "LIST", "MLSD", "NLST"];
 
 fn is_transfer_done(code: u16) -> bool {
     code == 226 || code == 250
@@ -34,12 +44,14 @@ impl Connection {
             super::command::check_arg(a)?;
         }
         let (mut pending, ahead) = self.open_data()?;
+        self.half_close_download(&pending, verb);
         let mut reply = self.send_transfer_command(verb, arg, rest)?;
         if ahead && reply.code == 425 {
             // The server did not take the connection opened ahead: open one now, and from now on.
             log::info!("server refused a data connection opened ahead ({}); opening them on demand", reply.text());
             self.ahead_refused = true;
             pending = self.open_data_now()?;
+            self.half_close_download(&pending, verb);
             reply = self.send_transfer_command(verb, arg, rest)?;
         }
         if reply.code == 421 {
@@ -70,6 +82,19 @@ impl Connection {
                 self.mark_dead_on(res)
             }
             _ => Ok(stream),
+        }
+    }
+
+    /// We never send on a plain download's data connection: saying so before the command spares
+    /// the server waiting for our end of it before its final reply (vsftpd waits), a round trip.
+    /// Only on servers known to read that as intended: pyftpdlib takes it for an abort.
+    fn half_close_download(&self, pending: &PendingData, verb: &str) {
+        let encrypted = self.tls_config.is_some() && self.protect_data;
+        if let (PendingData::Connected(tcp), false) = (pending, encrypted)
+            && DOWNLOADS.contains(&verb)
+            && half_close_is_safe(self.welcome())
+        {
+            let _ = tcp.shutdown(std::net::Shutdown::Write);
         }
     }
 

@@ -473,13 +473,10 @@ impl Model {
         self.core.backend.close_idle();
     }
 
-    /// Uploads what an earlier mount's write-back left in the journal (before serving);
-    /// returns how many files landed.
-    pub fn recover_writeback(&self) -> usize {
-        match &self.core.cfg.writeback {
-            Some(dir) => super::writeback::recover(&self.core, dir),
-            None => 0,
-        }
+    /// Uploads what an earlier mount's write-back left in its journal `dir` (before serving),
+    /// oldest first; returns how many files landed. What fails stays there.
+    pub fn recover_journal(&self, dir: &std::path::Path) -> usize {
+        super::writeback::recover(&self.core, dir)
     }
 
     /// How many file handles are open.

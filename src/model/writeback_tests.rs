@@ -135,7 +135,7 @@ fn a_journal_left_by_a_crash_is_uploaded_by_the_next_mount() {
     // The next mount, on a server that never got the file.
     let be2 = Arc::new(MemoryBackend::new(2));
     let m2 = model(&be2, dir.path(), Some(&left));
-    assert_eq!(m2.recover_writeback(), 1);
+    assert_eq!(m2.recover_journal(&left), 1);
     assert_eq!(be2.file("crashed").as_deref(), Some(&b"only in the journal"[..]));
     assert_eq!(journal_entries(&left), 0);
 }

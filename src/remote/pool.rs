@@ -13,8 +13,9 @@
 //!
 //! A connection given back opens its next data connection ahead on a short-lived thread before
 //! it counts as idle ([`Connection::open_data_ahead`]), so the next transfer or listing on it
-//! costs one round trip instead of three. A request that finds no idle connection while one is
-//! being prepared waits for it rather than logging in a new one.
+//! costs one round trip instead of three. A request that finds no idle connection makes a new
+//! one where the limit allows; at the limit, one being prepared is waited for (it is back
+//! within a round trip or two).
 
 use std::borrow::{Borrow, BorrowMut};
 use std::ops::{Deref, DerefMut};
@@ -53,8 +54,11 @@ struct State {
     limit_changed: Instant,
     /// Set at unmount: no new leases.
     closing: bool,
-    /// Given back and opening their next data connection (counted in `total`).
+    /// Given back and opening their next data connection, or being made in the background
+    /// (counted in `total`).
     preparing: usize,
+    /// EPSV worked on some connection: new ones may open a data connection ahead at once.
+    epsv_ok: bool,
 }
 
 /// The pool. Cheap to share through `Arc`.
@@ -87,6 +91,7 @@ impl Pool {
             idle.push(Idle { conn: c, since: Instant::now() });
         }
         let total = idle.len();
+        let epsv_ok = idle.iter().any(|i| i.conn.epsv_proven());
         let state = State {
             idle,
             total,
@@ -96,6 +101,7 @@ impl Pool {
             limit_changed: Instant::now(),
             closing: false,
             preparing: 0,
+            epsv_ok,
         };
         Arc::new(Pool { opts, state: Mutex::new(state), freed: Condvar::new() })
     }
@@ -160,8 +166,15 @@ impl Pool {
                         }
                     }
                 }
-                // One being prepared is back within a round trip or two: cheaper than a login.
-                if st.total < st.limit && st.preparing == 0 {
+                // One being prepared is back within a round trip or two, sooner than a new
+                // login: wait for it, and let the pool grow in the background meanwhile.
+                if st.total < st.limit && st.preparing > 0 {
+                    st.total += 1;
+                    st.preparing += 1;
+                    drop(st);
+                    self.spawn_grow();
+                    st = self.state.lock();
+                } else if st.total < st.limit {
                     st.total += 1;
                     if purpose == Purpose::Transfer {
                         st.transfers += 1;
@@ -232,6 +245,9 @@ impl Pool {
         if purpose == Purpose::Transfer {
             st.transfers -= 1;
         }
+        if conn.as_ref().is_some_and(Connection::epsv_proven) {
+            st.epsv_ok = true;
+        }
         match conn {
             Some(c) if !c.is_dead() && !st.closing && c.wants_data_ahead() => {
                 st.preparing += 1;
@@ -252,6 +268,59 @@ impl Pool {
         // Every waiter re-checks: one woken alone may be a transfer over its cap while a
         // listing that could use this connection sleeps on.
         self.freed.notify_all();
+    }
+
+    /// Logs `n` more connections in (and opens their data connections ahead) in the
+    /// background, within the limit: a walk or a parallel copy then finds them ready.
+    pub fn warm(self: &Arc<Self>, n: usize) {
+        for _ in 0..n {
+            let mut st = self.state.lock();
+            if st.closing || st.total >= st.limit {
+                return;
+            }
+            st.total += 1;
+            st.preparing += 1;
+            drop(st);
+            self.spawn_grow();
+        }
+    }
+
+    /// Makes one new connection on a short-lived thread, for a slot already counted in `total`
+    /// and `preparing`.
+    fn spawn_grow(self: &Arc<Self>) {
+        let pool = self.clone();
+        let thread = std::thread::Builder::new().name("ftp-connect".into());
+        if let Err(e) = thread.spawn(move || pool.grow()) {
+            log::warn!("cannot start a thread to connect: {e}");
+            let mut st = self.state.lock();
+            st.preparing -= 1;
+            st.total -= 1;
+        }
+    }
+
+    fn grow(&self) {
+        match Connection::connect(&self.opts) {
+            Ok(mut conn) => {
+                if self.state.lock().epsv_ok {
+                    conn.trust_epsv();
+                }
+                self.prepare(conn);
+            }
+            Err(e) => {
+                let mut st = self.state.lock();
+                st.preparing -= 1;
+                st.total -= 1;
+                if e.is_too_many_connections() && st.total > 0 {
+                    st.limit = st.total.max(1);
+                    st.limit_changed = Instant::now();
+                    log::warn!("server refused another connection ({e}); pool limited to {}", st.limit);
+                } else {
+                    log::debug!("connecting in the background failed: {e}");
+                }
+                drop(st);
+                self.freed.notify_all();
+            }
+        }
     }
 
     /// Opens the next data connection of `conn` ahead, then makes it idle.
