@@ -74,14 +74,31 @@ impl NetStream {
     /// tickets, its close_notify) is read until it closes, so the close is a FIN, not a reset
     /// that would make the server discard the end of an upload.
     pub fn close_gracefully(&mut self) -> io::Result<()> {
+        self.end_our_side()?;
+        self.drain_until_closed()
+    }
+
+    /// The first half of [`NetStream::close_gracefully`]: TLS close_notify, then end of our
+    /// direction. The peer learns the transfer is complete.
+    pub fn end_our_side(&mut self) -> io::Result<()> {
         if let NetStream::Tls(s) = self {
             s.conn.send_close_notify();
             while s.conn.wants_write() {
                 s.conn.write_tls(&mut s.sock)?;
             }
         }
-        let Some(tcp) = self.tcp() else { return Ok(()) };
-        tcp.shutdown(Shutdown::Write)?;
+        match self.tcp() {
+            Some(tcp) => tcp.shutdown(Shutdown::Write),
+            None => Ok(()),
+        }
+    }
+
+    /// The second half: reads what the peer still sends until it closes (bounded by the read
+    /// timeout and 1 MiB).
+    pub fn drain_until_closed(&mut self) -> io::Result<()> {
+        if self.tcp().is_none() {
+            return Ok(());
+        }
         let mut sink = [0u8; 16 * 1024];
         let mut drained = 0usize;
         while drained < (1 << 20) {

@@ -377,14 +377,17 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             return size_reply(self.connection().command("SIZE", Some(path))?);
         }
         let Some(mut d) = self.data.take() else { return Err(FtpError::Closed) };
-        let flushed = d.flush().and_then(|_| d.close_gracefully());
-        drop(d);
+        let ended = d.flush().and_then(|_| d.end_our_side());
+        // SIZE goes out while the server still finishes the data connection: a round trip less.
         let conn = self.connection();
         if let Err(e) = conn.send("SIZE", Some(path)) {
             // The transfer's reply is unread: this connection cannot be trusted any more.
             conn.dead = true;
             return Err(e);
         }
+        let flushed = ended.and_then(|_| d.drain_until_closed());
+        drop(d);
+        let conn = self.connection();
         let first = conn.read_reply()?;
         let second = conn.read_reply()?;
         let (transfer, size) = match (first.code, second.code) {

@@ -202,6 +202,7 @@ impl FtpBackend {
         let res = match start(lease) {
             Err(e) if e.is_reconnectable() => {
                 log::info!("transfer start failed ({e}); once more on a fresh connection");
+                self.pool.discard_idle();
                 let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
                 start(lease)
             }

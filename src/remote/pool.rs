@@ -354,6 +354,7 @@ impl Pool {
                 log::info!("retrying on a fresh connection after: {e}");
                 lease.discard();
                 drop(lease);
+                self.discard_idle();
                 match self.get(Purpose::Metadata) {
                     Ok(mut lease) => (op(&mut lease), true),
                     Err(e) => (Err(e), true),
@@ -369,6 +370,21 @@ impl Pool {
         self.state.lock().closing = true;
         self.freed.notify_all();
         self.close_idle();
+    }
+
+    /// Drops every idle connection without a word to the server: one broke, so the server
+    /// probably dropped them all (a restart), and a retry must not find another dead one.
+    pub fn discard_idle(&self) {
+        let idle: Vec<Idle> = {
+            let mut st = self.state.lock();
+            let v = std::mem::take(&mut st.idle);
+            st.total -= v.len();
+            v
+        };
+        for i in idle {
+            i.conn.abandon();
+        }
+        self.freed.notify_all();
     }
 
     /// Closes every idle connection (at unmount).
