@@ -291,7 +291,15 @@ fn writeback_journal(cache_dir: &Path, url: &str) -> Result<(PathBuf, Vec<(PathB
             orphans.push((dir, lock));
         }
     }
-    orphans.sort_by(|a, b| a.0.cmp(&b.0));
+    // Oldest first: by the time in the name (`<pid>-<nanoseconds>`).
+    let stamp = |p: &Path| -> u128 {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit('-').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    };
+    orphans.sort_by_key(|(dir, _)| stamp(dir));
     Ok((own, orphans))
 }
 

@@ -119,9 +119,34 @@ struct ReadTrail {
     order: Option<ReadOrder>,
 }
 
+/// What a listing says of a file: size, mtime, its sub-second part.
+type Stamp = (Option<u64>, Option<i64>, u32);
+
+fn stamp(e: &Entry) -> Stamp {
+    (e.size, e.mtime, e.mtime_nanos)
+}
+
 struct FileAhead {
     data: Arc<Vec<u8>>,
     fetched: Instant,
+    /// What the listing said of the file when its fetch was queued.
+    stamp: Stamp,
+}
+
+/// A fetch queued or running.
+struct Flight {
+    /// A change since it was queued: its result is not kept.
+    spoiled: bool,
+    /// A worker took it (a request may wait for it; one only queued is cancelled instead).
+    started: bool,
+    /// For files: what the listing said when it was queued.
+    stamp: Stamp,
+}
+
+impl Flight {
+    fn new(stamp: Stamp) -> Flight {
+        Flight { spoiled: false, started: false, stamp }
+    }
 }
 
 struct ListAhead {
@@ -136,11 +161,11 @@ struct State {
     files: Option<LruCache<String, FileAhead>>,
     bytes: u64,
     /// Paths being fetched ahead → spoiled by a change since.
-    files_in_flight: HashMap<String, bool>,
+    files_in_flight: HashMap<String, Flight>,
     lists: Option<LruCache<String, ListAhead>>,
     /// Entries in `lists`, in total.
     list_entries: usize,
-    lists_in_flight: HashMap<String, bool>,
+    lists_in_flight: HashMap<String, Flight>,
     /// When each directory was last listed (for walk detection), bounded by `orders`' size.
     listed: Option<LruCache<String, Instant>>,
     /// Uploads in progress by path: never fetched ahead meanwhile.
@@ -184,8 +209,8 @@ impl State {
         if let Some(f) = self.files().pop(path) {
             self.bytes -= f.data.len() as u64;
         }
-        if let Some(spoiled) = self.files_in_flight.get_mut(path) {
-            *spoiled = true;
+        if let Some(f) = self.files_in_flight.get_mut(path) {
+            f.spoiled = true;
         }
     }
 
@@ -197,9 +222,9 @@ impl State {
         for p in under {
             self.drop_file(&p);
         }
-        for (p, spoiled) in self.files_in_flight.iter_mut() {
+        for (p, f) in self.files_in_flight.iter_mut() {
             if is_at_or_under(p, path) {
-                *spoiled = true;
+                f.spoiled = true;
             }
         }
         let parent = split_path(path).0.to_string();
@@ -208,9 +233,9 @@ impl State {
         for d in lists {
             self.take_list(&d);
         }
-        for (d, spoiled) in self.lists_in_flight.iter_mut() {
+        for (d, f) in self.lists_in_flight.iter_mut() {
             if *d == parent || is_at_or_under(d, path) {
-                *spoiled = true;
+                f.spoiled = true;
             }
         }
         // The order seen of the parent no longer tells sizes and times.
@@ -220,22 +245,28 @@ impl State {
         }
     }
 
-    /// A fresh listing of `dir` from the server: files fetched ahead whose size or time it
-    /// does not confirm are dropped.
+    /// A fresh listing of `dir` from the server: files fetched ahead, or being fetched, whose
+    /// size or time it does not confirm are dropped (spoiled).
     fn saw_listing(&mut self, dir: &str, entries: &[Entry]) {
-        let by_name: HashMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
-        let cached: Vec<String> =
-            self.files().iter().map(|(p, _)| p.clone()).filter(|p| split_path(p).0 == dir).collect();
-        let old = self.orders().pop(dir);
-        for p in cached {
-            let name = split_path(&p).1;
-            let before = old.as_ref().and_then(|o| o.index.get(name).map(|&i| &o.entries[i]));
-            let now = by_name.get(name).copied();
-            let same = matches!((before, now), (Some(a), Some(b)) if a.size == b.size && a.mtime == b.mtime && a.mtime_nanos == b.mtime_nanos && b.kind == EntryKind::File);
-            if !same {
-                self.drop_file(&p);
+        let now: HashMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        let confirms = |p: &str, was: &Stamp| {
+            now.get(split_path(p).1).is_some_and(|e| e.kind == EntryKind::File && stamp(e) == *was)
+        };
+        let stale: Vec<String> = self
+            .files()
+            .iter()
+            .filter(|(p, f)| split_path(p).0 == dir && !confirms(p, &f.stamp))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in stale {
+            self.drop_file(&p);
+        }
+        for (p, f) in self.files_in_flight.iter_mut() {
+            if split_path(p).0 == dir && !confirms(p, &f.stamp) {
+                f.spoiled = true;
             }
         }
+        self.orders().pop(dir);
         if entries.len() <= MAX_TRACKED_ENTRIES {
             self.orders().put(dir.to_string(), DirOrder::new(entries.to_vec()));
         }
@@ -243,7 +274,7 @@ impl State {
 }
 
 enum Job {
-    File { path: String, size: u64 },
+    File { path: String, size: u64, stamp: Stamp },
     List { dir: String },
 }
 
@@ -310,7 +341,7 @@ impl Shared {
     fn work(self: Arc<Self>) {
         while let Ok(job) = self.jobs_rx.recv_timeout(WORKER_IDLE) {
             match job {
-                Job::File { path, size } => self.fetch_file(&path, size),
+                Job::File { path, size, stamp } => self.fetch_file(&path, size, stamp),
                 Job::List { dir } => self.fetch_list(&dir),
             }
         }
@@ -323,10 +354,13 @@ impl Shared {
         }
     }
 
-    fn fetch_file(&self, path: &str, size: u64) {
+    fn fetch_file(&self, path: &str, size: u64, stamp: Stamp) {
+        if !self.start(path, true) {
+            return;
+        }
         let data = if self.inner.spare_connections() > 0 { self.download(path, size) } else { None };
         let mut st = self.state.lock();
-        let spoiled = st.files_in_flight.remove(path).unwrap_or(true);
+        let spoiled = st.files_in_flight.remove(path).is_none_or(|f| f.spoiled);
         if let Some(data) = data.filter(|_| !spoiled) {
             let len = data.len() as u64;
             while st.bytes + len > self.cfg.bytes {
@@ -337,11 +371,31 @@ impl Shared {
             }
             if st.bytes + len <= self.cfg.bytes {
                 st.bytes += len;
-                st.files().put(path.to_string(), FileAhead { data: Arc::new(data), fetched: Instant::now() });
+                let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp };
+                st.files().put(path.to_string(), f);
             }
         }
         drop(st);
         self.landed.notify_all();
+    }
+
+    /// A worker takes the fetch of `key` (a file or, `file` false, a listing): `false` when it
+    /// was cancelled while queued.
+    fn start(&self, key: &str, file: bool) -> bool {
+        let mut st = self.state.lock();
+        let flights = if file { &mut st.files_in_flight } else { &mut st.lists_in_flight };
+        match flights.get_mut(key) {
+            Some(f) if !f.spoiled => {
+                f.started = true;
+                true
+            }
+            _ => {
+                flights.remove(key);
+                drop(st);
+                self.landed.notify_all();
+                false
+            }
+        }
     }
 
     /// The whole file if it has exactly `size` bytes; `None` on any doubt.
@@ -357,9 +411,12 @@ impl Shared {
     }
 
     fn fetch_list(&self, dir: &str) {
+        if !self.start(dir, false) {
+            return;
+        }
         let entries = if self.inner.spare_connections() > 0 { self.inner.list(dir).ok() } else { None };
         let mut st = self.state.lock();
-        let spoiled = st.lists_in_flight.remove(dir).unwrap_or(true);
+        let spoiled = st.lists_in_flight.remove(dir).is_none_or(|f| f.spoiled);
         if let Some(entries) = entries.filter(|_| !spoiled) {
             st.keep_list(dir, ListAhead { entries, fetched: Instant::now() });
         }
@@ -395,15 +452,15 @@ impl Shared {
                         continue;
                     }
                     budget -= size;
-                    picked.push((child_path(dir, &e.name), size));
+                    picked.push((child_path(dir, &e.name), size, stamp(e)));
                 }
             }
-            for (p, size) in picked {
+            for (p, size, stamp) in picked {
                 if st.files().contains(&p) || st.files_in_flight.contains_key(&p) || st.uploading.contains_key(&p) {
                     continue;
                 }
-                st.files_in_flight.insert(p.clone(), false);
-                jobs.push(Job::File { path: p, size });
+                st.files_in_flight.insert(p.clone(), Flight::new(stamp));
+                jobs.push(Job::File { path: p, size, stamp });
             }
         }
         for job in jobs {
@@ -443,7 +500,7 @@ impl Shared {
                 if recently || st.lists().contains(&d) || st.lists_in_flight.contains_key(&d) {
                     continue;
                 }
-                st.lists_in_flight.insert(d.clone(), false);
+                st.lists_in_flight.insert(d.clone(), Flight::new((None, None, 0)));
                 jobs.push(d);
             }
         }
@@ -540,7 +597,11 @@ impl Backend for Ahead {
             let mut st = s.state.lock();
             // A listing of this directory already on its way is as good as our own request.
             let deadline = Instant::now() + s.inner.wait_limit();
-            while st.lists_in_flight.contains_key(dir) {
+            if let Some(f) = st.lists_in_flight.get_mut(dir).filter(|f| !f.started) {
+                // Only queued: cancelled, this request lists it itself.
+                f.spoiled = true;
+            }
+            while st.lists_in_flight.get(dir).is_some_and(|f| f.started) {
                 if s.landed.wait_until(&mut st, deadline).timed_out() {
                     break;
                 }
@@ -568,7 +629,11 @@ impl Backend for Ahead {
         let deadline = Instant::now() + s.inner.wait_limit();
         let mut st = s.state.lock();
         // A fetch of this very file in flight is as good as a request of our own: wait for it.
-        while st.files_in_flight.contains_key(path) {
+        if let Some(f) = st.files_in_flight.get_mut(path).filter(|f| !f.started) {
+            // Only queued: cancelled, this request reads it itself.
+            f.spoiled = true;
+        }
+        while st.files_in_flight.get(path).is_some_and(|f| f.started) {
             if s.landed.wait_until(&mut st, deadline).timed_out() {
                 break;
             }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::ahead::{Ahead, AheadConfig};
 use super::memory::MemoryBackend;
-use super::{Backend, WriteMode};
+use super::{Backend, BackendResult, Entry, ReadStream, WriteMode, WriteStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 fn setup(connections: usize) -> (Arc<MemoryBackend>, Ahead) {
     let be = Arc::new(MemoryBackend::new(connections));
@@ -156,4 +157,116 @@ fn listings_ahead_during_a_walk() {
     be.clear_calls();
     names("t/b");
     assert!(be.calls().iter().any(|c| c == "list t/b"));
+}
+
+/// Downloads whose data takes `slow_ms` to arrive on the work-ahead threads (a far server).
+struct SlowAhead {
+    inner: Arc<MemoryBackend>,
+    slow_ms: AtomicU64,
+}
+
+impl Backend for SlowAhead {
+    fn list(&self, d: &str) -> BackendResult<Vec<Entry>> {
+        self.inner.list(d)
+    }
+    fn size(&self, p: &str) -> BackendResult<Option<u64>> {
+        self.inner.size(p)
+    }
+    fn read(&self, p: &str, o: u64, w: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
+        let r = self.inner.read(p, o, w);
+        if std::thread::current().name() == Some("ftpfs-ahead") {
+            std::thread::sleep(Duration::from_millis(self.slow_ms.load(Ordering::Relaxed)));
+        }
+        r
+    }
+    fn write(&self, p: &str, m: WriteMode, w: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
+        self.inner.write(p, m, w)
+    }
+    fn mkdir(&self, p: &str) -> BackendResult<()> {
+        self.inner.mkdir(p)
+    }
+    fn rmdir(&self, p: &str) -> BackendResult<()> {
+        self.inner.rmdir(p)
+    }
+    fn delete(&self, p: &str) -> BackendResult<()> {
+        self.inner.delete(p)
+    }
+    fn rename(&self, a: &str, b: &str) -> BackendResult<()> {
+        self.inner.rename(a, b)
+    }
+    fn can_set_mtime(&self) -> bool {
+        true
+    }
+    fn set_mtime(&self, p: &str, s: i64) -> BackendResult<()> {
+        self.inner.set_mtime(p, s)
+    }
+    fn chmod(&self, p: &str, m: u32) -> BackendResult<()> {
+        self.inner.chmod(p, m)
+    }
+    fn can_append(&self) -> bool {
+        true
+    }
+    fn can_chmod(&self) -> bool {
+        true
+    }
+    fn can_name(&self, n: &str) -> bool {
+        self.inner.can_name(n)
+    }
+    fn wait_limit(&self) -> Duration {
+        self.inner.wait_limit()
+    }
+    fn spare_connections(&self) -> usize {
+        self.inner.spare_connections()
+    }
+    fn close_idle(&self) {}
+    fn shut_down(&self) {
+        self.inner.shut_down()
+    }
+}
+
+/// A listing that arrives while a fetch ahead is in flight and shows the file changed spoils
+/// that fetch: the old content is never served.
+#[test]
+fn a_listing_during_a_fetch_ahead_spoils_it() {
+    let be = Arc::new(MemoryBackend::new(8));
+    for i in 1..=5 {
+        be.put_file(&format!("d/f{i}"), format!("old content {i}").as_bytes());
+    }
+    let slow = Arc::new(SlowAhead { inner: be.clone(), slow_ms: AtomicU64::new(0) });
+    let a = Ahead::new(
+        slow.clone(),
+        AheadConfig { max_age: Duration::from_secs(10), workers: 2, ..AheadConfig::default() },
+    );
+    a.list("d").expect("list");
+    slow.slow_ms.store(400, Ordering::Relaxed);
+    read_all(&a, "d/f1");
+    read_all(&a, "d/f2");
+    std::thread::sleep(Duration::from_millis(50));
+    be.put_file("d/f3", b"NEW content written by another client, longer");
+    let listed = a.list("d").expect("list");
+    let new_size = listed.iter().find(|e| e.name == "f3").and_then(|e| e.size);
+    std::thread::sleep(Duration::from_millis(800));
+    a.list("d").expect("list");
+    let got = read_all(&a, "d/f3");
+    assert_eq!(Some(got.len() as u64), new_size, "served {:?}", String::from_utf8_lossy(&got));
+}
+
+/// A request never waits behind fetches that are only queued: it cancels its own and asks.
+#[test]
+fn a_request_does_not_wait_behind_the_queue() {
+    let be = Arc::new(MemoryBackend::new(8));
+    for i in 0..200 {
+        be.mkdir_all(&format!("t/d{i:03}/x"));
+    }
+    be.set_wait_limit(Duration::from_secs(5));
+    let a = Ahead::new(be.clone(), AheadConfig { workers: 4, ..AheadConfig::default() });
+    a.list("").expect("list");
+    be.delay(Duration::from_millis(50));
+    a.list("t").expect("list");
+    a.list("t/d000").expect("list");
+    be.clear_calls();
+    a.list("t/d199").expect("list");
+    // Its own listing (the queued one was cancelled), not one after 190 others.
+    let before = be.calls().iter().position(|c| c == "list t/d199").expect("listed");
+    assert!(before < 12, "waited behind {before} queued listings");
 }

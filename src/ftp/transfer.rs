@@ -390,6 +390,14 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         let conn = self.connection();
         let first = conn.read_reply()?;
         let second = conn.read_reply()?;
+        if first.code < 200 || second.code < 200 {
+            // Not the two replies expected: which answers what is unknown from here on.
+            conn.dead = true;
+            return Err(FtpError::protocol(format!(
+                "unexpected replies after an upload: {} {}",
+                first.code, second.code
+            )));
+        }
         let (transfer, size) = match (first.code, second.code) {
             (226 | 250, _) => (first, second),
             // The SIZE reply came first: it may count a file still being written.

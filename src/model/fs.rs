@@ -316,6 +316,7 @@ impl Model {
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.core.handles.get(fh)?;
         if self.core.writeback.enabled() && handle_io::can_write_back(&f) {
+            self.core.writeback.note_close(&f);
             return Ok(());
         }
         handle_io::commit(&self.core, &f)
@@ -373,11 +374,13 @@ impl Model {
         if mode.is_some() || size.is_some() || matches!(mtime, Some(SetTime::At(_))) {
             self.refuse_if_read_only()?;
         }
+        if mode.is_some() || size.is_some() || mtime.is_some() {
+            // A write-back on its way lands first: its data is not cut, its mode and time are
+            // not set on a handle that is about to go.
+            self.core.writeback.wait_for(|p| p == path)?;
+        }
         let handles = &self.core.handles;
         if let Some(size) = size {
-            // A write-back on its way lands before its data is cut (a time or mode set meanwhile
-            // is applied after its upload, as for any handle with unsaved data).
-            self.core.writeback.wait_for(|p| p == path)?;
             let given = fh.and_then(|fh| handles.get(fh).ok()).filter(|f| f.writable);
             match given.or_else(|| handles.writers_of(&path).into_iter().next()) {
                 Some(f) => handle_io::truncate(&self.core, &f, size)?,

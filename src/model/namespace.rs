@@ -203,8 +203,9 @@ impl Model {
     pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str, noreplace: bool) -> FsResult<()> {
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
-        // Write-backs land under their own names first (the journal knows them by those).
-        self.core.writeback.wait_for(|p| is_at_or_under(p, &from) || is_at_or_under(p, &to))?;
+        // Write-backs land under their own names first (the journal knows them by those), and
+        // none starts under either name until the rename is done.
+        let _frozen = self.core.writeback.freeze(&from, &to)?;
         if noreplace && self.stat(&to).is_ok() {
             return Err(libc::EEXIST);
         }

@@ -33,6 +33,8 @@ pub struct OpenFile {
     pub(super) remote_changed: AtomicU64,
     /// A streaming upload is running on this handle (readable without the I/O lock).
     pub(super) streaming: AtomicBool,
+    /// Write-back: the order of this handle's last close(2) among all closes (0 = none yet).
+    pub(super) close_seq: AtomicU64,
     pub(super) io: Mutex<Io>,
 }
 
@@ -47,6 +49,7 @@ impl OpenFile {
             mtime_override: Mutex::new(None),
             remote_changed: AtomicU64::new(0),
             streaming: AtomicBool::new(false),
+            close_seq: AtomicU64::new(0),
             io: Mutex::new(Io::new(server_size)),
         }
     }

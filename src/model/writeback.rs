@@ -13,15 +13,17 @@
 //! server confirmed it. What a crash or `kill -9` left there is uploaded by the next mount of the
 //! same server and root before it serves anything, and the log says so.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::FsResult;
 use super::core::Core;
@@ -38,18 +40,67 @@ struct Job {
     fh: u64,
     file: Arc<OpenFile>,
     path: String,
+    /// The order of the handle's close among all closes: an older version never lands over a
+    /// newer one.
+    seq: u64,
     /// The journal's copy: data and path files.
-    journal: Option<(PathBuf, PathBuf)>,
+    journal: (PathBuf, PathBuf),
 }
 
-#[derive(Default)]
+/// How many uploads may wait at once; beyond that, release() uploads itself (backpressure, and
+/// a bound on how long a request may wait behind the queue).
+const MAX_QUEUED: usize = 64;
+/// Paths whose newest close is remembered, to keep versions in order.
+const REMEMBERED: usize = 4096;
+
 struct Pending {
     /// Paths with an upload pending, and how many.
     paths: HashMap<String, usize>,
+    /// Paths being uploaded right now (one upload per path at a time).
+    running: HashSet<String>,
+    /// The newest close of each path deferred or uploaded so far.
+    newest: LruCache<String, u64>,
+    /// The newest close of each path that landed.
+    landed: LruCache<String, u64>,
+    /// Renames in progress: no deferral at or under these paths meanwhile.
+    frozen: Vec<String>,
+    /// Unmounting: no more deferrals.
+    stopping: bool,
     /// Uploads that failed, by path, until an fsync reports them.
     failed: HashMap<String, i32>,
     /// Uploads ended so far (progress, for the unmount's wait).
     ended: u64,
+}
+
+impl Default for Pending {
+    fn default() -> Pending {
+        let n = NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN);
+        Pending {
+            paths: HashMap::new(),
+            running: HashSet::new(),
+            newest: LruCache::new(n),
+            landed: LruCache::new(n),
+            frozen: Vec::new(),
+            stopping: false,
+            failed: HashMap::new(),
+            ended: 0,
+        }
+    }
+}
+
+impl Pending {
+    fn queued(&self) -> usize {
+        self.paths.values().sum()
+    }
+
+    fn release_path(&mut self, path: &str) {
+        if let Some(n) = self.paths.get_mut(path) {
+            *n -= 1;
+            if *n == 0 {
+                self.paths.remove(path);
+            }
+        }
+    }
 }
 
 /// The write-back queue; off when made without a journal directory.
@@ -62,6 +113,24 @@ pub(super) struct WriteBack {
     rx: Receiver<Job>,
     running: AtomicUsize,
     seq: AtomicU64,
+    closes: AtomicU64,
+}
+
+/// While alive, nothing at or under its paths is deferred (a rename runs).
+pub(super) struct Frozen<'a> {
+    wb: &'a WriteBack,
+    paths: Vec<String>,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let mut p = self.wb.pending.lock();
+        for path in &self.paths {
+            if let Some(i) = p.frozen.iter().position(|f| f == path) {
+                p.frozen.remove(i);
+            }
+        }
+    }
 }
 
 impl WriteBack {
@@ -78,6 +147,7 @@ impl WriteBack {
             rx,
             running: AtomicUsize::new(0),
             seq: AtomicU64::new(stamp),
+            closes: AtomicU64::new(1),
         }
     }
 
@@ -85,15 +155,24 @@ impl WriteBack {
         self.journal.is_some()
     }
 
+    /// Numbers a close(2) of a handle (its flush), so its version lands in close order.
+    pub(super) fn note_close(&self, f: &OpenFile) {
+        f.close_seq.store(self.closes.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Waits until no upload is pending for a path `affected` accepts (bounded).
     pub(super) fn wait_for(&self, affected: impl Fn(&str) -> bool) -> FsResult<()> {
         if !self.enabled() {
             return Ok(());
         }
-        let deadline = Instant::now() + LONGEST_WAIT;
         let mut p = self.pending.lock();
+        self.wait_locked(&mut p, &affected)
+    }
+
+    fn wait_locked(&self, p: &mut MutexGuard<'_, Pending>, affected: &impl Fn(&str) -> bool) -> FsResult<()> {
+        let deadline = Instant::now() + LONGEST_WAIT;
         while p.paths.keys().any(|k| affected(k)) {
-            if self.changed.wait_until(&mut p, deadline).timed_out() {
+            if self.changed.wait_until(p, deadline).timed_out() {
                 log::error!("an upload still pending after {}s blocks a request", LONGEST_WAIT.as_secs());
                 return Err(libc::ETIMEDOUT);
             }
@@ -106,15 +185,33 @@ impl WriteBack {
         self.wait_for(|p| is_at_or_under(p, path))
     }
 
+    /// For a rename of `from` to `to`: waits for their write-backs and keeps new ones from
+    /// starting until the guard is dropped (the journal knows files by their old names).
+    pub(super) fn freeze(&self, from: &str, to: &str) -> FsResult<Frozen<'_>> {
+        let paths = vec![from.to_string(), to.to_string()];
+        if !self.enabled() {
+            return Ok(Frozen { wb: self, paths: Vec::new() });
+        }
+        let mut p = self.pending.lock();
+        p.frozen.extend(paths.iter().cloned());
+        let guard = Frozen { wb: self, paths };
+        let affected = |k: &str| is_at_or_under(k, from) || is_at_or_under(k, to);
+        self.wait_locked(&mut p, &affected)?;
+        drop(p);
+        Ok(guard)
+    }
+
     /// The failure of an earlier deferred upload of `path`, reported once.
     pub(super) fn take_failure(&self, path: &str) -> Option<i32> {
         self.pending.lock().failed.remove(path)
     }
 
-    /// Waits for every pending upload while they make progress: gives up when none ended
-    /// within `stall` (what is left stays in the journal for the next mount).
+    /// Unmounting: no new deferrals; waits for every pending upload while they make progress,
+    /// giving up when none ended within `stall` (what is left stays in the journal for the next
+    /// mount).
     pub(super) fn wait_all(&self, stall: Duration) {
         let mut p = self.pending.lock();
+        p.stopping = true;
         while !p.paths.is_empty() {
             let ended = p.ended;
             let deadline = Instant::now() + stall;
@@ -135,31 +232,53 @@ impl WriteBack {
     /// upload. `false`: not deferred (the caller commits now).
     pub(super) fn defer(&self, core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) -> bool {
         let Some(dir) = &self.journal else { return false };
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let data = dir.join(format!("{seq:020}.data"));
-        let name = dir.join(format!("{seq:020}.path"));
+        let seq = match file.close_seq.load(Ordering::Relaxed) {
+            0 => self.closes.fetch_add(1, Ordering::Relaxed),
+            n => n,
+        };
+        {
+            let mut p = self.pending.lock();
+            let frozen = p.frozen.iter().any(|f| is_at_or_under(path, f));
+            if p.stopping || frozen || p.queued() >= MAX_QUEUED {
+                return false;
+            }
+            if p.newest.peek(path).is_some_and(|&n| n > seq) {
+                // A later close of this file is on its way already: this older version never
+                // lands over it (as when each close uploads at once, in order).
+                drop(p);
+                log::debug!("{path}: a later close supersedes this one; not uploaded");
+                core.handles.remove(fh);
+                return true;
+            }
+            p.newest.put(path.to_string(), seq);
+            *p.paths.entry(path.to_string()).or_default() += 1;
+        }
+        let id = self.seq.fetch_add(1, Ordering::Relaxed);
+        let data = dir.join(format!("{id:020}.data"));
+        let name = dir.join(format!("{id:020}.path"));
         let journaled = super::rescue::link_spool(&file, &data).and_then(|linked| {
             if !linked {
                 return Ok(false);
             }
             write_atomically(&name, path.as_bytes())?;
+            sync_dir(dir)?;
             Ok(true)
         });
-        match journaled {
-            Ok(true) => {}
-            Ok(false) => return false,
-            Err(e) => {
-                let _ = std::fs::remove_file(&data);
+        if !matches!(journaled, Ok(true)) {
+            if let Err(e) = &journaled {
                 log::warn!("{path}: cannot journal for write-back ({e}); uploading at close");
-                return false;
             }
+            let _ = std::fs::remove_file(&data);
+            let _ = std::fs::remove_file(&name);
+            self.pending.lock().release_path(path);
+            self.changed.notify_all();
+            // The caller uploads now; `newest` already says this close is the latest.
+            return false;
         }
-        *self.pending.lock().paths.entry(path.to_string()).or_default() += 1;
-        let job = Job { fh, file, path: path.to_string(), journal: Some((data, name)) };
+        let job = Job { fh, file, path: path.to_string(), seq, journal: (data, name) };
         if let Err(e) = self.tx.send(job) {
             // Cannot happen while `self` holds the receiver; commit here then.
-            let job = e.into_inner();
-            self.run(core, job);
+            self.run(core, e.into_inner());
             return true;
         }
         self.spawn_worker(core);
@@ -194,31 +313,59 @@ impl WriteBack {
         }
     }
 
-    /// Uploads one deferred handle, then forgets it.
+    /// Uploads one deferred handle (after any other upload of its path, and only if no later
+    /// close of the path landed meanwhile), then forgets it.
     fn run(&self, core: &Core, job: Job) {
-        let res = super::handle_io::commit(core, &job.file);
+        let mut p = self.pending.lock();
+        while p.running.contains(&job.path) {
+            self.changed.wait(&mut p);
+        }
+        let superseded = p.landed.peek(&job.path).is_some_and(|&n| n > job.seq);
+        if !superseded {
+            p.running.insert(job.path.clone());
+        }
+        drop(p);
+        let res = if superseded {
+            log::debug!("{}: a later close landed first; this version is not uploaded", job.path);
+            Ok(())
+        } else {
+            super::handle_io::commit(core, &job.file)
+        };
+        // A failure the server may not repeat (a broken connection, unmounting, a timeout)
+        // keeps the journal's copy for the next mount; a definite refusal keeps the data in
+        // cache_dir (rescue) and drops the journal's copy.
+        let transient = matches!(res, Err(e) if TRANSIENT.contains(&e));
         match res {
             Ok(()) => log::debug!("{}: written back", job.path),
+            Err(e) if transient => {
+                log::error!(
+                    "{}: write-back upload failed (errno {e}); the next mount uploads it from the journal",
+                    job.path
+                )
+            }
             Err(e) => {
                 log::error!("{}: write-back upload failed: errno {e}", job.path);
                 super::rescue::rescue(core, &job.file);
             }
         }
         core.handles.remove(job.fh);
-        // Uploaded, or kept by the rescue: the journal's copy is not needed any more.
-        if let Some((data, name)) = &job.journal {
+        if !transient {
+            let (data, name) = &job.journal;
             let _ = std::fs::remove_file(name);
             let _ = std::fs::remove_file(data);
         }
         let mut p = self.pending.lock();
-        if let Some(n) = p.paths.get_mut(&job.path) {
-            *n -= 1;
-            if *n == 0 {
-                p.paths.remove(&job.path);
+        p.running.remove(&job.path);
+        p.release_path(&job.path);
+        match res {
+            Ok(()) if !superseded => {
+                let newer = p.landed.peek(&job.path).copied().unwrap_or(0).max(job.seq);
+                p.landed.put(job.path.clone(), newer);
             }
-        }
-        if let Err(e) = res {
-            p.failed.insert(job.path.clone(), e);
+            Ok(()) => {}
+            Err(e) => {
+                p.failed.insert(job.path.clone(), e);
+            }
         }
         p.ended += 1;
         drop(p);
@@ -226,15 +373,35 @@ impl WriteBack {
     }
 }
 
+/// Failures worth trying again at the next mount rather than giving up on.
+const TRANSIENT: [i32; 8] = [
+    libc::EIO,
+    libc::ETIMEDOUT,
+    libc::EBUSY,
+    libc::ENOTCONN,
+    libc::ECONNRESET,
+    libc::ESHUTDOWN,
+    libc::EAGAIN,
+    libc::EINTR,
+];
+
+/// Makes the directory's entries durable (the journal survives a crash of the machine).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Writes `bytes` to `to` through a temp name, so a crash never leaves half a file there.
 fn write_atomically(to: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = to.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()?;
     std::fs::rename(&tmp, to)
 }
 
 /// Uploads what an earlier mount left in `journal`, oldest first; returns how many landed.
-/// Entries that fail stay for the next mount.
+/// An entry that fails is not replayed later (it could land over newer data then): its data
+/// is kept in `cache_dir` as `ftpfs-unsaved-…` and the log says so.
 pub(super) fn recover(core: &Core, journal: &Path) -> usize {
     let Ok(dir) = std::fs::read_dir(journal) else { return 0 };
     let mut names: Vec<PathBuf> =
@@ -253,7 +420,21 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
                 landed += 1;
             }
             Err(e) => {
-                log::error!("{path}: left by an earlier mount, still not uploaded ({e}); kept in {}", data.display())
+                let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+                let kept = core.cfg.cache_dir.join(format!("ftpfs-unsaved-{}-{stamp}-recovered", std::process::id()));
+                match std::fs::rename(&data, &kept) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&name);
+                        log::error!(
+                            "{path}: left by an earlier mount, not uploaded ({e}); its data is kept in {}",
+                            kept.display()
+                        );
+                    }
+                    Err(e2) => log::error!(
+                        "{path}: left by an earlier mount, not uploaded ({e}), and kept as {} ({e2})",
+                        data.display()
+                    ),
+                }
             }
         }
     }

@@ -139,3 +139,80 @@ fn a_journal_left_by_a_crash_is_uploaded_by_the_next_mount() {
     assert_eq!(be2.file("crashed").as_deref(), Some(&b"only in the journal"[..]));
     assert_eq!(journal_entries(&left), 0);
 }
+
+/// A journal entry whose recovery failed is not replayed by a later mount over newer data: its
+/// data is kept in cache_dir instead.
+#[test]
+fn a_failed_recovery_is_kept_aside_not_replayed_later() {
+    let (be, dir, _journal) = setup();
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    std::fs::write(left.join("00000000000000000001.data"), b"v1 (old)").expect("data");
+    std::fs::write(left.join("00000000000000000001.path"), b"f").expect("path");
+    let m2 = model(&be, dir.path(), None);
+    be.fail_next(crate::backend::memory::Op::Write, FsError::Broken);
+    assert_eq!(m2.recover_journal(&left), 0);
+    write_file(&m2, "f", b"v2 (newer, written later)");
+    let m3 = model(&be, dir.path(), None);
+    assert_eq!(m3.recover_journal(&left), 0);
+    assert_eq!(be.file("f").as_deref(), Some(&b"v2 (newer, written later)"[..]), "old journal data replayed");
+    let kept = std::fs::read_dir(dir.path())
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-recovered"))
+        .count();
+    assert_eq!(kept, 1, "the data that could not be recovered is kept in cache_dir");
+}
+
+/// chmod and utimes right after a write-back close, while its upload runs, are not lost.
+#[test]
+fn mode_and_time_set_after_close_survive_the_upload() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.delay(SLOW);
+    write_file(&m, "secret", b"private key");
+    std::thread::sleep(Duration::from_millis(50));
+    let ino = m.lookup(ROOT_INO, "secret").expect("lookup").ino;
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    m.setattr(ino, None, Some(0o600), None, Some(super::SetTime::At(t))).expect("setattr");
+    m.stop();
+    assert_eq!(be.file("secret").as_deref(), Some(&b"private key"[..]));
+    assert_eq!(be.mode("secret"), Some(0o600), "chmod 600 lost");
+    assert_eq!(be.mtime("secret"), Some(1_000_000), "utimes lost");
+}
+
+/// `echo 1 >f; echo 2 >f`: the kernel may handle the first RELEASE after the second; the
+/// second close still wins.
+#[test]
+fn the_later_close_wins_whatever_the_release_order() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    let (_, h1) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    m.write(h1, 0, b"1 old").expect("write");
+    m.flush(h1).expect("close 1");
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let h2 = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    m.write(h2, 0, b"2 new").expect("write");
+    m.flush(h2).expect("close 2");
+    m.release(h2).expect("release 2");
+    m.release(h1).expect("release 1");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"2 new"[..]), "the first close's data won");
+}
+
+/// An unmount that gives up on a slow server leaves what did not land in the journal.
+#[test]
+fn uploads_cut_short_by_the_unmount_stay_in_the_journal() {
+    let (be, dir, journal) = setup();
+    be.set_wait_limit(Duration::from_millis(300));
+    let m = model(&be, dir.path(), Some(&journal));
+    be.delay(Duration::from_secs(2));
+    for i in 0..3 {
+        write_file(&m, &format!("f{i}"), format!("file {i}").as_bytes());
+    }
+    m.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let missing = (0..3).filter(|i| be.file(&format!("f{i}")).is_none()).count();
+    assert!(missing > 0, "the slow server took every upload: nothing to check");
+    assert_eq!(journal_entries(&journal), 2 * missing, "each missing file stays in the journal");
+}
