@@ -110,10 +110,6 @@ fn writeback_survives_kill_9(kind: ServerKind) {
     assert!(arrived < n, "every upload landed before cp returned: nothing was written back");
     m.abort(); // kill -9, then a lazy unmount
     assert!(!journal_files(cache.path()).is_empty(), "no journal left behind for {} pending files", n - arrived);
-    // The server may still be running the killed mount's last commands (a STOR whose data
-    // connection never sends anything empties its file when the server gets to it): a user's
-    // next mount comes later than these few round trips.
-    std::thread::sleep(Duration::from_secs(2));
     let m2 = mount(&srv, &[&opts]);
     for i in 0..n {
         let disk = std::fs::read_to_string(srv.disk(&format!("in/f{i:02}"))).unwrap_or_default();

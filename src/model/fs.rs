@@ -315,8 +315,11 @@ impl Model {
     /// Ok. With write-back, a handle's data is left for its release to defer.
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.core.handles.get(fh)?;
-        if self.core.writeback.enabled() && handle_io::can_write_back(&f) {
-            self.core.writeback.note_close(&f);
+        if self.core.writeback.enabled()
+            && handle_io::can_write_back(&f)
+            && let Some(path) = f.path()
+            && self.core.writeback.journal_at_close(&f, &path)
+        {
             return Ok(());
         }
         handle_io::commit(&self.core, &f)
@@ -354,6 +357,8 @@ impl Model {
             log::error!("{}: upload at close failed: errno {e}", f.path().unwrap_or_default());
             super::rescue::rescue(&self.core, &f);
         }
+        // Uploaded here (or kept by the rescue, or detached): not for the next mount.
+        wb.forget_journal(&f);
         self.core.handles.remove(fh);
         res
     }

@@ -35,6 +35,8 @@ pub struct OpenFile {
     pub(super) streaming: AtomicBool,
     /// Write-back: the order of this handle's last close(2) among all closes (0 = none yet).
     pub(super) close_seq: AtomicU64,
+    /// Write-back: the journal's copy of this handle's spool (data, path), made at close(2).
+    pub(super) journal: Mutex<Option<(std::path::PathBuf, std::path::PathBuf)>>,
     pub(super) io: Mutex<Io>,
 }
 
@@ -50,6 +52,7 @@ impl OpenFile {
             remote_changed: AtomicU64::new(0),
             streaming: AtomicBool::new(false),
             close_seq: AtomicU64::new(0),
+            journal: Mutex::new(None),
             io: Mutex::new(Io::new(server_size)),
         }
     }

@@ -39,7 +39,17 @@ pub(super) fn link_spool(f: &OpenFile, to: &std::path::Path) -> io::Result<bool>
     if s.tail || !(s.dirty || f.is_created()) {
         return Ok(false);
     }
-    keep_spool(s, to).map(|()| true)
+    keep_spool(s, to)?;
+    s.file.sync_data()?;
+    Ok(true)
+}
+
+/// Makes the spool's data durable (its journal link shares it).
+pub(super) fn sync_spool(f: &OpenFile) -> io::Result<()> {
+    match &f.io.lock().state {
+        State::Spooled(s) => s.file.sync_data(),
+        _ => Ok(()),
+    }
 }
 
 /// Gives the spool's (unnamed) temp file the name `kept`, or copies it there.

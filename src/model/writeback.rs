@@ -247,34 +247,26 @@ impl WriteBack {
                 // lands over it (as when each close uploads at once, in order).
                 drop(p);
                 log::debug!("{path}: a later close supersedes this one; not uploaded");
+                self.forget_journal(&file);
                 core.handles.remove(fh);
                 return true;
             }
             p.newest.put(path.to_string(), seq);
             *p.paths.entry(path.to_string()).or_default() += 1;
         }
-        let id = self.seq.fetch_add(1, Ordering::Relaxed);
-        let data = dir.join(format!("{id:020}.data"));
-        let name = dir.join(format!("{id:020}.path"));
-        let journaled = super::rescue::link_spool(&file, &data).and_then(|linked| {
-            if !linked {
-                return Ok(false);
-            }
-            write_atomically(&name, path.as_bytes())?;
-            sync_dir(dir)?;
-            Ok(true)
-        });
-        if !matches!(journaled, Ok(true)) {
+        let journaled = match file.journal.lock().take() {
+            Some(j) => Ok(Some(j)),
+            None => self.journal_spool(dir, &file, path),
+        };
+        let Ok(Some((data, name))) = journaled else {
             if let Err(e) = &journaled {
                 log::warn!("{path}: cannot journal for write-back ({e}); uploading at close");
             }
-            let _ = std::fs::remove_file(&data);
-            let _ = std::fs::remove_file(&name);
             self.pending.lock().release_path(path);
             self.changed.notify_all();
             // The caller uploads now; `newest` already says this close is the latest.
             return false;
-        }
+        };
         let job = Job { fh, file, path: path.to_string(), seq, journal: (data, name) };
         if let Err(e) = self.tx.send(job) {
             // Cannot happen while `self` holds the receiver; commit here then.
@@ -283,6 +275,63 @@ impl WriteBack {
         }
         self.spawn_worker(core);
         true
+    }
+
+    /// Links the spool of `file` into the journal with its path (fsynced). `None`: it holds
+    /// nothing to upload.
+    fn journal_spool(&self, dir: &Path, file: &OpenFile, path: &str) -> io::Result<Option<(PathBuf, PathBuf)>> {
+        let id = self.seq.fetch_add(1, Ordering::Relaxed);
+        let data = dir.join(format!("{id:020}.data"));
+        let name = dir.join(format!("{id:020}.path"));
+        let res = super::rescue::link_spool(file, &data).and_then(|linked| {
+            if !linked {
+                return Ok(false);
+            }
+            write_atomically(&name, path.as_bytes())?;
+            sync_dir(dir)?;
+            Ok(true)
+        });
+        match res {
+            Ok(true) => Ok(Some((data, name))),
+            other => {
+                let _ = std::fs::remove_file(&data);
+                let _ = std::fs::remove_file(&name);
+                other.map(|_| None)
+            }
+        }
+    }
+
+    /// At close(2): the handle's data goes into the journal before close returns, so a crash
+    /// between close and release loses nothing. `false`: not journaled (the caller uploads).
+    pub(super) fn journal_at_close(&self, file: &OpenFile, path: &str) -> bool {
+        let Some(dir) = &self.journal else { return false };
+        if self.pending.lock().stopping {
+            return false;
+        }
+        if file.journal.lock().is_some() {
+            // Journaled at an earlier close of a duplicate: the link shares the spool's data.
+            return super::rescue::sync_spool(file).is_ok();
+        }
+        match self.journal_spool(dir, file, path) {
+            Ok(Some(j)) => {
+                *file.journal.lock() = Some(j);
+                self.note_close(file);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                log::warn!("{path}: cannot journal for write-back ({e}); uploading at close");
+                false
+            }
+        }
+    }
+
+    /// The handle is committed or forgotten without write-back: its journal copy goes.
+    pub(super) fn forget_journal(&self, file: &OpenFile) {
+        if let Some((data, name)) = file.journal.lock().take() {
+            let _ = std::fs::remove_file(name);
+            let _ = std::fs::remove_file(data);
+        }
     }
 
     fn spawn_worker(&self, core: &Arc<Core>) {

@@ -216,3 +216,27 @@ fn uploads_cut_short_by_the_unmount_stay_in_the_journal() {
     assert!(missing > 0, "the slow server took every upload: nothing to check");
     assert_eq!(journal_entries(&journal), 2 * missing, "each missing file stays in the journal");
 }
+
+/// close(2) returned: the data is in the journal even if the process dies before the kernel's
+/// RELEASE reaches it.
+#[test]
+fn a_crash_between_close_and_release_loses_nothing() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    let (_, fh) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"closed, not released"), Ok(20));
+    m.flush(fh).expect("close");
+    // What a kill -9 now would leave behind.
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    for e in std::fs::read_dir(&journal).expect("journal").filter_map(Result::ok) {
+        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
+    }
+    let be2 = Arc::new(MemoryBackend::new(2));
+    let m2 = model(&be2, dir.path(), None);
+    assert_eq!(m2.recover_journal(&left), 1);
+    assert_eq!(be2.file("f").as_deref(), Some(&b"closed, not released"[..]));
+    m.release(fh).expect("release");
+    m.stop();
+    assert_eq!(journal_entries(&journal), 0);
+}
