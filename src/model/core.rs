@@ -30,6 +30,24 @@ pub struct ModelConfig {
     pub writeback_uploads: usize,
 }
 
+#[cfg(test)]
+impl ModelConfig {
+    /// The settings of the model's tests: owner 0, no umask, read-write, listings trusted for
+    /// `ttl`, temp copies in `cache_dir`, no write-back.
+    pub(super) fn for_tests(cache_dir: &std::path::Path, ttl: Duration) -> ModelConfig {
+        ModelConfig {
+            cache_timeout: ttl,
+            uid: 0,
+            gid: 0,
+            umask: 0,
+            read_only: false,
+            cache_dir: cache_dir.to_path_buf(),
+            writeback: None,
+            writeback_uploads: 1,
+        }
+    }
+}
+
 /// How many times a listing spoiled by a concurrent change of ours is fetched again before it
 /// is used without being cached.
 const LIST_TRIES: usize = 3;

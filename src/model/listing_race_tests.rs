@@ -17,16 +17,7 @@ fn model_with_change_during_listing(change: fn(&Model)) -> (Arc<Model>, Arc<Memo
     let be = Arc::new(MemoryBackend::new(2));
     be.put_file("a", b"old a");
     be.put_file("b", b"old b");
-    let cfg = ModelConfig {
-        cache_timeout: Duration::from_secs(3600),
-        uid: 0,
-        gid: 0,
-        umask: 0,
-        read_only: false,
-        cache_dir: dir.path().to_path_buf(),
-        writeback: None,
-        writeback_uploads: 1,
-    };
+    let cfg = ModelConfig::for_tests(dir.path(), Duration::from_secs(3600));
     let model = Arc::new(Model::new(cfg, be.clone()));
     let fired = Arc::new(AtomicBool::new(false));
     let weak = Arc::downgrade(&model);

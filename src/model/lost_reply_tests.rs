@@ -12,16 +12,7 @@ fn model() -> (Model, Arc<MemoryBackend>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let be = Arc::new(MemoryBackend::new(2));
     be.put_file("f", b"data");
-    let cfg = ModelConfig {
-        cache_timeout: Duration::from_secs(3600),
-        uid: 0,
-        gid: 0,
-        umask: 0,
-        read_only: false,
-        cache_dir: dir.path().to_path_buf(),
-        writeback: None,
-        writeback_uploads: 1,
-    };
+    let cfg = ModelConfig::for_tests(dir.path(), Duration::from_secs(3600));
     (Model::new(cfg, be.clone()), be, dir)
 }
 

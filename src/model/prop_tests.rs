@@ -144,16 +144,7 @@ impl Run {
         for (i, n) in NAMES.iter().enumerate().take(2) {
             be.put_file(n, format!("initial-{i}").as_bytes());
         }
-        let cfg = ModelConfig {
-            cache_timeout: ttl,
-            uid: 0,
-            gid: 0,
-            umask: 0,
-            read_only: false,
-            cache_dir: dir.path().to_path_buf(),
-            writeback: None,
-            writeback_uploads: 1,
-        };
+        let cfg = ModelConfig::for_tests(dir.path(), ttl);
         let ahead = ahead.then(|| {
             let cfg = AheadConfig { workers: connections.saturating_sub(1).max(1), ..AheadConfig::default() };
             Arc::new(Ahead::new(be.clone(), cfg))

@@ -14,14 +14,9 @@ const SLOW: Duration = Duration::from_millis(300);
 
 fn model(be: &Arc<MemoryBackend>, cache: &Path, journal: Option<&Path>) -> Model {
     let cfg = ModelConfig {
-        cache_timeout: Duration::from_secs(3600),
-        uid: 0,
-        gid: 0,
-        umask: 0,
-        read_only: false,
-        cache_dir: cache.to_path_buf(),
         writeback: journal.map(Path::to_path_buf),
         writeback_uploads: 3,
+        ..ModelConfig::for_tests(cache, Duration::from_secs(3600))
     };
     Model::new(cfg, be.clone())
 }
