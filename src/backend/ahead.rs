@@ -317,6 +317,15 @@ impl Ahead {
     fn changed(&self, path: &str) {
         self.shared.state.lock().changed(path);
     }
+
+    /// Runs a change of `paths` on the server: what was fetched ahead of them is dropped
+    /// before (nothing new lands meanwhile) and after (nothing fetched during it stays).
+    fn around<T>(&self, paths: &[&str], change: impl FnOnce() -> T) -> T {
+        paths.iter().for_each(|p| self.changed(p));
+        let res = change();
+        paths.iter().for_each(|p| self.changed(p));
+        res
+    }
 }
 
 impl Shared {
@@ -678,33 +687,19 @@ impl Backend for Ahead {
     }
 
     fn mkdir(&self, path: &str) -> BackendResult<()> {
-        self.changed(path);
-        let res = self.shared.inner.mkdir(path);
-        self.changed(path);
-        res
+        self.around(&[path], || self.shared.inner.mkdir(path))
     }
 
     fn rmdir(&self, path: &str) -> BackendResult<()> {
-        self.changed(path);
-        let res = self.shared.inner.rmdir(path);
-        self.changed(path);
-        res
+        self.around(&[path], || self.shared.inner.rmdir(path))
     }
 
     fn delete(&self, path: &str) -> BackendResult<()> {
-        self.changed(path);
-        let res = self.shared.inner.delete(path);
-        self.changed(path);
-        res
+        self.around(&[path], || self.shared.inner.delete(path))
     }
 
     fn rename(&self, from: &str, to: &str) -> BackendResult<()> {
-        self.changed(from);
-        self.changed(to);
-        let res = self.shared.inner.rename(from, to);
-        self.changed(from);
-        self.changed(to);
-        res
+        self.around(&[from, to], || self.shared.inner.rename(from, to))
     }
 
     fn can_set_mtime(&self) -> bool {
@@ -712,17 +707,11 @@ impl Backend for Ahead {
     }
 
     fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()> {
-        self.changed(path);
-        let res = self.shared.inner.set_mtime(path, secs);
-        self.changed(path);
-        res
+        self.around(&[path], || self.shared.inner.set_mtime(path, secs))
     }
 
     fn chmod(&self, path: &str, mode: u32) -> BackendResult<()> {
-        self.changed(path);
-        let res = self.shared.inner.chmod(path, mode);
-        self.changed(path);
-        res
+        self.around(&[path], || self.shared.inner.chmod(path, mode))
     }
 
     fn can_append(&self) -> bool {

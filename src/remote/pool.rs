@@ -375,13 +375,7 @@ impl Pool {
     /// Drops every idle connection without a word to the server: one broke, so the server
     /// probably dropped them all (a restart), and a retry must not find another dead one.
     pub fn discard_idle(&self) {
-        let idle: Vec<Idle> = {
-            let mut st = self.state.lock();
-            let v = std::mem::take(&mut st.idle);
-            st.total -= v.len();
-            v
-        };
-        for i in idle {
+        for i in self.take_idle() {
             i.conn.abandon();
         }
         self.freed.notify_all();
@@ -389,15 +383,17 @@ impl Pool {
 
     /// Closes every idle connection (at unmount).
     pub fn close_idle(&self) {
-        let idle: Vec<Idle> = {
-            let mut st = self.state.lock();
-            let v = std::mem::take(&mut st.idle);
-            st.total -= v.len();
-            v
-        };
-        for i in idle {
+        for i in self.take_idle() {
             i.conn.quit();
         }
+    }
+
+    /// Takes every idle connection out of the pool (and out of its count).
+    fn take_idle(&self) -> Vec<Idle> {
+        let mut st = self.state.lock();
+        let idle = std::mem::take(&mut st.idle);
+        st.total -= idle.len();
+        idle
     }
 }
 
