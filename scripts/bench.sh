@@ -3,7 +3,8 @@
 # Prints workload, mount seconds, curl seconds and ratio (curl time / mount time, median of the
 # rounds; 1.0 = as fast as raw FTP), plus the peak RSS of ftpfs during the big sequential read.
 #
-#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]]
+#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]] [--opts "-o a,b"]
+# --opts: mount options added to every mount (to compare settings in one run each)
 #
 # Needs root (vsftpd logs in a local user the script creates). Data written through the mount is
 # checked on the server's disk after each write workload.
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-quick=0; server=vsftpd; rounds=3; rtt=""; rate=""
+quick=0; server=vsftpd; rounds=3; rtt=""; rate=""; extra_opts=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -23,7 +24,8 @@ while [ $# -gt 0 ]; do
         --rounds) rounds=$2; shift ;;
         --rtt) rtt=$2; shift ;;
         --rate) rate=$2; shift ;;
-        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]]" >&2; exit 2 ;;
+        --opts) extra_opts=$2; shift ;;
+        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]] [--opts \"-o a,b\"]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -151,7 +153,8 @@ host=127.0.0.1
 url="ftp://$user:$pass@$host:$port"
 export FTPFS_PASSWORD=$pass
 now() { date +%s.%N; }
-mount_fs() { "$bin" "ftp://$user@$host:$port/" "$mnt" "$@"; }
+# shellcheck disable=SC2086 # extra_opts is split into words on purpose
+mount_fs() { "$bin" "ftp://$user@$host:$port/" "$mnt" $extra_opts "$@"; }
 umount_fs() { fusermount3 -u "$mnt"; for _ in $(seq 100); do mountpoint -q "$mnt" || return 0; sleep 0.05; done; }
 ftpfs_pid() { pgrep -f "$bin ftp://$user@$host:$port/ $mnt" | head -1; }
 # time_cmd CMD...: seconds taken

@@ -13,6 +13,9 @@ use percent_encoding::percent_decode_str;
 use crate::ftp::{ConnectOptions, DataMode, Secret, TlsContext, TlsMode, TlsSettings};
 
 /// Mount a remote FTP server as a local directory.
+/// Memory for files fetched ahead when `ahead_mib` is not given, in MiB.
+pub const DEFAULT_AHEAD_MIB: u64 = 32;
+
 #[derive(Parser, Debug)]
 #[command(name = "ftpfs", version, about, long_about = None)]
 pub struct Args {
@@ -57,7 +60,8 @@ pub struct MountOpts {
     pub pasv_ip: bool,
     pub list_tz_offset: i64,
     /// Memory for small files fetched ahead of the reader, in MiB; 0 turns work ahead off.
-    pub ahead_mib: u64,
+    /// Unset: [`DEFAULT_AHEAD_MIB`] when the server turns out to be far away (see mount).
+    pub ahead_mib: Option<u64>,
     /// close() returns once the data is spooled on disk; uploads run in the background.
     pub writeback: bool,
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
@@ -107,7 +111,7 @@ impl Default for MountOpts {
             no_mlsd: false,
             pasv_ip: false,
             list_tz_offset: 0,
-            ahead_mib: 32,
+            ahead_mib: None,
             writeback: false,
             tls: None,
             cafile: None,
@@ -196,8 +200,9 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
             ("writeback", None) => o.writeback = true,
             ("ahead_mib", Some(v)) => {
-                o.ahead_mib = number(key, v)?;
-                if o.ahead_mib > 4096 {
+                let mib = number(key, v)?;
+                o.ahead_mib = Some(mib);
+                if mib > 4096 {
                     return Err("ahead_mib must be at most 4096".into());
                 }
             }

@@ -187,6 +187,11 @@ fn detach_stdio() {
     }
 }
 
+/// A server whose EPSV and data connection take longer than this at mount is far away: the
+/// pool logs its other connections in ahead of need (on a LAN or loopback they would only
+/// compete with the first requests for the server's and our CPU).
+const FAR_AWAY: Duration = Duration::from_millis(3);
+
 /// The kernel caps a FUSE mount's readahead at 128 KiB; where we may (root), raise it to 1 MiB
 /// so sequential reads arrive in large requests. Found through mountinfo: a stat() of our own
 /// mountpoint would wait for the session we have not started serving yet.
@@ -347,22 +352,32 @@ fn mount_and_serve(
         writeback: journal.clone(),
         writeback_uploads: o.connections.saturating_sub(1).max(1),
     };
-    let work_ahead = o.ahead_mib > 0 && !o.cache_timeout.is_zero();
-    if work_ahead {
+    let ahead_mib = o.ahead_mib.unwrap_or(crate::cli::DEFAULT_AHEAD_MIB);
+    // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks
+    // the server, and so it stays.
+    let may_work_ahead = ahead_mib > 0 && !o.cache_timeout.is_zero();
+    let mut far_away = false;
+    if may_work_ahead {
         // Proves EPSV once (two round trips now), so that every connection of the pool may
         // open its data connections ahead from its first request on.
+        let started = std::time::Instant::now();
         if let Err(e) = first.try_data_ahead() {
             log::debug!("no data connection opened ahead at start: {e}");
         }
+        far_away = started.elapsed() >= FAR_AWAY;
+        log::debug!("EPSV and data connection at start: {:?}", started.elapsed());
     }
+    // Unless asked for, work ahead only for a far server: near one, a request costs less than
+    // the work ahead competing with it for the server's and our CPU.
+    let work_ahead = may_work_ahead && (far_away || o.ahead_mib.is_some());
+    log::info!("work ahead {}", if work_ahead { "on" } else { "off" });
     let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
+    pool.open_data_ahead(work_ahead);
     let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
     let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
-    // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks
-    // the server, and so it stays.
-    let backend: Arc<dyn Backend> = if o.ahead_mib > 0 && !o.cache_timeout.is_zero() {
+    let backend: Arc<dyn Backend> = if work_ahead {
         let ahead = AheadConfig {
-            bytes: o.ahead_mib << 20,
+            bytes: ahead_mib << 20,
             max_age: o.cache_timeout.min(AheadConfig::default().max_age),
             // Each uses a connection while one is spare; one is always kept for requests.
             workers: o.connections,
@@ -445,9 +460,10 @@ fn mount_and_serve(
         .map_err(|e| format!("thread: {e}"))?;
     watch_unmount(mountpoint.clone(), model.clone())?;
     report.ready();
-    if work_ahead {
+    if work_ahead && far_away {
         // More logged-in connections, made while the user has not asked for anything yet: the
-        // first directory walk or parallel copy does not wait for logins.
+        // first directory walk or parallel copy does not wait for logins. Only for a far server:
+        // near one, a login costs less than the logins competing with the first requests.
         pool.warm(o.connections.saturating_sub(1));
     }
     if !plan.foreground {
