@@ -142,6 +142,30 @@ fn mount_survives_a_server_that_drops_connections() {
     }
 }
 
+/// Uploads sent before the server's first reply (work ahead forced on, as for a far server)
+/// whose connection is dropped are sent again whole on a fresh connection: every file lands
+/// with its content, and the log shows STORs that were repeated.
+#[test]
+fn uploads_sent_early_are_repeated_after_a_dropped_connection() {
+    if !fuse_available() {
+        return;
+    }
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let srv = FakeServer::start(&["--drop-every", "7", "--log-commands", log.path().to_str().unwrap()]);
+    let (dir, _guard) = mount_fake(&srv, "timeout=3,ahead_mib=8");
+    let d = dir.path();
+    let bodies: Vec<Vec<u8>> = (0..20u64).map(|i| support::DataGen::bytes(i, 100 + 9_000 * i as usize)).collect();
+    for (i, body) in bodies.iter().enumerate() {
+        std::fs::write(d.join(format!("f{i}.bin")), body).unwrap_or_else(|e| panic!("f{i}: {e}"));
+    }
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(&std::fs::read(d.join(format!("f{i}.bin"))).unwrap(), body, "f{i}");
+    }
+    let commands = std::fs::read_to_string(log.path()).unwrap();
+    let repeated = (0..20).filter(|i| commands.lines().filter(|l| *l == format!("STOR /f{i}.bin")).count() > 1).count();
+    assert!(repeated > 0, "no upload was repeated:\n{commands}");
+}
+
 #[test]
 fn broken_mlsd_falls_back_to_list_and_dos_listings_work() {
     if !fuse_available() {

@@ -32,6 +32,27 @@ fn server_restart_mid_session(kind: ServerKind) {
     assert!(!srv.disk("e").exists() && !srv.disk("d/x").exists());
 }
 
+/// With work ahead forced on (as for a far server), uploads go out before the server's first
+/// reply on data connections opened ahead; a server restart breaks every idle connection and
+/// its data connection, and the uploads after it are started again and land whole.
+fn server_restart_between_uploads_sent_early(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let mut srv = FtpServer::start(kind);
+    let m = Mount::new(&srv, &["ahead_mib=8"]);
+    for round in 0..3 {
+        for i in 0..6 {
+            let body = DataGen::bytes(round * 10 + i, 3000 + 20_000 * i as usize);
+            std::fs::write(m.p(&format!("r{round}-{i}.bin")), &body).unwrap();
+            assert_eq!(std::fs::read(srv.disk(&format!("r{round}-{i}.bin"))).unwrap(), body, "round {round} file {i}");
+        }
+        srv.restart();
+    }
+    m.sh_ok("echo last > last.txt");
+    assert_eq!(std::fs::read(srv.disk("last.txt")).unwrap(), b"last\n");
+}
+
 fn server_killed_during_copy_fails_the_copy(kind: ServerKind) {
     if !fuse_available() {
         return;
@@ -259,6 +280,7 @@ fn stress_mixed_workload(kind: ServerKind) {
 on_servers!(
     [vsftpd: Vsftpd, pyftpdlib: Pyftpdlib],
     server_restart_mid_session,
+    server_restart_between_uploads_sent_early,
     server_killed_during_copy_fails_the_copy,
     idle_timeout_is_survived,
     connection_limit_shrinks_the_pool,

@@ -332,8 +332,67 @@ fn data_ahead_and_size_behind_uploads(kind: ServerKind) {
     c.quit();
 }
 
+/// STOR sent on a data connection opened ahead with its data behind it, before the server's
+/// first reply: small files in one round trip, a file past the early limit, a refused STOR
+/// (the connection is then closed, never reused) and an upload that can be started again.
+fn stor_before_its_first_reply(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let mut c = srv.connect();
+    c.open_data_ahead().unwrap();
+    // The first transfer over a data connection opened ahead proves the server takes them.
+    c.stor("/first.txt").unwrap().finish().unwrap();
+    let sizes = [0usize, 1, 4096, ftpfs::ftp::upload::EARLY_BYTES, ftpfs::ftp::upload::EARLY_BYTES + 1, 3 << 20];
+    for (i, len) in sizes.into_iter().enumerate() {
+        c.open_data_ahead().unwrap();
+        let path = format!("/early{i}.bin");
+        let body = DataGen::bytes(i as u64 + 40, len);
+        let mut up = c.stor_early(&path).unwrap();
+        // Several writes, as the kernel hands them over.
+        for chunk in body.chunks(10_000) {
+            up.write_all(chunk).unwrap();
+        }
+        assert_eq!(up.finish_with_size(&path).unwrap(), Some(len as u64), "{path}");
+        assert_eq!(std::fs::read(srv.disk(&path[1..])).unwrap(), body, "{path} on disk");
+        assert!(!c.is_dead(), "{path}");
+    }
+    // Without SIZE behind it.
+    c.open_data_ahead().unwrap();
+    let mut up = c.stor_early("/plain.txt").unwrap();
+    up.write_all(b"plain finish").unwrap();
+    up.finish().unwrap();
+    assert_eq!(std::fs::read(srv.disk("plain.txt")).unwrap(), b"plain finish");
+    // Refused: the error comes with the finish, nothing lands, the connection is closed.
+    c.open_data_ahead().unwrap();
+    let mut up = c.stor_early("/no-such-dir/x").unwrap();
+    let wrote = up.write_all(b"lost on purpose");
+    let err = up.end_with_size("/no-such-dir/x").err().expect("STOR into a missing directory");
+    if wrote.is_ok() {
+        assert!(matches!(err, ftpfs::ftp::FtpError::Reply { code: 550..=553, .. }), "{err}");
+        assert_eq!(up.replay_after_failure(), None, "a refusal is not sent again");
+    } else {
+        // ProFTPD resets the data connection as it refuses: the write learns it first, and
+        // without the reply the upload counts as broken, to be tried once more elsewhere.
+        assert!(up.replay_after_failure().is_some(), "{err}");
+    }
+    drop(up);
+    assert!(c.is_dead(), "a refused early STOR ends its connection");
+    assert!(!srv.disk("no-such-dir").exists());
+    // A new session on the same server is not confused by what the refused one sent.
+    let mut c = srv.connect();
+    c.open_data_ahead().unwrap();
+    c.stor("/after.txt").unwrap().finish().unwrap();
+    let body = DataGen::bytes(99, 5000);
+    c.open_data_ahead().unwrap();
+    let mut up = c.stor_early("/after.txt").unwrap();
+    up.write_all(&body).unwrap();
+    assert_eq!(up.finish_with_size("/after.txt").unwrap(), Some(5000));
+    assert_eq!(std::fs::read(srv.disk("after.txt")).unwrap(), body);
+    c.quit();
+}
+
 on_every_server!(
     login_ok,
+    stor_before_its_first_reply,
     wrong_password,
     directory_commands,
     file_commands,

@@ -117,6 +117,9 @@ pub struct Connection {
     pub(super) ahead: Option<(TcpStream, Instant)>,
     /// The server refused a data connection opened ahead: open them only on demand.
     pub(super) ahead_refused: bool,
+    /// The server took a data connection opened ahead for a transfer: a STOR may send its
+    /// first bytes on one before its preliminary reply is back.
+    pub(super) ahead_accepted: bool,
     /// SIZE may be sent behind an upload's data, before its reply (until the server shows
     /// it answers commands during a transfer).
     pub(super) pipeline_size: bool,
@@ -290,6 +293,7 @@ impl Connection {
             epsv_worked: false,
             ahead: None,
             ahead_refused: false,
+            ahead_accepted: false,
             pipeline_size: true,
             list_a: None,
             dead: false,

@@ -152,7 +152,7 @@ impl Connection {
     }
 
     /// The data connection opened ahead, if it is still usable.
-    fn take_ahead(&mut self) -> Option<TcpStream> {
+    pub(super) fn take_ahead(&mut self) -> Option<TcpStream> {
         let (stream, opened) = self.ahead.take()?;
         (opened.elapsed() < AHEAD_MAX_AGE && still_open(&stream)).then_some(stream)
     }

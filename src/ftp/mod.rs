@@ -12,10 +12,12 @@ pub mod reply;
 pub mod stream;
 pub mod tls;
 pub mod transfer;
+pub mod upload;
 
 pub use control::{ConnectOptions, Connection, DataMode, Secret, TransferType};
 pub use error::{FtpError, Op, Result};
 pub use features::Features;
 pub use listing::{Dialect, Entry, EntryKind, ListContext};
 pub use tls::{TlsContext, TlsMode, TlsSettings};
-pub use transfer::{Download, Upload};
+pub use transfer::Download;
+pub use upload::Upload;

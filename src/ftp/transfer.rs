@@ -7,7 +7,7 @@
 //! if that cannot be proven, the connection is marked dead and never reused.
 
 use std::borrow::BorrowMut;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use super::control::Connection;
 use super::data::PendingData;
@@ -28,13 +28,13 @@ fn half_close_is_safe(welcome: &str) -> bool {
 /// Commands whose data flows from the server to us.
 const DOWNLOADS: [&str; 4] = ["RETR", "LIST", "MLSD", "NLST"];
 
-fn is_transfer_done(code: u16) -> bool {
+pub(super) fn is_transfer_done(code: u16) -> bool {
     code == 226 || code == 250
 }
 
 impl Connection {
     /// Opens the data channel, sends `verb arg` and waits for the preliminary reply.
-    fn start_transfer(&mut self, verb: &str, arg: Option<&str>) -> Result<NetStream> {
+    pub(super) fn start_transfer(&mut self, verb: &str, arg: Option<&str>) -> Result<NetStream> {
         self.start_transfer_at(verb, arg, 0)
     }
 
@@ -66,6 +66,7 @@ impl Connection {
             }
             return Err(reply.into_error());
         }
+        self.ahead_accepted |= ahead;
         let res = pending.establish(self.opts.timeout);
         let stream = self.mark_dead_on(res)?;
         match (&self.tls_config, self.protect_data) {
@@ -109,7 +110,7 @@ impl Connection {
     }
 
     /// Reads the final reply of a transfer whose data connection is closed.
-    fn finish_transfer(&mut self) -> Result<Reply> {
+    pub(super) fn finish_transfer(&mut self) -> Result<Reply> {
         let reply = self.read_reply()?;
         if is_transfer_done(reply.code) {
             Ok(reply)
@@ -152,16 +153,6 @@ impl Connection {
     /// [`Download`] and call [`Download::finish`]; dropping it early aborts cleanly.
     pub fn retr(&mut self, path: &str, offset: u64) -> Result<Download<&mut Connection>> {
         Download::start(self, path, offset)
-    }
-
-    /// Uploads to `path`, replacing it (STOR).
-    pub fn stor(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
-        Upload::start(self, path, false)
-    }
-
-    /// Uploads to the end of `path`, creating it if needed (APPE).
-    pub fn appe(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
-        Upload::start(self, path, true)
     }
 
     /// Runs a listing command and returns its raw bytes.
@@ -315,150 +306,6 @@ impl<C: BorrowMut<Connection>> Drop for Download<C> {
         // reply was not the expected one.
         if self.data.is_some() && self.end().is_err() {
             self.connection().dead = true;
-        }
-    }
-}
-
-/// The size in a reply to SIZE; `None` when the server gave none.
-fn size_reply(reply: Reply) -> Result<Option<u64>> {
-    if reply.code == 421 {
-        return Err(reply.into_error());
-    }
-    Ok((reply.code == 213).then(|| reply.text().trim().parse().ok()).flatten())
-}
-
-/// A running upload. Implements [`Write`]; [`Upload::finish`] closes the data connection and
-/// returns only when the server confirmed (226/250) that it holds the file.
-pub struct Upload<C: BorrowMut<Connection>> {
-    /// Always `Some` until `into_connection` moves it out of an upload that is then dropped.
-    conn: Option<C>,
-    data: Option<NetStream>,
-}
-
-impl<C: BorrowMut<Connection>> Upload<C> {
-    /// Sends STOR (or APPE when `append`) for `path` on `conn`.
-    pub fn start(mut conn: C, path: &str, append: bool) -> Result<Upload<C>> {
-        let verb = if append { "APPE" } else { "STOR" };
-        let data = conn.borrow_mut().start_transfer(verb, Some(path))?;
-        Ok(Upload { conn: Some(conn), data: Some(data) })
-    }
-
-    fn connection(&mut self) -> &mut Connection {
-        match self.conn.as_mut() {
-            Some(c) => c.borrow_mut(),
-            None => unreachable!("an upload always holds its connection until consumed"),
-        }
-    }
-
-    /// Ends the upload and waits for the server's confirmation.
-    pub fn finish(mut self) -> Result<()> {
-        self.end()
-    }
-
-    fn end(&mut self) -> Result<()> {
-        let Some(mut d) = self.data.take() else { return Err(FtpError::Closed) };
-        let flushed = d.flush().and_then(|_| d.close_gracefully());
-        drop(d);
-        let reply = self.connection().finish_transfer();
-        flushed.map_err(FtpError::Io)?;
-        reply.map(drop)
-    }
-
-    /// Ends the upload and asks for the file's size in the same round trip: SIZE is sent right
-    /// behind the end of the data, before the transfer's reply is read. `None`: the server
-    /// gave no size. A server that answers SIZE before it has finished the transfer (its
-    /// answer then comes first) gets a SIZE of its own after the transfer's reply, and no more
-    /// pipelining on this connection.
-    pub fn finish_with_size(mut self, path: &str) -> Result<Option<u64>> {
-        super::command::check_arg(path)?;
-        let conn = self.connection();
-        if !conn.pipeline_size {
-            self.end()?;
-            return size_reply(self.connection().command("SIZE", Some(path))?);
-        }
-        let Some(mut d) = self.data.take() else { return Err(FtpError::Closed) };
-        let ended = d.flush().and_then(|_| d.end_our_side());
-        // SIZE goes out while the server still finishes the data connection: a round trip less.
-        let conn = self.connection();
-        if let Err(e) = conn.send("SIZE", Some(path)) {
-            // The transfer's reply is unread: this connection cannot be trusted any more.
-            conn.dead = true;
-            return Err(e);
-        }
-        let flushed = ended.and_then(|_| d.drain_until_closed());
-        drop(d);
-        let conn = self.connection();
-        let first = conn.read_reply()?;
-        let second = conn.read_reply()?;
-        if first.code < 200 || second.code < 200 {
-            // Not the two replies expected: which answers what is unknown from here on.
-            conn.dead = true;
-            return Err(FtpError::protocol(format!(
-                "unexpected replies after an upload: {} {}",
-                first.code, second.code
-            )));
-        }
-        let (transfer, size) = match (first.code, second.code) {
-            (226 | 250, _) => (first, second),
-            // The SIZE reply came first: it may count a file still being written.
-            (_, 226 | 250) => {
-                log::info!("server answered SIZE during a transfer ({}); no more pipelining", first.code);
-                conn.pipeline_size = false;
-                let again = conn.command("SIZE", Some(path))?;
-                (second, again)
-            }
-            _ => (first, second),
-        };
-        if transfer.code == 421 || size.code == 421 {
-            conn.dead = true;
-        }
-        flushed.map_err(FtpError::Io)?;
-        if !is_transfer_done(transfer.code) {
-            return Err(transfer.into_error());
-        }
-        size_reply(size)
-    }
-
-    /// Ends the upload (as [`Upload::finish`]) and hands back the connection.
-    pub fn into_connection(mut self) -> (C, Result<()>) {
-        let res = self.end();
-        match self.conn.take() {
-            Some(conn) => (conn, res),
-            None => unreachable!("an upload always holds its connection until consumed"),
-        }
-    }
-}
-
-impl<C: BorrowMut<Connection>> Write for Upload<C> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.data.as_mut() {
-            Some(d) => d.write(buf),
-            None => Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished")),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self.data.as_mut() {
-            Some(d) => d.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<C: BorrowMut<Connection>> Drop for Upload<C> {
-    fn drop(&mut self) {
-        // An upload dropped without finish(): the server may keep what it got so far. Read its
-        // reply so the connection stays in sync, or mark it dead.
-        if let Some(mut d) = self.data.take() {
-            let _ = d.shutdown();
-            drop(d);
-            let conn = self.connection();
-            if let Err(e) = conn.finish_transfer() {
-                log::debug!("upload dropped before finish: {e}");
-                if !matches!(e, FtpError::Reply { .. }) {
-                    conn.dead = true;
-                }
-            }
         }
     }
 }

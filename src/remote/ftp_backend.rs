@@ -77,11 +77,52 @@ struct FtpWrite {
     op: Op,
     /// The server path to ask SIZE of in the upload's last round trip (where SIZE exists).
     size_of: Option<String>,
+    /// Where to start the upload once more if it broke before the server's first reply (see
+    /// `ftp::upload`): the pool and the server path. Taken by the one retry.
+    again: Option<(Arc<Pool>, String)>,
+}
+
+impl FtpWrite {
+    /// Starts the upload again on a fresh connection when it broke before the server's first
+    /// reply, sending again what it had sent. `false`: it cannot be (a refusal, a failure
+    /// later on, or the retry was used).
+    fn start_again(&mut self) -> ftp::Result<bool> {
+        let Some(sent) = self.up.replay_after_failure() else { return Ok(false) };
+        let Some((pool, remote)) = self.again.take() else { return Ok(false) };
+        log::info!("upload of {remote} broke before the server's first reply; once more on a fresh connection");
+        pool.discard_idle();
+        let mut up = Upload::start(pool.get(Purpose::Transfer)?, &remote, false)?;
+        up.write_all(&sent).map_err(FtpError::Io)?;
+        self.up = up;
+        Ok(true)
+    }
+
+    /// The error a failed write returns: the errno of the server's refusal where there was one.
+    fn write_error(&mut self, e: io::Error) -> io::Error {
+        match self.up.take_failure() {
+            Some(f) => io::Error::from_raw_os_error(kind(f, self.op).errno()),
+            None => e,
+        }
+    }
+
+    fn finish_once(&mut self) -> ftp::Result<Option<u64>> {
+        match &self.size_of {
+            Some(path) => self.up.end_with_size(path),
+            None => self.up.end().map(|()| None),
+        }
+    }
 }
 
 impl Write for FtpWrite {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.up.write(buf)
+        match self.up.write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => match self.start_again() {
+                Ok(true) => self.up.write(buf),
+                Ok(false) => Err(self.write_error(e)),
+                Err(again) => Err(io::Error::from_raw_os_error(kind(again, self.op).errno())),
+            },
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -90,13 +131,16 @@ impl Write for FtpWrite {
 }
 
 impl WriteStream for FtpWrite {
-    fn finish(self: Box<Self>) -> BackendResult<Option<u64>> {
-        let op = self.op;
-        match &self.size_of {
-            Some(path) => self.up.finish_with_size(path),
-            None => self.up.finish().map(|()| None),
-        }
-        .map_err(|e| kind(e, op))
+    fn finish(mut self: Box<Self>) -> BackendResult<Option<u64>> {
+        let res = match self.finish_once() {
+            Err(e) => match self.start_again() {
+                Ok(true) => self.finish_once(),
+                Ok(false) => Err(e),
+                Err(again) => Err(again),
+            },
+            done => done,
+        };
+        res.map_err(|e| kind(e, self.op))
     }
 }
 
@@ -265,9 +309,14 @@ impl Backend for FtpBackend {
             }
             k
         };
-        let up = self.start_transfer(wait, |lease| Upload::start(lease, &remote, append), refused)?;
-        let size_of = self.features.size.then_some(remote);
-        Ok(up.map(|up| Box::new(FtpWrite { up, op, size_of }) as Box<dyn WriteStream>))
+        let start = |lease| match append {
+            true => Upload::start(lease, &remote, true),
+            false => Upload::start_early(lease, &remote),
+        };
+        let up = self.start_transfer(wait, start, refused)?;
+        let size_of = self.features.size.then(|| remote.clone());
+        let again = (!append).then(|| (self.pool.clone(), remote));
+        Ok(up.map(|up| Box::new(FtpWrite { up, op, size_of, again }) as Box<dyn WriteStream>))
     }
 
     fn mkdir(&self, path: &str) -> BackendResult<()> {

@@ -1,0 +1,313 @@
+//! Uploads: STOR and APPE, and the round trips they can spare.
+//!
+//! - A STOR whose data connection was opened ahead may send its first bytes (up to
+//!   [`EARLY_BYTES`]) and even its end before the server's 150 is back: a small file then costs
+//!   one round trip instead of two. The bytes sent this way are kept until the 150 arrives, so
+//!   an upload that finds its connection broken can be started again elsewhere
+//!   ([`Upload::replay_after_failure`]). Anything but a 150 to such a STOR ends the control
+//!   connection: the bytes we sent wait in the server's data listener, and only closing the
+//!   session makes sure no later transfer takes them for its own.
+//! - SIZE is sent right behind the end of the data, before the transfer's reply is read.
+
+use std::borrow::BorrowMut;
+use std::io::{self, Write};
+
+use super::control::Connection;
+use super::error::{FtpError, Result};
+use super::reply::Reply;
+use super::stream::NetStream;
+use super::transfer::is_transfer_done;
+
+/// Bytes a STOR may send before its preliminary reply is back: well inside the socket buffers
+/// of both ends, so the writes never wait for a server that has not read the command yet.
+pub const EARLY_BYTES: usize = 64 * 1024;
+
+impl Connection {
+    /// Uploads to `path`, replacing it (STOR).
+    pub fn stor(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
+        Upload::start(self, path, false)
+    }
+
+    /// As [`Connection::stor`], sending the data before the server's first reply where a data
+    /// connection was opened ahead (see the module's documentation).
+    pub fn stor_early(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
+        Upload::start_early(self, path)
+    }
+
+    /// Uploads to the end of `path`, creating it if needed (APPE).
+    pub fn appe(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
+        Upload::start(self, path, true)
+    }
+
+    /// Sends STOR on the data connection opened ahead without waiting for its reply; `None`
+    /// when this connection cannot (no data connection ahead, TLS on data, or the server never
+    /// took one opened ahead yet).
+    fn send_stor_early(&mut self, path: &str) -> Result<Option<NetStream>> {
+        let encrypted = self.tls_config.is_some() && self.protect_data;
+        if encrypted || !self.ahead_accepted || self.ahead_refused {
+            return Ok(None);
+        }
+        super::command::check_arg(path)?;
+        let Some(tcp) = self.take_ahead() else { return Ok(None) };
+        let stream = NetStream::Plain(tcp);
+        stream.set_timeouts(Some(self.opts.timeout))?;
+        if let Err(e) = self.send("STOR", Some(path)) {
+            self.dead = true;
+            return Err(e);
+        }
+        Ok(Some(stream))
+    }
+
+    /// Reads the first reply to a STOR sent ahead of its data (see the module's documentation).
+    fn confirm_early_stor(&mut self) -> Result<()> {
+        let reply = self.read_reply()?;
+        if reply.is_preliminary() {
+            return Ok(());
+        }
+        self.dead = true;
+        if reply.code == 425 {
+            log::info!("server refused a data connection opened ahead ({})", reply.text());
+        }
+        if reply.is_positive() {
+            return Err(FtpError::protocol(format!("STOR: final reply {} without data", reply.code)));
+        }
+        Err(reply.into_error())
+    }
+}
+
+/// The size in a reply to SIZE; `None` when the server gave none.
+fn size_reply(reply: Reply) -> Result<Option<u64>> {
+    if reply.code == 421 {
+        return Err(reply.into_error());
+    }
+    Ok((reply.code == 213).then(|| reply.text().trim().parse().ok()).flatten())
+}
+
+/// A running upload. Implements [`Write`]; [`Upload::finish`] closes the data connection and
+/// returns only when the server confirmed (226/250) that it holds the file.
+pub struct Upload<C: BorrowMut<Connection>> {
+    /// Always `Some` until `into_connection` moves it out of an upload that is then dropped.
+    conn: Option<C>,
+    data: Option<NetStream>,
+    /// While the STOR's preliminary reply is unread: a copy of every byte sent so far.
+    early: Option<Vec<u8>>,
+    /// The failure a write reported, returned again by the finish.
+    failed: Option<FtpError>,
+    /// The upload failed before its preliminary reply, in a way another connection may not.
+    replayable: bool,
+}
+
+impl<C: BorrowMut<Connection>> Upload<C> {
+    /// Sends STOR (or APPE when `append`) for `path` on `conn` and waits for its first reply.
+    pub fn start(mut conn: C, path: &str, append: bool) -> Result<Upload<C>> {
+        let verb = if append { "APPE" } else { "STOR" };
+        let data = conn.borrow_mut().start_transfer(verb, Some(path))?;
+        Ok(Upload::new(conn, data, false))
+    }
+
+    /// Sends STOR for `path` on `conn`, without waiting for its first reply where the
+    /// connection allows (see the module's documentation).
+    pub fn start_early(mut conn: C, path: &str) -> Result<Upload<C>> {
+        match conn.borrow_mut().send_stor_early(path)? {
+            Some(data) => Ok(Upload::new(conn, data, true)),
+            None => Upload::start(conn, path, false),
+        }
+    }
+
+    fn new(conn: C, data: NetStream, early: bool) -> Upload<C> {
+        Upload { conn: Some(conn), data: Some(data), early: early.then(Vec::new), failed: None, replayable: false }
+    }
+
+    fn connection(&mut self) -> &mut Connection {
+        match self.conn.as_mut() {
+            Some(c) => c.borrow_mut(),
+            None => unreachable!("an upload always holds its connection until consumed"),
+        }
+    }
+
+    /// After a failure of an upload started early, before its preliminary reply came: the
+    /// bytes it had sent, to send again on another connection. `None` when the server refused
+    /// the upload itself (it would refuse it again) or it was not started early.
+    pub fn replay_after_failure(&mut self) -> Option<Vec<u8>> {
+        if !std::mem::take(&mut self.replayable) {
+            return None;
+        }
+        self.early.take()
+    }
+
+    /// The failure a write reported (a refusal reported there has its reply here).
+    pub fn take_failure(&mut self) -> Option<FtpError> {
+        self.failed.take()
+    }
+
+    /// Ends an upload that failed: the connection is not trusted any more.
+    fn end_on(&mut self, e: &FtpError) {
+        self.data = None;
+        self.connection().dead = true;
+        self.replayable = self.early.is_some() && e.is_retryable();
+    }
+
+    /// Waits for the preliminary reply of a STOR started early.
+    fn confirm(&mut self) -> Result<()> {
+        if self.early.is_some() {
+            if let Err(e) = self.connection().confirm_early_stor() {
+                self.end_on(&e);
+                return Err(e);
+            }
+            self.early = None;
+        }
+        Ok(())
+    }
+
+    /// Ends the upload and waits for the server's confirmation.
+    pub fn finish(mut self) -> Result<()> {
+        self.end()
+    }
+
+    /// As [`Upload::finish`], keeping the upload for [`Upload::replay_after_failure`].
+    pub fn end(&mut self) -> Result<()> {
+        let Some(mut d) = self.data.take() else { return Err(self.failed.take().unwrap_or(FtpError::Closed)) };
+        let ended = d.flush().and_then(|_| d.end_our_side());
+        self.confirm()?;
+        let flushed = ended.and_then(|_| d.drain_until_closed());
+        drop(d);
+        let reply = self.connection().finish_transfer();
+        flushed.map_err(FtpError::Io)?;
+        reply.map(drop)
+    }
+
+    /// Ends the upload and asks for the file's size in the same round trip: SIZE is sent right
+    /// behind the end of the data, before the transfer's reply is read. `None`: the server
+    /// gave no size. A server that answers SIZE before it has finished the transfer (its
+    /// answer then comes first) gets a SIZE of its own after the transfer's reply, and no more
+    /// pipelining on this connection.
+    pub fn finish_with_size(mut self, path: &str) -> Result<Option<u64>> {
+        self.end_with_size(path)
+    }
+
+    /// As [`Upload::finish_with_size`], keeping the upload for [`Upload::replay_after_failure`].
+    pub fn end_with_size(&mut self, path: &str) -> Result<Option<u64>> {
+        super::command::check_arg(path)?;
+        if !self.connection().pipeline_size {
+            self.end()?;
+            return size_reply(self.connection().command("SIZE", Some(path))?);
+        }
+        let Some(mut d) = self.data.take() else { return Err(self.failed.take().unwrap_or(FtpError::Closed)) };
+        let ended = d.flush().and_then(|_| d.end_our_side());
+        // SIZE goes out while the server still finishes the data connection: a round trip less.
+        if let Err(e) = self.connection().send("SIZE", Some(path)) {
+            // The transfer's reply is unread: this connection cannot be trusted any more.
+            self.end_on(&e);
+            return Err(e);
+        }
+        self.confirm()?;
+        let flushed = ended.and_then(|_| d.drain_until_closed());
+        drop(d);
+        let conn = self.connection();
+        let first = conn.read_reply()?;
+        let second = conn.read_reply()?;
+        if first.code < 200 || second.code < 200 {
+            // Not the two replies expected: which answers what is unknown from here on.
+            conn.dead = true;
+            return Err(FtpError::protocol(format!(
+                "unexpected replies after an upload: {} {}",
+                first.code, second.code
+            )));
+        }
+        let (transfer, size) = match (first.code, second.code) {
+            (226 | 250, _) => (first, second),
+            // The SIZE reply came first: it may count a file still being written.
+            (_, 226 | 250) => {
+                log::info!("server answered SIZE during a transfer ({}); no more pipelining", first.code);
+                conn.pipeline_size = false;
+                let again = conn.command("SIZE", Some(path))?;
+                (second, again)
+            }
+            _ => (first, second),
+        };
+        if transfer.code == 421 || size.code == 421 {
+            conn.dead = true;
+        }
+        flushed.map_err(FtpError::Io)?;
+        if !is_transfer_done(transfer.code) {
+            return Err(transfer.into_error());
+        }
+        size_reply(size)
+    }
+
+    /// Ends the upload (as [`Upload::finish`]) and hands back the connection.
+    pub fn into_connection(mut self) -> (C, Result<()>) {
+        let res = self.end();
+        match self.conn.take() {
+            Some(conn) => (conn, res),
+            None => unreachable!("an upload always holds its connection until consumed"),
+        }
+    }
+}
+
+impl<C: BorrowMut<Connection>> Write for Upload<C> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.early.as_ref().is_some_and(|sent| sent.len() + buf.len() > EARLY_BYTES)
+            && let Err(e) = self.confirm()
+        {
+            return Err(self.report(e));
+        }
+        let Some(d) = self.data.as_mut() else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished"));
+        };
+        let res = d.write(buf);
+        match (res, self.early.as_mut()) {
+            (Ok(n), Some(sent)) => {
+                sent.extend_from_slice(&buf[..n]);
+                Ok(n)
+            }
+            (Err(e), Some(_)) => {
+                let e = FtpError::Io(e);
+                self.end_on(&e);
+                Err(self.report(e))
+            }
+            (res, None) => res,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.data.as_mut() {
+            Some(d) => d.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<C: BorrowMut<Connection>> Upload<C> {
+    /// Keeps `e` for [`Upload::take_failure`] and the finish; the I/O error a write returns.
+    fn report(&mut self, e: FtpError) -> io::Error {
+        let io = io::Error::new(io::ErrorKind::BrokenPipe, e.to_string());
+        self.failed = Some(e);
+        io
+    }
+}
+
+impl<C: BorrowMut<Connection>> Drop for Upload<C> {
+    fn drop(&mut self) {
+        // An upload dropped without finish(): the server may keep what it got so far. Read its
+        // reply so the connection stays in sync, or mark it dead.
+        let Some(mut d) = self.data.take() else { return };
+        let _ = d.shutdown();
+        drop(d);
+        if self.conn.is_none() {
+            return;
+        }
+        if self.early.is_some() {
+            // Its first reply is unread too: nothing tells which reply answers what.
+            self.connection().dead = true;
+            return;
+        }
+        let conn = self.connection();
+        if let Err(e) = conn.finish_transfer() {
+            log::debug!("upload dropped before finish: {e}");
+            if !matches!(e, FtpError::Reply { .. }) {
+                conn.dead = true;
+            }
+        }
+    }
+}
