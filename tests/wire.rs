@@ -365,7 +365,7 @@ fn stor_before_its_first_reply(kind: ServerKind) {
     c.open_data_ahead().unwrap();
     let mut up = c.stor_early("/no-such-dir/x").unwrap();
     let wrote = up.write_all(b"lost on purpose");
-    let err = up.end_with_size("/no-such-dir/x").err().expect("STOR into a missing directory");
+    let err = up.end_with_size("/no-such-dir/x").expect_err("STOR into a missing directory");
     if wrote.is_ok() {
         assert!(matches!(err, ftpfs::ftp::FtpError::Reply { code: 550..=553, .. }), "{err}");
         assert_eq!(up.replay_after_failure(), None, "a refusal is not sent again");
