@@ -257,17 +257,24 @@ impl Model {
     /// writers of the path keep their own copy ([`handle_io::pin_writers`]).
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
         let path = self.path_of(ino)?;
-        // A write-back of this file still on its way lands first: nothing reads around it.
-        self.core.writeback.wait_for(|p| p == path)?;
         let writable = (flags & libc::O_ACCMODE) != libc::O_RDONLY;
         let append = flags & libc::O_APPEND != 0;
+        // O_TRUNC (atomic with open, also with O_RDONLY as Linux does): this handle empties the
+        // file, as if it had created it.
+        let truncate = flags & libc::O_TRUNC != 0;
+        // A reader of a file whose write-back is on its way reads what was written; anything
+        // else waits for it to land first, so nothing changes around it.
+        if !writable
+            && !truncate
+            && let Some((copy, len)) = self.core.writeback.pending_copy(&path)
+        {
+            return self.open_pending_copy(ino, &path, copy, len);
+        }
+        self.core.writeback.wait_for(|p| p == path)?;
         let entry = if path.is_empty() { Err(libc::EISDIR) } else { self.core.entry(&path) }?;
         if entry.is_dir() {
             return Err(libc::EISDIR);
         }
-        // O_TRUNC (atomic with open, also with O_RDONLY as Linux does): this handle empties the
-        // file, as if it had created it.
-        let truncate = flags & libc::O_TRUNC != 0;
         if writable || truncate {
             self.refuse_if_read_only()?;
         }
@@ -280,6 +287,17 @@ impl Model {
             return Err(e);
         }
         let (keep_cache, direct_io) = self.cache_mode(ino, &st, writable);
+        Ok(Opened { fh, keep_cache, direct_io })
+    }
+
+    /// A read-only handle on `path` serving `copy` (`len` bytes), the version of the file that
+    /// waits for its write-back upload.
+    fn open_pending_copy(&self, ino: u64, path: &str, copy: std::fs::File, len: u64) -> FsResult<Opened> {
+        let entry = self.core.entry(path)?;
+        let fh = self.core.handles.open(path, false, false, false, Some(len));
+        handle_io::serve_copy(&self.core, fh, copy, len)?;
+        let st = self.stat_entry(path, &entry);
+        let (keep_cache, direct_io) = self.cache_mode(ino, &st, false);
         Ok(Opened { fh, keep_cache, direct_io })
     }
 

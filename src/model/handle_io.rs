@@ -758,6 +758,14 @@ fn pour_spool(core: &Core, s: &mut Spool, path: &str, mut up: Box<dyn WriteStrea
     Ok(())
 }
 
+/// Makes read-only handle `fh` serve `copy` (`len` bytes) instead of the server's file, as a
+/// clean spool: dropped like any cached content when another handle's upload of the path lands.
+pub fn serve_copy(core: &Core, fh: u64, copy: std::fs::File, len: u64) -> FsResult<()> {
+    let f = core.handles.get(fh)?;
+    f.io.lock().state = State::Spooled(Spool { file: copy, len, dirty: false, tail: false });
+    Ok(())
+}
+
 /// Sets the size of a path that has no writable handle open, through a short-lived handle of
 /// its own (so readers of the path learn about the change like from any other writer).
 pub fn truncate_path(core: &Core, path: &str, size: u64) -> FsResult<()> {

@@ -44,6 +44,14 @@ pub(super) fn link_spool(f: &OpenFile, to: &std::path::Path) -> io::Result<bool>
     Ok(true)
 }
 
+/// The length of the handle's whole-file spool, if it has one.
+pub(super) fn spool_len(f: &OpenFile) -> Option<u64> {
+    match &f.io.lock().state {
+        State::Spooled(s) if !s.tail => Some(s.len),
+        _ => None,
+    }
+}
+
 /// Makes the spool's data durable (its journal link shares it).
 pub(super) fn sync_spool(f: &OpenFile) -> io::Result<()> {
     match &f.io.lock().state {

@@ -70,6 +70,9 @@ struct Pending {
     failed: HashMap<String, i32>,
     /// Uploads ended so far (progress, for the unmount's wait).
     ended: u64,
+    /// The newest deferred version of each path with an upload pending: its close, journal
+    /// data file and length. Readers opening the path meanwhile read this copy.
+    copies: HashMap<String, (u64, PathBuf, u64)>,
 }
 
 impl Default for Pending {
@@ -84,6 +87,7 @@ impl Default for Pending {
             stopping: false,
             failed: HashMap::new(),
             ended: 0,
+            copies: HashMap::new(),
         }
     }
 }
@@ -180,6 +184,18 @@ impl WriteBack {
         Ok(())
     }
 
+    /// The newest version of `path` waiting for its upload, opened for reading, with its length:
+    /// a reader is served what the last close wrote instead of waiting for the server to have it.
+    pub(super) fn pending_copy(&self, path: &str) -> Option<(std::fs::File, u64)> {
+        if !self.enabled() {
+            return None;
+        }
+        let p = self.pending.lock();
+        let (_, data, len) = p.copies.get(path).filter(|_| p.paths.contains_key(path))?;
+        // Opened under the lock: the upload's end removes the file only after taking it.
+        std::fs::File::open(data).ok().map(|f| (f, *len))
+    }
+
     /// Waits for `path` and everything under it.
     pub(super) fn wait_under(&self, path: &str) -> FsResult<()> {
         self.wait_for(|p| is_at_or_under(p, path))
@@ -267,6 +283,12 @@ impl WriteBack {
             // The caller uploads now; `newest` already says this close is the latest.
             return false;
         };
+        if let Some(len) = super::rescue::spool_len(&file) {
+            let mut p = self.pending.lock();
+            if p.copies.get(path).is_none_or(|c| c.0 < seq) {
+                p.copies.insert(path.to_string(), (seq, data.clone(), len));
+            }
+        }
         let job = Job { fh, file, path: path.to_string(), seq, journal: (data, name) };
         if let Err(e) = self.tx.send(job) {
             // Cannot happen while `self` holds the receiver; commit here then.
@@ -398,6 +420,13 @@ impl WriteBack {
             }
         }
         core.handles.remove(job.fh);
+        {
+            // New readers of the path wait for the end of the upload from here on.
+            let mut p = self.pending.lock();
+            if p.copies.get(&job.path).is_some_and(|c| c.0 == job.seq) {
+                p.copies.remove(&job.path);
+            }
+        }
         if !transient {
             let (data, name) = &job.journal;
             let _ = std::fs::remove_file(name);

@@ -58,9 +58,13 @@ fn close_returns_before_the_upload_and_later_requests_see_the_data() {
     // Closed, and not on the server yet: the upload waits behind the delay.
     assert!(be.file("f").is_none(), "close waited for the upload");
     assert_eq!(journal_entries(&journal), 2, "data and path in the journal");
-    // A reader's open waits for the upload.
+    // A reader is served the spool at once; a writer's open waits for the upload.
     assert_eq!(read_file(&m, "f"), b"written back");
+    assert!(be.file("f").is_none(), "the reader waited for the upload");
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let fh = m.open(ino, libc::O_WRONLY).expect("open for writing").fh;
     assert_eq!(be.file("f").as_deref(), Some(&b"written back"[..]));
+    m.release(fh).expect("close");
     assert_eq!(journal_entries(&journal), 0, "the journal forgets what landed");
     assert_eq!(m.open_handles(), 0);
 }
@@ -234,4 +238,30 @@ fn a_crash_between_close_and_release_loses_nothing() {
     m.release(fh).expect("release");
     m.stop();
     assert_eq!(journal_entries(&journal), 0);
+}
+
+#[test]
+fn readers_of_a_pending_upload_read_the_newest_close() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.put_file("f", b"old on the server");
+    be.delay(SLOW);
+    write_file(&m, "f", b"first version");
+    write_file(&m, "f", b"second, longer version");
+    // Both versions wait (one upload per path at a time); a reader sees the newest.
+    assert_eq!(read_file(&m, "f"), b"second, longer version");
+    assert_eq!(m.getattr(m.lookup(ROOT_INO, "f").expect("lookup").ino).expect("stat").size, 22);
+    // A reader opened before the upload lands keeps reading the same bytes after it landed.
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
+    let mut head = Vec::new();
+    m.read(fh, 0, 6, &mut |d| head.extend_from_slice(d)).expect("read");
+    m.fsync(fh).expect("fsync waits for the upload");
+    assert_eq!(be.file("f").as_deref(), Some(&b"second, longer version"[..]));
+    let mut tail = Vec::new();
+    m.read(fh, 6, 100, &mut |d| tail.extend_from_slice(d)).expect("read");
+    m.release(fh).expect("close");
+    assert_eq!([head, tail].concat(), b"second, longer version");
+    // With nothing pending, reads go to the server again.
+    assert_eq!(read_file(&m, "f"), b"second, longer version");
 }
