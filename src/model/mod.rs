@@ -33,4 +33,6 @@ mod lost_reply_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod writeback_tests;

@@ -24,6 +24,10 @@ pub struct OpenFile {
     /// This handle created the file or truncated it to zero, and the server does not hold that
     /// version yet: commit uploads it even if nothing is written.
     pub(super) created: AtomicBool,
+    /// This handle's commit made the file empty on the server (a close right after a create,
+    /// as `dd` does when it moves the file to stdout) and nothing changed it since: its next
+    /// write at 0 may still replace it with STOR.
+    pub(super) made_empty: AtomicBool,
     /// Logical size while the handle holds changes the server does not have yet.
     dirty_size: AtomicU64,
     /// Modification time requested while the data is still on its way (shown by stat).
@@ -47,6 +51,7 @@ impl OpenFile {
             writable,
             append,
             created: AtomicBool::new(created),
+            made_empty: AtomicBool::new(false),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
             mtime_override: Mutex::new(None),
             remote_changed: AtomicU64::new(0),
