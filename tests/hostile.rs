@@ -143,15 +143,15 @@ fn mount_survives_a_server_that_drops_connections() {
 }
 
 /// Uploads sent before the server's first reply (work ahead forced on, as for a far server)
-/// whose connection is dropped are sent again whole on a fresh connection: every file lands
-/// with its content, and the log shows STORs that were repeated.
+/// whose connection is dropped at the STOR are sent again whole on a fresh connection: every
+/// file lands with its content, and the log shows the STORs that were repeated.
 #[test]
 fn uploads_sent_early_are_repeated_after_a_dropped_connection() {
     if !fuse_available() {
         return;
     }
     let log = tempfile::NamedTempFile::new().unwrap();
-    let srv = FakeServer::start(&["--drop-every", "7", "--log-commands", log.path().to_str().unwrap()]);
+    let srv = FakeServer::start(&["--drop-stor", "3", "--log-commands", log.path().to_str().unwrap()]);
     let (dir, _guard) = mount_fake(&srv, "timeout=3,ahead_mib=8");
     let d = dir.path();
     let bodies: Vec<Vec<u8>> = (0..20u64).map(|i| support::DataGen::bytes(i, 100 + 9_000 * i as usize)).collect();
@@ -163,7 +163,8 @@ fn uploads_sent_early_are_repeated_after_a_dropped_connection() {
     }
     let commands = std::fs::read_to_string(log.path()).unwrap();
     let repeated = (0..20).filter(|i| commands.lines().filter(|l| *l == format!("STOR /f{i}.bin")).count() > 1).count();
-    assert!(repeated > 0, "no upload was repeated:\n{commands}");
+    // Every third STOR is dropped: about a third of the files went up twice.
+    assert!(repeated >= 5, "{repeated} uploads repeated:\n{commands}");
 }
 
 #[test]

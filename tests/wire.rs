@@ -390,8 +390,42 @@ fn stor_before_its_first_reply(kind: ServerKind) {
     c.quit();
 }
 
+/// The EPSV of the next transfer sent behind the end of the current one (before its final
+/// reply is read) on the servers known to answer in order: uploads, downloads and listings stay
+/// correct, and each leaves the next data connection open.
+fn epsv_behind_the_end_of_transfers(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let mut c = srv.connect();
+    c.set_open_ahead(true);
+    c.open_data_ahead().unwrap();
+    // Only vsftpd answers in order behind a transfer (see ftp::transfer::answers_in_order).
+    let pipelined = kind == ServerKind::Vsftpd;
+    for i in 0..8u64 {
+        let path = format!("/e{i}.bin");
+        let body = DataGen::bytes(i + 70, 500 + 30_000 * i as usize);
+        let mut up = c.stor_early(&path).unwrap();
+        up.write_all(&body).unwrap();
+        assert_eq!(up.finish_with_size(&path).unwrap(), Some(body.len() as u64), "{path}");
+        assert_eq!(!c.wants_data_ahead(), pipelined, "{path}: next data connection open after the upload");
+        c.open_data_ahead().unwrap();
+        assert_eq!(fetch(&mut c, &path, 0), body, "{path}");
+        assert_eq!(!c.wants_data_ahead(), pipelined, "{path}: next data connection open after the download");
+        c.open_data_ahead().unwrap();
+        let names: Vec<String> = listing_names(&mut c, kind, "/").into_iter().map(|e| e.0).collect();
+        assert!(names.contains(&path[1..].to_string()), "{names:?}");
+        assert_eq!(!c.wants_data_ahead(), pipelined, "{path}: next data connection open after the listing");
+        c.open_data_ahead().unwrap();
+        assert_eq!(std::fs::read(srv.disk(&path[1..])).unwrap(), body);
+        // A short command in between leaves it in place.
+        assert_eq!(c.size(&path).unwrap(), body.len() as u64);
+    }
+    assert!(!c.is_dead());
+    c.quit();
+}
+
 on_every_server!(
     login_ok,
+    epsv_behind_the_end_of_transfers,
     stor_before_its_first_reply,
     wrong_password,
     directory_commands,

@@ -120,6 +120,9 @@ pub struct Connection {
     /// The server took a data connection opened ahead for a transfer: a STOR may send its
     /// first bytes on one before its preliminary reply is back.
     pub(super) ahead_accepted: bool,
+    /// Whoever lends this connection wants the next data connection opened ahead: the end of a
+    /// transfer may carry the EPSV for it (see [`Connection::set_open_ahead`]).
+    pub(super) open_ahead: bool,
     /// SIZE may be sent behind an upload's data, before its reply (until the server shows
     /// it answers commands during a transfer).
     pub(super) pipeline_size: bool,
@@ -294,6 +297,7 @@ impl Connection {
             ahead: None,
             ahead_refused: false,
             ahead_accepted: false,
+            open_ahead: false,
             pipeline_size: true,
             list_a: None,
             dead: false,

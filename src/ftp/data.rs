@@ -195,8 +195,46 @@ impl Connection {
         self.epsv_connect().map(PendingData::Connected)
     }
 
+    /// Lets the end of a transfer send the EPSV of the next one (on servers that answer in
+    /// order), so that the next data connection is open ahead without a round trip of its own.
+    pub fn set_open_ahead(&mut self, on: bool) {
+        self.open_ahead = on;
+    }
+
+    /// Sends EPSV for the next transfer behind the end of the current one, before its final
+    /// reply is read; `true` when sent: the caller reads that reply with
+    /// [`Connection::finish_epsv_ahead`] after the replies before it. Only where the server is
+    /// known to answer commands in order after a transfer, never during it.
+    pub(super) fn send_epsv_ahead(&mut self) -> bool {
+        let encrypted = self.tls_config.is_some() && self.protect_data;
+        if !self.open_ahead
+            || !self.wants_data_ahead()
+            || encrypted
+            || !super::transfer::answers_in_order(self.welcome())
+        {
+            return false;
+        }
+        self.send("EPSV", None).is_ok()
+    }
+
+    /// Reads the reply to an EPSV sent by [`Connection::send_epsv_ahead`] and opens its data
+    /// connection (nothing is opened ahead when that fails; a broken stream marks the
+    /// connection dead as always).
+    pub(super) fn finish_epsv_ahead(&mut self) {
+        let res = self.read_reply().and_then(|reply| self.connect_229(reply));
+        match res {
+            Ok(stream) => self.ahead = Some((stream, Instant::now())),
+            Err(e) => log::debug!("no data connection opened ahead: {e}"),
+        }
+    }
+
     fn epsv_connect(&mut self) -> Result<TcpStream> {
         let reply = self.command("EPSV", None)?;
+        self.connect_229(reply)
+    }
+
+    /// Connects to the port an EPSV reply names.
+    fn connect_229(&mut self, reply: super::reply::Reply) -> Result<TcpStream> {
         if reply.code != 229 {
             return Err(reply.into_error());
         }

@@ -25,6 +25,14 @@ fn half_close_is_safe(welcome: &str) -> bool {
     ["vsFTPd", "Pure-FTPd", "ProFTPD"].iter().any(|name| welcome.contains(name))
 }
 
+/// Servers that read no command during a transfer and answer the ones sent behind its end
+/// after its final reply (tests/wire.rs checks this). Not pyftpdlib and ProFTPD (they answer
+/// at once, before the transfer's reply), nor Pure-FTPd (a command read during a transfer gets
+/// "500 Unknown command", and one behind it none at all).
+pub(super) fn answers_in_order(welcome: &str) -> bool {
+    welcome.contains("vsFTPd")
+}
+
 /// Commands whose data flows from the server to us.
 const DOWNLOADS: [&str; 4] = ["RETR", "LIST", "MLSD", "NLST"];
 
@@ -262,7 +270,13 @@ impl<C: BorrowMut<Connection>> Download<C> {
         if let Some(mut d) = self.data.take() {
             let _ = d.close_gracefully();
         }
-        self.connection().finish_transfer().map(drop)
+        let conn = self.connection();
+        let epsv = conn.send_epsv_ahead();
+        let res = conn.finish_transfer().map(drop);
+        if epsv && !conn.dead {
+            conn.finish_epsv_ahead();
+        }
+        res
     }
 
     /// Ends the transfer before end of stream, leaving the connection in sync or marked dead.

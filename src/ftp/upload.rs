@@ -200,12 +200,17 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             self.end_on(&e);
             return Err(e);
         }
+        // And the next transfer's EPSV, where the server answers in order.
+        let epsv = self.connection().send_epsv_ahead();
         self.confirm()?;
         let flushed = ended.and_then(|_| d.drain_until_closed());
         drop(d);
         let conn = self.connection();
         let first = conn.read_reply()?;
         let second = conn.read_reply()?;
+        if epsv && !conn.dead {
+            conn.finish_epsv_ahead();
+        }
         if first.code < 200 || second.code < 200 {
             // Not the two replies expected: which answers what is unknown from here on.
             conn.dead = true;

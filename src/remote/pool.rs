@@ -222,14 +222,20 @@ impl Pool {
             conn.abandon();
             return self.connect_new(purpose);
         }
-        Ok(Some(Lease { pool: self.clone(), conn: Some(conn), purpose }))
+        Ok(Some(self.lease(conn, purpose)))
+    }
+
+    /// Lends `conn`, telling it whether to open its next data connection ahead.
+    fn lease(self: &Arc<Self>, mut conn: Connection, purpose: Purpose) -> Lease {
+        conn.set_open_ahead(self.data_ahead.load(Ordering::Relaxed));
+        Lease { pool: self.clone(), conn: Some(conn), purpose }
     }
 
     /// Makes a new connection for a slot already counted in `total`. `None`: the server refused
     /// another connection and the limit was lowered; the caller waits for one to come back.
     fn connect_new(self: &Arc<Self>, purpose: Purpose) -> Result<Option<Lease>> {
         match Connection::connect(&self.opts) {
-            Ok(conn) => Ok(Some(Lease { pool: self.clone(), conn: Some(conn), purpose })),
+            Ok(conn) => Ok(Some(self.lease(conn, purpose))),
             Err(e) => {
                 let mut st = self.state.lock();
                 st.total -= 1;

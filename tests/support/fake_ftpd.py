@@ -14,7 +14,8 @@ names one of these directories:
 Flags: --bad-pasv (EPSV refused, PASV answers nonsense), --foreign-pasv (PASV names another
 host: the client must ignore it), --drop-every N (the control connection is closed, without a
 reply, at every Nth command other than USER and PASS, counted over all connections),
---drop-login N (the connection is closed, without a reply, at each of the first N PASS commands,
+--drop-stor N (the same at every Nth STOR, counted over all connections; the data sent for it
+is never read), --drop-login N (the connection is closed, without a reply, at each of the first N PASS commands,
 counted over all connections), --silent-greeting (connections are accepted but nothing is ever
 sent: no greeting; they stay open until the client closes them), --broken-mlsd (MLST
 advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style),
@@ -38,7 +39,7 @@ MTIMES = {}  # path -> seconds since the epoch (BASE_MTIME when absent)
 MODES = {}  # path -> permission bits set by SITE CHMOD
 LOCK = threading.Lock()
 LOG_LOCK = threading.Lock()
-COUNTER = {"n": 0, "pass": 0}
+COUNTER = {"n": 0, "pass": 0, "stor": 0}
 ARGS = None
 
 
@@ -198,6 +199,12 @@ class Handler(socketserver.StreamRequestHandler):
                         COUNTER["n"] += 1
                         n = COUNTER["n"]
                     if n % ARGS.drop_every == 0:
+                        return
+                if ARGS.drop_stor and verb == "STOR":
+                    with LOCK:
+                        COUNTER["stor"] += 1
+                        n = COUNTER["stor"]
+                    if n % ARGS.drop_stor == 0:
                         return
                 if ARGS.drop_login and verb == "PASS":
                     with LOCK:
@@ -490,6 +497,7 @@ def main():
     p.add_argument("--bad-pasv", action="store_true")
     p.add_argument("--foreign-pasv", action="store_true")
     p.add_argument("--drop-every", type=int, default=0)
+    p.add_argument("--drop-stor", type=int, default=0)
     p.add_argument("--drop-login", type=int, default=0)
     p.add_argument("--silent-greeting", action="store_true")
     p.add_argument("--broken-mlsd", action="store_true")
