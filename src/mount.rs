@@ -371,8 +371,17 @@ fn mount_and_serve(
     // the work ahead competing with it for the server's and our CPU.
     let work_ahead = may_work_ahead && (far_away || o.ahead_mib.is_some());
     log::info!("work ahead {}", if work_ahead { "on" } else { "off" });
-    let pool = Pool::new(plan.connect.clone(), o.connections, Some(first));
+    // Later connections skip FEAT: the first one's answer stands for the server.
+    let connect = ConnectOptions { known_features: Some(first.features().clone()), ..plan.connect.clone() };
+    let pool = Pool::new(connect, o.connections, Some(first));
     pool.open_data_ahead(work_ahead);
+    if work_ahead && far_away {
+        // More logged-in connections, made while the mount starts and the user has not asked
+        // for anything yet: the first directory walk or parallel copy does not wait for logins.
+        // Only for a far server: near one, a login costs less than the logins competing with
+        // the first requests.
+        pool.warm(o.connections.saturating_sub(1));
+    }
     let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
     let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
     let backend: Arc<dyn Backend> = if work_ahead {
@@ -460,12 +469,6 @@ fn mount_and_serve(
         .map_err(|e| format!("thread: {e}"))?;
     watch_unmount(mountpoint.clone(), model.clone())?;
     report.ready();
-    if work_ahead && far_away {
-        // More logged-in connections, made while the user has not asked for anything yet: the
-        // first directory walk or parallel copy does not wait for logins. Only for a far server:
-        // near one, a login costs less than the logins competing with the first requests.
-        pool.warm(o.connections.saturating_sub(1));
-    }
     if !plan.foreground {
         detach_stdio();
     }

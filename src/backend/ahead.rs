@@ -13,9 +13,10 @@
 //!   parallel; a listing is served once, while young, and only if nothing of ours changed that
 //!   directory since it was fetched.
 //!
-//! Background work never waits for a connection: it runs only while the inner backend reports
-//! a spare one ([`Backend::spare_connections`], which keeps one for requests), and is dropped
-//! otherwise. Every change that passes through here (uploads, deletes, renames, mkdir, rmdir,
+//! Background work never takes a connection a request could use: it runs only while the inner
+//! backend reports a spare one ([`Backend::spare_connections`], which keeps one for requests),
+//! waits a moment for one ([`Backend::wait_for_spare`]: connections still logging in), and is
+//! dropped otherwise. Every change that passes through here (uploads, deletes, renames, mkdir, rmdir,
 //! times, modes) drops what it may have made stale and spoils fetches still in flight.
 
 use std::collections::HashMap;
@@ -77,6 +78,9 @@ const MAX_TRACKED_ENTRIES: usize = 10_000;
 const TRACKED_DIRS: usize = 8;
 /// Entries of listings fetched ahead held at most, in total (memory).
 const MAX_LIST_ENTRIES: usize = 100_000;
+/// How long a queued fetch waits for a spare connection before it is dropped (connections
+/// being logged in or prepared become spare within a few round trips).
+const SPARE_WAIT: Duration = Duration::from_secs(1);
 /// A directory listed within this time after its parent counts as part of a walk.
 const WALK_WINDOW: Duration = Duration::from_secs(5);
 /// Queued background jobs at most; more are dropped.
@@ -367,7 +371,7 @@ impl Shared {
         if !self.start(path, true) {
             return;
         }
-        let data = if self.inner.spare_connections() > 0 { self.download(path, size) } else { None };
+        let data = if self.inner.wait_for_spare(SPARE_WAIT) > 0 { self.download(path, size) } else { None };
         let mut st = self.state.lock();
         let spoiled = st.files_in_flight.remove(path).is_none_or(|f| f.spoiled);
         if let Some(data) = data.filter(|_| !spoiled) {
@@ -423,7 +427,7 @@ impl Shared {
         if !self.start(dir, false) {
             return;
         }
-        let entries = if self.inner.spare_connections() > 0 { self.inner.list(dir).ok() } else { None };
+        let entries = if self.inner.wait_for_spare(SPARE_WAIT) > 0 { self.inner.list(dir).ok() } else { None };
         let mut st = self.state.lock();
         let spoiled = st.lists_in_flight.remove(dir).is_none_or(|f| f.spoiled);
         if let Some(entries) = entries.filter(|_| !spoiled) {
@@ -732,6 +736,10 @@ impl Backend for Ahead {
 
     fn spare_connections(&self) -> usize {
         self.shared.inner.spare_connections()
+    }
+
+    fn wait_for_spare(&self, wait: Duration) -> usize {
+        self.shared.inner.wait_for_spare(wait)
     }
 
     fn close_idle(&self) {

@@ -134,6 +134,18 @@ pub trait Backend: Send + Sync {
         0
     }
 
+    /// As [`Backend::spare_connections`], waiting up to `wait` for one to become spare.
+    fn wait_for_spare(&self, wait: Duration) -> usize {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let spare = self.spare_connections();
+            if spare > 0 || std::time::Instant::now() >= deadline {
+                return spare;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Closes idle connections (unmount).
     fn close_idle(&self);
 

@@ -73,6 +73,9 @@ pub struct ConnectOptions {
     pub tls: Option<Arc<TlsContext>>,
     /// The server's character set for names, when it is not UTF-8 (RFC 2640 is the default).
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// What FEAT answered on an earlier connection to the same server: later connections do
+    /// not ask again and set up their session in one round trip.
+    pub known_features: Option<Features>,
 }
 
 impl ConnectOptions {
@@ -89,6 +92,7 @@ impl ConnectOptions {
             tls_mode: TlsMode::Off,
             tls: None,
             encoding: None,
+            known_features: None,
         }
     }
 }
@@ -383,11 +387,27 @@ impl Connection {
         }
     }
 
+    /// FEAT (unless an earlier connection asked it), the OPTS the features call for and TYPE I,
+    /// pipelined: two round trips, or one when the features are known.
     fn setup_session(&mut self) -> Result<()> {
-        let feat = self.command("FEAT", None)?;
-        if feat.code == 211 {
-            self.features = Features::parse(&feat.lines);
-        }
+        let known = self.opts.known_features.clone();
+        let typed = match known {
+            Some(features) => {
+                self.features = features;
+                false
+            }
+            None => {
+                self.send("FEAT", None)?;
+                self.send("TYPE", Some("I"))?;
+                let feat = self.read_reply()?;
+                if feat.code == 211 {
+                    self.features = Features::parse(&feat.lines);
+                }
+                self.expect_type_reply()?;
+                true
+            }
+        };
+        let mut options = Vec::new();
         if let Some(offered) = &self.features.mlst {
             // Ask for the facts we use; some (unix.mode) are off unless asked for.
             let wanted: Vec<&str> = ["type", "size", "modify", "perm", "unix.mode", "unix.owner", "unix.group"]
@@ -395,15 +415,36 @@ impl Connection {
                 .filter(|f| offered.iter().any(|o| o == f))
                 .collect();
             if !wanted.is_empty() {
-                let arg = format!("MLST {};", wanted.join(";"));
-                self.command("OPTS", Some(&arg))?;
+                options.push(format!("MLST {};", wanted.join(";")));
             }
         }
         if self.features.utf8 && self.opts.encoding.is_none() {
             // 200, 202 ("always on") and 501/504 are all fine: the answer changes nothing for us.
-            self.command("OPTS", Some("UTF8 ON"))?;
+            options.push("UTF8 ON".to_string());
         }
-        self.set_type(TransferType::Binary)
+        for arg in &options {
+            self.send("OPTS", Some(arg))?;
+        }
+        if !typed {
+            self.send("TYPE", Some("I"))?;
+        }
+        for _ in &options {
+            self.read_reply()?;
+        }
+        if !typed {
+            self.expect_type_reply()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the reply to a TYPE I sent ahead.
+    fn expect_type_reply(&mut self) -> Result<()> {
+        let reply = self.read_reply()?;
+        if reply.code != 200 {
+            return Err(reply.into_error());
+        }
+        self.transfer_type = TransferType::Binary;
+        Ok(())
     }
 
     /// The server's features as FEAT listed them.

@@ -394,6 +394,10 @@ impl Backend for FtpBackend {
         self.pool.spare()
     }
 
+    fn wait_for_spare(&self, wait: Duration) -> usize {
+        self.pool.wait_spare(wait)
+    }
+
     fn close_idle(&self) {
         self.pool.close_idle();
     }

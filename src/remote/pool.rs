@@ -80,6 +80,14 @@ const PROBE_WAIT: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed unused: a NAT may have dropped them silently,
 /// and a NOOP would then wait for the full timeout.
 const DISCARD_AFTER: Duration = Duration::from_secs(120);
+/// Idle connections and ones not made yet, less one kept for requests.
+fn spare_in(st: &State) -> usize {
+    if st.closing {
+        return 0;
+    }
+    (st.idle.len() + st.limit.saturating_sub(st.total)).saturating_sub(1)
+}
+
 /// After the server refused a connection, the ceiling is raised by one again this long after
 /// it was last changed (servers' limits are often per moment: other clients leave).
 pub const REGROW_AFTER: Duration = Duration::from_secs(30);
@@ -123,11 +131,20 @@ impl Pool {
     /// How many connections background work could take now without making a request wait:
     /// idle ones and ones not made yet, less one kept for requests.
     pub fn spare(&self) -> usize {
-        let st = self.state.lock();
-        if st.closing {
-            return 0;
+        spare_in(&self.state.lock())
+    }
+
+    /// As [`Pool::spare`], waiting up to `wait` for one to become spare (a connection coming
+    /// back, or one being made or prepared ahead becoming idle).
+    pub fn wait_spare(&self, wait: Duration) -> usize {
+        let deadline = Instant::now() + wait;
+        let mut st = self.state.lock();
+        loop {
+            let spare = spare_in(&st);
+            if spare > 0 || st.closing || self.freed.wait_until(&mut st, deadline).timed_out() {
+                return spare_in(&st);
+            }
         }
-        (st.idle.len() + st.limit.saturating_sub(st.total)).saturating_sub(1)
     }
 
     /// How long a request may wait for a connection (the `timeout` option).
