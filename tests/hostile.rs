@@ -151,7 +151,16 @@ fn uploads_sent_early_are_repeated_after_a_dropped_connection() {
         return;
     }
     let log = tempfile::NamedTempFile::new().unwrap();
-    let srv = FakeServer::start(&["--drop-stor", "3", "--log-commands", log.path().to_str().unwrap()]);
+    // Greeting as vsftpd does: like it, this server takes a data connection only after its
+    // command, so uploads go out before the first reply.
+    let srv = FakeServer::start(&[
+        "--drop-stor",
+        "3",
+        "--greeting",
+        "(vsFTPd 3.0.3) fake",
+        "--log-commands",
+        log.path().to_str().unwrap(),
+    ]);
     let (dir, _guard) = mount_fake(&srv, "timeout=3,ahead_mib=8");
     let d = dir.path();
     let bodies: Vec<Vec<u8>> = (0..20u64).map(|i| support::DataGen::bytes(i, 100 + 9_000 * i as usize)).collect();

@@ -22,6 +22,14 @@ pub const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
 /// Servers that finish a download normally when we half-close its data connection early
 /// (checked by tests/wire.rs on each); others may take it for an abort.
 fn half_close_is_safe(welcome: &str) -> bool {
+    takes_data_after_command(welcome)
+}
+
+/// Servers that accept a passive data connection only once its command came (the connection
+/// waits in their listener until then): data and end of data may be sent before the command's
+/// reply. Not pyftpdlib: it takes the connection at once and may see its end before the
+/// command, then stores an empty file (the upload's size check caught it on the fake WAN).
+pub(super) fn takes_data_after_command(welcome: &str) -> bool {
     ["vsFTPd", "Pure-FTPd", "ProFTPD"].iter().any(|name| welcome.contains(name))
 }
 

@@ -1,7 +1,8 @@
 //! Uploads: STOR and APPE, and the round trips they can spare.
 //!
 //! - A STOR whose data connection was opened ahead may send its first bytes (up to
-//!   [`EARLY_BYTES`]) and even its end before the server's 150 is back: a small file then costs
+//!   [`EARLY_BYTES`]) and even its end before the server's 150 is back, on servers known to
+//!   take the data connection only after the command: a small file then costs
 //!   one round trip instead of two. The bytes sent this way are kept until the 150 arrives, so
 //!   an upload that finds its connection broken can be started again elsewhere
 //!   ([`Upload::replay_after_failure`]). Anything but a 150 to such a STOR ends the control
@@ -44,7 +45,8 @@ impl Connection {
     /// took one opened ahead yet).
     fn send_stor_early(&mut self, path: &str) -> Result<Option<NetStream>> {
         let encrypted = self.tls_config.is_some() && self.protect_data;
-        if encrypted || !self.ahead_accepted || self.ahead_refused {
+        let safe = super::transfer::takes_data_after_command(self.welcome());
+        if encrypted || !safe || !self.ahead_accepted || self.ahead_refused {
             return Ok(None);
         }
         super::command::check_arg(path)?;

@@ -21,6 +21,7 @@ sent: no greeting; they stay open until the client closes them), --broken-mlsd (
 advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style),
 --refuse-rename-over-existing (RNTO onto an existing file or directory answers
 `550 Cannot rename: target exists` and changes nothing, like IIS and some embedded servers),
+--greeting TEXT (the text of the 220 greeting: clients recognize servers by it),
 --log-commands FILE (every command line received is appended to FILE, PASS masked as `PASS ****`).
 """
 import argparse
@@ -184,7 +185,7 @@ class Handler(socketserver.StreamRequestHandler):
         if ARGS.silent_greeting:
             self.silent()
             return
-        self.send("220 fake server ready")
+        self.send("220 " + ARGS.greeting)
         try:
             while True:
                 line = self.rfile.readline(4096)
@@ -498,6 +499,7 @@ def main():
     p.add_argument("--foreign-pasv", action="store_true")
     p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--drop-stor", type=int, default=0)
+    p.add_argument("--greeting", default="fake server ready")
     p.add_argument("--drop-login", type=int, default=0)
     p.add_argument("--silent-greeting", action="store_true")
     p.add_argument("--broken-mlsd", action="store_true")
