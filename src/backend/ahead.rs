@@ -8,8 +8,8 @@
 //!   next read from offset 0 of one of them is served from memory. An entry is served only
 //!   while it is young, while every listing of its directory since shows the size and mtime it
 //!   had, and while nothing of ours touched the path. It is dropped at the first doubt.
-//! - **Listings ahead.** When a directory is listed shortly after its parent (a walk: `find`,
-//!   `du`, `ls -R`, `cp -r`), its subdirectories and its unlisted siblings are listed in
+//! - **Listings ahead.** When a directory is read shortly after its parent (a walk: `find`,
+//!   `du`, `ls -R`, `cp -r`; not the lookups that resolve a path), its subdirectories and its unlisted siblings are listed in
 //!   parallel; a listing is served once, while young, and only if nothing of ours changed that
 //!   directory since it was fetched.
 //!
@@ -170,8 +170,10 @@ struct State {
     /// Entries in `lists`, in total.
     list_entries: usize,
     lists_in_flight: HashMap<String, Flight>,
-    /// When each directory was last listed (for walk detection), bounded by `orders`' size.
+    /// When each directory was last listed, bounded.
     listed: Option<LruCache<String, Instant>>,
+    /// When each directory was last opened for reading (walk detection), bounded.
+    opened: Option<LruCache<String, Instant>>,
     /// Uploads in progress by path: never fetched ahead meanwhile.
     uploading: HashMap<String, usize>,
 }
@@ -191,6 +193,10 @@ impl State {
 
     fn listed(&mut self) -> &mut LruCache<String, Instant> {
         self.listed.get_or_insert_with(|| LruCache::new(NonZeroUsize::MIN.saturating_add(1023)))
+    }
+
+    fn opened(&mut self) -> &mut LruCache<String, Instant> {
+        self.opened.get_or_insert_with(|| LruCache::new(NonZeroUsize::MIN.saturating_add(1023)))
     }
 
     fn take_list(&mut self, dir: &str) -> Option<ListAhead> {
@@ -488,23 +494,33 @@ impl Shared {
 
     /// `dir` was listed from the server: during a walk, queue its subdirectories and its
     /// unlisted siblings.
-    fn on_listed(self: &Arc<Self>, dir: &str, entries: &[Entry]) {
+    fn on_listed(&self, dir: &str, entries: &[Entry]) {
+        let mut st = self.state.lock();
+        st.saw_listing(dir, entries);
+        st.listed().put(dir.to_string(), Instant::now());
+    }
+
+    /// A directory is read (opendir) shortly after its parent was: a walk (`find`, `du`,
+    /// `ls -R`, `cp -r`; resolving a path only looks names up and is none). Its subdirectories
+    /// and its parent's other subdirectories are listed ahead.
+    fn on_opened(self: &Arc<Self>, dir: &str) {
         let mut jobs = Vec::new();
         {
             let mut st = self.state.lock();
-            st.saw_listing(dir, entries);
             let now = Instant::now();
-            st.listed().put(dir.to_string(), now);
+            st.opened().put(dir.to_string(), now);
             if !self.cfg.listings || dir.is_empty() {
                 return;
             }
             let parent = split_path(dir).0.to_string();
-            let walking = st.listed().peek(&parent).is_some_and(|t| now.duration_since(*t) < WALK_WINDOW);
+            let walking = st.opened().peek(&parent).is_some_and(|t| now.duration_since(*t) < WALK_WINDOW);
             if !walking {
                 return;
             }
-            let mut wanted: Vec<String> =
-                entries.iter().filter(|e| e.is_dir()).map(|e| child_path(dir, &e.name)).collect();
+            let mut wanted: Vec<String> = Vec::new();
+            if let Some(o) = st.orders().peek(dir) {
+                wanted.extend(o.entries.iter().filter(|e| e.is_dir()).map(|e| child_path(dir, &e.name)));
+            }
             if let Some(o) = st.orders().peek(&parent) {
                 wanted.extend(o.entries.iter().filter(|e| e.is_dir()).map(|e| child_path(&parent, &e.name)));
             }
@@ -740,6 +756,11 @@ impl Backend for Ahead {
 
     fn wait_for_spare(&self, wait: Duration) -> usize {
         self.shared.inner.wait_for_spare(wait)
+    }
+
+    fn opened_dir(&self, dir: &str) {
+        self.shared.on_opened(dir);
+        self.shared.inner.opened_dir(dir);
     }
 
     fn close_idle(&self) {

@@ -146,6 +146,9 @@ pub trait Backend: Send + Sync {
         }
     }
 
+    /// A directory is being read (opendir): a hint for work ahead, nothing to do otherwise.
+    fn opened_dir(&self, _dir: &str) {}
+
     /// Closes idle connections (unmount).
     fn close_idle(&self);
 

@@ -440,6 +440,7 @@ impl Model {
     pub fn opendir(&self, ino: u64) -> FsResult<OpenedDir> {
         let path = self.path_of(ino)?;
         let listing = self.core.list_dir(&path)?;
+        self.core.backend.opened_dir(&path);
         let mut served = self.served_dirs.lock();
         let keep_cache = served.get(&ino).is_some_and(|prev| Arc::ptr_eq(prev, &listing));
         served.insert(ino, listing.clone());
