@@ -374,10 +374,13 @@ impl Shared {
     }
 
     fn fetch_file(&self, path: &str, size: u64, stamp: Stamp) {
+        // Waited for before the fetch counts as started: a request for the path meanwhile
+        // cancels it and asks the server itself instead of waiting behind it.
+        let spare = self.inner.wait_for_spare(SPARE_WAIT) > 0;
         if !self.start(path, true) {
             return;
         }
-        let data = if self.inner.wait_for_spare(SPARE_WAIT) > 0 { self.download(path, size) } else { None };
+        let data = if spare { self.download(path, size) } else { None };
         let mut st = self.state.lock();
         let spoiled = st.files_in_flight.remove(path).is_none_or(|f| f.spoiled);
         if let Some(data) = data.filter(|_| !spoiled) {
@@ -430,10 +433,11 @@ impl Shared {
     }
 
     fn fetch_list(&self, dir: &str) {
+        let spare = self.inner.wait_for_spare(SPARE_WAIT) > 0;
         if !self.start(dir, false) {
             return;
         }
-        let entries = if self.inner.wait_for_spare(SPARE_WAIT) > 0 { self.inner.list(dir).ok() } else { None };
+        let entries = if spare { self.inner.list(dir).ok() } else { None };
         let mut st = self.state.lock();
         let spoiled = st.lists_in_flight.remove(dir).is_none_or(|f| f.spoiled);
         if let Some(entries) = entries.filter(|_| !spoiled) {

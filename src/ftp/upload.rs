@@ -77,6 +77,21 @@ impl Connection {
     }
 }
 
+/// Whether a failure of a STOR sent early proves the server's session never acted on it and
+/// never will: the session ended before any reply (end of stream, reset, 421) or the server
+/// refused the data connection (425). Only then may the upload be sent again elsewhere: after
+/// a timeout or a garbled reply the old session may still store what it got, later, over the
+/// copy sent again.
+fn session_took_no_action(e: &FtpError) -> bool {
+    use std::io::ErrorKind::*;
+    match e {
+        FtpError::Closed => true,
+        FtpError::Io(io) => matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe),
+        FtpError::Reply { code, .. } => *code == 421 || *code == 425,
+        _ => false,
+    }
+}
+
 /// The size in a reply to SIZE; `None` when the server gave none.
 fn size_reply(reply: Reply) -> Result<Option<u64>> {
     if reply.code == 421 {
@@ -146,7 +161,7 @@ impl<C: BorrowMut<Connection>> Upload<C> {
     fn end_on(&mut self, e: &FtpError) {
         self.data = None;
         self.connection().dead = true;
-        self.replayable = self.early.is_some() && e.is_retryable();
+        self.replayable = self.early.is_some() && session_took_no_action(e);
     }
 
     /// Waits for the preliminary reply of a STOR started early.
@@ -269,7 +284,13 @@ impl<C: BorrowMut<Connection>> Write for Upload<C> {
                 Ok(n)
             }
             (Err(e), Some(_)) => {
-                let e = FtpError::Io(e);
+                // The data connection broke before the 150: what the session did with the STOR
+                // decides whether it may be sent again (see `session_took_no_action`).
+                let e = match self.connection().confirm_early_stor() {
+                    // The transfer had started: the server holds part of it. Not sent again.
+                    Ok(()) => FtpError::protocol(format!("data connection broke during an upload: {e}")),
+                    Err(reply) => reply,
+                };
                 self.end_on(&e);
                 Err(self.report(e))
             }

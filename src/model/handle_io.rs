@@ -44,7 +44,7 @@ fn io_errno(e: &io::Error) -> i32 {
 /// truncation this handle has not uploaded yet stays too: its close uploads its whole version.
 fn apply_remote_change(f: &OpenFile, io: &mut Io) {
     let v = f.remote_changed.swap(0, Ordering::Relaxed);
-    if v == 0 {
+    if v == 0 || f.serves_copy.load(Ordering::Relaxed) {
         return;
     }
     f.made_empty.store(false, Ordering::Relaxed);
@@ -762,9 +762,10 @@ fn pour_spool(core: &Core, s: &mut Spool, path: &str, mut up: Box<dyn WriteStrea
 }
 
 /// Makes read-only handle `fh` serve `copy` (`len` bytes) instead of the server's file, as a
-/// clean spool: dropped like any cached content when another handle's upload of the path lands.
+/// clean spool it keeps until it is closed, whatever lands on the server meanwhile.
 pub fn serve_copy(core: &Core, fh: u64, copy: std::fs::File, len: u64) -> FsResult<()> {
     let f = core.handles.get(fh)?;
+    f.serves_copy.store(true, Ordering::Relaxed);
     f.io.lock().state = State::Spooled(Spool { file: copy, len, dirty: false, tail: false });
     Ok(())
 }

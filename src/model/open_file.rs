@@ -28,6 +28,9 @@ pub struct OpenFile {
     /// as `dd` does when it moves the file to stdout) and nothing changed it since: its next
     /// write at 0 may still replace it with STOR.
     pub(super) made_empty: AtomicBool,
+    /// A reader served a version waiting for its write-back: it keeps reading that version
+    /// whatever lands on the server meanwhile (an older version may land first).
+    pub(super) serves_copy: AtomicBool,
     /// Logical size while the handle holds changes the server does not have yet.
     dirty_size: AtomicU64,
     /// Modification time requested while the data is still on its way (shown by stat).
@@ -52,6 +55,7 @@ impl OpenFile {
             append,
             created: AtomicBool::new(created),
             made_empty: AtomicBool::new(false),
+            serves_copy: AtomicBool::new(false),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
             mtime_override: Mutex::new(None),
             remote_changed: AtomicU64::new(0),

@@ -73,52 +73,72 @@ impl ReadStream for FtpRead {
 }
 
 struct FtpWrite {
-    up: Upload<Lease>,
+    /// `None` only while [`FtpWrite::start_again`] replaces it.
+    up: Option<Upload<Lease>>,
     op: Op,
     /// The server path to ask SIZE of in the upload's last round trip (where SIZE exists).
     size_of: Option<String>,
     /// Where to start the upload once more if it broke before the server's first reply (see
     /// `ftp::upload`): the pool and the server path. Taken by the one retry.
     again: Option<(Arc<Pool>, String)>,
+    /// The server's refusal a write reported, reported again by the finish.
+    refused: Option<FsError>,
 }
 
 impl FtpWrite {
+    fn up(&mut self) -> ftp::Result<&mut Upload<Lease>> {
+        self.up.as_mut().ok_or(FtpError::Closed)
+    }
+
     /// Starts the upload again on a fresh connection when it broke before the server's first
-    /// reply, sending again what it had sent. `false`: it cannot be (a refusal, a failure
-    /// later on, or the retry was used).
+    /// reply in a way that proves the server did nothing with it, sending again what it had
+    /// sent. `false`: it cannot be (a refusal, a failure later on, or the retry was used).
     fn start_again(&mut self) -> ftp::Result<bool> {
-        let Some(sent) = self.up.replay_after_failure() else { return Ok(false) };
+        let Some(sent) = self.up()?.replay_after_failure() else { return Ok(false) };
         let Some((pool, remote)) = self.again.take() else { return Ok(false) };
         log::info!("upload of {remote} broke before the server's first reply; once more on a fresh connection");
+        // The broken connection goes back first: it holds one of the pool's transfer slots.
+        self.up = None;
         pool.discard_idle();
         let mut up = Upload::start(pool.get(Purpose::Transfer)?, &remote, false)?;
         up.write_all(&sent).map_err(FtpError::Io)?;
-        self.up = up;
+        self.up = Some(up);
         Ok(true)
     }
 
-    /// The error a failed write returns: the errno of the server's refusal where there was one.
+    /// The error a failed write returns: the errno of the server's refusal where there was one
+    /// (kept for the finish too).
     fn write_error(&mut self, e: io::Error) -> io::Error {
-        match self.up.take_failure() {
-            Some(f) => io::Error::from_raw_os_error(kind(f, self.op).errno()),
+        match self.up.as_mut().and_then(Upload::take_failure) {
+            Some(f) => {
+                let k = kind(f, self.op);
+                self.refused = Some(k);
+                io::Error::from_raw_os_error(k.errno())
+            }
             None => e,
         }
     }
 
     fn finish_once(&mut self) -> ftp::Result<Option<u64>> {
-        match &self.size_of {
-            Some(path) => self.up.end_with_size(path),
-            None => self.up.end().map(|()| None),
+        let size_of = self.size_of.clone();
+        let up = self.up()?;
+        match size_of {
+            Some(path) => up.end_with_size(&path),
+            None => up.end().map(|()| None),
         }
     }
 }
 
 impl Write for FtpWrite {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.up.write(buf) {
+        let res = match self.up.as_mut() {
+            Some(up) => up.write(buf),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, "upload ended")),
+        };
+        match res {
             Ok(n) => Ok(n),
             Err(e) => match self.start_again() {
-                Ok(true) => self.up.write(buf),
+                Ok(true) => self.up().map_err(|e| io::Error::other(e.to_string()))?.write(buf),
                 Ok(false) => Err(self.write_error(e)),
                 Err(again) => Err(io::Error::from_raw_os_error(kind(again, self.op).errno())),
             },
@@ -126,12 +146,18 @@ impl Write for FtpWrite {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.up.flush()
+        match self.up.as_mut() {
+            Some(up) => up.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 impl WriteStream for FtpWrite {
     fn finish(mut self: Box<Self>) -> BackendResult<Option<u64>> {
+        if let Some(k) = self.refused {
+            return Err(k);
+        }
         let res = match self.finish_once() {
             Err(e) => match self.start_again() {
                 Ok(true) => self.finish_once(),
@@ -316,7 +342,7 @@ impl Backend for FtpBackend {
         let up = self.start_transfer(wait, start, refused)?;
         let size_of = self.features.size.then(|| remote.clone());
         let again = (!append).then(|| (self.pool.clone(), remote));
-        Ok(up.map(|up| Box::new(FtpWrite { up, op, size_of, again }) as Box<dyn WriteStream>))
+        Ok(up.map(|up| Box::new(FtpWrite { up: Some(up), op, size_of, again, refused: None }) as Box<dyn WriteStream>))
     }
 
     fn mkdir(&self, path: &str) -> BackendResult<()> {

@@ -15,7 +15,8 @@ Flags: --bad-pasv (EPSV refused, PASV answers nonsense), --foreign-pasv (PASV na
 host: the client must ignore it), --drop-every N (the control connection is closed, without a
 reply, at every Nth command other than USER and PASS, counted over all connections),
 --drop-stor N (the same at every Nth STOR, counted over all connections; the data sent for it
-is never read), --drop-login N (the connection is closed, without a reply, at each of the first N PASS commands,
+is never read), --slow-stor N --slow-secs S (every Nth STOR is carried out only after S seconds),
+--drop-login N (the connection is closed, without a reply, at each of the first N PASS commands,
 counted over all connections), --silent-greeting (connections are accepted but nothing is ever
 sent: no greeting; they stay open until the client closes them), --broken-mlsd (MLST
 advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style),
@@ -40,7 +41,7 @@ MTIMES = {}  # path -> seconds since the epoch (BASE_MTIME when absent)
 MODES = {}  # path -> permission bits set by SITE CHMOD
 LOCK = threading.Lock()
 LOG_LOCK = threading.Lock()
-COUNTER = {"n": 0, "pass": 0, "stor": 0}
+COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0}
 ARGS = None
 
 
@@ -207,6 +208,12 @@ class Handler(socketserver.StreamRequestHandler):
                         n = COUNTER["stor"]
                     if n % ARGS.drop_stor == 0:
                         return
+                if ARGS.slow_stor and verb == "STOR":
+                    with LOCK:
+                        COUNTER["slow"] += 1
+                        n = COUNTER["slow"]
+                    if n % ARGS.slow_stor == 0:
+                        time.sleep(ARGS.slow_secs)
                 if ARGS.drop_login and verb == "PASS":
                     with LOCK:
                         COUNTER["pass"] += 1
@@ -499,6 +506,8 @@ def main():
     p.add_argument("--foreign-pasv", action="store_true")
     p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--drop-stor", type=int, default=0)
+    p.add_argument("--slow-stor", type=int, default=0)
+    p.add_argument("--slow-secs", type=float, default=0)
     p.add_argument("--greeting", default="fake server ready")
     p.add_argument("--drop-login", type=int, default=0)
     p.add_argument("--silent-greeting", action="store_true")

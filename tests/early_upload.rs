@@ -1,0 +1,86 @@
+//! Uploads sent before the server's first reply (see `ftp::upload`), through the FTP backend and
+//! its pool, on the scripted server greeting as vsftpd (it takes data connections only after
+//! their command, as vsftpd does): an upload is sent again only when the server's session
+//! provably did nothing with it, and sending it again does not wait behind its own broken
+//! connection.
+
+#[macro_use]
+mod support;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ftpfs::backend::{Backend, WriteMode};
+use ftpfs::ftp::Connection;
+use ftpfs::remote::{FtpBackend, FtpBackendConfig, Pool};
+use support::FakeServer;
+
+const AS_VSFTPD: &str = "(vsFTPd 3.0.3) scripted";
+
+/// A backend over a pool of `connections` on `srv`, whose first transfer already proved that
+/// the server takes data connections opened ahead.
+fn backend(srv: &FakeServer, timeout_secs: u64, connections: usize) -> (FtpBackend, Arc<Pool>) {
+    let opts = srv.options(timeout_secs);
+    let mut first = Connection::connect(&opts).expect("connect");
+    first.try_data_ahead().expect("EPSV");
+    let features = first.features().clone();
+    let pool = Pool::new(opts, connections, Some(first));
+    pool.open_data_ahead(true);
+    let cfg = FtpBackendConfig { remote_root: "/".into(), use_mlsd: true, list_tz_offset: 0 };
+    let be = FtpBackend::new(cfg, pool.clone(), features);
+    upload(&be, "first", b"proves data connections opened ahead").expect("first upload");
+    (be, pool)
+}
+
+fn upload(be: &FtpBackend, path: &str, body: &[u8]) -> Result<Option<u64>, String> {
+    let wait = Duration::from_secs(3);
+    let mut w = be.write(path, WriteMode::Replace, wait).map_err(|e| format!("{e}"))?.ok_or("no connection")?;
+    for chunk in body.chunks(16 * 1024) {
+        w.write_all(chunk).map_err(|e| format!("write: {e}"))?;
+    }
+    w.finish().map_err(|e| format!("finish: {e}"))
+}
+
+fn server_copy(srv: &FakeServer, path: &str) -> Vec<u8> {
+    let mut c = Connection::connect(&srv.options(5)).expect("connect");
+    let mut d = c.retr(path, 0).expect("RETR");
+    let mut got = Vec::new();
+    d.read_to_end(&mut got).expect("read");
+    d.finish().expect("226");
+    got
+}
+
+#[test]
+fn an_early_upload_whose_first_reply_timed_out_is_not_sent_again() {
+    // Every second STOR waits 3 s in the server; we wait 2 s for a reply.
+    let srv = FakeServer::start(&["--slow-stor", "2", "--slow-secs", "3", "--greeting", AS_VSFTPD]);
+    let (be, _pool) = backend(&srv, 2, 4);
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let res = upload(&be, "b", &body);
+    // The old session carries the STOR out late, with what it got: sending the file again
+    // elsewhere would have been overwritten by that, after close() had said it was saved.
+    std::thread::sleep(Duration::from_millis(3500));
+    let held = server_copy(&srv, "/b");
+    assert!(
+        res.is_err() || held == body,
+        "upload reported {res:?}, server holds {} of {} bytes",
+        held.len(),
+        body.len()
+    );
+    assert!(res.is_err(), "a timed-out early upload must fail, not be sent again: {res:?}");
+}
+
+#[test]
+fn an_early_upload_dropped_by_the_server_is_sent_again_without_waiting_for_its_own_connection() {
+    for connections in [1, 4] {
+        // Every second STOR closes the session without a reply and without reading the data.
+        let srv = FakeServer::start(&["--drop-stor", "2", "--greeting", AS_VSFTPD]);
+        let (be, _pool) = backend(&srv, 3, connections);
+        let started = Instant::now();
+        let res = upload(&be, "b", b"second body");
+        assert_eq!(res, Ok(Some(11)), "connections={connections}");
+        assert!(started.elapsed() < Duration::from_secs(2), "connections={connections}: {:?}", started.elapsed());
+        assert_eq!(server_copy(&srv, "/b"), b"second body", "connections={connections}");
+    }
+}
