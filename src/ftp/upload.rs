@@ -1,13 +1,14 @@
 //! Uploads: STOR and APPE, and the round trips they can spare.
 //!
-//! - A STOR whose data connection was opened ahead may send its first bytes (up to
+//! - A STOR or APPE whose data connection was opened ahead may send its first bytes (up to
 //!   [`EARLY_BYTES`]) and even its end before the server's 150 is back, on servers known to
 //!   take the data connection only after the command: a small file then costs
 //!   one round trip instead of two. The bytes sent this way are kept until the 150 arrives, so
 //!   an upload that finds its connection broken can be started again elsewhere
 //!   ([`Upload::replay_after_failure`]). Anything but a 150 to such a STOR ends the control
 //!   connection: the bytes we sent wait in the server's data listener, and only closing the
-//!   session makes sure no later transfer takes them for its own.
+//!   session makes sure no later transfer takes them for its own. An upload is sent again
+//!   only when the server's session provably did nothing with it (so an APPE is never doubled).
 //! - SIZE is sent right behind the end of the data, before the transfer's reply is read.
 
 use std::borrow::BorrowMut;
@@ -32,7 +33,7 @@ impl Connection {
     /// As [`Connection::stor`], sending the data before the server's first reply where a data
     /// connection was opened ahead (see the module's documentation).
     pub fn stor_early(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
-        Upload::start_early(self, path)
+        Upload::start_early(self, path, false)
     }
 
     /// Uploads to the end of `path`, creating it if needed (APPE).
@@ -40,27 +41,35 @@ impl Connection {
         Upload::start(self, path, true)
     }
 
-    /// Sends STOR on the data connection opened ahead without waiting for its reply; `None`
-    /// when this connection cannot (no data connection ahead, TLS on data, or the server never
-    /// took one opened ahead yet).
-    fn send_stor_early(&mut self, path: &str) -> Result<Option<NetStream>> {
+    /// As [`Connection::appe`], sending the data before the server's first reply where the
+    /// connection allows (an APPE was taken on it before).
+    pub fn appe_early(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
+        Upload::start_early(self, path, true)
+    }
+
+    /// Sends STOR (APPE when `append`) on the data connection opened ahead without waiting for
+    /// its reply; `None` when this connection cannot (no data connection ahead, TLS on data,
+    /// a server that may look at the data connection early, or one that never took a data
+    /// connection opened ahead yet).
+    fn send_upload_early(&mut self, path: &str, append: bool) -> Result<Option<NetStream>> {
         let encrypted = self.tls_config.is_some() && self.protect_data;
         let safe = super::transfer::takes_data_after_command(self.welcome());
-        if encrypted || !safe || !self.ahead_accepted || self.ahead_refused {
+        if encrypted || !safe || !self.ahead_accepted || self.ahead_refused || (append && !self.appe_accepted) {
             return Ok(None);
         }
         super::command::check_arg(path)?;
         let Some(tcp) = self.take_ahead() else { return Ok(None) };
         let stream = NetStream::Plain(tcp);
         stream.set_timeouts(Some(self.opts.timeout))?;
-        if let Err(e) = self.send("STOR", Some(path)) {
+        if let Err(e) = self.send(if append { "APPE" } else { "STOR" }, Some(path)) {
             self.dead = true;
             return Err(e);
         }
         Ok(Some(stream))
     }
 
-    /// Reads the first reply to a STOR sent ahead of its data (see the module's documentation).
+    /// Reads the first reply to an upload sent ahead of its data (see the module's
+    /// documentation).
     fn confirm_early_stor(&mut self) -> Result<()> {
         let reply = self.read_reply()?;
         if reply.is_preliminary() {
@@ -122,12 +131,12 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         Ok(Upload::new(conn, data, false))
     }
 
-    /// Sends STOR for `path` on `conn`, without waiting for its first reply where the
-    /// connection allows (see the module's documentation).
-    pub fn start_early(mut conn: C, path: &str) -> Result<Upload<C>> {
-        match conn.borrow_mut().send_stor_early(path)? {
+    /// Sends STOR (APPE when `append`) for `path` on `conn`, without waiting for its first
+    /// reply where the connection allows (see the module's documentation).
+    pub fn start_early(mut conn: C, path: &str, append: bool) -> Result<Upload<C>> {
+        match conn.borrow_mut().send_upload_early(path, append)? {
             Some(data) => Ok(Upload::new(conn, data, true)),
-            None => Upload::start(conn, path, false),
+            None => Upload::start(conn, path, append),
         }
     }
 

@@ -4,6 +4,9 @@
 //! listing is a negative answer, with no extra round trip). Our own changes patch the cached
 //! listings they touch instead of dropping them, so `cp -r` into a directory does not re-list it
 //! after every file; changes made by other clients show up once the listing's TTL has passed.
+//!
+//! Bounded in directories and in entries (least recently used listings go first), so a mount
+//! that lives for days through many directories keeps its memory.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -61,10 +64,63 @@ impl DirListing {
     }
 }
 
+/// Entries of all cached listings together, at most (the most recent listing is kept even
+/// when it alone is larger).
+pub const MAX_CACHED_ENTRIES: usize = 1_000_000;
+
+/// The listings and how many entries they hold together.
+struct Listings {
+    lru: LruCache<String, Arc<DirListing>>,
+    entries: usize,
+    max_entries: usize,
+}
+
+impl Listings {
+    fn get(&mut self, dir: &str) -> Option<&Arc<DirListing>> {
+        self.lru.get(dir)
+    }
+
+    fn pop(&mut self, dir: &str) -> Option<Arc<DirListing>> {
+        let l = self.lru.pop(dir)?;
+        self.entries -= l.entries.len();
+        Some(l)
+    }
+
+    fn put(&mut self, dir: String, l: Arc<DirListing>) {
+        self.entries += l.entries.len();
+        if let Some((_, old)) = self.lru.push(dir, l) {
+            self.entries -= old.entries.len();
+        }
+        self.trim();
+    }
+
+    /// Changes the listing of `dir` in place (if cached), keeping the count.
+    fn change<T>(&mut self, dir: &str, f: impl FnOnce(&mut DirListing) -> T) -> Option<T> {
+        let l = self.lru.get_mut(dir)?;
+        let before = l.entries.len();
+        let l = Arc::make_mut(l);
+        let out = f(l);
+        let after = l.entries.len();
+        self.entries = self.entries + after - before;
+        self.trim();
+        Some(out)
+    }
+
+    /// Drops least recently used listings while over the entry bound, never the last one.
+    fn trim(&mut self) {
+        while self.entries > self.max_entries && self.lru.len() > 1 {
+            match self.lru.pop_lru() {
+                Some((_, old)) => self.entries -= old.entries.len(),
+                None => break,
+            }
+        }
+    }
+}
+
 /// Listings by directory path (relative to the mount root), bounded and with a TTL.
 pub struct DirCache {
     ttl: Duration,
-    map: Mutex<LruCache<String, Arc<DirListing>>>,
+    map: Mutex<Listings>,
     /// Listings being fetched: id → (directory, spoiled by a change since the fetch began).
     fetches: Mutex<HashMap<u64, (String, bool)>>,
     next_fetch: std::sync::atomic::AtomicU64,
@@ -99,11 +155,12 @@ impl Drop for Fetch<'_> {
 }
 
 impl DirCache {
-    pub fn new(ttl: Duration, capacity: usize) -> DirCache {
+    /// A cache of at most `capacity` listings and `max_entries` entries in all.
+    pub fn new(ttl: Duration, capacity: usize, max_entries: usize) -> DirCache {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         DirCache {
             ttl,
-            map: Mutex::new(LruCache::new(cap)),
+            map: Mutex::new(Listings { lru: LruCache::new(cap), entries: 0, max_entries }),
             fetches: Mutex::new(HashMap::new()),
             next_fetch: std::sync::atomic::AtomicU64::new(0),
         }
@@ -151,28 +208,25 @@ impl DirCache {
     pub fn upsert(&self, dir: &str, entry: Entry) {
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
-        if let Some(l) = map.get_mut(dir) {
-            Arc::make_mut(l).upsert(entry);
-        }
+        map.change(dir, |l| l.upsert(entry));
     }
 
     /// Changes one entry in place (if cached).
     pub fn update(&self, dir: &str, name: &str, f: impl FnOnce(&mut Entry)) {
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
-        if let Some(l) = map.get_mut(dir) {
-            let l = Arc::make_mut(l);
+        map.change(dir, |l| {
             if let Some(&i) = l.index.get(name) {
                 f(&mut l.entries[i]);
             }
-        }
+        });
     }
 
     /// Removes one entry from the cached listing of `dir` and returns it (if cached).
     pub fn remove(&self, dir: &str, name: &str) -> Option<Entry> {
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
-        map.get_mut(dir).and_then(|l| Arc::make_mut(l).remove(name))
+        map.change(dir, |l| l.remove(name)).flatten()
     }
 
     /// Forgets the listing of `dir`.
@@ -186,7 +240,7 @@ impl DirCache {
     pub fn invalidate_tree(&self, dir: &str) {
         let mut map = self.map.lock();
         self.spoil(|d| is_at_or_under(d, dir));
-        let doomed: Vec<String> = map.iter().map(|(k, _)| k.clone()).filter(|k| is_at_or_under(k, dir)).collect();
+        let doomed: Vec<String> = map.lru.iter().map(|(k, _)| k.clone()).filter(|k| is_at_or_under(k, dir)).collect();
         for k in doomed {
             map.pop(&k);
         }
@@ -206,7 +260,7 @@ mod tests {
 
     #[test]
     fn ttl_and_patching() {
-        let c = DirCache::new(Duration::from_millis(200), 10);
+        let c = DirCache::new(Duration::from_millis(200), 10, 1000);
         c.put("d", vec![e("b"), e("a")]);
         let l = c.get_fresh("d").unwrap();
         assert_eq!(l.entries().iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
@@ -224,7 +278,7 @@ mod tests {
 
     #[test]
     fn invalidate_tree() {
-        let c = DirCache::new(Duration::from_secs(10), 10);
+        let c = DirCache::new(Duration::from_secs(10), 10, 1000);
         for d in ["a", "a/b", "ab", "a/b/c"] {
             c.put(d, vec![]);
         }
@@ -235,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_fetch_spoiled_by_a_change_is_not_stored() {
-        let c = DirCache::new(Duration::from_secs(10), 10);
+        let c = DirCache::new(Duration::from_secs(10), 10, 1000);
         let f = c.begin_fetch("d");
         c.upsert("d", e("new"));
         assert!(f.finish(vec![e("old")]).is_err());
@@ -251,5 +305,31 @@ mod tests {
         assert!(f.finish(vec![]).is_err());
         drop(c.begin_fetch("gone"));
         assert!(c.fetches.lock().is_empty());
+    }
+
+    #[test]
+    fn bounded_in_entries_least_recently_used_first() {
+        let c = DirCache::new(Duration::from_secs(10), 100, 10);
+        let four = |p: &str| (0..4).map(|i| e(&format!("{p}{i}"))).collect::<Vec<_>>();
+        c.put("a", four("a"));
+        c.put("b", four("b"));
+        assert!(c.get_fresh("a").is_some(), "a is now the most recently used");
+        c.put("c", four("c"));
+        // 12 entries > 10: b, the least recently used, goes.
+        assert!(c.get_fresh("b").is_none());
+        assert!(c.get_fresh("a").is_some() && c.get_fresh("c").is_some());
+        assert_eq!(c.map.lock().entries, 8);
+        // Patches count too.
+        for i in 0..3 {
+            c.upsert("c", e(&format!("new{i}")));
+        }
+        assert_eq!(c.map.lock().entries, 7, "a went when c grew past the bound");
+        assert!(c.get_fresh("a").is_none());
+        // One listing larger than the bound alone is still kept.
+        c.put("big", (0..50).map(|i| e(&format!("x{i}"))).collect());
+        assert_eq!(c.get_fresh("big").map(|l| l.entries().len()), Some(50));
+        assert_eq!(c.map.lock().entries, 50);
+        c.invalidate("big");
+        assert_eq!(c.map.lock().entries, 0);
     }
 }

@@ -63,7 +63,7 @@ pub struct Core {
 
 impl Core {
     pub(super) fn new(cfg: ModelConfig, backend: Arc<dyn Backend>) -> Core {
-        let dirs = DirCache::new(cfg.cache_timeout, 4096);
+        let dirs = DirCache::new(cfg.cache_timeout, 4096, super::cache::MAX_CACHED_ENTRIES);
         let writeback = WriteBack::new(cfg.writeback.clone(), cfg.writeback_uploads);
         Core { cfg, backend, dirs, handles: Handles::default(), writeback }
     }

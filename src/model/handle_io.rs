@@ -47,7 +47,6 @@ fn apply_remote_change(f: &OpenFile, io: &mut Io) {
     if v == 0 || f.serves_copy.load(Ordering::Relaxed) {
         return;
     }
-    f.made_empty.store(false, Ordering::Relaxed);
     io.server_size = Some(v - 1);
     let clean = match &io.state {
         State::Reading(_) | State::Idle => true,
@@ -348,8 +347,7 @@ fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<W
     if core.writeback.enabled() && !f.append {
         return Ok(None);
     }
-    // Also over the empty file this handle made itself and nobody changed since.
-    let replace = off == 0 && (f.is_created() || (f.made_empty.load(Ordering::Relaxed) && io.server_size == Some(0)));
+    let replace = off == 0 && f.is_created();
     // An append waits (in a tail spool) for another handle's pending creation to land first.
     let append = !replace
         && !f.is_created()
@@ -621,7 +619,6 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         }
     };
     if let Some(size) = written {
-        f.made_empty.store(size == 0 && matches!(io.state, State::Idle), Ordering::Relaxed);
         // Our upload is newer than any other handle's that told us about theirs.
         f.remote_changed.store(0, Ordering::Relaxed);
         io.server_size = Some(size);

@@ -4,12 +4,20 @@
 //! long as the kernel has a lookup reference on it (counted by lookup/forget). A rename moves the
 //! number, and every number under a renamed directory, to the new path. Paths here are relative
 //! to the mount's remote root: `""` is the root, `"a/b"` a child.
+//!
+//! Numbers the kernel holds no reference on (handed out by a plain readdir) are kept only for
+//! the most recent [`MAX_UNCOUNTED`] of them; numbers the kernel forgot are freed at once, so
+//! the table stays bounded on a mount that lives for days.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 pub use crate::backend::paths::{child_path, is_at_or_under, split_path};
 
 pub const ROOT_INO: u64 = 1;
+
+/// Numbers handed out without a kernel reference that are kept at most (oldest go first; a
+/// later readdir of the name gets a new one).
+pub const MAX_UNCOUNTED: usize = 200_000;
 
 struct Node {
     /// `None` once the path was deleted while the kernel still held the number.
@@ -22,6 +30,8 @@ pub struct Inodes {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<String, u64>,
     next: u64,
+    /// Numbers made by [`Inodes::peek_or_assign`], oldest first (some may have gone since).
+    uncounted: VecDeque<u64>,
 }
 
 impl Default for Inodes {
@@ -36,7 +46,7 @@ impl Inodes {
         nodes.insert(ROOT_INO, Node { path: Some(String::new()), lookups: 1 });
         let mut by_path = HashMap::new();
         by_path.insert(String::new(), ROOT_INO);
-        Inodes { nodes, by_path, next: ROOT_INO + 1 }
+        Inodes { nodes, by_path, next: ROOT_INO + 1, uncounted: VecDeque::new() }
     }
 
     /// The path of an inode number, if it is still known and not deleted.
@@ -69,11 +79,33 @@ impl Inodes {
 
     /// The number for `path` without counting a lookup (readdir without plus).
     pub fn peek_or_assign(&mut self, path: &str) -> u64 {
+        let made = !self.by_path.contains_key(path);
         let ino = self.lookup(path);
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.lookups -= 1;
         }
+        if made {
+            self.uncounted.push_back(ino);
+            while self.uncounted.len() > MAX_UNCOUNTED {
+                if let Some(old) = self.uncounted.pop_front() {
+                    self.drop_if_unreferenced(old);
+                }
+            }
+        }
         ino
+    }
+
+    /// Frees `ino` if the kernel holds no reference on it.
+    fn drop_if_unreferenced(&mut self, ino: u64) {
+        if ino == ROOT_INO || self.nodes.get(&ino).is_none_or(|n| n.lookups > 0) {
+            return;
+        }
+        if let Some(n) = self.nodes.remove(&ino)
+            && let Some(p) = n.path
+            && self.by_path.get(&p) == Some(&ino)
+        {
+            self.by_path.remove(&p);
+        }
     }
 
     /// The kernel dropped `count` references.
@@ -189,5 +221,25 @@ mod tests {
         assert_eq!(child_path("a", "b"), "a/b");
         assert_eq!(split_path("a/b/c"), ("a/b", "c"));
         assert_eq!(split_path("a"), ("", "a"));
+    }
+
+    #[test]
+    fn numbers_without_a_kernel_reference_are_bounded() {
+        let mut t = Inodes::new();
+        let held = t.lookup("held");
+        let first = t.peek_or_assign("d/0");
+        assert_eq!(t.peek_or_assign("d/0"), first, "the same name keeps its number meanwhile");
+        // Looked up by the kernel later: no longer dropped with the uncounted ones.
+        let looked = t.peek_or_assign("d/1");
+        assert_eq!(t.lookup("d/1"), looked);
+        for i in 2..MAX_UNCOUNTED + 10 {
+            t.peek_or_assign(&format!("d/{i}"));
+        }
+        assert!(t.len() <= MAX_UNCOUNTED + 3, "{} numbers held", t.len());
+        assert_eq!(t.get("d/0"), None, "the oldest uncounted number went");
+        assert_eq!(t.path(looked), Some("d/1"), "a number the kernel holds stays");
+        assert_eq!(t.path(held), Some("held"));
+        let again = t.peek_or_assign("d/0");
+        assert_ne!(again, first, "a name seen again gets a new number");
     }
 }

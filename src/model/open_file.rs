@@ -24,10 +24,6 @@ pub struct OpenFile {
     /// This handle created the file or truncated it to zero, and the server does not hold that
     /// version yet: commit uploads it even if nothing is written.
     pub(super) created: AtomicBool,
-    /// This handle's commit made the file empty on the server (a close right after a create,
-    /// as `dd` does when it moves the file to stdout) and nothing changed it since: its next
-    /// write at 0 may still replace it with STOR.
-    pub(super) made_empty: AtomicBool,
     /// A reader served a version waiting for its write-back: it keeps reading that version
     /// whatever lands on the server meanwhile (an older version may land first).
     pub(super) serves_copy: AtomicBool,
@@ -54,7 +50,6 @@ impl OpenFile {
             writable,
             append,
             created: AtomicBool::new(created),
-            made_empty: AtomicBool::new(false),
             serves_copy: AtomicBool::new(false),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
             mtime_override: Mutex::new(None),

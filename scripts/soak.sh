@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A long-lived mount under mixed load: memory must stay flat.
+#
+#   scripts/soak.sh [--seconds N] [--names N] [--every S]
+#
+# Mounts a local vsftpd (the release build, default options) and runs scripts/soak_load.py on
+# it: creates, writes, reads, stats, listings, renames, deletes, mkdir/rmdir over --names
+# distinct names (default 200 000) in 200 directories, for --seconds (default 1800). Every
+# --every seconds (default 60) it prints ftpfs's RSS and asks the kernel to drop its dentry and
+# inode caches (so it forgets inodes, as it does under memory pressure on a long-lived machine).
+# At the end the RSS after the warm-up (a sixth of the run) is compared with the last one: more
+# than 10% (and 2 MiB) of growth fails. The server's disk is checked against what the load
+# thinks it wrote. CI runs a 60-second version (scripts/test.sh).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+seconds=1800; names=200000; every=60
+while [ $# -gt 0 ]; do
+    case $1 in
+        --seconds) seconds=$2; shift ;;
+        --names) names=$2; shift ;;
+        --every) every=$2; shift ;;
+        *) echo "usage: $0 [--seconds N] [--names N] [--every S]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+bash scripts/setup.sh >/dev/null
+cargo build --release --locked -q
+bin=$top/target/release/ftpfs
+user=ftpfstest; pass=t3st-Pa55word
+
+work=$(mktemp -d /tmp/ftpfs-soak-XXXXXX)
+root=$work/root; mnt=$work/mnt
+mkdir -p "$root" "$mnt"
+chmod 755 "$work" "$root"
+server_pid=""
+cleanup() {
+    fusermount3 -u -z "$mnt" 2>/dev/null || true
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pasv_lo=$(( (port % 500) * 40 + 10000 )); pasv_hi=$(( pasv_lo + 39 ))
+home=/home/$user
+id $user >/dev/null 2>&1 || useradd -M -d $home -s /bin/bash $user
+mkdir -p "$home" && chown "$user" "$home"
+echo "$user:$pass" | chpasswd
+chown -R $user "$root"
+mkdir -p /var/run/vsftpd/empty
+cat > "$work/vsftpd.conf" <<EOF
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$port
+background=NO
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+chroot_local_user=YES
+allow_writeable_chroot=YES
+local_root=$root
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+pasv_min_port=$pasv_lo
+pasv_max_port=$pasv_hi
+pasv_address=127.0.0.1
+connect_from_port_20=NO
+secure_chroot_dir=/var/run/vsftpd/empty
+pam_service_name=vsftpd
+use_localtime=NO
+xferlog_enable=NO
+max_clients=200
+max_per_ip=200
+EOF
+/usr/sbin/vsftpd "$work/vsftpd.conf" > "$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
+
+FTPFS_PASSWORD=$pass "$bin" "ftp://$user@127.0.0.1:$port/" "$mnt"
+pid=$(pgrep -f "$bin ftp://$user@127.0.0.1:$port/ $mnt" | head -1)
+[ -n "$pid" ] || { echo "soak: ftpfs is not running" >&2; exit 1; }
+
+python3 scripts/soak_load.py --mount "$mnt" --server-root "$root" --seconds "$seconds" --names "$names" \
+    --every "$every" --pid "$pid"
+fusermount3 -u "$mnt"
