@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
 # A long-lived mount under mixed load: memory must stay flat.
 #
-#   scripts/soak.sh [--seconds N] [--names N] [--every S]
+#   scripts/soak.sh [--seconds N] [--names N] [--every S] [--warmup S]
 #
 # Mounts a local vsftpd (the release build, default options) and runs scripts/soak_load.py on
 # it: creates, writes, reads, stats, listings, renames, deletes, mkdir/rmdir over --names
 # distinct names (default 200 000) in 200 directories, for --seconds (default 1800). Every
 # --every seconds (default 60) it prints ftpfs's RSS and asks the kernel to drop its dentry and
 # inode caches (so it forgets inodes, as it does under memory pressure on a long-lived machine).
-# At the end the RSS after the warm-up (a sixth of the run) is compared with the last one: more
+# At the end the RSS after the warm-up (--warmup, default a sixth of the run: 5 minutes of 30)
+# is compared with the last one: more
 # than 10% (and 2 MiB) of growth fails. The server's disk is checked against what the load
 # thinks it wrote. CI runs a 60-second version (scripts/test.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-seconds=1800; names=200000; every=60
+seconds=1800; names=200000; every=60; warmup=""
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) seconds=$2; shift ;;
         --names) names=$2; shift ;;
         --every) every=$2; shift ;;
-        *) echo "usage: $0 [--seconds N] [--names N] [--every S]" >&2; exit 2 ;;
+        --warmup) warmup=$2; shift ;;
+        *) echo "usage: $0 [--seconds N] [--names N] [--every S] [--warmup S]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -87,5 +89,5 @@ pid=$(pgrep -f "$bin ftp://$user@127.0.0.1:$port/ $mnt" | head -1)
 [ -n "$pid" ] || { echo "soak: ftpfs is not running" >&2; exit 1; }
 
 python3 scripts/soak_load.py --mount "$mnt" --server-root "$root" --seconds "$seconds" --names "$names" \
-    --every "$every" --pid "$pid"
+    --every "$every" --pid "$pid" ${warmup:+--warmup "$warmup"}
 fusermount3 -u "$mnt"

@@ -36,6 +36,7 @@ def main():
     p.add_argument("--names", type=int, required=True)
     p.add_argument("--every", type=float, required=True)
     p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--warmup", type=float, help="seconds before the reference RSS (a sixth of the run)")
     a = p.parse_args()
 
     rng = random.Random(1)
@@ -105,7 +106,7 @@ def main():
     table = [f for f, w in ops for _ in range(w)]
 
     start = time.monotonic()
-    warm_at = start + a.seconds / 6
+    warm_at = start + (a.warmup if a.warmup is not None else a.seconds / 6)
     next_report = start + a.every
     warm_rss = None
     samples = []
