@@ -97,44 +97,9 @@ fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pasv_lo=$(( (port % 500) * 40 + 10000 )); pasv_hi=$(( pasv_lo + 39 ))
 if [ $server = vsftpd ]; then
-    # vsftpd changes into the user's home before local_root: it must exist (not /nonexistent).
-    home=/home/$user
-    id $user >/dev/null 2>&1 || useradd -M -d $home -s /bin/bash $user
-    cur=$(getent passwd $user | cut -d: -f6)
-    if [ -z "$cur" ] || [ "$cur" = /nonexistent ]; then usermod -d $home $user; cur=$home; fi
-    if [ "$cur" = $home ] || [ ! -d "$cur" ]; then
-        mkdir -p "$cur"; chown "$user:$(id -gn $user)" "$cur"; chmod 755 "$cur"
-    fi
-    echo "$user:$pass" | chpasswd
-    chown -R $user "$root"
-    mkdir -p /var/run/vsftpd/empty
-    cat > "$work/vsftpd.conf" <<EOF
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port=$port
-background=NO
-anonymous_enable=NO
-local_enable=YES
-write_enable=YES
-local_umask=022
-chroot_local_user=YES
-allow_writeable_chroot=YES
-local_root=$root
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-pasv_min_port=$pasv_lo
-pasv_max_port=$pasv_hi
-pasv_address=127.0.0.1
-connect_from_port_20=NO
-secure_chroot_dir=/var/run/vsftpd/empty
-pam_service_name=vsftpd
-use_localtime=NO
-xferlog_enable=NO
-max_clients=200
-max_per_ip=200
-EOF
+    # shellcheck source=scripts/local_vsftpd.sh
+    . scripts/local_vsftpd.sh
+    local_vsftpd "$work/vsftpd.conf" "$root" "$port" "$pasv_lo" "$pasv_hi" $user $pass
     if [ -n "$rtt" ]; then # log every command, to count what each workload costs
         sed -i 's/^xferlog_enable=NO$/xferlog_enable=YES/' "$work/vsftpd.conf"
         printf '%s\n' xferlog_std_format=NO log_ftp_protocol=YES "vsftpd_log_file=$work/commands.log" \

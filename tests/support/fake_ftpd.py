@@ -41,6 +41,13 @@ MTIMES = {}  # path -> seconds since the epoch (BASE_MTIME when absent)
 MODES = {}  # path -> permission bits set by SITE CHMOD
 LOCK = threading.Lock()
 LOG_LOCK = threading.Lock()
+
+
+def count(key):
+    """Counts one more event of kind `key` over all connections; the new count."""
+    with LOCK:
+        COUNTER[key] += 1
+        return COUNTER[key]
 COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0}
 ARGS = None
 
@@ -196,30 +203,14 @@ class Handler(socketserver.StreamRequestHandler):
                 log_command(line)
                 verb, _, arg = line.partition(" ")
                 verb = verb.upper()
-                if ARGS.drop_every and verb not in ("USER", "PASS"):
-                    with LOCK:
-                        COUNTER["n"] += 1
-                        n = COUNTER["n"]
-                    if n % ARGS.drop_every == 0:
-                        return
-                if ARGS.drop_stor and verb == "STOR":
-                    with LOCK:
-                        COUNTER["stor"] += 1
-                        n = COUNTER["stor"]
-                    if n % ARGS.drop_stor == 0:
-                        return
-                if ARGS.slow_stor and verb == "STOR":
-                    with LOCK:
-                        COUNTER["slow"] += 1
-                        n = COUNTER["slow"]
-                    if n % ARGS.slow_stor == 0:
-                        time.sleep(ARGS.slow_secs)
-                if ARGS.drop_login and verb == "PASS":
-                    with LOCK:
-                        COUNTER["pass"] += 1
-                        n = COUNTER["pass"]
-                    if n <= ARGS.drop_login:
-                        return
+                if ARGS.drop_every and verb not in ("USER", "PASS") and count("n") % ARGS.drop_every == 0:
+                    return
+                if ARGS.drop_stor and verb == "STOR" and count("stor") % ARGS.drop_stor == 0:
+                    return
+                if ARGS.slow_stor and verb == "STOR" and count("slow") % ARGS.slow_stor == 0:
+                    time.sleep(ARGS.slow_secs)
+                if ARGS.drop_login and verb == "PASS" and count("pass") <= ARGS.drop_login:
+                    return
                 if self.hostile(arg):
                     continue
                 if not self.command(verb, arg):
