@@ -47,45 +47,21 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pasv_lo=$(( (port % 500) * 40 + 10000 )); pasv_hi=$(( pasv_lo + 39 ))
-home=/home/$user
-id $user >/dev/null 2>&1 || useradd -M -d $home -s /bin/bash $user
-mkdir -p "$home" && chown "$user" "$home"
-echo "$user:$pass" | chpasswd
-chown -R $user "$root"
-mkdir -p /var/run/vsftpd/empty
-cat > "$work/vsftpd.conf" <<EOF
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port=$port
-background=NO
-anonymous_enable=NO
-local_enable=YES
-write_enable=YES
-local_umask=022
-chroot_local_user=YES
-allow_writeable_chroot=YES
-local_root=$root
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-pasv_min_port=$pasv_lo
-pasv_max_port=$pasv_hi
-pasv_address=127.0.0.1
-connect_from_port_20=NO
-secure_chroot_dir=/var/run/vsftpd/empty
-pam_service_name=vsftpd
-use_localtime=NO
-xferlog_enable=NO
-max_clients=200
-max_per_ip=200
-EOF
+# shellcheck source=scripts/local_vsftpd.sh
+. scripts/local_vsftpd.sh
+local_vsftpd "$work/vsftpd.conf" "$root" "$port" "$pasv_lo" "$pasv_hi" $user $pass
 /usr/sbin/vsftpd "$work/vsftpd.conf" > "$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
 
 FTPFS_PASSWORD=$pass "$bin" "ftp://$user@127.0.0.1:$port/" "$mnt"
-pid=$(pgrep -f "$bin ftp://$user@127.0.0.1:$port/ $mnt" | head -1)
+pid=""
+for p in /proc/[0-9]*; do # the background ftpfs serving $mnt (no pgrep on minimal systems)
+    if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF "$bin ftp://$user@127.0.0.1:$port/ $mnt"; then
+        pid=${p#/proc/}
+        break
+    fi
+done
 [ -n "$pid" ] || { echo "soak: ftpfs is not running" >&2; exit 1; }
 
 python3 scripts/soak_load.py --mount "$mnt" --server-root "$root" --seconds "$seconds" --names "$names" \

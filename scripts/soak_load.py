@@ -85,6 +85,8 @@ def main():
 
     def op_rename(rel):
         to = name(rng.randrange(a.names))
+        if to == rel:
+            return  # a rename onto itself changes nothing
         src = os.path.join(mnt, rel)
         try:
             os.rename(src, os.path.join(mnt, to))

@@ -17,7 +17,7 @@ pub const ROOT_INO: u64 = 1;
 
 /// Numbers handed out without a kernel reference that are kept at most (oldest go first; a
 /// later readdir of the name gets a new one).
-pub const MAX_UNCOUNTED: usize = 200_000;
+pub const MAX_UNCOUNTED: usize = 100_000;
 
 struct Node {
     /// `None` once the path was deleted while the kernel still held the number.
