@@ -355,21 +355,6 @@ fn stor_before_its_first_reply(kind: ServerKind) {
         assert_eq!(std::fs::read(srv.disk(&path[1..])).unwrap(), body, "{path} on disk");
         assert!(!c.is_dead(), "{path}");
     }
-    // APPE early, once the server took an APPE on this connection (ProFTPD refuses them).
-    if kind != ServerKind::Proftpd {
-        c.open_data_ahead().unwrap();
-        c.appe("/early2.bin").unwrap().finish().unwrap();
-        let mut whole = DataGen::bytes(42, 4096);
-        for round in 0..3u64 {
-            c.open_data_ahead().unwrap();
-            let tail = DataGen::bytes(90 + round, 3000);
-            let mut up = c.appe_early("/early2.bin").unwrap();
-            up.write_all(&tail).unwrap();
-            whole.extend_from_slice(&tail);
-            assert_eq!(up.finish_with_size("/early2.bin").unwrap(), Some(whole.len() as u64));
-            assert_eq!(std::fs::read(srv.disk("early2.bin")).unwrap(), whole, "append {round}");
-        }
-    }
     // Without SIZE behind it.
     c.open_data_ahead().unwrap();
     let mut up = c.stor_early("/plain.txt").unwrap();

@@ -124,9 +124,6 @@ pub struct Connection {
     /// The server took a data connection opened ahead for a transfer: a STOR may send its
     /// first bytes on one before its preliminary reply is back.
     pub(super) ahead_accepted: bool,
-    /// The server took an APPE on this connection: later ones may send data early too (a
-    /// server that refuses APPE, as ProFTPD does by default, must say so before any data).
-    pub(super) appe_accepted: bool,
     /// Whoever lends this connection wants the next data connection opened ahead: the end of a
     /// transfer may carry the EPSV for it (see [`Connection::set_open_ahead`]).
     pub(super) open_ahead: bool,
@@ -304,7 +301,6 @@ impl Connection {
             ahead: None,
             ahead_refused: false,
             ahead_accepted: false,
-            appe_accepted: false,
             open_ahead: false,
             pipeline_size: true,
             list_a: None,

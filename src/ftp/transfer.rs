@@ -83,7 +83,6 @@ impl Connection {
             return Err(reply.into_error());
         }
         self.ahead_accepted |= ahead;
-        self.appe_accepted |= verb == "APPE";
         let res = pending.establish(self.opts.timeout);
         let stream = self.mark_dead_on(res)?;
         match (&self.tls_config, self.protect_data) {

@@ -1,6 +1,6 @@
 //! Uploads: STOR and APPE, and the round trips they can spare.
 //!
-//! - A STOR or APPE whose data connection was opened ahead may send its first bytes (up to
+//! - A STOR (never an APPE) whose data connection was opened ahead may send its first bytes (up to
 //!   [`EARLY_BYTES`]) and even its end before the server's 150 is back, on servers known to
 //!   take the data connection only after the command: a small file then costs
 //!   one round trip instead of two. The bytes sent this way are kept until the 150 arrives, so
@@ -8,7 +8,7 @@
 //!   ([`Upload::replay_after_failure`]). Anything but a 150 to such a STOR ends the control
 //!   connection: the bytes we sent wait in the server's data listener, and only closing the
 //!   session makes sure no later transfer takes them for its own. An upload is sent again
-//!   only when the server's session provably did nothing with it (so an APPE is never doubled).
+//!   only when the server's session provably did nothing with it.
 //! - SIZE is sent right behind the end of the data, before the transfer's reply is read.
 
 use std::borrow::BorrowMut;
@@ -41,12 +41,6 @@ impl Connection {
         Upload::start(self, path, true)
     }
 
-    /// As [`Connection::appe`], sending the data before the server's first reply where the
-    /// connection allows (an APPE was taken on it before).
-    pub fn appe_early(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
-        Upload::start_early(self, path, true)
-    }
-
     /// Sends STOR (APPE when `append`) on the data connection opened ahead without waiting for
     /// its reply; `None` when this connection cannot (no data connection ahead, TLS on data,
     /// a server that may look at the data connection early, or one that never took a data
@@ -54,7 +48,10 @@ impl Connection {
     fn send_upload_early(&mut self, path: &str, append: bool) -> Result<Option<NetStream>> {
         let encrypted = self.tls_config.is_some() && self.protect_data;
         let safe = super::transfer::takes_data_after_command(self.welcome());
-        if encrypted || !safe || !self.ahead_accepted || self.ahead_refused || (append && !self.appe_accepted) {
+        // Never an APPE: a server may refuse it for one directory after taking it for another
+        // (the refusal must come at the start, where the caller falls back to a whole copy),
+        // and an append sent twice would double its data.
+        if append || encrypted || !safe || !self.ahead_accepted || self.ahead_refused {
             return Ok(None);
         }
         super::command::check_arg(path)?;
@@ -222,7 +219,15 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         let ended = d.flush().and_then(|_| d.end_our_side());
         // SIZE goes out while the server still finishes the data connection: a round trip less.
         if let Err(e) = self.connection().send("SIZE", Some(path)) {
-            // The transfer's reply is unread: this connection cannot be trusted any more.
+            // The transfer's reply is unread: this connection cannot be trusted any more. What
+            // the session did with an upload sent early decides whether it may be sent again.
+            let e = match self.early.is_some() {
+                true => match self.connection().confirm_early_stor() {
+                    Ok(()) => FtpError::protocol(format!("connection broke at the end of an upload: {e}")),
+                    Err(reply) => reply,
+                },
+                false => e,
+            };
             self.end_on(&e);
             return Err(e);
         }

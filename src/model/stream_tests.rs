@@ -1,6 +1,6 @@
 //! How writes become uploads on one handle: the pattern of `dd of=FILE` (create, close of a
 //! duplicate descriptor, then writes from 0) makes the empty file, then streams the data after
-//! it with one APPE (an APPE sent early costs no more than a STOR, and vsftpd takes it faster);
+//! it with one APPE (vsftpd takes an APPE faster than a STOR over the file);
 //! a change by another handle in between is kept where not overwritten.
 
 use std::sync::Arc;
