@@ -19,16 +19,12 @@ use super::stream::NetStream;
 /// Largest listing we accept, in bytes: a hostile server cannot make us buffer without end.
 pub const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
 
-/// Servers that finish a download normally when we half-close its data connection early
-/// (checked by tests/wire.rs on each); others may take it for an abort.
-fn half_close_is_safe(welcome: &str) -> bool {
-    takes_data_after_command(welcome)
-}
-
 /// Servers that accept a passive data connection only once its command came (the connection
 /// waits in their listener until then): data and end of data may be sent before the command's
-/// reply. Not pyftpdlib: it takes the connection at once and may see its end before the
-/// command, then stores an empty file (the upload's size check caught it on the fake WAN).
+/// reply, and a download's data connection half-closed early (tests/wire.rs checks both on
+/// each). Not pyftpdlib: it takes the connection at once and may see its end before the
+/// command: it stores an empty file (the upload's size check caught it on the fake WAN), or
+/// takes the half-close of a download for an abort.
 pub(super) fn takes_data_after_command(welcome: &str) -> bool {
     ["vsFTPd", "Pure-FTPd", "ProFTPD"].iter().any(|name| welcome.contains(name))
 }
@@ -109,7 +105,7 @@ impl Connection {
         let encrypted = self.tls_config.is_some() && self.protect_data;
         if let (PendingData::Connected(tcp), false) = (pending, encrypted)
             && DOWNLOADS.contains(&verb)
-            && half_close_is_safe(self.welcome())
+            && takes_data_after_command(self.welcome())
         {
             let _ = tcp.shutdown(std::net::Shutdown::Write);
         }

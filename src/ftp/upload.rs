@@ -33,7 +33,7 @@ impl Connection {
     /// As [`Connection::stor`], sending the data before the server's first reply where a data
     /// connection was opened ahead (see the module's documentation).
     pub fn stor_early(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
-        Upload::start_early(self, path, false)
+        Upload::start_early(self, path)
     }
 
     /// Uploads to the end of `path`, creating it if needed (APPE).
@@ -41,24 +41,23 @@ impl Connection {
         Upload::start(self, path, true)
     }
 
-    /// Sends STOR (APPE when `append`) on the data connection opened ahead without waiting for
-    /// its reply; `None` when this connection cannot (no data connection ahead, TLS on data,
-    /// a server that may look at the data connection early, or one that never took a data
-    /// connection opened ahead yet).
-    fn send_upload_early(&mut self, path: &str, append: bool) -> Result<Option<NetStream>> {
+    /// Sends STOR on the data connection opened ahead without waiting for its reply; `None`
+    /// when this connection cannot (no data connection ahead, TLS on data, a server that may
+    /// look at the data connection early, or one that never took a data connection opened
+    /// ahead yet). Never an APPE: a server may refuse it for one directory after taking it for
+    /// another (the refusal must come at the start, where the caller falls back to a whole
+    /// copy), and an append sent twice would double its data.
+    fn send_stor_early(&mut self, path: &str) -> Result<Option<NetStream>> {
         let encrypted = self.tls_config.is_some() && self.protect_data;
         let safe = super::transfer::takes_data_after_command(self.welcome());
-        // Never an APPE: a server may refuse it for one directory after taking it for another
-        // (the refusal must come at the start, where the caller falls back to a whole copy),
-        // and an append sent twice would double its data.
-        if append || encrypted || !safe || !self.ahead_accepted || self.ahead_refused {
+        if encrypted || !safe || !self.ahead_accepted || self.ahead_refused {
             return Ok(None);
         }
         super::command::check_arg(path)?;
         let Some(tcp) = self.take_ahead() else { return Ok(None) };
         let stream = NetStream::Plain(tcp);
         stream.set_timeouts(Some(self.opts.timeout))?;
-        if let Err(e) = self.send(if append { "APPE" } else { "STOR" }, Some(path)) {
+        if let Err(e) = self.send("STOR", Some(path)) {
             self.dead = true;
             return Err(e);
         }
@@ -128,12 +127,12 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         Ok(Upload::new(conn, data, false))
     }
 
-    /// Sends STOR (APPE when `append`) for `path` on `conn`, without waiting for its first
-    /// reply where the connection allows (see the module's documentation).
-    pub fn start_early(mut conn: C, path: &str, append: bool) -> Result<Upload<C>> {
-        match conn.borrow_mut().send_upload_early(path, append)? {
+    /// Sends STOR for `path` on `conn`, without waiting for its first reply where the
+    /// connection allows (see the module's documentation).
+    pub fn start_early(mut conn: C, path: &str) -> Result<Upload<C>> {
+        match conn.borrow_mut().send_stor_early(path)? {
             Some(data) => Ok(Upload::new(conn, data, true)),
-            None => Upload::start(conn, path, append),
+            None => Upload::start(conn, path, false),
         }
     }
 

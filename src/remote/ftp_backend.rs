@@ -79,8 +79,9 @@ struct FtpWrite {
     /// The server path to ask SIZE of in the upload's last round trip (where SIZE exists).
     size_of: Option<String>,
     /// Where to start the upload once more if it broke before the server's first reply (see
-    /// `ftp::upload`): the pool, the server path, APPE or STOR. Taken by the one retry.
-    again: Option<(Arc<Pool>, String, bool)>,
+    /// `ftp::upload`): the pool and the server path (a STOR: an APPE never goes early). Taken
+    /// by the one retry.
+    again: Option<(Arc<Pool>, String)>,
     /// The server's refusal a write reported, reported again by the finish.
     refused: Option<FsError>,
 }
@@ -95,12 +96,12 @@ impl FtpWrite {
     /// sent. `false`: it cannot be (a refusal, a failure later on, or the retry was used).
     fn start_again(&mut self) -> ftp::Result<bool> {
         let Some(sent) = self.up()?.replay_after_failure() else { return Ok(false) };
-        let Some((pool, remote, append)) = self.again.take() else { return Ok(false) };
+        let Some((pool, remote)) = self.again.take() else { return Ok(false) };
         log::info!("upload of {remote} broke before the server's first reply; once more on a fresh connection");
         // The broken connection goes back first: it holds one of the pool's transfer slots.
         self.up = None;
         pool.discard_idle();
-        let mut up = Upload::start(pool.get(Purpose::Transfer)?, &remote, append)?;
+        let mut up = Upload::start(pool.get(Purpose::Transfer)?, &remote, false)?;
         up.write_all(&sent).map_err(FtpError::Io)?;
         self.up = Some(up);
         Ok(true)
@@ -335,9 +336,13 @@ impl Backend for FtpBackend {
             }
             k
         };
-        let up = self.start_transfer(wait, |lease| Upload::start_early(lease, &remote, append), refused)?;
+        let start = |lease| match append {
+            true => Upload::start(lease, &remote, true),
+            false => Upload::start_early(lease, &remote),
+        };
+        let up = self.start_transfer(wait, start, refused)?;
         let size_of = self.features.size.then(|| remote.clone());
-        let again = Some((self.pool.clone(), remote, append));
+        let again = (!append).then(|| (self.pool.clone(), remote));
         Ok(up.map(|up| Box::new(FtpWrite { up: Some(up), op, size_of, again, refused: None }) as Box<dyn WriteStream>))
     }
 
