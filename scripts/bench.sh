@@ -3,7 +3,7 @@
 # Prints workload, mount seconds, curl seconds and ratio (curl time / mount time, median of the
 # rounds; 1.0 = as fast as raw FTP), plus the peak RSS of ftpfs during the big sequential read.
 #
-#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]] [--opts "-o a,b"]
+#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT] | --scale] [--opts "-o a,b"]
 # --opts: mount options added to every mount (to compare settings in one run each)
 #
 # Needs root (vsftpd logs in a local user the script creates). Data written through the mount is
@@ -12,11 +12,14 @@
 # With --rtt, runs the WAN workload set instead (scripts/bench_wan.sh): the server sits behind
 # examples/wan_proxy on 127.0.0.2, which delays each direction by MS/2 (and models a link of MBIT
 # with --rate); ftpfs, curl and lftp all go through it.
+#
+# With --scale, runs the scale set instead (scripts/bench_scale.sh): a 100 000-entry directory, a
+# 10 GiB file, 16 parallel readers, CPU per GiB and RSS per cached entry (about 40 GiB of disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-quick=0; server=vsftpd; rounds=3; rtt=""; rate=""; extra_opts=""
+quick=0; server=vsftpd; rounds=3; rtt=""; rate=""; extra_opts=""; scale=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -25,11 +28,13 @@ while [ $# -gt 0 ]; do
         --rtt) rtt=$2; shift ;;
         --rate) rate=$2; shift ;;
         --opts) extra_opts=$2; shift ;;
-        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT]] [--opts \"-o a,b\"]" >&2; exit 2 ;;
+        --scale) scale=1 ;;
+        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT] | --scale] [--opts \"-o a,b\"]" >&2; exit 2 ;;
     esac
     shift
 done
 if [ -n "$rate" ] && [ -z "$rtt" ]; then echo "bench: --rate needs --rtt" >&2; exit 2; fi
+if [ $scale = 1 ] && [ -n "$rtt" ]; then echo "bench: --scale runs on loopback, without --rtt" >&2; exit 2; fi
 
 if [ $quick = 1 ]; then
     big_mib=64; write_mib=32; many=1000; small=100; cp_files=50; par_mib=16
@@ -42,6 +47,13 @@ if [ $quick = 1 ]; then
     w_small=50; w_dirs=5; w_per_dir=10; w_up=25; w_read_mib=16; w_write_mib=8
 else
     w_small=200; w_dirs=10; w_per_dir=20; w_up=100; w_read_mib=64; w_write_mib=32
+fi
+# The scale set (--scale): entries in one directory, a big file (random reads go past 4 GiB),
+# random reads, parallel readers of files of s_reader_mib, a big write.
+if [ $quick = 1 ]; then
+    s_entries=20000; s_big_gib=5; s_random=50; s_readers=16; s_reader_mib=32; s_write_gib=1
+else
+    s_entries=100000; s_big_gib=10; s_random=200; s_readers=16; s_reader_mib=256; s_write_gib=4
 fi
 
 bash scripts/setup.sh >/dev/null
@@ -73,7 +85,13 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench: creating data in $root" >&2
-if [ -z "$rtt" ]; then
+if [ $scale = 1 ]; then
+    head -c $((s_big_gib << 30)) /dev/urandom > "$root/big.bin"
+    head -c $((s_write_gib << 30)) /dev/urandom > "$local/write.bin"
+    mkdir "$root/huge" "$root/r" "$root/up"
+    ( cd "$root/huge" && seq -f "file-%06g.txt" 1 $s_entries | xargs touch )
+    for i in $(seq $s_readers); do head -c $((s_reader_mib << 20)) /dev/urandom > "$root/r/p$i.bin"; done
+elif [ -z "$rtt" ]; then
     head -c $((big_mib << 20)) /dev/urandom > "$root/big.bin"
     for i in 1 2 3 4; do head -c $((par_mib << 20)) /dev/urandom > "$root/par$i.bin"; done
     mkdir "$root/many" "$root/small" "$root/up"
@@ -127,15 +145,20 @@ time_cmd() { local t0; t0=$(now); "$@"; echo "$(now) - $t0" | bc -l; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 check_same() { cmp -s "$1" "$2" || { echo "bench: DATA MISMATCH $1 vs $2" >&2; exit 1; }; }
 
-results=()
+results=(); name_width=52
+[ $scale = 0 ] || name_width=64
 record() { # name mount_times curl_times
     local name=$1 m c
     m=$(median $2); c=$(median $3)
-    results+=("$(printf '%-52s %9.3f %9.3f %7.2f' "$name" "$m" "$c" "$(echo "$c / $m" | bc -l)")")
+    results+=("$(printf '%-*s %9.3f %9.3f %7.2f' "$name_width" "$name" "$m" "$c" "$(echo "$c / $m" | bc -l)")")
 }
 
 if [ -n "$rtt" ]; then
     . scripts/bench_wan.sh
+    exit 0
+fi
+if [ $scale = 1 ]; then
+    . scripts/bench_scale.sh
     exit 0
 fi
 

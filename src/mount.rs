@@ -142,6 +142,9 @@ impl Report {
 }
 
 /// Forks: the parent waits for the child's report and exits with it; the child continues with a
+/// Threads serving kernel requests (more when there are many connections).
+const REQUEST_THREADS: usize = 32;
+
 /// [`Report`] to send when the mount is ready. Must run before any thread is started.
 pub fn daemonize() -> Result<Report, StartError> {
     let mut fds = [0i32; 2];
@@ -426,7 +429,10 @@ fn mount_and_serve(
     } else {
         SessionACL::Owner
     };
-    config.n_threads = Some((o.connections * 2 + 2).clamp(4, 16));
+    // Requests waiting for a connection each hold a thread: enough of them that the requests of
+    // the transfers running are still served when many more files are read than there are
+    // connections (a handle not served looks idle, and its connection would be taken).
+    config.n_threads = Some(REQUEST_THREADS.max(o.connections * 2 + 2));
     config.clone_fd = true;
 
     let mut session =

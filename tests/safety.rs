@@ -449,6 +449,32 @@ fn more_writers_than_connections(kind: ServerKind) {
     c.done();
 }
 
+/// Eight times as many files read at once as there are connections, while another handle
+/// holds a file open half read: the readers take turns on the connections (the idle handle
+/// gives its connection up and resumes later), and every reader gets every byte right.
+fn more_readers_than_connections(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let files: Vec<Vec<u8>> = (0..16).map(|i| DataGen::bytes(70 + i, 5 * MIB + i as usize * 4099)).collect();
+    for (i, data) in files.iter().enumerate() {
+        srv.put_file(&format!("r{i}"), data);
+    }
+    let m = Mount::new(&srv, &["connections=2"]);
+    let mut c = Checks::default();
+    let disk = srv.disk("");
+    let script = format!(
+        "t=$(mktemp -d)\nexec 5<r0 || exit 10\nhead -c 65536 <&5 > /dev/null\n\
+         for i in $(seq 1 15); do cmp r$i \"{0}/r$i\" > $t/out.$i 2>&1 & done\nwait\n\
+         cat <&5 | cmp - '{0}/r0' -i 0:65536 || exit 11\n\
+         for i in $(seq 1 15); do [ -s $t/out.$i ] && {{ cat $t/out.$i; exit 12; }}; done\nrm -rf $t",
+        disk.display()
+    );
+    c.run_ok(&sh(&m, &script));
+    c.done();
+}
+
 /// Reading one file while writing another needs two transfers; with one connection, they share it.
 fn copy_inside_with_one_connection(kind: ServerKind) {
     if !fuse_available() {
@@ -844,6 +870,7 @@ on_every_server!(
     failed_rename_keeps_target,
     handles_follow_rename,
     more_writers_than_connections,
+    more_readers_than_connections,
     copy_inside_with_one_connection,
     modes_at_create,
     write_error_is_reported,

@@ -15,8 +15,10 @@
 //!   A failed spool upload keeps the spool dirty, so the next flush or the release tries again.
 //! - A failed streaming write cannot be repaired (the bytes are gone): it is returned by that
 //!   write, by every later write and by the next flush.
-//! - Waiting for a connection is bounded by the `timeout` option; meanwhile handles that are
-//!   open but idle give theirs up ([`preempt_idle_transfer`]).
+//! - Waiting for a connection is bounded by the `timeout` option; meanwhile a handle that has
+//!   not been used for [`IDLE`], or whose transfer has run for [`SLICE`], gives its connection
+//!   up ([`preempt_transfer`]): more readers than connections take turns, in slices long
+//!   enough that restarting a transfer costs little.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -30,7 +32,7 @@ use super::FsResult;
 use super::core::Core;
 use super::files::OpenFile;
 use super::gate::PathClaim;
-use super::open_file::{Io, Spool, State, Writer};
+use super::open_file::{InCall, Io, Spool, State, Writer};
 use super::readahead::StreamReader;
 use crate::backend::{FsError, ReadStream, WriteMode, WriteStream};
 
@@ -59,37 +61,58 @@ fn apply_remote_change(f: &OpenFile, io: &mut Io) {
     }
 }
 
-/// Stops one transfer whose handle is open but not in a call right now, returning its
-/// connection to the pool: a download (resumed with REST when read again) or a streaming upload
-/// (finished; the handle goes on with APPE or a spool). True if one was stopped.
-fn preempt_idle_transfer(core: &Core) -> bool {
-    for f in core.handles.all() {
-        let Some(mut io) = f.io.try_lock() else { continue };
-        match io.state {
-            // A download that already ended holds no connection: stopping it frees nothing.
-            State::Reading(ref r) if r.holds_connection() => {
-                io.state = State::Idle;
-                log::debug!("paused an idle download to free a connection");
-                return true;
+/// A handle with no read or write call for this long gives its connection to one waiting.
+const IDLE: Duration = Duration::from_millis(100);
+/// A transfer that ran this long gives its connection to one waiting, even while in use.
+const SLICE: Duration = Duration::from_millis(500);
+/// How often a request waiting for a connection looks for one to take.
+const PREEMPT_EVERY: Duration = Duration::from_millis(20);
+
+/// Stops one transfer whose handle is not in a call right now and is idle (or has had its
+/// slice), returning its connection to the pool: a download (resumed with REST when read again)
+/// or a streaming upload (finished; the handle goes on with APPE or a spool). Idle handles go
+/// first. True if one was stopped.
+fn preempt_transfer(core: &Core) -> bool {
+    let handles = core.handles.all();
+    let idle = |f: &OpenFile, _: &Io| f.idle_for() >= IDLE;
+    let had_its_slice = |_: &OpenFile, io: &Io| match &io.state {
+        State::Reading(r) => r.running_for() >= SLICE,
+        State::Writing(w) => w.since.elapsed() >= SLICE,
+        _ => false,
+    };
+    let rules: [&dyn Fn(&OpenFile, &Io) -> bool; 2] = [&idle, &had_its_slice];
+    for rule in rules {
+        for f in &handles {
+            let Some(mut io) = f.io.try_lock() else { continue };
+            if !rule(f, &io) {
+                continue;
             }
-            State::Writing(_) => {
-                // A failure sticks to the handle (commit_locked keeps it) for its owner to see.
-                let _ = commit_locked(core, &f, &mut io);
-                log::debug!("finished an idle upload stream to free a connection");
-                return true;
+            match io.state {
+                // A download that already ended holds no connection: stopping it frees nothing.
+                State::Reading(ref r) if r.holds_connection() => {
+                    io.state = State::Idle;
+                    log::debug!("paused a download to free a connection");
+                    return true;
+                }
+                State::Writing(_) => {
+                    // A failure sticks to the handle (commit_locked keeps it) for its owner to see.
+                    let _ = commit_locked(core, f, &mut io);
+                    log::debug!("finished an upload stream to free a connection");
+                    return true;
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     false
 }
 
 /// Opens a transfer, waiting at most the `timeout` option for a connection; meanwhile handles
-/// that are open but idle give theirs up.
+/// that are idle or have had their slice give theirs up.
 fn open_transfer<T>(core: &Core, mut open: impl FnMut(Duration) -> Result<Option<T>, FsError>) -> Result<T, FsError> {
     let deadline = Instant::now() + core.wait_limit();
     loop {
-        let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        let step = deadline.saturating_duration_since(Instant::now()).min(PREEMPT_EVERY);
         if let Some(t) = open(step)? {
             return Ok(t);
         }
@@ -97,7 +120,7 @@ fn open_transfer<T>(core: &Core, mut open: impl FnMut(Duration) -> Result<Option
             log::warn!("no connection free for a transfer within {:?}", core.wait_limit());
             return Err(FsError::Busy);
         }
-        preempt_idle_transfer(core);
+        preempt_transfer(core);
     }
 }
 
@@ -209,6 +232,7 @@ pub fn pin_writers(core: &Core, path: &str) -> FsResult<()> {
 /// Reads `size` bytes at `off` through handle `f` and hands them to `out` (fewer at the end of
 /// the file).
 pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
+    let _call = InCall::new(f);
     if f.append && f.is_dirty() {
         // A read commits this handle's appended tail first.
         land_earlier_creations(core, f)?;
@@ -260,6 +284,7 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
 
 /// Writes `data` at `off` through handle `f`.
 pub fn write(core: &Core, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
+    let _call = InCall::new(f);
     // Idle, the write may load the file into a spool (a stream or a spool it has never does).
     let mut io =
         lock_for_base(core, f, |io| matches!(io.state, State::Idle | State::Reading(_)) && !wants_tail_spool(f))?;
@@ -360,7 +385,7 @@ fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<W
     let Some(claim) = core.handles.uploads.try_claim(&path) else { return Ok(None) };
     let mode = if append { WriteMode::Append } else { WriteMode::Replace };
     match start_upload_now(core, &path, mode) {
-        Ok(Some(up)) => Ok(Some(Writer { up, pos: off, start: off, _claim: claim })),
+        Ok(Some(up)) => Ok(Some(Writer { up, pos: off, start: off, since: Instant::now(), _claim: claim })),
         Ok(None) => Ok(None),
         // APPE refused: the backend remembers; this handle spools its appends.
         Err(FsError::Unsupported) if append => Ok(None),
@@ -585,7 +610,7 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             // "created" empty version over them later.
             f.created.store(false, Ordering::Relaxed);
             // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
-            let Writer { up, pos, start, _claim } = *w;
+            let Writer { up, pos, start, _claim, .. } = *w;
             let checked = up.finish().map_err(|e| e.errno()).and_then(|size| {
                 if f.append {
                     // O_APPEND: the bytes belong at the end, wherever another client left it.

@@ -3,8 +3,9 @@
 //! The rules that move a handle between these states are in [`super::handle_io`].
 
 use std::fs::File;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -14,6 +15,13 @@ use crate::backend::WriteStream;
 
 /// Marks "no size override" in [`OpenFile::dirty_size`].
 const NO_SIZE: u64 = u64::MAX;
+
+/// The clock [`OpenFile::idle_for`] counts from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn micros_now() -> u64 {
+    EPOCH.elapsed().as_micros() as u64
+}
 
 /// One open file handle.
 pub struct OpenFile {
@@ -40,7 +48,25 @@ pub struct OpenFile {
     pub(super) close_seq: AtomicU64,
     /// Write-back: the journal's copy of this handle's spool (data, path), made at close(2).
     pub(super) journal: Mutex<Option<(std::path::PathBuf, std::path::PathBuf)>>,
+    /// When a read or write call on the handle last began or ended ([`micros_now`]).
+    last_call: AtomicU64,
     pub(super) io: Mutex<Io>,
+}
+
+/// Marks a read or write call on a handle, at its start and at its end (drop).
+pub(super) struct InCall<'a>(&'a OpenFile);
+
+impl<'a> InCall<'a> {
+    pub(super) fn new(f: &'a OpenFile) -> InCall<'a> {
+        f.last_call.store(micros_now(), Ordering::Relaxed);
+        InCall(f)
+    }
+}
+
+impl Drop for InCall<'_> {
+    fn drop(&mut self) {
+        self.0.last_call.store(micros_now(), Ordering::Relaxed);
+    }
 }
 
 impl OpenFile {
@@ -57,6 +83,7 @@ impl OpenFile {
             streaming: AtomicBool::new(false),
             close_seq: AtomicU64::new(0),
             journal: Mutex::new(None),
+            last_call: AtomicU64::new(micros_now()),
             io: Mutex::new(Io::new(server_size)),
         }
     }
@@ -78,6 +105,11 @@ impl OpenFile {
         self.created.load(Ordering::Relaxed)
     }
 
+    /// How long ago the last read or write call on the handle ended (or began, while one runs).
+    pub(super) fn idle_for(&self) -> Duration {
+        Duration::from_micros(micros_now().saturating_sub(self.last_call.load(Ordering::Relaxed)))
+    }
+
     /// True when closing this handle would upload something.
     pub(super) fn is_dirty(&self) -> bool {
         self.dirty_size().is_some() || self.is_created()
@@ -89,6 +121,8 @@ pub(super) struct Writer {
     pub(super) pos: u64,
     /// Where the stream started.
     pub(super) start: u64,
+    /// When the stream started.
+    pub(super) since: Instant,
     /// No other upload of this path runs while the stream is open.
     pub(super) _claim: PathClaim,
 }

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
@@ -63,6 +64,7 @@ pub struct StreamReader {
     /// Offset just past the last byte received.
     received_end: u64,
     eof: bool,
+    since: Instant,
 }
 
 /// Reads up to `want` bytes into `buf` (stopping early only at end of stream).
@@ -137,7 +139,21 @@ impl StreamReader {
             pump(dl, offset, tx, recycled, thread_stop, &thread_finished);
             thread_finished.store(true, Ordering::Relaxed);
         })?;
-        Ok(StreamReader { rx, recycle, stop, finished, chunks: VecDeque::new(), received_end: offset, eof: false })
+        Ok(StreamReader {
+            rx,
+            recycle,
+            stop,
+            finished,
+            chunks: VecDeque::new(),
+            received_end: offset,
+            eof: false,
+            since: Instant::now(),
+        })
+    }
+
+    /// How long ago the download started.
+    pub fn running_for(&self) -> Duration {
+        self.since.elapsed()
     }
 
     /// True while the download still holds a connection.
