@@ -68,19 +68,28 @@ const SLICE: Duration = Duration::from_millis(500);
 /// How often a request waiting for a connection looks for one to take.
 const PREEMPT_EVERY: Duration = Duration::from_millis(20);
 
+/// Whether a handle's transfer may be stopped for another waiting.
+type PreemptRule = fn(&OpenFile, &Io) -> bool;
+
+fn unused_for_a_while(f: &OpenFile, _: &Io) -> bool {
+    f.idle_for() >= IDLE
+}
+
+fn had_its_slice(_: &OpenFile, io: &Io) -> bool {
+    match &io.state {
+        State::Reading(r) => r.running_for() >= SLICE,
+        State::Writing(w) => w.since.elapsed() >= SLICE,
+        _ => false,
+    }
+}
+
 /// Stops one transfer whose handle is not in a call right now and is idle (or has had its
 /// slice), returning its connection to the pool: a download (resumed with REST when read again)
 /// or a streaming upload (finished; the handle goes on with APPE or a spool). Idle handles go
 /// first. True if one was stopped.
 fn preempt_transfer(core: &Core) -> bool {
     let handles = core.handles.all();
-    let idle = |f: &OpenFile, _: &Io| f.idle_for() >= IDLE;
-    let had_its_slice = |_: &OpenFile, io: &Io| match &io.state {
-        State::Reading(r) => r.running_for() >= SLICE,
-        State::Writing(w) => w.since.elapsed() >= SLICE,
-        _ => false,
-    };
-    let rules: [&dyn Fn(&OpenFile, &Io) -> bool; 2] = [&idle, &had_its_slice];
+    let rules: [PreemptRule; 2] = [unused_for_a_while, had_its_slice];
     for rule in rules {
         for f in &handles {
             let Some(mut io) = f.io.try_lock() else { continue };
