@@ -410,7 +410,7 @@ impl Connection {
         let mut options = Vec::new();
         if let Some(offered) = &self.features.mlst {
             // Ask for the facts we use; some (unix.mode) are off unless asked for.
-            let wanted: Vec<&str> = ["type", "size", "modify", "perm", "unix.mode", "unix.owner", "unix.group"]
+            let wanted: Vec<&str> = ["type", "size", "modify", "perm", "unix.mode"]
                 .into_iter()
                 .filter(|f| offered.iter().any(|o| o == f))
                 .collect();

@@ -111,9 +111,17 @@ fn code_of(line: &[u8]) -> Option<(u16, Option<u8>)> {
 
 /// Bytes from the server as text: UTF-8 (lossy) or the server's configured character set.
 pub fn decode_text(bytes: &[u8], encoding: Option<&'static encoding_rs::Encoding>) -> String {
+    decode_text_cow(bytes, encoding).into_owned()
+}
+
+/// As [`decode_text`], borrowing `bytes` when they need no change.
+pub fn decode_text_cow<'a>(
+    bytes: &'a [u8],
+    encoding: Option<&'static encoding_rs::Encoding>,
+) -> std::borrow::Cow<'a, str> {
     match encoding {
-        Some(enc) => enc.decode_without_bom_handling(bytes).0.into_owned(),
-        None => String::from_utf8_lossy(bytes).into_owned(),
+        Some(enc) => enc.decode_without_bom_handling(bytes).0,
+        None => String::from_utf8_lossy(bytes),
     }
 }
 

@@ -11,56 +11,162 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use parking_lot::Mutex;
 
 use super::inodes::is_at_or_under;
-use crate::backend::Entry;
+use crate::backend::{Entry, EntryKind};
 
-/// One directory's entries, sorted by name, with an index.
+/// Marks an unknown size, time or mode in a [`Slot`].
+const UNKNOWN_SIZE: u64 = u64::MAX;
+const UNKNOWN_MTIME: i64 = i64::MIN;
+const UNKNOWN_MODE: u32 = u32::MAX;
+
+/// What a [`Slot`] is.
+const KIND_FILE: u8 = 0;
+const KIND_DIR: u8 = 1;
+/// A symbolic link whose target follows the name in `text`.
+const KIND_LINK: u8 = 2;
+/// A symbolic link whose target nobody told us.
+const KIND_LINK_UNKNOWN: u8 = 3;
+
+/// One entry as a listing keeps it: 48 bytes and one allocation (the name, followed by a link's
+/// target), so that a directory of 100 000 names costs a few MiB.
+#[derive(Clone, Debug)]
+struct Slot {
+    text: Box<str>,
+    size: u64,
+    mtime: i64,
+    mtime_nanos: u32,
+    mode: u32,
+    name_len: u32,
+    kind: u8,
+}
+
+impl Slot {
+    fn new(e: Entry) -> Slot {
+        let name_len = e.name.len() as u32;
+        let (text, kind) = match e.kind {
+            EntryKind::File => (e.name.into_boxed_str(), KIND_FILE),
+            EntryKind::Dir => (e.name.into_boxed_str(), KIND_DIR),
+            EntryKind::Symlink(Some(target)) => ((e.name + &target).into_boxed_str(), KIND_LINK),
+            EntryKind::Symlink(None) => (e.name.into_boxed_str(), KIND_LINK_UNKNOWN),
+        };
+        Slot {
+            text,
+            size: e.size.unwrap_or(UNKNOWN_SIZE),
+            mtime: e.mtime.unwrap_or(UNKNOWN_MTIME),
+            mtime_nanos: e.mtime_nanos,
+            mode: e.mode.unwrap_or(UNKNOWN_MODE),
+            name_len,
+            kind,
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.text.get(..self.name_len as usize).unwrap_or(&self.text)
+    }
+
+    fn entry(&self) -> Entry {
+        let kind = match self.kind {
+            KIND_DIR => EntryKind::Dir,
+            KIND_LINK => EntryKind::Symlink(Some(self.text.get(self.name_len as usize..).unwrap_or("").to_string())),
+            KIND_LINK_UNKNOWN => EntryKind::Symlink(None),
+            _ => EntryKind::File,
+        };
+        Entry {
+            name: self.name().to_string(),
+            kind,
+            size: (self.size != UNKNOWN_SIZE).then_some(self.size),
+            mtime: (self.mtime != UNKNOWN_MTIME).then_some(self.mtime),
+            mtime_nanos: self.mtime_nanos,
+            mode: (self.mode != UNKNOWN_MODE).then_some(self.mode),
+        }
+    }
+}
+
+/// Versions of listings: a new one for each listing fetched and each patch of one.
+static VERSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// One directory's entries, sorted by name (found by binary search).
 #[derive(Clone, Debug)]
 pub struct DirListing {
     pub fetched: Instant,
-    entries: Vec<Entry>,
-    index: HashMap<String, usize>,
+    /// Different for every listing fetched and after every change of one.
+    version: u64,
+    slots: Vec<Slot>,
 }
 
 impl DirListing {
-    pub fn new(mut entries: Vec<Entry>) -> DirListing {
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        entries.dedup_by(|a, b| a.name == b.name);
-        let index = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
-        DirListing { fetched: Instant::now(), entries, index }
+    pub fn new(entries: Vec<Entry>) -> DirListing {
+        let mut slots: Vec<Slot> = entries.into_iter().map(Slot::new).collect();
+        slots.sort_by(|a, b| a.name().cmp(b.name()));
+        slots.dedup_by(|a, b| a.name() == b.name());
+        slots.shrink_to_fit();
+        DirListing { fetched: Instant::now(), version: VERSIONS.fetch_add(1, Ordering::Relaxed), slots }
     }
 
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// Tells this listing from every other one, and from itself before a change.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
-    pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.index.get(name).map(|&i| &self.entries[i])
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The `i`th entry in name order.
+    pub fn at(&self, i: usize) -> Option<Entry> {
+        self.slots.get(i).map(Slot::entry)
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(Slot::name)
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.slots.binary_search_by(|s| s.name().cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.find(name).ok().map(|i| self.slots[i].entry())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_ok()
     }
 
     fn upsert(&mut self, entry: Entry) {
-        match self.index.get(&entry.name) {
-            Some(&i) => self.entries[i] = entry,
-            None => {
-                self.index.insert(entry.name.clone(), self.entries.len());
-                self.entries.push(entry);
+        match self.find(&entry.name) {
+            Ok(i) => self.slots[i] = Slot::new(entry),
+            Err(i) => self.slots.insert(i, Slot::new(entry)),
+        }
+    }
+
+    fn update(&mut self, name: &str, f: impl FnOnce(&mut Entry)) {
+        if let Ok(i) = self.find(name) {
+            let mut e = self.slots[i].entry();
+            f(&mut e);
+            if e.name == name {
+                self.slots[i] = Slot::new(e);
+            } else {
+                self.slots.remove(i);
+                self.upsert(e);
             }
         }
     }
 
     fn remove(&mut self, name: &str) -> Option<Entry> {
-        let i = self.index.remove(name)?;
-        let e = self.entries.swap_remove(i);
-        if i < self.entries.len() {
-            let moved = self.entries[i].name.clone();
-            self.index.insert(moved, i);
-        }
-        Some(e)
+        let i = self.find(name).ok()?;
+        Some(self.slots.remove(i).entry())
     }
 }
 
@@ -82,14 +188,14 @@ impl Listings {
 
     fn pop(&mut self, dir: &str) -> Option<Arc<DirListing>> {
         let l = self.lru.pop(dir)?;
-        self.entries -= l.entries.len();
+        self.entries -= l.len();
         Some(l)
     }
 
     fn put(&mut self, dir: String, l: Arc<DirListing>) {
-        self.entries += l.entries.len();
+        self.entries += l.len();
         if let Some((_, old)) = self.lru.push(dir, l) {
-            self.entries -= old.entries.len();
+            self.entries -= old.len();
         }
         self.trim();
     }
@@ -97,10 +203,11 @@ impl Listings {
     /// Changes the listing of `dir` in place (if cached), keeping the count.
     fn change<T>(&mut self, dir: &str, f: impl FnOnce(&mut DirListing) -> T) -> Option<T> {
         let l = self.lru.get_mut(dir)?;
-        let before = l.entries.len();
+        let before = l.len();
         let l = Arc::make_mut(l);
         let out = f(l);
-        let after = l.entries.len();
+        l.version = VERSIONS.fetch_add(1, Ordering::Relaxed);
+        let after = l.len();
         self.entries = self.entries + after - before;
         self.trim();
         Some(out)
@@ -110,7 +217,7 @@ impl Listings {
     fn trim(&mut self) {
         while self.entries > self.max_entries && self.lru.len() > 1 {
             match self.lru.pop_lru() {
-                Some((_, old)) => self.entries -= old.entries.len(),
+                Some((_, old)) => self.entries -= old.len(),
                 None => break,
             }
         }
@@ -215,11 +322,7 @@ impl DirCache {
     pub fn update(&self, dir: &str, name: &str, f: impl FnOnce(&mut Entry)) {
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
-        map.change(dir, |l| {
-            if let Some(&i) = l.index.get(name) {
-                f(&mut l.entries[i]);
-            }
-        });
+        map.change(dir, |l| l.update(name, f));
     }
 
     /// Removes one entry from the cached listing of `dir` and returns it (if cached).
@@ -263,7 +366,7 @@ mod tests {
         let c = DirCache::new(Duration::from_millis(200), 10, 1000);
         c.put("d", vec![e("b"), e("a")]);
         let l = c.get_fresh("d").unwrap();
-        assert_eq!(l.entries().iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(l.names().collect::<Vec<_>>(), vec!["a", "b"]);
         c.upsert("d", e("ccc"));
         c.remove("d", "a");
         let l = c.get_fresh("d").unwrap();
@@ -274,6 +377,50 @@ mod tests {
         assert_eq!(c.get_fresh("d").unwrap().get("b").unwrap().size, Some(99));
         std::thread::sleep(Duration::from_millis(250));
         assert!(c.get_fresh("d").is_none());
+    }
+
+    #[test]
+    fn entries_come_back_as_they_went_in_sorted_by_name() {
+        let link = Entry { size: Some(5), mtime: Some(-7), mtime_nanos: 9, mode: Some(0o700), ..e("l") };
+        let entries = vec![
+            Entry { kind: EntryKind::Symlink(Some("target/x".into())), ..link.clone() },
+            Entry::new("unknown", EntryKind::Symlink(None)),
+            Entry::new("d", EntryKind::Dir),
+            e("z"),
+            Entry { size: Some(1), ..e("z") },
+        ];
+        let mut l = DirListing::new(entries.clone());
+        assert_eq!(l.names().collect::<Vec<_>>(), ["d", "l", "unknown", "z"]);
+        assert_eq!(l.get("l"), Some(entries[0].clone()));
+        assert_eq!(l.get("unknown"), Some(entries[1].clone()));
+        assert_eq!(l.get("d"), Some(entries[2].clone()), "nothing known stays unknown");
+        assert_eq!(l.get("z"), Some(entries[3].clone()), "the first of two equal names is kept");
+        assert_eq!(l.at(0), l.get("d"));
+        assert_eq!(l.at(4), None);
+        l.upsert(e("b"));
+        l.upsert(Entry { size: Some(42), ..e("z") });
+        l.update("l", |x| x.mode = Some(0o755));
+        assert_eq!(l.names().collect::<Vec<_>>(), ["b", "d", "l", "unknown", "z"]);
+        assert_eq!(l.get("z").and_then(|x| x.size), Some(42));
+        assert_eq!(
+            l.get("l").map(|x| (x.mode, x.kind)),
+            Some((Some(0o755), EntryKind::Symlink(Some("target/x".into()))))
+        );
+        assert_eq!(l.remove("d").map(|x| x.kind), Some(EntryKind::Dir));
+        assert!(l.remove("d").is_none() && !l.contains("d") && l.contains("b"));
+        assert_eq!(l.len(), 4);
+    }
+
+    #[test]
+    fn a_patch_makes_a_new_version() {
+        let c = DirCache::new(Duration::from_secs(10), 10, 1000);
+        let first = c.put("d", vec![e("a")]);
+        let held = c.get_fresh("d").unwrap();
+        c.upsert("d", e("b"));
+        let now = c.get_fresh("d").unwrap();
+        assert_ne!(now.version(), first.version());
+        assert_eq!(held.len(), 1, "a listing handed out is a snapshot");
+        assert_ne!(c.put("e", vec![]).version(), c.put("f", vec![]).version());
     }
 
     #[test]
@@ -327,7 +474,7 @@ mod tests {
         assert!(c.get_fresh("a").is_none());
         // One listing larger than the bound alone is still kept.
         c.put("big", (0..50).map(|i| e(&format!("x{i}"))).collect());
-        assert_eq!(c.get_fresh("big").map(|l| l.entries().len()), Some(50));
+        assert_eq!(c.get_fresh("big").map(|l| l.len()), Some(50));
         assert_eq!(c.map.lock().entries, 50);
         c.invalidate("big");
         assert_eq!(c.map.lock().entries, 0);

@@ -90,8 +90,9 @@ pub struct Model {
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
     /// Directory handles: the listing snapshot taken at opendir, so offsets stay stable.
     dir_handles: Mutex<HashMap<u64, (String, Arc<DirListing>)>>,
-    /// The listing each directory inode was last opened with (keep_cache for directories).
-    served_dirs: Mutex<HashMap<u64, Arc<DirListing>>>,
+    /// The version of the listing each directory inode was last opened with (keep_cache for
+    /// directories).
+    served_dirs: Mutex<HashMap<u64, u64>>,
     next_dir: AtomicU64,
 }
 
@@ -442,8 +443,8 @@ impl Model {
         let listing = self.core.list_dir(&path)?;
         self.core.backend.opened_dir(&path);
         let mut served = self.served_dirs.lock();
-        let keep_cache = served.get(&ino).is_some_and(|prev| Arc::ptr_eq(prev, &listing));
-        served.insert(ino, listing.clone());
+        let keep_cache = served.get(&ino) == Some(&listing.version());
+        served.insert(ino, listing.version());
         drop(served);
         let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
         self.dir_handles.lock().insert(fh, (path, listing));
@@ -457,8 +458,7 @@ impl Model {
         let (dir, listing) = self.dir_handles.lock().get(&fh).cloned().ok_or(libc::EBADF)?;
         let (parent, _) = split_path(&dir);
         let parent = if dir.is_empty() { "" } else { parent };
-        let entries = listing.entries();
-        let total = entries.len() as u64 + 2;
+        let total = listing.len() as u64 + 2;
         for i in offset..total {
             let full = if i < 2 {
                 let (path, name) = if i == 0 { (dir.as_str(), ".") } else { (parent, "..") };
@@ -469,9 +469,9 @@ impl Model {
                 };
                 add(DirItem { ino, next: i + 1, kind: Kind::Dir, name, stat })
             } else {
-                let e = &entries[(i - 2) as usize];
+                let Some(e) = listing.at((i - 2) as usize) else { break };
                 let path = child_path(&dir, &e.name);
-                let mut st = self.stat_entry(&path, e);
+                let mut st = self.stat_entry(&path, &e);
                 let ino =
                     if plus { self.inodes.lock().lookup(&path) } else { self.inodes.lock().peek_or_assign(&path) };
                 st.ino = ino;

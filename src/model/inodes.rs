@@ -8,8 +8,14 @@
 //! Numbers the kernel holds no reference on (handed out by a plain readdir) are kept only for
 //! the most recent [`MAX_UNCOUNTED`] of them; numbers the kernel forgot are freed at once, so
 //! the table stays bounded on a mount that lives for days.
+//!
+//! Each path is stored once (with its number); the index from path to number holds only the
+//! numbers, hashed by path: a number costs about 60 bytes plus its path.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 pub use crate::backend::paths::{child_path, is_at_or_under, split_path};
 
@@ -21,14 +27,53 @@ pub const MAX_UNCOUNTED: usize = 100_000;
 
 struct Node {
     /// `None` once the path was deleted while the kernel still held the number.
-    path: Option<String>,
+    path: Option<Box<str>>,
     lookups: u64,
+}
+
+/// The numbers of paths that have one, hashed by path (the paths are in `nodes`).
+struct ByPath {
+    table: HashTable<u64>,
+    hasher: RandomState,
+}
+
+impl ByPath {
+    fn hash(&self, path: &str) -> u64 {
+        self.hasher.hash_one(path)
+    }
+
+    fn get(&self, nodes: &HashMap<u64, Node>, path: &str) -> Option<u64> {
+        self.table.find(self.hash(path), |ino| path_of(nodes, *ino) == Some(path)).copied()
+    }
+
+    /// Indexes `ino` under `path` (which `nodes` holds for it), replacing what was there.
+    fn insert(&mut self, nodes: &HashMap<u64, Node>, path: &str, ino: u64) {
+        let hash = self.hash(path);
+        match self.table.find_mut(hash, |i| path_of(nodes, *i) == Some(path)) {
+            Some(slot) => *slot = ino,
+            None => {
+                let hasher = &self.hasher;
+                self.table.insert_unique(hash, ino, |i| hasher.hash_one(path_of(nodes, *i).unwrap_or("")));
+            }
+        }
+    }
+
+    /// Unindexes `path` if it names `ino` (before `nodes` forgets the path).
+    fn remove(&mut self, nodes: &HashMap<u64, Node>, path: &str, ino: u64) {
+        if let Ok(entry) = self.table.find_entry(self.hash(path), |i| *i == ino && path_of(nodes, *i) == Some(path)) {
+            entry.remove();
+        }
+    }
+}
+
+fn path_of(nodes: &HashMap<u64, Node>, ino: u64) -> Option<&str> {
+    nodes.get(&ino).and_then(|n| n.path.as_deref())
 }
 
 /// The table. Callers wrap it in a lock.
 pub struct Inodes {
     nodes: HashMap<u64, Node>,
-    by_path: HashMap<String, u64>,
+    by_path: ByPath,
     next: u64,
     /// Numbers made by [`Inodes::peek_or_assign`], oldest first (some may have gone since).
     uncounted: VecDeque<u64>,
@@ -43,9 +88,9 @@ impl Default for Inodes {
 impl Inodes {
     pub fn new() -> Inodes {
         let mut nodes = HashMap::new();
-        nodes.insert(ROOT_INO, Node { path: Some(String::new()), lookups: 1 });
-        let mut by_path = HashMap::new();
-        by_path.insert(String::new(), ROOT_INO);
+        nodes.insert(ROOT_INO, Node { path: Some("".into()), lookups: 1 });
+        let mut by_path = ByPath { table: HashTable::new(), hasher: RandomState::new() };
+        by_path.insert(&nodes, "", ROOT_INO);
         Inodes { nodes, by_path, next: ROOT_INO + 1, uncounted: VecDeque::new() }
     }
 
@@ -56,18 +101,18 @@ impl Inodes {
 
     /// The inode number of a path if it has one.
     pub fn get(&self, path: &str) -> Option<u64> {
-        self.by_path.get(path).copied()
+        self.by_path.get(&self.nodes, path)
     }
 
     /// The number for `path`, creating it if needed, and counts one kernel lookup on it.
     pub fn lookup(&mut self, path: &str) -> u64 {
-        let ino = match self.by_path.get(path) {
-            Some(&ino) => ino,
+        let ino = match self.get(path) {
+            Some(ino) => ino,
             None => {
                 let ino = self.next;
                 self.next += 1;
-                self.nodes.insert(ino, Node { path: Some(path.to_string()), lookups: 0 });
-                self.by_path.insert(path.to_string(), ino);
+                self.nodes.insert(ino, Node { path: Some(path.into()), lookups: 0 });
+                self.by_path.insert(&self.nodes, path, ino);
                 ino
             }
         };
@@ -79,7 +124,7 @@ impl Inodes {
 
     /// The number for `path` without counting a lookup (readdir without plus).
     pub fn peek_or_assign(&mut self, path: &str) -> u64 {
-        let made = !self.by_path.contains_key(path);
+        let made = self.get(path).is_none();
         let ino = self.lookup(path);
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.lookups -= 1;
@@ -100,12 +145,16 @@ impl Inodes {
         if ino == ROOT_INO || self.nodes.get(&ino).is_none_or(|n| n.lookups > 0) {
             return;
         }
-        if let Some(n) = self.nodes.remove(&ino)
-            && let Some(p) = n.path
-            && self.by_path.get(&p) == Some(&ino)
-        {
-            self.by_path.remove(&p);
+        self.free(ino);
+    }
+
+    /// Forgets `ino` and unindexes its path.
+    fn free(&mut self, ino: u64) {
+        if let Some(p) = path_of(&self.nodes, ino) {
+            let p: Box<str> = p.into();
+            self.by_path.remove(&self.nodes, &p, ino);
         }
+        self.nodes.remove(&ino);
     }
 
     /// The kernel dropped `count` references.
@@ -116,36 +165,40 @@ impl Inodes {
         let Some(n) = self.nodes.get_mut(&ino) else { return };
         n.lookups = n.lookups.saturating_sub(count);
         if n.lookups == 0 {
-            if let Some(p) = n.path.take()
-                && self.by_path.get(&p) == Some(&ino)
-            {
-                self.by_path.remove(&p);
-            }
-            self.nodes.remove(&ino);
+            self.free(ino);
         }
     }
 
     /// `path` was deleted: its number stays valid for the kernel but no longer names anything.
     pub fn remove_path(&mut self, path: &str) {
-        if let Some(ino) = self.by_path.remove(path)
-            && let Some(n) = self.nodes.get_mut(&ino)
-        {
-            n.path = None;
+        if let Some(ino) = self.get(path) {
+            self.by_path.remove(&self.nodes, path, ino);
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.path = None;
+            }
         }
     }
 
     /// Moves `from` (and everything under it) to `to`. Whatever was at `to` is replaced.
     pub fn rename(&mut self, from: &str, to: &str) {
         self.remove_path(to);
-        let moved: Vec<(String, u64)> =
-            self.by_path.iter().filter(|(p, _)| is_at_or_under(p, from)).map(|(p, &i)| (p.clone(), i)).collect();
-        for (old, ino) in moved {
-            self.by_path.remove(&old);
+        let moved: Vec<(u64, Box<str>)> = self
+            .nodes
+            .iter()
+            .filter_map(|(&i, n)| n.path.as_ref().filter(|p| is_at_or_under(p, from)).map(|p| (i, p.clone())))
+            .collect();
+        for (ino, old) in &moved {
+            self.by_path.remove(&self.nodes, old, *ino);
+        }
+        for (ino, old) in moved {
             let new = format!("{to}{}", &old[from.len()..]);
+            // A number still known under the new path (a stale name under the target) no longer
+            // names anything.
+            self.remove_path(&new);
             if let Some(n) = self.nodes.get_mut(&ino) {
-                n.path = Some(new.clone());
+                n.path = Some(new.as_str().into());
             }
-            self.by_path.insert(new, ino);
+            self.by_path.insert(&self.nodes, &new, ino);
         }
     }
 
@@ -205,6 +258,28 @@ mod tests {
     }
 
     #[test]
+    fn rename_over_names_the_table_still_knows() {
+        let mut t = Inodes::new();
+        let stale = t.lookup("to/x");
+        let x = t.lookup("from/x");
+        let to = t.lookup("to");
+        t.rename("from", "to");
+        assert_eq!(t.get("to/x"), Some(x), "the moved name wins");
+        assert_eq!(t.path(to), None);
+        t.forget(stale, 1);
+        assert_eq!(t.get("to/x"), Some(x), "forgetting the old number leaves the new one");
+        assert_eq!(t.path(x), Some("to/x"));
+        t.forget(x, 1);
+        assert_eq!(t.get("to/x"), None);
+        for i in 0..1000 {
+            t.lookup(&format!("many/{i}"));
+        }
+        assert!((0..1000).all(|i| t.get(&format!("many/{i}")).is_some()));
+        t.rename("many", "other");
+        assert!((0..1000).all(|i| t.get(&format!("many/{i}")).is_none() && t.get(&format!("other/{i}")).is_some()));
+    }
+
+    #[test]
     fn removed_path_keeps_number_until_forget() {
         let mut t = Inodes::new();
         let a = t.lookup("a");
@@ -241,5 +316,116 @@ mod tests {
         assert_eq!(t.path(held), Some("held"));
         let again = t.peek_or_assign("d/0");
         assert_ne!(again, first, "a name seen again gets a new number");
+    }
+
+    /// The table against a plain model of it (a map each way), over random operations on a few
+    /// paths that nest: every path keeps the number the model gives it.
+    mod against_a_model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Lookup(usize),
+            Peek(usize),
+            Forget(usize),
+            Remove(usize),
+            Rename(usize, usize),
+        }
+
+        const PATHS: [&str; 8] = ["a", "a/b", "a/b/c", "a/x", "b", "b/b", "c", "ab"];
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0..8usize).prop_map(Op::Lookup),
+                (0..8usize).prop_map(Op::Peek),
+                (0..8usize).prop_map(Op::Forget),
+                (0..8usize).prop_map(Op::Remove),
+                (0..8usize, 0..8usize).prop_map(|(a, b)| Op::Rename(a, b)),
+            ]
+        }
+
+        #[derive(Default)]
+        struct Model {
+            path_of: HashMap<u64, (Option<String>, u64)>,
+        }
+
+        impl Model {
+            fn ino(&self, path: &str) -> Option<u64> {
+                self.path_of.iter().find(|(_, (p, _))| p.as_deref() == Some(path)).map(|(i, _)| *i)
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn same_numbers_as_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+                let mut t = Inodes::new();
+                let mut m = Model::default();
+                for op in ops {
+                    match op {
+                        Op::Lookup(p) | Op::Peek(p) => {
+                            let path = PATHS[p];
+                            let peek = matches!(op, Op::Peek(_));
+                            let ino = if peek { t.peek_or_assign(path) } else { t.lookup(path) };
+                            match m.ino(path) {
+                                Some(known) => prop_assert_eq!(ino, known),
+                                None => {
+                                    m.path_of.insert(ino, (Some(path.to_string()), 0));
+                                }
+                            }
+                            if !peek {
+                                m.path_of.get_mut(&ino).unwrap().1 += 1;
+                            }
+                        }
+                        Op::Forget(p) => {
+                            if let Some(ino) = m.ino(PATHS[p]) {
+                                t.forget(ino, 1);
+                                let n = m.path_of.get_mut(&ino).unwrap();
+                                n.1 = n.1.saturating_sub(1);
+                                if n.1 == 0 {
+                                    m.path_of.remove(&ino);
+                                }
+                            }
+                        }
+                        Op::Remove(p) => {
+                            t.remove_path(PATHS[p]);
+                            if let Some(ino) = m.ino(PATHS[p]) {
+                                m.path_of.get_mut(&ino).unwrap().0 = None;
+                            }
+                        }
+                        Op::Rename(a, b) => {
+                            let (from, to) = (PATHS[a], PATHS[b]);
+                            if from == to || is_at_or_under(to, from) {
+                                continue;
+                            }
+                            t.rename(from, to);
+                            if let Some(ino) = m.ino(to) {
+                                m.path_of.get_mut(&ino).unwrap().0 = None;
+                            }
+                            let moved: Vec<(u64, String)> = m
+                                .path_of
+                                .iter()
+                                .filter_map(|(i, (p, _))| p.as_ref().filter(|p| is_at_or_under(p, from)).map(|p| (*i, p.clone())))
+                                .collect();
+                            for (ino, old) in moved {
+                                let new = format!("{to}{}", &old[from.len()..]);
+                                for (i, (p, _)) in m.path_of.iter_mut() {
+                                    if *i != ino && p.as_deref() == Some(new.as_str()) {
+                                        *p = None;
+                                    }
+                                }
+                                m.path_of.get_mut(&ino).unwrap().0 = Some(new);
+                            }
+                        }
+                    }
+                    for path in PATHS {
+                        prop_assert_eq!(t.get(path), m.ino(path), "path {}", path);
+                        if let Some(ino) = m.ino(path) {
+                            prop_assert_eq!(t.path(ino), Some(path));
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -151,7 +151,7 @@ impl Model {
             core.dirs.invalidate(&path);
             core.dirs.invalidate(parent);
             match core.list_dir(&path) {
-                Ok(l) if !l.entries().is_empty() => return Err(libc::ENOTEMPTY),
+                Ok(l) if !l.is_empty() => return Err(libc::ENOTEMPTY),
                 // A reply lost after the server removed it: done.
                 Err(libc::ENOENT) if !e.is_definite() => {}
                 Err(libc::ENOENT) => return Err(libc::ENOENT),
@@ -178,7 +178,7 @@ impl Model {
                 core.dirs.invalidate(parent);
                 // A creation not uploaded yet exists only here: deleting it is forgetting it.
                 // Looked up in the listing itself, which does not count pending creations.
-                let on_server = core.list_dir(parent).map(|l| l.get(name).is_some()).unwrap_or(true);
+                let on_server = core.list_dir(parent).map(|l| l.contains(name)).unwrap_or(true);
                 // Gone after a lost reply (the server deleted it) is done too.
                 if on_server || (e.is_definite() && !core.handles.is_pending(&path)) {
                     return Err(e.errno());
@@ -233,7 +233,7 @@ impl Model {
             match (source.is_dir(), t.is_dir()) {
                 (false, true) => return Err(libc::EISDIR),
                 (true, false) => return Err(libc::ENOTDIR),
-                (true, true) if !core.list_dir(to)?.entries().is_empty() => return Err(libc::ENOTEMPTY),
+                (true, true) if !core.list_dir(to)?.is_empty() => return Err(libc::ENOTEMPTY),
                 _ => {}
             }
         }
@@ -324,7 +324,7 @@ impl Model {
     /// Whether the server's listing holds `path` (a creation not uploaded yet does not count).
     fn on_server(&self, path: &str) -> FsResult<bool> {
         let (parent, name) = split_path(path);
-        self.core.list_dir(parent).map(|l| l.get(name).is_some())
+        self.core.list_dir(parent).map(|l| l.contains(name))
     }
 
     /// chmod where the server can (elsewhere a no-op that succeeds, documented). A file that

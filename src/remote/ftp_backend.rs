@@ -288,7 +288,7 @@ impl Backend for FtpBackend {
         let remote = self.remote(dir);
         let ctx = ListContext { tz_offset: self.cfg.list_tz_offset, ..ListContext::now_utc() };
         let mlsd = self.cfg.use_mlsd && self.features.mlst.is_some() && !self.mlsd_broken.load(Ordering::Relaxed);
-        let mut entries = if mlsd {
+        let entries = if mlsd {
             match self.pool.run_retrying(|c| c.mlsd(&remote)).0 {
                 Ok(mut entries) => {
                     self.add_link_targets(&remote, &ctx, &mut entries);
@@ -304,7 +304,8 @@ impl Backend for FtpBackend {
         } else {
             self.idempotent(Op::Lookup, |c| c.list(&remote, &ctx))?
         };
-        Ok(entries.drain(..).map(convert).collect())
+        // Same layout on both sides: converted in place, without a second vector.
+        Ok(entries.into_iter().map(convert).collect())
     }
 
     fn size(&self, path: &str) -> BackendResult<Option<u64>> {

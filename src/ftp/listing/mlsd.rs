@@ -15,21 +15,19 @@ pub fn parse_mlsd_line(line: &str) -> Option<Entry> {
     let mut sizd = None;
     let mut mtime = None;
     let mut mode = None;
-    let mut owner = None;
-    let mut group = None;
     for fact in facts.split(';') {
         let Some((key, value)) = fact.split_once('=') else { continue };
-        match key.trim().to_ascii_lowercase().as_str() {
-            "type" => kind = parse_type(value)?,
-            "size" => size = value.trim().parse::<u64>().ok(),
-            "sizd" => sizd = value.trim().parse::<u64>().ok(),
-            "modify" => mtime = parse_mlsd_time(value.trim()),
-            "unix.mode" => mode = parse_octal_mode(value),
-            "unix.owner" | "unix.ownername" => owner = Some(value.to_string()),
-            "unix.group" | "unix.groupname" => group = Some(value.to_string()),
-            "unix.uid" if owner.is_none() => owner = Some(value.to_string()),
-            "unix.gid" if group.is_none() => group = Some(value.to_string()),
-            _ => {}
+        let key = key.trim();
+        if key.eq_ignore_ascii_case("type") {
+            kind = parse_type(value)?;
+        } else if key.eq_ignore_ascii_case("size") {
+            size = value.trim().parse::<u64>().ok();
+        } else if key.eq_ignore_ascii_case("sizd") {
+            sizd = value.trim().parse::<u64>().ok();
+        } else if key.eq_ignore_ascii_case("modify") {
+            mtime = parse_mlsd_time(value.trim());
+        } else if key.eq_ignore_ascii_case("unix.mode") {
+            mode = parse_octal_mode(value);
         }
     }
     let mut e = Entry::new(name.to_string(), kind);
@@ -39,8 +37,6 @@ pub fn parse_mlsd_line(line: &str) -> Option<Entry> {
         e.mtime_nanos = nanos;
     }
     e.mode = mode;
-    e.owner = owner;
-    e.group = group;
     Some(e)
 }
 

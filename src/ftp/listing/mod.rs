@@ -36,13 +36,11 @@ pub struct Entry {
     pub mtime_nanos: u32,
     /// Permission bits (`0o7777` part of the mode), when known.
     pub mode: Option<u32>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
 }
 
 impl Entry {
     pub(crate) fn new(name: String, kind: EntryKind) -> Entry {
-        Entry { name, kind, size: None, mtime: None, mtime_nanos: 0, mode: None, owner: None, group: None }
+        Entry { name, kind, size: None, mtime: None, mtime_nanos: 0, mode: None }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -90,7 +88,7 @@ pub fn parse_listing(data: &[u8], dialect: Dialect, ctx: &ListContext) -> Vec<En
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let line = crate::ftp::reply::decode_text(raw, ctx.encoding);
+        let line = crate::ftp::reply::decode_text_cow(raw, ctx.encoding);
         let parsed = match dialect {
             Dialect::Mlsd => parse_mlsd_line(&line),
             Dialect::List => parse_list_line(&line, ctx),

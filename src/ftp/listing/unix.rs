@@ -51,14 +51,6 @@ pub fn parse_unix_line(line: &str, ctx: &ListContext) -> Option<Entry> {
     e.size = Some(size);
     e.mtime = mtime;
     e.mode = Some(mode_bits(bits));
-    // Owner/group: the columns between the link count (if numeric) and the size.
-    let middle: Vec<&str> = toks[1..idx - 1].iter().map(|t| t.1).collect();
-    let middle = match middle.first() {
-        Some(first) if first.bytes().all(|b| b.is_ascii_digit()) && middle.len() >= 2 => &middle[1..],
-        _ => &middle[..],
-    };
-    e.owner = middle.first().map(|s| s.to_string());
-    e.group = middle.get(1).map(|s| s.to_string());
     Some(e)
 }
 
@@ -66,8 +58,7 @@ fn month_number(tok: &str) -> Option<u8> {
     if tok.len() != 3 {
         return None;
     }
-    let lower = tok.to_ascii_lowercase();
-    MONTHS.iter().position(|m| *m == lower).map(|i| i as u8 + 1)
+    MONTHS.iter().position(|m| m.eq_ignore_ascii_case(tok)).map(|i| i as u8 + 1)
 }
 
 fn is_time_or_year(tok: &str) -> bool {
@@ -140,8 +131,6 @@ mod tests {
         assert_eq!(e.size, Some(11));
         assert_eq!(e.mtime, civil_to_unix(2024, 3, 14, 9, 30, 0));
         assert_eq!(e.mode, Some(0o644));
-        assert_eq!(e.owner.as_deref(), Some("1001"));
-        assert_eq!(e.group.as_deref(), Some("1001"));
         let d = p("drwxr-xr-x    2 1001     1001         4096 Jan 02  2019 sub dir");
         assert!(d.is_dir());
         assert_eq!(d.name, "sub dir");
@@ -158,7 +147,6 @@ mod tests {
     fn pyftpdlib_captured() {
         let e = p("-rw-r--r--   1 root     root            5 Mar 15 11:59 a b  c.txt");
         assert_eq!(e.name, "a b  c.txt");
-        assert_eq!(e.owner.as_deref(), Some("root"));
     }
 
     #[test]
@@ -173,9 +161,9 @@ mod tests {
     #[test]
     fn without_group_and_without_links() {
         let e = p("-rw-r--r--   1 owner 77 Feb  3 2021 nogroup");
-        assert_eq!((e.size, e.owner.as_deref(), e.group.as_deref()), (Some(77), Some("owner"), None));
+        assert_eq!((e.size, e.name.as_str()), (Some(77), "nogroup"));
         let e = p("-rw-r--r-- owner group 88 Feb  3 2021 nolinks");
-        assert_eq!((e.size, e.owner.as_deref(), e.group.as_deref()), (Some(88), Some("owner"), Some("group")));
+        assert_eq!((e.size, e.name.as_str()), (Some(88), "nolinks"));
         let e = p("-rw-r--r--   0 owner group 5 Feb  3 2021 zero links");
         assert_eq!(e.name, "zero links");
     }
