@@ -58,6 +58,30 @@ fn listing_and_attributes(kind: ServerKind) {
     assert!(std::fs::metadata(m.p("missing")).is_err());
 }
 
+/// Names looked up in a directory the mount has not listed (MLST where the server has it, a
+/// listing elsewhere) get their size, mode, time and kind right; a missing one is missing; a
+/// program found that way runs.
+fn names_looked_up_in_unlisted_directories(kind: ServerKind) {
+    let Some((srv, _)) = setup(kind) else { return };
+    srv.put_file("d/f", b"12345");
+    srv.put_file("d/sub/inner", b"");
+    std::fs::copy("/bin/true", srv.disk("d/run")).unwrap();
+    srv.give_to_ftp_user(&srv.disk("d/run"));
+    std::fs::set_permissions(srv.disk("d/f"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(srv.disk("d/run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let when = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    std::fs::File::options().write(true).open(srv.disk("d/f")).unwrap().set_modified(when).unwrap();
+    let m = Mount::new(&srv, &[]);
+    let out = m.sh_ok("stat -c '%s %a %F' d/f d/sub d/sub/inner");
+    assert_eq!(out.trim(), "5 640 regular file\n4096 755 directory\n0 644 regular empty file", "{out}");
+    let t = mtime_of(&m.p("d/f"));
+    // LIST shows only the day of a file this old.
+    let tolerance = if kind.has_mlsd() { 0 } else { 86_400 };
+    assert!((t - 1_600_000_000).abs() <= tolerance, "mtime {t}");
+    assert!(std::fs::metadata(m.p("d/missing")).is_err());
+    m.sh_ok("./d/run");
+}
+
 fn copy_in_and_out(kind: ServerKind) {
     let Some((srv, m)) = setup(kind) else { return };
     let local = tempfile::tempdir().unwrap();
@@ -475,6 +499,7 @@ fn list_tz_corrects_local_time_listings() {
 
 on_every_server!(
     listing_and_attributes,
+    names_looked_up_in_unlisted_directories,
     copy_in_and_out,
     writes_in_every_mode,
     directories_and_renames,

@@ -649,6 +649,10 @@ impl Backend for Ahead {
         Ok(entries)
     }
 
+    fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {
+        self.shared.inner.stat_one(path)
+    }
+
     fn size(&self, path: &str) -> BackendResult<Option<u64>> {
         self.shared.inner.size(path)
     }

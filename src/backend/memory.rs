@@ -30,6 +30,7 @@ const DIR_SIZE: u64 = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     List,
+    Stat,
     Size,
     Read,
     Write,
@@ -73,6 +74,8 @@ struct State {
     /// Operations whose next success is reported as a broken connection (reply lost).
     lost_replies: Vec<Op>,
     size_supported: bool,
+    /// Answers [`Backend::stat_one`] (like a server with MLST).
+    stat_one_supported: bool,
     mtime_supported: bool,
     chmod_supported: bool,
     refuse_replace_rename: bool,
@@ -367,6 +370,7 @@ impl MemoryBackend {
             faults: Vec::new(),
             lost_replies: Vec::new(),
             size_supported: true,
+            stat_one_supported: false,
             mtime_supported: true,
             chmod_supported: true,
             refuse_replace_rename: false,
@@ -485,6 +489,10 @@ impl MemoryBackend {
     }
 
     /// `false`: `size` answers `Ok(None)` (no SIZE command).
+    pub fn set_stat_one_supported(&self, yes: bool) {
+        self.st().stat_one_supported = yes;
+    }
+
     pub fn set_size_supported(&self, yes: bool) {
         self.st().size_supported = yes;
     }
@@ -627,6 +635,20 @@ impl Backend for MemoryBackend {
             hook(dir);
         }
         Ok(entries)
+    }
+
+    fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {
+        let st = self.begin(Op::Stat, format!("stat {path}"), &[path])?;
+        if !st.stat_one_supported {
+            return Ok(None);
+        }
+        let n = st.tree.get(path).ok_or(FsError::NotFound)?;
+        let (kind, size) = match &n.kind {
+            Kind::File(d) => (EntryKind::File, d.len() as u64),
+            Kind::Dir => (EntryKind::Dir, DIR_SIZE),
+        };
+        let name = split_path(path).1;
+        Ok(Some(Entry { size: Some(size), mtime: Some(n.mtime), mode: Some(n.mode), ..Entry::new(name, kind) }))
     }
 
     fn size(&self, path: &str) -> BackendResult<Option<u64>> {

@@ -84,6 +84,12 @@ pub trait Backend: Send + Sync {
     /// The entries of directory `dir` (without `.` and `..`).
     fn list(&self, dir: &str) -> BackendResult<Vec<Entry>>;
 
+    /// The entry of `path` (not the root), asked for that one name where the server can tell
+    /// all of it at once (MLST). `Ok(None)`: it cannot; the caller lists the directory.
+    fn stat_one(&self, _path: &str) -> BackendResult<Option<Entry>> {
+        Ok(None)
+    }
+
     /// The size of file `path` as the server reports it now; `None` when the server offers no
     /// way to ask for one name.
     fn size(&self, path: &str) -> BackendResult<Option<u64>>;

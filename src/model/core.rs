@@ -3,8 +3,12 @@
 //! handle I/O side ([`super::handle_io`]) need (listing a directory, the entry of a path,
 //! recording what an upload changed, setting a mode or a time).
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lru::LruCache;
+use parking_lot::Mutex;
 
 use super::FsResult;
 use super::cache::{DirCache, DirListing};
@@ -48,6 +52,10 @@ impl ModelConfig {
     }
 }
 
+/// Names of one directory looked up alone (MLST) within the cache timeout before the directory
+/// is listed instead: a few names cost less alone, many cost less with one listing.
+pub(super) const SINGLE_LOOKUPS: u32 = 8;
+
 /// How many times a listing spoiled by a concurrent change of ours is fetched again before it
 /// is used without being cached.
 const LIST_TRIES: usize = 3;
@@ -72,13 +80,16 @@ pub struct Core {
     pub(super) dirs: DirCache,
     pub(super) handles: Handles,
     pub(super) writeback: WriteBack,
+    /// Directories whose names were looked up alone lately: since when, and how many.
+    single_lookups: Mutex<LruCache<String, (Instant, u32)>>,
 }
 
 impl Core {
     pub(super) fn new(cfg: ModelConfig, backend: Arc<dyn Backend>) -> Core {
         let dirs = DirCache::new(cfg.cache_timeout, 4096, super::cache::MAX_CACHED_ENTRIES);
         let writeback = WriteBack::new(cfg.writeback.clone(), cfg.writeback_uploads);
-        Core { cfg, backend, dirs, handles: Handles::default(), writeback }
+        let single_lookups = Mutex::new(LruCache::new(NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)));
+        Core { cfg, backend, dirs, handles: Handles::default(), writeback, single_lookups }
     }
 
     /// How long a request may wait for the server or a connection.
@@ -95,7 +106,7 @@ impl Core {
         let mut spoiled = None;
         for _ in 0..LIST_TRIES {
             let fetch = self.dirs.begin_fetch(dir);
-            let t0 = std::time::Instant::now();
+            let t0 = Instant::now();
             let entries = self.backend.list(dir).map_err(FsError::errno)?;
             log::debug!("listed {dir:?}: {} entries in {:?}", entries.len(), t0.elapsed());
             let many = entries.len() >= MANY_ENTRIES;
@@ -111,15 +122,53 @@ impl Core {
         spoiled.ok_or(libc::EIO)
     }
 
-    /// The listing entry of a path (not the root).
+    /// The entry of a path (not the root): from its directory's listing when that is cached;
+    /// otherwise asked for alone (MLST) for the first few names of a directory, so that one
+    /// name of a huge directory never costs its whole listing; otherwise from the listing.
     pub(super) fn entry(&self, path: &str) -> FsResult<Entry> {
         let (parent, name) = split_path(path);
-        let listing = self.list_dir(parent)?;
-        match listing.get(name) {
+        let found = match self.dirs.get_fresh(parent) {
+            Some(listing) => listing.get(name),
+            None => match self.single_lookup(path) {
+                Some(found) => found,
+                None => self.list_dir(parent)?.get(name),
+            },
+        };
+        match found {
             Some(e) => Ok(e),
             // Created through an open handle and not uploaded yet: it exists for us already.
             None if self.handles.is_pending(path) => Ok(fresh_entry(name, EntryKind::File, 0)),
             None => Err(libc::ENOENT),
+        }
+    }
+
+    /// The entry of `path` asked for alone, while its directory has seen fewer than
+    /// [`SINGLE_LOOKUPS`] such lookups within the cache timeout. `None`: not asked (the server
+    /// cannot, the directory is better listed, or asking failed).
+    fn single_lookup(&self, path: &str) -> Option<Option<Entry>> {
+        let (parent, _) = split_path(path);
+        {
+            let mut seen = self.single_lookups.lock();
+            let now = Instant::now();
+            let (since, count) = seen.get_or_insert_mut(parent.to_string(), || (now, 0));
+            if since.elapsed() >= self.cfg.cache_timeout {
+                *since = now;
+                *count = 0;
+            }
+            *count += 1;
+            if *count > SINGLE_LOOKUPS {
+                return None;
+            }
+        }
+        match self.backend.stat_one(path) {
+            // A link's target comes with listings only.
+            Ok(Some(e)) if e.kind == EntryKind::Symlink(None) => None,
+            Ok(found) => found.map(Some),
+            Err(FsError::NotFound) => Some(None),
+            Err(e) => {
+                log::debug!("{path}: looking up one name failed ({e}); listing its directory");
+                None
+            }
         }
     }
 

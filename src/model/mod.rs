@@ -29,6 +29,8 @@ pub type FsResult<T> = Result<T, i32>;
 #[cfg(test)]
 mod listing_race_tests;
 #[cfg(test)]
+mod lookup_tests;
+#[cfg(test)]
 mod lost_reply_tests;
 #[cfg(test)]
 mod prop_tests;

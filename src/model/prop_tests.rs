@@ -38,6 +38,7 @@ enum Fault {
     BreakNextWrite(u64),
     /// The n-th rename from now breaks (a multi-step rename fails halfway).
     FailNthRename(usize),
+    FailNthStat(usize),
     NoSpaceNextFinish,
     /// The next rename or delete happens, but its reply is lost.
     LoseReply(Op),
@@ -83,6 +84,7 @@ fn action(external: bool, faults: bool) -> impl Strategy<Value = Action> {
     let fault = prop_oneof![
         (0..8u64).prop_map(Fault::BreakNextWrite),
         (1..4usize).prop_map(Fault::FailNthRename),
+        (1..4usize).prop_map(Fault::FailNthStat),
         Just(Fault::NoSpaceNextFinish),
         prop_oneof![Just(Op::Rename), Just(Op::Delete)].prop_map(Fault::LoseReply),
         Just(Fault::RefuseAppend),
@@ -155,6 +157,12 @@ impl Run {
         };
         let model = Model::new(cfg, backend);
         Run { be, ahead, model, handles: Vec::new(), faults: false, _dir: dir }
+    }
+
+    /// The fake answers lookups of one name (as a server with MLST does).
+    fn with_single_lookups(self, yes: bool) -> Run {
+        self.be.set_stat_one_supported(yes);
+        self
     }
 
     fn pick(&self, h: usize) -> Option<usize> {
@@ -525,6 +533,7 @@ impl Run {
                 match f {
                     Fault::BreakNextWrite(n) => self.be.break_write_after(*n),
                     Fault::FailNthRename(n) => self.be.fail_nth(Op::Rename, *n, FsError::Broken),
+                    Fault::FailNthStat(n) => self.be.fail_nth(Op::Stat, *n, FsError::Broken),
                     Fault::NoSpaceNextFinish => self.be.fail_finish_next(FsError::NoSpace),
                     Fault::LoseReply(op) => self.be.lose_reply_next(*op),
                     Fault::RefuseAppend => self.be.refuse_append(true),
@@ -603,14 +612,19 @@ proptest! {
     fn handles_keep_their_promises_beside_another_client(
         actions in prop::collection::vec(action(true, false), 1..40),
         conns in 1..3usize,
+        single in any::<bool>(),
     ) {
-        run(&actions, Duration::ZERO, conns);
+        run_on(Run::new(Duration::ZERO, conns).with_single_lookups(single), &actions);
     }
 
     /// With injected faults: operations may fail, but never lose what they did not touch.
     #[test]
-    fn faults_lose_nothing_else(actions in prop::collection::vec(action(false, true), 1..40), conns in 1..3usize) {
-        run(&actions, Duration::from_secs(3600), conns);
+    fn faults_lose_nothing_else(
+        actions in prop::collection::vec(action(false, true), 1..40),
+        conns in 1..3usize,
+        single in any::<bool>(),
+    ) {
+        run_on(Run::new(Duration::from_secs(3600), conns).with_single_lookups(single), &actions);
     }
 
     /// Through the work-ahead layer, beside another client, listings never cached by the
@@ -619,8 +633,9 @@ proptest! {
     fn handles_keep_their_promises_through_the_work_ahead(
         actions in prop::collection::vec(action(true, false), 1..40),
         conns in 2..6usize,
+        single in any::<bool>(),
     ) {
-        run_on(Run::with_backend(Duration::ZERO, conns, true), &actions);
+        run_on(Run::with_backend(Duration::ZERO, conns, true).with_single_lookups(single), &actions);
     }
 
     /// A server that refuses to rename over an existing name (the model moves the target

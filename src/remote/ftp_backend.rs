@@ -38,6 +38,8 @@ pub struct FtpBackend {
     features: Features,
     /// MLSD is advertised but not understood: LIST is used instead.
     mlsd_broken: AtomicBool,
+    /// The server refused MLST although it advertised it: names are looked up in listings.
+    mlst_broken: AtomicBool,
     chmod_unsupported: AtomicBool,
     appe_refused: AtomicBool,
 }
@@ -178,6 +180,7 @@ impl FtpBackend {
             pool,
             features,
             mlsd_broken: AtomicBool::new(false),
+            mlst_broken: AtomicBool::new(false),
             chmod_unsupported: AtomicBool::new(false),
             appe_refused: AtomicBool::new(false),
         }
@@ -306,6 +309,26 @@ impl Backend for FtpBackend {
         };
         // Same layout on both sides: converted in place, without a second vector.
         Ok(entries.into_iter().map(convert).collect())
+    }
+
+    fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {
+        if self.features.mlst.is_none() || self.mlst_broken.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let remote = self.remote(path);
+        match self.idempotent(Op::Lookup, |c| c.mlst(&remote)) {
+            Ok(e) => {
+                let mut e = convert(e);
+                e.name = split_path(path).1.to_string();
+                Ok(Some(e))
+            }
+            Err(FsError::Unsupported) => {
+                log::info!("server advertises MLST but refuses it; looking names up in listings");
+                self.mlst_broken.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn size(&self, path: &str) -> BackendResult<Option<u64>> {
