@@ -5,15 +5,18 @@
 //! The kernel reads a file in parallel, slightly out of order requests; the [`StreamReader`]
 //! keeps the last chunks it handed out so such requests are served without a restart, reads
 //! through small forward gaps, and asks for a restart (REST) only on a real seek. Memory per open
-//! file is bounded by `QUEUE` chunks in flight plus `HISTORY` bytes kept.
+//! file is bounded by `QUEUE` chunks in flight plus `HISTORY` bytes kept; memory of all
+//! downloads together by [`TOTAL`] (plus [`MIN_OWN`] chunks each): past it, a download takes no
+//! new buffer, and the chunks every download already handed out are dropped first.
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use parking_lot::Mutex;
 
 use crate::backend::ReadStream;
 
@@ -26,10 +29,48 @@ const QUEUE: usize = 6;
 const HISTORY: usize = 8 * 1024 * 1024;
 /// Forward gaps up to this size are read through instead of restarting the download.
 const SKIP_MAX: u64 = 16 * 1024 * 1024;
+/// Bytes of chunk buffers all downloads hold together, at most (beyond [`MIN_OWN`] each).
+const TOTAL: usize = 128 * 1024 * 1024;
+/// Chunk buffers a download may always have, whatever the others hold: it never waits for
+/// another download's reader.
+const MIN_OWN: usize = 2;
+
+/// Bytes of chunk buffers alive, all downloads together.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// The chunks of every download alive, for [`shed`].
+static ALL_CHUNKS: Mutex<Vec<Weak<Mutex<Chunks>>>> = Mutex::new(Vec::new());
+
+/// Bytes of chunk buffers all downloads hold now.
+#[cfg(test)]
+fn bytes_held() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// One chunk buffer, counted in [`HELD`] and in its download's own count while it lives.
+struct Buffer {
+    data: Vec<u8>,
+    own: Arc<AtomicUsize>,
+}
+
+impl Buffer {
+    fn new(own: &Arc<AtomicUsize>) -> Buffer {
+        HELD.fetch_add(CHUNK, Ordering::Relaxed);
+        own.fetch_add(1, Ordering::Relaxed);
+        Buffer { data: vec![0u8; CHUNK], own: own.clone() }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        HELD.fetch_sub(CHUNK, Ordering::Relaxed);
+        self.own.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// What the reader thread sends: a buffer with its first `len` bytes valid.
 enum Msg {
-    Data(Vec<u8>, usize),
+    Data(Buffer, usize),
     Eof,
     Failed(io::Error),
 }
@@ -37,8 +78,60 @@ enum Msg {
 /// A chunk of the file: `len` bytes starting at `start` (the buffer may be longer).
 struct Chunk {
     start: u64,
-    buf: Vec<u8>,
+    buf: Buffer,
     len: usize,
+}
+
+/// The chunks a download received, oldest first, and how far its reader was served.
+#[derive(Default)]
+struct Chunks {
+    list: VecDeque<Chunk>,
+    served_end: u64,
+}
+
+impl Chunks {
+    /// Drops (frees, not recycles) the chunks already handed out.
+    fn drop_served(&mut self) {
+        while self.list.front().is_some_and(|c| c.end() <= self.served_end) {
+            self.list.pop_front();
+        }
+    }
+}
+
+/// Over [`TOTAL`]: every download not in a call right now drops the chunks it handed out.
+fn shed() {
+    let mut all = ALL_CHUNKS.lock();
+    all.retain(|w| w.strong_count() > 0);
+    for chunks in all.iter().filter_map(Weak::upgrade) {
+        if let Some(mut c) = chunks.try_lock() {
+            c.drop_served();
+        }
+    }
+}
+
+/// The next buffer for the reader thread: a recycled one, a new one while the total allows
+/// (or the download has fewer than [`MIN_OWN`]), or else one its reader gives back. `None`
+/// when the reader went away.
+fn next_buffer(recycled: &Receiver<Buffer>, own: &Arc<AtomicUsize>, stop: &AtomicBool) -> Option<Buffer> {
+    let room = || own.load(Ordering::Relaxed) < MIN_OWN || HELD.load(Ordering::Relaxed) + CHUNK <= TOTAL;
+    loop {
+        if let Ok(b) = recycled.try_recv() {
+            return Some(b);
+        }
+        if room() {
+            return Some(Buffer::new(own));
+        }
+        shed();
+        if room() {
+            return Some(Buffer::new(own));
+        }
+        // Like a full queue: waits for the reader to read on (or to go away).
+        match recycled.recv_timeout(Duration::from_millis(50)) {
+            Ok(b) => return Some(b),
+            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 impl Chunk {
@@ -47,7 +140,7 @@ impl Chunk {
     }
 
     fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf.data[..self.len]
     }
 }
 
@@ -55,12 +148,13 @@ impl Chunk {
 pub struct StreamReader {
     rx: Receiver<Msg>,
     /// Empty buffers going back to the thread, so chunks are not reallocated.
-    recycle: Sender<Vec<u8>>,
+    recycle: Sender<Buffer>,
     stop: Arc<AtomicBool>,
     /// Set by the thread once its download is over and the connection given back.
     finished: Arc<AtomicBool>,
-    /// Chunks received, oldest first; the last ones may not be fully served yet.
-    chunks: VecDeque<Chunk>,
+    /// Chunks received, oldest first; the last ones may not be fully served yet. Locked by the
+    /// reader while it reads, and tried by [`shed`].
+    chunks: Arc<Mutex<Chunks>>,
     /// Offset just past the last byte received.
     received_end: u64,
     eof: bool,
@@ -85,19 +179,20 @@ fn pump(
     mut dl: Box<dyn ReadStream>,
     mut pos: u64,
     tx: Sender<Msg>,
-    recycled: Receiver<Vec<u8>>,
+    recycled: Receiver<Buffer>,
     stop: Arc<AtomicBool>,
     finished: &AtomicBool,
 ) {
+    let own = Arc::new(AtomicUsize::new(0));
     loop {
         if stop.load(Ordering::Relaxed) {
             // Dropped early: the transfer is abandoned cleanly.
             return;
         }
-        let mut buf = recycled.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+        let Some(mut buf) = next_buffer(&recycled, &own, &stop) else { return };
         // Up to the next CHUNK boundary of the file.
         let want = CHUNK - (pos % CHUNK as u64) as usize;
-        match fill(dl.as_mut(), &mut buf, want) {
+        match fill(dl.as_mut(), &mut buf.data, want) {
             Ok(0) => {
                 let msg = match dl.finish() {
                     Ok(()) => Msg::Eof,
@@ -134,6 +229,8 @@ impl StreamReader {
         let thread_stop = stop.clone();
         let finished = Arc::new(AtomicBool::new(false));
         let thread_finished = finished.clone();
+        let chunks = Arc::new(Mutex::new(Chunks { list: VecDeque::new(), served_end: offset }));
+        ALL_CHUNKS.lock().push(Arc::downgrade(&chunks));
         std::thread::Builder::new().name("ftpfs-read".into()).spawn(move || {
             // `pump` consumes the download: when it returns, the connection is back.
             pump(dl, offset, tx, recycled, thread_stop, &thread_finished);
@@ -144,7 +241,7 @@ impl StreamReader {
             recycle,
             stop,
             finished,
-            chunks: VecDeque::new(),
+            chunks,
             received_end: offset,
             eof: false,
             since: Instant::now(),
@@ -162,7 +259,7 @@ impl StreamReader {
     }
 
     fn oldest(&self) -> u64 {
-        self.chunks.front().map_or(self.received_end, |c| c.start)
+        self.chunks.lock().list.front().map_or(self.received_end, |c| c.start)
     }
 
     /// True when a request at `off` can be answered by this stream (now or by reading on).
@@ -170,8 +267,8 @@ impl StreamReader {
         off >= self.oldest() && off <= self.received_end + SKIP_MAX
     }
 
-    /// Receives one more chunk. Returns false at end of file.
-    fn receive(&mut self) -> io::Result<bool> {
+    /// Receives one more chunk into `chunks`. Returns false at end of file.
+    fn receive(&mut self, chunks: &mut Chunks) -> io::Result<bool> {
         if self.eof {
             return Ok(false);
         }
@@ -179,7 +276,7 @@ impl StreamReader {
             Ok(Msg::Data(buf, len)) => {
                 let start = self.received_end;
                 self.received_end += len as u64;
-                self.chunks.push_back(Chunk { start, buf, len });
+                chunks.list.push_back(Chunk { start, buf, len });
                 Ok(true)
             }
             Ok(Msg::Eof) => {
@@ -192,13 +289,13 @@ impl StreamReader {
     }
 
     /// Drops old chunks beyond the history that end before `keep_from`.
-    fn trim(&mut self, keep_from: u64) {
-        let mut held: usize = self.chunks.iter().map(|c| c.len).sum();
+    fn trim(&self, chunks: &mut Chunks, keep_from: u64) {
+        let mut held: usize = chunks.list.iter().map(|c| c.len).sum();
         while held > HISTORY {
-            match self.chunks.front() {
+            match chunks.list.front() {
                 Some(c) if c.end() <= keep_from => {
                     held -= c.len;
-                    if let Some(old) = self.chunks.pop_front() {
+                    if let Some(old) = chunks.list.pop_front() {
                         let _ = self.recycle.try_send(old.buf);
                     }
                 }
@@ -210,23 +307,26 @@ impl StreamReader {
     /// Hands `size` bytes at `off` to `out` (fewer at end of file). The caller checked
     /// [`StreamReader::can_serve`].
     pub fn read_at(&mut self, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        let shared = self.chunks.clone();
+        let mut chunks = shared.lock();
         let end = off + size as u64;
-        while self.received_end < end && self.receive()? {
-            self.trim(off);
+        while self.received_end < end && self.receive(&mut chunks)? {
+            self.trim(&mut chunks, off);
         }
+        chunks.served_end = chunks.served_end.max(end.min(self.received_end));
         // Fast path: the request lies within one chunk (the usual case): no copy here.
-        let first = self.chunks.iter().position(|c| c.end() > off);
+        let first = chunks.list.iter().position(|c| c.end() > off);
         if let Some(i) = first {
-            let c = &self.chunks[i];
+            let c = &chunks.list[i];
             if c.start <= off && c.end() >= end {
                 let from = (off - c.start) as usize;
                 out(&c.bytes()[from..from + size]);
-                self.trim(end);
+                self.trim(&mut chunks, end);
                 return Ok(());
             }
         }
         let mut joined = Vec::with_capacity(size);
-        for c in self.chunks.iter().skip(first.unwrap_or(self.chunks.len())) {
+        for c in chunks.list.iter().skip(first.unwrap_or(chunks.list.len())) {
             if c.start >= end {
                 break;
             }
@@ -237,7 +337,7 @@ impl StreamReader {
             }
         }
         out(&joined);
-        self.trim(end);
+        self.trim(&mut chunks, end);
         Ok(())
     }
 }
@@ -246,5 +346,65 @@ impl Drop for StreamReader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Receiving side dropped next: a thread blocked in send() sees the disconnect.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendResult;
+
+    /// A download of `len` bytes of a pattern that tells each byte's offset.
+    struct Pattern {
+        pos: u64,
+        len: u64,
+    }
+
+    fn byte_at(pos: u64) -> u8 {
+        (pos.wrapping_mul(7) % 251) as u8
+    }
+
+    impl io::Read for Pattern {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min((self.len - self.pos) as usize).min(64 * 1024);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = byte_at(self.pos + i as u64);
+            }
+            self.pos += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl ReadStream for Pattern {
+        fn finish(self: Box<Self>) -> BackendResult<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn many_downloads_read_and_kept_open_stay_within_the_total() {
+        const FILES: usize = 32;
+        let len = 12 * CHUNK as u64;
+        let mut readers = Vec::new();
+        for _ in 0..FILES {
+            let mut r = StreamReader::start(Box::new(Pattern { pos: 0, len }), 0).expect("reader");
+            let mut off = 0;
+            while off < len {
+                let mut got = Vec::new();
+                r.read_at(off, CHUNK, &mut |b| got.extend_from_slice(b)).expect("read");
+                assert!(got.iter().enumerate().all(|(i, b)| *b == byte_at(off + i as u64)), "bytes at {off}");
+                off += got.len() as u64;
+            }
+            // Kept open, read to the end: its history stays unless the total needs it.
+            readers.push(r);
+        }
+        // Each would keep HISTORY (8 MiB) on its own: 256 MiB. Other tests of this process may
+        // hold a little too.
+        let ceiling = TOTAL + FILES * MIN_OWN * CHUNK;
+        assert!(bytes_held() <= ceiling, "{} MiB held", bytes_held() >> 20);
+        // What was dropped under pressure is no longer offered: read again from the server.
+        let last = len - CHUNK as u64;
+        assert!(readers.iter().any(|r| !r.can_serve(last)), "nothing was shed");
+        drop(readers);
     }
 }
