@@ -3,7 +3,14 @@
 
 /// Joins a relative directory path and a name.
 pub fn child_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
+    if parent.is_empty() {
+        return name.to_string();
+    }
+    let mut path = String::with_capacity(parent.len() + 1 + name.len());
+    path.push_str(parent);
+    path.push('/');
+    path.push_str(name);
+    path
 }
 
 /// True when `path` is `top` or lies under it (`top/...`); everything is under the root `""`.

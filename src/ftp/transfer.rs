@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use super::control::Connection;
 use super::data::PendingData;
 use super::error::{FtpError, Result};
-use super::listing::{Dialect, Entry, ListContext, parse_listing};
+use super::listing::{Dialect, Entry, ListContext, ListingParser};
 use super::reply::Reply;
 use super::stream::NetStream;
 
@@ -167,57 +167,84 @@ impl Connection {
         Download::start(self, path, offset)
     }
 
-    /// Runs a listing command and returns its raw bytes.
-    fn listing_bytes(&mut self, verb: &str, arg: Option<&str>) -> Result<Vec<u8>> {
+    /// Runs a listing command, handing its bytes to `sink` as they arrive.
+    fn listing_into(&mut self, verb: &str, arg: Option<&str>, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
         let data = self.start_transfer(verb, arg)?;
         let mut dl = Download { conn: Some(self), data: Some(data), eof: false };
-        let dl = &mut dl;
-        let mut buf = Vec::new();
-        let res = dl.take(MAX_LISTING_BYTES as u64 + 1).read_to_end(&mut buf);
-        match res {
-            Ok(n) if n > MAX_LISTING_BYTES => Err(FtpError::protocol("listing too large")),
-            Ok(_) => dl.end().map(|_| buf),
-            Err(e) => Err(FtpError::Io(e)),
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        loop {
+            let n = match dl.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(FtpError::Io(e)),
+            };
+            total += n;
+            if total > MAX_LISTING_BYTES {
+                return Err(FtpError::protocol("listing too large"));
+            }
+            sink(&buf[..n]);
         }
+        dl.end().map(drop)
     }
 
-    /// LIST of a directory, raw. Uses `LIST -a` when the server accepts it (vsftpd then shows
-    /// dotfiles), remembering the answer.
-    pub fn list_raw(&mut self, path: &str) -> Result<Vec<u8>> {
+    /// Runs a listing command and returns its raw bytes.
+    fn listing_bytes(&mut self, verb: &str, arg: Option<&str>) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.listing_into(verb, arg, &mut |b| bytes.extend_from_slice(b))?;
+        Ok(bytes)
+    }
+
+    /// LIST of a directory into `sink` (`restart` empties it before a second attempt). Uses
+    /// `LIST -a` when the server accepts it (vsftpd then shows dotfiles), remembering the answer.
+    fn list_into(&mut self, path: &str, sink: &mut dyn FnMut(&[u8]), restart: &mut dyn FnMut()) -> Result<()> {
         super::command::check_arg(path)?;
         if self.list_a != Some(false) {
             let arg = format!("-a {path}");
-            match self.listing_bytes("LIST", Some(&arg)) {
-                Ok(b) => {
+            match self.listing_into("LIST", Some(&arg), sink) {
+                Ok(()) => {
                     self.list_a = Some(true);
-                    return Ok(b);
+                    return Ok(());
                 }
                 Err(FtpError::Reply { code, .. }) if self.list_a.is_none() && (500..600).contains(&code) => {
                     // Either "-a" is not understood or the path is really missing: plain LIST
                     // tells which, and only its success settles the question.
-                    let plain = self.listing_bytes("LIST", Some(path))?;
+                    restart();
+                    self.listing_into("LIST", Some(path), sink)?;
                     log::info!("server refused LIST -a ({code}); using plain LIST");
                     self.list_a = Some(false);
-                    return Ok(plain);
+                    return Ok(());
                 }
                 Err(e) => return Err(e),
             }
         }
-        self.listing_bytes("LIST", Some(path))
+        self.listing_into("LIST", Some(path), sink)
     }
 
-    /// LIST of a directory, parsed (Unix or DOS style).
+    /// LIST of a directory, raw.
+    pub fn list_raw(&mut self, path: &str) -> Result<Vec<u8>> {
+        let raw = std::cell::RefCell::new(Vec::new());
+        self.list_into(path, &mut |b: &[u8]| raw.borrow_mut().extend_from_slice(b), &mut || raw.borrow_mut().clear())?;
+        Ok(raw.into_inner())
+    }
+
+    /// LIST of a directory, parsed (Unix or DOS style) as it arrives.
     pub fn list(&mut self, path: &str, ctx: &ListContext) -> Result<Vec<Entry>> {
-        let raw = self.list_raw(path)?;
-        let ctx = ListContext { encoding: self.encoding(), ..*ctx };
-        Ok(parse_listing(&raw, Dialect::List, &ctx))
+        let parser = std::cell::RefCell::new(ListingParser::new(
+            Dialect::List,
+            ListContext { encoding: self.encoding(), ..*ctx },
+        ));
+        self.list_into(path, &mut |b: &[u8]| parser.borrow_mut().feed(b), &mut || parser.borrow_mut().clear())?;
+        Ok(parser.into_inner().finish())
     }
 
-    /// MLSD of a directory, parsed.
+    /// MLSD of a directory, parsed as it arrives.
     pub fn mlsd(&mut self, path: &str) -> Result<Vec<Entry>> {
-        let raw = self.listing_bytes("MLSD", Some(path))?;
         let ctx = ListContext { encoding: self.encoding(), ..ListContext::now_utc() };
-        Ok(parse_listing(&raw, Dialect::Mlsd, &ctx))
+        let mut parser = ListingParser::new(Dialect::Mlsd, ctx);
+        self.listing_into("MLSD", Some(path), &mut |b| parser.feed(b))?;
+        Ok(parser.finish())
     }
 
     /// NLST: names only (some servers send paths; `.` and `..` are left out).

@@ -110,7 +110,9 @@ impl Core {
             let entries = self.backend.list(dir).map_err(FsError::errno)?;
             log::debug!("listed {dir:?}: {} entries in {:?}", entries.len(), t0.elapsed());
             let many = entries.len() >= MANY_ENTRIES;
+            let t1 = Instant::now();
             let done = fetch.finish(entries);
+            log::debug!("cached {dir:?} in {:?}", t1.elapsed());
             if many {
                 release_free_memory();
             }

@@ -78,14 +78,21 @@ impl Handles {
         self.matching(|p| is_at_or_under(p, path))
     }
 
-    /// The size a path has while an open handle holds unsaved changes to it.
-    pub fn open_size(&self, path: &str) -> Option<u64> {
-        self.on_path(path).iter().filter_map(|f| f.dirty_size()).max()
-    }
-
-    /// A modification time set on `path` through a handle whose data is not uploaded yet.
-    pub fn open_mtime(&self, path: &str) -> Option<SystemTime> {
-        self.on_path(path).iter().find_map(|f| *f.mtime_override.lock())
+    /// What handles open on `path` show beyond the server: the size while a handle holds
+    /// unsaved changes, and a modification time set through a handle whose data is not
+    /// uploaded yet (stat of every entry of a listing asks, so it is one pass).
+    pub fn open_overrides(&self, path: &str) -> (Option<u64>, Option<SystemTime>) {
+        let map = self.map.lock();
+        if map.is_empty() {
+            return (None, None);
+        }
+        let mut size = None;
+        let mut mtime = None;
+        for f in map.values().filter(|f| f.path.lock().as_deref() == Some(path)) {
+            size = size.max(f.dirty_size());
+            mtime = mtime.or(*f.mtime_override.lock());
+        }
+        (size, mtime)
     }
 
     /// True when a handle created `path` and nothing has been uploaded yet.

@@ -184,10 +184,11 @@ impl Model {
     fn stat_entry(&self, path: &str, e: &Entry) -> Stat {
         let mut st = self.stat_of(e);
         if st.kind == Kind::File {
-            if let Some(size) = self.core.handles.open_size(path) {
+            let (size, mtime) = self.core.handles.open_overrides(path);
+            if let Some(size) = size {
                 st.size = size;
             }
-            if let Some(t) = self.core.handles.open_mtime(path) {
+            if let Some(t) = mtime {
                 st.mtime = t;
             }
         }

@@ -82,19 +82,77 @@ pub fn is_acceptable_name(name: &str) -> bool {
 
 /// Parses a whole listing. Unknown lines are logged and skipped; unsafe names are dropped.
 pub fn parse_listing(data: &[u8], dialect: Dialect, ctx: &ListContext) -> Vec<Entry> {
-    let mut entries = Vec::new();
-    for raw in data.split(|&b| b == b'\n') {
+    let mut p = ListingParser::new(dialect, *ctx);
+    p.feed(data);
+    p.finish()
+}
+
+/// Parses a listing as its bytes arrive (the lines parse while the rest is in transit).
+pub struct ListingParser {
+    dialect: Dialect,
+    ctx: ListContext,
+    entries: Vec<Entry>,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+}
+
+impl ListingParser {
+    pub fn new(dialect: Dialect, ctx: ListContext) -> ListingParser {
+        ListingParser { dialect, ctx, entries: Vec::new(), partial: Vec::new() }
+    }
+
+    /// Forgets everything fed so far (the listing is asked again).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.partial.clear();
+    }
+
+    /// Parses the complete lines of `data` (after what came before).
+    pub fn feed(&mut self, mut data: &[u8]) {
+        if !self.partial.is_empty() {
+            let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+                self.partial.extend_from_slice(data);
+                return;
+            };
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&data[..nl]);
+            self.line(&line);
+            data = &data[nl + 1..];
+        }
+        let complete = match data.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                self.partial.extend_from_slice(&data[last + 1..]);
+                &data[..last]
+            }
+            None => {
+                self.partial.extend_from_slice(data);
+                return;
+            }
+        };
+        for raw in complete.split(|&b| b == b'\n') {
+            self.line(raw);
+        }
+    }
+
+    /// The entries, the last line parsed even without its line end.
+    pub fn finish(mut self) -> Vec<Entry> {
+        let last = std::mem::take(&mut self.partial);
+        self.line(&last);
+        self.entries
+    }
+
+    fn line(&mut self, raw: &[u8]) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
+            return;
         }
-        let line = crate::ftp::reply::decode_text_cow(raw, ctx.encoding);
-        let parsed = match dialect {
+        let line = crate::ftp::reply::decode_text_cow(raw, self.ctx.encoding);
+        let parsed = match self.dialect {
             Dialect::Mlsd => parse_mlsd_line(&line),
-            Dialect::List => parse_list_line(&line, ctx),
+            Dialect::List => parse_list_line(&line, &self.ctx),
         };
         match parsed {
-            Some(e) if is_acceptable_name(&e.name) => entries.push(e),
+            Some(e) if is_acceptable_name(&e.name) => self.entries.push(e),
             Some(e) => log::debug!("listing: dropping unsafe name {:?}", e.name),
             None => {
                 if !is_total_line(&line) {
@@ -103,7 +161,6 @@ pub fn parse_listing(data: &[u8], dialect: Dialect, ctx: &ListContext) -> Vec<En
             }
         }
     }
-    entries
 }
 
 /// Parses one LIST line, Unix style first, then DOS style.
@@ -128,21 +185,43 @@ pub(crate) fn year_of(unix: i64) -> i32 {
     time::OffsetDateTime::from_unix_timestamp(unix).map(|t| t.year()).unwrap_or(1970)
 }
 
-/// Splits a line into whitespace-separated tokens with their byte offsets.
-pub(crate) fn tokens(line: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in line.char_indices() {
-        if c == ' ' || c == '\t' {
-            if let Some(s) = start.take() {
-                out.push((s, &line[s..i]));
-            }
-        } else if start.is_none() {
-            start = Some(i);
-        }
+/// Tokens kept per line: enough for every LIST format's columns before the name (a name's own
+/// spaces make more; the parsers take the name from its offset).
+const MAX_TOKENS: usize = 16;
+
+/// The first whitespace-separated tokens of a line with their byte offsets, without allocating.
+pub(crate) struct Tokens<'a> {
+    items: [(usize, &'a str); MAX_TOKENS],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for Tokens<'a> {
+    type Target = [(usize, &'a str)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.items[..self.len]
     }
-    if let Some(s) = start {
-        out.push((s, &line[s..]));
+}
+
+/// Splits a line into whitespace-separated tokens with their byte offsets (the first
+/// [`MAX_TOKENS`]).
+pub(crate) fn tokens(line: &str) -> Tokens<'_> {
+    let mut out = Tokens { items: [(0, ""); MAX_TOKENS], len: 0 };
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && out.len < MAX_TOKENS {
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if start < i {
+            // Spaces and tabs are ASCII: both ends are character boundaries.
+            out.items[out.len] = (start, &line[start..i]);
+            out.len += 1;
+        }
     }
     out
 }
@@ -169,6 +248,17 @@ mod tests {
         assert_eq!(e[0].name, "a");
     }
 
+    #[test]
+    fn lines_split_across_pieces() {
+        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
+        let mut p = ListingParser::new(Dialect::Mlsd, ctx);
+        for piece in ["type=file;size=1; a\r", "\ntype=file;si", "ze=2; b€", "\r\ntype=dir; c"] {
+            p.feed(piece.as_bytes());
+        }
+        let got: Vec<(String, Option<u64>)> = p.finish().into_iter().map(|e| (e.name, e.size)).collect();
+        assert_eq!(got, [("a".into(), Some(1)), ("b€".into(), Some(2)), ("c".into(), None)]);
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic_and_names_are_safe(data in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -178,6 +268,41 @@ mod tests {
                     prop_assert!(is_acceptable_name(&e.name));
                 }
             }
+        }
+
+        /// A listing fed in pieces split anywhere (inside a line, inside a CR LF, inside a
+        /// UTF-8 character) parses to the same entries as fed whole.
+        #[test]
+        fn pieces_parse_as_the_whole(
+            names in proptest::collection::vec("[a-zé€ ;=.-]{1,12}", 0..20),
+            cuts in proptest::collection::vec(0..2000usize, 0..12),
+            mlsd in any::<bool>(),
+            last_line_end in any::<bool>(),
+        ) {
+            let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
+            let mut data = String::new();
+            for (i, n) in names.iter().enumerate() {
+                if mlsd {
+                    data += &format!("type=file;size={i};modify=20240102030405; {n}\r\n");
+                } else {
+                    data += &format!("-rw-r--r--    1 u g {i} Jan 02  2024 {n}\r\n");
+                }
+            }
+            if !last_line_end {
+                data.truncate(data.trim_end().len());
+            }
+            let dialect = if mlsd { Dialect::Mlsd } else { Dialect::List };
+            let bytes = data.as_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut p = ListingParser::new(dialect, ctx);
+            let mut from = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                p.feed(&bytes[from..c]);
+                from = c;
+            }
+            let pieces = p.finish();
+            prop_assert_eq!(pieces, parse_listing(bytes, dialect, &ctx));
         }
 
         #[test]

@@ -18,7 +18,7 @@ pub fn parse_unix_line(line: &str, ctx: &ListContext) -> Option<Entry> {
         return None;
     }
     let bits = &perm[1..10];
-    if !bits.chars().all(|c| "rwxsStTlL-".contains(c)) {
+    if !bits.bytes().all(|c| b"rwxsStTlL-".contains(&c)) {
         return None;
     }
     // Find the date: month, day, time-or-year, preceded by a numeric size.
@@ -88,21 +88,21 @@ fn date_to_unix(month: u8, day: u8, when: &str, ctx: &ListContext) -> Option<i64
 }
 
 fn mode_bits(bits: &str) -> u32 {
-    let b: Vec<char> = bits.chars().collect();
+    let b = bits.as_bytes();
     let mut mode = 0;
-    let on = |c: char| c != '-' && c != 'S' && c != 'T' && c != 'l' && c != 'L';
+    let on = |c: u8| !matches!(c, b'-' | b'S' | b'T' | b'l' | b'L');
     for (i, &c) in b.iter().enumerate().take(9) {
         if on(c) {
             mode |= 1 << (8 - i);
         }
     }
-    if matches!(b.get(2), Some('s' | 'S')) {
+    if matches!(b.get(2), Some(b's' | b'S')) {
         mode |= 0o4000;
     }
-    if matches!(b.get(5), Some('s' | 'S' | 'l' | 'L')) {
+    if matches!(b.get(5), Some(b's' | b'S' | b'l' | b'L')) {
         mode |= 0o2000;
     }
-    if matches!(b.get(8), Some('t' | 'T')) {
+    if matches!(b.get(8), Some(b't' | b'T')) {
         mode |= 0o1000;
     }
     mode
