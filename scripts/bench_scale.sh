@@ -43,7 +43,7 @@ for r in $(seq "$rounds"); do
     mount_fs
     ls "$mnt" > /dev/null
     name=$(printf 'file-%06d.txt' $(( s_entries / 2 )))
-    S+=" $(time_cmd stat "$mnt/huge/$name" > /dev/null)"
+    S+=" $(time_cmd sh -c "stat '$mnt/huge/$name' > /dev/null")"
     [ "$(stat -c %s "$mnt/huge/$name")" = "$(stat -c %s "$root/huge/$name")" ] || { echo "bench: wrong size of $name" >&2; exit 1; }
     umount_fs
     SC+=" $(time_cmd curl -s -I -o /dev/null "$url/huge/$name")"
@@ -108,7 +108,8 @@ EOF
     i=0
     while read -r off; do
         i=$((i + 1))
-        printf 'url = "%s"\nrange = "%s-%s"\noutput = "%s"\nnext\n' "$url/big.bin" "$off" $((off + 4095)) "$work/r.$i"
+        [ $i = 1 ] || echo next
+        printf 'url = "%s"\nrange = "%s-%s"\noutput = "%s"\n' "$url/big.bin" "$off" $((off + 4095)) "$work/r.$i"
     done < "$work/offsets" > "$work/curl.cfg"
     C+=" $(time_cmd curl -s -K "$work/curl.cfg")"
     for j in $(seq "$i"); do cat "$work/r.$j"; done > "$work/random.c"
@@ -130,6 +131,7 @@ record "$s_readers parallel readers of ${s_reader_mib} MiB files" "$M" "$C"
 echo "bench: write ${s_write_gib} GiB" >&2
 M=""; C=""; CPU_M=""; CPU_C=""
 mount_fs
+mountpoint -q "$mnt" || { echo "bench: not mounted" >&2; exit 1; }
 pid=$(ftpfs_pid)
 for r in $(seq "$rounds"); do
     c0=$(cpu_ticks "$pid")
