@@ -19,6 +19,8 @@ use fuser::{
 pub struct FtpFs {
     model: Arc<Model>,
     ttl: Duration,
+    /// Run when the session ends (the kernel unmounted), before fuser drops its mount.
+    at_end: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 fn err(e: i32) -> Errno {
@@ -78,7 +80,13 @@ fn set_time(t: TimeOrNow) -> SetTime {
 impl FtpFs {
     pub fn new(model: Arc<Model>) -> FtpFs {
         let ttl = model.ttl();
-        FtpFs { model, ttl }
+        FtpFs { model, ttl, at_end: parking_lot::Mutex::new(None) }
+    }
+
+    /// `at_end` runs when the session ends, before fuser drops (and unmounts) its mount.
+    pub fn with_end(self, at_end: impl FnOnce() + Send + 'static) -> FtpFs {
+        *self.at_end.lock() = Some(Box::new(at_end));
+        self
     }
 
     fn rename_flags(flags: RenameFlags) -> FsResult<bool> {
@@ -124,6 +132,9 @@ impl Filesystem for FtpFs {
 
     fn destroy(&mut self) {
         self.model.shutdown();
+        if let Some(at_end) = self.at_end.lock().take() {
+            at_end();
+        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

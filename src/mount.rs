@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
@@ -407,7 +407,23 @@ fn mount_and_serve(
         }
         remove_if_only_lock(&dir);
     }
-    let fs = FtpFs::new(model.clone());
+    // fuser 0.18.0 unmounts the mount point when its session ends even when the kernel already
+    // unmounted it (its liveness check is inverted; fixed upstream after 0.18.0): after a quick
+    // remount at the same path, the old process would unmount the new mount. So once the
+    // session ends and the mount is no longer ours, the process finishes before fuser can.
+    let our_device: Arc<OnceLock<Option<String>>> = Arc::new(OnceLock::new());
+    let fs = FtpFs::new(model.clone()).with_end({
+        let (model, device, mountpoint, journal) =
+            (model.clone(), our_device.clone(), mountpoint.clone(), journal.clone());
+        move || {
+            let Some(Some(ours)) = device.get() else { return };
+            if mount_device(&mountpoint).as_ref() != Some(ours) {
+                log::debug!("{} is no longer our mount: ending here", mountpoint.display());
+                finish(&model, journal.as_deref());
+                std::process::exit(0);
+            }
+        }
+    });
 
     let mut config = Config::default();
     config.mount_options = vec![
@@ -438,6 +454,7 @@ fn mount_and_serve(
     let mut session =
         Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     log::info!("mounted {} on {}", plan.target.display_url(), mountpoint.display());
+    let _ = our_device.set(mount_device(&mountpoint));
     raise_readahead(&mountpoint);
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
@@ -479,11 +496,16 @@ fn mount_and_serve(
         detach_stdio();
     }
     let res = session.run();
-    // Unmounted: write-backs still on their way land before the process ends.
+    finish(&model, journal.as_deref());
+    res.map_err(|e| format!("session ended: {e}"))
+}
+
+/// The end of a mount: write-backs still on their way land, connections close, and an empty
+/// journal of ours goes.
+fn finish(model: &Model, journal: Option<&Path>) {
     model.stop();
     model.shutdown();
-    if let Some(own) = &journal {
+    if let Some(own) = journal {
         remove_if_only_lock(own);
     }
-    res.map_err(|e| format!("session ended: {e}"))
 }

@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::mount::{Mount, ftpfs_command, fuse_available, server_url};
+use support::mount::{Mount, MountGuard, ftpfs_command, fuse_available, server_url};
 use support::{DataGen, FtpServer, PASSWORD, ServerKind, USER};
 
 fn disk_mtime(srv: &FtpServer, rel: &str) -> i64 {
@@ -447,6 +447,37 @@ fn active_mode_and_ipv6(kind: ServerKind) {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A mount made at the path of one unmounted lazily stays mounted when the old process ends
+/// later (fuser 0.18.0 would unmount the path as its session ended).
+#[test]
+fn remount_at_the_same_path_survives_the_old_process() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(ServerKind::Pyftpdlib);
+    srv.put_file("f", b"data");
+    let old = Mount::new(&srv, &[]);
+    let path = old.path().to_path_buf();
+    // A file held open keeps the old session alive after a lazy unmount.
+    let held = std::fs::File::open(old.p("f")).unwrap();
+    let lazy = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(&path).status().unwrap();
+    assert!(lazy.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while old.is_mounted() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!old.is_mounted());
+    let url = server_url(&srv, "");
+    let out = ftpfs_command(&[&url, path.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _new = MountGuard::new(&path);
+    // The old session ends now; its process must leave the new mount alone.
+    drop(held);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(old.is_mounted(), "the new mount at {} was unmounted by the old process", path.display());
+    assert_eq!(std::fs::read(path.join("f")).unwrap(), b"data");
 }
 
 /// A server that speaks cp1251 on the wire: `-o encoding=cp1251` converts names both ways.
