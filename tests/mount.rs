@@ -82,6 +82,28 @@ fn names_looked_up_in_unlisted_directories(kind: ServerKind) {
     m.sh_ok("./d/run");
 }
 
+/// Paths too long for the server's command line are ENAMETOOLONG before anything is sent
+/// (pyftpdlib would take the rest of the line for a second command and answer twice); the
+/// connection stays in step and everything after works.
+fn paths_longer_than_a_command_line(kind: ServerKind) {
+    let Some((srv, m)) = setup(kind) else { return };
+    // Deeper and deeper by relative paths (the kernel's own limit is per call): the server's
+    // line length is reached first.
+    let out = m.sh_ok(&format!(
+        "c={}; for i in $(seq 1 30); do mkdir $c 2> err || {{ echo \"$i $(cat err)\"; exit 0; }}; cd $c; done; echo none",
+        "d".repeat(200)
+    ));
+    let (depth, err) = out.trim().split_once(' ').unwrap_or(("0", ""));
+    let depth: usize = depth.parse().unwrap_or(0);
+    assert!(err.contains("File name too long"), "{out}");
+    assert!(depth > 8, "refused already at depth {depth}: {out}");
+    let made: String = vec!["d".repeat(200); depth - 1].join("/");
+    assert!(srv.disk(&made).is_dir(), "depth {depth}");
+    m.sh_ok("ls > /dev/null && echo fine > after.txt && mkdir after-dir");
+    assert_eq!(std::fs::read(srv.disk("after.txt")).unwrap(), b"fine\n");
+    assert!(srv.disk("after-dir").is_dir());
+}
+
 fn copy_in_and_out(kind: ServerKind) {
     let Some((srv, m)) = setup(kind) else { return };
     let local = tempfile::tempdir().unwrap();
@@ -531,6 +553,7 @@ fn list_tz_corrects_local_time_listings() {
 on_every_server!(
     listing_and_attributes,
     names_looked_up_in_unlisted_directories,
+    paths_longer_than_a_command_line,
     copy_in_and_out,
     writes_in_every_mode,
     directories_and_renames,

@@ -453,6 +453,13 @@ impl Connection {
     }
 
     /// The greeting's text.
+    /// The longest command line (with its CR LF) the server reads as one: vsftpd reads 4096
+    /// bytes; pyftpdlib answers "500 Command too long" past 2048 and takes the rest for another
+    /// command (two replies to one command). 2048 for every server not known to read more.
+    pub fn max_line(&self) -> usize {
+        if self.welcome.contains("vsFTPd") { 4096 } else { 2048 }
+    }
+
     pub fn welcome(&self) -> &str {
         &self.welcome
     }
@@ -520,6 +527,9 @@ impl Connection {
             (None, _) => None,
         };
         let line = encode_line(verb, encoded.as_deref())?;
+        if line.len() > self.max_line() {
+            return Err(FtpError::LineTooLong(line.len()));
+        }
         log::debug!("-> {}", loggable(verb, arg));
         let res = self.ctrl.get_mut().write_all(&line).map_err(FtpError::Io);
         self.mark_dead_on(res)

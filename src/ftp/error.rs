@@ -52,6 +52,10 @@ pub enum FtpError {
     /// A caller-supplied argument cannot be sent safely (CR, LF or NUL). Nothing was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The command line would be longer than the server reads as one line (it would take the
+    /// rest for another command and answer twice). Nothing was sent.
+    #[error("command line of {0} bytes is longer than the server accepts")]
+    LineTooLong(usize),
     /// The connection was marked dead earlier (out of sync or broken) and must be replaced.
     #[error("connection is closed")]
     Closed,
@@ -84,7 +88,7 @@ impl FtpError {
         match self {
             FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => true,
             FtpError::Reply { code, .. } => *code == 421,
-            FtpError::InvalidArgument(_) | FtpError::Busy(_) | FtpError::Unmounting => false,
+            FtpError::InvalidArgument(_) | FtpError::LineTooLong(_) | FtpError::Busy(_) | FtpError::Unmounting => false,
         }
     }
 
@@ -117,6 +121,7 @@ impl FtpError {
             FtpError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => FsError::Timeout,
             FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => FsError::Broken,
             FtpError::InvalidArgument(_) => FsError::Invalid,
+            FtpError::LineTooLong(_) => FsError::NameTooLong,
             FtpError::Busy(_) => FsError::Busy,
             FtpError::Unmounting => FsError::Unmounting,
         }

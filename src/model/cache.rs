@@ -98,6 +98,8 @@ pub struct DirListing {
     /// Different for every listing fetched and after every change of one.
     version: u64,
     slots: Vec<Slot>,
+    /// How many entries are directories (a directory's link count is 2 plus this).
+    subdirs: usize,
 }
 
 impl DirListing {
@@ -106,7 +108,30 @@ impl DirListing {
         slots.sort_by(|a, b| a.name().cmp(b.name()));
         slots.dedup_by(|a, b| a.name() == b.name());
         slots.shrink_to_fit();
-        DirListing { fetched: Instant::now(), version: VERSIONS.fetch_add(1, Ordering::Relaxed), slots }
+        let subdirs = slots.iter().filter(|s| s.kind == KIND_DIR).count();
+        DirListing { fetched: Instant::now(), version: VERSIONS.fetch_add(1, Ordering::Relaxed), slots, subdirs }
+    }
+
+    /// How many entries are directories.
+    pub fn subdirs(&self) -> usize {
+        self.subdirs
+    }
+
+    /// Puts `slot` at `i` (a new place when `insert`), keeping the count of directories.
+    fn place(&mut self, i: usize, slot: Slot, insert: bool) {
+        self.subdirs += usize::from(slot.kind == KIND_DIR);
+        if insert {
+            self.slots.insert(i, slot);
+        } else {
+            let old = std::mem::replace(&mut self.slots[i], slot);
+            self.subdirs -= usize::from(old.kind == KIND_DIR);
+        }
+    }
+
+    fn take(&mut self, i: usize) -> Slot {
+        let old = self.slots.remove(i);
+        self.subdirs -= usize::from(old.kind == KIND_DIR);
+        old
     }
 
     /// Tells this listing from every other one, and from itself before a change.
@@ -146,8 +171,8 @@ impl DirListing {
 
     fn upsert(&mut self, entry: Entry) {
         match self.find(&entry.name) {
-            Ok(i) => self.slots[i] = Slot::new(entry),
-            Err(i) => self.slots.insert(i, Slot::new(entry)),
+            Ok(i) => self.place(i, Slot::new(entry), false),
+            Err(i) => self.place(i, Slot::new(entry), true),
         }
     }
 
@@ -156,9 +181,9 @@ impl DirListing {
             let mut e = self.slots[i].entry();
             f(&mut e);
             if e.name == name {
-                self.slots[i] = Slot::new(e);
+                self.place(i, Slot::new(e), false);
             } else {
-                self.slots.remove(i);
+                self.take(i);
                 self.upsert(e);
             }
         }
@@ -166,7 +191,7 @@ impl DirListing {
 
     fn remove(&mut self, name: &str) -> Option<Entry> {
         let i = self.find(name).ok()?;
-        Some(self.slots.remove(i).entry())
+        Some(self.take(i).entry())
     }
 }
 
@@ -302,6 +327,12 @@ impl DirCache {
         }
     }
 
+    /// How many subdirectories `dir` has, when its listing is cached and fresh.
+    pub fn subdirs(&self, dir: &str) -> Option<usize> {
+        let mut map = self.map.lock();
+        map.get(dir).filter(|l| l.fetched.elapsed() < self.ttl).map(|l| l.subdirs())
+    }
+
     /// Stores a listing we know to be current (a directory just created is empty).
     pub fn put(&self, dir: &str, entries: Vec<Entry>) -> Arc<DirListing> {
         let l = Arc::new(DirListing::new(entries));
@@ -406,7 +437,15 @@ mod tests {
             l.get("l").map(|x| (x.mode, x.kind)),
             Some((Some(0o755), EntryKind::Symlink(Some("target/x".into()))))
         );
+        assert_eq!(l.subdirs(), 1);
+        l.upsert(Entry::new("d2", EntryKind::Dir));
+        l.upsert(Entry::new("d2", EntryKind::Dir));
+        assert_eq!(l.subdirs(), 2);
+        l.update("d2", |x| x.kind = EntryKind::File);
+        assert_eq!(l.subdirs(), 1);
         assert_eq!(l.remove("d").map(|x| x.kind), Some(EntryKind::Dir));
+        assert_eq!(l.subdirs(), 0);
+        l.remove("d2");
         assert!(l.remove("d").is_none() && !l.contains("d") && l.contains("b"));
         assert_eq!(l.len(), 4);
     }

@@ -56,6 +56,9 @@ impl ModelConfig {
 /// is listed instead: a few names cost less alone, many cost less with one listing.
 pub(super) const SINGLE_LOOKUPS: u32 = 8;
 
+/// Paths whose last change of ours is remembered (for their ctime), the most recent ones.
+const CHANGES_KEPT: usize = 4096;
+
 /// How many times a listing spoiled by a concurrent change of ours is fetched again before it
 /// is used without being cached.
 const LIST_TRIES: usize = 3;
@@ -82,6 +85,8 @@ pub struct Core {
     pub(super) writeback: WriteBack,
     /// Directories whose names were looked up alone lately: since when, and how many.
     single_lookups: Mutex<LruCache<String, (Instant, u32)>>,
+    /// When we last changed a path's attributes or name (its ctime; servers show none).
+    changed: Mutex<LruCache<String, SystemTime>>,
 }
 
 impl Core {
@@ -89,7 +94,8 @@ impl Core {
         let dirs = DirCache::new(cfg.cache_timeout, 4096, super::cache::MAX_CACHED_ENTRIES);
         let writeback = WriteBack::new(cfg.writeback.clone(), cfg.writeback_uploads);
         let single_lookups = Mutex::new(LruCache::new(NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)));
-        Core { cfg, backend, dirs, handles: Handles::default(), writeback, single_lookups }
+        let changed = Mutex::new(LruCache::new(NonZeroUsize::new(CHANGES_KEPT).unwrap_or(NonZeroUsize::MIN)));
+        Core { cfg, backend, dirs, handles: Handles::default(), writeback, single_lookups, changed }
     }
 
     /// How long a request may wait for the server or a connection.
@@ -172,6 +178,31 @@ impl Core {
                 None
             }
         }
+    }
+
+    /// We changed `path`'s attributes or name now (its ctime).
+    pub(super) fn note_change(&self, path: &str) {
+        self.changed.lock().put(path.to_string(), SystemTime::now());
+    }
+
+    /// When we last changed `path`'s attributes or name, if recently.
+    pub(super) fn changed_at(&self, path: &str) -> Option<SystemTime> {
+        self.changed.lock().peek(path).copied()
+    }
+
+    /// We changed what directory `dir` holds: its mtime and ctime are now, until its own
+    /// directory is listed again (the server moved them too).
+    pub(super) fn touch_dir(&self, dir: &str) {
+        self.note_change(dir);
+        if dir.is_empty() {
+            return;
+        }
+        let (parent, name) = split_path(dir);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.dirs.update(parent, name, |e| {
+            e.mtime = Some(now.as_secs() as i64);
+            e.mtime_nanos = now.subsec_nanos();
+        });
     }
 
     /// Forgets the listing of the directory holding `path` (after a change we cannot describe).

@@ -22,6 +22,10 @@ use super::handle_io;
 use super::inodes::{Inodes, ROOT_INO, child_path, split_path};
 use crate::backend::{Backend, Entry, EntryKind};
 
+/// The longest name (bytes) of one path component, as on local filesystems: longer ones are
+/// ENAMETOOLONG before anything is sent.
+const NAME_MAX: usize = 255;
+
 /// Files at least this large are read past the kernel's page cache (direct I/O).
 const DIRECT_IO_FROM: u64 = 4 << 20;
 
@@ -40,6 +44,11 @@ pub struct Stat {
     pub kind: Kind,
     pub size: u64,
     pub mtime: SystemTime,
+    /// The last change of the data or of the attributes: the mtime, or later when we changed
+    /// the mode, a time or the name ourselves (FTP servers do not show a ctime).
+    pub ctime: SystemTime,
+    /// Links: 1 for files; 2 for directories, plus their subdirectories when known.
+    pub nlink: u32,
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
@@ -116,6 +125,9 @@ impl Model {
     /// Refuses names that cannot be sent safely, would escape their directory, or that the
     /// server's character set cannot carry.
     pub(super) fn check_name(&self, name: &str) -> FsResult<()> {
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
         if !crate::ftp::listing::is_acceptable_name(name) || !self.core.backend.can_name(name) {
             return Err(libc::EINVAL);
         }
@@ -183,25 +195,33 @@ impl Model {
     /// not got yet (size of unsaved writes, a time set before the upload lands).
     fn stat_entry(&self, path: &str, e: &Entry) -> Stat {
         let mut st = self.stat_of(e);
-        if st.kind == Kind::File {
-            let (size, mtime) = self.core.handles.open_overrides(path);
-            if let Some(size) = size {
-                st.size = size;
+        match st.kind {
+            Kind::File => {
+                let (size, mtime) = self.core.handles.open_overrides(path);
+                if let Some(size) = size {
+                    st.size = size;
+                }
+                if let Some(t) = mtime {
+                    st.mtime = t;
+                }
             }
-            if let Some(t) = mtime {
-                st.mtime = t;
-            }
+            Kind::Dir => st.nlink = self.core.dirs.subdirs(path).map_or(2, |n| 2 + n as u32),
+            Kind::Symlink => {}
         }
+        st.ctime = st.mtime.max(self.core.changed_at(path).unwrap_or(st.mtime));
         st
     }
 
     fn root_stat(&self) -> Stat {
         let cfg = &self.core.cfg;
+        let now = SystemTime::now();
         Stat {
             ino: ROOT_INO,
             kind: Kind::Dir,
             size: 4096,
-            mtime: SystemTime::now(),
+            mtime: now,
+            ctime: now,
+            nlink: self.core.dirs.subdirs("").map_or(2, |n| 2 + n as u32),
             perm: (0o755 & !cfg.umask) as u16,
             uid: cfg.uid,
             gid: cfg.gid,
@@ -227,7 +247,8 @@ impl Model {
             Kind::Symlink => 0o777,
             _ => (e.mode.unwrap_or(default_mode) & 0o7777 & !cfg.umask) as u16,
         };
-        Stat { ino: 0, kind, size, mtime, perm, uid: cfg.uid, gid: cfg.gid }
+        let nlink = if kind == Kind::Dir { 2 } else { 1 };
+        Stat { ino: 0, kind, size, mtime, ctime: mtime, nlink, perm, uid: cfg.uid, gid: cfg.gid }
     }
 
     /// readlink.
@@ -427,6 +448,9 @@ impl Model {
             for f in holders {
                 handle_io::defer_mtime(&f, when);
             }
+        }
+        if mode.is_some() || size.is_some() || mtime.is_some() {
+            self.core.note_change(&path);
         }
         let mut st = self.stat(&path)?;
         st.ino = ino;

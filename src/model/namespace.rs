@@ -54,6 +54,9 @@ impl Model {
             }
             found => {
                 self.core.dirs.upsert(parent, fresh_entry(name, EntryKind::File, 0));
+                if found.is_none() {
+                    self.core.touch_dir(parent);
+                }
                 Ok(if found.is_some() { Creation::Truncated } else { Creation::New })
             }
         }
@@ -81,13 +84,24 @@ impl Model {
             }
             if mode & DEFAULT_FILE_MODE == DEFAULT_FILE_MODE {
                 handle_io::defer_mode(&f, mode);
+                // Shown at once; set on the server right after the first upload.
+                let (parent, name) = split_path(path);
+                core.dirs.update(parent, name, |e| e.mode = Some(mode));
                 return Ok(());
             }
             // Stricter than the default: an empty file with the right mode first; the data then
-            // replaces its content (STOR keeps the mode), as from a fresh creation.
+            // replaces its content (STOR keeps the mode), as from a fresh creation. The owner
+            // keeps the right to read and write until the data is up (the server checks it at
+            // each transfer, where a local file checks it at open only); the exact mode follows.
             handle_io::commit(core, &f)?;
-            core.chmod_now(path, mode)?;
+            let first = mode | 0o600;
+            core.chmod_now(path, first)?;
             handle_io::mark_created(&f);
+            if first != mode {
+                handle_io::defer_mode(&f, mode);
+                let (parent, name) = split_path(path);
+                core.dirs.update(parent, name, |e| e.mode = Some(mode));
+            }
             Ok(())
         });
         match ready.and_then(|_| self.stat(path)) {
@@ -123,6 +137,7 @@ impl Model {
         }
         core.dirs.upsert(parent, fresh_entry(name, EntryKind::Dir, 4096));
         core.dirs.put(path, Vec::new());
+        core.touch_dir(parent);
         let mode = mode & 0o7777;
         if mode != DEFAULT_DIR_MODE {
             self.chmod(path, mode)?;
@@ -195,6 +210,7 @@ impl Model {
         self.core.dirs.remove(parent, name);
         self.core.dirs.invalidate_tree(path);
         self.inodes.lock().remove_path(path);
+        self.core.touch_dir(parent);
     }
 
     /// rename, replacing an existing target (POSIX) unless `noreplace`. Handles open on the
@@ -256,6 +272,9 @@ impl Model {
             self.inodes.lock().rename(from, to);
             core.handles.detach(to);
             core.handles.renamed(from, to);
+            core.touch_dir(from_parent);
+            core.touch_dir(to_parent);
+            core.note_change(to);
             Ok(())
         })
     }
