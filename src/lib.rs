@@ -14,8 +14,10 @@
 //! - [`remote`]: the backend over FTP: connection pool, retries, server quirks.
 //! - [`ftp`]: the wire protocol (replies, commands, data channels, listings, TLS); no FUSE here.
 //! - [`cli`], [`mount`], [`probe`]: command line, mounting, server report.
+//! - [`allocator`]: glibc allocator settings for a flat resident size.
 
 pub mod adapter;
+pub mod allocator;
 pub mod backend;
 pub mod cli;
 pub mod error;

@@ -43,6 +43,7 @@ fn start(args: Args) -> Result<(), String> {
 }
 
 fn main() {
+    ftpfs::allocator::limit_arenas();
     let args = Args::parse();
     argv_scrub::scrub();
     init_logging(args.verbose);

@@ -211,7 +211,8 @@ fn raise_readahead(mountpoint: &Path) {
 /// How long after SIGTERM/SIGINT the process leaves even if requests are still running.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 
-/// Notices an unmount made from outside (`fusermount -u`, `umount`): requests still waiting
+/// Notices an unmount made from outside (`fusermount -u`, `umount`; and meanwhile, once a
+/// minute, gives freed memory back to the system): requests still waiting
 /// for a connection then fail at once, and the process leaves after [`EXIT_GRACE`] even if some
 /// request is still stuck on the network. After a lazy unmount (`-z`) with files still open, it
 /// goes on serving them until they are closed.
@@ -220,8 +221,14 @@ fn watch_unmount(mountpoint: PathBuf, model: Arc<Model>) -> Result<(), StartErro
     std::thread::Builder::new()
         .name("unmount-watch".into())
         .spawn(move || {
+            let mut ticks = 0u32;
             while mount_device(&mountpoint).as_deref() == Some(device.as_str()) {
                 std::thread::sleep(Duration::from_secs(1));
+                ticks += 1;
+                if ticks.is_multiple_of(60) {
+                    // Memory freed by the last minute's work goes back to the system.
+                    crate::allocator::release_free_memory();
+                }
             }
             log::info!("{} was unmounted", mountpoint.display());
             while model.open_handles() > 0 {

@@ -66,16 +66,6 @@ const LIST_TRIES: usize = 3;
 /// A listing this long leaves megabytes of parsing behind: they go back to the system.
 const MANY_ENTRIES: usize = 10_000;
 
-/// Gives memory the allocator holds but no longer uses back to the system, so that a big
-/// listing's parsing does not stay in the mount's resident memory.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// The shared state.
 pub struct Core {
     pub(super) cfg: ModelConfig,
@@ -120,7 +110,8 @@ impl Core {
             let done = fetch.finish(entries);
             log::debug!("cached {dir:?} in {:?}", t1.elapsed());
             if many {
-                release_free_memory();
+                // The parsing's garbage does not stay in the mount's resident memory.
+                crate::allocator::release_free_memory();
             }
             match done {
                 Ok(l) => return Ok(l),
