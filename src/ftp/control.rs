@@ -675,7 +675,9 @@ impl Connection {
     /// SITE CHMOD with an octal mode.
     pub fn site_chmod(&mut self, path: &str, mode: u32) -> Result<()> {
         check_arg(path)?;
-        let arg = format!("CHMOD {:o} {path}", mode & 0o7777);
+        // Three digits at least: pyftpdlib takes only 3 or 4 ("501 Invalid SITE CHMOD format"
+        // for mode 0 written "0").
+        let arg = format!("CHMOD {:03o} {path}", mode & 0o7777);
         self.command_expect("SITE", Some(&arg), |c| c == 200 || c == 250).map(drop)
     }
 }

@@ -149,7 +149,14 @@ fn reply_kind(code: u16, text: &str, op: Op) -> FsError {
         }
         530 | 532 => FsError::Denied,
         500..=504 if matches!(op, Op::Mlsd | Op::Append) => FsError::Unsupported,
-        500 | 501 if op == Op::SetAttr => FsError::Unsupported,
+        500 if op == Op::SetAttr => FsError::Unsupported,
+        // A 501 is the server's word on this one argument (a mode or time it will not take),
+        // unless it says it does not know the command at all.
+        501 if op == Op::SetAttr
+            && text_says(text, &["unknown", "not understood", "not implemented", "not supported"]) =>
+        {
+            FsError::Unsupported
+        }
         500 | 501 => FsError::Invalid,
         502 | 504 => FsError::Unsupported,
         553 => {
@@ -225,6 +232,8 @@ mod tests {
         assert_eq!(reply(530, "Login incorrect.").errno(Op::Session), EACCES);
         assert_eq!(reply(502, "Command not implemented").errno(Op::SetAttr), ENOSYS);
         assert_eq!(reply(500, "Unknown command").errno(Op::SetAttr), ENOSYS);
+        assert_eq!(reply(501, "Unknown SITE command").errno(Op::SetAttr), ENOSYS);
+        assert_eq!(reply(501, "Invalid SITE CHMOD format.").kind(Op::SetAttr), FsError::Invalid);
         assert_eq!(reply(521, "exists").errno(Op::Mkdir), EEXIST);
         assert_eq!(reply(426, "aborted").errno(Op::Read), EIO);
         assert_eq!(FtpError::InvalidArgument("x".into()).errno(Op::Lookup), EINVAL);

@@ -209,18 +209,22 @@ impl Core {
         })
     }
 
-    /// Records a new size (and "now" as mtime) for a file we just wrote.
-    pub(super) fn note_written(&self, path: &str, size: u64) {
+    /// Records a new size, and as mtime the moment of our last change of it (`when`), for a
+    /// file we just uploaded.
+    pub(super) fn note_written(&self, path: &str, size: u64, when: SystemTime) {
         let (parent, name) = split_path(path);
-        let fresh = fresh_entry(name, EntryKind::File, size);
+        let when = when.duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut found = false;
         self.dirs.update(parent, name, |e| {
             e.size = Some(size);
-            e.mtime = fresh.mtime;
-            e.mtime_nanos = fresh.mtime_nanos;
+            e.mtime = Some(when.as_secs() as i64);
+            e.mtime_nanos = when.subsec_nanos();
             found = true;
         });
         if !found {
+            let mut fresh = fresh_entry(name, EntryKind::File, size);
+            fresh.mtime = Some(when.as_secs() as i64);
+            fresh.mtime_nanos = when.subsec_nanos();
             self.dirs.upsert(parent, fresh);
         }
     }

@@ -294,6 +294,7 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
 /// Writes `data` at `off` through handle `f`.
 pub fn write(core: &Core, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize> {
     let _call = InCall::new(f);
+    f.note_modified();
     // Idle, the write may load the file into a spool (a stream or a spool it has never does).
     let mut io =
         lock_for_base(core, f, |io| matches!(io.state, State::Idle | State::Reading(_)) && !wants_tail_spool(f))?;
@@ -428,6 +429,7 @@ fn wants_tail_spool(f: &OpenFile) -> bool {
 
 /// Sets the size of the file behind handle `f` (ftruncate, or O_TRUNC at open).
 pub fn truncate(core: &Core, f: &OpenFile, size: u64) -> FsResult<()> {
+    f.note_modified();
     // Unless it holds a whole spool already, a truncation to a non-zero size loads the file.
     // An appended tail is committed first.
     let builds = |io: &Io| is_tail(io) || (size != 0 && !matches!(&io.state, State::Spooled(s) if !s.tail));
@@ -658,7 +660,7 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         io.server_size = Some(size);
         f.created.store(false, Ordering::Relaxed);
         f.set_dirty_size(None);
-        core.note_written(&path, size);
+        core.note_written(&path, size, f.modified().unwrap_or_else(SystemTime::now));
         core.handles.notify_commit(&path, size, f);
     }
     if let Some(mode) = io.pending_mode.take() {

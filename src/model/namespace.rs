@@ -54,6 +54,8 @@ impl Model {
             }
             found => {
                 self.core.dirs.upsert(parent, fresh_entry(name, EntryKind::File, 0));
+                // Its ctime stays this moment when the server's (whole-second) time shows up.
+                self.core.note_change(path);
                 if found.is_none() {
                     self.core.touch_dir(parent);
                 }
@@ -137,6 +139,7 @@ impl Model {
         }
         core.dirs.upsert(parent, fresh_entry(name, EntryKind::Dir, 4096));
         core.dirs.put(path, Vec::new());
+        core.note_change(path);
         core.touch_dir(parent);
         let mode = mode & 0o7777;
         if mode != DEFAULT_DIR_MODE {

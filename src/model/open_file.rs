@@ -50,6 +50,9 @@ pub struct OpenFile {
     pub(super) journal: Mutex<Option<(std::path::PathBuf, std::path::PathBuf)>>,
     /// When a read or write call on the handle last began or ended ([`micros_now`]).
     last_call: AtomicU64,
+    /// When this handle last changed the file (created, wrote, truncated): the file's mtime
+    /// once its upload lands, rather than the moment of the upload.
+    modified: Mutex<Option<SystemTime>>,
     pub(super) io: Mutex<Io>,
 }
 
@@ -84,6 +87,7 @@ impl OpenFile {
             close_seq: AtomicU64::new(0),
             journal: Mutex::new(None),
             last_call: AtomicU64::new(micros_now()),
+            modified: Mutex::new(created.then(SystemTime::now)),
             io: Mutex::new(Io::new(server_size)),
         }
     }
@@ -103,6 +107,16 @@ impl OpenFile {
 
     pub(super) fn is_created(&self) -> bool {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// This handle changed the file now.
+    pub(super) fn note_modified(&self) {
+        *self.modified.lock() = Some(SystemTime::now());
+    }
+
+    /// When this handle last changed the file, if it did.
+    pub(super) fn modified(&self) -> Option<SystemTime> {
+        *self.modified.lock()
     }
 
     /// How long ago the last read or write call on the handle ended (or began, while one runs).
