@@ -51,7 +51,9 @@ impl Handles {
     }
 
     pub fn remove(&self, fh: u64) -> Option<Arc<OpenFile>> {
-        self.map.lock().remove(&fh)
+        let f = self.map.lock().remove(&fh)?;
+        f.released.store(true, std::sync::atomic::Ordering::Relaxed);
+        Some(f)
     }
 
     /// Every open handle.

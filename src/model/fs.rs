@@ -400,8 +400,13 @@ impl Model {
         }
         // Uploaded here (or kept by the rescue, or detached): not for the next mount.
         wb.forget_journal(&f);
-        self.core.handles.remove(fh);
-        res
+        let handles = &self.core.handles;
+        let late = handle_io::retire(&self.core, &f, res.is_ok(), || drop(handles.remove(fh)));
+        if let Err(e) = &late {
+            log::error!("{}: upload of a late change at close failed: errno {e}", f.path().unwrap_or_default());
+            super::rescue::rescue(&self.core, &f);
+        }
+        res.and(late)
     }
 
     /// setattr: size (through the handle given, or else a writer's handle of the path, so the
@@ -428,8 +433,20 @@ impl Model {
         let handles = &self.core.handles;
         if let Some(size) = size {
             let given = fh.and_then(|fh| handles.get(fh).ok()).filter(|f| f.writable);
-            match given.or_else(|| handles.writers_of(&path).into_iter().next()) {
-                Some(f) => handle_io::truncate(&self.core, &f, size)?,
+            // truncate(2) by path goes into a writer's own version only while that writer holds
+            // unsaved data (its upload at close would undo the truncation otherwise). A writer
+            // with nothing unsaved may be one already closed whose release is on its way: its
+            // state is about to go, and a truncation put there would be lost.
+            let holder = || handles.writers_of(&path).into_iter().find(|f| f.is_dirty());
+            match given.or_else(holder) {
+                Some(f) => {
+                    handle_io::truncate(&self.core, &f, size)?;
+                    // Released meanwhile (its close uploaded what it held): the server's file
+                    // is truncated instead.
+                    if f.released.load(std::sync::atomic::Ordering::Relaxed) {
+                        handle_io::truncate_path(&self.core, &path, size)?;
+                    }
+                }
                 None => handle_io::truncate_path(&self.core, &path, size)?,
             }
         }

@@ -492,6 +492,18 @@ pub fn commit(core: &Core, f: &OpenFile) -> FsResult<()> {
     commit_locked(core, f, &mut io)
 }
 
+/// The end of a released handle: under its lock, what reached it after its upload (a
+/// truncation by path) is uploaded too (`upload`: the upload at close succeeded; after a
+/// failure the rescue kept the data), and it leaves the registry (`remove`) marked released,
+/// so whatever comes later knows it is gone.
+pub fn retire(core: &Core, f: &OpenFile, upload: bool, remove: impl FnOnce()) -> FsResult<()> {
+    let mut io = f.io.lock();
+    let res = if upload { commit_locked(core, f, &mut io) } else { Ok(()) };
+    f.released.store(true, Ordering::Relaxed);
+    remove();
+    res
+}
+
 /// Whether the release of `f` can leave its upload to write-back: it holds a whole version of
 /// the file in its spool, not yet on the server, and no error.
 pub fn can_write_back(f: &OpenFile) -> bool {

@@ -44,6 +44,8 @@ pub struct OpenFile {
     pub(super) remote_changed: AtomicU64,
     /// A streaming upload is running on this handle (readable without the I/O lock).
     pub(super) streaming: AtomicBool,
+    /// The handle left the registry (released): what is put in it now is never uploaded.
+    pub(super) released: AtomicBool,
     /// Write-back: the order of this handle's last close(2) among all closes (0 = none yet).
     pub(super) close_seq: AtomicU64,
     /// Write-back: the journal's copy of this handle's spool (data, path), made at close(2).
@@ -84,6 +86,7 @@ impl OpenFile {
             mtime_override: Mutex::new(None),
             remote_changed: AtomicU64::new(0),
             streaming: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             close_seq: AtomicU64::new(0),
             journal: Mutex::new(None),
             last_call: AtomicU64::new(micros_now()),

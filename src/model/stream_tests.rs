@@ -54,3 +54,32 @@ fn another_handles_upload_in_between_is_not_replaced_by_the_stream() {
     m.release(fh).expect("close");
     assert_eq!(be.file("out").as_deref(), Some(&b"abc3456789"[..]));
 }
+
+/// truncate(2) by path while a writer's handle is still open but holds nothing unsaved (closed,
+/// its release on its way): the server's file is truncated at once, and the release uploads
+/// nothing over it. (The truncation used to go into that handle's state, and was lost when the
+/// release ran at the same moment.)
+#[test]
+fn truncate_by_path_beside_a_clean_writer_lands_on_the_server() {
+    let (m, be, _dir) = model();
+    let (st, fh) = m.create(ROOT_INO, "g", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"hello world"), Ok(11));
+    m.flush(fh).expect("flush");
+    assert_eq!(m.setattr(st.ino, None, None, Some(2), None).map(|s| s.size), Ok(2));
+    assert_eq!(be.file("g").as_deref(), Some(&b"he"[..]), "on the server before the release");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("g").as_deref(), Some(&b"he"[..]));
+}
+
+/// A writer holding unsaved data: truncate(2) by path cuts its version, which its close uploads.
+#[test]
+fn truncate_by_path_cuts_an_unsaved_version() {
+    let (m, be, _dir) = model();
+    let (st, fh) = m.create(ROOT_INO, "h", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"hello world"), Ok(11));
+    m.flush(fh).expect("flush");
+    assert_eq!(m.write(fh, 11, b"!!"), Ok(2));
+    assert_eq!(m.setattr(st.ino, None, None, Some(3), None).map(|s| s.size), Ok(3));
+    m.release(fh).expect("release");
+    assert_eq!(be.file("h").as_deref(), Some(&b"hel"[..]));
+}
