@@ -25,6 +25,9 @@ trap 'rm -f "$log"' EXIT
 cargo test --release --locked --lib --bins --tests -- --test-threads="${FTPFS_TEST_THREADS:-2}" 2>&1 | tee "$log"
 # One closing line for the whole suite.
 awk '/^test result:/ {p += $4; f += $6} END {printf "ftpfs suite: %d passed, %d failed\n", p, f}' "$log"
+# Third-party suites (pjdfstest on vsftpd and pyftpdlib, fsx on all four servers; the full fsx
+# run is scripts/conformance.sh without --quick).
+bash scripts/conformance.sh --quick
 # A one-minute soak (the full one is 30 minutes: scripts/soak.sh): memory flat under mixed load,
 # the server's disk as written.
 bash scripts/soak.sh --seconds 60 --names 10000 --every 10 --warmup 20

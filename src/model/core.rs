@@ -209,22 +209,26 @@ impl Core {
         })
     }
 
-    /// Records a new size, and as mtime the moment of our last change of it (`when`), for a
-    /// file we just uploaded.
-    pub(super) fn note_written(&self, path: &str, size: u64, when: SystemTime) {
+    /// Records a new size, and as mtime the moment of our last change of it (`when`; `None`:
+    /// the time recorded when we created it stays), for a file we just uploaded.
+    pub(super) fn note_written(&self, path: &str, size: u64, when: Option<SystemTime>) {
         let (parent, name) = split_path(path);
-        let when = when.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let at = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut found = false;
         self.dirs.update(parent, name, |e| {
             e.size = Some(size);
-            e.mtime = Some(when.as_secs() as i64);
-            e.mtime_nanos = when.subsec_nanos();
+            if let Some(t) = when.map(at) {
+                e.mtime = Some(t.as_secs() as i64);
+                e.mtime_nanos = t.subsec_nanos();
+            }
             found = true;
         });
         if !found {
             let mut fresh = fresh_entry(name, EntryKind::File, size);
-            fresh.mtime = Some(when.as_secs() as i64);
-            fresh.mtime_nanos = when.subsec_nanos();
+            if let Some(t) = when.map(at) {
+                fresh.mtime = Some(t.as_secs() as i64);
+                fresh.mtime_nanos = t.subsec_nanos();
+            }
             self.dirs.upsert(parent, fresh);
         }
     }

@@ -304,6 +304,11 @@ impl Model {
         let server_size = if truncate { Some(0) } else { entry.size };
         let handles = &self.core.handles;
         let fh = handles.open(&path, writable, append, truncate, server_size);
+        if truncate && let Ok(f) = handles.get(fh) {
+            // Emptying the file changes it now (its mtime and ctime).
+            f.note_modified();
+            self.core.note_change(&path);
+        }
         let st = self.stat_entry(&path, &entry);
         if writable && let Err(e) = handle_io::pin_writers(&self.core, &path) {
             handles.remove(fh);
@@ -455,6 +460,9 @@ impl Model {
         }
         let when = match mtime {
             Some(SetTime::At(t)) => Some(t),
+            // "Now" with no data on its way: set like any time (shown now even where the
+            // server cannot be told); with data on its way, the upload sets it anyway.
+            Some(SetTime::Now) if handles.holders_of_unsaved(&path).is_empty() => Some(SystemTime::now()),
             _ => None,
         };
         if let Some(when) = when {

@@ -672,7 +672,7 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         io.server_size = Some(size);
         f.created.store(false, Ordering::Relaxed);
         f.set_dirty_size(None);
-        core.note_written(&path, size, f.modified().unwrap_or_else(SystemTime::now));
+        core.note_written(&path, size, f.modified());
         core.handles.notify_commit(&path, size, f);
     }
     if let Some(mode) = io.pending_mode.take() {

@@ -52,8 +52,9 @@ pub struct OpenFile {
     pub(super) journal: Mutex<Option<(std::path::PathBuf, std::path::PathBuf)>>,
     /// When a read or write call on the handle last began or ended ([`micros_now`]).
     last_call: AtomicU64,
-    /// When this handle last changed the file (created, wrote, truncated): the file's mtime
-    /// once its upload lands, rather than the moment of the upload.
+    /// When this handle last wrote or truncated the file: the file's mtime once its upload
+    /// lands, rather than the moment of the upload (a creation keeps the time recorded at
+    /// create).
     modified: Mutex<Option<SystemTime>>,
     pub(super) io: Mutex<Io>,
 }
@@ -90,7 +91,7 @@ impl OpenFile {
             close_seq: AtomicU64::new(0),
             journal: Mutex::new(None),
             last_call: AtomicU64::new(micros_now()),
-            modified: Mutex::new(created.then(SystemTime::now)),
+            modified: Mutex::new(None),
             io: Mutex::new(Io::new(server_size)),
         }
     }
