@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
@@ -416,19 +416,16 @@ fn mount_and_serve(
     }
     // fuser 0.18.0 unmounts the mount point when its session ends even when the kernel already
     // unmounted it (its liveness check is inverted; fixed upstream after 0.18.0): after a quick
-    // remount at the same path, the old process would unmount the new mount. So once the
-    // session ends and the mount is no longer ours, the process finishes before fuser can.
-    let our_device: Arc<OnceLock<Option<String>>> = Arc::new(OnceLock::new());
+    // remount at the same path, the old process would unmount the new mount. The session ends
+    // when the kernel unmounted us (a signal unmounts before): the process finishes here,
+    // before fuser can. (Whether the mount point is still ours cannot be told by its device
+    // number: a new mount may get the same one.)
     let fs = FtpFs::new(model.clone()).with_end({
-        let (model, device, mountpoint, journal) =
-            (model.clone(), our_device.clone(), mountpoint.clone(), journal.clone());
+        let (model, mountpoint, journal) = (model.clone(), mountpoint.clone(), journal.clone());
         move || {
-            let Some(Some(ours)) = device.get() else { return };
-            if mount_device(&mountpoint).as_ref() != Some(ours) {
-                log::debug!("{} is no longer our mount: ending here", mountpoint.display());
-                finish(&model, journal.as_deref());
-                std::process::exit(0);
-            }
+            log::debug!("{} is unmounted: ending here", mountpoint.display());
+            finish(&model, journal.as_deref());
+            std::process::exit(0);
         }
     });
 
@@ -461,7 +458,6 @@ fn mount_and_serve(
     let mut session =
         Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     log::info!("mounted {} on {}", plan.target.display_url(), mountpoint.display());
-    let _ = our_device.set(mount_device(&mountpoint));
     raise_readahead(&mountpoint);
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])

@@ -444,14 +444,12 @@ impl Model {
             // state is about to go, and a truncation put there would be lost.
             let holder = || handles.writers_of(&path).into_iter().find(|f| f.is_dirty());
             match given.or_else(holder) {
-                Some(f) => {
-                    handle_io::truncate(&self.core, &f, size)?;
-                    // Released meanwhile (its close uploaded what it held): the server's file
-                    // is truncated instead.
-                    if f.released.load(std::sync::atomic::Ordering::Relaxed) {
-                        handle_io::truncate_path(&self.core, &path, size)?;
-                    }
-                }
+                // Released meanwhile (its close uploaded what it held): the server's file is
+                // truncated instead.
+                Some(f) => match handle_io::truncate(&self.core, &f, size) {
+                    Err(libc::ESTALE) => handle_io::truncate_path(&self.core, &path, size)?,
+                    other => other?,
+                },
                 None => handle_io::truncate_path(&self.core, &path, size)?,
             }
         }

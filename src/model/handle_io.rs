@@ -434,6 +434,10 @@ pub fn truncate(core: &Core, f: &OpenFile, size: u64) -> FsResult<()> {
     // An appended tail is committed first.
     let builds = |io: &Io| is_tail(io) || (size != 0 && !matches!(&io.state, State::Spooled(s) if !s.tail));
     let mut io = lock_for_base(core, f, builds)?;
+    if f.released.load(Ordering::Relaxed) {
+        // Released (under this lock) since the caller picked it: nothing put here would land.
+        return Err(libc::ESTALE);
+    }
     if let State::Writing(w) = &io.state {
         if w.pos == size {
             return Ok(());
@@ -840,7 +844,14 @@ pub fn truncate_path(core: &Core, path: &str, size: u64) -> FsResult<()> {
         }
         commit(core, &f)
     });
-    core.handles.remove(fh);
+    // Out under its lock, as every handle leaves: a truncation that picked it meanwhile lands.
+    if let Ok(f) = core.handles.get(fh) {
+        let late = retire(core, &f, res.is_ok(), || drop(core.handles.remove(fh)));
+        if res.is_ok() && late.is_err() {
+            log::debug!("truncate {path} to {size}: a late change failed: {late:?}");
+            return late;
+        }
+    }
     log::debug!("truncate {path} to {size}: {res:?}");
     res
 }

@@ -35,6 +35,9 @@ const TOTAL: usize = 128 * 1024 * 1024;
 /// another download's reader.
 const MIN_OWN: usize = 2;
 
+/// A download that got no buffer back for this long takes a new one past the total.
+const OVER_TOTAL_AFTER: Duration = Duration::from_secs(1);
+
 /// Bytes of chunk buffers alive, all downloads together.
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
@@ -114,6 +117,7 @@ fn shed() {
 /// when the reader went away.
 fn next_buffer(recycled: &Receiver<Buffer>, own: &Arc<AtomicUsize>, stop: &AtomicBool) -> Option<Buffer> {
     let room = || own.load(Ordering::Relaxed) < MIN_OWN || HELD.load(Ordering::Relaxed) + CHUNK <= TOTAL;
+    let since = Instant::now();
     loop {
         if let Ok(b) = recycled.try_recv() {
             return Some(b);
@@ -123,6 +127,10 @@ fn next_buffer(recycled: &Receiver<Buffer>, own: &Arc<AtomicUsize>, stop: &Atomi
         }
         shed();
         if room() {
+            return Some(Buffer::new(own));
+        }
+        if since.elapsed() >= OVER_TOTAL_AFTER {
+            // Nothing given back for a while: the total is a target, never a reason to stop.
             return Some(Buffer::new(own));
         }
         // Like a full queue: waits for the reader to read on (or to go away).
@@ -288,6 +296,15 @@ impl StreamReader {
         }
     }
 
+    /// Hands the chunks that end before `keep_from` back to the thread.
+    fn give_back_served(&self, chunks: &mut Chunks, keep_from: u64) {
+        while chunks.list.front().is_some_and(|c| c.end() <= keep_from) {
+            if let Some(old) = chunks.list.pop_front() {
+                let _ = self.recycle.try_send(old.buf);
+            }
+        }
+    }
+
     /// Drops old chunks beyond the history that end before `keep_from`.
     fn trim(&self, chunks: &mut Chunks, keep_from: u64) {
         let mut held: usize = chunks.list.iter().map(|c| c.len).sum();
@@ -310,8 +327,21 @@ impl StreamReader {
         let shared = self.chunks.clone();
         let mut chunks = shared.lock();
         let end = off + size as u64;
-        while self.received_end < end && self.receive(&mut chunks)? {
+        while self.received_end < end {
+            if HELD.load(Ordering::Relaxed) + CHUNK > TOTAL {
+                // Over the total, the thread may be waiting for a buffer: what was served
+                // before `off` goes back to it before this waits for the thread.
+                self.give_back_served(&mut chunks, off);
+            }
+            if !self.receive(&mut chunks)? {
+                break;
+            }
             self.trim(&mut chunks, off);
+        }
+        // Bytes dropped to stay within the total (by `shed`, between `can_serve` and now)
+        // are not served from the wrong chunk: the caller reads them again from the server.
+        if chunks.list.front().map_or(self.received_end, |c| c.start) > off {
+            return Err(io::Error::other("read-ahead gave these bytes up; reading them again"));
         }
         chunks.served_end = chunks.served_end.max(end.min(self.received_end));
         // Fast path: the request lies within one chunk (the usual case): no copy here.
@@ -382,6 +412,63 @@ mod tests {
         fn finish(self: Box<Self>) -> BackendResult<()> {
             Ok(())
         }
+    }
+
+    /// Idle handles whose downloads hold the whole total (each read a little, its queue full):
+    /// a reader reading on still gets every byte, without waiting on them.
+    #[test]
+    fn a_reader_goes_on_while_idle_downloads_hold_the_total() {
+        let mut idle = Vec::new();
+        for _ in 0..22 {
+            let mut r = StreamReader::start(Box::new(Pattern { pos: 0, len: 6 * CHUNK as u64 }), 0).expect("reader");
+            r.read_at(0, 4096, &mut |_| {}).expect("read");
+            idle.push(r);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let len = 64 * CHUNK as u64;
+            let mut r = StreamReader::start(Box::new(Pattern { pos: 0, len }), 0).expect("reader");
+            let mut off = 0;
+            while off < len {
+                let mut right = true;
+                let mut n = 0;
+                r.read_at(off, 128 * 1024, &mut |b| {
+                    right = b.iter().enumerate().all(|(i, x)| *x == byte_at(off + i as u64));
+                    n = b.len();
+                })
+                .expect("read");
+                assert!(right, "bytes at {off}");
+                off += n as u64;
+                let _ = tx.try_send(off);
+            }
+            let _ = tx.send(u64::MAX);
+        });
+        let mut last = 0;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(u64::MAX) => break,
+                Ok(o) => last = o,
+                Err(_) => panic!("the reader stopped at {last}"),
+            }
+        }
+        drop(idle);
+    }
+
+    /// Chunks dropped to stay within the total between `can_serve` and `read_at` (another
+    /// download's `shed`) are never answered from another chunk: the read fails, and the
+    /// caller reads those bytes again from the server.
+    #[test]
+    fn bytes_given_up_are_not_served_from_another_chunk() {
+        let c = CHUNK as u64;
+        let mut r = StreamReader::start(Box::new(Pattern { pos: 0, len: 8 * c }), 0).expect("reader");
+        // The kernel's parallel readahead: the second MiB asked before the first.
+        r.read_at(c, CHUNK, &mut |_| {}).expect("read");
+        assert!(r.can_serve(c / 2));
+        r.chunks.lock().drop_served();
+        let mut got = Vec::new();
+        let res = r.read_at(c / 2, CHUNK, &mut |b| got.extend_from_slice(b));
+        assert!(res.is_err() && got.is_empty(), "{} bytes served", got.len());
     }
 
     /// Downloads that ended leave nothing behind in the list of downloads.

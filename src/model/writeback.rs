@@ -419,7 +419,13 @@ impl WriteBack {
                 super::rescue::rescue(core, &job.file);
             }
         }
-        core.handles.remove(job.fh);
+        // Out under its lock: a truncation that reached it after the upload lands too, and one
+        // that comes later sees it released.
+        let uploaded = res.is_ok() && !superseded;
+        if let Err(e) = super::handle_io::retire(core, &job.file, uploaded, || drop(core.handles.remove(job.fh))) {
+            log::error!("{}: upload of a late change failed: errno {e}", job.path);
+            super::rescue::rescue(core, &job.file);
+        }
         {
             // New readers of the path wait for the end of the upload from here on.
             let mut p = self.pending.lock();
