@@ -387,6 +387,9 @@ mod tests {
     use super::*;
     use crate::backend::BackendResult;
 
+    /// The tests that fill the process-wide total run one at a time.
+    static TOTAL_TESTS: Mutex<()> = Mutex::new(());
+
     /// A download of `len` bytes of a pattern that tells each byte's offset.
     struct Pattern {
         pos: u64,
@@ -418,6 +421,7 @@ mod tests {
     /// a reader reading on still gets every byte, without waiting on them.
     #[test]
     fn a_reader_goes_on_while_idle_downloads_hold_the_total() {
+        let _one_at_a_time = TOTAL_TESTS.lock();
         let mut idle = Vec::new();
         for _ in 0..22 {
             let mut r = StreamReader::start(Box::new(Pattern { pos: 0, len: 6 * CHUNK as u64 }), 0).expect("reader");
@@ -460,6 +464,7 @@ mod tests {
     /// caller reads those bytes again from the server.
     #[test]
     fn bytes_given_up_are_not_served_from_another_chunk() {
+        let _one_at_a_time = TOTAL_TESTS.lock();
         let c = CHUNK as u64;
         let mut r = StreamReader::start(Box::new(Pattern { pos: 0, len: 8 * c }), 0).expect("reader");
         // The kernel's parallel readahead: the second MiB asked before the first.
@@ -474,6 +479,7 @@ mod tests {
     /// Downloads that ended leave nothing behind in the list of downloads.
     #[test]
     fn ended_downloads_are_forgotten() {
+        let _one_at_a_time = TOTAL_TESTS.lock();
         for _ in 0..1000 {
             let mut r = StreamReader::start(Box::new(Pattern { pos: 0, len: 10 }), 0).expect("reader");
             r.read_at(0, 10, &mut |_| {}).expect("read");
@@ -484,6 +490,7 @@ mod tests {
 
     #[test]
     fn many_downloads_read_and_kept_open_stay_within_the_total() {
+        let _one_at_a_time = TOTAL_TESTS.lock();
         const FILES: usize = 32;
         let len = 12 * CHUNK as u64;
         let mut readers = Vec::new();
