@@ -280,6 +280,14 @@ impl Fetch<'_> {
     }
 }
 
+impl Fetch<'_> {
+    /// True when a change of ours to the directory came since the fetch began (what it got
+    /// may be older than our own change).
+    pub fn spoiled(&self) -> bool {
+        self.cache.fetches.lock().get(&self.id).is_none_or(|(_, spoiled)| *spoiled)
+    }
+}
+
 impl Drop for Fetch<'_> {
     fn drop(&mut self) {
         self.cache.fetches.lock().remove(&self.id);
@@ -477,7 +485,9 @@ mod tests {
     fn a_fetch_spoiled_by_a_change_is_not_stored() {
         let c = DirCache::new(Duration::from_secs(10), 10, 1000);
         let f = c.begin_fetch("d");
+        assert!(!f.spoiled());
         c.upsert("d", e("new"));
+        assert!(f.spoiled());
         assert!(f.finish(vec![e("old")]).is_err());
         assert!(c.get_fresh("d").is_none());
         let f = c.begin_fetch("d");

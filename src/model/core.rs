@@ -159,7 +159,13 @@ impl Core {
                 return None;
             }
         }
-        match self.backend.stat_one(path) {
+        // Registered like a listing fetch: a change of ours meanwhile makes the answer unsure.
+        let fetch = self.dirs.begin_fetch(parent);
+        let answer = self.backend.stat_one(path);
+        if fetch.spoiled() {
+            return None;
+        }
+        match answer {
             // A link's target comes with listings only.
             Ok(Some(e)) if e.kind == EntryKind::Symlink(None) => None,
             Ok(found) => found.map(Some),
