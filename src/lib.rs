@@ -14,7 +14,7 @@
 //! - [`remote`]: the backend over FTP: connection pool, retries, server quirks.
 //! - [`ftp`]: the wire protocol (replies, commands, data channels, listings, TLS); no FUSE here.
 //! - [`cli`], [`mount`], [`probe`]: command line, mounting, server report.
-//! - [`allocator`]: glibc allocator settings for a flat resident size.
+//! - [`allocator`]: giving freed memory back to the system, for a flat resident size.
 
 pub mod adapter;
 pub mod allocator;

@@ -43,7 +43,6 @@ fn start(args: Args) -> Result<(), String> {
 }
 
 fn main() {
-    ftpfs::allocator::limit_arenas();
     let args = Args::parse();
     argv_scrub::scrub();
     init_logging(args.verbose);

@@ -60,7 +60,8 @@ impl Buffer {
     fn new(own: &Arc<AtomicUsize>) -> Buffer {
         HELD.fetch_add(CHUNK, Ordering::Relaxed);
         own.fetch_add(1, Ordering::Relaxed);
-        Buffer { data: vec![0u8; CHUNK], own: own.clone() }
+        // Grown (and zeroed) only as far as data arrives: a small file touches little memory.
+        Buffer { data: Vec::with_capacity(CHUNK), own: own.clone() }
     }
 }
 
@@ -170,10 +171,16 @@ pub struct StreamReader {
 }
 
 /// Reads up to `want` bytes into `buf` (stopping early only at end of stream).
-fn fill(dl: &mut dyn ReadStream, buf: &mut [u8], want: usize) -> io::Result<usize> {
+fn fill(dl: &mut dyn ReadStream, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    /// How far ahead of the data the buffer is grown (and zeroed) at a time.
+    const STEP: usize = 64 * 1024;
     let mut n = 0;
     while n < want {
-        match dl.read(&mut buf[n..want]) {
+        if buf.len() < want.min(n + STEP) {
+            buf.resize(want.min(n + STEP).max(buf.len()), 0);
+        }
+        let upto = buf.len().min(want);
+        match dl.read(&mut buf[n..upto]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
