@@ -106,9 +106,7 @@ impl Core {
             let entries = self.backend.list(dir).map_err(FsError::errno)?;
             log::debug!("listed {dir:?}: {} entries in {:?}", entries.len(), t0.elapsed());
             let many = entries.len() >= MANY_ENTRIES;
-            let t1 = Instant::now();
             let done = fetch.finish(entries);
-            log::debug!("cached {dir:?} in {:?}", t1.elapsed());
             if many {
                 // The parsing's garbage does not stay in the mount's resident memory.
                 crate::allocator::release_free_memory();
@@ -219,22 +217,22 @@ impl Core {
     /// the time recorded when we created it stays), for a file we just uploaded.
     pub(super) fn note_written(&self, path: &str, size: u64, when: Option<SystemTime>) {
         let (parent, name) = split_path(path);
-        let at = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut found = false;
-        self.dirs.update(parent, name, |e| {
+        let stamp = |e: &mut Entry| {
             e.size = Some(size);
-            if let Some(t) = when.map(at) {
+            if let Some(t) = when {
+                let t = t.duration_since(UNIX_EPOCH).unwrap_or_default();
                 e.mtime = Some(t.as_secs() as i64);
                 e.mtime_nanos = t.subsec_nanos();
             }
+        };
+        let mut found = false;
+        self.dirs.update(parent, name, |e| {
+            stamp(e);
             found = true;
         });
         if !found {
             let mut fresh = fresh_entry(name, EntryKind::File, size);
-            if let Some(t) = when.map(at) {
-                fresh.mtime = Some(t.as_secs() as i64);
-                fresh.mtime_nanos = t.subsec_nanos();
-            }
+            stamp(&mut fresh);
             self.dirs.upsert(parent, fresh);
         }
     }
