@@ -432,7 +432,10 @@ fn mount_and_serve(
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(plan.target.display_url()),
-        MountOption::Subtype("ftpfs".into()),
+        // The type shows as `fuse.ftpfs` in /proc/mounts and `df -T`. fuser 0.18 hands `Subtype`
+        // to fusermount only; as root it calls mount(2) with plain "fuse" and drops it. The
+        // kernel takes `subtype=` as a mount option (Linux 5.4+), and so does fusermount.
+        MountOption::CUSTOM("subtype=ftpfs".into()),
         MountOption::NoDev,
         MountOption::NoSuid,
     ];

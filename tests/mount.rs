@@ -387,6 +387,9 @@ fn mount_table_hides_password_and_unmount_ends_process(kind: ServerKind) {
     let line = m.mount_line().unwrap();
     assert!(!line.contains(PASSWORD), "{line}");
     assert!(line.starts_with(&format!("ftp://{USER}@")), "{line}");
+    assert_eq!(line.split(' ').nth(2), Some("fuse.ftpfs"), "mount type in /proc/mounts: {line}");
+    let df = m.sh_ok("df -T . | tail -n 1");
+    assert_eq!(df.split_whitespace().nth(1), Some("fuse.ftpfs"), "df -T: {df}");
     // Already mounted → refused.
     let again = ftpfs_command(&[&url, m.path().to_str().unwrap()]).output().unwrap();
     assert_eq!(again.status.code(), Some(1));
