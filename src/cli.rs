@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use percent_encoding::percent_decode_str;
 
-use crate::ftp::{ConnectOptions, DataMode, Secret, TlsContext, TlsMode, TlsSettings};
+use crate::ftp::{ConnectOptions, DataMode, Fingerprint, Secret, TlsContext, TlsMode, TlsSettings};
 
 /// Mount a remote FTP server as a local directory.
 /// Memory for files fetched ahead when `ahead_mib` is not given, in MiB.
@@ -32,7 +32,7 @@ pub struct Args {
     pub foreground: bool,
     /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
     /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
-    /// tls[=explicit|implicit], cafile=PATH, no_verify, netrc=PATH, password_file=PATH,
+    /// tls[=explicit|implicit], cafile=PATH, fingerprint=SHA256:HEX, no_verify, netrc=PATH, password_file=PATH,
     /// encoding=CHARSET, cache_dir=DIR, default_permissions, no_default_permissions,
     /// ahead_mib=N (memory for small files fetched ahead; 0 = no work ahead), writeback
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
@@ -68,6 +68,8 @@ pub struct MountOpts {
     pub tls: Option<TlsMode>,
     pub cafile: Option<PathBuf>,
     pub no_verify: bool,
+    /// Trust exactly the server certificate with this SHA-256 (`fingerprint=SHA256:…`).
+    pub fingerprint: Option<Fingerprint>,
     pub netrc: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
     /// The server's character set for names, when not UTF-8.
@@ -116,6 +118,7 @@ impl Default for MountOpts {
             tls: None,
             cafile: None,
             no_verify: false,
+            fingerprint: None,
             netrc: None,
             password_file: None,
             encoding: None,
@@ -210,6 +213,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("tls", Some("implicit")) => o.tls = Some(TlsMode::Implicit),
             ("cafile", Some(v)) if !v.is_empty() => o.cafile = Some(PathBuf::from(v)),
             ("no_verify", None) => o.no_verify = true,
+            ("fingerprint", Some(v)) => o.fingerprint = Some(Fingerprint::parse(v)?),
             ("netrc", Some(v)) if !v.is_empty() => o.netrc = Some(PathBuf::from(v)),
             ("password_file", Some(v)) if !v.is_empty() => o.password_file = Some(PathBuf::from(v)),
             ("encoding", Some(v)) => {
@@ -460,11 +464,14 @@ pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Resu
         if o.no_verify {
             eprintln!("ftpfs: warning: no_verify: the server's certificate is not checked");
         }
-        let settings = TlsSettings { cafile: o.cafile.clone(), no_verify: o.no_verify };
+        if o.fingerprint.is_some() && (o.no_verify || o.cafile.is_some()) {
+            return Err("fingerprint= trusts one certificate: it cannot be combined with cafile= or no_verify".into());
+        }
+        let settings = TlsSettings { cafile: o.cafile.clone(), no_verify: o.no_verify, fingerprint: o.fingerprint };
         let ctx = TlsContext::new(&target.host, &settings).map_err(|e| e.to_string())?;
         c.tls = Some(std::sync::Arc::new(ctx));
-    } else if o.cafile.is_some() || o.no_verify {
-        return Err("cafile and no_verify need TLS: use ftps:// or -o tls".into());
+    } else if o.cafile.is_some() || o.no_verify || o.fingerprint.is_some() {
+        return Err("cafile, fingerprint and no_verify need TLS: use ftps:// or -o tls".into());
     }
     Ok(c)
 }
@@ -519,6 +526,26 @@ mod tests {
         assert_eq!(parse_mount_options(&["encoding=latin1".into()]).unwrap().encoding, Some(encoding_rs::WINDOWS_1252));
         assert_eq!(parse_mount_options(&["encoding=utf-8".into()]).unwrap().encoding, None);
         assert!(parse_mount_options(&["encoding=klingon".into()]).is_err());
+        let fp = format!("SHA256:{}", ["AB"; 32].join(":"));
+        assert_eq!(
+            parse_mount_options(&[format!("tls,fingerprint={fp}")]).unwrap().fingerprint,
+            Some(Fingerprint::parse(&fp).unwrap())
+        );
+        assert!(parse_mount_options(&["fingerprint=SHA256:AB".into()]).is_err());
+    }
+
+    #[test]
+    fn fingerprint_needs_tls_and_stands_alone() {
+        let fp = format!("fingerprint=SHA256:{}", ["0F"; 32].join(":"));
+        let target = parse_url("ftp://u@h/").unwrap();
+        let with = |extra: &str| {
+            let o = parse_mount_options(&[format!("{fp},{extra}")]).unwrap();
+            connect_options(&target, Secret::new("p"), &o)
+        };
+        assert!(with("tls").is_ok());
+        assert!(with("ro").unwrap_err().contains("need TLS"));
+        assert!(with("tls,no_verify").unwrap_err().contains("cannot be combined"));
+        assert!(with("tls,cafile=/x").unwrap_err().contains("cannot be combined"));
     }
 
     #[test]

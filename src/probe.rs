@@ -46,6 +46,9 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
         ),
         None => println!("TLS           not used (server offers AUTH TLS: {})", yes(f.auth_tls())),
     }
+    if let Some(fp) = c.tls_fingerprint() {
+        println!("certificate   {fp} (pin it with -o fingerprint={fp})");
+    }
     println!("features      {}", if f.raw.is_empty() { "(FEAT not supported)".into() } else { f.raw.join(", ") });
     println!(
         "UTF8 {}  SIZE {}  MDTM {}  MFMT {}  REST STREAM {}  EPSV {}",

@@ -1,6 +1,7 @@
 //! FTPS against vsftpd (explicit and implicit; require_ssl_reuse=YES, force_local_data_ssl=YES)
 //! and pyftpdlib (explicit), with a CA and certificate made by the test; the mount's core file
-//! operations over TLS; certificate errors; `--probe`; and `mount -t fuse.ftpfs`.
+//! operations over TLS; certificate errors; a self-signed CA:TRUE certificate trusted by
+//! `cafile=` or `fingerprint=` (vsftpd and pure-ftpd); `--probe`; and `mount -t fuse.ftpfs`.
 
 mod support;
 
@@ -8,7 +9,10 @@ use std::io::Write;
 
 use ftpfs::ftp::{Connection, ListContext, TlsContext, TlsSettings};
 use support::mount::{Mount, ftpfs_command, fuse_available, server_url};
-use support::{FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, USER, fetch, test_ca};
+use support::{
+    FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, USER, fetch, openssl_fingerprint, test_ca,
+    tutorial_certificate,
+};
 
 fn start(kind: ServerKind, tls: TlsServer) -> FtpServer {
     FtpServer::start_with(kind, ServerConfig { tls: Some(tls), ..Default::default() })
@@ -112,11 +116,11 @@ fn wrong_certificate_is_a_clear_error_and_no_verify_works() {
     let srv = start(ServerKind::Vsftpd, TlsServer::Explicit);
     // Wire level: a CA that did not sign the server's certificate.
     let mut o = srv.options();
-    let settings = TlsSettings { cafile: Some(test_ca().other_ca.clone()), no_verify: false };
+    let settings = TlsSettings { cafile: Some(test_ca().other_ca.clone()), no_verify: false, ..Default::default() };
     o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
     let err = Connection::connect(&o).expect_err("untrusted certificate");
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
-    let settings = TlsSettings { cafile: None, no_verify: true };
+    let settings = TlsSettings { cafile: None, no_verify: true, ..Default::default() };
     o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
     let mut c = Connection::connect(&o).expect("no_verify accepts it");
     assert!(c.size("/").is_err() || c.noop().is_ok());
@@ -214,4 +218,85 @@ impl Drop for InstalledLink {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// A server with the tutorial's self-signed certificate: `cafile=` with that file trusts it as
+/// itself, `fingerprint=` pins it, a wrong fingerprint and the system roots refuse it with a
+/// message that gives the right fingerprint and the option.
+fn self_signed_certificate(kind: ServerKind) {
+    let pem = tutorial_certificate().to_path_buf();
+    let cfg = ServerConfig {
+        tls: Some(TlsServer::Explicit),
+        certificate: Some((pem.clone(), pem.clone())),
+        ..Default::default()
+    };
+    let srv = FtpServer::start_with(kind, cfg);
+    srv.put_file("in.txt", b"self-signed\n");
+    let openssl_says = openssl_fingerprint(&pem);
+    let fp = ftpfs::ftp::Fingerprint::parse(&openssl_says).expect("openssl's form parses");
+
+    // Wire level: cafile= with the certificate itself (key in the same file) is enough.
+    let mut o = srv.options();
+    let settings = TlsSettings { cafile: Some(pem.clone()), ..Default::default() };
+    o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
+    let mut c = Connection::connect(&o).unwrap_or_else(|e| panic!("cafile=<self-signed>: {e}\n{}", srv.log()));
+    assert_eq!(c.tls_fingerprint(), Some(fp), "the fingerprint we compute is OpenSSL's");
+    assert_eq!(fetch(&mut c, "/in.txt", 0), b"self-signed\n");
+    // The system roots (or the test CA) refuse it, naming the fingerprint and the option.
+    for settings in [TlsSettings::default(), TlsSettings { cafile: Some(test_ca().ca.clone()), ..Default::default() }] {
+        o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
+        let msg = Connection::connect(&o).expect_err("untrusted self-signed certificate").to_string();
+        assert!(msg.contains(&format!("-o fingerprint={fp}")), "{msg}");
+    }
+    // A pinned fingerprint is trusted whatever the name and the chain; another one is not.
+    o.tls = Some(std::sync::Arc::new(
+        TlsContext::new("127.0.0.1", &TlsSettings { fingerprint: Some(fp), ..Default::default() }).unwrap(),
+    ));
+    Connection::connect(&o).unwrap_or_else(|e| panic!("fingerprint=: {e}"));
+    let wrong = ftpfs::ftp::Fingerprint::of(b"another certificate");
+    o.tls = Some(std::sync::Arc::new(
+        TlsContext::new("127.0.0.1", &TlsSettings { fingerprint: Some(wrong), ..Default::default() }).unwrap(),
+    ));
+    let msg = Connection::connect(&o).expect_err("wrong fingerprint").to_string();
+    assert!(msg.contains("does not match") && msg.contains(&fp.to_string()), "{msg}");
+
+    // --probe prints it in the form fingerprint= takes.
+    let url = server_url(&srv, "");
+    let out = ftpfs_command(&["--probe", &url, "-o", &format!("tls,cafile={}", pem.display())]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("certificate   {fp}")), "{text}");
+
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let refused = ftpfs_command(&[&url, d, "-o", "tls"]).output().unwrap();
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{msg}");
+    assert!(msg.contains(&format!("-o fingerprint={fp}")) && msg.contains("not trusted"), "{msg}");
+    let bad = ftpfs_command(&[&url, d, "-o", &format!("tls,fingerprint={wrong}")]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not match"));
+    for opts in [
+        format!("tls,fingerprint={}", openssl_says.replace(' ', "").replace("Fingerprint=", ":")),
+        format!("tls,cafile={}", pem.display()),
+    ] {
+        let opts: Vec<&str> = opts.split(',').collect();
+        let m = Mount::try_new(&srv, &opts, None).unwrap_or_else(|e| panic!("{opts:?}: {e}\n{}", srv.log()));
+        assert_eq!(std::fs::read(m.p("in.txt")).unwrap(), b"self-signed\n");
+        m.sh_ok("echo written > out.txt");
+        assert_eq!(std::fs::read(srv.disk("out.txt")).unwrap(), b"written\n", "{opts:?}");
+    }
+}
+
+#[test]
+fn vsftpd_self_signed_certificate() {
+    self_signed_certificate(ServerKind::Vsftpd);
+}
+
+#[test]
+fn pureftpd_self_signed_certificate() {
+    self_signed_certificate(ServerKind::PureFtpd);
 }

@@ -370,6 +370,11 @@ impl Connection {
         self.ctrl.get_ref().tls_version()
     }
 
+    /// The SHA-256 fingerprint of the server's certificate, if the connection is encrypted.
+    pub fn tls_fingerprint(&self) -> Option<super::trust::Fingerprint> {
+        self.ctrl.get_ref().peer_fingerprint()
+    }
+
     fn login(&mut self) -> Result<()> {
         let user = self.opts.user.clone();
         let reply = self.command("USER", Some(&user))?;

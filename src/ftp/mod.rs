@@ -12,6 +12,7 @@ pub mod reply;
 pub mod stream;
 pub mod tls;
 pub mod transfer;
+pub mod trust;
 pub mod upload;
 
 pub use control::{ConnectOptions, Connection, DataMode, Secret, TransferType};
@@ -20,4 +21,5 @@ pub use features::Features;
 pub use listing::{Dialect, Entry, EntryKind, ListContext};
 pub use tls::{TlsContext, TlsMode, TlsSettings};
 pub use transfer::Download;
+pub use trust::Fingerprint;
 pub use upload::Upload;

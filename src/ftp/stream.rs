@@ -53,6 +53,14 @@ impl NetStream {
         }
     }
 
+    /// The fingerprint of the server's certificate, if the stream is encrypted.
+    pub fn peer_fingerprint(&self) -> Option<super::trust::Fingerprint> {
+        match self {
+            NetStream::Tls(s) => s.conn.peer_certificates()?.first().map(|c| super::trust::Fingerprint::of(c)),
+            _ => None,
+        }
+    }
+
     /// Sets both read and write timeouts (`None` disables them; zero is treated as `None`).
     pub fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
         let t = timeout.filter(|d| !d.is_zero());

@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::Resumption;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use super::error::{FtpError, Result};
 use super::stream::NetStream;
+use super::trust::{Fingerprint, Trust, Verifier, explain_refusal};
 
 /// When TLS is used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct TlsSettings {
     pub cafile: Option<PathBuf>,
     /// Accept any certificate (logged as a warning at mount time).
     pub no_verify: bool,
+    /// Trust exactly the certificate with this SHA-256, instead of a chain.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// The TLS client configuration of a mount, from which every control connection derives its own.
@@ -62,18 +64,22 @@ fn tls_error(msg: impl fmt::Display) -> FtpError {
     FtpError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("TLS: {msg}")))
 }
 
-fn load_cafile(path: &Path) -> Result<RootCertStore> {
+/// The certificates of a PEM file (other sections, such as a private key kept in the same file
+/// as vsftpd's tutorial does, are skipped) and the root store made of them.
+fn load_cafile(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
     let mut roots = RootCertStore::empty();
+    let mut given = Vec::new();
     let certs =
         CertificateDer::pem_file_iter(path).map_err(|e| tls_error(format!("cannot read {}: {e}", path.display())))?;
     for cert in certs {
         let cert = cert.map_err(|e| tls_error(format!("bad certificate in {}: {e}", path.display())))?;
-        roots.add(cert).map_err(|e| tls_error(format!("bad certificate in {}: {e}", path.display())))?;
+        roots.add(cert.clone()).map_err(|e| tls_error(format!("bad certificate in {}: {e}", path.display())))?;
+        given.push(cert);
     }
-    if roots.is_empty() {
+    if given.is_empty() {
         return Err(tls_error(format!("no certificate in {}", path.display())));
     }
-    Ok(roots)
+    Ok((roots, given))
 }
 
 fn system_roots() -> RootCertStore {
@@ -94,18 +100,19 @@ impl TlsContext {
             ServerName::try_from(host.to_string()).map_err(|e| tls_error(format!("server name {host:?}: {e}")))?;
         let builder =
             ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(tls_error)?;
-        let base = if settings.no_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
-                .with_no_client_auth()
-        } else {
-            let roots = match &settings.cafile {
-                Some(path) => load_cafile(path)?,
-                None => system_roots(),
-            };
-            builder.with_root_certificates(roots).with_no_client_auth()
+        let trust = match (settings.no_verify, settings.fingerprint) {
+            (true, _) => Trust::Anything,
+            (false, Some(fp)) => Trust::Pinned(fp),
+            (false, None) => match &settings.cafile {
+                Some(path) => {
+                    let (roots, given) = load_cafile(path)?;
+                    Trust::Chain { roots, given }
+                }
+                None => Trust::Chain { roots: system_roots(), given: Vec::new() },
+            },
         };
+        let verifier = Arc::new(Verifier::new(trust, provider()));
+        let base = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
         Ok(TlsContext { base, server_name })
     }
 
@@ -126,52 +133,14 @@ pub fn handshake(tcp: TcpStream, config: Arc<ClientConfig>, name: ServerName<'st
     let conn = ClientConnection::new(config, name).map_err(tls_error)?;
     let mut stream = StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => tls_error(e),
-            _ => FtpError::Io(e),
+        stream.conn.complete_io(&mut stream.sock).map_err(|e| match explain_refusal(&e) {
+            Some(why) => tls_error(why),
+            None if e.kind() == std::io::ErrorKind::InvalidData => tls_error(e),
+            None => FtpError::Io(e),
         })?;
     }
     if let Some(v) = stream.conn.protocol_version() {
         log::debug!("TLS established: {v:?}");
     }
     Ok(NetStream::Tls(Box::new(stream)))
-}
-
-/// `-o no_verify`: any certificate is accepted, but the handshake signatures are still checked.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

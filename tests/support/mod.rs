@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub vsftpd_extra: Vec<String>,
     /// FTPS: require TLS with a certificate from the test CA ([`test_ca`]).
     pub tls: Option<TlsServer>,
+    /// FTPS with this certificate and key (PEM files) instead of the test CA's.
+    pub certificate: Option<(PathBuf, PathBuf)>,
     /// Environment for the server process (TZ, for instance).
     pub env: Vec<(String, String)>,
     /// pyftpdlib: the character set of names on the wire (default UTF-8).
@@ -127,6 +129,60 @@ pub fn test_ca() -> &'static TestCa {
             _dir: dir,
         }
     })
+}
+
+impl ServerConfig {
+    /// The server's certificate and key files when it speaks TLS.
+    fn cert_and_key(&self) -> (PathBuf, PathBuf) {
+        match &self.certificate {
+            Some(pair) => pair.clone(),
+            None => (test_ca().server_cert.clone(), test_ca().server_key.clone()),
+        }
+    }
+}
+
+/// A certificate made as the usual vsftpd tutorial makes it (`openssl req -x509 -nodes -newkey
+/// rsa:2048 -keyout vsftpd.pem -out vsftpd.pem`): self-signed, CA:TRUE, key and certificate in
+/// one file, named for another host. Made once per test process.
+pub fn tutorial_certificate() -> &'static Path {
+    static CERT: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, path) = CERT.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("ftpfs-selfsigned-").tempdir().expect("cert dir");
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "3",
+                "-newkey",
+                "rsa:2048",
+                "-keyout",
+                "vsftpd.pem",
+                "-out",
+                "vsftpd.pem",
+                "-subj",
+                "/CN=ftp.example.org",
+            ],
+            dir.path(),
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod cert dir");
+        let path = dir.path().join("vsftpd.pem");
+        (dir, path)
+    });
+    path
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as `openssl x509 -fingerprint -sha256` prints it
+/// (`sha256 Fingerprint=AB:CD:…`).
+pub fn openssl_fingerprint(pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl x509");
+    assert!(out.status.success(), "openssl x509: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A running server. Dropping it kills the server and removes its root.
@@ -299,12 +355,12 @@ impl FtpServer {
             self.work.path().join("xfer.log").display(),
         );
         if let Some(tls) = cfg.tls {
-            let ca = test_ca();
+            let (cert, key) = cfg.cert_and_key();
             conf.push_str(&format!(
                 "ssl_enable=YES\nrsa_cert_file={}\nrsa_private_key_file={}\nrequire_ssl_reuse=YES\n\
                  force_local_data_ssl=YES\nforce_local_logins_ssl=YES\nssl_ciphers=HIGH\nallow_anon_ssl=NO\n",
-                ca.server_cert.display(),
-                ca.server_key.display()
+                cert.display(),
+                key.display()
             ));
             if tls == TlsServer::Implicit {
                 conf.push_str("implicit_ssl=YES\n");
@@ -351,6 +407,12 @@ impl FtpServer {
             .args(["-E", "-c", "200", "-C", "200"])
             .arg("-p")
             .arg(format!("{}:{}", self.pasv_range.0, self.pasv_range.1));
+        if let Some(tls) = self.cfg.tls {
+            assert_eq!(tls, TlsServer::Explicit, "pure-ftpd is tested with explicit TLS only");
+            // -Y 2: no login without TLS; -2: the certificate and key files.
+            let (cert, key) = self.cfg.cert_and_key();
+            cmd.args(["-Y", "2", "-2"]).arg(format!("{},{}", cert.display(), key.display()));
+        }
         self.spawn_logged(cmd, "pure-ftpd")
     }
 
@@ -407,9 +469,9 @@ impl FtpServer {
             .args(match self.cfg.tls {
                 Some(_) => vec![
                     "--certfile".to_string(),
-                    test_ca().server_cert.display().to_string(),
+                    self.cfg.cert_and_key().0.display().to_string(),
                     "--keyfile".to_string(),
-                    test_ca().server_key.display().to_string(),
+                    self.cfg.cert_and_key().1.display().to_string(),
                 ],
                 None => vec![],
             });
@@ -485,7 +547,8 @@ impl FtpServer {
                 TlsServer::Explicit => ftpfs::ftp::TlsMode::Explicit,
                 TlsServer::Implicit => ftpfs::ftp::TlsMode::Implicit,
             };
-            let settings = ftpfs::ftp::TlsSettings { cafile: Some(test_ca().ca.clone()), no_verify: false };
+            let settings =
+                ftpfs::ftp::TlsSettings { cafile: Some(test_ca().ca.clone()), no_verify: false, ..Default::default() };
             o.tls = Some(std::sync::Arc::new(ftpfs::ftp::TlsContext::new(&self.host, &settings).expect("tls context")));
         }
         o
