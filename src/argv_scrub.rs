@@ -100,5 +100,10 @@ mod tests {
         assert_eq!(without_password("ftp://u@host/"), None);
         assert_eq!(without_password("ftp://host/a:b@c"), None);
         assert_eq!(without_password("/mnt/x"), None);
+        // -o proxy=… with a password, among other options.
+        assert_eq!(
+            without_password("tls,proxy=socks5://u:pw@h:1080,ro").as_deref(),
+            Some("tls,proxy=socks5://u@h:1080,ro")
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use percent_encoding::percent_decode_str;
 
-use crate::ftp::{ConnectOptions, DataMode, Fingerprint, Secret, TlsContext, TlsMode, TlsSettings};
+use crate::ftp::{ConnectOptions, DataMode, Fingerprint, Proxy, Secret, TlsContext, TlsMode, TlsSettings};
 
 /// Mount a remote FTP server as a local directory.
 /// Memory for files fetched ahead when `ahead_mib` is not given, in MiB.
@@ -32,7 +32,8 @@ pub struct Args {
     pub foreground: bool,
     /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
     /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
-    /// tls[=explicit|implicit], cafile=PATH, fingerprint=SHA256:HEX, no_verify, netrc=PATH, password_file=PATH,
+    /// tls[=explicit|implicit], cafile=PATH, fingerprint=SHA256:HEX, no_verify,
+    /// proxy=socks5://[user:pass@]host:port or http://[user:pass@]host:port, netrc=PATH, password_file=PATH,
     /// encoding=CHARSET, cache_dir=DIR, default_permissions, no_default_permissions,
     /// ahead_mib=N (memory for small files fetched ahead; 0 = no work ahead), writeback
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
@@ -70,6 +71,8 @@ pub struct MountOpts {
     pub no_verify: bool,
     /// Trust exactly the server certificate with this SHA-256 (`fingerprint=SHA256:…`).
     pub fingerprint: Option<Fingerprint>,
+    /// Reach the server through this SOCKS5 or HTTP CONNECT proxy.
+    pub proxy: Option<Proxy>,
     pub netrc: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
     /// The server's character set for names, when not UTF-8.
@@ -119,6 +122,7 @@ impl Default for MountOpts {
             cafile: None,
             no_verify: false,
             fingerprint: None,
+            proxy: None,
             netrc: None,
             password_file: None,
             encoding: None,
@@ -214,6 +218,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("cafile", Some(v)) if !v.is_empty() => o.cafile = Some(PathBuf::from(v)),
             ("no_verify", None) => o.no_verify = true,
             ("fingerprint", Some(v)) => o.fingerprint = Some(Fingerprint::parse(v)?),
+            ("proxy", Some(v)) => o.proxy = Some(Proxy::parse(v)?),
             ("netrc", Some(v)) if !v.is_empty() => o.netrc = Some(PathBuf::from(v)),
             ("password_file", Some(v)) if !v.is_empty() => o.password_file = Some(PathBuf::from(v)),
             ("encoding", Some(v)) => {
@@ -459,6 +464,12 @@ pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Resu
     c.use_epsv = !o.no_epsv;
     c.trust_pasv_address = o.pasv_ip;
     c.encoding = o.encoding;
+    if let Some(proxy) = &o.proxy {
+        if o.active {
+            return Err("active mode cannot work through a proxy (the server would have to connect to us)".into());
+        }
+        c.proxy = Some(std::sync::Arc::new(proxy.clone()));
+    }
     c.tls_mode = if target.implicit_tls { TlsMode::Implicit } else { o.tls.unwrap_or(TlsMode::Off) };
     if c.tls_mode != TlsMode::Off {
         if o.no_verify {

@@ -37,6 +37,9 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
         None => c.pwd().unwrap_or_else(|_| "/".into()),
     };
     println!("server        {}", target.display_url());
+    if let Some(proxy) = &mount.proxy {
+        println!("proxy         {} (control and data connections)", proxy.display());
+    }
     println!("greeting      {}", c.welcome().lines().last().unwrap_or(""));
     println!("system        {}", c.syst().unwrap_or_else(|e| format!("({e})")));
     match c.tls_version() {

@@ -22,6 +22,7 @@ use super::command::{check_arg, encode_line, loggable};
 use super::error::{FtpError, Result};
 use super::features::Features;
 use super::listing::{Entry, format_mlsd_time, parse_mlsd_line, parse_mlsd_time};
+use super::proxy::Proxy;
 use super::reply::{Reply, read_reply_in};
 use super::stream::NetStream;
 use super::tls::{TlsContext, TlsMode, handshake};
@@ -76,6 +77,8 @@ pub struct ConnectOptions {
     /// What FEAT answered on an earlier connection to the same server: later connections do
     /// not ask again and set up their session in one round trip.
     pub known_features: Option<Features>,
+    /// Reach the server (control and data connections) through this proxy.
+    pub proxy: Option<Arc<Proxy>>,
 }
 
 impl ConnectOptions {
@@ -93,6 +96,7 @@ impl ConnectOptions {
             tls: None,
             encoding: None,
             known_features: None,
+            proxy: None,
         }
     }
 }
@@ -151,7 +155,7 @@ impl fmt::Debug for Connection {
 
 /// Opens a TCP connection to the first address of `host:port` that answers within `timeout`,
 /// all attempts together ending by `deadline` when there is one.
-fn connect_tcp(host: &str, port: u16, timeout: Duration, deadline: Option<Instant>) -> Result<TcpStream> {
+pub(super) fn connect_tcp(host: &str, port: u16, timeout: Duration, deadline: Option<Instant>) -> Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
     let mut last = None;
     for addr in &addrs {
@@ -266,9 +270,11 @@ impl Connection {
         check_arg(&opts.user)?;
         check_arg(opts.password.expose())?;
         let within = opts.timeout;
-        let tcp = connect_tcp(&opts.host, opts.port, opts.timeout, deadline).map_err(|e| {
-            name_timeout(e, &format!("no TCP connection to {}:{}", opts.host, opts.port), deadline, within)
-        })?;
+        let tcp = match &opts.proxy {
+            None => connect_tcp(&opts.host, opts.port, opts.timeout, deadline),
+            Some(proxy) => proxy.connect(&opts.host, opts.port, opts.timeout, deadline),
+        }
+        .map_err(|e| name_timeout(e, &format!("no TCP connection to {}:{}", opts.host, opts.port), deadline, within))?;
         // Past the deadline already: the watchdog shuts the socket down at once.
         let wait = time_left(opts.timeout, deadline).unwrap_or(Duration::from_millis(1));
         tcp.set_nodelay(true)?;

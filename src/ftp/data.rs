@@ -174,7 +174,8 @@ impl Connection {
                     match self.open_epsv() {
                         Ok(d) => return Ok(d),
                         Err(e) if self.dead => return Err(e),
-                        Err(e) if self.peer.is_ipv6() => return Err(e),
+                        // PASV cannot name an IPv6 address (through a proxy it needs none).
+                        Err(e) if self.peer.is_ipv6() && self.opts.proxy.is_none() => return Err(e),
                         Err(e) => {
                             log::info!("EPSV failed ({e}); using PASV from now on");
                             self.epsv_failed = true;
@@ -186,9 +187,20 @@ impl Connection {
         }
     }
 
+    /// Connects to the data port `addr.port()`: at `addr` directly, or through the proxy at the
+    /// host name the user gave (at `addr`'s address only when `pasv_ip` asked for it), since the
+    /// control connection's peer is then the proxy.
     fn connect_data(&self, addr: SocketAddr) -> Result<TcpStream> {
-        let s = TcpStream::connect_timeout(&addr, self.opts.timeout)?;
-        Ok(s)
+        match &self.opts.proxy {
+            None => Ok(TcpStream::connect_timeout(&addr, self.opts.timeout)?),
+            Some(proxy) => {
+                let host = if self.opts.trust_pasv_address { addr.ip().to_string() } else { self.opts.host.clone() };
+                let s = proxy.connect(&host, addr.port(), self.opts.timeout, None)?;
+                s.set_read_timeout(None)?;
+                s.set_write_timeout(None)?;
+                Ok(s)
+            }
+        }
     }
 
     fn open_epsv(&mut self) -> Result<PendingData> {

@@ -718,6 +718,7 @@ pub fn assert_stream_matches(mut r: impl Read, seed: u64, len: u64, what: &str) 
     assert_eq!(r.read(&mut extra).expect("read past end"), 0, "{what}: longer than {len}");
 }
 pub mod mount;
+pub mod proxy;
 
 /// The scripted misbehaving server (tests/support/fake_ftpd.py), for what real servers won't do.
 pub struct FakeServer {
