@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the ftpfs build, tests, demo and benchmark need on a fresh Debian/Ubuntu machine:
-# fuse3, vsftpd, curl, rsync, openssl, python3 + pyftpdlib, and pure-ftpd + proftpd extracted
-# under /opt/ftpfs-test.
+# fuse3, vsftpd, curl, rsync, openssl, python3 + pyftpdlib, pure-ftpd + proftpd extracted
+# under /opt/ftpfs-test, and groff, zsh and fish (to check the man page and completions).
 # Idempotent: a second run only checks. Uses sudo when not root.
 set -euo pipefail
 
@@ -17,6 +17,10 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# The man page and shell completions are checked with the tools that read them.
+command -v groff >/dev/null 2>&1 || need_apt+=(groff-base)
+command -v zsh >/dev/null 2>&1 || need_apt+=(zsh)
+command -v fish >/dev/null 2>&1 || need_apt+=(fish)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"

@@ -12,17 +12,35 @@ use percent_encoding::percent_decode_str;
 
 use crate::ftp::{ConnectOptions, DataMode, Fingerprint, Proxy, Secret, TlsContext, TlsMode, TlsSettings};
 
-/// Mount a remote FTP server as a local directory.
 /// Memory for files fetched ahead when `ahead_mib` is not given, in MiB.
 pub const DEFAULT_AHEAD_MIB: u64 = 32;
 
+const LONG_ABOUT: &str = "Mount a remote FTP server as a local directory (FUSE).
+
+ftpfs turns the kernel's file operations into FTP commands over a small pool of control \
+connections: listings (MLSD or LIST) are cached, reads resume with REST, writes are uploaded \
+with STOR or APPE. It goes to the background once the mount is ready, like sshfs; unmount with \
+fusermount -u MOUNTPOINT. Mount options (-o) are the same on the command line and in /etc/fstab \
+(type fuse.ftpfs); the man page ftpfs(1) describes each.";
+
 #[derive(Parser, Debug)]
-#[command(name = "ftpfs", version, about, long_about = None)]
+#[command(
+    name = "ftpfs",
+    version,
+    about,
+    long_about = LONG_ABOUT,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// ftp://[user[:password]@]host[:port][/dir] (or ftps:// for implicit TLS)
-    pub url: String,
+    #[arg(required_unless_present = "generate")]
+    pub url: Option<String>,
     /// Where to mount it (an existing, empty directory); not needed with --probe
-    #[arg(required_unless_present = "probe")]
+    #[arg(required_unless_present_any = ["probe", "generate"])]
     pub mountpoint: Option<PathBuf>,
     /// Connect, log in and report what the server offers and which options suit it; mount nothing
     #[arg(long)]
@@ -41,6 +59,29 @@ pub struct Args {
     /// More logging (repeat for more); RUST_LOG overrides
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Print the man page (man) or a shell completion script (bash, zsh, fish) and exit
+    #[arg(long, value_enum, value_name = "WHAT", conflicts_with_all = ["url", "mountpoint", "probe"])]
+    pub generate: Option<Generate>,
+}
+
+/// What `ftpfs` does besides mounting.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Show what a running mount is doing: connections, transfers in flight, retries and
+    /// errors, listing cache, read-ahead, files fetched ahead and the write-back queue
+    Stats {
+        /// The mount point of a running ftpfs mount
+        mountpoint: PathBuf,
+    },
+}
+
+/// What `--generate` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generate {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Mount options after parsing `-o`.

@@ -67,6 +67,28 @@ impl FsError {
         }
     }
 
+    /// A short name of the kind, for statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            FsError::NotFound => "not-found",
+            FsError::Exists => "exists",
+            FsError::NotEmpty => "not-empty",
+            FsError::IsDir => "is-dir",
+            FsError::NotDir => "not-dir",
+            FsError::Denied => "denied",
+            FsError::NoSpace => "no-space",
+            FsError::NameTooLong => "name-too-long",
+            FsError::Invalid => "invalid",
+            FsError::Unsupported => "unsupported",
+            FsError::TryLater => "try-later",
+            FsError::Broken => "connection-broken",
+            FsError::Timeout => "timeout",
+            FsError::Busy => "no-free-connection",
+            FsError::Unmounting => "unmounting",
+            FsError::Failed => "refused",
+        }
+    }
+
     /// True for a definite answer from the server about this request (not a transient or
     /// connection-level failure): repeating the same request now would get the same answer.
     pub fn is_definite(self) -> bool {

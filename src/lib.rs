@@ -13,8 +13,10 @@
 //!   and an in-memory server with fault injection.
 //! - [`remote`]: the backend over FTP: connection pool, retries, server quirks.
 //! - [`ftp`]: the wire protocol (replies, commands, data channels, listings, TLS); no FUSE here.
-//! - [`cli`], [`mount`], [`probe`]: command line, mounting, server report.
+//! - [`cli`], [`mount`], [`probe`], [`logging`]: command line, mounting, server report, where logs go.
 //! - [`allocator`]: giving freed memory back to the system, for a flat resident size.
+//! - [`stats`]: counters and gauges every layer feeds; [`stats_channel`]: how `ftpfs stats` asks for them.
+//! - [`manual`]: the man page and shell completions, from the command line's definition.
 
 pub mod adapter;
 pub mod allocator;
@@ -22,7 +24,11 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod ftp;
+pub mod logging;
+pub mod manual;
 pub mod model;
 pub mod mount;
 pub mod probe;
 pub mod remote;
+pub mod stats;
+pub mod stats_channel;

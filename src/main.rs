@@ -4,34 +4,22 @@
 mod argv_scrub;
 
 use clap::Parser;
-use ftpfs::cli::{self, Args};
+use ftpfs::cli::{self, Args, Command};
 use ftpfs::mount::{self, MountPlan};
 
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let env = env_logger::Env::default().default_filter_or(format!("ftpfs={level},fuser=error"));
-    let mut builder = env_logger::Builder::from_env(env);
-    builder.format_timestamp_millis();
-    // A background mount has no terminal: FTPFS_LOG_FILE keeps its log.
-    if let Some(path) = std::env::var_os("FTPFS_LOG_FILE") {
-        match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(f) => {
-                builder.target(env_logger::Target::Pipe(Box::new(f)));
-            }
-            Err(e) => eprintln!("ftpfs: cannot open log file {}: {e}", path.to_string_lossy()),
-        }
-    }
-    builder.init();
-}
-
 fn start(args: Args) -> Result<(), String> {
+    if let Some(what) = args.generate {
+        return match ftpfs::manual::generate(what, &mut std::io::stdout().lock()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+            _ => Ok(()),
+        };
+    }
+    if let Some(Command::Stats { mountpoint }) = &args.command {
+        return ftpfs::stats_channel::print(mountpoint);
+    }
     let opts = cli::parse_mount_options(&args.options)?;
-    let mut target = cli::parse_url(&args.url)?;
+    let url = args.url.as_deref().ok_or("the FTP URL is needed")?;
+    let mut target = cli::parse_url(url)?;
     let password = cli::resolve_password(&mut target, &opts)?;
     argv_scrub::scrub_env();
     let connect = cli::connect_options(&target, password, &opts)?;
@@ -45,7 +33,8 @@ fn start(args: Args) -> Result<(), String> {
 fn main() {
     let args = Args::parse();
     argv_scrub::scrub();
-    init_logging(args.verbose);
+    let background = !args.foreground && !args.probe && args.command.is_none() && args.generate.is_none();
+    ftpfs::logging::init(args.verbose, background);
     if let Err(e) = start(args) {
         eprintln!("ftpfs: {e}");
         std::process::exit(1);

@@ -34,9 +34,15 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, StartError> {
     Ok(canon)
 }
 
-/// The `major:minor` of the newest mount on `path`, from /proc/self/mountinfo (which escapes
-/// space, tab, newline and backslash in paths as octal).
+/// The `major:minor` of the newest mount on `path`.
 fn mount_device(path: &Path) -> Option<String> {
+    mount_entry(path).map(|(dev, _)| dev)
+}
+
+/// The `major:minor` and the type of the newest mount on `path`, from /proc/self/mountinfo
+/// (which escapes space, tab, newline and backslash in paths as octal). Reads no file system,
+/// so a hung mount cannot stop it.
+pub fn mount_entry(path: &Path) -> Option<(String, String)> {
     let escaped = path
         .to_string_lossy()
         .replace('\\', "\\134")
@@ -44,10 +50,11 @@ fn mount_device(path: &Path) -> Option<String> {
         .replace('\t', "\\011")
         .replace('\n', "\\012");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mountinfo
-        .lines()
-        .rfind(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
-        .and_then(|l| l.split(' ').nth(2).map(str::to_string))
+    let line = mountinfo.lines().rfind(|l| l.split(' ').nth(4) == Some(escaped.as_str()))?;
+    let dev = line.split(' ').nth(2)?.to_string();
+    // After the optional fields comes " - TYPE SOURCE OPTIONS".
+    let kind = line.split_once(" - ")?.1.split(' ').next()?.to_string();
+    Some((dev, kind))
 }
 
 /// Connects, logs in and finds the remote directory, to fail fast with the server's own message.
@@ -141,10 +148,10 @@ impl Report {
     }
 }
 
-/// Forks: the parent waits for the child's report and exits with it; the child continues with a
 /// Threads serving kernel requests (more when there are many connections).
 const REQUEST_THREADS: usize = 32;
 
+/// Forks: the parent waits for the child's report and exits with it; the child continues with a
 /// [`Report`] to send when the mount is ready. Must run before any thread is started.
 pub fn daemonize() -> Result<Report, StartError> {
     let mut fds = [0i32; 2];
@@ -420,6 +427,7 @@ fn mount_and_serve(
     // when the kernel unmounted us (a signal unmounts before): the process finishes here,
     // before fuser can. (Whether the mount point is still ours cannot be told by its device
     // number: a new mount may get the same one.)
+    crate::stats::start();
     let fs = FtpFs::new(model.clone()).with_end({
         let (model, mountpoint, journal) = (model.clone(), mountpoint.clone(), journal.clone());
         move || {
@@ -462,6 +470,16 @@ fn mount_and_serve(
         Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     log::info!("mounted {} on {}", plan.target.display_url(), mountpoint.display());
     raise_readahead(&mountpoint);
+    match mount_device(&mountpoint) {
+        Some(device) => {
+            let header =
+                format!("{} on {} (pid {})", plan.target.display_url(), mountpoint.display(), std::process::id());
+            if let Err(e) = crate::stats_channel::serve(&device, header, o.allow_other) {
+                log::warn!("ftpfs stats will not reach this mount: {e}");
+            }
+        }
+        None => log::warn!("ftpfs stats will not reach this mount: it is not in /proc/self/mountinfo"),
+    }
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
         .map_err(|e| format!("signals: {e}"))?;

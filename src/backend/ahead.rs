@@ -316,7 +316,10 @@ impl Ahead {
             jobs_tx,
             jobs_rx,
         };
-        Ahead { shared: Arc::new(shared) }
+        let shared = Arc::new(shared);
+        let weak = Arc::downgrade(&shared);
+        crate::stats::gauge("fetched ahead", move || weak.upgrade().map(|s| s.describe()));
+        Ahead { shared }
     }
 
     /// Bytes of files held in memory now (for tests and statistics).
@@ -339,6 +342,19 @@ impl Ahead {
 }
 
 impl Shared {
+    /// Small files and listings fetched ahead, in one line for `ftpfs stats`.
+    fn describe(&self) -> String {
+        let mut st = self.state.lock();
+        let (files, bytes) = (st.files().len(), st.bytes);
+        let (lists, in_flight) = (st.lists().len(), st.files_in_flight.len() + st.lists_in_flight.len());
+        format!(
+            "{files} files ({}) and {lists} listings held, {in_flight} fetches in flight, {} queued, {} served",
+            crate::stats::bytes(bytes),
+            self.jobs_tx.len(),
+            crate::stats::get(crate::stats::Counter::PrefetchServed)
+        )
+    }
+
     fn submit(self: &Arc<Self>, job: Job) -> bool {
         match self.jobs_tx.try_send(job) {
             Ok(()) => {}
@@ -691,6 +707,7 @@ impl Backend for Ahead {
         match served {
             Some(data) => {
                 log::debug!("{path}: served from the files fetched ahead");
+                crate::stats::count(crate::stats::Counter::PrefetchServed);
                 Ok(Some(Box::new(Served { data, at: 0 })))
             }
             None => s.inner.read(path, offset, wait),

@@ -16,6 +16,7 @@ use super::files::Handles;
 use super::inodes::split_path;
 use super::writeback::WriteBack;
 use crate::backend::{Backend, Entry, EntryKind, FsError};
+use crate::stats::{self, Counter};
 
 /// Settings of the model.
 #[derive(Clone, Debug)]
@@ -97,8 +98,10 @@ impl Core {
     /// changes of the directory overtook is fetched again, and never cached.
     pub(super) fn list_dir(&self, dir: &str) -> FsResult<Arc<DirListing>> {
         if let Some(l) = self.dirs.get_fresh(dir) {
+            stats::count(Counter::ListingHit);
             return Ok(l);
         }
+        stats::count(Counter::ListingMiss);
         let mut spoiled = None;
         for _ in 0..LIST_TRIES {
             let fetch = self.dirs.begin_fetch(dir);
@@ -125,7 +128,10 @@ impl Core {
     pub(super) fn entry(&self, path: &str) -> FsResult<Entry> {
         let (parent, name) = split_path(path);
         let found = match self.dirs.get_fresh(parent) {
-            Some(listing) => listing.get(name),
+            Some(listing) => {
+                stats::count(Counter::ListingHit);
+                listing.get(name)
+            }
             None => match self.single_lookup(path) {
                 Some(found) => found,
                 None => self.list_dir(parent)?.get(name),
@@ -158,6 +164,7 @@ impl Core {
             }
         }
         // Registered like a listing fetch: a change of ours meanwhile makes the answer unsure.
+        stats::count(Counter::SingleLookup);
         let fetch = self.dirs.begin_fetch(parent);
         let answer = self.backend.stat_one(path);
         if fetch.spoiled() {

@@ -107,8 +107,12 @@ pub struct Model {
 
 impl Model {
     pub fn new(cfg: ModelConfig, backend: Arc<dyn Backend>) -> Model {
+        let core = Arc::new(Core::new(cfg, backend));
+        let weak = Arc::downgrade(&core);
+        crate::stats::gauge("write-back", move || weak.upgrade().map(|c| c.writeback.describe()));
+        crate::stats::gauge("read-ahead", || Some(super::readahead::describe()));
         Model {
-            core: Arc::new(Core::new(cfg, backend)),
+            core,
             inodes: Mutex::new(Inodes::new()),
             seen: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),

@@ -44,6 +44,16 @@ static HELD: AtomicUsize = AtomicUsize::new(0);
 /// The chunks of every download alive, for [`shed`].
 static ALL_CHUNKS: Mutex<Vec<Weak<Mutex<Chunks>>>> = Mutex::new(Vec::new());
 
+/// The read-ahead buffers in one line, for `ftpfs stats`.
+pub(super) fn describe() -> String {
+    let downloads = ALL_CHUNKS.lock().iter().filter(|w| w.strong_count() > 0).count();
+    format!(
+        "{downloads} downloads streaming, {} buffered of {} shared",
+        crate::stats::bytes(HELD.load(Ordering::Relaxed) as u64),
+        crate::stats::bytes(TOTAL as u64)
+    )
+}
+
 /// Bytes of chunk buffers all downloads hold now.
 #[cfg(test)]
 fn bytes_held() -> usize {

@@ -155,6 +155,22 @@ impl WriteBack {
         }
     }
 
+    /// The queue in one line, for `ftpfs stats`.
+    pub(super) fn describe(&self) -> String {
+        if !self.enabled() {
+            return "off (close waits for the upload)".into();
+        }
+        let p = self.pending.lock();
+        let spooled: u64 = p.copies.values().map(|(_, _, len)| len).sum();
+        format!(
+            "{} uploads queued, {} running, {} spooled, {} failed and not yet reported",
+            p.queued(),
+            p.running.len(),
+            crate::stats::bytes(spooled),
+            p.failed.len()
+        )
+    }
+
     pub(super) fn enabled(&self) -> bool {
         self.journal.is_some()
     }

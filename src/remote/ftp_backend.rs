@@ -19,6 +19,7 @@ use crate::backend::paths::split_path;
 use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
 use crate::error::FsError;
 use crate::ftp::{self, Connection, Download, Features, FtpError, ListContext, Op, Upload};
+use crate::stats::{self, TransferMeter};
 
 /// Settings of the FTP backend.
 #[derive(Clone, Debug)]
@@ -48,6 +49,7 @@ pub struct FtpBackend {
 fn kind(e: FtpError, op: Op) -> FsError {
     let k = e.kind(op);
     log::debug!("{op:?} failed: {e} → {k:?}");
+    crate::stats::error(k.name());
     k
 }
 
@@ -60,11 +62,13 @@ fn convert(e: ftp::Entry) -> Entry {
     Entry { name: e.name, kind, size: e.size, mtime: e.mtime, mtime_nanos: e.mtime_nanos, mode: e.mode }
 }
 
-struct FtpRead(Download<Lease>);
+struct FtpRead(Download<Lease>, TransferMeter);
 
 impl Read for FtpRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let n = self.0.read(buf)?;
+        self.1.moved(n);
+        Ok(n)
     }
 }
 
@@ -86,6 +90,7 @@ struct FtpWrite {
     again: Option<(Arc<Pool>, String)>,
     /// The server's refusal a write reported, reported again by the finish.
     refused: Option<FsError>,
+    meter: TransferMeter,
 }
 
 impl FtpWrite {
@@ -138,14 +143,18 @@ impl Write for FtpWrite {
             Some(up) => up.write(buf),
             None => Err(io::Error::new(io::ErrorKind::NotConnected, "upload ended")),
         };
-        match res {
+        let res = match res {
             Ok(n) => Ok(n),
             Err(e) => match self.start_again() {
                 Ok(true) => self.up().map_err(|e| io::Error::other(e.to_string()))?.write(buf),
                 Ok(false) => Err(self.write_error(e)),
                 Err(again) => Err(io::Error::from_raw_os_error(kind(again, self.op).errno())),
             },
+        };
+        if let Ok(n) = res {
+            self.meter.moved(n);
         }
+        res
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -342,7 +351,7 @@ impl Backend for FtpBackend {
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
         let remote = self.remote(path);
         let dl = self.start_transfer(wait, |lease| Download::start(lease, &remote, offset), |e| kind(e, Op::Read))?;
-        Ok(dl.map(|dl| Box::new(FtpRead(dl)) as Box<dyn ReadStream>))
+        Ok(dl.map(|dl| Box::new(FtpRead(dl, stats::transfer(&format!("/{path}"), false))) as Box<dyn ReadStream>))
     }
 
     fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
@@ -367,7 +376,10 @@ impl Backend for FtpBackend {
         let up = self.start_transfer(wait, start, refused)?;
         let size_of = self.features.size.then(|| remote.clone());
         let again = (!append).then(|| (self.pool.clone(), remote));
-        Ok(up.map(|up| Box::new(FtpWrite { up: Some(up), op, size_of, again, refused: None }) as Box<dyn WriteStream>))
+        Ok(up.map(|up| {
+            let meter = stats::transfer(&format!("/{path}"), true);
+            Box::new(FtpWrite { up: Some(up), op, size_of, again, refused: None, meter }) as Box<dyn WriteStream>
+        }))
     }
 
     fn mkdir(&self, path: &str) -> BackendResult<()> {

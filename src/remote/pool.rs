@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::ftp::{ConnectOptions, Connection, FtpError, Result};
+use crate::stats::{self, Counter};
 
 /// What a connection is wanted for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,7 @@ impl Pool {
         let max = transfers.max(1) + 1;
         let mut idle = Vec::new();
         if let Some(c) = first {
+            stats::count(Counter::ConnectionOpened);
             idle.push(Idle { conn: c, since: Instant::now() });
         }
         let total = idle.len();
@@ -114,7 +116,29 @@ impl Pool {
             preparing: 0,
             epsv_ok,
         };
-        Arc::new(Pool { opts, state: Mutex::new(state), freed: Condvar::new(), data_ahead: AtomicBool::new(false) })
+        let pool = Arc::new(Pool {
+            opts,
+            state: Mutex::new(state),
+            freed: Condvar::new(),
+            data_ahead: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&pool);
+        stats::gauge("connections", move || weak.upgrade().map(|p| p.describe()));
+        pool
+    }
+
+    /// The pool in one line, for `ftpfs stats`.
+    fn describe(&self) -> String {
+        let st = self.state.lock();
+        let busy = st.total.saturating_sub(st.idle.len() + st.preparing);
+        format!(
+            "{} open of at most {}: {busy} busy ({} transfers), {} idle, {} connecting or opening data ahead",
+            st.total,
+            st.limit,
+            st.transfers,
+            st.idle.len(),
+            st.preparing
+        )
     }
 
     /// Lets idle connections open the data connection of their next transfer ahead: a round
@@ -252,7 +276,10 @@ impl Pool {
     /// another connection and the limit was lowered; the caller waits for one to come back.
     fn connect_new(self: &Arc<Self>, purpose: Purpose) -> Result<Option<Lease>> {
         match Connection::connect(&self.opts) {
-            Ok(conn) => Ok(Some(self.lease(conn, purpose))),
+            Ok(conn) => {
+                stats::count(Counter::ConnectionOpened);
+                Ok(Some(self.lease(conn, purpose)))
+            }
             Err(e) => {
                 let mut st = self.state.lock();
                 st.total -= 1;
@@ -298,7 +325,10 @@ impl Pool {
                 }
             }
             Some(c) if !c.is_dead() => st.idle.push(Idle { conn: c, since: Instant::now() }),
-            _ => st.total -= 1,
+            _ => {
+                st.total -= 1;
+                stats::count(Counter::ConnectionLost);
+            }
         }
         // Every waiter re-checks: one woken alone may be a transfer over its cap while a
         // listing that could use this connection sleeps on.
@@ -336,6 +366,7 @@ impl Pool {
     fn grow(&self) {
         match Connection::connect(&self.opts) {
             Ok(mut conn) => {
+                stats::count(Counter::ConnectionOpened);
                 if self.state.lock().epsv_ok {
                     conn.trust_epsv();
                 }
@@ -389,6 +420,7 @@ impl Pool {
         match op(&mut lease) {
             Err(e) if e.is_reconnectable() => {
                 log::info!("retrying on a fresh connection after: {e}");
+                stats::count(Counter::Retry);
                 lease.discard();
                 drop(lease);
                 self.discard_idle();
@@ -413,6 +445,7 @@ impl Pool {
     /// probably dropped them all (a restart), and a retry must not find another dead one.
     pub fn discard_idle(&self) {
         for i in self.take_idle() {
+            stats::count(Counter::ConnectionLost);
             i.conn.abandon();
         }
         self.freed.notify_all();

@@ -271,7 +271,7 @@ fn gid_of(user: &str) -> u32 {
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("gid")
 }
 
-fn uid_of(user: &str) -> u32 {
+pub fn uid_of(user: &str) -> u32 {
     let out = Command::new("id").args(["-u", user]).output().expect("id -u");
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("uid")
 }

@@ -20,6 +20,18 @@ pub fn fuse_available() -> bool {
     ok
 }
 
+/// The pid of the ftpfs process serving the mount at `path`.
+pub fn daemon_pid_of(path: &Path) -> Option<i32> {
+    let me = path.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let mut args = cmdline.split(|&b| b == 0);
+        let is_ftpfs = args.next().is_some_and(|a0| a0.ends_with(b"ftpfs"));
+        (is_ftpfs && args.any(|a| a == me)).then_some(pid)
+    })
+}
+
 /// A mounted ftpfs; unmounted on drop.
 pub struct Mount {
     dir: tempfile::TempDir,
@@ -120,14 +132,7 @@ impl Mount {
     /// The pid of the ftpfs process serving this mount: the one whose arguments include this
     /// (unique, temporary) mountpoint.
     pub fn daemon_pid(&self) -> Option<i32> {
-        let me = self.path().as_os_str().as_encoded_bytes();
-        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let mut args = cmdline.split(|&b| b == 0);
-            let is_ftpfs = args.next().is_some_and(|a0| a0.ends_with(b"ftpfs"));
-            (is_ftpfs && args.any(|a| a == me)).then_some(pid)
-        })
+        daemon_pid_of(self.path())
     }
 
     /// Ends a hung mount: kills its ftpfs process, so that every call still waiting on it fails

@@ -1,0 +1,230 @@
+//! The man page ftpfs(1) and the shell completions (bash, zsh, fish), generated from the
+//! command line's clap definition (`ftpfs --generate man|bash|zsh|fish`), so that they never
+//! drift from what the binary accepts. The mount options, which clap sees as one `-o` string,
+//! are documented here in [`MOUNT_OPTIONS`]; a test parses every one of them.
+
+use std::io::{self, Write};
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use crate::cli::{Args, Generate};
+
+/// Every `-o` option: its form and what it does.
+pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
+    ("ro", "Mount read-only."),
+    (
+        "allow_other",
+        "Let other users use the mount (for a non-root user, needs user_allow_other in /etc/fuse.conf). \
+         Turns default_permissions on.",
+    ),
+    ("allow_root", "Let root use the mount as well as the user who mounted it."),
+    ("uid=N", "The owner shown for every file (default: the user who mounted)."),
+    ("gid=N", "The group shown for every file (default: the user's group)."),
+    ("umask=OCT", "Permission bits removed from the modes shown."),
+    ("connections=N", "Transfers at once, 1 to 32 (default 4); one more connection serves listings."),
+    ("cache_timeout=S", "Seconds listings and attributes are trusted (default 20; 0 asks the server every time)."),
+    ("timeout=S", "Seconds to wait for a connection, a reply or transfer data (default 30)."),
+    ("active", "Active mode (PORT/EPRT): the server connects to us for data. Default: passive (EPSV, PASV)."),
+    ("no_epsv", "Use PASV only, for servers or firewalls that mishandle EPSV."),
+    ("no_mlsd", "List with LIST even when the server offers MLSD."),
+    ("pasv_ip", "Connect data connections to the address a PASV reply gives (default: the server's address)."),
+    ("list_tz=+HH:MM", "The time zone of LIST times (servers without MLSD show local times); UTC by default."),
+    ("tls", "FTPS with AUTH TLS (explicit); also tls=explicit. Data connections are encrypted too."),
+    ("tls=implicit", "FTPS with TLS from the first byte, as ftps:// URLs (port 990)."),
+    (
+        "cafile=PATH",
+        "Trust the certificates in this PEM file instead of the system's; a certificate in it is also \
+         trusted as itself (a self-signed server certificate).",
+    ),
+    (
+        "fingerprint=SHA256:HEX",
+        "Trust exactly the server certificate with this SHA-256 fingerprint, as ftpfs --probe or \
+         openssl x509 -fingerprint -sha256 print it; name and chain are not checked.",
+    ),
+    ("no_verify", "Accept any server certificate (insecure: anyone between us and the server can read everything)."),
+    (
+        "proxy=URL",
+        "Reach the server through a proxy, socks5://[user:password@]host:port or \
+         http://[user:password@]host:port (CONNECT); control and data connections alike (passive mode).",
+    ),
+    ("netrc=PATH", "Where to look up the password (default ~/.netrc)."),
+    ("password_file=PATH", "Read the password from the first line of this file."),
+    (
+        "encoding=CHARSET",
+        "The server's character set for names when it is not UTF-8 (latin1, cp1251, shift_jis, gbk, ...).",
+    ),
+    (
+        "cache_dir=DIR",
+        "Where temporary copies of files changed at random offsets, and write-back spools, are kept \
+         (default $XDG_CACHE_HOME/ftpfs, else /var/tmp).",
+    ),
+    ("default_permissions", "Let the kernel check the modes shown (default with allow_other)."),
+    ("no_default_permissions", "Let the server alone decide what is allowed."),
+    (
+        "ahead_mib=N",
+        "Memory for small files fetched ahead of a reader walking a tree, in MiB (0: no work ahead; \
+         default 32, used when the server is far away).",
+    ),
+    (
+        "writeback",
+        "close() returns once the data is spooled on local disk; uploads run in the background and \
+         survive a crash (they are resumed at the next mount).",
+    ),
+];
+
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("FTPFS_PASSWORD", "The password, when the URL has none (it is then blanked from the process's environment)."),
+    ("FTPFS_LOG_FILE", "Where a background mount logs; without it, it logs to syslog (the journal)."),
+    ("RUST_LOG", "What to log, e.g. ftpfs=debug (overrides -v)."),
+    ("XDG_CACHE_HOME", "The default cache_dir is $XDG_CACHE_HOME/ftpfs."),
+];
+
+const EXAMPLES: &[(&str, &str)] = &[
+    ("ftpfs ftp://alice@ftp.example.org/pub ~/ftp", "Mount /pub; the password comes from ~/.netrc or a prompt."),
+    ("fusermount -u ~/ftp", "Unmount it."),
+    (
+        "ftpfs -o tls,fingerprint=SHA256:AB:CD:... ftp://alice@nas.local ~/nas",
+        "FTPS with a self-signed certificate, pinned.",
+    ),
+    ("ftpfs -o proxy=socks5://127.0.0.1:1080 ftp://ftp.example.org ~/ftp", "Through an ssh -D tunnel."),
+    ("ftpfs stats ~/ftp", "What the mount is doing now."),
+    (
+        "ftp://alice@nas.local /mnt/nas fuse.ftpfs password_file=/etc/nas.pw,_netdev,allow_other 0 0",
+        "An /etc/fstab line.",
+    ),
+];
+
+/// Text for a roff line: backslashes escaped, hyphens as minus signs, and no control
+/// character (`.` or `'`) at the start.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) { format!("\\&{escaped}") } else { escaped }
+}
+
+/// A section of tagged paragraphs.
+fn section(out: &mut dyn Write, title: &str, items: &[(&str, &str)], bold: bool) -> io::Result<()> {
+    writeln!(out, ".SH \"{title}\"")?;
+    for (tag, text) in items {
+        writeln!(out, ".TP")?;
+        if bold {
+            writeln!(out, "\\fB{}\\fR", roff(tag))?;
+        } else {
+            writeln!(out, "{}", roff(tag))?;
+        }
+        writeln!(out, "{}", roff(text))?;
+    }
+    Ok(())
+}
+
+/// ftpfs(1) in roff.
+pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
+    let man = clap_mangen::Man::new(Args::command());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    // clap_mangen's synopsis shows `-o` without its value and the forms not apart.
+    writeln!(
+        out,
+        ".SH SYNOPSIS\n\\fBftpfs\\fR [\\fB\\-f\\fR] [\\fB\\-v\\fR]... [\\fB\\-o\\fR \\fIOPT\\fR[,\\fIOPT\\fR]...] \\fIURL\\fR \\fIMOUNTPOINT\\fR\n\
+         .br\n\\fBftpfs \\-\\-probe\\fR [\\fB\\-o\\fR \\fIOPT\\fR[,\\fIOPT\\fR]...] \\fIURL\\fR\n\
+         .br\n\\fBftpfs stats\\fR \\fIMOUNTPOINT\\fR\n\
+         .br\n\\fBftpfs \\-\\-generate\\fR \\fBman\\fR|\\fBbash\\fR|\\fBzsh\\fR|\\fBfish\\fR"
+    )?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    section(
+        out,
+        "COMMANDS",
+        &[(
+            "ftpfs stats MOUNTPOINT",
+            "Print what a running mount is doing: connections busy and idle, transfers in flight with \
+             their bytes and rates, retries and errors by kind, listing cache hits and misses, \
+             read-ahead, files fetched ahead and the write-back queue. The mount answers on a Unix \
+             socket in the abstract namespace named after its device number (ftpfs-stats-MAJOR:MINOR), \
+             to its own user and root only (to everyone with allow_other).",
+        )],
+        true,
+    )?;
+    section(out, "MOUNT OPTIONS", MOUNT_OPTIONS, true)?;
+    writeln!(
+        out,
+        ".PP\n{}",
+        roff(
+            "Options that mount(8) and systemd pass (rw, noatime, _netdev, nofail, x-systemd.*, ...) are \
+             accepted and ignored."
+        )
+    )?;
+    section(out, "ENVIRONMENT", ENVIRONMENT, true)?;
+    section(out, "EXAMPLES", EXAMPLES, false)?;
+    writeln!(out, ".SH \"SEE ALSO\"\n\\fBfusermount\\fR(1), \\fBmount.fuse\\fR(8), \\fBfstab\\fR(5)")?;
+    man.render_version_section(out)
+}
+
+/// Writes what `--generate` asks for.
+pub fn generate(what: Generate, out: &mut dyn Write) -> io::Result<()> {
+    let shell = match what {
+        Generate::Man => return man_page(out),
+        Generate::Bash => Shell::Bash,
+        Generate::Zsh => Shell::Zsh,
+        Generate::Fish => Shell::Fish,
+    };
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "ftpfs", &mut buf);
+    out.write_all(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value of the kind a documented option's form names.
+    fn sample(form: &str) -> String {
+        let Some((key, kind)) = form.split_once('=') else { return form.to_string() };
+        let value = match kind {
+            "N" => "2".to_string(),
+            "S" => "5".to_string(),
+            "OCT" => "022".to_string(),
+            "PATH" | "DIR" => "/tmp/x".to_string(),
+            "CHARSET" => "latin1".to_string(),
+            "+HH:MM" => "+02:00".to_string(),
+            "SHA256:HEX" => format!("SHA256:{}", ["AB"; 32].join(":")),
+            "URL" => "socks5://127.0.0.1:1080".to_string(),
+            other => other.to_string(),
+        };
+        format!("{key}={value}")
+    }
+
+    #[test]
+    fn every_documented_mount_option_parses() {
+        for (form, text) in MOUNT_OPTIONS {
+            assert!(!text.is_empty());
+            let opt = sample(form);
+            crate::cli::parse_mount_options(std::slice::from_ref(&opt)).unwrap_or_else(|e| panic!("{form} ({opt}): {e}"));
+        }
+    }
+
+    #[test]
+    fn the_man_page_names_every_option_and_the_stats_command() {
+        let mut page = Vec::new();
+        man_page(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{}", &page[..80]);
+        assert!(page.contains(".TH ftpfs 1"), "{}", &page[..200]);
+        for (form, _) in MOUNT_OPTIONS {
+            assert!(page.contains(&roff(form)), "{form} missing");
+        }
+        for needle in ["\\-\\-probe", "stats", "fuse.ftpfs", "FTPFS_LOG_FILE", "SEE ALSO"] {
+            assert!(page.contains(needle), "{needle} missing");
+        }
+    }
+
+    #[test]
+    fn completions_know_the_options() {
+        for (what, needle) in [(Generate::Bash, "--probe"), (Generate::Zsh, "--probe"), (Generate::Fish, "probe")] {
+            let mut out = Vec::new();
+            generate(what, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(needle) && text.contains("stats"), "{what:?}: {text}");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! What surrounds the mount: the man page and shell completions (generated, then read by
+//! groff, bash, zsh and fish), `ftpfs stats` on a busy mount, and where a background mount logs
+//! (syslog unless FTPFS_LOG_FILE).
+
+mod support;
+
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::mount::{Mount, ftpfs_command, fuse_available};
+use support::{FtpServer, PASSWORD, ServerKind};
+
+fn generated(what: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let out = ftpfs_command(&["--generate", what]).output().unwrap();
+    assert!(out.status.success(), "--generate {what}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.stdout.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("ftpfs.{what}"));
+    std::fs::write(&path, &out.stdout).unwrap();
+    (dir, path)
+}
+
+/// Runs a tool the suite's setup installs; fails (never skips) when it is missing.
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (scripts/setup.sh installs it)"))
+}
+
+#[test]
+fn man_page_renders_without_warnings() {
+    let (_dir, page) = generated("man");
+    let out = run("groff", &["-man", "-Tutf8", "-P-cbou", "-ww", page.to_str().unwrap()]);
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && warnings.trim().is_empty(), "groff: {warnings}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in
+        ["NAME", "SYNOPSIS", "MOUNT OPTIONS", "fingerprint=SHA256:HEX", "proxy=URL", "ftpfs stats", "ENVIRONMENT"]
+    {
+        // groff may hyphenate or embolden: compare without its formatting.
+        let plain: String = text.chars().filter(|c| !c.is_control()).collect();
+        assert!(plain.contains(needle) || plain.replace('‐', "").contains(needle), "{needle} missing from the page");
+    }
+}
+
+#[test]
+fn bash_completion_completes_options_and_the_stats_command() {
+    let (_dir, script) = generated("bash");
+    let check = run("bash", &["-n", script.to_str().unwrap()]);
+    assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+    let complete = |words: &str, cword: usize| {
+        let code = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; \
+             _ftpfs ftpfs \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        String::from_utf8_lossy(&run("bash", &["-c", &code]).stdout).into_owned()
+    };
+    assert!(complete("ftpfs --gen", 1).contains("--generate"));
+    let kinds = complete("ftpfs --generate ''", 2);
+    assert!(["man", "bash", "zsh", "fish"].iter().all(|k| kinds.contains(k)), "{kinds}");
+    assert!(complete("ftpfs st", 1).contains("stats"), "{}", complete("ftpfs st", 1));
+}
+
+#[test]
+fn zsh_and_fish_completions_load() {
+    let (_dir, zsh) = generated("zsh");
+    let check = run("zsh", &["-n", zsh.to_str().unwrap()]);
+    assert!(check.status.success(), "zsh -n: {}", String::from_utf8_lossy(&check.stderr));
+    let (_dir2, fish) = generated("fish");
+    let check = run("fish", &["--no-execute", fish.to_str().unwrap()]);
+    assert!(check.status.success(), "fish -n: {}", String::from_utf8_lossy(&check.stderr));
+    let code = format!("source {}; complete -C 'ftpfs --gen'", fish.display());
+    let out = run("fish", &["--no-config", "-c", &code]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--generate"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn stats(path: &std::path::Path) -> (bool, String) {
+    let out = ftpfs_command(&["stats", path.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn stats_show_connections_transfers_caches_and_errors() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(ServerKind::Vsftpd);
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    srv.put_file("big.bin", &big);
+    srv.put_file("full/inside.txt", b"x");
+    srv.put_file("gone.txt", b"soon gone");
+    let m = Mount::new(&srv, &[]);
+    m.sh_ok("ls -l && ls -l full && ls -l");
+    // Deleted behind the mount's back: the download is refused (550), a not-found error.
+    m.sh_ok("ls -l gone.txt");
+    let not_found_before = error_count(&stats(m.path()).1, "not-found");
+    std::fs::remove_file(srv.disk("gone.txt")).unwrap();
+    assert!(!m.sh("cat gone.txt").status.success(), "reading a file deleted on the server");
+    // A reader that stops after its first MiB keeps its download in flight.
+    let mut reader = std::fs::File::open(m.p("big.bin")).unwrap();
+    let mut first = vec![0u8; 1 << 20];
+    reader.read_exact(&mut first).unwrap();
+    let (ok, text) = stats(m.path());
+    assert!(ok, "{text}");
+    assert!(text.starts_with(&format!("ftp://{}@", support::USER)) && text.contains(" on "), "{text}");
+    assert!(text.contains("connections   ") && text.contains("1 transfers"), "{text}");
+    assert!(text.contains("transfers     1 in flight") && text.contains("download /big.bin"), "{text}");
+    let hits: u64 = text
+        .split("cache hits ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(hits >= 1, "the second ls -l is served from the cache: {text}");
+    assert!(error_count(&text, "not-found") > not_found_before, "the refused download is counted: {text}");
+    for gauge in ["read-ahead", "write-back", "moved"] {
+        assert!(text.contains(gauge), "{gauge}: {text}");
+    }
+    drop(reader);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stats(m.path()).1.contains("transfers     0 in flight") {
+        assert!(Instant::now() < deadline, "the download stays in flight after close: {}", stats(m.path()).1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Through the socket itself: our user (root) gets the report, another user a refusal.
+    let (device, _) = ftpfs::mount::mount_entry(m.path()).expect("the mount in mountinfo");
+    let ask = |uid: u32| {
+        let code = format!(
+            "import socket; s = socket.socket(socket.AF_UNIX); s.connect('\\0ftpfs-stats-{device}'); \
+             print(s.recv(65536).decode())"
+        );
+        let out = std::process::Command::new("python3").args(["-c", &code]).uid(uid).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert!(ask(0).contains("transfers"), "{}", ask(0));
+    let other = support::uid_of(support::USER);
+    assert!(ask(other).contains("not allowed"), "{}", ask(other));
+    // Not a mount, or not ours: a clear error.
+    let (ok, text) = stats(&m.p("full"));
+    assert!(!ok && text.contains("not a mount point"), "{text}");
+    let (ok, text) = stats(std::path::Path::new("/proc"));
+    assert!(!ok && text.contains("not an ftpfs one"), "{text}");
+}
+
+/// How many errors of `kind` a report counts.
+fn error_count(report: &str, kind: &str) -> u64 {
+    let errors = report.lines().find(|l| l.starts_with("errors")).unwrap_or("");
+    errors
+        .split(", ")
+        .find_map(|e| e.trim_start_matches("errors").trim().strip_prefix(kind))
+        .map_or(0, |n| n.trim().parse().unwrap_or(0))
+}
+
+/// Everything sent to `sock` until it has been quiet for a while.
+fn received(sock: &UnixDatagram) -> Vec<String> {
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    got
+}
+
+#[test]
+fn a_background_mount_logs_to_syslog_unless_given_a_file() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(ServerKind::Pyftpdlib);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("log.sock");
+    let sock = UnixDatagram::bind(&socket).unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    let guard = support::mount::MountGuard::new(mnt.path());
+    let url = format!("ftp://{}:{PASSWORD}@127.0.0.1:{}/", support::USER, srv.port);
+    let out = ftpfs_command(&["-v", &url, mnt.path().to_str().unwrap()])
+        .env_remove("FTPFS_LOG_FILE")
+        .env("FTPFS_SYSLOG_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::metadata(mnt.path().join("missing"));
+    let lines = received(&sock);
+    let pid = support::mount::daemon_pid_of(mnt.path()).expect("the mount's process");
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("ftpfs[{pid}]: ftpfs::mount: mounted"))),
+        "syslog lines of the background process: {lines:?}"
+    );
+    assert!(lines.iter().all(|l| l.starts_with('<') && !l.contains(PASSWORD)), "{lines:?}");
+    drop(guard);
+
+    // With FTPFS_LOG_FILE, the file gets the log and syslog nothing.
+    let log = dir.path().join("ftpfs.log");
+    let guard = support::mount::MountGuard::new(mnt.path());
+    let out = ftpfs_command(&["-v", &url, mnt.path().to_str().unwrap()])
+        .env("FTPFS_LOG_FILE", &log)
+        .env("FTPFS_SYSLOG_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::metadata(mnt.path().join("missing"));
+    assert!(received(&sock).is_empty(), "syslog got lines although FTPFS_LOG_FILE was set");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("mounted") && !text.contains(PASSWORD), "{text}");
+    drop(guard);
+}
