@@ -199,7 +199,8 @@ mod tests {
         for (form, text) in MOUNT_OPTIONS {
             assert!(!text.is_empty());
             let opt = sample(form);
-            crate::cli::parse_mount_options(std::slice::from_ref(&opt)).unwrap_or_else(|e| panic!("{form} ({opt}): {e}"));
+            crate::cli::parse_mount_options(std::slice::from_ref(&opt))
+                .unwrap_or_else(|e| panic!("{form} ({opt}): {e}"));
         }
     }
 
