@@ -6,7 +6,8 @@
 //! file to place, find, protect or clean up after a crash (an abstract name goes with its
 //! process), and device numbers are unique among live mounts, also after a lazy unmount. The
 //! mount answers only its own user and root (everyone with `allow_other`), checked on the
-//! connection's credentials. It costs the file system's hot path nothing; an extended attribute
+//! connection's credentials, and `ftpfs stats` believes only an answer from the user who
+//! mounted (or root): another user could take the name first. It costs the file system's hot path nothing; an extended attribute
 //! of the root, tried first, made the kernel ask the mount for `security.capability` on every
 //! write(2) once extended attributes were answered at all (10% slower writes on loopback).
 //! Every wait is bounded: the client gives the mount [`WAIT`], the mount gives a reader as long.
@@ -80,14 +81,22 @@ pub fn fetch(mountpoint: &Path) -> Result<String, String> {
         _ => mountpoint.canonicalize(),
     }
     .map_err(|e| format!("{shown}: {e}"))?;
-    let device = match crate::mount::mount_entry(&path) {
-        Some((device, kind)) if kind == "fuse.ftpfs" => device,
-        Some((_, kind)) => return Err(format!("{shown} is a {kind} mount, not an ftpfs one")),
+    let entry = match crate::mount::mount_entry(&path) {
+        Some(m) if m.kind == "fuse.ftpfs" => m,
+        Some(m) => return Err(format!("{shown} is a {} mount, not an ftpfs one", m.kind)),
         None => return Err(format!("{shown} is not a mount point")),
     };
-    let conn = UnixStream::connect_addr(&address(&device).map_err(|e| e.to_string())?).map_err(|e| {
+    let conn = UnixStream::connect_addr(&address(&entry.device).map_err(|e| e.to_string())?).map_err(|e| {
         format!("the mount at {shown} does not answer ({e}): its process is gone, or an older ftpfs serves it")
     })?;
+    // Any local user may bind an abstract name: believe only the user who mounted, or root.
+    let server = peer_uid(&conn);
+    if !server.is_some_and(|uid| uid == 0 || Some(uid) == entry.user_id) {
+        return Err(format!(
+            "the statistics socket of {shown} belongs to another user (uid {server:?}, the mount's is {:?}): not trusted",
+            entry.user_id
+        ));
+    }
     conn.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
     let mut report = String::new();
     conn.take(MAX_REPORT).read_to_string(&mut report).map_err(|e| match e.kind() {

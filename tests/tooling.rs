@@ -130,7 +130,9 @@ fn stats_show_connections_transfers_caches_and_errors() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Through the socket itself: our user (root) gets the report, another user a refusal.
-    let (device, _) = ftpfs::mount::mount_entry(m.path()).expect("the mount in mountinfo");
+    let entry = ftpfs::mount::mount_entry(m.path()).expect("the mount in mountinfo");
+    assert_eq!((entry.kind.as_str(), entry.user_id), ("fuse.ftpfs", Some(0)), "{entry:?}");
+    let device = entry.device;
     let ask = |uid: u32| {
         let code = format!(
             "import socket; s = socket.socket(socket.AF_UNIX); s.connect('\\0ftpfs-stats-{device}'); \
