@@ -1,8 +1,9 @@
 //! Where the log goes: standard error in the foreground (`-f`, `--probe`); for a background
 //! mount, syslog (which the journal reads on Linux) and standard error until the mount is
 //! ready, or only the file `FTPFS_LOG_FILE` names when it is set. `-v` and `RUST_LOG` choose what
-//! is logged, everywhere alike. Nothing logged may block the mount: the syslog socket's sends
-//! give up after [`SEND_WAIT`] (a message is lost rather than a file operation held).
+//! is logged, everywhere alike. Nothing logged may block the mount: in the background a thread
+//! of its own sends to syslog from a bounded queue (a message is lost rather than a file
+//! operation held), and each send gives up after [`SEND_WAIT`].
 
 use std::time::Duration;
 
@@ -18,10 +19,26 @@ const SOCKET_ENV: &str = "FTPFS_SYSLOG_SOCKET";
 
 type SyslogLogger = syslog::Logger<LoggerBackend, Formatter3164>;
 
+/// Messages waiting for the syslog writer; past this many, new ones are dropped.
+const QUEUE: usize = 1024;
+
+/// How often a lost syslog connection is tried again, at most.
+const RECONNECT_EVERY: Duration = Duration::from_secs(5);
+
 /// Standard error (as configured by `RUST_LOG`/`-v`) plus syslog.
+///
+/// Until the mount forks into the background, messages (a few, at start-up) go to syslog in
+/// place, each send bounded by [`SEND_WAIT`]. In the background process a thread of its own
+/// sends them, fed through a bounded queue that never makes a file operation wait: a message
+/// that finds it full is dropped. That thread reconnects when syslog went away (restarted).
 struct Both {
     stderr: env_logger::Logger,
-    syslog: Mutex<SyslogLogger>,
+    /// The process that set logging up (before the fork).
+    parent: u32,
+    /// The connection, until the writer thread takes it.
+    direct: Mutex<Option<SyslogLogger>>,
+    /// The writer thread's queue, once it runs.
+    queue: Mutex<Option<crossbeam_channel::Sender<(Level, String)>>>,
 }
 
 impl Log for Both {
@@ -35,21 +52,63 @@ impl Log for Both {
         }
         self.stderr.log(record);
         let message = format!("{}: {}", record.target(), record.args());
-        let mut syslog = self.syslog.lock();
-        // The mount forks into the background after logging started: show the pid it runs as.
-        syslog.formatter.pid = std::process::id();
-        // A message syslog could not take is dropped: there is nowhere better to report it.
-        let _ = match record.level() {
-            Level::Error => syslog.err(message),
-            Level::Warn => syslog.warning(message),
-            Level::Info => syslog.info(message),
-            Level::Debug | Level::Trace => syslog.debug(message),
-        };
+        if std::process::id() == self.parent {
+            if let Some(syslog) = self.direct.lock().as_mut() {
+                send(syslog, record.level(), message);
+            }
+            return;
+        }
+        let mut queue = self.queue.lock();
+        if queue.is_none() {
+            *queue = self.start_writer();
+        }
+        if let Some(q) = queue.as_ref() {
+            // Full: dropped, rather than a request waiting for syslog.
+            let _ = q.try_send((record.level(), message));
+        }
     }
 
     fn flush(&self) {
         self.stderr.flush();
     }
+}
+
+impl Both {
+    /// Starts the thread that sends to syslog, with the connection made before the fork.
+    fn start_writer(&self) -> Option<crossbeam_channel::Sender<(Level, String)>> {
+        let (tx, rx) = crossbeam_channel::bounded::<(Level, String)>(QUEUE);
+        let mut syslog = self.direct.lock().take();
+        let spawned = std::thread::Builder::new().name("syslog".into()).spawn(move || {
+            let mut next_try = std::time::Instant::now();
+            for (level, message) in rx {
+                if syslog.is_none() && std::time::Instant::now() >= next_try {
+                    syslog = connect_syslog().ok();
+                    next_try = std::time::Instant::now() + RECONNECT_EVERY;
+                }
+                if let Some(s) = syslog.as_mut()
+                    && !send(s, level, message)
+                {
+                    // Gone (restarted), or a frame half sent: a fresh connection for the next one.
+                    syslog = None;
+                    next_try = std::time::Instant::now();
+                }
+            }
+        });
+        spawned.ok().map(|_| tx)
+    }
+}
+
+/// Sends one message; false when the connection failed.
+fn send(syslog: &mut SyslogLogger, level: Level, message: String) -> bool {
+    // The mount forks into the background after logging started: show the pid it runs as.
+    syslog.formatter.pid = std::process::id();
+    let sent = match level {
+        Level::Error => syslog.err(message),
+        Level::Warn => syslog.warning(message),
+        Level::Info => syslog.info(message),
+        Level::Debug | Level::Trace => syslog.debug(message),
+    };
+    sent.is_ok()
 }
 
 /// Connects to syslog (`FTPFS_SYSLOG_SOCKET`, else /dev/log and the usual other places).
@@ -104,7 +163,9 @@ pub fn init(verbose: u8, background: bool) {
     match connect_syslog() {
         Ok(syslog) => {
             let max = stderr.filter();
-            if log::set_boxed_logger(Box::new(Both { stderr, syslog: Mutex::new(syslog) })).is_ok() {
+            let both =
+                Both { stderr, parent: std::process::id(), direct: Mutex::new(Some(syslog)), queue: Mutex::new(None) };
+            if log::set_boxed_logger(Box::new(both)).is_ok() {
                 log::set_max_level(max);
             }
         }

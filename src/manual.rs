@@ -35,7 +35,7 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
     (
         "cafile=PATH",
         "Trust the certificates in this PEM file instead of the system's; a certificate in it is also \
-         trusted as itself (a self-signed server certificate).",
+         trusted as itself, name and dates unchecked, like a pinned one (a self-signed server certificate).",
     ),
     (
         "fingerprint=SHA256:HEX",

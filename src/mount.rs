@@ -34,6 +34,29 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, StartError> {
     Ok(canon)
 }
 
+/// The option that makes the type `fuse.ftpfs` in /proc/mounts and `df -T`. fuser 0.18 hands
+/// `Subtype` to fusermount only; as root it calls mount(2) with plain "fuse" and drops it. The
+/// kernel takes `subtype=` as a mount option since Linux 5.4 (older ones refuse the mount), and
+/// fusermount takes it always.
+fn subtype_option() -> MountOption {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && !kernel_at_least(5, 4) {
+        return MountOption::Subtype("ftpfs".into());
+    }
+    MountOption::CUSTOM("subtype=ftpfs".into())
+}
+
+/// Whether the running kernel is `major.minor` or newer (true when it cannot be told).
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => true,
+    }
+}
+
 /// The `major:minor` of the newest mount on `path`.
 fn mount_device(path: &Path) -> Option<String> {
     mount_entry(path).map(|m| m.device)
@@ -451,15 +474,8 @@ fn mount_and_serve(
     });
 
     let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(plan.target.display_url()),
-        // The type shows as `fuse.ftpfs` in /proc/mounts and `df -T`. fuser 0.18 hands `Subtype`
-        // to fusermount only; as root it calls mount(2) with plain "fuse" and drops it. The
-        // kernel takes `subtype=` as a mount option (Linux 5.4+), and so does fusermount.
-        MountOption::CUSTOM("subtype=ftpfs".into()),
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ];
+    config.mount_options =
+        vec![MountOption::FSName(plan.target.display_url()), subtype_option(), MountOption::NoDev, MountOption::NoSuid];
     if o.read_only {
         config.mount_options.push(MountOption::RO);
     }

@@ -50,7 +50,7 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
         None => println!("TLS           not used (server offers AUTH TLS: {})", yes(f.auth_tls())),
     }
     if let Some(fp) = c.tls_fingerprint() {
-        println!("certificate   {fp} (pin it with -o fingerprint={fp})");
+        println!("certificate   {fp} (once the server's owner confirms it, pin it with -o fingerprint={fp})");
     }
     println!("features      {}", if f.raw.is_empty() { "(FEAT not supported)".into() } else { f.raw.join(", ") });
     println!(

@@ -47,10 +47,12 @@ struct Registry {
     gauges: Mutex<Vec<Gauge>>,
 }
 
+/// Reads a gauge: `None` once its component is gone.
+type ReadGauge = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 struct Gauge {
     name: &'static str,
-    /// `None` once the component is gone.
-    read: Box<dyn Fn() -> Option<String> + Send + Sync>,
+    read: ReadGauge,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
@@ -92,7 +94,7 @@ pub fn error(kind: &'static str) {
 pub fn gauge(name: &'static str, read: impl Fn() -> Option<String> + Send + Sync + 'static) {
     let mut gauges = REGISTRY.gauges.lock();
     gauges.retain(|g| g.name != name);
-    gauges.push(Gauge { name, read: Box::new(read) });
+    gauges.push(Gauge { name, read: Arc::new(read) });
 }
 
 /// A transfer in flight.
@@ -132,6 +134,12 @@ impl Drop for TransferMeter {
     }
 }
 
+/// A name from the server, safe to print: control characters (a line break that would forge a
+/// line of the report, a terminal escape) shown as `?`.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 /// `1.5 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -157,18 +165,21 @@ pub fn report(header: &str) -> String {
     let r = &*REGISTRY;
     let mut out = String::new();
     let _ = writeln!(out, "{header}, up {}", duration(r.started.elapsed().as_secs()));
-    let gauges: Vec<(&'static str, String)> = {
-        let mut gauges = r.gauges.lock();
-        let mut lines = Vec::new();
-        gauges.retain(|g| match (g.read)() {
-            Some(line) => {
-                lines.push((g.name, line));
-                true
-            }
-            None => false,
-        });
-        lines
-    };
+    // Read outside the registry's lock: a gauge takes its component's locks, and a component
+    // dropped meanwhile is dropped here, with whatever its drop does.
+    let readers: Vec<(&'static str, ReadGauge)> = r.gauges.lock().iter().map(|g| (g.name, g.read.clone())).collect();
+    let mut gauges = Vec::new();
+    let mut gone = Vec::new();
+    for (name, read) in readers {
+        match read() {
+            Some(line) => gauges.push((name, line)),
+            None => gone.push(name),
+        }
+    }
+    if !gone.is_empty() {
+        // Only a gauge that is still the one that said it was gone (none registered since).
+        r.gauges.lock().retain(|g| !(gone.contains(&g.name) && (g.read)().is_none()));
+    }
     let line = |out: &mut String, name: &str, text: &str| {
         let _ = writeln!(out, "{name:<13} {text}");
     };
@@ -195,7 +206,7 @@ pub fn report(header: &str) -> String {
             out,
             "  {:<8} {}  {} in {:.1}s, {}/s",
             if t.upload { "upload" } else { "download" },
-            t.path,
+            printable(&t.path),
             bytes(moved),
             secs,
             bytes((moved as f64 / secs) as u64)
@@ -236,6 +247,9 @@ mod tests {
 
     #[test]
     fn a_report_shows_transfers_in_flight_and_forgets_them() {
+        let odd = transfer("/stats-test/odd\nerrors        none\x1b[2J", true);
+        assert!(report("ftpfs test").contains("/stats-test/odd?errors        none?[2J"));
+        drop(odd);
         let meter = transfer("/stats-test/big.iso", false);
         meter.moved(3 << 20);
         gauge("stats-test-gauge", || Some("3 queued".into()));

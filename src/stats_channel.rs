@@ -54,7 +54,11 @@ pub fn serve(device: &str, header: String, everyone: bool) -> std::io::Result<()
     let own = unsafe { libc::getuid() };
     std::thread::Builder::new().name("stats".into()).spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
+            let Ok(mut conn) = conn else {
+                // Out of descriptors, say: no spinning while it lasts.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             let allowed = everyone || peer_uid(&conn).is_some_and(|uid| uid == own || uid == 0);
             let answer = if allowed {
                 crate::stats::report(&header)
@@ -68,19 +72,39 @@ pub fn serve(device: &str, header: String, everyone: bool) -> std::io::Result<()
     Ok(())
 }
 
-/// The report of the mount at `mountpoint`.
-pub fn fetch(mountpoint: &Path) -> Result<String, String> {
-    let shown = mountpoint.display().to_string();
-    // The parent is resolved, not the mount point itself: its root is the mount's to answer,
-    // and a hung mount would hang us.
-    let path = match (mountpoint.parent(), mountpoint.file_name()) {
-        (Some(parent), Some(name)) => {
-            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-            parent.canonicalize().map(|p| p.join(name))
+/// `path` made absolute without asking the file system mounted there: the parent is resolved,
+/// and a last component that is a symbolic link is followed by hand (readlink does not enter the
+/// mount), since a stat of the mount's root is the mount's to answer and a hung mount would hang.
+fn resolve(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..16 {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return path.canonicalize();
+        };
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let resolved = parent.canonicalize()?.join(name);
+        match std::fs::read_link(&resolved) {
+            Ok(target) => path = resolved.parent().unwrap_or(Path::new("/")).join(target),
+            Err(_) => return Ok(resolved),
         }
-        _ => mountpoint.canonicalize(),
     }
-    .map_err(|e| format!("{shown}: {e}"))?;
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+/// The report of the mount at `mountpoint`, within [`WAIT`] and a second.
+pub fn fetch(mountpoint: &Path) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(ask(&path));
+    });
+    rx.recv_timeout(WAIT + Duration::from_secs(1))
+        .unwrap_or_else(|_| Err(format!("the mount at {} did not answer in time", mountpoint.display())))
+}
+
+fn ask(mountpoint: &Path) -> Result<String, String> {
+    let shown = mountpoint.display().to_string();
+    let path = resolve(mountpoint).map_err(|e| format!("{shown}: {e}"))?;
     let entry = match crate::mount::mount_entry(&path) {
         Some(m) if m.kind == "fuse.ftpfs" => m,
         Some(m) => return Err(format!("{shown} is a {} mount, not an ftpfs one", m.kind)),

@@ -31,11 +31,9 @@ fn round_trip(srv: &FtpServer, proxy: &TestProxy, options: &[&str]) {
     assert!(std::fs::read(srv.disk("sub/up.bin")).unwrap() == data, "upload through the proxy differs on disk");
     m.sh_ok("mv sub/up.bin moved.bin && ls -l moved.bin");
     assert!(std::fs::read(m.p("moved.bin")).unwrap() == data, "download through the proxy differs");
-    if let Some(pid) = m.daemon_pid() {
-        let cmdline =
-            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
-        assert!(!cmdline.contains("proxy-secret"), "proxy password visible in ps: {cmdline}");
-    }
+    let pid = m.daemon_pid().expect("the mount's process");
+    let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
+    assert!(!cmdline.contains("proxy-secret"), "proxy password visible in ps: {cmdline}");
     drop(m);
     let asked = proxy.requests();
     assert!(asked.iter().all(|(host, _)| host == NAME), "the proxy was asked for other hosts: {asked:?}");
@@ -53,7 +51,8 @@ fn socks5_with_password_epsv_and_pasv() {
     if !fuse_available() {
         return;
     }
-    for extra in [None, Some("no_epsv")] {
+    // pasv_ip changes nothing here: vsftpd offers EPSV, whose replies carry no address.
+    for extra in [None, Some("no_epsv"), Some("pasv_ip")] {
         let srv = FtpServer::start(ServerKind::Vsftpd);
         let proxy = TestProxy::start(ProxyProtocol::Socks5, Some(("alice", "proxy-secret")), &[(NAME, "127.0.0.1")]);
         let option = format!("proxy={}", proxy.url(Some(("alice", "proxy-secret"))));
@@ -88,6 +87,41 @@ fn ftps_through_socks5_pinned_by_fingerprint() {
     let fp = openssl_fingerprint(&test_ca().server_cert).replace("sha256 Fingerprint=", "SHA256:");
     let option = format!("proxy={}", proxy.url(None));
     round_trip(&srv, &proxy, &["tls", &format!("fingerprint={fp}"), &option]);
+}
+
+/// The wire layer through the proxy, without FUSE: by name and by IP literal (SOCKS5 address
+/// types 3 and 1), EPSV and PASV, and with `pasv_ip` a PASV reply's address asked of the proxy.
+#[test]
+fn connections_through_a_proxy_without_the_kernel() {
+    let srv = FtpServer::start(ServerKind::Vsftpd);
+    srv.put_file("f.txt", b"through the proxy\n");
+    for (host, epsv, pasv_ip) in
+        [(NAME, true, false), ("127.0.0.1", true, false), (NAME, false, false), (NAME, false, true)]
+    {
+        let proxy = TestProxy::start(ProxyProtocol::Socks5, None, &[(NAME, "127.0.0.1")]);
+        let mut o = srv.options();
+        o.host = host.to_string();
+        o.use_epsv = epsv;
+        o.trust_pasv_address = pasv_ip;
+        o.proxy = Some(std::sync::Arc::new(ftpfs::ftp::Proxy::parse(&proxy.url(None)).unwrap()));
+        let mut c = ftpfs::ftp::Connection::connect(&o).unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(support::fetch(&mut c, "/f.txt", 0), b"through the proxy\n");
+        let mut up = c.stor("/up.txt").unwrap();
+        std::io::Write::write_all(&mut up, b"up through the proxy").unwrap();
+        up.finish().unwrap();
+        assert_eq!(std::fs::read(srv.disk("up.txt")).unwrap(), b"up through the proxy");
+        c.quit();
+        let asked = proxy.requests();
+        // vsftpd's PASV replies announce 127.0.0.1: asked as such only with pasv_ip.
+        let data_host = if pasv_ip { "127.0.0.1" } else { host };
+        let data_ports = srv.pasv_range.0..=srv.pasv_range.1;
+        assert_eq!(asked[0], (host.to_string(), srv.port), "{asked:?}");
+        assert!(asked[1..].len() >= 2, "{asked:?}");
+        assert!(
+            asked[1..].iter().all(|(h, p)| h == data_host && data_ports.contains(p)),
+            "{host} epsv={epsv} pasv_ip={pasv_ip}: {asked:?}"
+        );
+    }
 }
 
 #[test]

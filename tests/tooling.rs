@@ -183,7 +183,7 @@ fn a_background_mount_logs_to_syslog_unless_given_a_file() {
     let mnt = tempfile::tempdir().unwrap();
     let guard = support::mount::MountGuard::new(mnt.path());
     let url = format!("ftp://{}:{PASSWORD}@127.0.0.1:{}/", support::USER, srv.port);
-    let out = ftpfs_command(&["-v", &url, mnt.path().to_str().unwrap()])
+    let out = ftpfs_command(&["-vv", &url, mnt.path().to_str().unwrap()])
         .env_remove("FTPFS_LOG_FILE")
         .env("FTPFS_SYSLOG_SOCKET", &socket)
         .output()
@@ -197,7 +197,29 @@ fn a_background_mount_logs_to_syslog_unless_given_a_file() {
         "syslog lines of the background process: {lines:?}"
     );
     assert!(lines.iter().all(|l| l.starts_with('<') && !l.contains(PASSWORD)), "{lines:?}");
+    // syslog restarts (its socket made anew): the mount's messages reach the new one.
+    drop(sock);
+    std::fs::remove_file(&socket).unwrap();
+    let sock = UnixDatagram::bind(&socket).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    let mut again = Vec::new();
+    while again.is_empty() {
+        assert!(Instant::now() < deadline, "nothing reached the restarted syslog");
+        // Each look into a new directory is logged at -vv (a listing); the first is lost.
+        srv.put_file(&format!("d{n}/f"), b"x");
+        let _ = std::fs::metadata(mnt.path().join(format!("d{n}/f")));
+        n += 1;
+        again = received(&sock);
+    }
+    assert!(again.iter().any(|l| l.contains(&format!("ftpfs[{pid}]"))), "{again:?}");
     drop(guard);
+    // The first mount's last words (its unmount) are not the second one's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = received(&sock);
 
     // With FTPFS_LOG_FILE, the file gets the log and syslog nothing.
     let log = dir.path().join("ftpfs.log");

@@ -188,13 +188,17 @@ impl Connection {
     }
 
     /// Connects to the data port `addr.port()`: at `addr` directly, or through the proxy at the
-    /// host name the user gave (at `addr`'s address only when `pasv_ip` asked for it), since the
-    /// control connection's peer is then the proxy.
-    fn connect_data(&self, addr: SocketAddr) -> Result<TcpStream> {
+    /// host name the user gave, since the control connection's peer is then the proxy. Only an
+    /// address a PASV reply announced (`announced`), with `pasv_ip`, is asked of the proxy as it is.
+    fn connect_data(&self, addr: SocketAddr, announced: bool) -> Result<TcpStream> {
         match &self.opts.proxy {
             None => Ok(TcpStream::connect_timeout(&addr, self.opts.timeout)?),
             Some(proxy) => {
-                let host = if self.opts.trust_pasv_address { addr.ip().to_string() } else { self.opts.host.clone() };
+                let host = if announced && self.opts.trust_pasv_address {
+                    addr.ip().to_string()
+                } else {
+                    self.opts.host.clone()
+                };
                 let s = proxy.connect(&host, addr.port(), self.opts.timeout, None)?;
                 s.set_read_timeout(None)?;
                 s.set_write_timeout(None)?;
@@ -253,7 +257,7 @@ impl Connection {
         let port =
             parse_229(&reply.text()).ok_or_else(|| FtpError::protocol(format!("bad EPSV reply: {}", reply.text())))?;
         let addr = SocketAddr::new(self.peer.ip(), port);
-        let stream = self.connect_data(addr)?;
+        let stream = self.connect_data(addr, false)?;
         self.epsv_worked = true;
         Ok(stream)
     }
@@ -270,7 +274,7 @@ impl Connection {
             }
             SocketAddr::new(self.peer.ip(), announced.port())
         };
-        Ok(PendingData::Connected(self.connect_data(addr)?))
+        Ok(PendingData::Connected(self.connect_data(addr, true)?))
     }
 
     fn open_active(&mut self) -> Result<PendingData> {

@@ -64,11 +64,16 @@ impl Proxy {
         };
         if let Some((u, p)) = &credentials
             && kind == ProxyKind::Socks5
-            && (u.len() > 255 || p.expose().len() > 255)
+            && (!(1..=255).contains(&u.len()) || !(1..=255).contains(&p.expose().len()))
         {
-            return Err("a SOCKS5 user name or password is at most 255 bytes".into());
+            return Err("a SOCKS5 user name and password are each 1 to 255 bytes".into());
         }
-        Ok(Proxy { kind, host: host.to_string(), port: url.port().unwrap_or(default_port), credentials })
+        // `Url::port` hides a port equal to the scheme's default (`http://p:80`): look at the text.
+        let port = match explicit_port(s) {
+            Some(p) => p.parse::<u16>().map_err(|_| format!("invalid proxy port {p:?}"))?,
+            None => default_port,
+        };
+        Ok(Proxy { kind, host: host.to_string(), port, credentials })
     }
 
     /// `socks5://user@host:port`, without the password: for messages.
@@ -82,29 +87,29 @@ impl Proxy {
         format!("{scheme}://{user}{host}:{}", self.port)
     }
 
-    /// A TCP stream to `host:port` through the proxy, each step waiting at most `timeout` and
-    /// all of them ending by `deadline` when there is one. The stream's timeouts are left set.
+    /// A TCP stream to `host:port` through the proxy. The proxy's connect and handshake end
+    /// within `timeout` together, and by `deadline` when there is one (a proxy that answers a
+    /// byte at a time cannot stretch it). The stream's timeouts are left set.
     pub fn connect(&self, host: &str, port: u16, timeout: Duration, deadline: Option<Instant>) -> Result<TcpStream> {
-        let mut s = connect_tcp(&self.host, self.port, timeout, deadline).map_err(|e| match e {
+        let end = match deadline {
+            Some(d) => d.min(Instant::now() + timeout),
+            None => Instant::now() + timeout,
+        };
+        let tcp = connect_tcp(&self.host, self.port, timeout, Some(end)).map_err(|e| match e {
             FtpError::Io(io) => failed(format!("cannot reach {}: {io}", self.display())),
             other => other,
         })?;
-        let wait = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(timeout).max(Duration::from_millis(1)),
-            None => timeout,
-        };
-        s.set_read_timeout(Some(wait))?;
-        s.set_write_timeout(Some(wait))?;
-        s.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let mut s = Timed { tcp, end };
         match self.kind {
             ProxyKind::Socks5 => self.socks5(&mut s, host, port)?,
             ProxyKind::HttpConnect => self.http_connect(&mut s, host, port)?,
         }
         log::debug!("connected to {host}:{port} through {}", self.display());
-        Ok(s)
+        Ok(s.tcp)
     }
 
-    fn socks5(&self, s: &mut TcpStream, host: &str, port: u16) -> Result<()> {
+    fn socks5(&self, s: &mut Timed, host: &str, port: u16) -> Result<()> {
         let offer: &[u8] = if self.credentials.is_some() { &[5, 2, 0, 2] } else { &[5, 1, 0] };
         s.write_all(offer)?;
         let mut choice = [0u8; 2];
@@ -182,7 +187,7 @@ impl Proxy {
         read_exact(s, &mut bound)
     }
 
-    fn http_connect(&self, s: &mut TcpStream, host: &str, port: u16) -> Result<()> {
+    fn http_connect(&self, s: &mut Timed, host: &str, port: u16) -> Result<()> {
         let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
         if let Some((user, password)) = &self.credentials {
@@ -215,11 +220,51 @@ impl Proxy {
     }
 }
 
-fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<()> {
-    s.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => failed("the proxy closed the connection"),
-        _ => FtpError::Io(e),
-    })
+/// The proxy's socket with the end of the handshake: every read and write waits only for what
+/// is left of it.
+struct Timed {
+    tcp: TcpStream,
+    end: Instant,
+}
+
+impl Timed {
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "proxy: no answer in time"));
+        }
+        Ok(left)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        self.tcp.write_all(buf)
+    }
+}
+
+fn read_exact(s: &mut Timed, buf: &mut [u8]) -> Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        s.tcp.set_read_timeout(Some(s.left()?))?;
+        match s.tcp.read(&mut buf[filled..]) {
+            Ok(0) => return Err(failed("the proxy closed the connection")),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FtpError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The port written in a URL's authority, if any.
+fn explicit_port(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = &authority[authority.rfind('@').map_or(0, |at| at + 1)..];
+    let (host, port) = host_port.rsplit_once(':')?;
+    // `[::1]` alone has colons but no port.
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    (!port.is_empty() && (bracketed || !host.contains(':'))).then_some(port)
 }
 
 /// RFC 1928's reply codes in words.
@@ -237,10 +282,11 @@ fn socks5_reason(code: u8) -> &'static str {
     }
 }
 
-/// The proxy URL without its password, for messages.
+/// The proxy URL without what could be a user name and password, for messages.
 fn crate_redact(s: &str) -> String {
     match (s.find("://"), s.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}****{}", &s[..scheme_end + 3], &s[at..]),
+        (_, Some(at)) => format!("****{}", &s[at..]),
         _ => s.to_string(),
     }
 }
@@ -267,6 +313,17 @@ mod tests {
         assert!(Proxy::parse("socks5://p:1/path").is_err());
         let err = Proxy::parse("socks4://u:hidden@p").unwrap_err();
         assert!(!err.contains("hidden"), "{err}");
+        let err = Proxy::parse("0u:hidden@127.0.0.1:1080").unwrap_err();
+        assert!(!err.contains("hidden"), "{err}");
+        // A port equal to the scheme's default is still the one written.
+        assert_eq!(Proxy::parse("http://127.0.0.1:80").unwrap().port, 80);
+        assert_eq!(Proxy::parse("http://u:p@[::1]:80").unwrap().port, 80);
+        assert_eq!(Proxy::parse("http://[::1]").unwrap().port, 8080);
+        assert_eq!(Proxy::parse("socks5://h:1081/").unwrap().port, 1081);
+        // RFC 1929: neither may be empty.
+        assert!(Proxy::parse("socks5://u@h").is_err());
+        assert!(Proxy::parse("socks5://:p@h").is_err());
+        assert!(Proxy::parse("http://u@h").is_ok());
     }
 
     proptest! {

@@ -4,9 +4,10 @@
 //! - `fingerprint=SHA256:…` pins the server's certificate: its SHA-256 must match, whatever
 //!   signed it and whatever name it carries (ssh-style trust, for self-signed servers);
 //! - the default: a chain to the system roots or to `cafile=`, valid for the host name. A
-//!   certificate that is itself in `cafile=` is trusted as it is, so the self-signed
-//!   certificate of the usual vsftpd tutorial (which says CA:TRUE and so fails chain checks
-//!   as a server certificate) works as it does with `curl --cacert`;
+//!   certificate that is itself in `cafile=` is trusted as it is, like a pinned one (its name
+//!   and dates are not checked), so the self-signed certificate of the usual vsftpd tutorial
+//!   (which says CA:TRUE and so fails chain checks as a server certificate, and often names
+//!   another host) works;
 //! - `no_verify`: anything.
 //!
 //! In every case the handshake's signatures are checked, so only the holder of the
@@ -50,7 +51,7 @@ impl Fingerprint {
             _ => t,
         };
         let hex: String = t.chars().filter(|c| *c != ':').collect();
-        if hex.len() != 64 || !hex.is_ascii() {
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut bytes = [0u8; 32];
@@ -96,6 +97,8 @@ pub enum Trust {
 struct Refused {
     reason: String,
     fingerprint: Fingerprint,
+    /// It failed a `fingerprint=` pin: the one case where changing the option is the wrong advice.
+    pinned: bool,
 }
 
 impl fmt::Display for Refused {
@@ -137,7 +140,8 @@ impl Verifier {
     }
 
     fn refuse(&self, reason: String, end_entity: &CertificateDer<'_>) -> rustls::Error {
-        let refused = Refused { reason, fingerprint: Fingerprint::of(end_entity) };
+        let pinned = matches!(self.trust, Trust::Pinned(_));
+        let refused = Refused { reason, fingerprint: Fingerprint::of(end_entity), pinned };
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(refused))))
     }
 }
@@ -232,6 +236,14 @@ pub fn explain_refusal(e: &std::io::Error) -> Option<String> {
     };
     let refused = other.downcast_ref::<Refused>()?;
     let fp = refused.fingerprint;
+    if refused.pinned {
+        return Some(format!(
+            "the server's certificate is not trusted: {}. It is {fp}: either the server's certificate \
+             changed or someone is between you and the server. Check with the server's owner before \
+             changing the option",
+            refused.reason
+        ));
+    }
     Some(format!(
         "the server's certificate is not trusted: {}. Its fingerprint is {fp}; if you trust it (ask the \
          server's owner), mount with -o fingerprint={fp}, or give the certificate with -o cafile=FILE",
@@ -257,6 +269,7 @@ mod tests {
         assert!(Fingerprint::parse("SHA256:AB:CD").is_err());
         assert!(Fingerprint::parse(&shown.replace('A', "G")).is_err() || !shown.contains('A'));
         assert!(Fingerprint::parse("").is_err());
+        assert!(Fingerprint::parse(&format!("+F{}", &bare[2..])).is_err(), "a sign is not a hex digit");
     }
 
     proptest! {
