@@ -151,6 +151,29 @@ fn proxy_failures_are_clear_errors() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("proxy         http://bob@127.0.0.3"), "{text}");
     assert!(!text.contains("right"), "{text}");
+    // A proxy that answers a byte every 300 ms cannot stretch the start-up past `timeout`.
+    let drip = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let drip_port = drip.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = drip.accept() {
+            let mut request = [0u8; 512];
+            let _ = std::io::Read::read(&mut c, &mut request);
+            for _ in 0..1000 {
+                if std::io::Write::write_all(&mut c, b"X").is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = ftpfs_command(&["--probe", &url, "-o", &format!("proxy=http://127.0.0.3:{drip_port},timeout=2")])
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "a dripping proxy held the start-up: {msg}");
+    assert!(msg.contains("in time") || msg.contains("within"), "{msg}");
     let out =
         ftpfs_command(&[&url, "/nonexistent", "-o", &format!("proxy={},active", http.url(None))]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("active mode cannot work through a proxy"));
