@@ -7,7 +7,8 @@
 //! process), and device numbers are unique among live mounts, also after a lazy unmount. The
 //! mount answers only its own user and root (everyone with `allow_other`), checked on the
 //! connection's credentials, and `ftpfs stats` believes only an answer from the user who
-//! mounted (or root): another user could take the name first. It costs the file system's hot path nothing; an extended attribute
+//! mounted (or root): another user could take the name first, so a mount tries [`NAMES`] names
+//! in turn and the client skips those held by others. It costs the file system's hot path nothing; an extended attribute
 //! of the root, tried first, made the kernel ask the mount for `security.capability` on every
 //! write(2) once extended attributes were answered at all (10% slower writes on loopback).
 //! Every wait is bounded: the client gives the mount [`WAIT`], the mount gives a reader as long.
@@ -25,8 +26,13 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A report is never longer than this (a bound on what the client reads).
 const MAX_REPORT: u64 = 16 << 20;
 
-fn address(device: &str) -> std::io::Result<SocketAddr> {
-    SocketAddr::from_abstract_name(format!("ftpfs-stats-{device}").as_bytes())
+/// Names a mount tries in turn: another local user may have taken the first ones (any user
+/// may bind any abstract name), and the client skips those by their owner.
+const NAMES: usize = 8;
+
+fn address(device: &str, n: usize) -> std::io::Result<SocketAddr> {
+    let name = if n == 0 { format!("ftpfs-stats-{device}") } else { format!("ftpfs-stats-{device}-{n}") };
+    SocketAddr::from_abstract_name(name.as_bytes())
 }
 
 /// The uid of the process at the other end of `s`.
@@ -49,7 +55,15 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
 /// Starts answering `ftpfs stats` for the mount with device `device`: each report starts with
 /// `header`. `everyone`: answer any user (allow_other), not only ours and root.
 pub fn serve(device: &str, header: String, everyone: bool) -> std::io::Result<()> {
-    let listener = UnixListener::bind_addr(&address(device)?)?;
+    let mut bound = Err(std::io::Error::other("no name to bind"));
+    for n in 0..NAMES {
+        bound = UnixListener::bind_addr(&address(device, n)?);
+        match &bound {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => log::warn!("stats socket name {n} taken: {e}"),
+            _ => break,
+        }
+    }
+    let listener = bound?;
     // SAFETY: getuid cannot fail.
     let own = unsafe { libc::getuid() };
     std::thread::Builder::new().name("stats".into()).spawn(move || {
@@ -110,17 +124,34 @@ fn ask(mountpoint: &Path) -> Result<String, String> {
         Some(m) => return Err(format!("{shown} is a {} mount, not an ftpfs one", m.kind)),
         None => return Err(format!("{shown} is not a mount point")),
     };
-    let conn = UnixStream::connect_addr(&address(&entry.device).map_err(|e| e.to_string())?).map_err(|e| {
-        format!("the mount at {shown} does not answer ({e}): its process is gone, or an older ftpfs serves it")
-    })?;
+    ask_device(&entry.device, entry.user_id, &shown)
+}
+
+/// The report of the mount with device `device`, mounted by `user_id`, named `shown` in errors.
+pub fn ask_device(device: &str, user_id: Option<u32>, shown: &str) -> Result<String, String> {
     // Any local user may bind an abstract name: believe only the user who mounted, or root.
-    let server = peer_uid(&conn);
-    if !server.is_some_and(|uid| uid == 0 || Some(uid) == entry.user_id) {
-        return Err(format!(
-            "the statistics socket of {shown} belongs to another user (uid {server:?}, the mount's is {:?}): not trusted",
-            entry.user_id
-        ));
+    let mut last = String::new();
+    let mut found = None;
+    for n in 0..NAMES {
+        let conn = match UnixStream::connect_addr(&address(device, n).map_err(|e| e.to_string())?) {
+            Ok(c) => c,
+            Err(e) => {
+                last = format!(
+                    "the mount at {shown} does not answer ({e}): its process is gone, or an older ftpfs serves it"
+                );
+                break;
+            }
+        };
+        let server = peer_uid(&conn);
+        if server.is_some_and(|uid| uid == 0 || Some(uid) == user_id) {
+            found = Some(conn);
+            break;
+        }
+        last = format!(
+            "the statistics sockets of {shown} belong to another user (uid {server:?}, the mount's is {user_id:?}): not trusted"
+        );
     }
+    let conn = found.ok_or(last)?;
     conn.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
     let mut report = String::new();
     conn.take(MAX_REPORT).read_to_string(&mut report).map_err(|e| match e.kind() {

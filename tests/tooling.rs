@@ -151,6 +151,32 @@ fn stats_show_connections_transfers_caches_and_errors() {
     assert!(!ok && text.contains("not an ftpfs one"), "{text}");
 }
 
+/// Another local user who takes a mount's statistics socket name first neither silences the
+/// mount (it takes the next name) nor feeds `ftpfs stats` a report (its socket is skipped).
+#[test]
+fn a_squatted_stats_name_is_skipped() {
+    let device = format!("test-{}:1", std::process::id());
+    let code = format!(
+        "import socket, time; s = socket.socket(socket.AF_UNIX); s.bind('\\0ftpfs-stats-{device}'); s.listen(); \
+         print('bound', flush=True); c, _ = s.accept(); c.sendall(b'forged report'); time.sleep(30)"
+    );
+    let mut squatter = Command::new("python3")
+        .args(["-c", &code])
+        .uid(support::uid_of(support::USER))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(squatter.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "bound");
+    ftpfs::stats_channel::serve(&device, "the real mount".into(), false).expect("serve on the next name");
+    let report = ftpfs::stats_channel::ask_device(&device, Some(0), "test");
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    let report = report.unwrap();
+    assert!(report.starts_with("the real mount"), "{report}");
+}
+
 /// How many errors of `kind` a report counts.
 fn error_count(report: &str, kind: &str) -> u64 {
     let errors = report.lines().find(|l| l.starts_with("errors")).unwrap_or("");
