@@ -376,59 +376,6 @@ pub fn redact(s: &str) -> String {
     }
 }
 
-/// Looks up `machine host` (or `default`) in a netrc text; returns (login, password).
-pub fn netrc_lookup(text: &str, host: &str) -> Option<(Option<String>, Option<String>)> {
-    let mut tokens = text.split_whitespace();
-    let mut current: Option<bool> = None; // Some(true) inside the wanted machine
-    let (mut login, mut password) = (None, None);
-    let mut default = None;
-    let mut default_entry = (None, None);
-    while let Some(t) = tokens.next() {
-        match t {
-            "machine" => {
-                if current == Some(true) {
-                    return Some((login, password));
-                }
-                current = Some(tokens.next() == Some(host));
-                default = Some(false);
-            }
-            "default" => {
-                if current == Some(true) {
-                    return Some((login, password));
-                }
-                current = Some(false);
-                default = Some(true);
-            }
-            "login" | "password" | "account" | "macdef" => {
-                let v = tokens.next().map(str::to_string);
-                let slot = match t {
-                    "login" => 0,
-                    "password" => 1,
-                    _ => 2,
-                };
-                if current == Some(true) {
-                    if slot == 0 {
-                        login = v
-                    } else if slot == 1 {
-                        password = v
-                    }
-                } else if default == Some(true) {
-                    if slot == 0 {
-                        default_entry.0 = v
-                    } else if slot == 1 {
-                        default_entry.1 = v
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if current == Some(true) {
-        return Some((login, password));
-    }
-    if default_entry.0.is_some() || default_entry.1.is_some() { Some(default_entry) } else { None }
-}
-
 /// Warns when a file holding a password can be read by other users.
 fn warn_if_readable_by_others(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -467,7 +414,7 @@ pub fn resolve_password(target: &mut Target, opts: &MountOpts) -> Result<Secret,
         && let Ok(text) = std::fs::read_to_string(&netrc)
     {
         warn_if_readable_by_others(&netrc);
-        if let Some((login, password)) = netrc_lookup(&text, &target.host) {
+        if let Some((login, password)) = crate::netrc::lookup(&text, &target.host) {
             let login_matches = login.as_deref().is_none_or(|l| target.user == "anonymous" || l == target.user);
             if login_matches {
                 if target.user == "anonymous"
@@ -598,14 +545,5 @@ mod tests {
         assert!(with("ro").unwrap_err().contains("need TLS"));
         assert!(with("tls,no_verify").unwrap_err().contains("cannot be combined"));
         assert!(with("tls,cafile=/x").unwrap_err().contains("cannot be combined"));
-    }
-
-    #[test]
-    fn netrc() {
-        let text = "machine a.example login alice password pa\nmachine b.example\n login bob\n password pb\ndefault login anon password pd\n";
-        assert_eq!(netrc_lookup(text, "b.example"), Some((Some("bob".into()), Some("pb".into()))));
-        assert_eq!(netrc_lookup(text, "a.example"), Some((Some("alice".into()), Some("pa".into()))));
-        assert_eq!(netrc_lookup(text, "c.example"), Some((Some("anon".into()), Some("pd".into()))));
-        assert_eq!(netrc_lookup("machine x login y password z", "q"), None);
     }
 }

@@ -28,6 +28,7 @@ pub mod logging;
 pub mod manual;
 pub mod model;
 pub mod mount;
+pub mod netrc;
 pub mod probe;
 pub mod remote;
 pub mod stats;
