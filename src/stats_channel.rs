@@ -8,9 +8,10 @@
 //! mount answers only its own user and root (everyone with `allow_other`), checked on the
 //! connection's credentials, and `ftpfs stats` believes only an answer from the user who
 //! mounted (or root): another user could take the name first, so a mount tries [`NAMES`] names
-//! in turn and the client skips those held by others. It costs the file system's hot path nothing; an extended attribute
-//! of the root, tried first, made the kernel ask the mount for `security.capability` on every
-//! write(2) once extended attributes were answered at all (measurably slower writes on loopback).
+//! in turn and the client skips those held by others. It costs the file system's hot path
+//! nothing; an extended attribute of the root, tried first, made the kernel ask the mount for
+//! `security.capability` on every write(2) once extended attributes were answered at all
+//! (measurably slower writes on loopback).
 //! Every wait is bounded: the client gives the mount [`WAIT`], the mount gives a reader as long.
 
 use std::io::{Read, Write};
