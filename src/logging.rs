@@ -25,6 +25,19 @@ const QUEUE: usize = 1024;
 /// How often a lost syslog connection is tried again, at most.
 const RECONNECT_EVERY: Duration = Duration::from_secs(5);
 
+/// How long a flush (before the process exits) waits for the queue to be sent.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// What the writer thread is given.
+enum Msg {
+    Line(Level, String),
+    /// Answer once everything before it is sent.
+    Flush(crossbeam_channel::Sender<()>),
+}
+
+/// The background logger, for [`after_fork`] and [`flush`].
+static BOTH: std::sync::OnceLock<&'static Both> = std::sync::OnceLock::new();
+
 /// Standard error (as configured by `RUST_LOG`/`-v`) plus syslog.
 ///
 /// Until the mount forks into the background, messages (a few, at start-up) go to syslog in
@@ -38,7 +51,7 @@ struct Both {
     /// The connection, until the writer thread takes it.
     direct: Mutex<Option<SyslogLogger>>,
     /// The writer thread's queue, once it runs.
-    queue: Mutex<Option<crossbeam_channel::Sender<(Level, String)>>>,
+    queue: Mutex<Option<crossbeam_channel::Sender<Msg>>>,
 }
 
 impl Log for Both {
@@ -58,29 +71,52 @@ impl Log for Both {
             }
             return;
         }
-        let mut queue = self.queue.lock();
-        if queue.is_none() {
-            *queue = self.start_writer();
-        }
-        if let Some(q) = queue.as_ref() {
+        if let Some(q) = self.writer() {
             // Full: dropped, rather than a request waiting for syslog.
-            let _ = q.try_send((record.level(), message));
+            let _ = q.try_send(Msg::Line(record.level(), message));
         }
     }
 
+    /// Also waits (at most [`FLUSH_WAIT`]) until what was logged is sent: the process may be
+    /// about to exit, and its last words (unsaved data at unmount) matter most.
     fn flush(&self) {
         self.stderr.flush();
+        if std::process::id() == self.parent {
+            return;
+        }
+        if let Some(q) = self.writer() {
+            let (done, sent) = crossbeam_channel::bounded(1);
+            if q.send_timeout(Msg::Flush(done), FLUSH_WAIT).is_ok() {
+                let _ = sent.recv_timeout(FLUSH_WAIT);
+            }
+        }
     }
 }
 
 impl Both {
+    /// The writer thread's queue, started on first use in this process.
+    fn writer(&self) -> Option<crossbeam_channel::Sender<Msg>> {
+        let mut queue = self.queue.lock();
+        if queue.is_none() {
+            *queue = self.start_writer();
+        }
+        queue.clone()
+    }
+
     /// Starts the thread that sends to syslog, with the connection made before the fork.
-    fn start_writer(&self) -> Option<crossbeam_channel::Sender<(Level, String)>> {
-        let (tx, rx) = crossbeam_channel::bounded::<(Level, String)>(QUEUE);
+    fn start_writer(&self) -> Option<crossbeam_channel::Sender<Msg>> {
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(QUEUE);
         let mut syslog = self.direct.lock().take();
         let spawned = std::thread::Builder::new().name("syslog".into()).spawn(move || {
             let mut next_try = std::time::Instant::now();
-            for (level, message) in rx {
+            for msg in rx {
+                let (level, message) = match msg {
+                    Msg::Line(level, message) => (level, message),
+                    Msg::Flush(done) => {
+                        let _ = done.try_send(());
+                        continue;
+                    }
+                };
                 if syslog.is_none() && std::time::Instant::now() >= next_try {
                     syslog = connect_syslog().ok();
                     next_try = std::time::Instant::now() + RECONNECT_EVERY;
@@ -163,9 +199,14 @@ pub fn init(verbose: u8, background: bool) {
     match connect_syslog() {
         Ok(syslog) => {
             let max = stderr.filter();
-            let both =
-                Both { stderr, parent: std::process::id(), direct: Mutex::new(Some(syslog)), queue: Mutex::new(None) };
-            if log::set_boxed_logger(Box::new(both)).is_ok() {
+            let both: &'static Both = Box::leak(Box::new(Both {
+                stderr,
+                parent: std::process::id(),
+                direct: Mutex::new(Some(syslog)),
+                queue: Mutex::new(None),
+            }));
+            if log::set_logger(both).is_ok() {
+                let _ = BOTH.set(both);
                 log::set_max_level(max);
             }
         }
@@ -179,4 +220,17 @@ pub fn init(verbose: u8, background: bool) {
             }
         }
     }
+}
+
+/// In the background process, right after the fork: starts the syslog writer thread there and
+/// then, not on whichever request thread logs first.
+pub fn after_fork() {
+    if let Some(both) = BOTH.get() {
+        let _ = both.writer();
+    }
+}
+
+/// Sends what was logged before the process exits (bounded by [`FLUSH_WAIT`]).
+pub fn flush() {
+    log::logger().flush();
 }

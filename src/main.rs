@@ -35,7 +35,9 @@ fn main() {
     argv_scrub::scrub();
     let background = !args.foreground && !args.probe && args.command.is_none() && args.generate.is_none();
     ftpfs::logging::init(args.verbose, background);
-    if let Err(e) = start(args) {
+    let res = start(args);
+    ftpfs::logging::flush();
+    if let Err(e) = res {
         eprintln!("ftpfs: {e}");
         std::process::exit(1);
     }

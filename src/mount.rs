@@ -39,9 +39,7 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, StartError> {
 /// kernel takes `subtype=` as a mount option since Linux 5.4 (older ones refuse the mount), and
 /// fusermount takes it always.
 fn subtype_option() -> MountOption {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && !kernel_at_least(5, 4) {
+    if !kernel_at_least(5, 4) {
         return MountOption::Subtype("ftpfs".into());
     }
     MountOption::CUSTOM("subtype=ftpfs".into())
@@ -204,6 +202,7 @@ pub fn daemonize() -> Result<Report, StartError> {
             drop(read_end);
             // SAFETY: plain syscall, no memory involved.
             unsafe { libc::setsid() };
+            crate::logging::after_fork();
             Ok(Report { write: Some(File::from(write_end)) })
         }
         _child => {
@@ -211,12 +210,14 @@ pub fn daemonize() -> Result<Report, StartError> {
             let mut msg = String::new();
             let _ = File::from(read_end).read_to_string(&mut msg);
             if msg == "ok" {
+                crate::logging::flush();
                 std::process::exit(0);
             }
             if msg.is_empty() {
                 msg = "the mount process ended before the mount was ready".into();
             }
             eprintln!("ftpfs: {msg}");
+            crate::logging::flush();
             std::process::exit(1);
         }
     }
@@ -280,6 +281,7 @@ fn watch_unmount(mountpoint: PathBuf, model: Arc<Model>) -> Result<(), StartErro
             model.stop();
             std::thread::sleep(EXIT_GRACE);
             log::warn!("requests still pending {}s after the unmount; exiting", EXIT_GRACE.as_secs());
+            crate::logging::flush();
             std::process::exit(0);
         })
         .map(drop)
@@ -469,6 +471,7 @@ fn mount_and_serve(
         move || {
             log::debug!("{} is unmounted: ending here", mountpoint.display());
             finish(&model, journal.as_deref());
+            crate::logging::flush();
             std::process::exit(0);
         }
     });
@@ -530,14 +533,17 @@ fn mount_and_serve(
                     // the kernel then ends what is left with ENOTCONN.
                     std::thread::sleep(EXIT_GRACE);
                     log::warn!("requests still pending {}s after the signal; exiting", EXIT_GRACE.as_secs());
+                    crate::logging::flush();
                     std::process::exit(0);
                 });
                 if let Err(e) = stopping {
                     log::error!("cannot stop cleanly ({e}); exiting");
+                    crate::logging::flush();
                     std::process::exit(1);
                 }
                 if let Some(again) = received.next() {
                     log::warn!("second signal {again}: exiting now");
+                    crate::logging::flush();
                     std::process::exit(1);
                 }
             }

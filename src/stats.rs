@@ -169,16 +169,16 @@ pub fn report(header: &str) -> String {
     // dropped meanwhile is dropped here, with whatever its drop does.
     let readers: Vec<(&'static str, ReadGauge)> = r.gauges.lock().iter().map(|g| (g.name, g.read.clone())).collect();
     let mut gauges = Vec::new();
-    let mut gone = Vec::new();
+    let mut gone: Vec<ReadGauge> = Vec::new();
     for (name, read) in readers {
         match read() {
             Some(line) => gauges.push((name, line)),
-            None => gone.push(name),
+            None => gone.push(read),
         }
     }
     if !gone.is_empty() {
-        // Only a gauge that is still the one that said it was gone (none registered since).
-        r.gauges.lock().retain(|g| !(gone.contains(&g.name) && (g.read)().is_none()));
+        // Exactly the gauges that said they were gone (not one registered since in their place).
+        r.gauges.lock().retain(|g| !gone.iter().any(|d| Arc::ptr_eq(d, &g.read)));
     }
     let line = |out: &mut String, name: &str, text: &str| {
         let _ = writeln!(out, "{name:<13} {text}");

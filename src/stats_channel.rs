@@ -121,7 +121,9 @@ fn ask(mountpoint: &Path) -> Result<String, String> {
     let shown = mountpoint.display().to_string();
     let path = resolve(mountpoint).map_err(|e| format!("{shown}: {e}"))?;
     let entry = match crate::mount::mount_entry(&path) {
-        Some(m) if m.kind == "fuse.ftpfs" => m,
+        // Plain `fuse`: an ftpfs mounted by root on a kernel older than 5.4 (no subtype there);
+        // another file system's process just will not answer on our names.
+        Some(m) if m.kind == "fuse.ftpfs" || m.kind == "fuse" => m,
         Some(m) => return Err(format!("{shown} is a {} mount, not an ftpfs one", m.kind)),
         None => return Err(format!("{shown} is not a mount point")),
     };
@@ -137,10 +139,13 @@ pub fn ask_device(device: &str, user_id: Option<u32>, shown: &str) -> Result<Str
         let conn = match UnixStream::connect_addr(&address(device, n).map_err(|e| e.to_string())?) {
             Ok(c) => c,
             Err(e) => {
-                last = format!(
-                    "the mount at {shown} does not answer ({e}): its process is gone, or an older ftpfs serves it"
-                );
-                break;
+                // Nobody there (now): the mount may hold a later name, a squatter having left.
+                if last.is_empty() {
+                    last = format!(
+                        "the mount at {shown} does not answer ({e}): its process is gone, or an older ftpfs serves it"
+                    );
+                }
+                continue;
             }
         };
         let server = peer_uid(&conn);

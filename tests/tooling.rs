@@ -175,6 +175,9 @@ fn a_squatted_stats_name_is_skipped() {
     let _ = squatter.wait();
     let report = report.unwrap();
     assert!(report.starts_with("the real mount"), "{report}");
+    // The squatter gone, its name answers nobody: the mount's later name is still found.
+    let report = ftpfs::stats_channel::ask_device(&device, Some(0), "test").unwrap();
+    assert!(report.starts_with("the real mount"), "{report}");
 }
 
 /// How many errors of `kind` a report counts.
@@ -245,7 +248,9 @@ fn a_background_mount_logs_to_syslog_unless_given_a_file() {
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = received(&sock);
+    // Its last words reach syslog before it exits.
+    let last = received(&sock);
+    assert!(last.iter().any(|l| l.contains("is unmounted: ending here")), "{last:?}");
 
     // With FTPFS_LOG_FILE, the file gets the log and syslog nothing.
     let log = dir.path().join("ftpfs.log");

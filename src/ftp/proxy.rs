@@ -47,7 +47,12 @@ fn decode(s: &str) -> std::result::Result<String, String> {
 impl Proxy {
     /// Parses the value of `-o proxy=`. The port defaults to 1080 (SOCKS) or 8080 (HTTP).
     pub fn parse(s: &str) -> std::result::Result<Proxy, String> {
-        let url = url::Url::parse(s).map_err(|e| format!("invalid proxy {:?}: {e}", crate_redact(s)))?;
+        // The text is not shown: `-o` splits at commas, so a password may be cut anywhere.
+        let url = url::Url::parse(s).map_err(|e| {
+            format!(
+                "invalid proxy URL ({e}): use socks5://[user:password@]host:port or http://[user:password@]host:port"
+            )
+        })?;
         let (kind, default_port) = match url.scheme() {
             "socks5" | "socks5h" => (ProxyKind::Socks5, 1080),
             "http" => (ProxyKind::HttpConnect, 8080),
@@ -66,12 +71,16 @@ impl Proxy {
             && kind == ProxyKind::Socks5
             && (!(1..=255).contains(&u.len()) || !(1..=255).contains(&p.expose().len()))
         {
-            return Err("a SOCKS5 user name and password are each 1 to 255 bytes".into());
+            return Err("a SOCKS5 user name and password are each 1 to 255 bytes (give both: \
+                        socks5://user:password@host:port)"
+                .into());
         }
-        // `Url::port` hides a port equal to the scheme's default (`http://p:80`): look at the text.
-        let port = match explicit_port(s) {
-            Some(p) => p.parse::<u16>().map_err(|_| format!("invalid proxy port {p:?}"))?,
-            None => default_port,
+        // `Url::port` hides a port equal to the scheme's default (`http://p:80`): then the text
+        // says whether one was written.
+        let port = match (url.port(), explicit_port(s)) {
+            (Some(p), _) => p,
+            (None, Some(_)) => url.port_or_known_default().unwrap_or(default_port),
+            (None, None) => default_port,
         };
         Ok(Proxy { kind, host: host.to_string(), port, credentials })
     }
@@ -282,15 +291,6 @@ fn socks5_reason(code: u8) -> &'static str {
     }
 }
 
-/// The proxy URL without what could be a user name and password, for messages.
-fn crate_redact(s: &str) -> String {
-    match (s.find("://"), s.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}****{}", &s[..scheme_end + 3], &s[at..]),
-        (_, Some(at)) => format!("****{}", &s[at..]),
-        _ => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,8 +313,11 @@ mod tests {
         assert!(Proxy::parse("socks5://p:1/path").is_err());
         let err = Proxy::parse("socks4://u:hidden@p").unwrap_err();
         assert!(!err.contains("hidden"), "{err}");
-        let err = Proxy::parse("0u:hidden@127.0.0.1:1080").unwrap_err();
-        assert!(!err.contains("hidden"), "{err}");
+        for cut in ["0u:hidden@127.0.0.1:1080", "socks5://alice:hidden"] {
+            let err = Proxy::parse(cut).unwrap_err();
+            assert!(!err.contains("hid"), "{err}");
+        }
+        assert_eq!(Proxy::parse("http:/h:3128").map(|p| p.port), Ok(3128));
         // A port equal to the scheme's default is still the one written.
         assert_eq!(Proxy::parse("http://127.0.0.1:80").unwrap().port, 80);
         assert_eq!(Proxy::parse("http://u:p@[::1]:80").unwrap().port, 80);
