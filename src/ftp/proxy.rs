@@ -77,10 +77,10 @@ impl Proxy {
         }
         // `Url::port` hides a port equal to the scheme's default (`http://p:80`): then the text
         // says whether one was written.
-        let port = match (url.port(), explicit_port(s)) {
+        let port = match (url.port(), has_explicit_port(s)) {
             (Some(p), _) => p,
-            (None, Some(_)) => url.port_or_known_default().unwrap_or(default_port),
-            (None, None) => default_port,
+            (None, true) => url.port_or_known_default().unwrap_or(default_port),
+            (None, false) => default_port,
         };
         Ok(Proxy { kind, host: host.to_string(), port, credentials })
     }
@@ -265,15 +265,16 @@ fn read_exact(s: &mut Timed, buf: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// The port written in a URL's authority, if any.
-fn explicit_port(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
+/// Whether a URL's authority has a port written in it.
+fn has_explicit_port(url: &str) -> bool {
+    let Some(scheme_end) = url.find("://") else { return false };
+    let rest = &url[scheme_end + 3..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     let host_port = &authority[authority.rfind('@').map_or(0, |at| at + 1)..];
-    let (host, port) = host_port.rsplit_once(':')?;
+    let Some((host, port)) = host_port.rsplit_once(':') else { return false };
     // `[::1]` alone has colons but no port.
     let bracketed = host.starts_with('[') && host.ends_with(']');
-    (!port.is_empty() && (bracketed || !host.contains(':'))).then_some(port)
+    !port.is_empty() && (bracketed || !host.contains(':'))
 }
 
 /// RFC 1928's reply codes in words.
