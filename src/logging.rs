@@ -196,9 +196,9 @@ pub fn init(verbose: u8, background: bool) {
         return;
     }
     let stderr = builder.build();
+    let max = stderr.filter();
     match connect_syslog() {
         Ok(syslog) => {
-            let max = stderr.filter();
             let both: &'static Both = Box::leak(Box::new(Both {
                 stderr,
                 parent: std::process::id(),
@@ -214,7 +214,6 @@ pub fn init(verbose: u8, background: bool) {
             if verbose > 0 {
                 eprintln!("ftpfs: no syslog ({e}): a background mount's log is lost; set FTPFS_LOG_FILE to keep it");
             }
-            let max = stderr.filter();
             if log::set_boxed_logger(Box::new(stderr)).is_ok() {
                 log::set_max_level(max);
             }

@@ -36,7 +36,8 @@ pub enum Counter {
     BytesWritten,
 }
 
-const COUNTERS: usize = 9;
+/// How many counters there are: the last one's index, plus one.
+const COUNTERS: usize = Counter::BytesWritten as usize + 1;
 
 struct Registry {
     started: Instant,
