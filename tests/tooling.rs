@@ -155,6 +155,8 @@ fn stats_show_connections_transfers_caches_and_errors() {
 /// mount (it takes the next name) nor feeds `ftpfs stats` a report (its socket is skipped).
 #[test]
 fn a_squatted_stats_name_is_skipped() {
+    // The squatter runs as the servers' test user, made here when no server made it yet.
+    support::ensure_test_user();
     let device = format!("test-{}:1", std::process::id());
     let code = format!(
         "import socket, time; s = socket.socket(socket.AF_UNIX); s.bind('\\0ftpfs-stats-{device}'); s.listen(); \

@@ -236,7 +236,7 @@ pub const HOME: &str = "/home/ftpfstest";
 
 /// Creates the PAM user vsftpd logs in (idempotent), and repairs an existing one whose home is
 /// missing or `/nonexistent` (as older versions of this harness made it).
-fn ensure_test_user() {
+pub fn ensure_test_user() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if !run(Command::new("id").arg(USER)) {
