@@ -1,12 +1,60 @@
-"""The load of scripts/soak.sh: mixed operations on a mount for a while, printing the RSS of
+"""The load of scripts/soak.sh: mixed operations on a mount for a while, sampling the memory of
 the ftpfs process as it goes, then checking that it stayed flat and that the server's disk
-holds what was written. Exit status 1 on growth or on a mismatch."""
+holds what was written. Exit status 1 on growth or on a mismatch.
+
+The verdict is a slope, not a difference of two points. After a warm-up (a sixth of the run and
+5 operations per name: the listing cache and the inode table fill while names are first met),
+the resident size (VmRSS) and what the allocator has handed out and not got back ("in use", from
+`ftpfs stats`, glibc's mallinfo2) are sampled once a second against the number of operations
+done, and the Theil-Sen slope (the median of the slopes between every two samples, which the
+sawtooth of cache drops and the allocator's once-a-minute trim cannot move much) must stay under
+a budget in bytes per operation. Per operation rather than per second, so that a machine slowed
+by other load judges the same way; and the run goes on (up to --patience times --seconds) until
+enough operations came after the warm-up to judge at all.
+
+The budgets (RSS_BUDGET, IN_USE_BUDGET) were set from honest runs and a leak injected with
+FTPFS_TEST_LEAK_BYTES (scripts/soak.sh --leak): see README.md, "A mount that runs for days".
+"""
 import argparse
 import errno
 import os
 import random
+import re
+import subprocess
 import sys
 import time
+
+MIB = 1 << 20
+# Bytes per operation; see the module's doc.
+RSS_BUDGET = 64.0
+IN_USE_BUDGET = 16.0
+# The exit status when memory grows (1: the disk differs, or the run could not be judged).
+EXIT_GROWS = 3
+# Samples after the warm-up at least, for a slope to mean something.
+MIN_SAMPLES = 30
+
+
+def theil_sen(xs, ys):
+    """The median of the slopes between every two points with different x."""
+    slopes = sorted((ys[j] - ys[i]) / (xs[j] - xs[i])
+                    for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] != xs[i])
+    if not slopes:
+        return 0.0
+    m = len(slopes) // 2
+    return slopes[m] if len(slopes) % 2 else (slopes[m - 1] + slopes[m]) / 2
+
+
+def in_use(ftpfs, mnt):
+    """The allocator's bytes in use in the mount's process, from `ftpfs stats` (None if unknown)."""
+    if not ftpfs:
+        return None
+    try:
+        out = subprocess.run([ftpfs, "stats", mnt], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"\((\d+) B in arenas \+ (\d+) B mapped\)", out)
+    return int(m.group(1)) + int(m.group(2)) if m else None
+
 
 DIRS = 200
 
@@ -36,7 +84,16 @@ def main():
     p.add_argument("--names", type=int, required=True)
     p.add_argument("--every", type=float, required=True)
     p.add_argument("--pid", type=int, required=True)
-    p.add_argument("--warmup", type=float, help="seconds before the reference RSS (a sixth of the run)")
+    p.add_argument("--warmup", type=float, help="seconds of warm-up at least (a sixth of the run)")
+    p.add_argument("--warm-ops", type=int, help="operations of warm-up at least (5 per name)")
+    p.add_argument("--window-ops", type=int, help="operations after the warm-up at least (10 per name)")
+    p.add_argument("--sample", type=float, default=1.0, help="seconds between two memory samples")
+    p.add_argument("--patience", type=float, default=4.0,
+                   help="give up (and fail) at this many times --seconds without enough operations")
+    p.add_argument("--ftpfs", help="the ftpfs binary, to read the allocator's figures with ftpfs stats")
+    p.add_argument("--rss-budget", type=float, default=RSS_BUDGET, help="bytes of RSS growth allowed per operation")
+    p.add_argument("--in-use-budget", type=float, default=IN_USE_BUDGET,
+                   help="bytes of allocator growth allowed per operation")
     a = p.parse_args()
 
     rng = random.Random(1)
@@ -107,25 +164,44 @@ def main():
     ops = [(op_write, 30), (op_read, 20), (op_stat, 25), (op_list, 5), (op_unlink, 10), (op_rename, 7), (op_dir, 3)]
     table = [f for f, w in ops for _ in range(w)]
 
+    # Warm-up: the caches fill while names are first met (5 operations per name touch nearly
+    # all of them); the verdict looks only at what comes after it.
+    warm_ops = a.warm_ops if a.warm_ops is not None else 5 * a.names
+    window_ops = a.window_ops if a.window_ops is not None else 10 * a.names
+    warmup = a.warmup if a.warmup is not None else a.seconds / 6
     start = time.monotonic()
-    warm_at = start + (a.warmup if a.warmup is not None else a.seconds / 6)
+    next_sample = start + a.sample
+    next_drop = start + a.every
     next_report = start + a.every
-    warm_rss = None
-    samples = []
-    print(f"soak: {a.seconds:.0f} s over {a.names} names; RSS of ftpfs every {a.every:.0f} s", flush=True)
+    warm = None  # (time, ops) when the warm-up ended
+    samples = []  # (ops, rss bytes, in-use bytes or None) after the warm-up
+    print(f"soak: {a.seconds:.0f} s over {a.names} names (warm-up {warmup:.0f} s and {warm_ops} operations, "
+          f"then at least {window_ops} operations); ftpfs's memory every {a.sample:g} s", flush=True)
     n = 0
+    judged = False
     while True:
         now = time.monotonic()
-        if now >= next_report:
+        if now >= next_drop:
             drop_kernel_caches()
-            rss = rss_kib(a.pid)
-            samples.append(rss)
-            print(f"soak: {now - start:7.0f} s  {n:8d} ops  RSS {rss / 1024:7.1f} MiB", flush=True)
-            if warm_rss is None and now >= warm_at:
-                warm_rss = rss
-            next_report += a.every
-        if now - start >= a.seconds:
-            break
+            next_drop += a.every
+        if now >= next_sample:
+            next_sample += a.sample
+            if warm is None and now - start >= warmup and n >= warm_ops:
+                warm = (now - start, n)
+            rss = rss_kib(a.pid) * 1024
+            used = in_use(a.ftpfs, mnt)
+            if warm is not None:
+                samples.append((n - warm[1], rss, used))
+            if now >= next_report:
+                next_report += a.every
+                print(f"soak: {now - start:7.0f} s  {n:8d} ops  RSS {rss / MIB:7.1f} MiB  "
+                      f"in use {'?' if used is None else f'{used / MIB:.1f}'} MiB{'' if warm else '  (warm-up)'}",
+                      flush=True)
+            if warm is not None and now - start >= a.seconds and n - warm[1] >= window_ops and len(samples) >= MIN_SAMPLES:
+                judged = True
+                break
+            if now - start >= a.seconds * a.patience:
+                break
         op = rng.choice(table)
         rel = name(rng.randrange(a.names))
         op(rel)
@@ -143,17 +219,35 @@ def main():
             if bad <= 5:
                 print(f"soak: MISMATCH {rel}: disk {None if on_disk is None else len(on_disk)}, "
                       f"wrote {None if body is None else len(body)}", file=sys.stderr)
-    final = samples[-1] if samples else rss_kib(a.pid)
-    warm_rss = warm_rss or (samples[0] if samples else final)
-    growth = final - warm_rss
-    print(f"soak: RSS after warm-up {warm_rss / 1024:.1f} MiB, at the end {final / 1024:.1f} MiB "
-          f"({growth / 1024:+.1f} MiB); {len(wrote)} names touched, {bad} mismatches", flush=True)
-    if bad:
+    print(f"soak: {len(wrote)} names touched, {bad} mismatches", flush=True)
+    failed = bad > 0
+    if not judged:
+        done = 0 if warm is None else n - warm[1]
+        print(f"soak: too slow to judge: {done} operations after the warm-up in {time.monotonic() - start:.0f} s "
+              f"(needed {window_ops} and {MIN_SAMPLES} samples)", file=sys.stderr)
         sys.exit(1)
-    if growth > max(warm_rss // 10, 2048):
-        print("soak: RSS grew more than 10% after the warm-up", file=sys.stderr)
+    grows = False
+    with_use = [x for x in samples if x[2] is not None]
+    verdicts = [("RSS", [x[0] for x in samples], [x[1] for x in samples], a.rss_budget)]
+    if len(with_use) >= MIN_SAMPLES:
+        verdicts.append(("in use", [x[0] for x in with_use], [x[2] for x in with_use], a.in_use_budget))
+    elif a.ftpfs:
+        print(f"soak: the allocator's figures (ftpfs stats) came in {len(with_use)} samples of {len(samples)}",
+              file=sys.stderr)
+        failed = True
+    for what, xs, ys, budget in verdicts:
+        slope = theil_sen(xs, ys)
+        print(f"soak: {what} after the warm-up ({len(ys)} samples over {xs[-1]} operations): "
+              f"{ys[0] / MIB:.1f} -> {ys[-1] / MIB:.1f} MiB, slope {slope:+.2f} B/operation "
+              f"(budget {budget:g}; {slope * 1e6 / MIB:+.1f} MiB per million operations)", flush=True)
+        if slope > budget:
+            print(f"soak: {what} grows {slope:.2f} B per operation after the warm-up, more than {budget:g}",
+                  file=sys.stderr)
+            grows = True
+    if grows:
+        sys.exit(EXIT_GROWS)
+    if failed:
         sys.exit(1)
-
 
 if __name__ == "__main__":
     main()

@@ -28,6 +28,16 @@ awk '/^test result:/ {p += $4; f += $6} END {printf "ftpfs suite: %d passed, %d 
 # Third-party suites (pjdfstest on vsftpd and pyftpdlib, fsx on all four servers; the full fsx
 # run is scripts/conformance.sh without --quick).
 bash scripts/conformance.sh --quick
-# A one-minute soak (the full one is 30 minutes: scripts/soak.sh): memory flat under mixed load,
-# the server's disk as written.
+# A one-minute soak (the full one is 30 minutes: scripts/soak.sh): memory flat under mixed load
+# (the slope of RSS and of the allocator's bytes in use per operation after a warm-up), the
+# server's disk as written.
 bash scripts/soak.sh --seconds 60 --names 10000 --every 10 --warmup 20
+# The soak's own test: with a leak of 1 KiB per request injected into the mount, it must say that
+# memory grows (exit status 3), not pass and not fail for another reason.
+rc=0
+bash scripts/soak.sh --seconds 20 --names 2000 --every 10 --warmup 5 --sample 0.5 --leak 1024 || rc=$?
+if [ "$rc" != 3 ]; then
+    echo "soak: a leak of 1 KiB per request was not caught (exit status $rc, expected 3)" >&2
+    exit 1
+fi
+echo "soak: the injected leak was caught"

@@ -100,6 +100,7 @@ impl FtpFs {
 /// Replies with an errno or a value.
 macro_rules! answer {
     ($reply:expr, $res:expr, |$v:ident| $ok:expr) => {
+        crate::allocator::leak_for_tests();
         match $res {
             Ok($v) => $ok,
             Err(e) => $reply.error(err(e)),

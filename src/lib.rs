@@ -14,7 +14,8 @@
 //! - [`remote`]: the backend over FTP: connection pool, retries, server quirks.
 //! - [`ftp`]: the wire protocol (replies, commands, data channels, listings, TLS); no FUSE here.
 //! - [`cli`], [`mount`], [`probe`], [`logging`]: command line, mounting, server report, where logs go.
-//! - [`allocator`]: giving freed memory back to the system, for a flat resident size.
+//! - [`allocator`]: no huge pages, freed memory given back to the system (a flat resident size),
+//!   and the allocator's figures for `ftpfs stats`.
 //! - [`stats`]: counters and gauges every layer feeds; [`stats_channel`]: how `ftpfs stats` asks for them.
 //! - [`manual`]: the man page and shell completions, from the command line's definition.
 

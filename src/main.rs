@@ -31,6 +31,8 @@ fn start(args: Args) -> Result<(), String> {
 }
 
 fn main() {
+    // Before any thread: the mount's background process inherits it.
+    ftpfs::allocator::configure();
     let args = Args::parse();
     argv_scrub::scrub();
     let background = !args.foreground && !args.probe && args.command.is_none() && args.generate.is_none();

@@ -232,6 +232,22 @@ pub fn report(header: &str) -> String {
     for (name, text) in gauges.iter().filter(|(n, _)| *n != "connections") {
         line(&mut out, name, text);
     }
+    if let Some(m) = crate::allocator::usage() {
+        // Exact byte counts too: the soak (scripts/soak_load.py) reads them to find leaks.
+        let resident = crate::allocator::resident().map(|r| format!("resident {}; ", bytes(r))).unwrap_or_default();
+        line(
+            &mut out,
+            "memory",
+            &format!(
+                "{resident}allocated {} ({} B in arenas + {} B mapped: mostly request buffers, resident \
+                 only where touched); arenas hold {}",
+                bytes(m.in_arenas + m.mapped),
+                m.in_arenas,
+                m.mapped,
+                bytes(m.arenas_held)
+            ),
+        );
+    }
     let errors = r.errors.lock();
     let text = if errors.is_empty() {
         "none".to_string()
@@ -260,6 +276,8 @@ mod tests {
         assert!(text.contains("download /stats-test/big.iso  3.0 MiB in"), "{text}");
         assert!(text.contains("stats-test-gauge 3 queued"), "{text}");
         assert!(text.contains("stats-test kind 1"), "{text}");
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        assert!(text.contains(" B in arenas + ") && text.contains("resident "), "{text}");
         drop(meter);
         gauge("stats-test-gauge", || None);
         let text = report("ftpfs test");
