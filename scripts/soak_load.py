@@ -52,7 +52,7 @@ def in_use(ftpfs, mnt):
         out = subprocess.run([ftpfs, "stats", mnt], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
-    m = re.search(r"\((\d+) B in arenas \+ (\d+) B mapped\)", out)
+    m = re.search(r"\((\d+) B in arenas \+ (\d+) B mapped", out)
     return int(m.group(1)) + int(m.group(2)) if m else None
 
 

@@ -239,8 +239,8 @@ pub fn report(header: &str) -> String {
             &mut out,
             "memory",
             &format!(
-                "{resident}allocated {} ({} B in arenas + {} B mapped: mostly request buffers, resident \
-                 only where touched); arenas hold {}",
+                "{resident}allocated {} ({} B in arenas + {} B mapped; mostly the request threads' \
+                 buffers, resident only where touched), arenas hold {}",
                 bytes(m.in_arenas + m.mapped),
                 m.in_arenas,
                 m.mapped,
