@@ -63,7 +63,9 @@ pasv_lo=$(( (port % 500) * 40 + 10000 )); pasv_hi=$(( pasv_lo + 39 ))
 local_vsftpd "$work/vsftpd.conf" "$root" "$port" "$pasv_lo" "$pasv_hi" $user $pass
 /usr/sbin/vsftpd "$work/vsftpd.conf" > "$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
+up=""
+for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && { up=1; break; }; sleep 0.05; done
+[ -n "$up" ] || { echo "soak: vsftpd does not answer on port $port after 30 s" >&2; cat "$work/server.log" >&2; exit 1; }
 
 FTPFS_TEST_LEAK_BYTES=${leak:-0} FTPFS_PASSWORD=$pass "$bin" ${options:+-o "$options"} "ftp://$user@127.0.0.1:$port/" "$mnt"
 pid=""

@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::mount::{Mount, MountGuard, ftpfs_command, fuse_available, server_url};
+use support::mount::{Mount, MountGuard, ftpfs_command, fuse_available, server_url, wait_process_gone};
 use support::{DataGen, FtpServer, PASSWORD, ServerKind, USER};
 
 fn disk_mtime(srv: &FtpServer, rel: &str) -> i64 {
@@ -71,9 +71,19 @@ fn names_looked_up_in_unlisted_directories(kind: ServerKind) {
     std::fs::set_permissions(srv.disk("d/run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let when = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     std::fs::File::options().write(true).open(srv.disk("d/f")).unwrap().set_modified(when).unwrap();
+    std::fs::set_permissions(srv.disk("d/sub/inner"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(srv.disk("d/sub"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let m = Mount::new(&srv, &[]);
     let out = m.sh_ok("stat -c '%s %a %F' d/f d/sub d/sub/inner");
-    assert_eq!(out.trim(), "5 640 regular file\n4096 755 directory\n0 644 regular empty file", "{out}");
+    // A directory's size is the server's (its disk's: 4096 on ext4, other sizes on tmpfs or
+    // btrfs), or 4096 where the listing gives none.
+    let dir_size = std::fs::metadata(srv.disk("d/sub")).unwrap().len();
+    let lines: Vec<&str> = out.trim().lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "5 640 regular file", "{out}");
+    let (size, rest) = lines[1].split_once(' ').unwrap();
+    assert!(rest == "755 directory" && (size == dir_size.to_string() || size == "4096"), "{out}");
+    assert_eq!(lines[2], "0 644 regular empty file", "{out}");
     let t = mtime_of(&m.p("d/f"));
     // LIST shows only the day of a file this old.
     let tolerance = if kind.has_mlsd() { 0 } else { 86_400 };
@@ -408,7 +418,7 @@ fn mount_table_hides_password_and_unmount_ends_process(kind: ServerKind) {
         assert!(shown.contains(&format!("ftp://{USER}@")), "{shown}");
     }
     assert!(m.unmount(), "fusermount3 -u");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !pids().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -489,18 +499,21 @@ fn remount_at_the_same_path_survives_the_old_process() {
     let held = std::fs::File::open(old.p("f")).unwrap();
     let lazy = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(&path).status().unwrap();
     assert!(lazy.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while old.is_mounted() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!old.is_mounted());
+    let old_pid = old.daemon_pid().expect("the old mount's process serves its open file");
     let url = server_url(&srv, "");
     let out = ftpfs_command(&[&url, path.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let _new = MountGuard::new(&path);
-    // The old session ends now; its process must leave the new mount alone.
+    // The old session ends now; its process must leave the new mount alone. Waited for until it
+    // is gone (it leaves within its exit grace of a few seconds), so that the check below comes
+    // after anything it could have done.
     drop(held);
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(wait_process_gone(old_pid, Duration::from_secs(30)), "the old process is still running");
     assert!(old.is_mounted(), "the new mount at {} was unmounted by the old process", path.display());
     assert_eq!(std::fs::read(path.join("f")).unwrap(), b"data");
 }

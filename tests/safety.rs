@@ -681,7 +681,7 @@ path, nxt = sys.argv[1:]
 f = open(path, "wb", buffering=0)
 f.write(b"first part\n")
 open(nxt + ".ready", "w").close()
-for _ in range(3000):
+for _ in range(4500):
     if os.path.exists(nxt):
         break
     time.sleep(0.01)
@@ -710,7 +710,8 @@ fn unlink_during_stream_then_recreate(kind: ServerKind) {
     let started = Instant::now();
     c.run_ok(&sh(&m, "rm log && echo new > log && touch go"));
     let took = started.elapsed();
-    c.check(took < Duration::from_secs(10), || format!("rm + a new file of the same name took {took:?}"));
+    // At once (well under a second); waiting for the old writer would take its 45 s.
+    c.check(took < Duration::from_secs(20), || format!("rm + a new file of the same name took {took:?}"));
     let run = holder.finish(&m);
     c.run_ok(&run);
     c.disk(&srv, "log", b"new\n");

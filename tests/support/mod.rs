@@ -321,7 +321,7 @@ impl FtpServer {
     /// Kills the server (and its sessions) and starts it again on the same port and root.
     pub fn restart(&mut self) {
         self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while TcpListener::bind((self.host.as_str(), self.port)).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -748,7 +748,7 @@ impl FakeServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start fake_ftpd.py");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
                 if !greets {

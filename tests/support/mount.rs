@@ -32,6 +32,35 @@ pub fn daemon_pid_of(path: &Path) -> Option<i32> {
     })
 }
 
+/// `options`, with work ahead pinned off unless they choose: left to itself, a mount of a server
+/// on loopback turns it on when its first EPSV and data connection took 3 ms or more, so the
+/// machine's load would choose the code under test. Tests of work ahead set `ahead_mib`.
+pub fn pin_work_ahead<'a>(options: &[&'a str]) -> Vec<&'a str> {
+    let mut pinned = options.to_vec();
+    if !options.iter().any(|o| o.split(',').any(|o| o.starts_with("ahead_mib="))) {
+        pinned.push("ahead_mib=0");
+    }
+    pinned
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses, which may itself hold spaces.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Waits until process `pid` has ended, at most `bound`; whether it did.
+pub fn wait_process_gone(pid: i32, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    while !process_gone(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    process_gone(pid)
+}
+
 /// A mounted ftpfs; unmounted on drop.
 pub struct Mount {
     dir: tempfile::TempDir,
@@ -60,7 +89,7 @@ impl Mount {
         let default_url = server_url(srv, "");
         let url = url.unwrap_or(&default_url);
         let mut args = vec![url, dir.path().to_str().unwrap_or("")];
-        let opts = options.join(",");
+        let opts = pin_work_ahead(options).join(",");
         if !opts.is_empty() {
             args.push("-o");
             args.push(&opts);
@@ -122,7 +151,7 @@ impl Mount {
     /// Unmounts with `fusermount3 -u` and waits for the mount to disappear.
     pub fn unmount(&self) -> bool {
         let ok = Command::new("fusermount3").arg("-u").arg(self.path()).status().map(|s| s.success()).unwrap_or(false);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while self.is_mounted() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -141,6 +170,9 @@ impl Mount {
         if let Some(pid) = self.daemon_pid() {
             // SAFETY: kill(2) has no memory-safety preconditions; pid is the ftpfs of this mount.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Gone for real before anything goes on: until then it still holds its locks (a
+            // write-back journal's), which a next mount would take for a live mount's.
+            assert!(wait_process_gone(pid, Duration::from_secs(30)), "ftpfs {pid} survived SIGKILL for 30 s");
         }
         if self.is_mounted() {
             let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(self.path()).status();
