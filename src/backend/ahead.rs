@@ -215,6 +215,28 @@ impl State {
         }
     }
 
+    /// Lets go of files and listings fetched ahead that are too old to be served: they would
+    /// otherwise hold memory (up to the budget) until something newer pushed them out.
+    /// Oldest first: both caches are in the order their entries landed (a hit takes it out).
+    fn drop_expired(&mut self, max_age: Duration) {
+        while let Some((_, f)) = self.files().peek_lru() {
+            if f.fetched.elapsed() < max_age {
+                break;
+            }
+            if let Some((_, f)) = self.files().pop_lru() {
+                self.bytes -= f.data.len() as u64;
+            }
+        }
+        while let Some((_, l)) = self.lists().peek_lru() {
+            if l.fetched.elapsed() < max_age {
+                break;
+            }
+            if let Some((_, l)) = self.lists().pop_lru() {
+                self.list_entries -= l.entries.len();
+            }
+        }
+    }
+
     fn drop_file(&mut self, path: &str) {
         if let Some(f) = self.files().pop(path) {
             self.bytes -= f.data.len() as u64;
@@ -398,6 +420,7 @@ impl Shared {
         }
         let data = if spare { self.download(path, size) } else { None };
         let mut st = self.state.lock();
+        st.drop_expired(self.cfg.max_age);
         let spoiled = st.files_in_flight.remove(path).is_none_or(|f| f.spoiled);
         if let Some(data) = data.filter(|_| !spoiled) {
             let len = data.len() as u64;
@@ -455,6 +478,7 @@ impl Shared {
         }
         let entries = if spare { self.inner.list(dir).ok() } else { None };
         let mut st = self.state.lock();
+        st.drop_expired(self.cfg.max_age);
         let spoiled = st.lists_in_flight.remove(dir).is_none_or(|f| f.spoiled);
         if let Some(entries) = entries.filter(|_| !spoiled) {
             st.keep_list(dir, ListAhead { entries, fetched: Instant::now() });
@@ -692,6 +716,7 @@ impl Backend for Ahead {
             }
         }
         let max_age = s.cfg.max_age;
+        st.drop_expired(max_age);
         let served = match st.files().pop(path) {
             Some(f) if f.fetched.elapsed() < max_age => {
                 st.bytes -= f.data.len() as u64;
