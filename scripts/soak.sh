@@ -11,7 +11,7 @@
 # --every seconds (default 60) it prints ftpfs's memory and asks the kernel to drop its dentry
 # and inode caches (so it forgets inodes, as it does under memory pressure on a long-lived
 # machine); memory is sampled every --sample seconds (default 1). After the warm-up (--warmup,
-# default a sixth of the run, and 5 operations per name), the slope of the resident size and of
+# default a sixth of the run, and 10 operations per name), the slope of the resident size and of
 # the allocator's bytes in use against the operations done must stay under a budget in bytes
 # per operation (soak_load.py says how and why). The server's disk is checked against what the
 # load thinks it wrote. Exit status: 0 flat and right, 3 memory grows, 1 anything else.

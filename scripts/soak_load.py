@@ -3,7 +3,8 @@ the ftpfs process as it goes, then checking that it stayed flat and that the ser
 holds what was written. Exit status 1 on growth or on a mismatch.
 
 The verdict is a slope, not a difference of two points. After a warm-up (a sixth of the run and
-5 operations per name: the listing cache and the inode table fill while names are first met),
+10 operations per name: the listing cache and the inode table fill while names are first met,
+and the share of names that exist settles),
 the resident size (VmRSS) and what the allocator has handed out and not got back ("in use", from
 `ftpfs stats`, glibc's mallinfo2) are sampled once a second against the number of operations
 done, and the Theil-Sen slope (the median of the slopes between every two samples, which the
@@ -85,7 +86,7 @@ def main():
     p.add_argument("--every", type=float, required=True)
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--warmup", type=float, help="seconds of warm-up at least (a sixth of the run)")
-    p.add_argument("--warm-ops", type=int, help="operations of warm-up at least (5 per name)")
+    p.add_argument("--warm-ops", type=int, help="operations of warm-up at least (10 per name)")
     p.add_argument("--window-ops", type=int, help="operations after the warm-up at least (10 per name)")
     p.add_argument("--sample", type=float, default=1.0, help="seconds between two memory samples")
     p.add_argument("--patience", type=float, default=4.0,
@@ -164,9 +165,11 @@ def main():
     ops = [(op_write, 30), (op_read, 20), (op_stat, 25), (op_list, 5), (op_unlink, 10), (op_rename, 7), (op_dir, 3)]
     table = [f for f, w in ops for _ in range(w)]
 
-    # Warm-up: the caches fill while names are first met (5 operations per name touch nearly
-    # all of them); the verdict looks only at what comes after it.
-    warm_ops = a.warm_ops if a.warm_ops is not None else 5 * a.names
+    # Warm-up: the caches fill while names are first met, and the share of names that exist
+    # (so the entries of cached listings) settles where creations and deletions balance: within
+    # 2% after 10 operations per name (it nears that balance as 1 - exp(-0.4 * ops / names)).
+    # The verdict looks only at what comes after it.
+    warm_ops = a.warm_ops if a.warm_ops is not None else 10 * a.names
     window_ops = a.window_ops if a.window_ops is not None else 10 * a.names
     warmup = a.warmup if a.warmup is not None else a.seconds / 6
     start = time.monotonic()
