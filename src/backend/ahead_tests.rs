@@ -3,12 +3,14 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 
 use super::ahead::{Ahead, AheadConfig};
 use super::memory::MemoryBackend;
 use super::{Backend, BackendResult, Entry, ReadStream, WriteMode, WriteStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 fn setup(connections: usize) -> (Arc<MemoryBackend>, Ahead) {
     let be = Arc::new(MemoryBackend::new(connections));
@@ -34,6 +36,51 @@ fn wait_held(a: &Ahead, bytes: u64) {
     while a.bytes_held() < bytes {
         assert!(Instant::now() < deadline, "only {} bytes fetched ahead", a.bytes_held());
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (10 s at most) until `done` holds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Holds the work-ahead threads where they call it until the test lets them go. After 30 s it
+/// opens by itself and says so in `held_too_long`: a test that waits for what it holds fails
+/// instead of hanging.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    cond: Condvar,
+    /// Threads waiting in it now.
+    waiting: AtomicUsize,
+    held_too_long: AtomicBool,
+}
+
+impl Gate {
+    fn pass(&self) {
+        if std::thread::current().name() != Some("ftpfs-ahead") {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut open = self.open.lock();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while !*open {
+            if self.cond.wait_until(&mut open, deadline).timed_out() {
+                self.held_too_long.store(true, Ordering::SeqCst);
+                *open = true;
+                self.cond.notify_all();
+            }
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn let_go(&self) {
+        *self.open.lock() = true;
+        self.cond.notify_all();
     }
 }
 
@@ -136,6 +183,9 @@ fn listings_ahead_during_a_walk() {
         be.mkdir_all(d);
     }
     be.put_file("t/b/z/file", b"1");
+    // A request for a listing still on its way waits for it: however long a loaded machine
+    // takes to finish it, not long enough to ask the server itself.
+    be.set_wait_limit(Duration::from_secs(30));
     let a = Ahead::new(be.clone(), AheadConfig { workers: 3, ..AheadConfig::default() });
     // Resolving a path lists its directories one after another: no walk, nothing ahead.
     a.list("").unwrap();
@@ -164,10 +214,11 @@ fn listings_ahead_during_a_walk() {
     assert!(be.calls().iter().any(|c| c == "list t/b"));
 }
 
-/// Downloads whose data takes `slow_ms` to arrive on the work-ahead threads (a far server).
+/// Downloads on the work-ahead threads whose data arrives only when the test lets it (a far
+/// server): the server took its snapshot of the file when the download opened.
 struct SlowAhead {
     inner: Arc<MemoryBackend>,
-    slow_ms: AtomicU64,
+    gate: Gate,
 }
 
 impl Backend for SlowAhead {
@@ -179,9 +230,7 @@ impl Backend for SlowAhead {
     }
     fn read(&self, p: &str, o: u64, w: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
         let r = self.inner.read(p, o, w);
-        if std::thread::current().name() == Some("ftpfs-ahead") {
-            std::thread::sleep(Duration::from_millis(self.slow_ms.load(Ordering::Relaxed)));
-        }
+        self.gate.pass();
         r
     }
     fn write(&self, p: &str, m: WriteMode, w: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
@@ -237,23 +286,27 @@ fn a_listing_during_a_fetch_ahead_spoils_it() {
     for i in 1..=5 {
         be.put_file(&format!("d/f{i}"), format!("old content {i}").as_bytes());
     }
-    let slow = Arc::new(SlowAhead { inner: be.clone(), slow_ms: AtomicU64::new(0) });
+    let slow = Arc::new(SlowAhead { inner: be.clone(), gate: Gate::default() });
     let a = Ahead::new(
         slow.clone(),
         AheadConfig { max_age: Duration::from_secs(10), workers: 2, ..AheadConfig::default() },
     );
     a.list("d").expect("list");
-    slow.slow_ms.store(400, Ordering::Relaxed);
     read_all(&a, "d/f1");
     read_all(&a, "d/f2");
-    std::thread::sleep(Duration::from_millis(50));
+    // f3 is being fetched ahead: the old content is on its way.
+    wait_until("f3 fetched ahead", || be.calls().iter().any(|c| c == "read d/f3 0"));
     be.put_file("d/f3", b"NEW content written by another client, longer");
     let listed = a.list("d").expect("list");
     let new_size = listed.iter().find(|e| e.name == "f3").and_then(|e| e.size);
-    std::thread::sleep(Duration::from_millis(800));
+    // The fetches ahead end (f4 and f5 are kept) after that listing, before the next one.
+    slow.gate.let_go();
+    let old = |i: usize| format!("old content {i}").len() as u64;
+    wait_until("fetches ahead over", || be.open_streams() == 0 && a.bytes_held() >= old(4) + old(5));
     a.list("d").expect("list");
     let got = read_all(&a, "d/f3");
     assert_eq!(Some(got.len() as u64), new_size, "served {:?}", String::from_utf8_lossy(&got));
+    assert!(!slow.gate.held_too_long.load(Ordering::SeqCst), "the fetches ahead were held for 30 s");
 }
 
 /// A request never waits behind fetches that are only queued: it cancels its own and asks.
@@ -263,15 +316,29 @@ fn a_request_does_not_wait_behind_the_queue() {
     for i in 0..200 {
         be.mkdir_all(&format!("t/d{i:03}/x"));
     }
-    be.set_wait_limit(Duration::from_secs(5));
+    // Longer than the gate holds: a request that waits for the queue outlasts the gate.
+    be.set_wait_limit(Duration::from_secs(60));
+    let gate = Arc::new(Gate::default());
+    let held = gate.clone();
+    be.set_list_hook(Some(Box::new(move |_: &str| held.pass())));
     let a = Ahead::new(be.clone(), AheadConfig { workers: 4, ..AheadConfig::default() });
+    // A walk: every subdirectory of t is queued to be listed ahead, d000… first.
     a.list("").expect("list");
-    be.delay(Duration::from_millis(50));
     a.list("t").expect("list");
-    a.list("t/d000").expect("list");
+    a.opened_dir("");
+    a.opened_dir("t");
+    // Each worker holds one listing; the other 196 stay queued while the gate is shut.
+    wait_until("4 listings ahead running", || gate.waiting.load(Ordering::SeqCst) == 4);
     be.clear_calls();
     a.list("t/d199").expect("list");
-    // Its own listing (the queued one was cancelled), not one after 190 others.
-    let before = be.calls().iter().position(|c| c == "list t/d199").expect("listed");
-    assert!(before < 12, "waited behind {before} queued listings");
+    // Its own listing (the queued one was cancelled), not one after 190 others: done while the
+    // workers were still held.
+    assert!(!gate.held_too_long.load(Ordering::SeqCst), "the request waited behind the queued listings");
+    assert_eq!(gate.waiting.load(Ordering::SeqCst), 4, "the workers went on before the request ended");
+    assert_eq!(be.calls(), ["list t/d199"]);
+    // The queued listing of d199 was cancelled: the workers never list it.
+    gate.let_go();
+    wait_until("the queue listed", || be.calls().iter().any(|c| c == "list t/d198"));
+    assert_eq!(be.calls().iter().filter(|c| *c == "list t/d199").count(), 1, "d199 was listed again");
+    be.set_list_hook(None);
 }

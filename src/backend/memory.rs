@@ -4,7 +4,8 @@
 //! It owns a tree of directories and files (contents, mode bits, mtimes from a deterministic
 //! logical clock), a limited number of connection slots held by open streams, a log of every
 //! request, and fault injection (failing the n-th call of an operation, broken transfers, a full
-//! disk, refused appends or replacing renames, delays). Its semantics follow a Unix FTP server:
+//! disk, refused appends or replacing renames, delays, uploads held until the test lets them
+//! go). Its semantics follow a Unix FTP server:
 //! STOR truncates at start and bytes land as they arrive, an open upload follows its file across
 //! renames (like an open file descriptor), a download reads a snapshot taken when it opened.
 //! Tests may also edit the tree directly, as an external client would, bypassing faults and
@@ -25,6 +26,9 @@ pub const START_TIME: i64 = 1_700_000_000;
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
 const DIR_SIZE: u64 = 4096;
+/// The longest an upload waits while [`MemoryBackend::hold_uploads`] holds it: it goes on then,
+/// so a test that never lets it go fails on what landed instead of hanging.
+const HOLD_MAX: Duration = Duration::from_secs(30);
 
 /// The operations [`MemoryBackend::fail_nth`] can make fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,13 +90,17 @@ struct State {
     finish_err: Option<FsError>,
     space_limit: Option<u64>,
     delay: Duration,
+    /// Uploads wait before taking effect ([`MemoryBackend::hold_uploads`]).
+    uploads_held: bool,
+    /// Uploads waiting for that now.
+    uploads_waiting: usize,
     wait_limit: Duration,
     list_hook: Option<SharedHook>,
 }
 
 struct Inner {
     state: Mutex<State>,
-    /// Signalled when a slot frees up or on shut down.
+    /// Signalled when a slot frees up, when held uploads are let go, or on shut down.
     cond: Condvar,
 }
 
@@ -381,6 +389,8 @@ impl MemoryBackend {
             finish_err: None,
             space_limit: None,
             delay: Duration::ZERO,
+            uploads_held: false,
+            uploads_waiting: 0,
             wait_limit: Duration::from_secs(2),
             list_hook: None,
         };
@@ -424,6 +434,24 @@ impl MemoryBackend {
             }
             self.inner.cond.wait_until(st, deadline);
         }
+    }
+
+    /// An upload waits here (its call logged, before it takes effect) while uploads are held,
+    /// at most [`HOLD_MAX`]; shut down cuts the wait short and fails it.
+    fn wait_while_held(&self, st: &mut MutexGuard<'_, State>) -> BackendResult<()> {
+        if !st.uploads_held {
+            return Ok(());
+        }
+        let deadline = Instant::now() + HOLD_MAX;
+        st.uploads_waiting += 1;
+        while st.uploads_held && !st.shut {
+            if self.inner.cond.wait_until(st, deadline).timed_out() {
+                log::warn!("an upload held for {HOLD_MAX:?} goes on: the test never let it go");
+                break;
+            }
+        }
+        st.uploads_waiting -= 1;
+        if st.shut { Err(FsError::Unmounting) } else { Ok(()) }
     }
 
     fn slot(&self, st: &mut State) -> Slot {
@@ -482,6 +510,19 @@ impl MemoryBackend {
     /// Every request first waits this long (cut short by shut down).
     pub fn delay(&self, delay: Duration) {
         self.st().delay = delay;
+    }
+
+    /// `true`: uploads (`write`) wait, once their call is logged and before they take effect
+    /// (nothing created or emptied yet), until `false` lets them go; each waits 30 s at most,
+    /// then goes on. Shut down fails the waiting ones with [`FsError::Unmounting`].
+    pub fn hold_uploads(&self, hold: bool) {
+        self.st().uploads_held = hold;
+        self.inner.cond.notify_all();
+    }
+
+    /// How many uploads [`MemoryBackend::hold_uploads`] holds right now.
+    pub fn uploads_waiting(&self) -> usize {
+        self.st().uploads_waiting
     }
 
     pub fn set_list_hook(&self, hook: Option<ListHook>) {
@@ -683,6 +724,7 @@ impl Backend for MemoryBackend {
 
     fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
         let mut st = self.begin(Op::Write, format!("write {path} {mode:?}"), &[path])?;
+        self.wait_while_held(&mut st)?;
         if mode == WriteMode::Append && st.refuse_append {
             st.append_refused = true;
             return Err(FsError::Unsupported);

@@ -31,6 +31,16 @@ fn err<T>(r: BackendResult<T>) -> FsError {
     r.err().expect("expected an error")
 }
 
+/// Waits (10 s at most) until the log holds `n` calls `call`. A request logs its call under the
+/// lock it keeps until it waits (for a slot, or while uploads are held): by then it waits.
+fn wait_for_calls(m: &MemoryBackend, call: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.calls().iter().filter(|c| *c == call).count() < n {
+        assert!(Instant::now() < deadline, "no {n} calls {call:?}: {:?}", m.calls());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn list_entries_and_errors() {
     let m = mem();
@@ -136,9 +146,10 @@ fn connection_limit_waits_and_frees_on_drop() {
     drop(r1);
     assert!(m.read("f", 0, W).expect("read").is_some());
     // A waiter wakes when a slot frees up.
+    let reads = m.calls().iter().filter(|c| *c == "read f 0").count();
     let m2 = Arc::clone(&m);
-    let t = std::thread::spawn(move || m2.read("f", 0, Duration::from_secs(5)).map(|s| s.is_some()));
-    std::thread::sleep(Duration::from_millis(20));
+    let t = std::thread::spawn(move || m2.read("f", 0, Duration::from_secs(30)).map(|s| s.is_some()));
+    wait_for_calls(&m, "read f 0", reads + 1);
     w1.finish().expect("finish");
     assert_eq!(t.join().expect("join"), Ok(true));
     assert_eq!(m.open_streams(), 0);
@@ -216,8 +227,9 @@ fn capabilities_and_shut_down() {
     m.put_file("f", b"x");
     let r = m.read("f", 0, W).expect("read").expect("slot");
     let m2 = Arc::clone(&m);
-    let t = std::thread::spawn(move || m2.read("f", 0, Duration::from_secs(5)).map(|s| s.is_some()));
-    std::thread::sleep(Duration::from_millis(20));
+    let t = std::thread::spawn(move || m2.read("f", 0, Duration::from_secs(30)).map(|s| s.is_some()));
+    // Shut down wakes a request waiting for a slot.
+    wait_for_calls(&m, "read f 0", 2);
     m.shut_down();
     assert_eq!(t.join().expect("join"), Err(FsError::Unmounting));
     assert_eq!(m.list(""), Err(FsError::Unmounting));
@@ -334,6 +346,31 @@ fn delay_applies_to_requests() {
     let start = Instant::now();
     m.list("").expect("list");
     assert!(start.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn held_uploads_wait_until_let_go() {
+    let m = Arc::new(mem());
+    m.put_file("f", b"old");
+    m.hold_uploads(true);
+    let m2 = Arc::clone(&m);
+    let t = std::thread::spawn(move || write_all(&m2, "f", WriteMode::Replace, b"new"));
+    wait_for_calls(&m, "write f Replace", 1);
+    assert_eq!(m.uploads_waiting(), 1);
+    // Held before it takes effect: not even emptied yet; other requests go on.
+    assert_eq!(m.file("f").expect("f"), b"old");
+    assert_eq!(read_all(&m, "f", 0), Ok(b"old".to_vec()));
+    m.hold_uploads(false);
+    assert_eq!(t.join().expect("join"), Ok(()));
+    assert_eq!((m.file("f").expect("f"), m.uploads_waiting()), (b"new".to_vec(), 0));
+    // Shut down fails a held upload, which changes nothing.
+    m.hold_uploads(true);
+    let m2 = Arc::clone(&m);
+    let t = std::thread::spawn(move || m2.write("g", WriteMode::Replace, W).map(|s| s.is_some()));
+    wait_for_calls(&m, "write g Replace", 1);
+    m.shut_down();
+    assert_eq!(t.join().expect("join"), Err(FsError::Unmounting));
+    assert!(!m.exists("g") && m.open_streams() == 0);
 }
 
 #[test]

@@ -402,7 +402,8 @@ mod tests {
 
     #[test]
     fn ttl_and_patching() {
-        let c = DirCache::new(Duration::from_millis(200), 10, 1000);
+        // Patching, with a TTL no pause of a loaded machine outlasts.
+        let c = DirCache::new(Duration::from_secs(10), 10, 1000);
         c.put("d", vec![e("b"), e("a")]);
         let l = c.get_fresh("d").unwrap();
         assert_eq!(l.names().collect::<Vec<_>>(), vec!["a", "b"]);
@@ -414,8 +415,20 @@ mod tests {
         assert_eq!(l.get("b").unwrap().size, Some(1));
         c.update("d", "b", |x| x.size = Some(99));
         assert_eq!(c.get_fresh("d").unwrap().get("b").unwrap().size, Some(99));
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(c.get_fresh("d").is_none());
+        // Expiry, on a cache of its own with a short TTL: a listing (patched or not) is fresh
+        // until the TTL has passed since it was stored, then gone.
+        let ttl = Duration::from_millis(50);
+        let c = DirCache::new(ttl, 10, 1000);
+        let stored = Instant::now();
+        c.put("d", vec![e("a")]);
+        c.upsert("d", e("b"));
+        let deadline = stored + Duration::from_secs(10);
+        while c.get_fresh("d").is_some() {
+            assert!(Instant::now() < deadline, "still fresh after {:?}", stored.elapsed());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(stored.elapsed() >= ttl, "expired after {:?}, before its TTL", stored.elapsed());
+        assert!(c.get_fresh("d").is_none(), "an expired listing stays gone");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Model, ModelConfig, ROOT_INO};
 use crate::backend::FsError;
@@ -49,21 +49,42 @@ fn journal_entries(journal: &Path) -> usize {
     std::fs::read_dir(journal).map(|d| d.count()).unwrap_or(0)
 }
 
+/// Waits (30 s at most) until `n` uploads are held by [`MemoryBackend::hold_uploads`].
+fn wait_held(be: &MemoryBackend, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while be.uploads_waiting() < n {
+        assert!(Instant::now() < deadline, "{} uploads started, not {n}", be.uploads_waiting());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Lets held uploads go after a moment, from another thread: a request that must wait for an
+/// upload is (most likely) waiting by then, and one that does not wait sees it missing.
+fn let_uploads_go_soon(be: &Arc<MemoryBackend>) -> std::thread::JoinHandle<()> {
+    let be = be.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        be.hold_uploads(false);
+    })
+}
+
 #[test]
 fn close_returns_before_the_upload_and_later_requests_see_the_data() {
     let (be, dir, journal) = setup();
     let m = model(&be, dir.path(), Some(&journal));
-    be.delay(SLOW);
+    be.hold_uploads(true);
     write_file(&m, "f", b"written back");
-    // Closed, and not on the server yet: the upload waits behind the delay.
+    // Closed, and not on the server yet: the upload is held until the test lets it go.
     assert!(be.file("f").is_none(), "close waited for the upload");
     assert_eq!(journal_entries(&journal), 2, "data and path in the journal");
     // A reader is served the spool at once; a writer's open waits for the upload.
     assert_eq!(read_file(&m, "f"), b"written back");
     assert!(be.file("f").is_none(), "the reader waited for the upload");
     let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let go = let_uploads_go_soon(&be);
     let fh = m.open(ino, libc::O_WRONLY).expect("open for writing").fh;
-    assert_eq!(be.file("f").as_deref(), Some(&b"written back"[..]));
+    assert_eq!(be.file("f").as_deref(), Some(&b"written back"[..]), "the writer did not wait for the upload");
+    go.join().expect("join");
     m.release(fh).expect("close");
     assert_eq!(journal_entries(&journal), 0, "the journal forgets what landed");
     assert_eq!(m.open_handles(), 0);
@@ -72,6 +93,9 @@ fn close_returns_before_the_upload_and_later_requests_see_the_data() {
 #[test]
 fn unmount_waits_for_every_write_back() {
     let (be, dir, journal) = setup();
+    // The unmount gives up once no upload ended for this long: far more than one takes, even
+    // on a loaded machine.
+    be.set_wait_limit(Duration::from_secs(10));
     let m = model(&be, dir.path(), Some(&journal));
     be.delay(SLOW);
     for i in 0..9 {
@@ -122,14 +146,16 @@ fn closes_of_one_file_land_in_order_and_renames_wait() {
 fn a_journal_left_by_a_crash_is_uploaded_by_the_next_mount() {
     let (be, dir, journal) = setup();
     let m = model(&be, dir.path(), Some(&journal));
-    be.delay(SLOW);
+    be.hold_uploads(true);
     write_file(&m, "crashed", b"only in the journal");
-    // What a kill -9 now would leave behind.
+    // What a kill -9 now, before the upload, would leave behind.
     let left = dir.path().join("left");
     std::fs::create_dir(&left).expect("dir");
     for e in std::fs::read_dir(&journal).expect("journal").filter_map(Result::ok) {
         std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
     }
+    assert!(be.file("crashed").is_none(), "the upload was held");
+    be.hold_uploads(false);
     m.stop();
     // The next mount, on a server that never got the file.
     let be2 = Arc::new(MemoryBackend::new(2));
@@ -168,12 +194,15 @@ fn a_failed_recovery_is_kept_aside_not_replayed_later() {
 fn mode_and_time_set_after_close_survive_the_upload() {
     let (be, dir, journal) = setup();
     let m = model(&be, dir.path(), Some(&journal));
-    be.delay(SLOW);
+    be.hold_uploads(true);
     write_file(&m, "secret", b"private key");
-    std::thread::sleep(Duration::from_millis(50));
+    // The upload has started (held); setattr must wait for it, and it goes on meanwhile.
+    wait_held(&be, 1);
     let ino = m.lookup(ROOT_INO, "secret").expect("lookup").ino;
     let t = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let go = let_uploads_go_soon(&be);
     m.setattr(ino, None, Some(0o600), None, Some(super::SetTime::At(t))).expect("setattr");
+    go.join().expect("join");
     m.stop();
     assert_eq!(be.file("secret").as_deref(), Some(&b"private key"[..]));
     assert_eq!(be.mode("secret"), Some(0o600), "chmod 600 lost");
@@ -205,14 +234,22 @@ fn uploads_cut_short_by_the_unmount_stay_in_the_journal() {
     let (be, dir, journal) = setup();
     be.set_wait_limit(Duration::from_millis(300));
     let m = model(&be, dir.path(), Some(&journal));
-    be.delay(Duration::from_secs(2));
+    // A server that never answers the uploads (until the unmount cuts them short).
+    be.hold_uploads(true);
     for i in 0..3 {
         write_file(&m, &format!("f{i}"), format!("file {i}").as_bytes());
     }
+    // All three running (one per upload thread), none by the unmount itself.
+    wait_held(&be, 3);
     m.stop();
-    std::thread::sleep(Duration::from_millis(500));
+    // The uploads cut short end; their handles go.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.open_handles() > 0 {
+        assert!(Instant::now() < deadline, "{} uploads still running", m.open_handles());
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let missing = (0..3).filter(|i| be.file(&format!("f{i}")).is_none()).count();
-    assert!(missing > 0, "the slow server took every upload: nothing to check");
+    assert_eq!(missing, 3, "an upload held back landed");
     assert_eq!(journal_entries(&journal), 2 * missing, "each missing file stays in the journal");
 }
 
