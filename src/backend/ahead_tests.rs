@@ -342,3 +342,28 @@ fn a_request_does_not_wait_behind_the_queue() {
     assert_eq!(be.calls().iter().filter(|c| *c == "list t/d199").count(), 1, "d199 was listed again");
     be.set_list_hook(None);
 }
+
+/// Files fetched ahead that grew too old to be served are let go at the next read, so they do
+/// not hold memory (up to the budget) until something newer pushes them out.
+#[test]
+fn files_too_old_to_serve_are_let_go() {
+    let be = Arc::new(MemoryBackend::new(4));
+    for i in 1..=10 {
+        be.put_file(&format!("d/f{i:02}"), format!("content of file {i}").as_bytes());
+    }
+    be.put_file("e/x", b"elsewhere");
+    let max_age = Duration::from_millis(300);
+    let a = Ahead::new(be.clone(), AheadConfig { max_age, workers: 2, ..AheadConfig::default() });
+    a.list("d").expect("list");
+    assert_eq!(read_all(&a, "d/f01"), b"content of file 1");
+    assert_eq!(read_all(&a, "d/f02"), b"content of file 2");
+    // All eight next files landed; then they age past max_age (sleeping longer only helps).
+    wait_held(&a, 8 * 17);
+    std::thread::sleep(max_age + Duration::from_millis(50));
+    assert_eq!(read_all(&a, "e/x"), b"elsewhere");
+    assert_eq!(a.bytes_held(), 0, "files too old to be served still held");
+    // And they are not served: f05 is read from the server.
+    be.clear_calls();
+    assert_eq!(read_all(&a, "d/f05"), b"content of file 5");
+    assert_eq!(server_reads(&be, "d/f05"), 1);
+}
