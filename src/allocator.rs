@@ -20,11 +20,13 @@
 //!   made each request thread's 16 MiB FUSE buffer resident, 100 MiB for an idle mount.)
 //! - [`usage`] reads what the allocator has handed out and not got back: the measure of a leak
 //!   that the resident size blurs with fragmentation and with when memory was last trimmed.
-//! - `FTPFS_TEST_LEAK_BYTES=N` makes every answered kernel request leak N bytes
-//!   ([`leak_for_tests`]): the soak's own test, showing that it fails on a leak. Nothing else
-//!   reads it; unset (always, outside that test) it costs one load of a static per request.
+//! - `FTPFS_TEST_LEAK_BYTES=N` (at most 64 KiB) makes the requests answered through the
+//!   adapter's `answer!` (all but read, readdir and a few others) leak N bytes each
+//!   ([`leak_for_tests`]): the soak's own test, showing that it fails on a leak. Logged as a
+//!   warning at start-up when set; unset, it costs one load of a static per request.
 //!
-//! Elsewhere than Linux with glibc, all of this does nothing.
+//! The allocator parts need glibc (the figures, glibc 2.33 or later); huge pages, the resident
+//! size and the test leak work with any libc on Linux.
 
 use std::sync::LazyLock;
 
@@ -37,10 +39,9 @@ const MMAP_THRESHOLD: usize = 4 << 20;
 pub fn configure() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only.
+    // (Logging is not set up yet: a kernel without the knob, before 3.15, simply keeps its own.)
     unsafe {
-        if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
-            log::debug!("cannot turn transparent huge pages off: {}", std::io::Error::last_os_error());
-        }
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a parameter of the allocator; no thread allocates yet.
@@ -70,12 +71,24 @@ pub struct Usage {
     pub arenas_held: u64,
 }
 
-/// The allocator's figures now (`None` without glibc).
+/// glibc's `mallinfo2`, found when the process runs (it came with glibc 2.33: linking to it
+/// would keep the binary from starting on an older glibc).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+static MALLINFO2: LazyLock<Option<unsafe extern "C" fn() -> libc::mallinfo2>> = LazyLock::new(|| {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr()) };
+    // SAFETY: a symbol named mallinfo2 in glibc has exactly this signature.
+    (!f.is_null())
+        .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> libc::mallinfo2>(f) })
+});
+
+/// The allocator's figures now (`None` without glibc 2.33 or later).
 pub fn usage() -> Option<Usage> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        let mallinfo2 = (*MALLINFO2)?;
         // SAFETY: mallinfo2 takes each arena's lock in turn and returns a plain struct.
-        let m = unsafe { libc::mallinfo2() };
+        let m = unsafe { mallinfo2() };
         Some(Usage { in_arenas: m.uordblks as u64, mapped: m.hblkhd as u64, arenas_held: m.arena as u64 })
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -91,9 +104,24 @@ pub fn resident() -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
-/// Bytes to leak per answered request: `FTPFS_TEST_LEAK_BYTES`, for the soak's own test only.
-static TEST_LEAK: LazyLock<usize> =
-    LazyLock::new(|| std::env::var("FTPFS_TEST_LEAK_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
+/// The most `FTPFS_TEST_LEAK_BYTES` may ask for, per request.
+const TEST_LEAK_MAX: usize = 64 << 10;
+
+/// Bytes to leak per request: `FTPFS_TEST_LEAK_BYTES`, for the soak's own test only, and said
+/// in the log when set.
+static TEST_LEAK: LazyLock<usize> = LazyLock::new(|| {
+    let n = std::env::var("FTPFS_TEST_LEAK_BYTES").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let n = n.min(TEST_LEAK_MAX);
+    if n > 0 {
+        log::warn!("FTPFS_TEST_LEAK_BYTES: leaking {n} bytes per request (a test of the soak, never for use)");
+    }
+    n
+});
+
+/// Reads `FTPFS_TEST_LEAK_BYTES` now (so its warning is logged at start-up).
+pub fn arm_leak_for_tests() {
+    LazyLock::force(&TEST_LEAK);
+}
 
 /// Leaks what `FTPFS_TEST_LEAK_BYTES` asks for (nothing when it is unset).
 pub fn leak_for_tests() {

@@ -466,6 +466,7 @@ fn mount_and_serve(
     // before fuser can. (Whether the mount point is still ours cannot be told by its device
     // number: a new mount may get the same one.)
     crate::stats::start();
+    crate::allocator::arm_leak_for_tests();
     let fs = FtpFs::new(model.clone()).with_end({
         let (model, mountpoint, journal) = (model.clone(), mountpoint.clone(), journal.clone());
         move || {

@@ -238,7 +238,9 @@ fn a_background_mount_logs_to_syslog_unless_given_a_file() {
     let _ = std::fs::metadata(mnt.path().join("missing"));
     let pid = support::mount::daemon_pid_of(mnt.path()).expect("the mount's process");
     let mounted = format!("ftpfs[{pid}]: ftpfs::mount: mounted");
-    let lines = received_until(&sock, |l| l.contains(&mounted));
+    let mut lines = received_until(&sock, |l| l.contains(&mounted));
+    // And whatever followed it, for the password check below.
+    lines.extend(received(&sock));
     assert!(lines.iter().any(|l| l.contains(&mounted)), "syslog lines of the background process: {lines:?}");
     assert!(lines.iter().all(|l| l.starts_with('<') && !l.contains(PASSWORD)), "{lines:?}");
     // syslog restarts (its socket made anew): the mount's messages reach the new one.

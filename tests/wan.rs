@@ -72,7 +72,7 @@ fn setup(kind: ServerKind, rtt_ms: u32) -> Option<(FtpServer, Wan)> {
 /// off where nothing is said.
 fn mount(srv: &FtpServer, options: &[&str]) -> Mount {
     let mut options = options.to_vec();
-    if !options.iter().any(|o| o.starts_with("ahead_mib=")) {
+    if !options.iter().any(|o| o.split(',').any(|o| o.starts_with("ahead_mib="))) {
         options.push("ahead_mib=32");
     }
     Mount::try_new(srv, &options, Some(&Wan::url(srv)))

@@ -25,6 +25,10 @@ pub const ROOT_INO: u64 = 1;
 /// later readdir of the name gets a new one).
 pub const MAX_UNCOUNTED: usize = 100_000;
 
+/// The queue of uncounted numbers is first rid of the ones gone since at this length, then
+/// whenever it doubled since.
+const COMPACT_FIRST: usize = 1024;
+
 /// Hashes inode numbers (ours, handed out in sequence: nothing to defend against) with one
 /// multiplication, where SipHash would cost more than the rest of a lookup.
 #[derive(Default)]
@@ -101,6 +105,8 @@ pub struct Inodes {
     next: u64,
     /// Numbers made by [`Inodes::peek_or_assign`], oldest first (some may have gone since).
     uncounted: VecDeque<u64>,
+    /// The length of `uncounted` at which it is next rid of numbers gone since.
+    compact_at: usize,
 }
 
 impl Default for Inodes {
@@ -115,7 +121,7 @@ impl Inodes {
         nodes.insert(ROOT_INO, Node { path: Some("".into()), lookups: 1 });
         let mut by_path = ByPath { table: HashTable::new(), hasher: RandomState::new() };
         by_path.insert(&nodes, "", ROOT_INO);
-        Inodes { nodes, by_path, next: ROOT_INO + 1, uncounted: VecDeque::new() }
+        Inodes { nodes, by_path, next: ROOT_INO + 1, uncounted: VecDeque::new(), compact_at: COMPACT_FIRST }
     }
 
     /// The path of an inode number, if it is still known and not deleted.
@@ -155,6 +161,13 @@ impl Inodes {
         }
         if made {
             self.uncounted.push_back(ino);
+            if self.uncounted.len() >= self.compact_at {
+                // Numbers freed since (forgotten, deleted) or looked up since (counted now)
+                // leave the queue, so that it holds about what it stands for.
+                let nodes = &self.nodes;
+                self.uncounted.retain(|i| nodes.get(i).is_some_and(|n| n.lookups == 0));
+                self.compact_at = (self.uncounted.len() * 2).max(COMPACT_FIRST);
+            }
             while self.uncounted.len() > MAX_UNCOUNTED {
                 if let Some(old) = self.uncounted.pop_front() {
                     self.drop_if_unreferenced(old);
@@ -193,12 +206,18 @@ impl Inodes {
         }
     }
 
-    /// `path` was deleted: its number stays valid for the kernel but no longer names anything.
+    /// `path` was deleted: its number stays valid for the kernel but no longer names anything;
+    /// one the kernel holds no reference on (handed out by a readdir) is freed at once, rather
+    /// than kept, pathless, until [`MAX_UNCOUNTED`] newer ones push it out.
     pub fn remove_path(&mut self, path: &str) {
         if let Some(ino) = self.get(path) {
             self.by_path.remove(&self.nodes, path, ino);
-            if let Some(n) = self.nodes.get_mut(&ino) {
-                n.path = None;
+            match self.nodes.get_mut(&ino) {
+                Some(n) if n.lookups == 0 && ino != ROOT_INO => {
+                    self.nodes.remove(&ino);
+                }
+                Some(n) => n.path = None,
+                None => {}
             }
         }
     }
@@ -247,6 +266,31 @@ mod tests {
         assert!(!is_at_or_under("ab", "a"));
         assert!(!is_at_or_under("b/a", "a"));
         assert!(is_at_or_under("x", ""));
+    }
+
+    /// Numbers handed out by a readdir whose paths were deleted go at once, and the queue of
+    /// such numbers holds about what is still there: a mount that creates and deletes names
+    /// all day does not grow towards MAX_UNCOUNTED.
+    #[test]
+    fn uncounted_numbers_of_deleted_paths_go_at_once() {
+        let mut t = Inodes::new();
+        for i in 0..5000 {
+            let p = format!("d/f{i}");
+            t.peek_or_assign(&p);
+            t.remove_path(&p);
+        }
+        assert_eq!(t.len(), 1, "only the root is left");
+        assert!(t.uncounted.len() <= COMPACT_FIRST, "{} numbers queued", t.uncounted.len());
+        // One the kernel holds stays, without its path, until forgotten.
+        let a = t.lookup("a");
+        t.remove_path("a");
+        assert_eq!((t.len(), t.path(a)), (2, None));
+        t.forget(a, 1);
+        assert_eq!(t.len(), 1);
+        // Numbers still there survive the queue's compaction.
+        let kept: Vec<u64> = (0..3000).map(|i| t.peek_or_assign(&format!("k{i}"))).collect();
+        assert!(kept.iter().enumerate().all(|(i, &ino)| t.path(ino) == Some(format!("k{i}").as_str())));
+        assert_eq!(t.len(), 3001);
     }
 
     #[test]
