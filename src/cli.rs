@@ -132,12 +132,10 @@ impl MountOpts {
     }
 }
 
-/// `$XDG_CACHE_HOME/ftpfs` when that is set, else /var/tmp: on disk, not in a RAM tmpfs.
+/// `$XDG_CACHE_HOME/ftpfs`, else `$HOME/.cache/ftpfs`, else `/var/tmp/ftpfs-<uid>`: private
+/// to the user, on disk (see [`crate::private_files`]).
 pub fn default_cache_dir() -> PathBuf {
-    match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d).join("ftpfs"),
-        None => PathBuf::from("/var/tmp"),
-    }
+    crate::private_files::default_cache_dir()
 }
 
 impl Default for MountOpts {

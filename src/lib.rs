@@ -17,6 +17,9 @@
 //! - [`allocator`]: no huge pages, freed memory given back to the system (a flat resident size),
 //!   and the allocator's figures for `ftpfs stats`.
 //! - [`stats`]: counters and gauges every layer feeds; [`stats_channel`]: how `ftpfs stats` asks for them.
+//! - [`journal_dirs`]: where a mount's write-back journal lives and which earlier ones it recovers.
+//! - [`private_files`]: what ftpfs keeps on local disk is private to the mounting user, and
+//!   nothing planted there is trusted.
 //! - [`manual`]: the man page and shell completions, from the command line's definition.
 
 pub mod adapter;
@@ -25,11 +28,13 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod ftp;
+pub mod journal_dirs;
 pub mod logging;
 pub mod manual;
 pub mod model;
 pub mod mount;
 pub mod netrc;
+pub mod private_files;
 pub mod probe;
 pub mod remote;
 pub mod stats;

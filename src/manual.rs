@@ -57,7 +57,9 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
     (
         "cache_dir=DIR",
         "Where temporary copies of files changed at random offsets, and write-back spools, are kept \
-         (default $XDG_CACHE_HOME/ftpfs, else /var/tmp).",
+         (default $XDG_CACHE_HOME/ftpfs, else ~/.cache/ftpfs, else /var/tmp/ftpfs-UID). It must \
+         belong to you and not be writable by others (a sticky shared directory is used through a \
+         private ftpfs-UID directory inside it); what ftpfs creates there is 0700/0600.",
     ),
     ("default_permissions", "Let the kernel check the modes shown (default with allow_other)."),
     ("no_default_permissions", "Let the server alone decide what is allowed."),
@@ -77,7 +79,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("FTPFS_PASSWORD", "The password, when the URL has none (it is then blanked from the process's environment)."),
     ("FTPFS_LOG_FILE", "Where a background mount logs; without it, it logs to syslog (the journal)."),
     ("RUST_LOG", "What to log, e.g. ftpfs=debug (overrides -v)."),
-    ("XDG_CACHE_HOME", "The default cache_dir is $XDG_CACHE_HOME/ftpfs."),
+    ("XDG_CACHE_HOME", "The default cache_dir is $XDG_CACHE_HOME/ftpfs (else $HOME/.cache/ftpfs)."),
 ];
 
 const EXAMPLES: &[(&str, &str)] = &[

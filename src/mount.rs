@@ -16,6 +16,7 @@ use crate::backend::Backend;
 use crate::backend::ahead::{Ahead, AheadConfig};
 use crate::cli::{MountOpts, Target};
 use crate::ftp::{ConnectOptions, Connection, FtpError};
+use crate::journal_dirs::{remove_if_only_lock, writeback_journal};
 use crate::model::{Model, ModelConfig};
 use crate::remote::{FtpBackend, FtpBackendConfig, Pool};
 
@@ -297,18 +298,11 @@ pub struct MountPlan {
     pub foreground: bool,
 }
 
-/// Makes sure temp copies can be written in `dir` (created if missing).
-fn check_cache_dir(dir: &Path) -> Result<(), StartError> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cache_dir {}: {e}", dir.display()))?;
-    tempfile::tempfile_in(dir)
-        .map(drop)
-        .map_err(|e| format!("cache_dir {}: cannot write temp files there: {e}", dir.display()))
-}
-
 /// Runs the mount until it is unmounted. Returns the process exit code.
-pub fn run(plan: MountPlan) -> Result<(), StartError> {
+pub fn run(mut plan: MountPlan) -> Result<(), StartError> {
     let mountpoint = check_mountpoint(&plan.mountpoint)?;
-    check_cache_dir(&plan.opts.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir))?;
+    let cache_dir = plan.opts.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir);
+    plan.opts.cache_dir = Some(crate::private_files::prepare_cache_dir(&cache_dir)?);
     let (first, root) = first_connection(&plan.connect, &plan.target)?;
     let mut report = if plan.foreground { Report::foreground() } else { daemonize()? };
     match mount_and_serve(plan, mountpoint, first, root, &mut report) {
@@ -317,64 +311,6 @@ pub fn run(plan: MountPlan) -> Result<(), StartError> {
             report.failed(&e);
             Err(e)
         }
-    }
-}
-
-/// This mount's write-back journal, `cache_dir/writeback/<url without password>/<pid-time>/`,
-/// locked (flock) for the life of the process, and the journals of earlier mounts of the same
-/// server and root that no live process holds (each locked now, for its recovery).
-fn writeback_journal(cache_dir: &Path, url: &str) -> Result<(PathBuf, Vec<(PathBuf, File)>), String> {
-    let key: String = percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC).collect();
-    let key: String = key.chars().take(200).collect();
-    let base = cache_dir.join("writeback").join(key);
-    let fail = |p: &Path, e: std::io::Error| format!("cannot use {} for write-back: {e}", p.display());
-    std::fs::create_dir_all(&base).map_err(|e| fail(&base, e))?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let own = base.join(format!("{}-{stamp}", std::process::id()));
-    std::fs::create_dir(&own).map_err(|e| fail(&own, e))?;
-    let lock = File::create(own.join("lock")).map_err(|e| fail(&own, e))?;
-    if !try_lock(&lock) {
-        return Err(format!("cannot lock {} for write-back", own.display()));
-    }
-    // Held until the process ends.
-    std::mem::forget(lock);
-    let mut orphans = Vec::new();
-    for entry in std::fs::read_dir(&base).map_err(|e| fail(&base, e))?.flatten() {
-        let dir = entry.path();
-        if dir == own || !dir.is_dir() {
-            continue;
-        }
-        let Ok(lock) = File::options().create(true).truncate(false).write(true).open(dir.join("lock")) else {
-            continue;
-        };
-        if try_lock(&lock) {
-            orphans.push((dir, lock));
-        }
-    }
-    // Oldest first: by the time in the name (`<pid>-<nanoseconds>`).
-    let stamp = |p: &Path| -> u128 {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.rsplit('-').next())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0)
-    };
-    orphans.sort_by_key(|(dir, _)| stamp(dir));
-    Ok((own, orphans))
-}
-
-/// An exclusive flock without waiting.
-fn try_lock(f: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file descriptor this File owns.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
-
-/// Removes a journal directory that holds nothing but its lock file.
-fn remove_if_only_lock(dir: &Path) {
-    let only_lock = std::fs::read_dir(dir).map(|d| d.flatten().all(|e| e.file_name() == "lock")).unwrap_or(false);
-    if only_lock {
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -392,7 +328,7 @@ fn mount_and_serve(
     let cache_dir = o.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir);
     let (journal, orphans) = match o.writeback {
         true => {
-            let (own, orphans) = writeback_journal(&cache_dir, &plan.target.display_url())?;
+            let (own, orphans) = writeback_journal(&cache_dir, &plan.target)?;
             (Some(own), orphans)
         }
         false => (None, Vec::new()),

@@ -214,7 +214,7 @@ impl Core {
 
     /// A new temp file in `cache_dir` for a spool (deleted when closed).
     pub(super) fn temp_file(&self) -> FsResult<std::fs::File> {
-        tempfile::tempfile_in(&self.cfg.cache_dir).map_err(|e| {
+        crate::private_files::private_tempfile(&self.cfg.cache_dir).map_err(|e| {
             log::warn!("cannot make a temp file in {}: {e}", self.cfg.cache_dir.display());
             e.raw_os_error().unwrap_or(libc::EIO)
         })

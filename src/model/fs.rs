@@ -555,7 +555,7 @@ impl Model {
     /// Uploads what an earlier mount's write-back left in its journal `dir` (before serving),
     /// oldest first; returns how many files landed. What fails stays there.
     pub fn recover_journal(&self, dir: &std::path::Path) -> usize {
-        super::writeback::recover(&self.core, dir)
+        super::recovery::recover(&self.core, dir)
     }
 
     /// How many file handles are open.

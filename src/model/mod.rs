@@ -16,6 +16,7 @@ pub mod inodes;
 mod namespace;
 mod open_file;
 mod readahead;
+mod recovery;
 mod rescue;
 mod writeback;
 

@@ -1,7 +1,6 @@
 //! Keeping the data of a handle whose upload failed at close: its temp copy becomes a named
 //! file in `cache_dir` (and the name is logged) instead of being deleted with the handle.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::SystemTime;
 
@@ -73,7 +72,7 @@ fn keep_spool(s: &mut Spool, kept: &std::path::Path) -> io::Result<()> {
     if linked == 0 {
         return Ok(());
     }
-    let mut out = File::create_new(kept)?;
+    let mut out = crate::private_files::create_new(kept)?;
     s.file.seek(SeekFrom::Start(0))?;
     io::copy(&mut (&s.file).take(s.len), &mut out).map(drop)
 }

@@ -11,10 +11,10 @@
 //! Each deferred spool is also linked into a journal directory (one per server and remote root,
 //! under `cache_dir/writeback/`) with the file's path beside it, and removed from there once the
 //! server confirmed it. What a crash or `kill -9` left there is uploaded by the next mount of the
-//! same server and root before it serves anything, and the log says so.
+//! same server and root before it serves anything (`recovery`), and the log says so.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +28,6 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::FsResult;
 use super::core::Core;
 use super::files::OpenFile;
-use crate::backend::WriteMode;
 use crate::backend::paths::is_at_or_under;
 
 /// A background thread with nothing to do for this long ends.
@@ -209,7 +208,7 @@ impl WriteBack {
         let p = self.pending.lock();
         let (_, data, len) = p.copies.get(path).filter(|_| p.paths.contains_key(path))?;
         // Opened under the lock: the upload's end removes the file only after taking it.
-        std::fs::File::open(data).ok().map(|f| (f, *len))
+        crate::private_files::open_trusted(data, false).ok().map(|f| (f, *len))
     }
 
     /// Waits for `path` and everything under it.
@@ -493,66 +492,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `bytes` to `to` through a temp name, so a crash never leaves half a file there.
 fn write_atomically(to: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = to.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = crate::private_files::create_or_truncate(&tmp)?;
     io::Write::write_all(&mut f, bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, to)
-}
-
-/// Uploads what an earlier mount left in `journal`, oldest first; returns how many landed.
-/// An entry that fails is not replayed later (it could land over newer data then): its data
-/// is kept in `cache_dir` as `ftpfs-unsaved-…` and the log says so.
-pub(super) fn recover(core: &Core, journal: &Path) -> usize {
-    let Ok(dir) = std::fs::read_dir(journal) else { return 0 };
-    let mut names: Vec<PathBuf> =
-        dir.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "path")).collect();
-    names.sort();
-    let mut landed = 0;
-    for name in names {
-        let data = name.with_extension("data");
-        let Ok(path) = std::fs::read_to_string(&name) else { continue };
-        match upload_file(core, &path, &data) {
-            Ok(len) => {
-                core.invalidate_parent(&path);
-                log::warn!("{path}: uploaded {len} bytes that an earlier mount had not written back");
-                let _ = std::fs::remove_file(&name);
-                let _ = std::fs::remove_file(&data);
-                landed += 1;
-            }
-            Err(e) => {
-                let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-                let kept = core.cfg.cache_dir.join(format!("ftpfs-unsaved-{}-{stamp}-recovered", std::process::id()));
-                match std::fs::rename(&data, &kept) {
-                    Ok(()) => {
-                        let _ = std::fs::remove_file(&name);
-                        log::error!(
-                            "{path}: left by an earlier mount, not uploaded ({e}); its data is kept in {}",
-                            kept.display()
-                        );
-                    }
-                    Err(e2) => log::error!(
-                        "{path}: left by an earlier mount, not uploaded ({e}), and kept as {} ({e2})",
-                        data.display()
-                    ),
-                }
-            }
-        }
-    }
-    landed
-}
-
-fn upload_file(core: &Core, path: &str, data: &Path) -> Result<u64, String> {
-    let mut file = std::fs::File::open(data).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut up = core
-        .backend
-        .write(path, WriteMode::Replace, core.wait_limit())
-        .map_err(|e| e.to_string())?
-        .ok_or("no connection")?;
-    io::copy(&mut (&mut file).take(len), &mut up).map_err(|e| e.to_string())?;
-    let reported = up.finish().map_err(|e| e.to_string())?;
-    match reported.map_or_else(|| core.backend.size(path).ok().flatten(), Some) {
-        Some(n) if n != len => Err(format!("the server has {n} bytes, not {len}")),
-        _ => Ok(len),
-    }
 }

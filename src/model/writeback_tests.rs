@@ -302,3 +302,45 @@ fn readers_of_a_pending_upload_read_the_newest_close() {
     // With nothing pending, reads go to the server again.
     assert_eq!(read_file(&m, "f"), b"second, longer version");
 }
+
+/// A journal another user could have planted uploads nothing it should not: a path that
+/// leaves the mount's root or is absolute, data that is a symlink (to a file only the mounting
+/// user can read) or a second link to another file. Such entries are left where they are; a
+/// good entry beside them still lands.
+#[test]
+fn a_planted_journal_uploads_nothing_and_follows_nothing() {
+    let (be, dir, _journal) = setup();
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, b"only root may read this").expect("secret");
+    let entry = |n: u32, path: &str| {
+        let name = left.join(format!("{n:020}.path"));
+        std::fs::write(&name, path).expect("path");
+        (name, left.join(format!("{n:020}.data")))
+    };
+    let (_, d) = entry(1, "../escaped");
+    std::fs::write(d, b"x").expect("data");
+    let (_, d) = entry(2, "/etc/absolute");
+    std::fs::write(d, b"x").expect("data");
+    let (_, d) = entry(3, "stolen");
+    std::os::unix::fs::symlink(&secret, d).expect("symlink");
+    let (_, d) = entry(4, "linked");
+    std::fs::hard_link(&secret, d).expect("hard link");
+    let (name, d) = entry(5, "path_is_a_symlink");
+    std::fs::write(d, b"x").expect("data");
+    std::fs::remove_file(&name).expect("rm");
+    std::os::unix::fs::symlink(&secret, &name).expect("symlink");
+    let (_, d) = entry(6, "a/./b");
+    std::fs::write(d, b"x").expect("data");
+    let (_, d) = entry(7, "good");
+    std::fs::write(d, b"mine").expect("data");
+    let m = model(&be, dir.path(), None);
+    assert_eq!(m.recover_journal(&left), 1, "only the good entry lands");
+    assert_eq!(be.file("good").as_deref(), Some(&b"mine"[..]));
+    for never in ["escaped", "etc/absolute", "stolen", "linked", "path_is_a_symlink", "a/b", "../escaped"] {
+        assert!(be.file(never).is_none(), "{never} was uploaded");
+    }
+    assert_eq!(journal_entries(&left), 12, "refused entries (path and data files) are left for the user");
+    assert_eq!(std::fs::read(&secret).expect("secret"), b"only root may read this");
+}

@@ -1,0 +1,122 @@
+//! Recovery of what a crash left in a write-back journal: each entry is checked (it may have
+//! been planted by another user, see [`crate::private_files`]) and uploaded before the mount
+//! serves anything; what fails is kept in `cache_dir`, never replayed over newer data later.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::core::Core;
+use crate::backend::WriteMode;
+
+/// Uploads what an earlier mount left in `journal`, oldest first; returns how many landed.
+/// An entry that fails is not replayed later (it could land over newer data then): its data
+/// is kept in `cache_dir` as `ftpfs-unsaved-…` and the log says so. An entry that may not have
+/// been written by ftpfs for this user (see [`checked_entry`]) is never uploaded: it is logged
+/// and left where it is.
+pub(super) fn recover(core: &Core, journal: &Path) -> usize {
+    let Ok(dir) = std::fs::read_dir(journal) else { return 0 };
+    let mut names: Vec<PathBuf> =
+        dir.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "path")).collect();
+    names.sort();
+    let mut landed = 0;
+    for name in names {
+        let data = name.with_extension("data");
+        let (path, file) = match checked_entry(&name, &data) {
+            Ok(entry) => entry,
+            Err(why) => {
+                log::error!(
+                    "{}: write-back journal entry refused, not uploaded (left in place): {why}",
+                    name.display()
+                );
+                continue;
+            }
+        };
+        match upload_file(core, &path, file) {
+            Ok(len) => {
+                core.invalidate_parent(&path);
+                log::warn!("{path}: uploaded {len} bytes that an earlier mount had not written back");
+                let _ = std::fs::remove_file(&name);
+                let _ = std::fs::remove_file(&data);
+                landed += 1;
+            }
+            Err(e) => {
+                let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+                let kept = core.cfg.cache_dir.join(format!("ftpfs-unsaved-{}-{stamp}-recovered", std::process::id()));
+                match std::fs::rename(&data, &kept) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&name);
+                        log::error!(
+                            "{path}: left by an earlier mount, not uploaded ({e}); its data is kept in {}",
+                            kept.display()
+                        );
+                    }
+                    Err(e2) => log::error!(
+                        "{path}: left by an earlier mount, not uploaded ({e}), and kept as {} ({e2})",
+                        data.display()
+                    ),
+                }
+            }
+        }
+    }
+    landed
+}
+
+/// Longest path a journal entry may name, in bytes.
+const MAX_ENTRY_PATH: u64 = 64 * 1024;
+
+/// A journal entry as ftpfs wrote it: its `.path` and `.data` files regular files of the
+/// mounting user with one link each (opened without following symlinks), and the path a
+/// mount-relative one (no leading `/`, no `.`, `..` or empty part, no NUL, CR or LF) that stays
+/// under the mount's root on the server.
+fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File), String> {
+    let mut named = crate::private_files::open_trusted(name, false).map_err(|e| format!("its path file: {e}"))?;
+    let mut raw = Vec::new();
+    (&mut named).take(MAX_ENTRY_PATH + 1).read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    if raw.len() as u64 > MAX_ENTRY_PATH {
+        return Err("its path is too long".into());
+    }
+    let path = String::from_utf8(raw).map_err(|_| "its path is not UTF-8".to_string())?;
+    if !is_plain_relative(&path) {
+        return Err(format!("its path {path:?} is not a plain path under the mount's root"));
+    }
+    let file = crate::private_files::open_trusted(data, false).map_err(|e| format!("its data file: {e}"))?;
+    Ok((path, file))
+}
+
+/// A mount-relative path as the model writes it: `a/b`, never `/a`, `a/../b`, `a//b` or `.`.
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.contains(['\0', '\r', '\n'])
+        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+fn upload_file(core: &Core, path: &str, mut file: std::fs::File) -> Result<u64, String> {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut up = core
+        .backend
+        .write(path, WriteMode::Replace, core.wait_limit())
+        .map_err(|e| e.to_string())?
+        .ok_or("no connection")?;
+    io::copy(&mut (&mut file).take(len), &mut up).map_err(|e| e.to_string())?;
+    let reported = up.finish().map_err(|e| e.to_string())?;
+    match reported.map_or_else(|| core.backend.size(path).ok().flatten(), Some) {
+        Some(n) if n != len => Err(format!("the server has {n} bytes, not {len}")),
+        _ => Ok(len),
+    }
+}
+
+#[cfg(test)]
+mod entry_tests {
+    use super::is_plain_relative;
+
+    #[test]
+    fn only_plain_relative_paths_are_replayed() {
+        for ok in ["a", "a/b", "dir/.hidden", "x..y", "a/b c/d"] {
+            assert!(is_plain_relative(ok), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", ".", "..", "../a", "a/../../b", "a/.", "a\0b", "a\nb", "a\rb"] {
+            assert!(!is_plain_relative(bad), "{bad:?}");
+        }
+    }
+}
