@@ -182,7 +182,11 @@ pub fn init(verbose: u8, background: bool) {
     let mut builder = env_logger::Builder::from_env(env);
     builder.format_timestamp_millis();
     if let Some(path) = std::env::var_os("FTPFS_LOG_FILE") {
-        match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        // Created 0600: the log names the user's files.
+        let opened =
+            std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600)
+                .open(&path);
+        match opened {
             Ok(f) => {
                 builder.target(env_logger::Target::Pipe(Box::new(f)));
             }

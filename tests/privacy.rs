@@ -148,6 +148,17 @@ fn a_cache_dir_other_users_could_change_is_refused() {
     chmod(&open, 0o777);
     chmod(&open.join("mine"), 0o700);
     refused(&open.join("mine"), "not sticky");
+    // In a sticky shared directory, another user made `ftpfs-0` first (theirs, or a symlink).
+    let squatted = top.path().join("squatted");
+    std::fs::create_dir_all(squatted.join("ftpfs-0")).unwrap();
+    chmod(&squatted, 0o1777);
+    chown(&squatted.join("ftpfs-0"), OTHER_UID);
+    refused(&squatted, "belongs to uid 65534");
+    let linked = top.path().join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    chmod(&linked, 0o1777);
+    std::os::unix::fs::symlink(top.path().join("group"), linked.join("ftpfs-0")).unwrap();
+    refused(&linked, "never followed");
     // A sticky shared directory, such as /var/tmp: used through a private directory.
     let shared = top.path().join("shared");
     std::fs::create_dir(&shared).unwrap();

@@ -279,5 +279,7 @@ fn a_background_mount_logs_to_syslog_unless_given_a_file() {
     assert!(received(&sock).is_empty(), "syslog got lines although FTPFS_LOG_FILE was set");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("mounted") && !text.contains(PASSWORD), "{text}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&log).unwrap().permissions()) & 0o777;
+    assert_eq!(mode, 0o600, "the log file it created is private");
     drop(guard);
 }
