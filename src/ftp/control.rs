@@ -328,6 +328,16 @@ impl Connection {
         if let (Some((cfg, name)), TlsMode::Explicit) = (tls, opts.tls_mode) {
             conn.timed_step("TLS set-up (AUTH TLS) not done", |c| {
                 c.command_expect("AUTH", Some("TLS"), |code| code == 234)?;
+                // Bytes that came with the 234, in clear, would be read after the handshake as
+                // if the server had sent them protected (a man in the middle injecting replies:
+                // CVE-2021-22947). Later ones reach the handshake itself, which refuses them.
+                let early = c.ctrl.buffer().len();
+                if early > 0 {
+                    return Err(FtpError::protocol(format!(
+                        "the server sent {early} bytes after its 234 reply to AUTH TLS, before the TLS \
+                         handshake: refused, as they could have been injected in clear"
+                    )));
+                }
                 let plain = std::mem::replace(c.ctrl.get_mut(), NetStream::Detached);
                 let tcp = plain.into_plain().ok_or_else(|| FtpError::protocol("control stream is not plain TCP"))?;
                 *c.ctrl.get_mut() = handshake(tcp, cfg, name)?;

@@ -4,7 +4,9 @@
 //! server refuses EPSV or its port cannot be reached. After PASV we connect to the control
 //! connection's peer address, not to the address in the 227 reply, unless the caller opted in
 //! (a hostile server could otherwise make us connect anywhere: CVE-2020-8284). Active mode
-//! listens on the control connection's local address and announces it with EPRT (IPv6) or PORT.
+//! listens on the control connection's local address and announces it with EPRT (IPv6) or PORT,
+//! and takes only a data connection that comes from the control connection's peer address (as
+//! vsftpd and curl do): anyone else who finds the port first is turned away.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -23,11 +25,11 @@ pub(super) enum PendingData {
 
 impl PendingData {
     /// Turns the pending connection into a stream, accepting the server's connection in active
-    /// mode (within `timeout`).
-    pub(super) fn establish(self, timeout: Duration) -> Result<NetStream> {
+    /// mode (within `timeout`, and only from `server`, the control connection's peer address).
+    pub(super) fn establish(self, server: IpAddr, timeout: Duration) -> Result<NetStream> {
         let tcp = match self {
             PendingData::Connected(s) => s,
-            PendingData::Listening(l) => accept_with_timeout(&l, timeout)?,
+            PendingData::Listening(l) => accept_with_timeout(&l, server, timeout)?,
         };
         let stream = NetStream::Plain(tcp);
         stream.set_timeouts(Some(timeout))?;
@@ -35,11 +37,18 @@ impl PendingData {
     }
 }
 
-fn accept_with_timeout(listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
+/// Accepts the first connection that comes from `server` (an IPv4 address and its IPv4-mapped
+/// IPv6 form count as one) within `timeout`; connections from anywhere else are closed at once
+/// and the wait goes on.
+fn accept_with_timeout(listener: &TcpListener, server: IpAddr, timeout: Duration) -> Result<TcpStream> {
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + timeout;
     loop {
         match listener.accept() {
+            Ok((s, from)) if from.ip().to_canonical() != server.to_canonical() => {
+                log::warn!("refused an active-mode data connection from {from}: the server is {server}");
+                drop(s);
+            }
             Ok((s, _)) => {
                 s.set_nonblocking(false)?;
                 return Ok(s);
@@ -299,6 +308,7 @@ impl Connection {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::io::Read;
 
     #[test]
     fn epsv_replies() {
@@ -320,6 +330,69 @@ mod tests {
         assert_eq!(parse_227("Entering Passive Mode (1,2,3,4,5)"), None);
         assert_eq!(parse_227("Entering Passive Mode (1,2,3,4,0,0)"), None);
         assert_eq!(parse_227("nonsense"), None);
+    }
+
+    /// A TCP connection to `to` from the local address `from` (bound before connecting, which
+    /// std cannot do): on loopback, any 127.x.y.z stands for another host.
+    fn connect_from(from: Ipv4Addr, to: SocketAddr) -> io::Result<TcpStream> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+            sin_zero: [0; 8],
+        };
+        let SocketAddr::V4(to) = to else { return Err(io::Error::other("IPv4 only")) };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: socket(2) takes no pointers; a valid descriptor is owned by `fd` at once.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let (local, remote) = (sockaddr(from, 0), sockaddr(*to.ip(), to.port()));
+        // SAFETY: the addresses are valid sockaddr_in values of length `len` for the calls.
+        if unsafe { libc::bind(fd.as_raw_fd(), (&local as *const libc::sockaddr_in).cast(), len) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::connect(fd.as_raw_fd(), (&remote as *const libc::sockaddr_in).cast(), len) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(TcpStream::from(fd))
+    }
+
+    #[test]
+    fn active_mode_takes_only_the_server() {
+        let server = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Someone else connects first: turned away (closed), and the wait goes on for the server.
+        let foreign = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr).expect("connect from 127.0.0.2");
+        let legit = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            TcpStream::connect(addr).unwrap()
+        });
+        let got = accept_with_timeout(&listener, server, Duration::from_secs(5)).expect("the server's connection");
+        assert_eq!(got.peer_addr().unwrap().ip(), server);
+        let legit = legit.join().unwrap();
+        assert_eq!(got.peer_addr().unwrap(), legit.local_addr().unwrap());
+        foreign.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!((&foreign).read(&mut byte), Ok(0) | Err(_)), "the foreign connection is closed");
+
+        // Only a foreign peer: the wait ends at the timeout with the usual error.
+        let _foreign = connect_from(Ipv4Addr::new(127, 0, 0, 3), addr).expect("connect from 127.0.0.3");
+        let started = Instant::now();
+        let err = accept_with_timeout(&listener, server, Duration::from_millis(300)).expect_err("foreign only");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(matches!(&err, FtpError::Io(e) if e.kind() == io::ErrorKind::TimedOut), "{err:?}");
+
+        // The server named in its IPv4-mapped IPv6 form is the same server.
+        let _legit = TcpStream::connect(addr).unwrap();
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        accept_with_timeout(&listener, mapped, Duration::from_secs(5)).expect("mapped form");
     }
 
     proptest! {

@@ -1,5 +1,7 @@
 //! The byte stream under a control or data connection: plain TCP, or TLS (FTPS) over TCP.
-//! The rest of the wire layer reads and writes through this type and does not care which.
+//! The rest of the wire layer reads and writes through this type and does not care which. A
+//! TLS stream ends only with the peer's close_notify: one that ends without it (the TCP stream
+//! closed, which anyone on the path can forge) is a read error, never a short, complete transfer.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -120,14 +122,21 @@ impl NetStream {
     }
 }
 
+/// The error a read of a TLS stream that ended without close_notify returns.
+const TRUNCATED: &str = "the TLS connection ended without close_notify: the data may be truncated";
+
 impl Read for NetStream {
+    /// Reads as the stream's own `read`, except that a TLS stream that ends without
+    /// close_notify is an error (`UnexpectedEof`), not an end of stream, as in curl: anyone on
+    /// the path can end the TCP stream (a forged FIN), and the server, which sent everything,
+    /// still answers 226 on the control connection: only close_notify proves the data whole.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             NetStream::Plain(s) => s.read(buf),
-            // A peer that closes without close_notify ends the stream; for data, the transfer's
-            // final reply on the (authenticated) control connection says whether it was whole.
             NetStream::Tls(s) => match s.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, TRUNCATED))
+                }
                 other => other,
             },
             NetStream::Detached => Err(detached()),

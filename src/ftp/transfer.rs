@@ -79,7 +79,7 @@ impl Connection {
             return Err(reply.into_error());
         }
         self.ahead_accepted |= ahead;
-        let res = pending.establish(self.opts.timeout);
+        let res = pending.establish(self.peer.ip(), self.opts.timeout);
         let stream = self.mark_dead_on(res)?;
         match (&self.tls_config, self.protect_data) {
             // The data handshake resumes this control connection's session (require_ssl_reuse).

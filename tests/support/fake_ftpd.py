@@ -24,12 +24,23 @@ advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style),
 `550 Cannot rename: target exists` and changes nothing, like IIS and some embedded servers),
 --greeting TEXT (the text of the 220 greeting: clients recognize servers by it),
 --log-commands FILE (every command line received is appended to FILE, PASS masked as `PASS ****`).
+Active mode: PORT and EPRT are answered, and the server then connects to the address given, from
+127.0.0.1 (or ::1); --active-from IP makes it connect from IP instead (bound before connecting,
+e.g. 127.0.0.2: a peer that is not the control connection's).
+TLS: --tls-cert FILE --tls-key FILE offer explicit FTPS with this certificate and key (AUTH TLS,
+PBSZ, PROT P/C; protected data connections are TLS and end with close_notify).
+--tls-truncate (with --tls-cert) makes a RETR over a protected data connection send half of its
+data, then close the TCP connection without close_notify, and still answer 226, as a network
+attacker injecting a FIN would. --auth-tls-extra (with --tls-cert) sends, in the same write as
+the 234 reply to AUTH TLS, one more reply line (`230 ...`), before the TLS handshake: bytes a
+man in the middle could inject in clear.
 """
 import argparse
 import calendar
 import posixpath
 import socket
 import socketserver
+import ssl
 import threading
 import time
 
@@ -84,6 +95,37 @@ def log_command(line):
         line = verb + sep + "****"
     with LOG_LOCK, open(ARGS.log_commands, "a", encoding="utf-8", errors="replace") as f:
         f.write(line + "\n")
+
+
+def tls_context():
+    """The server side TLS configuration of --tls-cert and --tls-key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(ARGS.tls_cert, ARGS.tls_key)
+    return ctx
+
+
+def end_data(conn):
+    """Closes a data connection; a TLS one with close_notify (and the client's in return)."""
+    if isinstance(conn, ssl.SSLSocket):
+        try:
+            conn.unwrap()
+        except (OSError, ValueError):
+            pass
+    conn.close()
+
+
+def truncate_data(conn, payload):
+    """--tls-truncate: half of payload, then end of the TCP stream without close_notify (what
+    an attacker injecting a FIN does); the connection is read until the client closes it, so
+    the end is a FIN, not a reset."""
+    conn.sendall(payload[: len(payload) // 2])
+    conn.shutdown(socket.SHUT_WR)  # on an SSLSocket: the TCP socket's, no TLS alert
+    try:
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+    conn.close()
 
 
 class Handler(socketserver.StreamRequestHandler):
@@ -148,17 +190,19 @@ class Handler(socketserver.StreamRequestHandler):
         if listener is not None:
             listener.close()
             self.data_listener = None
+        self.active_addr = None
 
-    def with_data(self, payload):
+    def with_data(self, payload, truncatable=False):
         """Sends payload over the data connection, or receives (and returns) an upload when
-        payload is None. The final reply after an upload is the caller's to send."""
+        payload is None. The final reply after an upload is the caller's to send. With
+        `truncatable` (a RETR), --tls-truncate applies."""
         listener = getattr(self, "data_listener", None)
-        if listener is None:
+        if listener is None and getattr(self, "active_addr", None) is None:
             self.send("425 Use PASV first")
             return None
         self.send("150 Opening data connection")
         try:
-            conn, _ = listener.accept()
+            conn = self.accept_data(listener)
             conn.settimeout(30)
             if payload is None:
                 got = b""
@@ -167,14 +211,63 @@ class Handler(socketserver.StreamRequestHandler):
                     if not b:
                         break
                     got += b
-                conn.close()
+                end_data(conn)
                 return got
-            conn.sendall(payload)
-            conn.close()
+            if self.protected and ARGS.tls_truncate and truncatable:
+                truncate_data(conn, payload)
+            else:
+                conn.sendall(payload)
+                end_data(conn)
         finally:
             self.close_data()
         self.send("226 Done")
         return None
+
+    def accept_data(self, listener):
+        """The data connection: accepted (passive), or opened to the PORT/EPRT address (from
+        --active-from when given); TLS when PROT P is in force."""
+        if self.active_addr is not None:
+            host, port = self.active_addr
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            conn = socket.socket(family)
+            conn.settimeout(10)
+            if ARGS.active_from:
+                conn.bind((ARGS.active_from, 0))
+            elif family == socket.AF_INET:
+                conn.bind(("127.0.0.1", 0))
+            conn.connect((host, port))
+        else:
+            conn, _ = listener.accept()
+        if self.protected:
+            conn.settimeout(30)
+            conn = tls_context().wrap_socket(conn, server_side=True)
+        return conn
+
+    def start_tls(self):
+        """AUTH TLS: 234 (with --auth-tls-extra, an injected reply line in the same write), then
+        the handshake; the control connection is TLS from then on."""
+        extra = b"230 Logged in (sent before the TLS handshake)\r\n" if ARGS.auth_tls_extra else b""
+        self.wfile.write(b"234 Proceed with negotiation\r\n" + extra)
+        self.wfile.flush()
+        self.connection = tls_context().wrap_socket(self.connection, server_side=True)
+        self.rfile = self.connection.makefile("rb")
+        self.wfile = self.connection.makefile("wb")
+
+    def set_active(self, verb, arg):
+        """PORT h1,h2,h3,h4,p1,p2 or EPRT |1|ip|port|: the next transfer connects there."""
+        self.close_data()
+        try:
+            if verb == "PORT":
+                n = [int(x) for x in arg.split(",")]
+                addr = ("%d.%d.%d.%d" % tuple(n[:4]), n[4] * 256 + n[5])
+            else:
+                _, _, host, port, _ = arg.split(arg[0])
+                addr = (host, int(port))
+        except (ValueError, IndexError):
+            self.send("501 Bad address")
+            return
+        self.active_addr = addr
+        self.send("200 %s command successful" % verb)
 
     def silent(self):
         """--silent-greeting: say nothing, keep the connection until the client closes it."""
@@ -187,6 +280,8 @@ class Handler(socketserver.StreamRequestHandler):
 
     def handle(self):
         self.data_listener = None
+        self.active_addr = None
+        self.protected = False
         self.rest = 0
         self.rnfr = None
         self.cwd = "/"
@@ -335,6 +430,15 @@ class Handler(socketserver.StreamRequestHandler):
         elif verb == "ABOR":
             self.close_data()
             self.send("225 No transfer to abort")
+        elif verb == "AUTH" and ARGS.tls_cert and arg.upper() in ("TLS", "SSL"):
+            self.start_tls()
+        elif verb == "PBSZ" and ARGS.tls_cert:
+            self.send("200 PBSZ=0")
+        elif verb == "PROT" and ARGS.tls_cert and arg.upper() in ("P", "C"):
+            self.protected = arg.upper() == "P"
+            self.send("200 Protection level set")
+        elif verb in ("PORT", "EPRT"):
+            self.set_active(verb, arg)
         elif verb == "EPSV":
             if ARGS.bad_pasv:
                 self.send("500 EPSV not understood")
@@ -424,7 +528,7 @@ class Handler(socketserver.StreamRequestHandler):
                 self.close_data()
                 self.send("550 No such file")
             else:
-                self.with_data(data[self.rest :])
+                self.with_data(data[self.rest :], truncatable=True)
             self.rest = 0
         elif verb in ("STOR", "APPE"):
             self.store(verb, self.norm(arg))
@@ -506,6 +610,11 @@ def main():
     p.add_argument("--dos", action="store_true")
     p.add_argument("--refuse-rename-over-existing", action="store_true")
     p.add_argument("--log-commands", metavar="FILE")
+    p.add_argument("--active-from", metavar="IP")
+    p.add_argument("--tls-cert", metavar="FILE")
+    p.add_argument("--tls-key", metavar="FILE")
+    p.add_argument("--tls-truncate", action="store_true")
+    p.add_argument("--auth-tls-extra", action="store_true")
     ARGS = p.parse_args()
     with Server(("127.0.0.1", ARGS.port), Handler) as srv:
         srv.serve_forever()
