@@ -92,9 +92,9 @@ fn what_the_mount_keeps_locally_is_private_whatever_the_umask() {
     let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
     std::fs::write(mnt.path().join("big.bin"), &data).expect("write through the mount");
     // A second file held open, changed in the middle: its spool lives in the cache directory.
-    let mut open =
+    let open =
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(mnt.path().join("open.bin")).unwrap();
-    std::os::unix::fs::FileExt::write_at(&mut open, b"middle", 1000).unwrap();
+    std::os::unix::fs::FileExt::write_at(&open, b"middle", 1000).unwrap();
     let cache = home.path().join(".cache/ftpfs");
     let mut seen = Vec::new();
     walk(&cache, &mut seen);
