@@ -53,14 +53,12 @@ pub fn scrub_env() {
     }
 }
 
-/// The URL without the `:password` part of its user info, or `None` if it has no password.
+/// The URL without the `:password` part of its user info, or `None` if it has no password:
+/// in every form the URL parser takes (`ftp:u:pw@h`, `ftp:/u:pw@h` too, see
+/// [`ftpfs::cli::password_span`]).
 pub fn without_password(arg: &str) -> Option<String> {
-    let scheme_end = arg.find("://")? + 3;
-    let rest = &arg[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let at = rest[..authority_end].rfind('@')?;
-    let colon = rest[..at].find(':')?;
-    Some(format!("{}{}{}", &arg[..scheme_end], &rest[..colon], &rest[at..]))
+    let span = ftpfs::cli::password_span(arg)?;
+    Some(format!("{}{}", &arg[..span.start], &arg[span.end..]))
 }
 
 /// Rewrites, in place, every argument that is a URL with a password.
@@ -100,6 +98,11 @@ mod tests {
         assert_eq!(without_password("ftp://u@host/"), None);
         assert_eq!(without_password("ftp://host/a:b@c"), None);
         assert_eq!(without_password("/mnt/x"), None);
+        // The other forms the URL parser takes with a password.
+        assert_eq!(without_password("ftp:u:secret@host").as_deref(), Some("ftp:u@host"));
+        assert_eq!(without_password("ftp:/u:secret@host/d").as_deref(), Some("ftp:/u@host/d"));
+        assert_eq!(without_password("FTP:\\\\u:secret@host").as_deref(), Some("FTP:\\\\u@host"));
+        assert_eq!(without_password("ro,proxy=http:u:pw@h:8080").as_deref(), Some("ro,proxy=http:u@h:8080"));
         // -o proxy=… with a password, among other options.
         assert_eq!(
             without_password("tls,proxy=socks5://u:pw@h:1080,ro").as_deref(),

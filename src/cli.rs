@@ -209,6 +209,11 @@ fn seconds(key: &str, v: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(s))
 }
 
+/// An unknown option with an `@` is not shown: `-o` splits at commas, so it may be the rest
+/// of a proxy's password.
+const UNKNOWN_WITH_AT: &str = "unknown mount option with an @ (not shown: it may be part of a password; \
+                               a comma in the proxy's password cuts it in two)";
+
 /// Parses every `-o` argument. An unknown option is an error.
 pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
     let mut o = MountOpts::default();
@@ -270,6 +275,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("no_default_permissions", None) => o.default_permissions = Some(false),
             (k, None) if is_ignorable(k) => log::debug!("ignoring mount option {k}"),
             _ if is_ignorable(opt) => log::debug!("ignoring mount option {opt}"),
+            _ if opt.contains('@') => return Err(UNKNOWN_WITH_AT.into()),
             _ => return Err(format!("unknown mount option: {opt}")),
         }
     }
@@ -360,18 +366,56 @@ pub fn parse_url(s: &str) -> Result<Target, String> {
     Ok(Target { host, port, user, password, dir, implicit_tls })
 }
 
-/// The URL with any password replaced, for error messages.
+/// The URL with any password replaced by `****`, for error messages. A URL the parser refuses
+/// is read loosely: everything from the first `:` after the scheme to the last `@` is hidden.
 pub fn redact(s: &str) -> String {
-    match (s.find("://"), s.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &s[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((u, _)) => format!("{}{u}:****{}", &s[..scheme_end + 3], &s[at..]),
-                None => s.to_string(),
-            }
-        }
-        _ => s.to_string(),
+    match password_in(s, false).map(|r| r.start + 1..r.end).or_else(|| password_in(s, true)) {
+        Some(r) => format!("{}****{}", &s[..r.start], &s[r.end..]),
+        None => s.to_string(),
     }
+}
+
+/// Where the password of a URL in `s` (the URL argument, or `-o proxy=…` among other options)
+/// is: the byte range of `:password`, in every form the URL parser (WHATWG, the `url` crate)
+/// takes with one: `ftp://u:pw@h`, and for the schemes it treats as special (ftp, http) also
+/// `ftp:u:pw@h`, `ftp:/u:pw@h`, `ftp:\\u:pw@h`, `ftp:///u:pw@h`, any case, with spaces or
+/// control characters before. `None` when there is no password.
+pub fn password_span(s: &str) -> Option<std::ops::Range<usize>> {
+    password_in(s, false)
+}
+
+/// [`password_span`]; `loose`: the authority runs to the last `@` of `s`, for text the parser
+/// refused (a password with a `/` in it, say), and the range is the password alone.
+fn password_in(s: &str, loose: bool) -> Option<std::ops::Range<usize>> {
+    let in_scheme = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+    let mut from = 0;
+    while let Some(found) = s[from..].find(':') {
+        let colon = from + found;
+        from = colon + 1;
+        let start = s[..colon].char_indices().rev().find(|&(_, c)| !in_scheme(c)).map_or(0, |(i, c)| i + c.len_utf8());
+        let scheme = &s[start..colon];
+        if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            continue;
+        }
+        let special = ["ftp", "http", "https", "ws", "wss", "file"].iter().any(|k| scheme.eq_ignore_ascii_case(k));
+        let rest = &s[colon + 1..];
+        let slashes = rest.len() - rest.trim_start_matches(['/', '\\', '\t', '\n', '\r']).len();
+        if !special && slashes < 2 {
+            continue;
+        }
+        let auth_start = colon + 1 + slashes;
+        let ends: &[char] = if special { &['/', '\\', '?', '#'] } else { &['/', '?', '#'] };
+        let auth_end = match loose {
+            true => s.len(),
+            false => s[auth_start..].find(ends).map_or(s.len(), |i| auth_start + i),
+        };
+        let authority = &s[auth_start..auth_end];
+        let Some(at) = authority.rfind('@') else { continue };
+        let Some(pw) = authority[..at].find(':') else { continue };
+        let skip = usize::from(loose);
+        return Some(auth_start + pw + skip..auth_start + at);
+    }
+    None
 }
 
 /// Warns when a file holding a password can be read by other users.
@@ -494,6 +538,46 @@ mod tests {
         assert!(parse_url("not a url").is_err());
         assert_eq!(redact("ftp://u:pw@h/"), "ftp://u:****@h/");
         assert_eq!(redact("ftp://h/"), "ftp://h/");
+    }
+
+    /// Every form the URL parser takes with a password, and forms it refuses: the password is
+    /// found, and never in an error.
+    #[test]
+    fn passwords_in_every_url_form() {
+        for url in [
+            "ftp:u:hunter2@h",
+            "ftp:/u:hunter2@h/d",
+            "ftp:\\\\u:hunter2@h",
+            "ftp:///u:hunter2@h",
+            "FTP://u:hunter2@h",
+            " ftp://u:hunter2@h?x@y",
+        ] {
+            let t = parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(t.password.as_ref().map(Secret::expose), Some("hunter2"), "{url}");
+            assert!(!redact(url).contains("hunter2"), "{url}: {}", redact(url));
+        }
+        for url in [
+            "ftp:u:hunter2@",
+            "ftp:/u:hunter2@h:99999",
+            "ftp:\\\\u:hunter2@[::1",
+            "ftp://u:hun/ter2@h",
+            "ftp://u:hunter2@h%zz",
+        ] {
+            let e = parse_url(url).expect_err(url);
+            assert!(!e.contains("ter2"), "{url}: {e}");
+        }
+        let without = |s: &str| password_span(s).map(|r| format!("{}{}", &s[..r.start], &s[r.end..]));
+        assert_eq!(without("ftp:u:pw@h").as_deref(), Some("ftp:u@h"));
+        assert_eq!(without("ftp:/u:pw@h/d:x@y").as_deref(), Some("ftp:/u@h/d:x@y"));
+        assert_eq!(without("ftp:\\\\a@b:p:w@h\\d").as_deref(), Some("ftp:\\\\a@b@h\\d"));
+        assert_eq!(without("x,proxy=http:u:pw@h:8080,ro").as_deref(), Some("x,proxy=http:u@h:8080,ro"));
+        assert_eq!(without("é:ftp://u:pw@h").as_deref(), Some("é:ftp://u@h"));
+        for none in ["ftp://u@h/a:b@c", "ftps:u:pw@h", "socks5:/u:pw@h", "/mnt/a:b@c", "ftp:u@h", "u:pw@h"] {
+            assert_eq!(password_span(none), None, "{none}");
+        }
+        // A password cut at a comma in -o proxy=… is not shown as an unknown option.
+        let e = parse_mount_options(&["proxy=http://u:1,hunter2@h:8080".into()]).expect_err("unknown option");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum FsError {
     /// Any other permanent refusal.
     #[error("refused by the server")]
     Failed,
+    /// What the server sent is past a bound against hostile servers (a listing of too many
+    /// entries or bytes): refused rather than held in memory.
+    #[error("too large (past a bound against hostile servers)")]
+    TooLarge,
 }
 
 impl FsError {
@@ -64,6 +68,7 @@ impl FsError {
             FsError::Unsupported => ENOSYS,
             FsError::TryLater | FsError::Broken | FsError::Unmounting | FsError::Failed => EIO,
             FsError::Timeout | FsError::Busy => ETIMEDOUT,
+            FsError::TooLarge => EFBIG,
         }
     }
 
@@ -86,6 +91,7 @@ impl FsError {
             FsError::Busy => "no-free-connection",
             FsError::Unmounting => "unmounting",
             FsError::Failed => "refused",
+            FsError::TooLarge => "too-large",
         }
     }
 

@@ -28,6 +28,53 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(5);
 /// How long a flush (before the process exits) waits for the queue to be sent.
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
 
+/// Hands every record on with control characters escaped in its message
+/// ([`crate::ftp::reply::printable`]): log lines carry what servers send (replies, file
+/// names), and a hostile server must not drive the terminal (or fake lines) of whoever reads
+/// the log. One place for every destination: standard error, syslog, `FTPFS_LOG_FILE`.
+struct Escaping<L>(L);
+
+impl<L: Log> Log for Escaping<L> {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.0.enabled(record.metadata()) {
+            return;
+        }
+        let text = match record.args().as_str() {
+            Some(literal) => std::borrow::Cow::Borrowed(literal),
+            None => std::borrow::Cow::Owned(record.args().to_string()),
+        };
+        match crate::ftp::reply::printable(&text) {
+            std::borrow::Cow::Borrowed(_) => self.0.log(record),
+            std::borrow::Cow::Owned(clean) => self.0.log(
+                &Record::builder()
+                    .args(format_args!("{clean}"))
+                    .metadata(record.metadata().clone())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+/// Makes `logger`, escaped, the logger of the process, up to `max`; false when there was one.
+fn install(logger: impl Log + 'static, max: log::LevelFilter) -> bool {
+    let installed = log::set_boxed_logger(Box::new(Escaping(logger))).is_ok();
+    if installed {
+        log::set_max_level(max);
+    }
+    installed
+}
+
 /// What the writer thread is given.
 enum Msg {
     Line(Level, String),
@@ -192,11 +239,15 @@ pub fn init(verbose: u8, background: bool) {
             }
             Err(e) => eprintln!("ftpfs: cannot open log file {}: {e}", path.to_string_lossy()),
         }
-        builder.init();
+        let logger = builder.build();
+        let max = logger.filter();
+        install(logger, max);
         return;
     }
     if !background {
-        builder.init();
+        let logger = builder.build();
+        let max = logger.filter();
+        install(logger, max);
         return;
     }
     let stderr = builder.build();
@@ -209,18 +260,15 @@ pub fn init(verbose: u8, background: bool) {
                 direct: Mutex::new(Some(syslog)),
                 queue: Mutex::new(None),
             }));
-            if log::set_logger(both).is_ok() {
+            if install(both, max) {
                 let _ = BOTH.set(both);
-                log::set_max_level(max);
             }
         }
         Err(e) => {
             if verbose > 0 {
                 eprintln!("ftpfs: no syslog ({e}): a background mount's log is lost; set FTPFS_LOG_FILE to keep it");
             }
-            if log::set_boxed_logger(Box::new(stderr)).is_ok() {
-                log::set_max_level(max);
-            }
+            install(stderr, max);
         }
     }
 }
@@ -236,4 +284,34 @@ pub fn after_fork() {
 /// Sends what was logged before the process exits (bounded by [`FLUSH_WAIT`]).
 pub fn flush() {
     log::logger().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps the messages it is given.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<String>>);
+
+    impl Log for Kept {
+        fn enabled(&self, _: &Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &Record) {
+            self.0.lock().push(record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn log_lines_are_escaped() {
+        let kept = Escaping(Kept::default());
+        let reply = "220 hi \x1b]0;owned\x07\x1b[2J\r\u{9b}31m";
+        kept.log(&Record::builder().args(format_args!("<- {reply}")).level(Level::Trace).build());
+        kept.log(&Record::builder().args(format_args!("plain")).level(Level::Info).build());
+        kept.log(&Record::builder().args(format_args!("line\nbreak {}", 1)).level(Level::Info).build());
+        let lines = kept.0.0.lock().clone();
+        assert_eq!(lines, ["<- 220 hi \\x1b]0;owned\\x07\\x1b[2J\\r\\u{9b}31m", "plain", "line\\nbreak 1"]);
+    }
 }

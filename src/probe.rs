@@ -5,6 +5,15 @@ use crate::cli::{MountOpts, Target};
 use crate::ftp::listing::{ListContext, parse_dos_line, parse_unix_line};
 use crate::ftp::{ConnectOptions, Connection, TlsMode};
 
+/// Prints one line of the report with control characters escaped
+/// ([`crate::ftp::reply::printable`]): most of it is what the server said (greeting, SYST,
+/// FEAT, paths, errors), and it goes to the user's terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", crate::ftp::reply::printable(&format!($($arg)*)))
+    };
+}
+
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -36,24 +45,24 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
         Some(d) => d.clone(),
         None => c.pwd().unwrap_or_else(|_| "/".into()),
     };
-    println!("server        {}", target.display_url());
+    say!("server        {}", target.display_url());
     if let Some(proxy) = &mount.proxy {
-        println!("proxy         {} (control and data connections)", proxy.display());
+        say!("proxy         {} (control and data connections)", proxy.display());
     }
-    println!("greeting      {}", c.welcome().lines().last().unwrap_or(""));
-    println!("system        {}", c.syst().unwrap_or_else(|e| format!("({e})")));
+    say!("greeting      {}", c.welcome().lines().last().unwrap_or(""));
+    say!("system        {}", c.syst().unwrap_or_else(|e| format!("({e})")));
     match c.tls_version() {
-        Some(v) => println!(
+        Some(v) => say!(
             "TLS           {v}, data connections {}",
             if opts.tls_mode == TlsMode::Off { "plain" } else { "encrypted" }
         ),
-        None => println!("TLS           not used (server offers AUTH TLS: {})", yes(f.auth_tls())),
+        None => say!("TLS           not used (server offers AUTH TLS: {})", yes(f.auth_tls())),
     }
     if let Some(fp) = c.tls_fingerprint() {
-        println!("certificate   {fp} (once the server's owner confirms it, pin it with -o fingerprint={fp})");
+        say!("certificate   {fp} (once the server's owner confirms it, pin it with -o fingerprint={fp})");
     }
-    println!("features      {}", if f.raw.is_empty() { "(FEAT not supported)".into() } else { f.raw.join(", ") });
-    println!(
+    say!("features      {}", if f.raw.is_empty() { "(FEAT not supported)".into() } else { f.raw.join(", ") });
+    say!(
         "UTF8 {}  SIZE {}  MDTM {}  MFMT {}  REST STREAM {}  EPSV {}",
         yes(f.utf8),
         yes(f.size),
@@ -67,11 +76,11 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
     let mlsd_ok = if f.mlst.is_some() {
         match c.mlsd(&root) {
             Ok(entries) => {
-                println!("listing       MLSD ({} entries in {root})", entries.len());
+                say!("listing       MLSD ({} entries in {root})", entries.len());
                 true
             }
             Err(e) => {
-                println!("listing       MLSD advertised but failed ({e})");
+                say!("listing       MLSD advertised but failed ({e})");
                 suggest.push("no_mlsd");
                 false
             }
@@ -82,10 +91,10 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
     match c.list_raw(&root) {
         Ok(raw) => {
             if !mlsd_ok {
-                println!("listing       LIST, {} dialect", list_dialect(&raw));
+                say!("listing       LIST, {} dialect", list_dialect(&raw));
             }
         }
-        Err(e) => println!("listing       LIST failed: {e}"),
+        Err(e) => say!("listing       LIST failed: {e}"),
     }
     let passive = if opts.data_mode == crate::ftp::DataMode::Active {
         "active (PORT/EPRT)"
@@ -97,21 +106,21 @@ pub fn run(opts: &ConnectOptions, target: &Target, mount: &MountOpts) -> Result<
     } else {
         "PASV"
     };
-    println!("data channel  {passive}");
+    say!("data channel  {passive}");
     if c.tls_version().is_none() && f.auth_tls() {
         suggest.push("tls");
     }
     if !f.mfmt {
-        println!("note          no MFMT: file times cannot be set (cp -p, rsync -t keep the server's times)");
+        say!("note          no MFMT: file times cannot be set (cp -p, rsync -t keep the server's times)");
     }
     if mount.connections > 2 {
-        println!("note          if the server refuses connections (421), try connections=2");
+        say!("note          if the server refuses connections (421), try connections=2");
     }
     c.quit();
     if suggest.is_empty() {
-        println!("suggested     no special options needed");
+        say!("suggested     no special options needed");
     } else {
-        println!("suggested     -o {}", suggest.join(","));
+        say!("suggested     -o {}", suggest.join(","));
     }
     Ok(())
 }

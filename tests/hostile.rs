@@ -452,3 +452,170 @@ fn sigterm_and_unmount_end_pending_requests() {
         assert!(!status.success(), "{how}: the stuck call cannot have succeeded");
     }
 }
+
+/// A server that answers a command with `150` lines without end: the command fails after a
+/// bounded number of them, the connection is not reused, and a fresh one works.
+#[test]
+fn endless_preliminary_replies_are_refused() {
+    let srv = FakeServer::start(&["--endless-preliminary"]);
+    let o = srv.options(5);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opts = o.clone();
+    std::thread::spawn(move || {
+        let mut c = Connection::connect(&opts).expect("connect");
+        let res = c.cwd("/prelim_dir").map_err(|e| e.to_string());
+        let _ = tx.send((res, c.is_dead()));
+    });
+    let (res, dead) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("CWD still reads 150 replies after 20 s: preliminary replies are not bounded");
+    let err = res.expect_err("CWD answered only by 150 replies succeeded");
+    assert!(err.contains("preliminary"), "{err}");
+    assert!(dead, "a connection out of sync must not be reused");
+    let mut c = Connection::connect(&o).unwrap();
+    assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
+}
+
+/// Listings past the bounds (250 000 entries; 64 MiB on the wire) are refused with EFBIG and
+/// a message naming the directory and the limit, on a connection that stays usable or is
+/// replaced, never by holding them whole.
+#[test]
+fn oversized_listings_are_refused() {
+    let srv = FakeServer::start(&["--many-entries", "300000", "--fat-listing", "80"]);
+    let ctx = ListContext::now_utc();
+    let mut c = Connection::connect(&srv.options(10)).unwrap();
+    let Err(err) = list(&mut c, "/many_dir") else { panic!("MLSD of 300 000 entries was accepted") };
+    assert_eq!(err.errno(ftpfs::ftp::Op::Lookup), libc::EFBIG, "{err}");
+    assert!(err.to_string().contains("/many_dir") && err.to_string().contains("250000 entries"), "{err}");
+    let mut c = Connection::connect(&srv.options(10)).unwrap();
+    let Err(err) = c.list("/many_dir", &ctx) else { panic!("LIST of 300 000 entries was accepted") };
+    assert_eq!(err.errno(ftpfs::ftp::Op::Lookup), libc::EFBIG, "{err}");
+    let mut c = Connection::connect(&srv.options(10)).unwrap();
+    let Err(err) = list(&mut c, "/fat_dir") else { panic!("an MLSD listing of 80 MiB was accepted") };
+    assert_eq!(err.errno(ftpfs::ftp::Op::Lookup), libc::EFBIG, "{err}");
+    assert!(err.to_string().contains("/fat_dir") && err.to_string().contains("64 MiB"), "{err}");
+    let mut c = Connection::connect(&srv.options(10)).unwrap();
+    let Err(err) = c.nlst("/many_dir") else { panic!("NLST of 300 000 names was accepted") };
+    assert_eq!(err.errno(ftpfs::ftp::Op::Lookup), libc::EFBIG, "{err}");
+    let mut c = Connection::connect(&srv.options(10)).unwrap();
+    assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
+}
+
+/// Through the mount: `ls` of a directory over the bounds fails with "File too large", the log
+/// names the directory and the limit, and the rest of the mount works.
+#[test]
+fn oversized_listing_through_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FakeServer::start(&["--many-entries", "300000"]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let dir = tempfile::Builder::new().prefix("ftpfs-mnt-").tempdir().unwrap();
+    let opts = support::mount::pin_work_ahead(&["timeout=10"]).join(",");
+    let out = support::mount::ftpfs_command(&[&srv.url(), dir.path().to_str().unwrap(), "-o", &opts])
+        .env("FTPFS_PASSWORD", "p")
+        .env("FTPFS_LOG_FILE", log.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
+    let _guard = support::mount::MountGuard::new(dir.path());
+    let d = dir.path();
+    let out = sh(d, "ls many_dir | wc -l");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("File too large"),
+        "ls of 300 000 entries: {err} (stdout {})",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("/many_dir") && l.contains("250000 entries")),
+        "no log line names the directory and the limit:\n{logged}"
+    );
+    assert_eq!(std::fs::read(d.join("hello.txt")).unwrap(), b"hello world\n");
+}
+
+/// Control characters anywhere: a string from the server or the user.
+fn control_chars(s: &str) -> Vec<char> {
+    s.chars().filter(|c| c.is_control() && *c != '\n').collect()
+}
+
+/// A password never shows in an error: one with CR/LF in it (refused before anything is sent)
+/// or one the server's character set cannot carry.
+#[test]
+fn password_never_in_errors() {
+    let srv = FakeServer::start(&[]);
+    let mut o = srv.options(5);
+    o.password = ftpfs::ftp::Secret::new("hunter2\r\nDELE /hello.txt");
+    let Err(err) = Connection::connect(&o) else { panic!("a password with CR LF was sent") };
+    assert!(matches!(err, FtpError::InvalidArgument(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2") && !format!("{err:?}").contains("hunter2"), "{err} / {err:?}");
+
+    let mut o = srv.options(5);
+    o.encoding = encoding_rs::Encoding::for_label(b"latin1");
+    o.password = ftpfs::ftp::Secret::new("密hunter2");
+    let Err(err) = Connection::connect(&o) else { panic!("a password latin1 cannot carry was sent") };
+    assert!(!err.to_string().contains("hunter2") && !format!("{err:?}").contains("hunter2"), "{err} / {err:?}");
+
+    // The command line: a password with CR LF in the URL, and URL forms the parser refuses.
+    for url in [
+        format!("ftp://u:hun%0D%0Ater2@127.0.0.1:{}/", srv.port),
+        "ftp:u:hunter2@".to_string(),
+        "ftp:/u:hunter2@h:99999".to_string(),
+        "ftp:\\\\u:hunter2@[::1".to_string(),
+        "ftp://u:hun/ter2@h".to_string(),
+    ] {
+        let out = support::mount::ftpfs_command(&["--probe", &url]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {err}");
+        assert!(!err.contains("ter2"), "{url}: the password is in the message: {err}");
+    }
+}
+
+/// The URL forms the parser takes with a password (`ftp:user:pw@host`, `ftp:/user:pw@host`)
+/// are scrubbed from the command line `ps` shows, like `ftp://user:pw@host`.
+#[test]
+fn password_scrubbed_from_ps_in_every_url_form() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FakeServer::start(&[]);
+    for url in [
+        format!("ftp:u:hunter2@127.0.0.1:{}/", srv.port),
+        format!("ftp:/u:hunter2@127.0.0.1:{}/", srv.port),
+        format!("ftp:\\\\u:hunter2@127.0.0.1:{}/", srv.port),
+    ] {
+        let dir = tempfile::Builder::new().prefix("ftpfs-mnt-").tempdir().unwrap();
+        let out =
+            support::mount::ftpfs_command(&[&url, dir.path().to_str().unwrap(), "-o", "timeout=5"]).output().unwrap();
+        assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        let _guard = support::mount::MountGuard::new(dir.path());
+        let pid = ftpfs_pid(dir.path());
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
+        assert!(!cmdline.contains("hunter2"), "password visible in ps: {cmdline}");
+        assert!(cmdline.contains("u@127.0.0.1"), "{cmdline}");
+    }
+}
+
+/// Terminal control sequences in what the server says (greeting, SYST, FEAT, error replies)
+/// never reach the terminal raw: not in errors, not in `--probe`'s report, not in the log.
+#[test]
+fn server_text_is_escaped_in_messages() {
+    let srv = FakeServer::start(&["--escapes"]);
+    let mut c = Connection::connect(&srv.options(5)).unwrap();
+    let err = c.size("/missing").expect_err("SIZE of a missing file");
+    assert_eq!(err.code(), Some(550));
+    let shown = err.to_string();
+    assert!(control_chars(&shown).is_empty(), "control characters in an error: {shown:?}");
+    assert!(shown.contains("owned"), "{shown:?}");
+
+    let out = support::mount::ftpfs_command(&["--probe", &srv.url()]).env("RUST_LOG", "ftpfs=trace").output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("greeting") && stdout.contains("owned"), "{stdout}");
+    assert!(control_chars(&stdout).is_empty(), "control characters in --probe's report: {stdout:?}");
+    assert!(stderr.contains("<- 220"), "no trace of replies in the log: {stderr}");
+    assert!(control_chars(&stderr).is_empty(), "control characters in the log: {stderr:?}");
+}

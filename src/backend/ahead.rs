@@ -78,6 +78,8 @@ const MAX_TRACKED_ENTRIES: usize = 10_000;
 const TRACKED_DIRS: usize = 8;
 /// Entries of listings fetched ahead held at most, in total (memory).
 const MAX_LIST_ENTRIES: usize = 100_000;
+/// Memory of listings fetched ahead held at most, in total (names and link targets count).
+const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 /// How long a queued fetch waits for a spare connection before it is dropped (connections
 /// being logged in or prepared become spare within a few round trips).
 const SPARE_WAIT: Duration = Duration::from_secs(1);
@@ -158,6 +160,15 @@ struct ListAhead {
     fetched: Instant,
 }
 
+/// The memory a listing's entries take, about: their structures, names and link targets.
+fn list_bytes(entries: &[Entry]) -> usize {
+    let text = |e: &Entry| match &e.kind {
+        EntryKind::Symlink(Some(t)) => e.name.len() + t.len(),
+        _ => e.name.len(),
+    };
+    entries.iter().map(|e| std::mem::size_of::<Entry>() + text(e)).sum()
+}
+
 #[derive(Default)]
 struct State {
     orders: Option<LruCache<String, DirOrder>>,
@@ -169,6 +180,8 @@ struct State {
     lists: Option<LruCache<String, ListAhead>>,
     /// Entries in `lists`, in total.
     list_entries: usize,
+    /// Memory of the entries in `lists`, in total (see [`list_bytes`]).
+    list_bytes: usize,
     lists_in_flight: HashMap<String, Flight>,
     /// When each directory was last listed, bounded.
     listed: Option<LruCache<String, Instant>>,
@@ -202,16 +215,20 @@ impl State {
     fn take_list(&mut self, dir: &str) -> Option<ListAhead> {
         let l = self.lists().pop(dir)?;
         self.list_entries -= l.entries.len();
+        self.list_bytes -= list_bytes(&l.entries);
         Some(l)
     }
 
     fn keep_list(&mut self, dir: &str, l: ListAhead) {
-        if self.list_entries + l.entries.len() > MAX_LIST_ENTRIES {
+        let bytes = list_bytes(&l.entries);
+        if self.list_entries + l.entries.len() > MAX_LIST_ENTRIES || self.list_bytes + bytes > MAX_LIST_BYTES {
             return;
         }
         self.list_entries += l.entries.len();
+        self.list_bytes += bytes;
         if let Some((_, old)) = self.lists().push(dir.to_string(), l) {
             self.list_entries -= old.entries.len();
+            self.list_bytes -= list_bytes(&old.entries);
         }
     }
 
@@ -233,6 +250,7 @@ impl State {
             }
             if let Some((_, l)) = self.lists().pop_lru() {
                 self.list_entries -= l.entries.len();
+                self.list_bytes -= list_bytes(&l.entries);
             }
         }
     }
@@ -819,5 +837,34 @@ impl Backend for Ahead {
 
     fn shut_down(&self) {
         self.shared.inner.shut_down()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Listings fetched ahead are bounded in memory, not only in entries: a few thousand links
+    /// with long targets (a line of 16 KiB each) are far below the entry bound.
+    #[test]
+    fn listings_ahead_bounded_in_bytes() {
+        let mut st = State::default();
+        let target = "t/".repeat(8000);
+        for d in 0..4 {
+            let entries = (0..1000)
+                .map(|i| Entry::new(format!("l{i}"), EntryKind::Symlink(Some(format!("{target}{d}{i}")))))
+                .collect();
+            st.keep_list(&format!("d{d}"), ListAhead { entries, fetched: Instant::now() });
+        }
+        let held: usize = st
+            .lists()
+            .iter()
+            .flat_map(|(_, l)| &l.entries)
+            .map(|e| match &e.kind {
+                EntryKind::Symlink(Some(t)) => t.len() + e.name.len(),
+                _ => e.name.len(),
+            })
+            .sum();
+        assert!(held <= MAX_LIST_BYTES, "{held} bytes of listings held ahead");
     }
 }

@@ -6,17 +6,37 @@
 
 use super::error::{FtpError, Result};
 
+/// The first of CR, LF or NUL in `arg`, by name.
+fn forbidden(arg: &str) -> Option<&'static str> {
+    arg.bytes().find(|b| matches!(b, b'\r' | b'\n' | 0)).map(|bad| match bad {
+        b'\r' => "CR",
+        b'\n' => "LF",
+        _ => "NUL",
+    })
+}
+
 /// Refuses an argument that contains CR, LF or NUL.
 pub fn check_arg(arg: &str) -> Result<()> {
-    if let Some(bad) = arg.bytes().find(|b| matches!(b, b'\r' | b'\n' | 0)) {
-        let what = match bad {
-            b'\r' => "CR",
-            b'\n' => "LF",
-            _ => "NUL",
-        };
-        return Err(FtpError::InvalidArgument(format!("{what} in {:?}", arg.escape_debug().to_string())));
+    match forbidden(arg) {
+        Some(what) => Err(FtpError::InvalidArgument(format!("{what} in {arg:?}"))),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// True for the commands whose argument is a secret (PASS, ACCT): it is never shown, in a
+/// log line or in an error.
+pub fn is_secret(verb: &str) -> bool {
+    verb.eq_ignore_ascii_case("PASS") || verb.eq_ignore_ascii_case("ACCT")
+}
+
+/// [`check_arg`] for the argument of `verb`; the error never shows a secret one.
+pub fn check_arg_of(verb: &str, arg: &str) -> Result<()> {
+    match forbidden(arg) {
+        Some(what) if is_secret(verb) => {
+            Err(FtpError::InvalidArgument(format!("{what} in the argument of {verb} (the password; not shown)")))
+        }
+        _ => check_arg(arg),
+    }
 }
 
 /// Encodes `VERB` or `VERB arg` as the bytes to send, CRLF-terminated, with 0xFF doubled.
@@ -40,10 +60,10 @@ pub fn encode_line(verb: &str, arg: Option<&[u8]>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// How a command line is shown in logs: the argument of PASS is never shown.
+/// How a command line is shown in logs: the argument of PASS (and ACCT) is never shown.
 pub fn loggable(verb: &str, arg: Option<&str>) -> String {
     match (verb, arg) {
-        ("PASS", Some(_)) => "PASS ****".to_string(),
+        (v, Some(_)) if is_secret(v) => format!("{v} ****"),
         (v, Some(a)) => format!("{v} {a}"),
         (v, None) => v.to_string(),
     }
@@ -72,7 +92,20 @@ mod tests {
     #[test]
     fn password_not_logged() {
         assert_eq!(loggable("PASS", Some("secret")), "PASS ****");
+        assert_eq!(loggable("ACCT", Some("secret")), "ACCT ****");
         assert_eq!(loggable("USER", Some("bob")), "USER bob");
+    }
+
+    #[test]
+    fn password_not_in_errors() {
+        for pw in ["hunter2\r\nDELE x", "hunter2\n", "hunter2\0"] {
+            let e = check_arg_of("PASS", pw).expect_err(pw);
+            assert!(!e.to_string().contains("hunter2") && !format!("{e:?}").contains("hunter2"), "{e}");
+            assert!(e.to_string().contains("PASS"), "{e}");
+        }
+        assert!(check_arg_of("PASS", "fine pässword").is_ok());
+        // Other arguments are shown (a file name helps the user).
+        assert_eq!(check_arg_of("RETR", "a\nb").unwrap_err().to_string(), "invalid argument: LF in \"a\\nb\"");
     }
 
     proptest! {

@@ -18,7 +18,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::command::{check_arg, encode_line, loggable};
+use super::command::{check_arg, check_arg_of, encode_line, is_secret, loggable};
 use super::error::{FtpError, Result};
 use super::features::Features;
 use super::listing::{Entry, format_mlsd_time, parse_mlsd_line, parse_mlsd_time};
@@ -26,6 +26,10 @@ use super::proxy::Proxy;
 use super::reply::{Reply, read_reply_in};
 use super::stream::NetStream;
 use super::tls::{TlsContext, TlsMode, handshake};
+
+/// Preliminary (1xx) replies accepted before the final reply to one command; more is a
+/// protocol error (a server sending `150` lines without end would hold the request forever).
+pub const MAX_PRELIMINARY: usize = 16;
 
 /// A password that never shows in `Debug` output or logs.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -268,7 +272,7 @@ impl Connection {
 
     fn open(opts: &ConnectOptions, deadline: Option<Instant>) -> Result<Connection> {
         check_arg(&opts.user)?;
-        check_arg(opts.password.expose())?;
+        check_arg_of("PASS", opts.password.expose())?;
         let within = opts.timeout;
         let tcp = match &opts.proxy {
             None => connect_tcp(&opts.host, opts.port, opts.timeout, deadline),
@@ -534,13 +538,15 @@ impl Connection {
             return Err(FtpError::Closed);
         }
         if let Some(a) = arg {
-            check_arg(a)?;
+            check_arg_of(verb, a)?;
         }
         let encoded = match (arg, self.opts.encoding) {
             (Some(a), Some(enc)) => {
                 let (bytes, _, unmappable) = enc.encode(a);
                 if unmappable {
-                    return Err(FtpError::InvalidArgument(format!("{a:?} cannot be written in {}", enc.name())));
+                    let shown =
+                        if is_secret(verb) { format!("the argument of {verb} (not shown)") } else { format!("{a:?}") };
+                    return Err(FtpError::InvalidArgument(format!("{shown} cannot be written in {}", enc.name())));
                 }
                 Some(bytes)
             }
@@ -561,8 +567,17 @@ impl Connection {
     pub fn command(&mut self, verb: &str, arg: Option<&str>) -> Result<Reply> {
         self.send(verb, arg)?;
         let mut reply = self.read_reply()?;
-        // A stray preliminary reply to a command without data: read on to the final one.
+        // A stray preliminary reply to a command without data: read on to the final one, but
+        // not forever (a hostile server may send nothing else).
+        let mut preliminary = 0;
         while reply.is_preliminary() {
+            preliminary += 1;
+            if preliminary > MAX_PRELIMINARY {
+                self.dead = true;
+                return Err(FtpError::protocol(format!(
+                    "more than {MAX_PRELIMINARY} preliminary replies to {verb} and no final one"
+                )));
+            }
             reply = self.read_reply()?;
         }
         if reply.code == 421 {

@@ -6,6 +6,7 @@
 
 use std::io;
 
+use super::reply::printable;
 use crate::error::FsError;
 
 /// What the caller was doing when a reply came back negative. Some codes (550 above all) mean
@@ -38,20 +39,30 @@ pub enum Op {
 }
 
 /// An error from the FTP wire layer.
+///
+/// What it shows ([`std::fmt::Display`]) has every control character escaped
+/// ([`printable`]): reply texts and protocol errors carry what the server sent, and a hostile
+/// server must not drive the terminal that shows the message. The texts inside stay as they
+/// came (the errno table reads them).
 #[derive(Debug, thiserror::Error)]
 pub enum FtpError {
     /// The server answered with a transient (4xx) or permanent (5xx) negative reply.
-    #[error("server replied {code} {text}")]
+    #[error("server replied {code} {}", printable(text))]
     Reply { code: u16, text: String },
     /// The network failed (including timeouts). The connection is no longer usable.
-    #[error("network error: {0}")]
+    #[error("network error: {}", printable(&.0.to_string()))]
     Io(#[from] io::Error),
     /// The server sent something that breaks the protocol. The connection is no longer usable.
-    #[error("protocol error: {0}")]
+    #[error("protocol error: {}", printable(.0))]
     Protocol(String),
     /// A caller-supplied argument cannot be sent safely (CR, LF or NUL). Nothing was sent.
-    #[error("invalid argument: {0}")]
+    #[error("invalid argument: {}", printable(.0))]
     InvalidArgument(String),
+    /// A listing went past one of the bounds that keep a hostile server from exhausting our
+    /// memory (bytes on the wire, entries, their memory once parsed). The connection is brought
+    /// back in sync or dropped like after any early end of a transfer.
+    #[error("{}", printable(.0))]
+    TooLarge(String),
     /// The command line would be longer than the server reads as one line (it would take the
     /// rest for another command and answer twice). Nothing was sent.
     #[error("command line of {0} bytes is longer than the server accepts")]
@@ -60,7 +71,7 @@ pub enum FtpError {
     #[error("connection is closed")]
     Closed,
     /// Every connection stayed busy for the whole wait (the `timeout` option).
-    #[error("{0}")]
+    #[error("{}", printable(.0))]
     Busy(String),
     /// The filesystem is being unmounted: no more requests to the server.
     #[error("unmounting")]
@@ -88,7 +99,11 @@ impl FtpError {
         match self {
             FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => true,
             FtpError::Reply { code, .. } => *code == 421,
-            FtpError::InvalidArgument(_) | FtpError::LineTooLong(_) | FtpError::Busy(_) | FtpError::Unmounting => false,
+            FtpError::InvalidArgument(_)
+            | FtpError::LineTooLong(_)
+            | FtpError::TooLarge(_)
+            | FtpError::Busy(_)
+            | FtpError::Unmounting => false,
         }
     }
 
@@ -122,6 +137,7 @@ impl FtpError {
             FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => FsError::Broken,
             FtpError::InvalidArgument(_) => FsError::Invalid,
             FtpError::LineTooLong(_) => FsError::NameTooLong,
+            FtpError::TooLarge(_) => FsError::TooLarge,
             FtpError::Busy(_) => FsError::Busy,
             FtpError::Unmounting => FsError::Unmounting,
         }
@@ -260,5 +276,27 @@ mod tests {
         assert!(reply(426, "aborted").is_retryable());
         assert!(!reply(550, "no").is_retryable());
         assert!(FtpError::Closed.is_fatal_for_connection());
+        let big = FtpError::TooLarge("listing of /d refused: more than 250000 entries".into());
+        assert!(!big.is_reconnectable(), "the same listing would be as large on another connection");
+        assert_eq!(big.errno(Op::Lookup), EFBIG);
+    }
+
+    #[test]
+    fn shown_escaped() {
+        let nasty = "x\x1b]0;owned\x07\r\n\u{9b}y";
+        for e in [
+            reply(550, nasty),
+            FtpError::Protocol(nasty.into()),
+            FtpError::InvalidArgument(nasty.into()),
+            FtpError::TooLarge(nasty.into()),
+            FtpError::Busy(nasty.into()),
+            FtpError::Io(io::Error::other(nasty)),
+        ] {
+            let shown = e.to_string();
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(shown.contains("x\\x1b]0;owned\\x07\\r\\n\\u{9b}y"), "{shown:?}");
+        }
+        // The errno table still reads the text as sent.
+        assert_eq!(reply(550, "No such file\x1b[2J").errno(Op::Read), ENOENT);
     }
 }

@@ -12,12 +12,25 @@ use std::io::{self, Read};
 use super::control::Connection;
 use super::data::PendingData;
 use super::error::{FtpError, Result};
-use super::listing::{Dialect, Entry, ListContext, ListingParser};
+use super::listing::{Dialect, Entry, ListContext, ListingParser, MAX_LISTING_ENTRIES};
 use super::reply::Reply;
 use super::stream::NetStream;
 
-/// Largest listing we accept, in bytes: a hostile server cannot make us buffer without end.
-pub const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
+/// Largest listing we accept, in bytes on the data connection: a hostile server cannot make
+/// us read (or, for a raw listing, buffer) without end. The entries parsed from a listing have
+/// bounds of their own ([`super::listing::MAX_LISTING_ENTRIES`],
+/// [`super::listing::MAX_LISTING_MEMORY`]).
+pub const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a listing's bytes are handed to: `Err` with the bound it went past stops the listing.
+type Sink<'a> = &'a mut dyn FnMut(&[u8]) -> std::result::Result<(), String>;
+
+/// A listing refused for going past a bound: logged with the directory and the bound.
+fn too_large(verb: &str, arg: Option<&str>, bound: &str) -> FtpError {
+    let dir = arg.map(|a| a.strip_prefix("-a ").unwrap_or(a)).unwrap_or(".");
+    log::warn!("{verb} of {dir} refused: {bound} (a bound against hostile servers)");
+    FtpError::TooLarge(format!("listing of {dir} refused: {bound}"))
+}
 
 /// Servers that accept a passive data connection only once its command came (the connection
 /// waits in their listener until then): data and end of data may be sent before the command's
@@ -168,7 +181,7 @@ impl Connection {
     }
 
     /// Runs a listing command, handing its bytes to `sink` as they arrive.
-    fn listing_into(&mut self, verb: &str, arg: Option<&str>, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
+    fn listing_into(&mut self, verb: &str, arg: Option<&str>, sink: Sink) -> Result<()> {
         let data = self.start_transfer(verb, arg)?;
         let mut dl = Download { conn: Some(self), data: Some(data), eof: false };
         let mut buf = vec![0u8; 64 * 1024];
@@ -182,23 +195,28 @@ impl Connection {
             };
             total += n;
             if total > MAX_LISTING_BYTES {
-                return Err(FtpError::protocol("listing too large"));
+                return Err(too_large(verb, arg, &format!("more than {} MiB", MAX_LISTING_BYTES >> 20)));
             }
-            sink(&buf[..n]);
+            sink(&buf[..n]).map_err(|bound| too_large(verb, arg, &bound))?;
         }
         dl.end().map(drop)
     }
 
-    /// Runs a listing command and returns its raw bytes.
-    fn listing_bytes(&mut self, verb: &str, arg: Option<&str>) -> Result<Vec<u8>> {
+    /// Runs a listing command and returns its raw bytes, of at most `max_lines` lines.
+    fn listing_bytes(&mut self, verb: &str, arg: Option<&str>, max_lines: usize) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        self.listing_into(verb, arg, &mut |b| bytes.extend_from_slice(b))?;
+        let mut lines = 0;
+        self.listing_into(verb, arg, &mut |b| {
+            bytes.extend_from_slice(b);
+            lines += b.iter().filter(|&&c| c == b'\n').count();
+            if lines > max_lines { Err(format!("more than {max_lines} entries")) } else { Ok(()) }
+        })?;
         Ok(bytes)
     }
 
     /// LIST of a directory into `sink` (`restart` empties it before a second attempt). Uses
     /// `LIST -a` when the server accepts it (vsftpd then shows dotfiles), remembering the answer.
-    fn list_into(&mut self, path: &str, sink: &mut dyn FnMut(&[u8]), restart: &mut dyn FnMut()) -> Result<()> {
+    fn list_into(&mut self, path: &str, sink: Sink, restart: &mut dyn FnMut()) -> Result<()> {
         super::command::check_arg(path)?;
         if self.list_a != Some(false) {
             let arg = format!("-a {path}");
@@ -225,7 +243,11 @@ impl Connection {
     /// LIST of a directory, raw.
     pub fn list_raw(&mut self, path: &str) -> Result<Vec<u8>> {
         let raw = std::cell::RefCell::new(Vec::new());
-        self.list_into(path, &mut |b: &[u8]| raw.borrow_mut().extend_from_slice(b), &mut || raw.borrow_mut().clear())?;
+        let mut sink = |b: &[u8]| {
+            raw.borrow_mut().extend_from_slice(b);
+            Ok(())
+        };
+        self.list_into(path, &mut sink, &mut || raw.borrow_mut().clear())?;
         Ok(raw.into_inner())
     }
 
@@ -235,7 +257,12 @@ impl Connection {
             Dialect::List,
             ListContext { encoding: self.encoding(), ..*ctx },
         ));
-        self.list_into(path, &mut |b: &[u8]| parser.borrow_mut().feed(b), &mut || parser.borrow_mut().clear())?;
+        let mut sink = |b: &[u8]| {
+            let mut p = parser.borrow_mut();
+            p.feed(b);
+            p.overflow().map_or(Ok(()), Err)
+        };
+        self.list_into(path, &mut sink, &mut || parser.borrow_mut().clear())?;
         Ok(parser.into_inner().finish())
     }
 
@@ -243,13 +270,17 @@ impl Connection {
     pub fn mlsd(&mut self, path: &str) -> Result<Vec<Entry>> {
         let ctx = ListContext { encoding: self.encoding(), ..ListContext::now_utc() };
         let mut parser = ListingParser::new(Dialect::Mlsd, ctx);
-        self.listing_into("MLSD", Some(path), &mut |b| parser.feed(b))?;
+        self.listing_into("MLSD", Some(path), &mut |b| {
+            parser.feed(b);
+            parser.overflow().map_or(Ok(()), Err)
+        })?;
         Ok(parser.finish())
     }
 
     /// NLST: names only (some servers send paths; `.` and `..` are left out).
     pub fn nlst(&mut self, path: &str) -> Result<Vec<String>> {
-        let raw = self.listing_bytes("NLST", Some(path))?;
+        // `.` and `..` may come on top of the names.
+        let raw = self.listing_bytes("NLST", Some(path), MAX_LISTING_ENTRIES + 2)?;
         Ok(raw
             .split(|&b| b == b'\n')
             .map(|l| super::reply::decode_text(l.strip_suffix(b"\r").unwrap_or(l), self.encoding()))

@@ -5,8 +5,9 @@
 //! listings they touch instead of dropping them, so `cp -r` into a directory does not re-list it
 //! after every file; changes made by other clients show up once the listing's TTL has passed.
 //!
-//! Bounded in directories and in entries (least recently used listings go first), so a mount
-//! that lives for days through many directories keeps its memory.
+//! Bounded in directories, in entries and in bytes (least recently used listings go first), so
+//! a mount that lives for days through many directories keeps its memory, whatever the length
+//! of the names a server sends.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -70,6 +71,11 @@ impl Slot {
         self.text.get(..self.name_len as usize).unwrap_or(&self.text)
     }
 
+    /// The memory this entry takes in a listing, about.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Slot>() + self.text.len()
+    }
+
     fn entry(&self) -> Entry {
         let kind = match self.kind {
             KIND_DIR => EntryKind::Dir,
@@ -100,6 +106,8 @@ pub struct DirListing {
     slots: Vec<Slot>,
     /// How many entries are directories (a directory's link count is 2 plus this).
     subdirs: usize,
+    /// The memory the entries take, about ([`Slot::bytes`] summed).
+    bytes: usize,
 }
 
 impl DirListing {
@@ -109,7 +117,14 @@ impl DirListing {
         slots.dedup_by(|a, b| a.name() == b.name());
         slots.shrink_to_fit();
         let subdirs = slots.iter().filter(|s| s.kind == KIND_DIR).count();
-        DirListing { fetched: Instant::now(), version: VERSIONS.fetch_add(1, Ordering::Relaxed), slots, subdirs }
+        let bytes = slots.iter().map(Slot::bytes).sum();
+        let version = VERSIONS.fetch_add(1, Ordering::Relaxed);
+        DirListing { fetched: Instant::now(), version, slots, subdirs, bytes }
+    }
+
+    /// The memory the entries take, about.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// How many entries are directories.
@@ -120,17 +135,20 @@ impl DirListing {
     /// Puts `slot` at `i` (a new place when `insert`), keeping the count of directories.
     fn place(&mut self, i: usize, slot: Slot, insert: bool) {
         self.subdirs += usize::from(slot.kind == KIND_DIR);
+        self.bytes += slot.bytes();
         if insert {
             self.slots.insert(i, slot);
         } else {
             let old = std::mem::replace(&mut self.slots[i], slot);
             self.subdirs -= usize::from(old.kind == KIND_DIR);
+            self.bytes -= old.bytes();
         }
     }
 
     fn take(&mut self, i: usize) -> Slot {
         let old = self.slots.remove(i);
         self.subdirs -= usize::from(old.kind == KIND_DIR);
+        self.bytes -= old.bytes();
         old
     }
 
@@ -199,11 +217,18 @@ impl DirListing {
 /// when it alone is larger).
 pub const MAX_CACHED_ENTRIES: usize = 1_000_000;
 
-/// The listings and how many entries they hold together.
+/// Memory of all cached listings together, at most (the most recent listing is kept even when
+/// it alone is larger; one listing is itself bounded, see [`crate::ftp::listing`]). A million
+/// entries of names of 20 bytes take this much.
+pub const MAX_CACHED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The listings and how many entries (and bytes) they hold together.
 struct Listings {
     lru: LruCache<String, Arc<DirListing>>,
     entries: usize,
     max_entries: usize,
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl Listings {
@@ -214,13 +239,16 @@ impl Listings {
     fn pop(&mut self, dir: &str) -> Option<Arc<DirListing>> {
         let l = self.lru.pop(dir)?;
         self.entries -= l.len();
+        self.bytes -= l.bytes();
         Some(l)
     }
 
     fn put(&mut self, dir: String, l: Arc<DirListing>) {
         self.entries += l.len();
+        self.bytes += l.bytes();
         if let Some((_, old)) = self.lru.push(dir, l) {
             self.entries -= old.len();
+            self.bytes -= old.bytes();
         }
         self.trim();
     }
@@ -228,21 +256,26 @@ impl Listings {
     /// Changes the listing of `dir` in place (if cached), keeping the count.
     fn change<T>(&mut self, dir: &str, f: impl FnOnce(&mut DirListing) -> T) -> Option<T> {
         let l = self.lru.get_mut(dir)?;
-        let before = l.len();
+        let (before, bytes_before) = (l.len(), l.bytes());
         let l = Arc::make_mut(l);
         let out = f(l);
         l.version = VERSIONS.fetch_add(1, Ordering::Relaxed);
-        let after = l.len();
+        let (after, bytes_after) = (l.len(), l.bytes());
         self.entries = self.entries + after - before;
+        self.bytes = self.bytes + bytes_after - bytes_before;
         self.trim();
         Some(out)
     }
 
-    /// Drops least recently used listings while over the entry bound, never the last one.
+    /// Drops least recently used listings while over the entry or byte bound, never the last
+    /// one.
     fn trim(&mut self) {
-        while self.entries > self.max_entries && self.lru.len() > 1 {
+        while (self.entries > self.max_entries || self.bytes > self.max_bytes) && self.lru.len() > 1 {
             match self.lru.pop_lru() {
-                Some((_, old)) => self.entries -= old.len(),
+                Some((_, old)) => {
+                    self.entries -= old.len();
+                    self.bytes -= old.bytes();
+                }
                 None => break,
             }
         }
@@ -295,12 +328,15 @@ impl Drop for Fetch<'_> {
 }
 
 impl DirCache {
-    /// A cache of at most `capacity` listings and `max_entries` entries in all.
+    /// A cache of at most `capacity` listings, `max_entries` entries and [`MAX_CACHED_BYTES`]
+    /// in all.
     pub fn new(ttl: Duration, capacity: usize, max_entries: usize) -> DirCache {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let listings =
+            Listings { lru: LruCache::new(cap), entries: 0, max_entries, bytes: 0, max_bytes: MAX_CACHED_BYTES };
         DirCache {
             ttl,
-            map: Mutex::new(Listings { lru: LruCache::new(cap), entries: 0, max_entries }),
+            map: Mutex::new(listings),
             fetches: Mutex::new(HashMap::new()),
             next_fetch: std::sync::atomic::AtomicU64::new(0),
         }
@@ -514,6 +550,30 @@ mod tests {
         assert!(f.finish(vec![]).is_err());
         drop(c.begin_fetch("gone"));
         assert!(c.fetches.lock().is_empty());
+    }
+
+    /// Long names (255 bytes, the longest a name can be) in listings of ordinary size: far
+    /// fewer entries than the entry bound, but more memory than the byte bound.
+    #[test]
+    fn bounded_in_bytes_whatever_the_names() {
+        let c = DirCache::new(Duration::from_secs(600), 4096, MAX_CACHED_ENTRIES);
+        let name = |d: usize, i: usize| format!("{d:04}-{i:06}-{}", "x".repeat(243));
+        for d in 0..300 {
+            c.put(&format!("d{d}"), (0..1000).map(|i| e(&name(d, i))).collect());
+        }
+        assert!(c.get_fresh("d0").is_none(), "300 000 entries of 255-byte names (90 MB) all kept");
+        assert!(c.get_fresh("d299").is_some(), "the most recent listing goes last");
+        let map = c.map.lock();
+        assert!(map.bytes <= MAX_CACHED_BYTES && map.bytes > MAX_CACHED_BYTES / 2, "{}", map.bytes);
+        assert_eq!(map.bytes, map.lru.iter().map(|(_, l)| l.bytes()).sum::<usize>());
+        drop(map);
+        // Patches count too: the byte count follows them exactly.
+        c.upsert("d299", e(&"y".repeat(255)));
+        c.remove("d299", &name(299, 0));
+        c.update("d299", &name(299, 1), |x| x.name = "short".into());
+        let map = c.map.lock();
+        assert_eq!(map.bytes, map.lru.iter().map(|(_, l)| l.bytes()).sum::<usize>());
+        assert!(map.bytes <= MAX_CACHED_BYTES);
     }
 
     #[test]

@@ -11,6 +11,11 @@ names one of these directories:
   silent_dir    no reply at all (the connection stays open)
   garbage_dir   a reply without a code
   close_dir     half a reply, then the connection is closed
+  prelim_dir    (with --endless-preliminary) `150` replies without end, until the client closes
+With --many-entries N, a directory many_dir is listed (MLSD, LIST, NLST) with N generated
+files; with --fat-listing MIB, a directory fat_dir's listing is MIB MiB of lines that are no
+entries at all. --escapes puts terminal control sequences (ESC, BEL, CR, a C1 CSI, DEL) into
+the greeting, the SYST reply, a FEAT line and every 550 reply.
 Flags: --bad-pasv (EPSV refused, PASV answers nonsense), --foreign-pasv (PASV names another
 host: the client must ignore it), --drop-every N (the control connection is closed, without a
 reply, at every Nth command other than USER and PASS, counted over all connections),
@@ -87,6 +92,25 @@ def fmt_mlsd_time(t):
     return time.strftime("%Y%m%d%H%M%S", time.gmtime(t))
 
 
+# --escapes: what a hostile server sends to drive the user's terminal (retitle the window, clear
+# the screen, ring, overwrite the line, a C1 CSI, DEL).
+ESCAPES = " \x1b]0;owned\x07\x1b[2J\rfake\u009b31m\x7f end"
+
+
+def generated_listing(path, mlsd):
+    """The listing of many_dir (--many-entries) or fat_dir (--fat-listing); None for others."""
+    if ARGS.many_entries and path == "/many_dir":
+        if mlsd:
+            line = "type=file;size=1;modify=20240131141500; f%07d\r\n"
+        else:
+            line = "-rw-r--r-- 1 u g 1 Jan 31  2024 f%07d\r\n"
+        return "".join(line % i for i in range(ARGS.many_entries)).encode()
+    if ARGS.fat_listing and path == "/fat_dir":
+        filler = b"# " + b"x" * 1021 + b"\r\n"
+        return filler * (ARGS.fat_listing * 1024)
+    return None
+
+
 def log_command(line):
     if not ARGS.log_commands:
         return
@@ -130,6 +154,8 @@ def truncate_data(conn, payload):
 
 class Handler(socketserver.StreamRequestHandler):
     def send(self, text):
+        if ARGS.escapes and text[:3] in ("220", "215", "550"):
+            text += ESCAPES
         self.wfile.write(text.encode() + b"\r\n")
         self.wfile.flush()
 
@@ -169,6 +195,9 @@ class Handler(socketserver.StreamRequestHandler):
         if "garbage_dir" in arg:
             self.wfile.write(b"hello there, this is not FTP\r\n")
             self.wfile.flush()
+            return True
+        if ARGS.endless_preliminary and "prelim_dir" in arg:
+            self.endless_preliminary()
             return True
         if "close_dir" in arg:
             self.wfile.write(b"150-partial")
@@ -331,8 +360,20 @@ class Handler(socketserver.StreamRequestHandler):
         stamp = time.strftime("%b %d %H:%M" if recent else "%b %d  %Y", time.gmtime(t))
         return "%s%s 1 u g %d %s %s" % ("d" if is_dir else "-", bits, size, stamp, name)
 
+    def endless_preliminary(self):
+        """--endless-preliminary: `150` lines until the client goes away."""
+        try:
+            while True:
+                self.wfile.write(b"150 still working on it\r\n" * 64)
+                self.wfile.flush()
+        except OSError:
+            pass
+
     def listing(self, path, mlsd):
         """The listing of a directory (or, for LIST, of one file); None when it does not exist."""
+        big = generated_listing(path, mlsd)
+        if big is not None:
+            return big
         with LOCK:
             if path in FILES and not mlsd:
                 out = [self.entry_line(path, posixpath.basename(path), False)]
@@ -406,6 +447,7 @@ class Handler(socketserver.StreamRequestHandler):
             self.send("230 Logged in")
         elif verb == "FEAT":
             mlst = b"" if ARGS.dos else b" MLST type*;size*;modify*;\r\n"
+            mlst += (" X-EVIL" + ESCAPES + "\r\n").encode() if ARGS.escapes else b""
             self.wfile.write(b"211-Features:\r\n EPSV\r\n SIZE\r\n MDTM\r\n MFMT\r\n UTF8\r\n" + mlst + b"211 End\r\n")
             self.wfile.flush()
         elif verb in ("OPTS", "TYPE", "NOOP", "MODE", "STRU"):
@@ -615,7 +657,15 @@ def main():
     p.add_argument("--tls-key", metavar="FILE")
     p.add_argument("--tls-truncate", action="store_true")
     p.add_argument("--auth-tls-extra", action="store_true")
+    p.add_argument("--endless-preliminary", action="store_true")
+    p.add_argument("--many-entries", type=int, default=0)
+    p.add_argument("--fat-listing", type=int, default=0)
+    p.add_argument("--escapes", action="store_true")
     ARGS = p.parse_args()
+    if ARGS.many_entries:
+        DIRS.add("/many_dir")
+    if ARGS.fat_listing:
+        DIRS.add("/fat_dir")
     with Server(("127.0.0.1", ARGS.port), Handler) as srv:
         srv.serve_forever()
 

@@ -75,9 +75,28 @@ impl ListContext {
     }
 }
 
+/// Longest name kept, in bytes (Linux's NAME_MAX): a longer one can be neither looked up nor
+/// created through the mount, and past 1024 bytes it would fail the whole directory's readdir.
+pub const MAX_NAME: usize = 255;
+
+/// Entries one listing may hold; past this the listing is refused (see [`ListingParser`]).
+pub const MAX_LISTING_ENTRIES: usize = 250_000;
+
+/// Memory the parsed entries of one listing may take (their structures, names and link
+/// targets); past this the listing is refused.
+pub const MAX_LISTING_MEMORY: usize = 48 * 1024 * 1024;
+
+/// Longest listing line parsed, in bytes; a longer one is skipped (no entry has one: a name is
+/// at most [`MAX_NAME`] bytes, a link target at most a path).
+pub const MAX_LISTING_LINE: usize = 16 * 1024;
+
 /// True when `name` is safe to use as one path component.
 pub fn is_acceptable_name(name: &str) -> bool {
-    !(name.is_empty() || name == "." || name == ".." || name.bytes().any(|b| matches!(b, b'/' | 0 | b'\r' | b'\n')))
+    !(name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > MAX_NAME
+        || name.bytes().any(|b| matches!(b, b'/' | 0 | b'\r' | b'\n')))
 }
 
 /// Parses a whole listing. Unknown lines are logged and skipped; unsafe names are dropped.
@@ -87,63 +106,119 @@ pub fn parse_listing(data: &[u8], dialect: Dialect, ctx: &ListContext) -> Vec<En
     p.finish()
 }
 
+/// The memory one parsed entry takes, about: its structure and what its strings hold.
+fn entry_cost(e: &Entry) -> usize {
+    let target = match &e.kind {
+        EntryKind::Symlink(Some(t)) => t.capacity(),
+        _ => 0,
+    };
+    std::mem::size_of::<Entry>() + e.name.capacity() + target
+}
+
 /// Parses a listing as its bytes arrive (the lines parse while the rest is in transit).
+///
+/// Bounded whatever the server sends: a line longer than [`MAX_LISTING_LINE`] is skipped
+/// without being kept, and once the entries reach [`MAX_LISTING_ENTRIES`] or
+/// [`MAX_LISTING_MEMORY`] the parser stops taking more and [`ListingParser::overflow`] says
+/// which bound was hit (the caller refuses the listing).
 pub struct ListingParser {
     dialect: Dialect,
     ctx: ListContext,
     entries: Vec<Entry>,
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
+    /// Inside a line longer than [`MAX_LISTING_LINE`]: skipped up to its end.
+    skipping: bool,
+    /// What the entries take, by [`entry_cost`].
+    held: usize,
+    /// The bound hit, if any: nothing more is parsed.
+    overflow: Option<Bound>,
+}
+
+/// A bound of [`ListingParser`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bound {
+    Entries,
+    Memory,
 }
 
 impl ListingParser {
     pub fn new(dialect: Dialect, ctx: ListContext) -> ListingParser {
-        ListingParser { dialect, ctx, entries: Vec::new(), partial: Vec::new() }
+        ListingParser {
+            dialect,
+            ctx,
+            entries: Vec::new(),
+            partial: Vec::new(),
+            skipping: false,
+            held: 0,
+            overflow: None,
+        }
     }
 
     /// Forgets everything fed so far (the listing is asked again).
     pub fn clear(&mut self) {
         self.entries.clear();
         self.partial.clear();
+        self.skipping = false;
+        self.held = 0;
+        self.overflow = None;
+    }
+
+    /// Which bound the listing went past (`more than 250000 entries`), if any. The entries
+    /// parsed are then incomplete and the listing must be refused.
+    pub fn overflow(&self) -> Option<String> {
+        self.overflow.map(|bound| match bound {
+            Bound::Entries => format!("more than {MAX_LISTING_ENTRIES} entries"),
+            Bound::Memory => format!("more than {} MiB of entries once parsed", MAX_LISTING_MEMORY >> 20),
+        })
     }
 
     /// Parses the complete lines of `data` (after what came before).
     pub fn feed(&mut self, mut data: &[u8]) {
-        if !self.partial.is_empty() {
-            let Some(nl) = data.iter().position(|&b| b == b'\n') else {
-                self.partial.extend_from_slice(data);
-                return;
-            };
-            let mut line = std::mem::take(&mut self.partial);
-            line.extend_from_slice(&data[..nl]);
-            self.line(&line);
+        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+            let len = self.partial.len() + nl;
+            if self.skipping || len > MAX_LISTING_LINE {
+                if !self.skipping {
+                    log::debug!("listing: skipping a line of {len} bytes");
+                }
+                self.skipping = false;
+                self.partial.clear();
+            } else if self.partial.is_empty() {
+                self.line(&data[..nl]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&data[..nl]);
+                self.line(&line);
+                // The buffer is kept for the next line that arrives in pieces.
+                line.clear();
+                self.partial = line;
+            }
             data = &data[nl + 1..];
         }
-        let complete = match data.iter().rposition(|&b| b == b'\n') {
-            Some(last) => {
-                self.partial.extend_from_slice(&data[last + 1..]);
-                &data[..last]
-            }
-            None => {
-                self.partial.extend_from_slice(data);
-                return;
-            }
-        };
-        for raw in complete.split(|&b| b == b'\n') {
-            self.line(raw);
+        if self.skipping {
+            return;
+        }
+        if self.partial.len() + data.len() > MAX_LISTING_LINE {
+            log::debug!("listing: skipping a line of more than {MAX_LISTING_LINE} bytes");
+            self.skipping = true;
+            self.partial = Vec::new();
+        } else {
+            self.partial.extend_from_slice(data);
         }
     }
 
     /// The entries, the last line parsed even without its line end.
     pub fn finish(mut self) -> Vec<Entry> {
-        let last = std::mem::take(&mut self.partial);
-        self.line(&last);
+        if !self.skipping {
+            let last = std::mem::take(&mut self.partial);
+            self.line(&last);
+        }
         self.entries
     }
 
     fn line(&mut self, raw: &[u8]) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        if self.overflow.is_some() || raw.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
         let line = crate::ftp::reply::decode_text_cow(raw, self.ctx.encoding);
@@ -152,7 +227,17 @@ impl ListingParser {
             Dialect::List => parse_list_line(&line, &self.ctx),
         };
         match parsed {
-            Some(e) if is_acceptable_name(&e.name) => self.entries.push(e),
+            Some(e) if is_acceptable_name(&e.name) => {
+                let cost = entry_cost(&e);
+                if self.entries.len() >= MAX_LISTING_ENTRIES {
+                    self.overflow = Some(Bound::Entries);
+                } else if self.held + cost > MAX_LISTING_MEMORY {
+                    self.overflow = Some(Bound::Memory);
+                } else {
+                    self.held += cost;
+                    self.entries.push(e);
+                }
+            }
             Some(e) => log::debug!("listing: dropping unsafe name {:?}", e.name),
             None => {
                 if !is_total_line(&line) {
@@ -257,6 +342,68 @@ mod tests {
         }
         let got: Vec<(String, Option<u64>)> = p.finish().into_iter().map(|e| (e.name, e.size)).collect();
         assert_eq!(got, [("a".into(), Some(1)), ("b€".into(), Some(2)), ("c".into(), None)]);
+    }
+
+    #[test]
+    fn bounded_in_entries() {
+        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
+        let line = |i: usize| format!("type=file;size=1; f{i}\r\n");
+        let mut p = ListingParser::new(Dialect::Mlsd, ctx);
+        for i in 0..MAX_LISTING_ENTRIES {
+            p.feed(line(i).as_bytes());
+        }
+        assert_eq!(p.overflow(), None, "exactly the bound is fine");
+        p.feed(line(MAX_LISTING_ENTRIES).as_bytes());
+        assert_eq!(p.overflow().as_deref(), Some("more than 250000 entries"));
+        p.feed(line(0).repeat(1000).as_bytes());
+        assert_eq!(p.finish().len(), MAX_LISTING_ENTRIES, "nothing is taken past the bound");
+    }
+
+    #[test]
+    fn bounded_in_memory() {
+        // Links with targets of 16 000 bytes: the memory bound comes long before the entries'.
+        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
+        let target = "d/".repeat(8000);
+        let mut p = ListingParser::new(Dialect::List, ctx);
+        let mut fed = 0;
+        while p.overflow().is_none() {
+            p.feed(format!("lrwxrwxrwx 1 u g 9 Jan 02  2024 l{fed} -> {target}\r\n").as_bytes());
+            fed += 1;
+            assert!(fed < 10_000, "no bound after {fed} links of 16 000 bytes");
+        }
+        assert_eq!(p.overflow().as_deref(), Some("more than 48 MiB of entries once parsed"));
+        let entries = p.finish();
+        let held: usize = entries.iter().map(entry_cost).sum();
+        assert!(held <= MAX_LISTING_MEMORY && held > MAX_LISTING_MEMORY - 20_000, "{held}");
+        p = ListingParser::new(Dialect::List, ctx);
+        p.feed(b"-rw-r--r-- 1 u g 1 Jan 02  2024 a\r\n");
+        p.clear();
+        assert_eq!((p.overflow(), p.finish().len()), (None, 0));
+    }
+
+    #[test]
+    fn long_lines_and_names_skipped() {
+        let ctx = ListContext { now: 1_700_000_000, tz_offset: 0, encoding: None };
+        let long_line = format!("type=file;size=1; {}\r\n", "x".repeat(MAX_LISTING_LINE));
+        let long_name = format!("type=file;size=1; {}\r\n", "y".repeat(MAX_NAME + 1));
+        let just = format!("type=file;size=1; {}\r\n", "z".repeat(MAX_NAME));
+        let data = format!("type=file; a\r\n{long_line}{long_name}{just}type=file; b");
+        for piece in [data.len(), 7, 1000, 4096] {
+            let mut p = ListingParser::new(Dialect::Mlsd, ctx);
+            for chunk in data.as_bytes().chunks(piece) {
+                p.feed(chunk);
+                assert!(p.partial.len() <= MAX_LISTING_LINE, "a line of {} bytes kept", p.partial.len());
+            }
+            let names: Vec<String> = p.finish().into_iter().map(|e| e.name).collect();
+            assert_eq!(names, ["a".to_string(), "z".repeat(MAX_NAME), "b".to_string()], "pieces of {piece}");
+        }
+        // An endless line, never ended: nothing kept, nothing parsed.
+        let mut p = ListingParser::new(Dialect::Mlsd, ctx);
+        for _ in 0..100 {
+            p.feed(&[b'x'; 4096]);
+        }
+        assert!(p.partial.capacity() <= 2 * MAX_LISTING_LINE);
+        assert!(p.finish().is_empty());
     }
 
     proptest! {
