@@ -18,6 +18,7 @@
 //!   and the allocator's figures for `ftpfs stats`.
 //! - [`stats`]: counters and gauges every layer feeds; [`stats_channel`]: how `ftpfs stats` asks for them.
 //! - [`journal_dirs`]: where a mount's write-back journal lives and which earlier ones it recovers.
+//! - [`printable`]: server text escaped for terminals (errors, the log, `--probe`).
 //! - [`private_files`]: what ftpfs keeps on local disk is private to the mounting user, and
 //!   nothing planted there is trusted.
 //! - [`manual`]: the man page and shell completions, from the command line's definition.
@@ -34,6 +35,7 @@ pub mod manual;
 pub mod model;
 pub mod mount;
 pub mod netrc;
+pub mod printable;
 pub mod private_files;
 pub mod probe;
 pub mod remote;

@@ -29,7 +29,7 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(5);
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 /// Hands every record on with control characters escaped in its message
-/// ([`crate::ftp::reply::printable`]): log lines carry what servers send (replies, file
+/// ([`crate::printable::printable`]): log lines carry what servers send (replies, file
 /// names), and a hostile server must not drive the terminal (or fake lines) of whoever reads
 /// the log. One place for every destination: standard error, syslog, `FTPFS_LOG_FILE`.
 struct Escaping<L>(L);
@@ -47,7 +47,7 @@ impl<L: Log> Log for Escaping<L> {
             Some(literal) => std::borrow::Cow::Borrowed(literal),
             None => std::borrow::Cow::Owned(record.args().to_string()),
         };
-        match crate::ftp::reply::printable(&text) {
+        match crate::printable::printable(&text) {
             std::borrow::Cow::Borrowed(_) => self.0.log(record),
             std::borrow::Cow::Owned(clean) => self.0.log(
                 &Record::builder()

@@ -6,11 +6,11 @@ use crate::ftp::listing::{ListContext, parse_dos_line, parse_unix_line};
 use crate::ftp::{ConnectOptions, Connection, TlsMode};
 
 /// Prints one line of the report with control characters escaped
-/// ([`crate::ftp::reply::printable`]): most of it is what the server said (greeting, SYST,
+/// ([`crate::printable::printable`]): most of it is what the server said (greeting, SYST,
 /// FEAT, paths, errors), and it goes to the user's terminal.
 macro_rules! say {
     ($($arg:tt)*) => {
-        println!("{}", crate::ftp::reply::printable(&format!($($arg)*)))
+        println!("{}", crate::printable::printable(&format!($($arg)*)))
     };
 }
 

@@ -6,8 +6,8 @@
 
 use std::io;
 
-use super::reply::printable;
 use crate::error::FsError;
+use crate::printable::printable;
 
 /// What the caller was doing when a reply came back negative. Some codes (550 above all) mean
 /// different things for different commands, so the errno table needs this context.
