@@ -47,10 +47,18 @@ pub fn writeback_journal(cache_dir: &Path, target: &Target) -> Result<(PathBuf, 
     // Held until the process ends.
     std::mem::forget(lock);
     let mut orphans = orphans_in(&base, &own);
-    let legacy = top.join(legacy_key(target));
-    if std::fs::symlink_metadata(&legacy).is_ok() {
-        match check_private_dir(&legacy) {
-            Ok(()) => orphans.extend(orphans_in(&legacy, &own)),
+    // Where earlier versions kept it: under this cache_dir, and under their default /var/tmp.
+    let old_top = Path::new("/var/tmp/writeback");
+    let mut legacy = vec![top.join(legacy_key(target))];
+    if old_top != top && std::fs::symlink_metadata(old_top).is_ok() {
+        match check_private_dir(old_top) {
+            Ok(()) => legacy.push(old_top.join(legacy_key(target))),
+            Err(e) => log::error!("write-back journals of an earlier version not recovered: {e}"),
+        }
+    }
+    for dir in legacy.iter().filter(|d| std::fs::symlink_metadata(d).is_ok()) {
+        match check_private_dir(dir) {
+            Ok(()) => orphans.extend(orphans_in(dir, &own)),
             Err(e) => log::error!("write-back journal of an earlier version not recovered: {e}"),
         }
     }

@@ -235,6 +235,20 @@ pub fn init(verbose: u8, background: bool) {
                 .open(&path);
         match opened {
             Ok(f) => {
+                // One that existed already is used as it is, but not without a word.
+                if let Ok(m) = f.metadata() {
+                    use std::os::unix::fs::MetadataExt;
+                    // SAFETY: geteuid cannot fail.
+                    let me = unsafe { libc::geteuid() };
+                    if m.uid() != me || m.mode() & 0o077 != 0 {
+                        eprintln!(
+                            "ftpfs: warning: log file {} belongs to uid {} with mode {:o}: other users may read it",
+                            path.to_string_lossy(),
+                            m.uid(),
+                            m.mode() & 0o7777
+                        );
+                    }
+                }
                 builder.target(env_logger::Target::Pipe(Box::new(f)));
             }
             Err(e) => eprintln!("ftpfs: cannot open log file {}: {e}", path.to_string_lossy()),

@@ -301,8 +301,9 @@ pub struct MountPlan {
 /// Runs the mount until it is unmounted. Returns the process exit code.
 pub fn run(mut plan: MountPlan) -> Result<(), StartError> {
     let mountpoint = check_mountpoint(&plan.mountpoint)?;
+    let default = plan.opts.cache_dir.is_none();
     let cache_dir = plan.opts.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir);
-    plan.opts.cache_dir = Some(crate::private_files::prepare_cache_dir(&cache_dir)?);
+    plan.opts.cache_dir = Some(crate::private_files::prepare_cache_dir(&cache_dir, default)?);
     let (first, root) = first_connection(&plan.connect, &plan.target)?;
     let mut report = if plan.foreground { Report::foreground() } else { daemonize()? };
     match mount_and_serve(plan, mountpoint, first, root, &mut report) {

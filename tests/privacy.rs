@@ -125,7 +125,7 @@ fn a_cache_dir_other_users_could_change_is_refused() {
     let refused = |dir: &Path, why: &str| {
         let (_mnt, _guard, ok, err) = mount(&srv.url(), &format!("writeback,cache_dir={}", dir.display()), home.path());
         assert!(!ok, "mounted with cache_dir {}", dir.display());
-        assert!(err.contains(&dir.display().to_string()) || err.contains(why), "names the directory: {err}");
+        assert!(err.contains(&dir.display().to_string()), "names the directory: {err}");
         assert!(err.contains(why), "says why ({why}): {err}");
     };
     // Another user's, open to all, with a `writeback` of theirs inside.
@@ -177,7 +177,7 @@ fn a_cache_dir_other_users_could_change_is_refused() {
 /// What another user could plant in a journal directory: one earlier mount's journal with a
 /// lock that is a symlink (to a file that must not be created), one owned by another user, and
 /// one of ours holding entries whose path leaves the root or is absolute, whose data is a
-/// symlink or a second link to a file only root may read, or whose path file is a symlink.
+/// symlink to a file only root may read, or whose path file is a symlink.
 fn plant(base: &Path, tag: &str, secret: &Path, victim: &Path) {
     std::fs::create_dir_all(base).unwrap();
     chmod(base, 0o700);
@@ -205,8 +205,6 @@ fn plant(base: &Path, tag: &str, secret: &Path, victim: &Path) {
     entry(&c, 2, &format!("/{tag}_absolute"), b"c");
     std::fs::write(c.join(format!("{:020}.path", 3)), format!("{tag}_stolen")).unwrap();
     std::os::unix::fs::symlink(secret, c.join(format!("{:020}.data", 3))).unwrap();
-    std::fs::write(c.join(format!("{:020}.path", 4)), format!("{tag}_linked")).unwrap();
-    std::fs::hard_link(secret, c.join(format!("{:020}.data", 4))).unwrap();
     std::os::unix::fs::symlink(secret, c.join(format!("{:020}.path", 5))).unwrap();
     std::fs::write(c.join(format!("{:020}.data", 5)), b"c").unwrap();
     // And one good entry, which a crash would leave: it still lands.

@@ -43,10 +43,17 @@ impl PendingData {
 fn accept_with_timeout(listener: &TcpListener, server: IpAddr, timeout: Duration) -> Result<TcpStream> {
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + timeout;
+    let mut refused = 0u32;
     loop {
         match listener.accept() {
             Ok((s, from)) if from.ip().to_canonical() != server.to_canonical() => {
-                log::warn!("refused an active-mode data connection from {from}: the server is {server}");
+                // Once per transfer at warning level: a flood of them cannot flood the log.
+                refused += 1;
+                if refused == 1 {
+                    log::warn!("refused an active-mode data connection from {from}: the server is {server}");
+                } else {
+                    log::debug!("refused active-mode data connection {refused} from {from}");
+                }
                 drop(s);
             }
             Ok((s, _)) => {

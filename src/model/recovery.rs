@@ -32,6 +32,8 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
                 continue;
             }
         };
+        // Kept private if it ends up in cache_dir (an older version made journal files 0644).
+        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
         match upload_file(core, &path, file) {
             Ok(len) => {
                 core.invalidate_parent(&path);
@@ -66,7 +68,7 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
 const MAX_ENTRY_PATH: u64 = 64 * 1024;
 
 /// A journal entry as ftpfs wrote it: its `.path` and `.data` files regular files of the
-/// mounting user with one link each (opened without following symlinks), and the path a
+/// mounting user (opened without following symlinks), and the path a
 /// mount-relative one (no leading `/`, no `.`, `..` or empty part, no NUL, CR or LF) that stays
 /// under the mount's root on the server.
 fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File), String> {
