@@ -12,6 +12,18 @@ use percent_encoding::percent_decode_str;
 
 use crate::ftp::{ConnectOptions, DataMode, Fingerprint, Proxy, Secret, TlsContext, TlsMode, TlsSettings};
 
+/// The command line's definition, with the `-o` help made from the table of mount options.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Args::command().mut_arg("options", |a| a.help(crate::mount_options::help()))
+}
+
+/// Parses the process's arguments (clap prints help or an error and exits on its own).
+pub fn parse_args() -> Args {
+    use clap::FromArgMatches;
+    Args::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 /// Memory for files fetched ahead when `ahead_mib` is not given, in MiB.
 pub const DEFAULT_AHEAD_MIB: u64 = 32;
 
@@ -48,12 +60,7 @@ pub struct Args {
     /// Stay in the foreground (default: go to the background once the mount is ready)
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
-    /// Mount options, comma-separated (repeatable): ro, allow_other, uid=N, gid=N, umask=OCT,
-    /// connections=N, cache_timeout=S, timeout=S, active, no_epsv, no_mlsd, pasv_ip, list_tz=±HH:MM,
-    /// tls[=explicit|implicit], cafile=PATH, fingerprint=SHA256:HEX, no_verify,
-    /// proxy=socks5://[user:pass@]host:port or http://[user:pass@]host:port, netrc=PATH, password_file=PATH,
-    /// encoding=CHARSET, cache_dir=DIR, default_permissions, no_default_permissions,
-    /// ahead_mib=N (memory for small files fetched ahead; 0 = no work ahead), writeback
+    /// Mount options (the help text is made from crate::mount_options by [`command`])
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     pub options: Vec<String>,
     /// More logging (repeat for more); RUST_LOG overrides
@@ -171,32 +178,6 @@ impl Default for MountOpts {
     }
 }
 
-/// Options that `mount`, fstab and systemd pass and that need nothing from us.
-fn is_ignorable(opt: &str) -> bool {
-    matches!(
-        opt,
-        "rw" | "dev"
-            | "nodev"
-            | "suid"
-            | "nosuid"
-            | "exec"
-            | "noexec"
-            | "atime"
-            | "noatime"
-            | "relatime"
-            | "_netdev"
-            | "noauto"
-            | "auto"
-            | "user"
-            | "users"
-            | "nouser"
-            | "nofail"
-            | "defaults"
-            | "async"
-    ) || opt.starts_with("x-systemd.")
-        || opt.starts_with("comment=")
-}
-
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
     v.parse().map_err(|_| format!("invalid value for {key}: {v:?}"))
 }
@@ -222,6 +203,19 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             Some((k, v)) => (k, Some(v)),
             None => (opt, None),
         };
+        if key == "ftps" {
+            return Err("ftps is not an option: use tls (AUTH TLS on an ftp:// URL) or an ftps:// URL \
+                        (TLS from the first byte, port 990)"
+                .into());
+        }
+        // Every option accepted is one the man page and --help document.
+        if !crate::mount_options::is_documented(key) && !crate::mount_options::is_generic(opt) {
+            return Err(if opt.contains('@') {
+                UNKNOWN_WITH_AT.into()
+            } else {
+                format!("unknown mount option: {opt}")
+            });
+        }
         match (key, value) {
             ("ro", None) => o.read_only = true,
             ("allow_other", None) => o.allow_other = true,
@@ -257,7 +251,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
                     return Err("ahead_mib must be at most 4096".into());
                 }
             }
-            ("tls", None) | ("tls", Some("explicit")) | ("ftps", None) => o.tls = Some(TlsMode::Explicit),
+            ("tls", None) | ("tls", Some("explicit")) => o.tls = Some(TlsMode::Explicit),
             ("tls", Some("implicit")) => o.tls = Some(TlsMode::Implicit),
             ("cafile", Some(v)) if !v.is_empty() => o.cafile = Some(PathBuf::from(v)),
             ("no_verify", None) => o.no_verify = true,
@@ -273,10 +267,9 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("cache_dir", Some(v)) if !v.is_empty() => o.cache_dir = Some(PathBuf::from(v)),
             ("default_permissions", None) => o.default_permissions = Some(true),
             ("no_default_permissions", None) => o.default_permissions = Some(false),
-            (k, None) if is_ignorable(k) => log::debug!("ignoring mount option {k}"),
-            _ if is_ignorable(opt) => log::debug!("ignoring mount option {opt}"),
+            _ if crate::mount_options::is_generic(opt) => log::debug!("ignoring mount option {opt}"),
             _ if opt.contains('@') => return Err(UNKNOWN_WITH_AT.into()),
-            _ => return Err(format!("unknown mount option: {opt}")),
+            _ => return Err(format!("invalid mount option: {opt} (see man ftpfs for its form)")),
         }
     }
     Ok(o)
@@ -487,7 +480,13 @@ pub fn resolve_password(target: &mut Target, opts: &MountOpts) -> Result<Secret,
 
 /// Connection options from the URL and the mount options (TLS configuration included).
 pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Result<ConnectOptions, String> {
-    let mut c = ConnectOptions::new(&target.host, target.port, &target.user, "");
+    // `-o tls=implicit` on an ftp:// URL without a port means what ftps:// means: port 990
+    // (the URL parser cannot tell `:21` from no port at all).
+    let port = match (o.tls, target.implicit_tls, target.port) {
+        (Some(TlsMode::Implicit), false, 21) => 990,
+        _ => target.port,
+    };
+    let mut c = ConnectOptions::new(&target.host, port, &target.user, "");
     c.password = password;
     c.timeout = o.timeout;
     c.data_mode = if o.active { DataMode::Active } else { DataMode::Passive };
@@ -627,5 +626,35 @@ mod tests {
         assert!(with("ro").unwrap_err().contains("need TLS"));
         assert!(with("tls,no_verify").unwrap_err().contains("cannot be combined"));
         assert!(with("tls,cafile=/x").unwrap_err().contains("cannot be combined"));
+    }
+
+    #[test]
+    fn generic_options_of_mount_are_accepted_and_ftps_is_refused_with_a_hint() {
+        let generic = ["nodiratime", "lazytime", "sync", "dirsync", "nosymfollow", "X-mount.mkdir", "x-gvfs-show"];
+        for opt in generic {
+            parse_mount_options(&[opt.to_string()]).unwrap_or_else(|e| panic!("{opt}: {e}"));
+        }
+        let e = parse_mount_options(&["ftps".into()]).unwrap_err();
+        assert!(e.contains("tls") && e.contains("ftps://"), "{e}");
+        assert!(parse_mount_options(&["tls=bogus".into()]).is_err());
+        assert!(parse_mount_options(&["no_such_option".into()]).unwrap_err().contains("unknown"));
+    }
+
+    #[test]
+    fn tls_implicit_on_an_ftp_url_without_port_connects_to_990() {
+        let opts = parse_mount_options(&["tls=implicit,no_verify".into()]).unwrap();
+        let c = connect_options(&parse_url("ftp://u@h/").unwrap(), Secret::new(String::new()), &opts).unwrap();
+        assert_eq!((c.port, c.tls_mode), (990, TlsMode::Implicit));
+        let c = connect_options(&parse_url("ftp://u@h:2990/").unwrap(), Secret::new(String::new()), &opts).unwrap();
+        assert_eq!(c.port, 2990, "a port given stays");
+    }
+
+    #[test]
+    fn help_lists_every_mount_option() {
+        let help = command().render_long_help().to_string();
+        for (form, _) in crate::mount_options::MOUNT_OPTIONS {
+            assert!(help.contains(form), "--help lacks {form}");
+        }
+        assert!(help.contains("allow_root"));
     }
 }

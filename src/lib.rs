@@ -34,6 +34,7 @@ pub mod logging;
 pub mod manual;
 pub mod model;
 pub mod mount;
+pub mod mount_options;
 pub mod netrc;
 pub mod printable;
 pub mod private_files;

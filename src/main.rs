@@ -3,7 +3,6 @@
 
 mod argv_scrub;
 
-use clap::Parser;
 use ftpfs::cli::{self, Args, Command};
 use ftpfs::mount::{self, MountPlan};
 
@@ -33,7 +32,7 @@ fn start(args: Args) -> Result<(), String> {
 fn main() {
     // Before any thread: the mount's background process inherits it.
     ftpfs::allocator::configure();
-    let args = Args::parse();
+    let args = cli::parse_args();
     argv_scrub::scrub();
     let background = !args.foreground && !args.probe && args.command.is_none() && args.generate.is_none();
     ftpfs::logging::init(args.verbose, background);

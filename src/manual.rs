@@ -1,79 +1,14 @@
 //! The man page ftpfs(1) and the shell completions (bash, zsh, fish), generated from the
 //! command line's clap definition (`ftpfs --generate man|bash|zsh|fish`), so that they never
 //! drift from what the binary accepts. The mount options, which clap sees as one `-o` string,
-//! are documented here in [`MOUNT_OPTIONS`]; a test parses every one of them.
+//! come from [`crate::mount_options`], the table the parser itself checks.
 
 use std::io::{self, Write};
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::{Args, Generate};
-
-/// Every `-o` option: its form and what it does.
-pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
-    ("ro", "Mount read-only."),
-    (
-        "allow_other",
-        "Let other users use the mount (for a non-root user, needs user_allow_other in /etc/fuse.conf). \
-         Turns default_permissions on.",
-    ),
-    ("allow_root", "Let root use the mount as well as the user who mounted it."),
-    ("uid=N", "The owner shown for every file (default: the user who mounted)."),
-    ("gid=N", "The group shown for every file (default: the user's group)."),
-    ("umask=OCT", "Permission bits removed from the modes shown."),
-    ("connections=N", "Transfers at once, 1 to 32 (default 4); one more connection serves listings."),
-    ("cache_timeout=S", "Seconds listings and attributes are trusted (default 20; 0 asks the server every time)."),
-    ("timeout=S", "Seconds to wait for a connection, a reply or transfer data (default 30)."),
-    ("active", "Active mode (PORT/EPRT): the server connects to us for data. Default: passive (EPSV, PASV)."),
-    ("no_epsv", "Use PASV only, for servers or firewalls that mishandle EPSV."),
-    ("no_mlsd", "List with LIST even when the server offers MLSD."),
-    ("pasv_ip", "Connect data connections to the address a PASV reply gives (default: the server's address)."),
-    ("list_tz=+HH:MM", "The time zone of LIST times (servers without MLSD show local times); UTC by default."),
-    ("tls", "FTPS with AUTH TLS (explicit); also tls=explicit. Data connections are encrypted too."),
-    ("tls=implicit", "FTPS with TLS from the first byte, as ftps:// URLs (port 990)."),
-    (
-        "cafile=PATH",
-        "Trust the certificates in this PEM file instead of the system's; a certificate in it is also \
-         trusted as itself, name and dates unchecked, like a pinned one (a self-signed server certificate).",
-    ),
-    (
-        "fingerprint=SHA256:HEX",
-        "Trust exactly the server certificate with this SHA-256 fingerprint, as ftpfs --probe or \
-         openssl x509 -fingerprint -sha256 print it; name and chain are not checked.",
-    ),
-    ("no_verify", "Accept any server certificate (insecure: anyone between us and the server can read everything)."),
-    (
-        "proxy=URL",
-        "Reach the server through a proxy, socks5://[user:password@]host:port or \
-         http://[user:password@]host:port (CONNECT); control and data connections alike (passive mode).",
-    ),
-    ("netrc=PATH", "Where to look up the password (default ~/.netrc)."),
-    ("password_file=PATH", "Read the password from the first line of this file."),
-    (
-        "encoding=CHARSET",
-        "The server's character set for names when it is not UTF-8 (latin1, cp1251, shift_jis, gbk, ...).",
-    ),
-    (
-        "cache_dir=DIR",
-        "Where temporary copies of files changed at random offsets, and write-back spools, are kept \
-         (default $XDG_CACHE_HOME/ftpfs, else ~/.cache/ftpfs, else /var/tmp/ftpfs-UID). It must \
-         belong to you and not be writable by others (a sticky shared directory is used through a \
-         private ftpfs-UID directory inside it); what ftpfs creates there is 0700/0600.",
-    ),
-    ("default_permissions", "Let the kernel check the modes shown (default with allow_other)."),
-    ("no_default_permissions", "Let the server alone decide what is allowed."),
-    (
-        "ahead_mib=N",
-        "Memory for small files fetched ahead of a reader walking a tree, in MiB (0: no work ahead; \
-         default 32, used when the server is far away).",
-    ),
-    (
-        "writeback",
-        "close() returns once the data is spooled on local disk; uploads run in the background and \
-         survive a crash (they are resumed at the next mount).",
-    ),
-];
+use crate::cli::Generate;
+use crate::mount_options::{GENERIC, MOUNT_OPTIONS};
 
 const ENVIRONMENT: &[(&str, &str)] = &[
     ("FTPFS_PASSWORD", "The password, when the URL has none (it is then blanked from the process's environment)."),
@@ -121,7 +56,7 @@ fn section(out: &mut dyn Write, title: &str, items: &[(&str, &str)], bold: bool)
 
 /// ftpfs(1) in roff.
 pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
-    let man = clap_mangen::Man::new(Args::command());
+    let man = clap_mangen::Man::new(crate::cli::command());
     man.render_title(out)?;
     man.render_name_section(out)?;
     // clap_mangen's synopsis shows `-o` without its value and the forms not apart.
@@ -151,10 +86,10 @@ pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         ".PP\n{}",
-        roff(
-            "Options that mount(8) and systemd pass (rw, noatime, _netdev, nofail, x-systemd.*, ...) are \
-             accepted and ignored."
-        )
+        roff(&format!(
+            "Options that mount(8), fstab and systemd pass are accepted and ignored: {}, x-*, X-*, comment=.",
+            GENERIC.join(", ")
+        ))
     )?;
     section(out, "ENVIRONMENT", ENVIRONMENT, true)?;
     section(out, "EXAMPLES", EXAMPLES, false)?;
@@ -171,7 +106,7 @@ pub fn generate(what: Generate, out: &mut dyn Write) -> io::Result<()> {
         Generate::Fish => Shell::Fish,
     };
     let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut Args::command(), "ftpfs", &mut buf);
+    clap_complete::generate(shell, &mut crate::cli::command(), "ftpfs", &mut buf);
     out.write_all(&buf)
 }
 

@@ -132,7 +132,7 @@ fn second_loopback_address() -> bool {
 #[test]
 fn active_mode_refuses_a_data_connection_from_another_address() {
     if !second_loopback_address() {
-        eprintln!("SKIPPED: 127.0.0.2 cannot be bound here");
+        support::skip("127.0.0.2 cannot be bound here");
         return;
     }
     let srv = FakeServer::start(&["--active-from", "127.0.0.2"]);

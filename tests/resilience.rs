@@ -85,7 +85,7 @@ fn server_killed_during_copy_fails_the_copy(kind: ServerKind) {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "cp must not claim success when the server died mid-upload");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Input/output error") || err.contains("error"), "{err}");
+    assert!(err.contains("Input/output error"), "cp must report EIO: {err}");
 }
 
 fn idle_timeout_is_survived(kind: ServerKind) {
@@ -105,22 +105,44 @@ fn idle_timeout_is_survived(kind: ServerKind) {
     }
 }
 
-fn connection_limit_shrinks_the_pool(kind: ServerKind) {
-    if !fuse_available() || kind != ServerKind::Vsftpd {
+/// vsftpd with `max_per_ip=2` refuses a third connection: four readers that each hold a download
+/// open still all get their data, and the pool's ceiling (as `ftpfs stats` shows it) comes down
+/// to what the server accepts. vsftpd only: the other servers of the suite have no per-address
+/// limit configured by the harness.
+#[test]
+fn connection_limit_shrinks_the_pool() {
+    if !fuse_available() {
         return;
     }
     let cfg = ServerConfig { vsftpd_extra: vec!["max_per_ip=2".into()], ..Default::default() };
-    let srv = FtpServer::start_with(kind, cfg);
+    let srv = FtpServer::start_with(ServerKind::Vsftpd, cfg);
     for i in 0..4 {
         srv.put_file(&format!("p{i}.bin"), &DataGen::bytes(i, 6 << 20));
     }
     let m = Mount::new(&srv, &["connections=4"]);
-    std::thread::scope(|s| {
-        for i in 0..4u64 {
-            let path = m.p(&format!("p{i}.bin"));
-            s.spawn(move || assert_eq!(std::fs::read(&path).unwrap(), DataGen::bytes(i, 6 << 20), "reader {i}"));
-        }
-    });
+    // Each reader takes its first MiB and keeps its download open, so four transfers want four
+    // connections (plus the one for listings) at the same time.
+    let mut readers: Vec<std::fs::File> =
+        (0..4).map(|i| std::fs::File::open(m.p(&format!("p{i}.bin"))).unwrap()).collect();
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); 4];
+    for (r, g) in readers.iter_mut().zip(got.iter_mut()) {
+        let mut first = vec![0u8; 1 << 20];
+        r.read_exact(&mut first).unwrap();
+        g.extend_from_slice(&first);
+    }
+    for (i, (r, g)) in readers.iter_mut().zip(got.iter_mut()).enumerate() {
+        r.read_to_end(g).unwrap();
+        assert!(*g == DataGen::bytes(i as u64, 6 << 20), "reader {i} got other data");
+    }
+    let out = support::mount::ftpfs_command(&["stats", m.path().to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ceiling: usize = text
+        .split(" open of at most ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connections line in ftpfs stats: {text}"));
+    assert!(ceiling <= 2, "the pool still aims at {ceiling} connections where the server takes 2: {text}");
     m.sh_ok("ls && echo ok > ok.txt");
     assert!(srv.disk("ok.txt").is_file());
 }
@@ -283,7 +305,6 @@ on_servers!(
     server_restart_between_uploads_sent_early,
     server_killed_during_copy_fails_the_copy,
     idle_timeout_is_survived,
-    connection_limit_shrinks_the_pool,
     random_operations_match_a_model,
     stress_mixed_workload,
 );

@@ -123,8 +123,8 @@ fn wrong_certificate_is_a_clear_error_and_no_verify_works() {
     let settings = TlsSettings { cafile: None, no_verify: true, ..Default::default() };
     o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
     let mut c = Connection::connect(&o).expect("no_verify accepts it");
-    assert!(c.size("/").is_err() || c.noop().is_ok());
-    c.noop().unwrap();
+    c.noop().expect("the session works over the unverified TLS connection");
+    assert!(c.list("/", &ListContext::now_utc()).is_ok(), "a data connection works too");
 
     if !fuse_available() {
         return;
@@ -172,10 +172,9 @@ fn mount_dash_t_fuse_ftpfs_and_password_file() {
     }
     let srv = FtpServer::start(ServerKind::Vsftpd);
     srv.put_file("via-mount.txt", b"mounted by mount(8)\n");
-    // mount(8) runs mount.fuse with a fixed PATH, which runs `ftpfs` from it: install the
-    // binary as /usr/local/bin/ftpfs for the test (unless one is installed already).
-    let installed = std::path::Path::new("/usr/local/bin/ftpfs");
-    let _install = InstalledLink::new(installed);
+    // mount(8) runs mount.fuse with a fixed PATH, which runs `ftpfs` from it: the binary under
+    // test is linked as /usr/local/bin/ftpfs for the test, any installed one set aside.
+    let _install = InstalledLink::new();
     let bin = tempfile::tempdir().unwrap();
     let secret = bin.path().join("password");
     std::fs::write(&secret, format!("{PASSWORD}\n")).unwrap();
@@ -193,29 +192,46 @@ fn mount_dash_t_fuse_ftpfs_and_password_file() {
         .unwrap();
     assert!(out.status.success(), "mount -t fuse.ftpfs: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(dir.path().join("via-mount.txt")).unwrap(), b"mounted by mount(8)\n");
+    let pid = support::mount::daemon_pid_of(dir.path()).expect("the mount's process");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let ours = std::fs::canonicalize(env!("CARGO_BIN_EXE_ftpfs")).unwrap();
+    assert_eq!(exe, ours, "mount(8) ran another ftpfs than the one under test");
     let line = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(line.lines().any(|l| l.contains(dir.path().to_str().unwrap()) && !l.contains(PASSWORD)));
     assert!(std::process::Command::new("umount").arg(dir.path()).status().unwrap().success());
     drop(guard);
 }
 
-/// /usr/local/bin/ftpfs pointing at the binary under test, removed again on drop if we made it.
+/// /usr/local/bin/ftpfs pointing at the binary under test while it lives. An ftpfs installed in
+/// /usr/local/sbin or /usr/local/bin (both on mount.fuse's PATH, sbin first) is set aside
+/// meanwhile and put back on drop.
 struct InstalledLink {
-    path: std::path::PathBuf,
-    made: bool,
+    aside: Vec<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
+const LINK: &str = "/usr/local/bin/ftpfs";
+
 impl InstalledLink {
-    fn new(path: &std::path::Path) -> InstalledLink {
-        let made = !path.exists() && std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ftpfs"), path).is_ok();
-        InstalledLink { path: path.to_path_buf(), made }
+    fn new() -> InstalledLink {
+        let mut aside = Vec::new();
+        for p in ["/usr/local/sbin/ftpfs", LINK] {
+            let p = std::path::PathBuf::from(p);
+            if std::fs::symlink_metadata(&p).is_ok() {
+                let kept = p.with_extension("set-aside-by-ftpfs-tests");
+                std::fs::rename(&p, &kept).expect("set the installed ftpfs aside");
+                aside.push((p, kept));
+            }
+        }
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ftpfs"), LINK).expect("link the binary under test");
+        InstalledLink { aside }
     }
 }
 
 impl Drop for InstalledLink {
     fn drop(&mut self) {
-        if self.made {
-            let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(LINK);
+        for (p, kept) in &self.aside {
+            let _ = std::fs::rename(kept, p);
         }
     }
 }

@@ -726,6 +726,23 @@ pub fn assert_stream_matches(mut r: impl Read, seed: u64, len: u64, what: &str) 
 pub mod mount;
 pub mod proxy;
 
+/// A test that cannot run here says so: under `CI=true` (set by `.ci/run`) it fails instead, and
+/// otherwise its name and `reason` are appended to `$FTPFS_SKIP_LOG` (set by `scripts/test.sh`,
+/// whose summary counts skipped tests apart from passed ones). The caller returns after it.
+pub fn skip(reason: &str) {
+    let name = std::thread::current().name().unwrap_or("?").to_string();
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{name} cannot run here under CI: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    if let Some(path) = std::env::var_os("FTPFS_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{name}: {reason}");
+        }
+    }
+}
+
 /// The scripted misbehaving server (tests/support/fake_ftpd.py), for what real servers won't do.
 pub struct FakeServer {
     pub port: u16,

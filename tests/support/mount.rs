@@ -11,11 +11,8 @@ use super::{FtpServer, PASSWORD, USER};
 pub fn fuse_available() -> bool {
     let ok = Path::new("/dev/fuse").exists()
         && Command::new("fusermount3").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !ok && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("FUSE is required under CI: /dev/fuse and fusermount3 (package fuse3) must be present");
-    }
     if !ok {
-        eprintln!("SKIPPED: FUSE is not available on this machine");
+        super::skip("FUSE is not available on this machine (/dev/fuse and fusermount3, package fuse3)");
     }
     ok
 }

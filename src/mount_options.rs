@@ -1,0 +1,136 @@
+//! The `-o` mount options: one table that the parser checks every option against (an option
+//! it accepts is one this table documents), and that the man page and `--help` are made from.
+
+/// Every `-o` option: its form and what it does.
+pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
+    ("ro", "Mount read-only."),
+    (
+        "allow_other",
+        "Let other users use the mount (for a non-root user, needs user_allow_other in /etc/fuse.conf). \
+         Turns default_permissions on.",
+    ),
+    ("allow_root", "Let root use the mount as well as the user who mounted it."),
+    ("uid=N", "The owner shown for every file (default: the user who mounted)."),
+    ("gid=N", "The group shown for every file (default: the user's group)."),
+    ("umask=OCT", "Permission bits removed from the modes shown."),
+    ("connections=N", "Transfers at once, 1 to 32 (default 4); one more connection serves listings."),
+    ("cache_timeout=S", "Seconds listings and attributes are trusted (default 20; 0 asks the server every time)."),
+    ("timeout=S", "Seconds to wait for a connection, a reply or transfer data (default 30)."),
+    ("active", "Active mode (PORT/EPRT): the server connects to us for data. Default: passive (EPSV, PASV)."),
+    ("no_epsv", "Use PASV only, for servers or firewalls that mishandle EPSV."),
+    ("no_mlsd", "List with LIST even when the server offers MLSD."),
+    ("pasv_ip", "Connect data connections to the address a PASV reply gives (default: the server's address)."),
+    ("list_tz=+HH:MM", "The time zone of LIST times (servers without MLSD show local times); UTC by default."),
+    ("tls", "FTPS with AUTH TLS (explicit); also tls=explicit. Data connections are encrypted too."),
+    ("tls=implicit", "FTPS with TLS from the first byte, as ftps:// URLs (port 990)."),
+    (
+        "cafile=PATH",
+        "Trust the certificates in this PEM file instead of the system's; a certificate in it is also \
+         trusted as itself, name and dates unchecked, like a pinned one (a self-signed server certificate).",
+    ),
+    (
+        "fingerprint=SHA256:HEX",
+        "Trust exactly the server certificate with this SHA-256 fingerprint, as ftpfs --probe or \
+         openssl x509 -fingerprint -sha256 print it; name and chain are not checked.",
+    ),
+    ("no_verify", "Accept any server certificate (insecure: anyone between us and the server can read everything)."),
+    (
+        "proxy=URL",
+        "Reach the server through a proxy, socks5://[user:password@]host:port or \
+         http://[user:password@]host:port (CONNECT); control and data connections alike (passive mode).",
+    ),
+    ("netrc=PATH", "Where to look up the password (default ~/.netrc)."),
+    ("password_file=PATH", "Read the password from the first line of this file."),
+    (
+        "encoding=CHARSET",
+        "The server's character set for names when it is not UTF-8 (latin1, cp1251, shift_jis, gbk, ...).",
+    ),
+    (
+        "cache_dir=DIR",
+        "Where temporary copies of files changed at random offsets, and write-back spools, are kept \
+         (default $XDG_CACHE_HOME/ftpfs, else ~/.cache/ftpfs, else /var/tmp/ftpfs-UID). It must \
+         belong to you and not be writable by others (a sticky shared directory is used through a \
+         private ftpfs-UID directory inside it); what ftpfs creates there is 0700/0600.",
+    ),
+    ("default_permissions", "Let the kernel check the modes shown (default with allow_other)."),
+    ("no_default_permissions", "Let the server alone decide what is allowed."),
+    (
+        "ahead_mib=N",
+        "Memory for small files fetched ahead of a reader walking a tree, in MiB (0: no work ahead; \
+         default 32, used when the server is far away).",
+    ),
+    (
+        "writeback",
+        "close() returns once the data is spooled on local disk; uploads run in the background and \
+         survive a crash (they are resumed at the next mount).",
+    ),
+];
+
+/// Options of every file system that mount(8), fstab and systemd pass along (mount(8)'s
+/// "filesystem-independent mount options"): accepted and ignored, as sshfs does, so that an
+/// fstab line copied from another file system mounts.
+pub const GENERIC: &[&str] = &[
+    "rw",
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "async",
+    "sync",
+    "dirsync",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "iversion",
+    "noiversion",
+    "mand",
+    "nomand",
+    "silent",
+    "loud",
+    "nosymfollow",
+];
+
+/// Whether `opt` (a whole `key` or `key=value`) is one of [`GENERIC`] or of the prefixes
+/// mount(8) and systemd use for their own options (`x-`, `X-`, `comment=`), or an SELinux context.
+pub fn is_generic(opt: &str) -> bool {
+    let key = opt.split_once('=').map_or(opt, |(k, _)| k);
+    GENERIC.contains(&opt)
+        || opt.starts_with("x-")
+        || opt.starts_with("X-")
+        || key == "comment"
+        || matches!(key, "context" | "fscontext" | "defcontext" | "rootcontext")
+}
+
+/// Whether `key` is an option of [`MOUNT_OPTIONS`] (with or without a value there).
+pub fn is_documented(key: &str) -> bool {
+    MOUNT_OPTIONS.iter().any(|(form, _)| form.split_once('=').map_or(*form, |(k, _)| k) == key)
+}
+
+/// The `-o` text of `--help`: every option's form, from [`MOUNT_OPTIONS`].
+pub fn help() -> String {
+    let forms: Vec<&str> = MOUNT_OPTIONS.iter().map(|(form, _)| *form).collect();
+    format!(
+        "Mount options, comma-separated (repeatable): {}; and, ignored, what mount(8) passes \
+         (rw, noatime, _netdev, nofail, x-systemd.*, ...). `man ftpfs` says what each does",
+        forms.join(", ")
+    )
+}
