@@ -125,7 +125,8 @@ if [ $server = vsftpd ]; then
     fi
     /usr/sbin/vsftpd "$work/vsftpd.conf" > "$work/server.log" 2>&1 &
 else
-    python3 tests/support/pyftpd_server.py --port "$port" --root "$root" --user $user \
+    py=/opt/ftpfs-test/venv/bin/python; [ -x "$py" ] || py=python3 # scripts/setup.sh pins pyftpdlib there
+    "$py" tests/support/pyftpd_server.py --port "$port" --root "$root" --user $user \
         --password $pass --pasv "$pasv_lo-$pasv_hi" ${rtt:+--verbose} > "$work/server.log" 2>&1 &
 fi
 server_pid=$!

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Demo: installs what is needed, builds ftpfs, starts a local FTP server (pyftpdlib) with sample
+# Demo: installs only what it needs (fuse3, pyftpdlib: scripts/setup.sh --demo), builds ftpfs, starts a local FTP server (pyftpdlib) with sample
 # files in a temp dir, and mounts it at ./mnt (or the directory given as $1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 mnt=${1:-$top/mnt}
 
-bash scripts/setup.sh
+bash scripts/setup.sh --demo
 cargo build --release --locked
 bin=$top/target/release/ftpfs
 
@@ -20,7 +20,8 @@ echo "unicode name" > "$root/docs/résumé – 2024.txt"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pasv_lo=$(( (port % 1000) * 20 + 30000 )); pasv_hi=$(( pasv_lo + 19 ))
-nohup python3 tests/support/pyftpd_server.py --port "$port" --root "$root" \
+# pyftpdlib as scripts/setup.sh installed it (pinned, in its own virtual environment).
+nohup /opt/ftpfs-test/venv/bin/python tests/support/pyftpd_server.py --port "$port" --root "$root" \
     --user demo --password demo --pasv "$pasv_lo-$pasv_hi" > "$root.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do

@@ -22,7 +22,10 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
     ("pasv_ip", "Connect data connections to the address a PASV reply gives (default: the server's address)."),
     ("list_tz=+HH:MM", "The time zone of LIST times (servers without MLSD show local times); UTC by default."),
     ("tls", "FTPS with AUTH TLS (explicit); also tls=explicit. Data connections are encrypted too."),
-    ("tls=implicit", "FTPS with TLS from the first byte, as ftps:// URLs (port 990)."),
+    (
+        "tls=implicit",
+        "FTPS with TLS from the first byte, as ftps:// URLs; on an ftp:// URL without a port it connects to 990.",
+    ),
     (
         "cafile=PATH",
         "Trust the certificates in this PEM file instead of the system's; a certificate in it is also \

@@ -465,7 +465,10 @@ impl FtpServer {
 
     fn spawn_pyftpdlib(&self) -> Child {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pyftpd_server.py");
-        let mut cmd = Command::new("python3");
+        // pyftpdlib as scripts/setup.sh pins it, in its own virtual environment.
+        let venv = Path::new("/opt/ftpfs-test/venv/bin/python");
+        assert!(venv.exists(), "{} is missing: run scripts/setup.sh", venv.display());
+        let mut cmd = Command::new(venv);
         cmd.arg(script)
             .args(["--host", &self.host, "--port", &self.port.to_string()])
             .args(["--root", &self.root.path().display().to_string()])
