@@ -19,8 +19,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_apt=()
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-# The virtual environment of pyftpdlib: Debian's python3 has no venv module without this.
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The virtual environment of pyftpdlib: Debian's python3 cannot make one without this (its
+# ensurepip is a stub that fails).
+python3 -m ensurepip --version >/dev/null 2>&1 || need_apt+=(python3-venv)
 if ! $demo; then
 [ -x /usr/sbin/vsftpd ] || need_apt+=(vsftpd)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
