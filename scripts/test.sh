@@ -32,7 +32,7 @@ cargo test --release --locked --lib --bins --tests -- --test-threads="${FTPFS_TE
 # FTPFS_PROPTEST_SEED=<seed>.
 seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 echo "property tests on a fresh seed: FTPFS_PROPTEST_SEED=$seed"
-FTPFS_PROPTEST_SEED=$seed FTPFS_PROPTEST_CASES=200 cargo test --release --locked --lib prop_tests 2>&1 | tee -a "$log"
+FTPFS_PROPTEST_SEED=$seed FTPFS_PROPTEST_CASES=1000 cargo test --release --locked --lib prop_tests -- --nocapture 2>&1 | tee -a "$log"
 # One closing line for the whole suite: a skipped test passed without running, so it is counted
 # apart (and named).
 skipped=$(sort -u "$skips" | wc -l)
