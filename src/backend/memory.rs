@@ -90,6 +90,8 @@ struct State {
     finish_err: Option<FsError>,
     space_limit: Option<u64>,
     delay: Duration,
+    /// Each write into an upload first waits this long ([`MemoryBackend::slow_writes`]).
+    write_pause: Duration,
     /// Uploads wait before taking effect ([`MemoryBackend::hold_uploads`]).
     uploads_held: bool,
     /// Uploads waiting for that now.
@@ -303,6 +305,10 @@ impl io::Write for MemWriter {
         if buf.is_empty() {
             return Ok(0);
         }
+        let pause = self.inner.state.lock().write_pause;
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let mut n = buf.len() as u64;
         if let Some(limit) = self.break_after {
             let left = limit.saturating_sub(self.written);
@@ -389,6 +395,7 @@ impl MemoryBackend {
             finish_err: None,
             space_limit: None,
             delay: Duration::ZERO,
+            write_pause: Duration::ZERO,
             uploads_held: false,
             uploads_waiting: 0,
             wait_limit: Duration::from_secs(2),
@@ -510,6 +517,11 @@ impl MemoryBackend {
     /// Every request first waits this long (cut short by shut down).
     pub fn delay(&self, delay: Duration) {
         self.st().delay = delay;
+    }
+
+    /// Every write into an upload waits `pause` first: a slow link on which uploads still move.
+    pub fn slow_writes(&self, pause: Duration) {
+        self.st().write_pause = pause;
     }
 
     /// `true`: uploads (`write`) wait, once their call is logged and before they take effect

@@ -78,6 +78,9 @@ pub struct Core {
     single_lookups: Mutex<LruCache<String, (Instant, u32)>>,
     /// When we last changed a path's attributes or name (its ctime; servers show none).
     changed: Mutex<LruCache<String, SystemTime>>,
+    /// Bytes handed to uploads so far: how the unmount tells a long upload that moves from one
+    /// that is stuck.
+    pub(super) sent: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -86,7 +89,8 @@ impl Core {
         let writeback = WriteBack::new(cfg.writeback.clone(), cfg.writeback_uploads);
         let single_lookups = Mutex::new(LruCache::new(NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)));
         let changed = Mutex::new(LruCache::new(NonZeroUsize::new(CHANGES_KEPT).unwrap_or(NonZeroUsize::MIN)));
-        Core { cfg, backend, dirs, handles: Handles::default(), writeback, single_lookups, changed }
+        let sent = std::sync::atomic::AtomicU64::new(0);
+        Core { cfg, backend, dirs, handles: Handles::default(), writeback, single_lookups, changed, sent }
     }
 
     /// How long a request may wait for the server or a connection.

@@ -566,7 +566,8 @@ impl Model {
     /// Unmounting (signal, or the mount went away): uploads what open handles still hold, then
     /// fails every request still waiting for a connection and every later one.
     pub fn stop(&self) {
-        self.core.writeback.wait_all(self.core.wait_limit());
+        let core = &self.core;
+        core.writeback.wait_all(core.wait_limit(), || core.sent.load(std::sync::atomic::Ordering::Relaxed));
         handle_io::commit_everything(&self.core, std::time::Instant::now() + self.core.wait_limit());
         self.core.backend.shut_down();
     }

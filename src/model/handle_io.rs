@@ -717,7 +717,8 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
             Err(e) => return Err(e.errno()),
         };
         s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
-        io::copy(&mut (&s.file).take(s.len), &mut up).map_err(|e| io_errno(&e))?;
+        io::copy(&mut (&s.file).take(s.len), &mut Metered { up: &mut up, sent: &core.sent })
+            .map_err(|e| io_errno(&e))?;
         let reported = up.finish().map_err(|e| e.errno())?;
         Ok(reported.or_else(|| core.backend.size(path).ok().flatten()))
     });
@@ -784,6 +785,24 @@ fn upload_empty(core: &Core, path: &str) -> FsResult<u64> {
     Ok(0)
 }
 
+/// An upload's writer that counts what it takes in [`Core::sent`].
+struct Metered<'a> {
+    up: &'a mut Box<dyn WriteStream>,
+    sent: &'a std::sync::atomic::AtomicU64,
+}
+
+impl io::Write for Metered<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.up.write(buf)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.up.flush()
+    }
+}
+
 /// Uploads a spool whole; on success it is clean. On failure it stays dirty for another try.
 fn upload_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
     let _claim = claim_upload(core, path)?;
@@ -800,7 +819,7 @@ fn send_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
 /// after a success.
 fn pour_spool(core: &Core, s: &mut Spool, path: &str, mut up: Box<dyn WriteStream>) -> FsResult<()> {
     s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
-    let copied = io::copy(&mut (&s.file).take(s.len), &mut up);
+    let copied = io::copy(&mut (&s.file).take(s.len), &mut Metered { up: &mut up, sent: &core.sent });
     if let Err(e) = copied {
         return Err(io_errno(&e));
     }

@@ -237,21 +237,32 @@ impl WriteBack {
         self.pending.lock().failed.remove(path)
     }
 
-    /// Unmounting: no new deferrals; waits for every pending upload while they make progress,
-    /// giving up when none ended within `stall` (what is left stays in the journal for the next
-    /// mount).
-    pub(super) fn wait_all(&self, stall: Duration) {
+    /// Unmounting: no new deferrals; waits for every pending upload while they make progress
+    /// (one ends, or bytes move: `sent` counts the bytes handed to uploads), giving up when
+    /// nothing moved for `stall`; each upload still pending is logged by name and stays in the
+    /// journal for the next mount.
+    pub(super) fn wait_all(&self, stall: Duration, sent: impl Fn() -> u64) {
         let mut p = self.pending.lock();
         p.stopping = true;
+        let mut seen = (p.ended, sent());
+        let mut deadline = Instant::now() + stall;
         while !p.paths.is_empty() {
-            let ended = p.ended;
-            let deadline = Instant::now() + stall;
-            while p.ended == ended && !p.paths.is_empty() {
-                if self.changed.wait_until(&mut p, deadline).timed_out() {
-                    log::error!("{} uploads still pending; they stay in the journal for the next mount", p.paths.len());
-                    return;
-                }
+            let now = (p.ended, sent());
+            if now != seen {
+                seen = now;
+                deadline = Instant::now() + stall;
             }
+            if Instant::now() >= deadline {
+                for path in p.paths.keys() {
+                    log::error!(
+                        "{path}: its upload made no progress for {} s at unmount; it stays in the journal for the next mount",
+                        stall.as_secs_f32()
+                    );
+                }
+                return;
+            }
+            // Bytes moving wake no one: look again every 100 ms.
+            let _ = self.changed.wait_until(&mut p, deadline.min(Instant::now() + Duration::from_millis(100)));
         }
         let failed = p.failed.len();
         if failed > 0 {

@@ -342,3 +342,20 @@ fn a_planted_journal_uploads_nothing_and_follows_nothing() {
     assert_eq!(journal_entries(&left), 10, "refused entries (path and data files) are left for the user");
     assert_eq!(std::fs::read(&secret).expect("secret"), b"only root may read this");
 }
+
+/// An unmount waits for an upload that takes longer than `timeout` as long as its bytes move:
+/// it lands whole and leaves nothing in the journal (issue 26: the wait counted finished
+/// uploads only, and cut a long one off mid-way).
+#[test]
+fn an_unmount_waits_for_a_long_upload_that_moves() {
+    let (be, dir, journal) = setup();
+    be.set_wait_limit(Duration::from_millis(300));
+    let m = model(&be, dir.path(), Some(&journal));
+    // About 2 s in all at 8 ms per write of 8 KiB: far beyond the 300 ms without progress.
+    be.slow_writes(Duration::from_millis(8));
+    let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
+    write_file(&m, "big", &data);
+    m.stop();
+    assert!(be.file("big").as_deref() == Some(&data[..]), "the upload was cut short by the unmount");
+    assert_eq!(journal_entries(&journal), 0, "nothing left in the journal");
+}
