@@ -244,6 +244,8 @@ impl WriteBack {
     pub(super) fn wait_all(&self, stall: Duration, sent: impl Fn() -> u64) {
         let mut p = self.pending.lock();
         p.stopping = true;
+        // Uploads pausing between attempts stop pausing (they stay in the journal).
+        self.changed.notify_all();
         let mut seen = (p.ended, sent());
         let mut deadline = Instant::now() + stall;
         while !p.paths.is_empty() {
@@ -426,7 +428,7 @@ impl WriteBack {
             log::debug!("{}: a later close landed first; this version is not uploaded", job.path);
             Ok(())
         } else {
-            super::handle_io::commit(core, &job.file)
+            self.upload_with_retries(core, &job)
         };
         // A failure the server may not repeat (a broken connection, unmounting, a timeout)
         // keeps the journal's copy for the next mount; a definite refusal keeps the data in
@@ -483,17 +485,63 @@ impl WriteBack {
     }
 }
 
-/// Failures worth trying again at the next mount rather than giving up on.
-const TRANSIENT: [i32; 8] = [
+/// Failures worth trying again (in this mount, then at the next) rather than giving up on:
+/// the connection or the server failed, not the request.
+const TRANSIENT: [i32; 14] = [
     libc::EIO,
     libc::ETIMEDOUT,
     libc::EBUSY,
     libc::ENOTCONN,
     libc::ECONNRESET,
+    libc::ECONNABORTED,
+    libc::ECONNREFUSED,
+    libc::EPIPE,
+    libc::ENETDOWN,
+    libc::ENETUNREACH,
+    libc::EHOSTUNREACH,
     libc::ESHUTDOWN,
     libc::EAGAIN,
     libc::EINTR,
 ];
+
+/// Attempts of one deferred upload in this mount, and the pause before the first retry
+/// (doubled each time: 1, 2, 4, 8 s); after the last, the journal keeps it for the next mount.
+const ATTEMPTS: u32 = 5;
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+
+impl WriteBack {
+    /// Uploads a deferred version, trying again after a failure the server may not repeat
+    /// ([`TRANSIENT`]) up to [`ATTEMPTS`] times with a doubling pause, while the mount is not
+    /// stopping. Other uploads of the path wait meanwhile (it is marked running), so versions
+    /// stay in order.
+    fn upload_with_retries(&self, core: &Core, job: &Job) -> FsResult<()> {
+        let mut pause = FIRST_PAUSE;
+        for attempt in 1.. {
+            let res = super::handle_io::commit(core, &job.file);
+            let Err(e) = res else { return res };
+            if !TRANSIENT.contains(&e) || attempt >= ATTEMPTS {
+                return res;
+            }
+            log::warn!(
+                "{}: write-back upload failed (errno {e}); trying again in {} s (attempt {} of {ATTEMPTS})",
+                job.path,
+                pause.as_secs(),
+                attempt + 1
+            );
+            let until = Instant::now() + pause;
+            let mut p = self.pending.lock();
+            while !p.stopping && Instant::now() < until {
+                let _ = self.changed.wait_until(&mut p, until);
+            }
+            if p.stopping {
+                return res;
+            }
+            drop(p);
+            pause *= 2;
+        }
+        Ok(())
+    }
+}
 
 /// Makes the directory's entries durable (the journal survives a crash of the machine).
 fn sync_dir(dir: &Path) -> io::Result<()> {

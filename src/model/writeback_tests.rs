@@ -359,3 +359,27 @@ fn an_unmount_waits_for_a_long_upload_that_moves() {
     assert!(be.file("big").as_deref() == Some(&data[..]), "the upload was cut short by the unmount");
     assert_eq!(journal_entries(&journal), 0, "nothing left in the journal");
 }
+
+/// A deferred upload that fails in a way the server may not repeat (a broken connection) is
+/// tried again within the mount, after a pause, and lands; nothing is kept aside (issue 26: it
+/// stayed in the journal until the next mount, and `cp` had exited 0).
+#[test]
+fn a_broken_background_upload_is_tried_again_and_lands() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.fail_next(crate::backend::memory::Op::Write, FsError::Broken);
+    write_file(&m, "f", b"must reach the server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while be.file("f").as_deref() != Some(&b"must reach the server"[..]) {
+        assert!(Instant::now() < deadline, "the failed upload was never tried again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    m.stop();
+    assert_eq!(journal_entries(&journal), 0, "nothing left in the journal");
+    let aside = std::fs::read_dir(dir.path())
+        .expect("cache")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-unsaved"))
+        .count();
+    assert_eq!(aside, 0, "nothing kept aside");
+}
