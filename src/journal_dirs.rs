@@ -40,6 +40,8 @@ pub fn writeback_journal(cache_dir: &Path, target: &Target) -> Result<(PathBuf, 
     let base = private_dir(&top, &journal_key(target)).map_err(fail)?;
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     let own = new_private_dir(&base, &format!("{}-{stamp}", std::process::id())).map_err(fail)?;
+    // The new directory's name is durable before anything is journaled in it.
+    File::open(&base).and_then(|d| d.sync_all()).map_err(|e| fail(format!("{}: {e}", base.display())))?;
     let lock = create_new(&own.join("lock")).map_err(|e| fail(format!("{}/lock: {e}", own.display())))?;
     if !try_lock(&lock) {
         return Err(format!("cannot lock {} for write-back", own.display()));

@@ -202,6 +202,10 @@ impl Model {
                     return Err(e.errno());
                 }
             }
+            // Their data goes nowhere now, also not from the journal after a crash.
+            for f in core.handles.at_or_under(&path) {
+                core.writeback.forget_journal(&f);
+            }
             core.handles.detach(&path);
             self.forget_path(&path);
             Ok(())
@@ -273,8 +277,12 @@ impl Model {
                 None => core.dirs.invalidate(to_parent),
             }
             self.inodes.lock().rename(from, to);
+            for f in core.handles.at_or_under(to) {
+                core.writeback.forget_journal(&f);
+            }
             core.handles.detach(to);
             core.handles.renamed(from, to);
+            core.writeback.follow_rename(&core.handles.at_or_under(to));
             core.touch_dir(from_parent);
             core.touch_dir(to_parent);
             core.note_change(to);

@@ -74,7 +74,9 @@ fn keep_spool(s: &mut Spool, kept: &std::path::Path) -> io::Result<()> {
     }
     let mut out = crate::private_files::create_new(kept)?;
     s.file.seek(SeekFrom::Start(0))?;
-    io::copy(&mut (&s.file).take(s.len), &mut out).map(drop)
+    io::copy(&mut (&s.file).take(s.len), &mut out)?;
+    // Durable like the link would be (the journal's entry points at it).
+    out.sync_all()
 }
 
 /// The last at most `max` bytes of `text`, cut at a character boundary.

@@ -65,8 +65,9 @@ struct Pending {
     frozen: Vec<String>,
     /// Unmounting: no more deferrals.
     stopping: bool,
-    /// Uploads that failed, by path, until an fsync reports them.
-    failed: HashMap<String, i32>,
+    /// Uploads that failed, by path, until an fsync reports them (the newest [`REMEMBERED`]:
+    /// a failure no fsync ever asks for must not stay forever; each is logged when it happens).
+    failed: LruCache<String, i32>,
     /// Uploads ended so far (progress, for the unmount's wait).
     ended: u64,
     /// The newest deferred version of each path with an upload pending: its close, journal
@@ -84,7 +85,7 @@ impl Default for Pending {
             landed: LruCache::new(n),
             frozen: Vec::new(),
             stopping: false,
-            failed: HashMap::new(),
+            failed: LruCache::new(n),
             ended: 0,
             copies: HashMap::new(),
         }
@@ -234,7 +235,7 @@ impl WriteBack {
 
     /// The failure of an earlier deferred upload of `path`, reported once.
     pub(super) fn take_failure(&self, path: &str) -> Option<i32> {
-        self.pending.lock().failed.remove(path)
+        self.pending.lock().failed.pop(path)
     }
 
     /// Unmounting: no new deferrals; waits for every pending upload while they make progress
@@ -376,6 +377,18 @@ impl WriteBack {
         }
     }
 
+    /// After a rename: the journal entries of handles now at or under `to` (journaled at a
+    /// close, not released yet) name their new path, so that a crash before their release
+    /// does not upload them under the old name.
+    pub(super) fn follow_rename(&self, moved: &[Arc<OpenFile>]) {
+        for f in moved {
+            let (Some(path), Some((_, name))) = (f.path(), f.journal.lock().clone()) else { continue };
+            if let Err(e) = write_atomically(&name, path.as_bytes()) {
+                log::error!("{path}: its write-back journal entry still names the old path: {e}");
+            }
+        }
+    }
+
     /// The handle is committed or forgotten without write-back: its journal copy goes.
     pub(super) fn forget_journal(&self, file: &OpenFile) {
         if let Some((data, name)) = file.journal.lock().take() {
@@ -476,7 +489,7 @@ impl WriteBack {
             }
             Ok(()) => {}
             Err(e) => {
-                p.failed.insert(job.path.clone(), e);
+                p.failed.put(job.path.clone(), e);
             }
         }
         p.ended += 1;

@@ -383,3 +383,34 @@ fn a_broken_background_upload_is_tried_again_and_lands() {
         .count();
     assert_eq!(aside, 0, "nothing kept aside");
 }
+
+/// What a crash leaves in the journal follows the renames and deletes that came after a close
+/// (issue 26: the entry kept the name of the first flush, and a replay wrote the data under
+/// the old name, or brought a deleted file back).
+#[test]
+fn a_crash_after_rename_or_delete_replays_under_the_new_name_or_not_at_all() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    let closed = |name: &str, data: &[u8]| {
+        let (_, fh) = m.create(ROOT_INO, name, libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+        assert_eq!(m.write(fh, 0, data), Ok(data.len()));
+        m.flush(fh).expect("close(2): journaled");
+        fh
+    };
+    let _moved = closed("old", b"moved");
+    let _gone = closed("deleted", b"deleted");
+    m.rename(ROOT_INO, "old", ROOT_INO, "new", false).expect("rename");
+    m.unlink(ROOT_INO, "deleted").expect("unlink");
+    // The process dies now, before the releases.
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    for e in std::fs::read_dir(&journal).expect("journal").filter_map(Result::ok) {
+        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
+    }
+    let be2 = Arc::new(MemoryBackend::new(2));
+    let m2 = model(&be2, dir.path(), None);
+    assert_eq!(m2.recover_journal(&left), 1);
+    assert_eq!(be2.file("new").as_deref(), Some(&b"moved"[..]));
+    assert!(be2.file("old").is_none(), "replayed under the old name");
+    assert!(be2.file("deleted").is_none(), "a deleted file came back");
+}
