@@ -22,7 +22,7 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
     let mut landed = 0;
     for name in names {
         let data = name.with_extension("data");
-        let (path, file) = match checked_entry(&name, &data) {
+        let (path, file, closed) = match checked_entry(&name, &data) {
             Ok(entry) => entry,
             Err(why) => {
                 log::error!(
@@ -34,12 +34,18 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
         };
         // Kept private if it ends up in cache_dir (an older version made journal files 0644).
         let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+        let started = started_at(&name.with_extension("started"));
+        if let Err(why) = knows_the_servers_version(core, &path, closed, started) {
+            keep_conflict(core, &path, &name, &data, &why);
+            continue;
+        }
         match upload_file(core, &path, file) {
             Ok(len) => {
                 core.invalidate_parent(&path);
                 log::warn!("{path}: uploaded {len} bytes that an earlier mount had not written back");
                 let _ = std::fs::remove_file(&name);
                 let _ = std::fs::remove_file(&data);
+                let _ = std::fs::remove_file(name.with_extension("started"));
                 landed += 1;
             }
             Err(e) => {
@@ -48,6 +54,7 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
                 match std::fs::rename(&data, &kept) {
                     Ok(()) => {
                         let _ = std::fs::remove_file(&name);
+                        let _ = std::fs::remove_file(name.with_extension("started"));
                         log::error!(
                             "{path}: left by an earlier mount, not uploaded ({e}); its data is kept in {}",
                             kept.display()
@@ -64,6 +71,59 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
     landed
 }
 
+/// Whether replaying a version closed at `closed` (and whose upload began at `started`, if it
+/// did) can only replace a version this mount knew: the server's file is missing, has no
+/// time, was last changed when the version was closed or before, or since its upload began
+/// (that upload's own bytes, whole or cut short). A file changed after the close by anyone
+/// else is a version the journal never knew: `Err` says why, and nothing is replaced.
+/// (Times are compared across the two clocks; a server clock ahead of ours errs on the side
+/// of keeping the journal's version aside, one behind on the side of replaying it.)
+fn knows_the_servers_version(
+    core: &Core,
+    path: &str,
+    closed: SystemTime,
+    started: Option<SystemTime>,
+) -> Result<(), String> {
+    let Ok(found) = core.entry(path) else { return Ok(()) };
+    let Some(mtime) = found.mtime else { return Ok(()) };
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    // Servers keep whole seconds (and truncate): one second of slack for an upload's start.
+    if mtime <= secs(closed) || started.is_some_and(|t| mtime >= secs(t) - 1) {
+        return Ok(());
+    }
+    Err(format!(
+        "the server's file was changed at {mtime} (s since 1970), after this version was closed at {}",
+        secs(closed)
+    ))
+}
+
+/// When the upload of a journal entry began (its `.started` marker), if the marker is a plain
+/// file of ours.
+fn started_at(marker: &Path) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(marker).ok()?;
+    (meta.is_file() && meta.uid() == crate::private_files::me()).then(|| meta.modified().ok()).flatten()
+}
+
+/// A version the server's newer file must not be replaced with: kept as
+/// `cache_dir/ftpfs-conflict-…` and logged; the entry goes, never replayed later.
+fn keep_conflict(core: &Core, path: &str, name: &Path, data: &Path, why: &str) {
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let tail: String = path.replace('/', "_").chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
+    let kept = core.cfg.cache_dir.join(format!("ftpfs-conflict-{stamp}-{tail}"));
+    match std::fs::rename(data, &kept) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(name);
+            let _ = std::fs::remove_file(name.with_extension("started"));
+            log::error!(
+                "{path}: left by an earlier mount, not uploaded: {why}; this version is kept in {}",
+                kept.display()
+            );
+        }
+        Err(e) => log::error!("{path}: left by an earlier mount, not uploaded: {why}; and not kept aside ({e})"),
+    }
+}
+
 /// Longest path a journal entry may name, in bytes.
 const MAX_ENTRY_PATH: u64 = 64 * 1024;
 
@@ -71,8 +131,10 @@ const MAX_ENTRY_PATH: u64 = 64 * 1024;
 /// mounting user (opened without following symlinks), and the path a
 /// mount-relative one (no leading `/`, no `.`, `..` or empty part, no NUL, CR or LF) that stays
 /// under the mount's root on the server.
-fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File), String> {
+fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File, SystemTime), String> {
     let mut named = crate::private_files::open_trusted(name, false).map_err(|e| format!("its path file: {e}"))?;
+    // Written when the version was closed (or its file renamed since).
+    let closed = named.metadata().and_then(|m| m.modified()).map_err(|e| format!("its path file: {e}"))?;
     let mut raw = Vec::new();
     (&mut named).take(MAX_ENTRY_PATH + 1).read_to_end(&mut raw).map_err(|e| e.to_string())?;
     if raw.len() as u64 > MAX_ENTRY_PATH {
@@ -83,7 +145,7 @@ fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File), St
         return Err(format!("its path {path:?} is not a plain path under the mount's root"));
     }
     let file = crate::private_files::open_trusted(data, false).map_err(|e| format!("its data file: {e}"))?;
-    Ok((path, file))
+    Ok((path, file, closed))
 }
 
 /// A mount-relative path as the model writes it: `a/b`, never `/a`, `a/../b`, `a//b` or `.`.

@@ -393,6 +393,7 @@ impl WriteBack {
     pub(super) fn forget_journal(&self, file: &OpenFile) {
         if let Some((data, name)) = file.journal.lock().take() {
             let _ = std::fs::remove_file(name);
+            let _ = std::fs::remove_file(data.with_extension("started"));
             let _ = std::fs::remove_file(data);
         }
     }
@@ -441,6 +442,9 @@ impl WriteBack {
             log::debug!("{}: a later close landed first; this version is not uploaded", job.path);
             Ok(())
         } else {
+            // When its upload began: a replay after a crash knows the server's newer file is
+            // its own bytes (see recovery).
+            let _ = crate::private_files::create_or_truncate(&job.journal.0.with_extension("started"));
             self.upload_with_retries(core, &job)
         };
         // A failure the server may not repeat (a broken connection, unmounting, a timeout)
@@ -478,6 +482,7 @@ impl WriteBack {
             let (data, name) = &job.journal;
             let _ = std::fs::remove_file(name);
             let _ = std::fs::remove_file(data);
+            let _ = std::fs::remove_file(data.with_extension("started"));
         }
         let mut p = self.pending.lock();
         p.running.remove(&job.path);

@@ -250,7 +250,15 @@ fn uploads_cut_short_by_the_unmount_stay_in_the_journal() {
     }
     let missing = (0..3).filter(|i| be.file(&format!("f{i}")).is_none()).count();
     assert_eq!(missing, 3, "an upload held back landed");
-    assert_eq!(journal_entries(&journal), 2 * missing, "each missing file stays in the journal");
+    let with = |ext: &str| {
+        std::fs::read_dir(&journal)
+            .expect("journal")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+            .count()
+    };
+    assert_eq!((with("path"), with("data")), (missing, missing), "each missing file stays in the journal");
+    assert_eq!(with("started"), missing, "each marked as begun (a replay may replace its own partial upload)");
 }
 
 /// close(2) returned: the data is in the journal even if the process dies before the kernel's
@@ -413,4 +421,58 @@ fn a_crash_after_rename_or_delete_replays_under_the_new_name_or_not_at_all() {
     assert_eq!(be2.file("new").as_deref(), Some(&b"moved"[..]));
     assert!(be2.file("old").is_none(), "replayed under the old name");
     assert!(be2.file("deleted").is_none(), "a deleted file came back");
+}
+
+/// A crash's journal never replaces a version another client wrote after it was closed: that
+/// entry is kept aside as `ftpfs-conflict-…` and the newer file stays (issue 26: a kill -9
+/// after `cp` returned, a newer version written on the server, and the next mount put the old
+/// one back). A file last changed before the close, or since the entry's upload began (its own
+/// bytes, cut short), is replaced as before.
+#[test]
+fn a_replay_never_replaces_a_newer_version_from_elsewhere() {
+    use crate::backend::Backend;
+    let (be, dir, _journal) = setup();
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    let entry = |n: u32, path: &str, data: &[u8]| {
+        std::fs::write(left.join(format!("{n:020}.data")), data).expect("data");
+        std::fs::write(left.join(format!("{n:020}.path")), path).expect("path");
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    // Written elsewhere after the close (the server's clock says a minute later).
+    entry(1, "newer", b"old version from the journal");
+    be.put_file("newer", b"newer");
+    be.set_mtime("newer", now + 60).expect("mtime");
+    // Last changed long before the close: the journal's version is the newer one.
+    entry(2, "older", b"journal's version");
+    be.put_file("older", b"old");
+    be.set_mtime("older", now - 3600).expect("mtime");
+    // Changed after the close, but by this entry's own upload (cut short by the crash).
+    entry(3, "partial", b"the whole version");
+    be.put_file("partial", b"the wh");
+    be.set_mtime("partial", now + 60).expect("mtime");
+    std::fs::write(left.join(format!("{:020}.started", 3)), b"").expect("marker");
+    let started = std::time::SystemTime::now() + Duration::from_secs(30);
+    std::fs::File::options()
+        .write(true)
+        .open(left.join(format!("{:020}.started", 3)))
+        .expect("marker")
+        .set_modified(started)
+        .expect("time");
+    // Not on the server at all.
+    entry(4, "new", b"brand new");
+    let m = model(&be, dir.path(), None);
+    assert_eq!(m.recover_journal(&left), 3);
+    assert_eq!(be.file("newer").as_deref(), Some(&b"newer"[..]), "a newer version was replaced");
+    assert_eq!(be.file("older").as_deref(), Some(&b"journal's version"[..]));
+    assert_eq!(be.file("partial").as_deref(), Some(&b"the whole version"[..]));
+    assert_eq!(be.file("new").as_deref(), Some(&b"brand new"[..]));
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("cache")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-conflict-"))
+        .map(|e| std::fs::read(e.path()).expect("kept"))
+        .collect();
+    assert_eq!(kept, vec![b"old version from the journal".to_vec()], "the conflicting version is kept aside");
+    assert_eq!(journal_entries(&left), 0, "every entry is done with");
 }
