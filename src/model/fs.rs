@@ -379,9 +379,14 @@ impl Model {
     /// write-back of the file that failed since the last fsync is reported here.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         let f = self.core.handles.get(fh)?;
+        let wb = &self.core.writeback;
+        // Older versions of the file waiting in the write-back queue land first: they must not
+        // land over this one afterwards.
+        if let Some(path) = f.path() {
+            wb.wait_for(|p| p == path)?;
+        }
         handle_io::commit(&self.core, &f)?;
         let Some(path) = f.path() else { return Ok(()) };
-        let wb = &self.core.writeback;
         wb.wait_for(|p| p == path)?;
         wb.take_failure(&path).map_or(Ok(()), Err)
     }

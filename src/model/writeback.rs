@@ -361,7 +361,12 @@ impl WriteBack {
         }
         if file.journal.lock().is_some() {
             // Journaled at an earlier close of a duplicate: the link shares the spool's data.
-            return super::rescue::sync_spool(file).is_ok();
+            // This close is the handle's newest: its version lands after every close before it.
+            let synced = super::rescue::sync_spool(file).is_ok();
+            if synced {
+                self.note_close(file);
+            }
+            return synced;
         }
         match self.journal_spool(dir, file, path) {
             Ok(Some(j)) => {

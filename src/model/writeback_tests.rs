@@ -476,3 +476,26 @@ fn a_replay_never_replaces_a_newer_version_from_elsewhere() {
     assert_eq!(kept, vec![b"old version from the journal".to_vec()], "the conflicting version is kept aside");
     assert_eq!(journal_entries(&left), 0, "every entry is done with");
 }
+
+/// A handle closed again (through a duplicate descriptor) after another handle's close lands
+/// its newer version: each close takes a new place in the order (issue 26: the handle kept the
+/// number of its first close, so the other handle's older version won and this one was
+/// dropped as superseded).
+#[test]
+fn a_second_close_of_a_handle_is_newer_than_the_closes_before_it() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    let (_, a) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(a, 0, b"A1"), Ok(2));
+    m.flush(a).expect("first close of a");
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let b = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open b").fh;
+    assert_eq!(m.write(b, 0, b"B"), Ok(1));
+    m.flush(b).expect("close b");
+    m.release(b).expect("release b");
+    assert_eq!(m.write(a, 2, b"A2"), Ok(2));
+    m.flush(a).expect("second close of a: the newest");
+    m.release(a).expect("release a");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"A1A2"[..]), "the newest close lost");
+}
