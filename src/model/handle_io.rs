@@ -100,6 +100,7 @@ fn preempt_transfer(core: &Core) -> bool {
                 // A download that already ended holds no connection: stopping it frees nothing.
                 State::Reading(ref r) if r.holds_connection() => {
                     io.state = State::Idle;
+                    io.resume_check = true;
                     log::debug!("paused a download to free a connection");
                     return true;
                 }
@@ -275,6 +276,7 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
                 Err(e) => {
                     log::info!("download of {path} broke ({e}); resuming at {off}");
                     retried = true;
+                    io.resume_check = true;
                 }
             }
         }
@@ -286,8 +288,25 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
             io = f.io.lock();
             continue;
         }
+        if std::mem::take(&mut io.resume_check) && off > 0 {
+            check_same_version(core, &path, io.server_size)?;
+        }
         let dl = start_download(core, &path, off).map_err(|e| e.errno())?;
         io.state = State::Reading(StreamReader::start(dl, off).map_err(|e| io_errno(&e))?);
+    }
+}
+
+/// Before a download that broke or was paused resumes with REST: the server's file still has
+/// the size of the version being read (one SIZE), or the read fails with EIO rather than hand
+/// out the rest of another version after the start of this one.
+fn check_same_version(core: &Core, path: &str, known: Option<u64>) -> FsResult<()> {
+    let Some(known) = known else { return Ok(()) };
+    match core.backend.size(path) {
+        Ok(Some(now)) if now != known => {
+            log::error!("{path} changed on the server while being read ({known} bytes, now {now}): not resuming");
+            Err(libc::EIO)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -499,3 +499,32 @@ fn a_second_close_of_a_handle_is_newer_than_the_closes_before_it() {
     m.stop();
     assert_eq!(be.file("f").as_deref(), Some(&b"A1A2"[..]), "the newest close lost");
 }
+
+/// A download that broke resumes only on the version it was reading: when the file was
+/// replaced meanwhile (another size), the read fails with EIO instead of handing out the rest
+/// of the new version after the start of the old one (issue 26, finding 7; every mode).
+#[test]
+fn a_resumed_download_never_splices_two_versions() {
+    let (be, dir, _journal) = setup();
+    let old: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    be.put_file("f", &old);
+    let m = model(&be, dir.path(), None);
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    // The download's connection breaks after 2 MiB.
+    be.break_read_after(2 << 20);
+    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
+    let mut got = Vec::new();
+    m.read(fh, 0, 128 << 10, &mut |d| got.extend_from_slice(d)).expect("first read");
+    assert!(got == old[..128 << 10]);
+    // Replaced by another client meanwhile (another size).
+    be.put_file("f", &vec![b'n'; 3 << 20]);
+    let mut res = Ok(());
+    let mut off = 128 << 10;
+    while off < 4 << 20 && res.is_ok() {
+        res = m.read(fh, off, 128 << 10, &mut |d| got.extend_from_slice(d));
+        off += 128 << 10;
+    }
+    assert_eq!(res, Err(libc::EIO), "the read after the break went on (on another version?)");
+    assert!(got == old[..got.len()], "spliced: bytes of another version after {} of this one", 128 << 10);
+    m.release(fh).expect("release");
+}
