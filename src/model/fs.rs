@@ -396,11 +396,13 @@ impl Model {
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let Ok(f) = self.core.handles.get(fh) else { return Ok(()) };
         let wb = &self.core.writeback;
+        // No wait for the path's earlier uploads here (a release waiting would hold one of the
+        // kernel's few background slots, and every read behind it): the queue itself lands the
+        // closes of one file one at a time, in their order, and drops a version a later close
+        // overtook.
         if wb.enabled()
             && let Some(path) = f.path()
             && handle_io::can_write_back(&f)
-            // Closes of one file land in their order.
-            && wb.wait_for(|p| p == path).is_ok()
             && wb.defer(&self.core, fh, f.clone(), &path)
         {
             return Ok(());

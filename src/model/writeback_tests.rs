@@ -528,3 +528,32 @@ fn a_resumed_download_never_splices_two_versions() {
     assert!(got == old[..got.len()], "spliced: bytes of another version after {} of this one", 128 << 10);
     m.release(fh).expect("release");
 }
+
+/// The release of a second writer of a file whose upload is pending does not wait for that
+/// upload (issue 26, finding 8: it waited up to 600 s, holding one of the kernel's few
+/// background slots), and the later close still wins.
+#[test]
+fn a_release_does_not_wait_for_the_files_earlier_upload() {
+    let (be, dir, journal) = setup();
+    be.put_file("f", b"0123456789");
+    let m = Arc::new(model(&be, dir.path(), Some(&journal)));
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let a = m.open(ino, libc::O_WRONLY).expect("open a").fh;
+    let b = m.open(ino, libc::O_WRONLY).expect("open b").fh;
+    // Changes in the middle of the file: both handles hold spools, for write-back.
+    assert_eq!(m.write(a, 2, b"aa"), Ok(2));
+    assert_eq!(m.write(b, 4, b"bb"), Ok(2));
+    be.hold_uploads(true);
+    m.flush(a).expect("close a");
+    m.release(a).expect("release a");
+    wait_held(&be, 1);
+    m.flush(b).expect("close b");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let m2 = m.clone();
+    std::thread::spawn(move || tx.send(m2.release(b)).expect("send"));
+    let released = rx.recv_timeout(Duration::from_secs(5));
+    be.hold_uploads(false);
+    assert_eq!(released, Ok(Ok(())), "the release waited for the earlier upload");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"0123bb6789"[..]), "the later close wins");
+}
