@@ -126,6 +126,54 @@ fn writeback_survives_kill_9(kind: ServerKind) {
     assert!(m2.unmount());
 }
 
+/// kill -9 right after `cp` returned, then another client writes a newer version of every file
+/// that had not landed whole: the next mount's replay keeps each newer version and sets the
+/// journal's aside as `ftpfs-conflict-…` in cache_dir (issue 26: it put the old version back).
+fn writeback_replay_keeps_newer_versions_from_elsewhere(kind: ServerKind) {
+    let Some((srv, _wan)) = setup(kind, 200) else { return };
+    let cache = tempfile::tempdir().expect("cache dir");
+    let opts = format!("writeback,cache_dir={}", cache.path().display());
+    let local = tempfile::tempdir().expect("local dir");
+    let n = 24;
+    for i in 0..n {
+        std::fs::write(local.path().join(format!("f{i:02}")), content(i)).expect("local file");
+    }
+    let m = mount(&srv, &[&opts]);
+    m.sh_ok("mkdir in");
+    m.sh_ok(&format!("cp {}/f* in/", local.path().display()));
+    m.abort(); // kill -9, then a lazy unmount
+    // A second later (servers keep whole seconds), the other client's versions.
+    std::thread::sleep(Duration::from_millis(1100));
+    let newer = "newer, from elsewhere\n";
+    let mut replaced = Vec::new();
+    for i in 0..n {
+        let name = format!("in/f{i:02}");
+        if std::fs::read_to_string(srv.disk(&name)).ok() != Some(content(i)) {
+            srv.put_file(&name, newer.as_bytes());
+            replaced.push(i);
+        }
+    }
+    assert!(!replaced.is_empty(), "every upload landed before cp returned: nothing was written back");
+    let m2 = mount(&srv, &[&opts]);
+    for i in 0..n {
+        let disk = std::fs::read_to_string(srv.disk(&format!("in/f{i:02}"))).unwrap_or_default();
+        let expected = if replaced.contains(&i) { newer.to_string() } else { content(i) };
+        assert_eq!(disk, expected, "in/f{i:02} after the replay");
+    }
+    let mut kept: Vec<String> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-conflict-"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("kept version"))
+        .collect();
+    kept.sort();
+    let mut expected: Vec<String> = replaced.iter().map(|&i| content(i)).collect();
+    expected.sort();
+    assert_eq!(kept, expected, "each version the replay did not put back is kept aside");
+    assert!(journal_files(cache.path()).is_empty(), "the journal is emptied");
+    assert!(m2.unmount());
+}
+
 fn fsync_waits_for_the_server(kind: ServerKind) {
     let Some((srv, _wan)) = setup(kind, 100) else { return };
     let cache = tempfile::tempdir().expect("cache dir");
@@ -179,6 +227,7 @@ fn whole_directory_reads_stay_true(kind: ServerKind) {
 on_servers!(
     [vsftpd: Vsftpd, pyftpdlib: Pyftpdlib],
     writeback_survives_kill_9,
+    writeback_replay_keeps_newer_versions_from_elsewhere,
     fsync_waits_for_the_server,
     whole_directory_reads_stay_true,
 );

@@ -715,6 +715,10 @@ impl Backend for Ahead {
         self.shared.inner.size(path)
     }
 
+    fn modified(&self, path: &str) -> BackendResult<Option<i64>> {
+        self.shared.inner.modified(path)
+    }
+
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
         let s = &self.shared;
         if offset != 0 {

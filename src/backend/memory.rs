@@ -716,6 +716,14 @@ impl Backend for MemoryBackend {
         }
     }
 
+    fn modified(&self, path: &str) -> BackendResult<Option<i64>> {
+        let st = self.begin(Op::Stat, format!("mdtm {path}"), &[path])?;
+        match st.tree.get(path) {
+            None => Err(FsError::NotFound),
+            Some(node) => Ok(Some(node.mtime)),
+        }
+    }
+
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
         let mut st = self.begin(Op::Read, format!("read {path} {offset}"), &[path])?;
         if !self.wait_slot(&mut st, wait)? {

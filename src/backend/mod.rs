@@ -94,6 +94,12 @@ pub trait Backend: Send + Sync {
     /// way to ask for one name.
     fn size(&self, path: &str) -> BackendResult<Option<u64>>;
 
+    /// The modification time of file `path` to the second, asked for that one name (MDTM);
+    /// `None` when the server offers no way to (listings may give only minutes).
+    fn modified(&self, _path: &str) -> BackendResult<Option<i64>> {
+        Ok(None)
+    }
+
     /// Starts downloading `path` from byte `offset`. `Ok(None)`: no connection became free
     /// within `wait` (the caller may free one and ask again).
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>>;

@@ -35,7 +35,7 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
         // Kept private if it ends up in cache_dir (an older version made journal files 0644).
         let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
         let started = started_at(&name.with_extension("started"));
-        if let Err(why) = knows_the_servers_version(core, &path, closed, started) {
+        if let Err(why) = knows_the_servers_version(core, &path, closed, started, &file) {
             keep_conflict(core, &path, &name, &data, &why);
             continue;
         }
@@ -74,27 +74,57 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
 /// Whether replaying a version closed at `closed` (and whose upload began at `started`, if it
 /// did) can only replace a version this mount knew: the server's file is missing, has no
 /// time, was last changed when the version was closed or before, or since its upload began
-/// (that upload's own bytes, whole or cut short). A file changed after the close by anyone
-/// else is a version the journal never knew: `Err` says why, and nothing is replaced.
-/// (Times are compared across the two clocks; a server clock ahead of ours errs on the side
-/// of keeping the journal's version aside, one behind on the side of replaying it.)
+/// and holds that upload's own bytes (no longer than this version, and its last bytes, up to
+/// 64 KiB read back, the same as this version's there: cut short by the crash). A file
+/// changed after the close by anyone else is a version the journal never knew: `Err` says
+/// why, and nothing is replaced. (Times are compared across the two clocks; a server clock
+/// ahead of ours errs on the side of keeping the journal's version aside, one behind on the
+/// side of replaying it.)
 fn knows_the_servers_version(
     core: &Core,
     path: &str,
     closed: SystemTime,
     started: Option<SystemTime>,
+    ours: &std::fs::File,
 ) -> Result<(), String> {
     let Ok(found) = core.entry(path) else { return Ok(()) };
-    let Some(mtime) = found.mtime else { return Ok(()) };
+    // To the second where the server tells it (a LIST may give only minutes).
+    let exact = core.backend.modified(path).ok().flatten();
+    let Some(mtime) = exact.or(found.mtime) else { return Ok(()) };
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if mtime <= secs(closed) {
+        return Ok(());
+    }
     // Servers keep whole seconds (and truncate): one second of slack for an upload's start.
-    if mtime <= secs(closed) || started.is_some_and(|t| mtime >= secs(t) - 1) {
+    if started.is_some_and(|t| mtime >= secs(t) - 1) && holds_our_bytes(core, path, found.size, ours) {
         return Ok(());
     }
     Err(format!(
-        "the server's file was changed at {mtime} (s since 1970), after this version was closed at {}",
+        "the server's file was changed at {mtime} (s since 1970), after this version was closed at {}, \
+         and not by its own upload",
         secs(closed)
     ))
+}
+
+/// Whether the server's `path` (of `size` bytes) is this version cut short: no longer than it,
+/// and its last bytes (up to 64 KiB) the same as this version's at the same place.
+fn holds_our_bytes(core: &Core, path: &str, size: Option<u64>, ours: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    const TAIL: u64 = 64 * 1024;
+    let (Some(size), Ok(len)) = (size, ours.metadata().map(|m| m.len())) else { return false };
+    if size > len {
+        return false;
+    }
+    let from = size.saturating_sub(TAIL);
+    let mut mine = vec![0u8; (size - from) as usize];
+    if ours.read_exact_at(&mut mine, from).is_err() {
+        return false;
+    }
+    let Ok(Some(mut dl)) = core.backend.read(path, from, core.wait_limit()) else { return false };
+    let mut theirs = Vec::with_capacity(mine.len());
+    let read = (&mut dl).take(mine.len() as u64).read_to_end(&mut theirs);
+    let _ = dl.finish();
+    read.is_ok() && theirs == mine
 }
 
 /// When the upload of a journal entry began (its `.started` marker), if the marker is a plain

@@ -119,7 +119,7 @@ fn a_failed_write_back_is_reported_by_fsync_and_its_data_kept() {
     assert_eq!(m.fsync(fh), Err(libc::ENOSPC));
     assert_eq!(m.fsync(fh), Ok(()), "reported once");
     m.release(fh).expect("close");
-    let kept: Vec<_> = std::fs::read_dir(dir.path())
+    let mut kept: Vec<_> = std::fs::read_dir(dir.path())
         .expect("cache dir")
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-unsaved-"))
@@ -459,21 +459,34 @@ fn a_replay_never_replaces_a_newer_version_from_elsewhere() {
         .expect("marker")
         .set_modified(started)
         .expect("time");
+    // Written elsewhere after this entry's upload began (its bytes are not the entry's).
+    entry(5, "overwritten", b"ours, begun");
+    be.put_file("overwritten", b"theirs");
+    be.set_mtime("overwritten", now + 60).expect("mtime");
+    let marker = left.join(format!("{:020}.started", 5));
+    std::fs::write(&marker, b"").expect("marker");
+    std::fs::File::options().write(true).open(&marker).expect("marker").set_modified(started).expect("time");
     // Not on the server at all.
     entry(4, "new", b"brand new");
     let m = model(&be, dir.path(), None);
     assert_eq!(m.recover_journal(&left), 3);
+    assert_eq!(be.file("overwritten").as_deref(), Some(&b"theirs"[..]), "a newer version was replaced");
     assert_eq!(be.file("newer").as_deref(), Some(&b"newer"[..]), "a newer version was replaced");
     assert_eq!(be.file("older").as_deref(), Some(&b"journal's version"[..]));
     assert_eq!(be.file("partial").as_deref(), Some(&b"the whole version"[..]));
     assert_eq!(be.file("new").as_deref(), Some(&b"brand new"[..]));
-    let kept: Vec<_> = std::fs::read_dir(dir.path())
+    let mut kept: Vec<_> = std::fs::read_dir(dir.path())
         .expect("cache")
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-conflict-"))
         .map(|e| std::fs::read(e.path()).expect("kept"))
         .collect();
-    assert_eq!(kept, vec![b"old version from the journal".to_vec()], "the conflicting version is kept aside");
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![b"old version from the journal".to_vec(), b"ours, begun".to_vec()],
+        "the conflicting versions are kept aside"
+    );
     assert_eq!(journal_entries(&left), 0, "every entry is done with");
 }
 

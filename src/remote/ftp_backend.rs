@@ -348,6 +348,14 @@ impl Backend for FtpBackend {
         self.idempotent(Op::Lookup, |c| c.size(&remote)).map(Some)
     }
 
+    fn modified(&self, path: &str) -> BackendResult<Option<i64>> {
+        if !self.features.mdtm {
+            return Ok(None);
+        }
+        let remote = self.remote(path);
+        self.idempotent(Op::Lookup, |c| c.mdtm(&remote)).map(|(secs, _)| Some(secs))
+    }
+
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
         let remote = self.remote(path);
         let dl = self.start_transfer(wait, |lease| Download::start(lease, &remote, offset), |e| kind(e, Op::Read))?;
