@@ -119,7 +119,7 @@ fn a_failed_write_back_is_reported_by_fsync_and_its_data_kept() {
     assert_eq!(m.fsync(fh), Err(libc::ENOSPC));
     assert_eq!(m.fsync(fh), Ok(()), "reported once");
     m.release(fh).expect("close");
-    let mut kept: Vec<_> = std::fs::read_dir(dir.path())
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
         .expect("cache dir")
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-unsaved-"))
