@@ -198,7 +198,13 @@ fn mount_dash_t_fuse_ftpfs_and_password_file() {
     assert_eq!(exe, ours, "mount(8) ran another ftpfs than the one under test");
     let line = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(line.lines().any(|l| l.contains(dir.path().to_str().unwrap()) && !l.contains(PASSWORD)));
-    assert!(std::process::Command::new("umount").arg(dir.path()).status().unwrap().success());
+    // umount(8) as a user would; "target is busy" while another process of the machine happens
+    // to be inside the directory (a scan of /tmp) is tried again, for 10 s at most.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::process::Command::new("umount").arg(dir.path()).status().unwrap().success() {
+        assert!(std::time::Instant::now() < deadline, "umount of the mount -t fuse.ftpfs mount");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     drop(guard);
 }
 
