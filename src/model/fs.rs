@@ -407,6 +407,14 @@ impl Model {
         {
             return Ok(());
         }
+        // Not deferred (queue full, journal failing, unmounting): a version of this handle goes
+        // up now, so older versions of the file still queued land first, not over it.
+        if wb.enabled()
+            && f.is_dirty()
+            && let Some(path) = f.path()
+        {
+            let _ = wb.wait_for(|p| p == path);
+        }
         // Still registered while it uploads: a rename or delete of its path waits for it, and
         // an unmount still counts it as open.
         let res = handle_io::commit(&self.core, &f);

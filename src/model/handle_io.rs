@@ -100,7 +100,6 @@ fn preempt_transfer(core: &Core) -> bool {
                 // A download that already ended holds no connection: stopping it frees nothing.
                 State::Reading(ref r) if r.holds_connection() => {
                     io.state = State::Idle;
-                    io.resume_check = true;
                     log::debug!("paused a download to free a connection");
                     return true;
                 }

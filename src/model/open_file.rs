@@ -173,7 +173,7 @@ pub struct Io {
     pub(super) pending_mode: Option<u32>,
     /// Error of a failed streaming write, reported by later writes and the next flush.
     pub(super) error: Option<i32>,
-    /// Its download broke or was paused: before it resumes with REST, the server's file must
+    /// Its download broke: before it resumes with REST, the server's file must
     /// still be the version it was reading (else the reader would get two versions spliced).
     pub(super) resume_check: bool,
 }

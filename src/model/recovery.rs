@@ -19,25 +19,48 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
     let mut names: Vec<PathBuf> =
         dir.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "path")).collect();
     names.sort();
-    let mut landed = 0;
+    let mut entries = Vec::new();
     for name in names {
         let data = name.with_extension("data");
-        let (path, file, closed) = match checked_entry(&name, &data) {
-            Ok(entry) => entry,
+        match checked_entry(&name, &data) {
+            Ok((path, file, closed)) => entries.push((path, closed, name, data, file)),
             Err(why) => {
-                log::error!(
-                    "{}: write-back journal entry refused, not uploaded (left in place): {why}",
-                    name.display()
-                );
-                continue;
+                log::error!("{}: write-back journal entry refused, not uploaded (left in place): {why}", name.display())
             }
-        };
+        }
+    }
+    // Of one file's entries only the newest close lands (the last close wins); the older ones
+    // are superseded, and never replayed after it or checked against it.
+    entries.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+    let mut newest = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if entries.get(i + 1).is_some_and(|next| next.0 == e.0) {
+            log::info!("{}: an entry of the write-back journal superseded by a later close; dropped", e.0);
+            let _ = std::fs::remove_file(e.3.with_extension("started"));
+            let _ = std::fs::remove_file(&e.2);
+            let _ = std::fs::remove_file(&e.3);
+        } else {
+            newest.push(i);
+        }
+    }
+    let mut chosen: Vec<_> =
+        entries.into_iter().enumerate().filter(|(i, _)| newest.contains(i)).map(|(_, e)| e).collect();
+    chosen.sort_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
+    let mut landed = 0;
+    for (path, closed, name, data, file) in chosen {
         // Kept private if it ends up in cache_dir (an older version made journal files 0644).
         let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
         let started = started_at(&name.with_extension("started"));
-        if let Err(why) = knows_the_servers_version(core, &path, closed, started, &file) {
-            keep_conflict(core, &path, &name, &data, &why);
-            continue;
+        match knows_the_servers_version(core, &path, closed, started, &file) {
+            Ok(()) => {}
+            Err(Doubt::Conflict(why)) => {
+                keep_conflict(core, &path, &name, &data, &why);
+                continue;
+            }
+            Err(Doubt::Unsure(why)) => {
+                log::error!("{path}: left by an earlier mount, not uploaded now ({why}); it stays in the journal");
+                continue;
+            }
         }
         match upload_file(core, &path, file) {
             Ok(len) => {
@@ -68,7 +91,23 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
             }
         }
     }
+    drop_orphans(journal);
     landed
+}
+
+/// Files of entries without their `.path` (a crash while a close was journaling it, before
+/// the close returned; a marker or temp file left behind) go, so the journal can end.
+fn drop_orphans(journal: &Path) {
+    let Ok(dir) = std::fs::read_dir(journal) else { return };
+    for e in dir.flatten() {
+        let p = e.path();
+        let orphan = p.extension().is_some_and(|x| x == "data" || x == "started" || x == "tmp")
+            && std::fs::symlink_metadata(p.with_extension("path")).is_err();
+        if orphan && e.file_type().is_ok_and(|t| t.is_file()) {
+            log::info!("{}: part of an unfinished write-back journal entry; removed", p.display());
+            let _ = std::fs::remove_file(&p);
+        }
+    }
 }
 
 /// Whether replaying a version closed at `closed` (and whose upload began at `started`, if it
@@ -80,13 +119,21 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
 /// why, and nothing is replaced. (Times are compared across the two clocks; a server clock
 /// ahead of ours errs on the side of keeping the journal's version aside, one behind on the
 /// side of replaying it.)
+/// Why an entry is not replayed now.
+enum Doubt {
+    /// The server holds a version the journal never knew: this one goes aside.
+    Conflict(String),
+    /// It could not be told (the server's bytes could not be read back): it stays for later.
+    Unsure(String),
+}
+
 fn knows_the_servers_version(
     core: &Core,
     path: &str,
     closed: SystemTime,
     started: Option<SystemTime>,
     ours: &std::fs::File,
-) -> Result<(), String> {
+) -> Result<(), Doubt> {
     let Ok(found) = core.entry(path) else { return Ok(()) };
     // To the second where the server tells it (a LIST may give only minutes).
     let exact = core.backend.modified(path).ok().flatten();
@@ -96,35 +143,39 @@ fn knows_the_servers_version(
         return Ok(());
     }
     // Servers keep whole seconds (and truncate): one second of slack for an upload's start.
-    if started.is_some_and(|t| mtime >= secs(t) - 1) && holds_our_bytes(core, path, found.size, ours) {
-        return Ok(());
+    if started.is_some_and(|t| mtime >= secs(t) - 1) {
+        match holds_our_bytes(core, path, found.size, ours) {
+            Some(true) => return Ok(()),
+            Some(false) => {}
+            None => return Err(Doubt::Unsure("its upload's bytes on the server could not be read back".into())),
+        }
     }
-    Err(format!(
+    Err(Doubt::Conflict(format!(
         "the server's file was changed at {mtime} (s since 1970), after this version was closed at {}, \
          and not by its own upload",
         secs(closed)
-    ))
+    )))
 }
 
 /// Whether the server's `path` (of `size` bytes) is this version cut short: no longer than it,
-/// and its last bytes (up to 64 KiB) the same as this version's at the same place.
-fn holds_our_bytes(core: &Core, path: &str, size: Option<u64>, ours: &std::fs::File) -> bool {
+/// and its last bytes (up to 64 KiB) the same as this version's at the same place. `None`:
+/// they could not be read.
+fn holds_our_bytes(core: &Core, path: &str, size: Option<u64>, ours: &std::fs::File) -> Option<bool> {
     use std::os::unix::fs::FileExt;
     const TAIL: u64 = 64 * 1024;
-    let (Some(size), Ok(len)) = (size, ours.metadata().map(|m| m.len())) else { return false };
+    let (Some(size), Ok(len)) = (size, ours.metadata().map(|m| m.len())) else { return Some(false) };
     if size > len {
-        return false;
+        return Some(false);
     }
     let from = size.saturating_sub(TAIL);
     let mut mine = vec![0u8; (size - from) as usize];
-    if ours.read_exact_at(&mut mine, from).is_err() {
-        return false;
-    }
-    let Ok(Some(mut dl)) = core.backend.read(path, from, core.wait_limit()) else { return false };
+    ours.read_exact_at(&mut mine, from).ok()?;
+    let mut dl = core.backend.read(path, from, core.wait_limit()).ok()??;
     let mut theirs = Vec::with_capacity(mine.len());
     let read = (&mut dl).take(mine.len() as u64).read_to_end(&mut theirs);
     let _ = dl.finish();
-    read.is_ok() && theirs == mine
+    read.ok()?;
+    Some(theirs == mine)
 }
 
 /// When the upload of a journal entry began (its `.started` marker), if the marker is a plain

@@ -299,7 +299,9 @@ impl WriteBack {
             p.newest.put(path.to_string(), seq);
             *p.paths.entry(path.to_string()).or_default() += 1;
         }
-        let journaled = match file.journal.lock().take() {
+        // Taken before journaling: the journal lock is never held while the spool's is taken.
+        let taken = file.journal.lock().take();
+        let journaled = match taken {
             Some(j) => Ok(Some(j)),
             None => self.journal_spool(dir, &file, path),
         };
@@ -365,6 +367,14 @@ impl WriteBack {
             let synced = super::rescue::sync_spool(file).is_ok();
             if synced {
                 self.note_close(file);
+                // The entry's time is its newest close: a replay lands the newest of a path's
+                // entries only.
+                if let Some((_, name)) = file.journal.lock().clone() {
+                    let _ = std::fs::File::options()
+                        .write(true)
+                        .open(&name)
+                        .and_then(|f| f.set_modified(SystemTime::now()));
+                }
             }
             return synced;
         }
@@ -388,7 +398,15 @@ impl WriteBack {
     pub(super) fn follow_rename(&self, moved: &[Arc<OpenFile>]) {
         for f in moved {
             let (Some(path), Some((_, name))) = (f.path(), f.journal.lock().clone()) else { continue };
-            if let Err(e) = write_atomically(&name, path.as_bytes()) {
+            // The entry's time stays its close's (a replay orders a path's entries by it).
+            let closed = std::fs::metadata(&name).and_then(|m| m.modified());
+            let res = write_atomically(&name, path.as_bytes()).and_then(|()| {
+                if let Ok(t) = closed {
+                    std::fs::File::options().write(true).open(&name)?.set_modified(t)?;
+                }
+                name.parent().map_or(Ok(()), sync_dir)
+            });
+            if let Err(e) = res {
                 log::error!("{path}: its write-back journal entry still names the old path: {e}");
             }
         }
@@ -438,7 +456,10 @@ impl WriteBack {
         while p.running.contains(&job.path) {
             self.changed.wait(&mut p);
         }
-        let superseded = p.landed.peek(&job.path).is_some_and(|&n| n > job.seq);
+        // A later close landed, or is queued (it lands, or stays in the journal): this older
+        // version never goes up after it.
+        let superseded = p.landed.peek(&job.path).is_some_and(|&n| n > job.seq)
+            || p.newest.peek(&job.path).is_some_and(|&n| n > job.seq);
         if !superseded {
             p.running.insert(job.path.clone());
         }
@@ -485,9 +506,9 @@ impl WriteBack {
         }
         if !transient {
             let (data, name) = &job.journal;
+            let _ = std::fs::remove_file(data.with_extension("started"));
             let _ = std::fs::remove_file(name);
             let _ = std::fs::remove_file(data);
-            let _ = std::fs::remove_file(data.with_extension("started"));
         }
         let mut p = self.pending.lock();
         p.running.remove(&job.path);

@@ -570,3 +570,38 @@ fn a_release_does_not_wait_for_the_files_earlier_upload() {
     m.stop();
     assert_eq!(be.file("f").as_deref(), Some(&b"0123bb6789"[..]), "the later close wins");
 }
+
+/// Of several journal entries for one file only the newest close lands: the older ones are
+/// superseded, never replayed after it nor set aside as conflicts; parts of unfinished entries
+/// (a `.data` or marker without its `.path`) are removed (issue 26 review: the newest version
+/// was set aside as a conflict with the older one on the server).
+#[test]
+fn a_replay_lands_only_the_newest_close_of_each_file() {
+    let (be, dir, _journal) = setup();
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    let now = std::time::SystemTime::now();
+    let entry = |n: u32, path: &str, data: &[u8], age: u64| {
+        std::fs::write(left.join(format!("{n:020}.data")), data).expect("data");
+        let name = left.join(format!("{n:020}.path"));
+        std::fs::write(&name, path).expect("path");
+        let f = std::fs::File::options().write(true).open(&name).expect("path");
+        f.set_modified(now - Duration::from_secs(age)).expect("time");
+    };
+    // The entry numbered first was closed last (a handle closed again after another's close).
+    entry(1, "f", b"v3 newest", 10);
+    entry(2, "f", b"v1 oldest", 30);
+    entry(3, "f", b"v2", 20);
+    std::fs::write(left.join(format!("{:020}.data", 9)), b"never closed").expect("orphan");
+    std::fs::write(left.join(format!("{:020}.started", 9)), b"").expect("orphan");
+    let m = model(&be, dir.path(), None);
+    assert_eq!(m.recover_journal(&left), 1);
+    assert_eq!(be.file("f").as_deref(), Some(&b"v3 newest"[..]));
+    let conflicts = std::fs::read_dir(dir.path())
+        .expect("cache")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ftpfs-"))
+        .count();
+    assert_eq!(conflicts, 0, "nothing set aside");
+    assert_eq!(journal_entries(&left), 0, "superseded entries and unfinished parts are gone");
+}
