@@ -100,23 +100,30 @@ fn journal_files(cache: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn writeback_survives_kill_9(kind: ServerKind) {
-    let Some((srv, _wan)) = setup(kind, 200) else { return };
-    let cache = tempfile::tempdir().expect("cache dir");
-    let opts = format!("writeback,cache_dir={}", cache.path().display());
+/// Files `in/f00`… copied into a write-back mount (`cache_dir` = `cache`) by `cp`, and the
+/// mount killed (`kill -9`, then a lazy unmount) right after `cp` returned; the mount options.
+fn copy_then_kill(srv: &FtpServer, cache: &Path, n: usize) -> String {
+    let opts = format!("writeback,cache_dir={}", cache.display());
     let local = tempfile::tempdir().expect("local dir");
-    let n = 24;
     for i in 0..n {
         std::fs::write(local.path().join(format!("f{i:02}")), content(i)).expect("local file");
     }
-    let m = mount(&srv, &[&opts]);
+    let m = mount(srv, &[&opts]);
     m.sh_ok("mkdir in");
     m.sh_ok(&format!("cp {}/f* in/", local.path().display()));
     let arrived = (0..n).filter(|i| srv.disk(&format!("in/f{i:02}")).exists()).count();
     // 200 ms round trips: the uploads cannot all have landed the moment cp returns.
     assert!(arrived < n, "every upload landed before cp returned: nothing was written back");
-    m.abort(); // kill -9, then a lazy unmount
-    assert!(!journal_files(cache.path()).is_empty(), "no journal left behind for {} pending files", n - arrived);
+    m.abort();
+    opts
+}
+
+fn writeback_survives_kill_9(kind: ServerKind) {
+    let Some((srv, _wan)) = setup(kind, 200) else { return };
+    let cache = tempfile::tempdir().expect("cache dir");
+    let n = 24;
+    let opts = copy_then_kill(&srv, cache.path(), n);
+    assert!(!journal_files(cache.path()).is_empty(), "no journal left behind for the pending files");
     let m2 = mount(&srv, &[&opts]);
     for i in 0..n {
         let disk = std::fs::read_to_string(srv.disk(&format!("in/f{i:02}"))).unwrap_or_default();
@@ -132,16 +139,8 @@ fn writeback_survives_kill_9(kind: ServerKind) {
 fn writeback_replay_keeps_newer_versions_from_elsewhere(kind: ServerKind) {
     let Some((srv, _wan)) = setup(kind, 200) else { return };
     let cache = tempfile::tempdir().expect("cache dir");
-    let opts = format!("writeback,cache_dir={}", cache.path().display());
-    let local = tempfile::tempdir().expect("local dir");
     let n = 24;
-    for i in 0..n {
-        std::fs::write(local.path().join(format!("f{i:02}")), content(i)).expect("local file");
-    }
-    let m = mount(&srv, &[&opts]);
-    m.sh_ok("mkdir in");
-    m.sh_ok(&format!("cp {}/f* in/", local.path().display()));
-    m.abort(); // kill -9, then a lazy unmount
+    let opts = copy_then_kill(&srv, cache.path(), n);
     // A second later (servers keep whole seconds), the other client's versions.
     std::thread::sleep(Duration::from_millis(1100));
     let newer = "newer, from elsewhere\n";

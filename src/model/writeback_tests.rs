@@ -28,6 +28,16 @@ fn setup() -> (Arc<MemoryBackend>, tempfile::TempDir, std::path::PathBuf) {
     (Arc::new(MemoryBackend::new(4)), dir, journal)
 }
 
+/// What a crash would leave of `journal` now: a copy of it in `top/left`.
+fn crash_copy(journal: &Path, top: &Path) -> std::path::PathBuf {
+    let left = top.join("left");
+    std::fs::create_dir(&left).expect("dir");
+    for e in std::fs::read_dir(journal).expect("journal").filter_map(Result::ok) {
+        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
+    }
+    left
+}
+
 /// Creates `name` with `data` and closes it.
 fn write_file(m: &Model, name: &str, data: &[u8]) {
     let (_, fh) = m.create(ROOT_INO, name, libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
@@ -149,11 +159,7 @@ fn a_journal_left_by_a_crash_is_uploaded_by_the_next_mount() {
     be.hold_uploads(true);
     write_file(&m, "crashed", b"only in the journal");
     // What a kill -9 now, before the upload, would leave behind.
-    let left = dir.path().join("left");
-    std::fs::create_dir(&left).expect("dir");
-    for e in std::fs::read_dir(&journal).expect("journal").filter_map(Result::ok) {
-        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
-    }
+    let left = crash_copy(&journal, dir.path());
     assert!(be.file("crashed").is_none(), "the upload was held");
     be.hold_uploads(false);
     m.stop();
@@ -410,11 +416,7 @@ fn a_crash_after_rename_or_delete_replays_under_the_new_name_or_not_at_all() {
     m.rename(ROOT_INO, "old", ROOT_INO, "new", false).expect("rename");
     m.unlink(ROOT_INO, "deleted").expect("unlink");
     // The process dies now, before the releases.
-    let left = dir.path().join("left");
-    std::fs::create_dir(&left).expect("dir");
-    for e in std::fs::read_dir(&journal).expect("journal").filter_map(Result::ok) {
-        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
-    }
+    let left = crash_copy(&journal, dir.path());
     let be2 = Arc::new(MemoryBackend::new(2));
     let m2 = model(&be2, dir.path(), None);
     assert_eq!(m2.recover_journal(&left), 1);
