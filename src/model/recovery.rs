@@ -190,7 +190,8 @@ fn started_at(marker: &Path) -> Option<SystemTime> {
 /// `cache_dir/ftpfs-conflict-…` and logged; the entry goes, never replayed later.
 fn keep_conflict(core: &Core, path: &str, name: &Path, data: &Path, why: &str) {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let tail: String = path.replace('/', "_").chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
+    let flat = path.replace('/', "_");
+    let tail = super::rescue::tail_bytes(&flat, 150);
     let kept = core.cfg.cache_dir.join(format!("ftpfs-conflict-{stamp}-{tail}"));
     match std::fs::rename(data, &kept) {
         Ok(()) => {

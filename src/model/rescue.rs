@@ -80,7 +80,7 @@ fn keep_spool(s: &mut Spool, kept: &std::path::Path) -> io::Result<()> {
 }
 
 /// The last at most `max` bytes of `text`, cut at a character boundary.
-fn tail_bytes(text: &str, max: usize) -> &str {
+pub(super) fn tail_bytes(text: &str, max: usize) -> &str {
     let mut start = text.len().saturating_sub(max);
     while !text.is_char_boundary(start) {
         start += 1;
