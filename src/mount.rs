@@ -255,6 +255,10 @@ fn raise_readahead(mountpoint: &Path) {
 
 /// How long after SIGTERM/SIGINT the process leaves even if requests are still running.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// How long after SIGTERM/SIGINT/SIGHUP uploads may still run before the process leaves
+/// (systemd kills a service 90 s after its SIGTERM): what is still on its way then stays in
+/// the write-back journal for the next mount.
+const SIGNAL_STOP_BOUND: Duration = Duration::from_secs(60);
 
 /// Notices an unmount made from outside (`fusermount -u`, `umount`; and meanwhile, once a
 /// minute, gives freed memory back to the system): requests still waiting
@@ -461,8 +465,8 @@ fn mount_and_serve(
             if let Some(sig) = received.next() {
                 log::info!("signal {sig}: saving open files and unmounting");
                 let stopping = std::thread::Builder::new().name("stopping".into()).spawn(move || {
-                    // Bounded by the `timeout` option when open files still hold data.
-                    on_signal.stop();
+                    // Bounded as a whole: the system may kill us soon after its signal.
+                    on_signal.stop_within(Some(SIGNAL_STOP_BOUND));
                     if let Err(e) = unmounter.unmount() {
                         log::error!("unmount failed: {e}");
                     }

@@ -18,8 +18,11 @@ use parking_lot::Mutex;
 use super::FsResult;
 use super::cache::DirListing;
 use super::core::{Core, ModelConfig};
+use super::deferred;
+use super::files::OpenFile;
 use super::handle_io;
 use super::inodes::{Inodes, ROOT_INO, child_path, split_path};
+use super::writeback::replay::Replay;
 use crate::backend::{Backend, Entry, EntryKind};
 
 /// The longest name (bytes) of one path component, as on local filesystems: longer ones are
@@ -368,11 +371,29 @@ impl Model {
         if self.core.writeback.enabled()
             && handle_io::can_write_back(&f)
             && let Some(path) = f.path()
-            && self.core.writeback.journal_at_close(&f, &path)
+            && deferred::journal_at_close(&self.core, &f, &path)
         {
             return Ok(());
         }
-        handle_io::commit(&self.core, &f)
+        self.commit_now(&f)
+    }
+
+    /// Uploads what handle `f` holds now, without the write-back queue: older versions of its
+    /// file still queued land first, and none lands after it (a version not journaled at a
+    /// close takes a new place in the order of closes).
+    fn commit_now(&self, f: &OpenFile) -> FsResult<()> {
+        let wb = &self.core.writeback;
+        if !wb.enabled() || !f.is_dirty() {
+            return handle_io::commit(&self.core, f);
+        }
+        if let Some(path) = f.path() {
+            wb.wait_for(|p| p == path)?;
+        }
+        let seq = wb.next_close();
+        handle_io::commit(&self.core, f)?;
+        f.close_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
+        deferred::note_landed(&self.core, f, seq);
+        Ok(())
     }
 
     /// fsync: the server holds what `fh` wrote, and any write-back of its file has landed; a
@@ -380,12 +401,12 @@ impl Model {
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         let f = self.core.handles.get(fh)?;
         let wb = &self.core.writeback;
-        // Older versions of the file waiting in the write-back queue land first: they must not
-        // land over this one afterwards.
+        // Older versions of the file waiting in the write-back queue land first, and none
+        // lands over this one afterwards (not even one closed before it and released after).
         if let Some(path) = f.path() {
             wb.wait_for(|p| p == path)?;
         }
-        handle_io::commit(&self.core, &f)?;
+        self.commit_now(&f)?;
         let Some(path) = f.path() else { return Ok(()) };
         wb.wait_for(|p| p == path)?;
         wb.take_failure(&path).map_or(Ok(()), Err)
@@ -403,27 +424,30 @@ impl Model {
         if wb.enabled()
             && let Some(path) = f.path()
             && handle_io::can_write_back(&f)
-            && wb.defer(&self.core, fh, f.clone(), &path)
+            && deferred::defer(&self.core, fh, f.clone(), &path)
         {
             return Ok(());
         }
         // Not deferred (queue full, journal failing, unmounting): a version of this handle goes
         // up now, so older versions of the file still queued land first, not over it.
-        if wb.enabled()
-            && f.is_dirty()
-            && let Some(path) = f.path()
-        {
+        let seq = f.close_seq.load(std::sync::atomic::Ordering::Relaxed);
+        let seq = if seq == 0 { wb.next_close() } else { seq };
+        let dirty = wb.enabled() && f.is_dirty();
+        if dirty && let Some(path) = f.path() {
             let _ = wb.wait_for(|p| p == path);
         }
         // Still registered while it uploads: a rename or delete of its path waits for it, and
         // an unmount still counts it as open.
         let res = handle_io::commit(&self.core, &f);
+        if dirty && res.is_ok() {
+            deferred::note_landed(&self.core, &f, seq);
+        }
         if let Err(e) = res {
             log::error!("{}: upload at close failed: errno {e}", f.path().unwrap_or_default());
             super::rescue::rescue(&self.core, &f);
         }
         // Uploaded here (or kept by the rescue, or detached): not for the next mount.
-        wb.forget_journal(&f);
+        deferred::forget_journal(&f);
         let handles = &self.core.handles;
         let late = handle_io::retire(&self.core, &f, res.is_ok(), || drop(handles.remove(fh)));
         if let Err(e) = &late {
@@ -570,7 +594,19 @@ impl Model {
     /// Uploads what an earlier mount's write-back left in its journal `dir` (before serving),
     /// oldest first; returns how many files landed. What fails stays there.
     pub fn recover_journal(&self, dir: &std::path::Path) -> usize {
-        super::recovery::recover(&self.core, dir)
+        let core = &self.core;
+        let replay = Replay { backend: core.backend.as_ref(), cache_dir: &core.cfg.cache_dir, wait: core.wait_limit() };
+        let landed = super::writeback::replay::recover(&replay, dir);
+        for path in &landed {
+            core.invalidate_parent(path);
+        }
+        landed.len()
+    }
+
+    /// The write-back queue in one line, as `ftpfs stats` shows it.
+    #[cfg(test)]
+    pub(super) fn describe_writeback(&self) -> String {
+        self.core.writeback.describe()
     }
 
     /// How many file handles are open.
@@ -578,12 +614,24 @@ impl Model {
         self.core.handles.all().len()
     }
 
-    /// Unmounting (signal, or the mount went away): uploads what open handles still hold, then
-    /// fails every request still waiting for a connection and every later one.
+    /// Unmounting (the mount went away): uploads what open handles still hold, waiting for
+    /// write-backs while they make progress, then fails every request still waiting for a
+    /// connection and every later one.
     pub fn stop(&self) {
+        self.stop_within(None);
+    }
+
+    /// [`Model::stop`], done within `bound` at the latest when one is given (a signal: the
+    /// system may kill the process soon after); what is still on its way then stays in the
+    /// write-back journal for the next mount.
+    pub fn stop_within(&self, bound: Option<Duration>) {
         let core = &self.core;
-        core.writeback.wait_all(core.wait_limit(), || core.sent.load(std::sync::atomic::Ordering::Relaxed));
-        handle_io::commit_everything(&self.core, std::time::Instant::now() + self.core.wait_limit());
-        self.core.backend.shut_down();
+        let now = std::time::Instant::now();
+        // Unbounded in practice: a year.
+        let deadline = now + bound.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        core.writeback.wait_all(core.wait_limit(), deadline, || core.sent.load(Ordering::Relaxed));
+        let left = deadline.min(std::time::Instant::now() + core.wait_limit());
+        handle_io::commit_everything(core, left);
+        core.backend.shut_down();
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod cache;
 mod core;
+mod deferred;
 mod files;
 mod fs;
 mod gate;
@@ -16,7 +17,6 @@ pub mod inodes;
 mod namespace;
 mod open_file;
 mod readahead;
-mod recovery;
 mod rescue;
 mod writeback;
 
@@ -37,5 +37,7 @@ mod lost_reply_tests;
 mod prop_tests;
 #[cfg(test)]
 mod stream_tests;
+#[cfg(test)]
+mod writeback_order_tests;
 #[cfg(test)]
 mod writeback_tests;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::FsResult;
 use super::core::fresh_entry;
+use super::deferred;
 use super::fs::{Model, Stat};
 use super::handle_io;
 use super::inodes::{child_path, is_at_or_under, split_path};
@@ -204,8 +205,9 @@ impl Model {
             }
             // Their data goes nowhere now, also not from the journal after a crash.
             for f in core.handles.at_or_under(&path) {
-                core.writeback.forget_journal(&f);
+                deferred::forget_journal(&f);
             }
+            core.writeback.forget_path(&path);
             core.handles.detach(&path);
             self.forget_path(&path);
             Ok(())
@@ -278,11 +280,13 @@ impl Model {
             }
             self.inodes.lock().rename(from, to);
             for f in core.handles.at_or_under(to) {
-                core.writeback.forget_journal(&f);
+                deferred::forget_journal(&f);
             }
+            core.writeback.forget_path(to);
             core.handles.detach(to);
             core.handles.renamed(from, to);
-            core.writeback.follow_rename(&core.handles.at_or_under(to));
+            deferred::follow_rename(&core.handles.at_or_under(to));
+            core.writeback.follow_rename(from, to);
             core.touch_dir(from_parent);
             core.touch_dir(to_parent);
             core.note_change(to);

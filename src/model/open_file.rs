@@ -48,8 +48,8 @@ pub struct OpenFile {
     pub(super) released: AtomicBool,
     /// Write-back: the order of this handle's last close(2) among all closes (0 = none yet).
     pub(super) close_seq: AtomicU64,
-    /// Write-back: the journal's copy of this handle's spool (data, path), made at close(2).
-    pub(super) journal: Mutex<Option<(std::path::PathBuf, std::path::PathBuf)>>,
+    /// Write-back: the journal's entry of this handle's last closed version, made at close(2).
+    pub(super) journal: Mutex<Option<super::writeback::JournalEntry>>,
     /// When a read or write call on the handle last began or ended ([`micros_now`]).
     last_call: AtomicU64,
     /// When this handle last wrote or truncated the file: the file's mtime once its upload

@@ -19,7 +19,11 @@ pub(super) fn rescue(core: &Core, f: &OpenFile) {
     }
     let path = f.path().unwrap_or_default();
     let stamp = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let name = format!("ftpfs-unsaved-{}-{stamp}-{}", std::process::id(), tail_bytes(&path.replace('/', "_"), 150));
+    let name = format!(
+        "ftpfs-unsaved-{}-{stamp}-{}",
+        std::process::id(),
+        crate::printable::tail_bytes(&path.replace('/', "_"), 150)
+    );
     let kept = core.cfg.cache_dir.join(name);
     match keep_spool(s, &kept) {
         Ok(()) => log::error!("{path}: upload failed at close; its data is kept in {}", kept.display()),
@@ -27,35 +31,6 @@ pub(super) fn rescue(core: &Core, f: &OpenFile) {
             let _ = std::fs::remove_file(&kept);
             log::error!("{path}: upload failed at close, and keeping its data in {} failed too: {e}", kept.display());
         }
-    }
-}
-
-/// Gives the spool of `f` a second name, `to` (write-back's journal). `false`: `f` holds no
-/// whole version to upload.
-pub(super) fn link_spool(f: &OpenFile, to: &std::path::Path) -> io::Result<bool> {
-    let mut io = f.io.lock();
-    let State::Spooled(s) = &mut io.state else { return Ok(false) };
-    if s.tail || !(s.dirty || f.is_created()) {
-        return Ok(false);
-    }
-    keep_spool(s, to)?;
-    s.file.sync_data()?;
-    Ok(true)
-}
-
-/// The length of the handle's whole-file spool, if it has one.
-pub(super) fn spool_len(f: &OpenFile) -> Option<u64> {
-    match &f.io.lock().state {
-        State::Spooled(s) if !s.tail => Some(s.len),
-        _ => None,
-    }
-}
-
-/// Makes the spool's data durable (its journal link shares it).
-pub(super) fn sync_spool(f: &OpenFile) -> io::Result<()> {
-    match &f.io.lock().state {
-        State::Spooled(s) => s.file.sync_data(),
-        _ => Ok(()),
     }
 }
 
@@ -77,13 +52,4 @@ fn keep_spool(s: &mut Spool, kept: &std::path::Path) -> io::Result<()> {
     io::copy(&mut (&s.file).take(s.len), &mut out)?;
     // Durable like the link would be (the journal's entry points at it).
     out.sync_all()
-}
-
-/// The last at most `max` bytes of `text`, cut at a character boundary.
-pub(super) fn tail_bytes(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }

@@ -1,21 +1,45 @@
-//! Recovery of what a crash left in a write-back journal: each entry is checked (it may have
+//! The replay of what a crash left in a write-back journal: each entry is checked (it may have
 //! been planted by another user, see [`crate::private_files`]) and uploaded before the mount
 //! serves anything; what fails is kept in `cache_dir`, never replayed over newer data later.
+//! It talks to the server through the backend alone (the mount serves nothing yet).
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::core::Core;
-use crate::backend::WriteMode;
+use std::time::Duration;
 
-/// Uploads what an earlier mount left in `journal`, oldest first; returns how many landed.
+use crate::backend::{Backend, Entry, FsError, WriteMode};
+
+/// What a replay works with: the server, where versions are set aside, and how long a request
+/// may wait for a connection.
+pub(in crate::model) struct Replay<'a> {
+    pub backend: &'a dyn Backend,
+    pub cache_dir: &'a Path,
+    pub wait: Duration,
+}
+
+impl Replay<'_> {
+    /// The server's entry of `path`, if it has one (errors count as none: the upload will
+    /// tell).
+    fn entry(&self, path: &str) -> Option<Entry> {
+        match self.backend.stat_one(path) {
+            Ok(Some(e)) => return Some(e),
+            Err(FsError::NotFound) => return None,
+            _ => {}
+        }
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.backend.list(parent).ok()?.into_iter().find(|e| e.name == name)
+    }
+}
+
+/// Uploads what an earlier mount left in `journal`, oldest first; returns the paths that landed.
 /// An entry that fails is not replayed later (it could land over newer data then): its data
 /// is kept in `cache_dir` as `ftpfs-unsaved-…` and the log says so. An entry that may not have
 /// been written by ftpfs for this user (see [`checked_entry`]) is never uploaded: it is logged
 /// and left where it is.
-pub(super) fn recover(core: &Core, journal: &Path) -> usize {
-    let Ok(dir) = std::fs::read_dir(journal) else { return 0 };
+pub(in crate::model) fn recover(core: &Replay<'_>, journal: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(journal) else { return Vec::new() };
     let mut names: Vec<PathBuf> =
         dir.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "path")).collect();
     names.sort();
@@ -46,7 +70,7 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
     let mut chosen: Vec<_> =
         entries.into_iter().enumerate().filter(|(i, _)| newest.contains(i)).map(|(_, e)| e).collect();
     chosen.sort_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
-    let mut landed = 0;
+    let mut landed = Vec::new();
     for (path, closed, name, data, file) in chosen {
         // Kept private if it ends up in cache_dir (an older version made journal files 0644).
         let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
@@ -64,16 +88,15 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
         }
         match upload_file(core, &path, file) {
             Ok(len) => {
-                core.invalidate_parent(&path);
                 log::warn!("{path}: uploaded {len} bytes that an earlier mount had not written back");
                 let _ = std::fs::remove_file(&name);
                 let _ = std::fs::remove_file(&data);
                 let _ = std::fs::remove_file(name.with_extension("started"));
-                landed += 1;
+                landed.push(path);
             }
             Err(e) => {
                 let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-                let kept = core.cfg.cache_dir.join(format!("ftpfs-unsaved-{}-{stamp}-recovered", std::process::id()));
+                let kept = core.cache_dir.join(format!("ftpfs-unsaved-{}-{stamp}-recovered", std::process::id()));
                 match std::fs::rename(&data, &kept) {
                     Ok(()) => {
                         let _ = std::fs::remove_file(&name);
@@ -95,14 +118,17 @@ pub(super) fn recover(core: &Core, journal: &Path) -> usize {
     landed
 }
 
-/// Files of entries without their `.path` (a crash while a close was journaling it, before
-/// the close returned; a marker or temp file left behind) go, so the journal can end.
+/// Half-written entries go, so the journal can end: files of entries without their `.path`
+/// (a crash while a close was journaling it, before the close returned; a marker left behind)
+/// and temp files (a copy or a path being written).
 fn drop_orphans(journal: &Path) {
     let Ok(dir) = std::fs::read_dir(journal) else { return };
     for e in dir.flatten() {
         let p = e.path();
-        let orphan = p.extension().is_some_and(|x| x == "data" || x == "started" || x == "tmp")
-            && std::fs::symlink_metadata(p.with_extension("path")).is_err();
+        let temp = p.extension().is_some_and(|x| x == "datatmp" || x == "pathtmp");
+        let orphan = temp
+            || p.extension().is_some_and(|x| x == "data" || x == "started" || x == "tmp")
+                && std::fs::symlink_metadata(p.with_extension("path")).is_err();
         if orphan && e.file_type().is_ok_and(|t| t.is_file()) {
             log::info!("{}: part of an unfinished write-back journal entry; removed", p.display());
             let _ = std::fs::remove_file(&p);
@@ -128,13 +154,13 @@ enum Doubt {
 }
 
 fn knows_the_servers_version(
-    core: &Core,
+    core: &Replay<'_>,
     path: &str,
     closed: SystemTime,
     started: Option<SystemTime>,
     ours: &std::fs::File,
 ) -> Result<(), Doubt> {
-    let Ok(found) = core.entry(path) else { return Ok(()) };
+    let Some(found) = core.entry(path) else { return Ok(()) };
     // To the second where the server tells it (a LIST may give only minutes).
     let exact = core.backend.modified(path).ok().flatten();
     let Some(mtime) = exact.or(found.mtime) else { return Ok(()) };
@@ -160,7 +186,7 @@ fn knows_the_servers_version(
 /// Whether the server's `path` (of `size` bytes) is this version cut short: no longer than it,
 /// and its last bytes (up to 64 KiB) the same as this version's at the same place. `None`:
 /// they could not be read.
-fn holds_our_bytes(core: &Core, path: &str, size: Option<u64>, ours: &std::fs::File) -> Option<bool> {
+fn holds_our_bytes(core: &Replay<'_>, path: &str, size: Option<u64>, ours: &std::fs::File) -> Option<bool> {
     use std::os::unix::fs::FileExt;
     const TAIL: u64 = 64 * 1024;
     let (Some(size), Ok(len)) = (size, ours.metadata().map(|m| m.len())) else { return Some(false) };
@@ -170,7 +196,7 @@ fn holds_our_bytes(core: &Core, path: &str, size: Option<u64>, ours: &std::fs::F
     let from = size.saturating_sub(TAIL);
     let mut mine = vec![0u8; (size - from) as usize];
     ours.read_exact_at(&mut mine, from).ok()?;
-    let mut dl = core.backend.read(path, from, core.wait_limit()).ok()??;
+    let mut dl = core.backend.read(path, from, core.wait).ok()??;
     let mut theirs = Vec::with_capacity(mine.len());
     let read = (&mut dl).take(mine.len() as u64).read_to_end(&mut theirs);
     let _ = dl.finish();
@@ -188,11 +214,11 @@ fn started_at(marker: &Path) -> Option<SystemTime> {
 
 /// A version the server's newer file must not be replaced with: kept as
 /// `cache_dir/ftpfs-conflict-…` and logged; the entry goes, never replayed later.
-fn keep_conflict(core: &Core, path: &str, name: &Path, data: &Path, why: &str) {
+fn keep_conflict(core: &Replay<'_>, path: &str, name: &Path, data: &Path, why: &str) {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
     let flat = path.replace('/', "_");
-    let tail = super::rescue::tail_bytes(&flat, 150);
-    let kept = core.cfg.cache_dir.join(format!("ftpfs-conflict-{stamp}-{tail}"));
+    let tail = crate::printable::tail_bytes(&flat, 150);
+    let kept = core.cache_dir.join(format!("ftpfs-conflict-{stamp}-{tail}"));
     match std::fs::rename(data, &kept) {
         Ok(()) => {
             let _ = std::fs::remove_file(name);
@@ -237,13 +263,10 @@ fn is_plain_relative(path: &str) -> bool {
         && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
-fn upload_file(core: &Core, path: &str, mut file: std::fs::File) -> Result<u64, String> {
+fn upload_file(core: &Replay<'_>, path: &str, mut file: std::fs::File) -> Result<u64, String> {
     let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut up = core
-        .backend
-        .write(path, WriteMode::Replace, core.wait_limit())
-        .map_err(|e| e.to_string())?
-        .ok_or("no connection")?;
+    let mut up =
+        core.backend.write(path, WriteMode::Replace, core.wait).map_err(|e| e.to_string())?.ok_or("no connection")?;
     io::copy(&mut (&mut file).take(len), &mut up).map_err(|e| e.to_string())?;
     let reported = up.finish().map_err(|e| e.to_string())?;
     match reported.map_or_else(|| core.backend.size(path).ok().flatten(), Some) {

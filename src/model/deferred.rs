@@ -1,0 +1,153 @@
+//! The model's side of write-back: what a handle hands to the write-back room
+//! ([`super::writeback`]) at close(2) and at its release, and what that room calls back through
+//! [`Version`] (upload the handle, let it go, set its data aside). Handles, spools and the
+//! registry stay here; the journal, the queue and the order of versions stay there.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::FsResult;
+use super::core::Core;
+use super::files::OpenFile;
+use super::handle_io;
+use super::open_file::State;
+use super::writeback::{Reserve, Version};
+
+/// A released handle whose upload the queue runs.
+struct Deferred {
+    core: Arc<Core>,
+    fh: u64,
+    file: Arc<OpenFile>,
+}
+
+impl Version for Deferred {
+    fn upload(&self) -> FsResult<()> {
+        handle_io::commit(&self.core, &self.file)
+    }
+
+    fn finish(&self, uploaded: bool) -> FsResult<()> {
+        // Out under its lock: a truncation that reached it after the upload lands too, and one
+        // that comes later sees it released.
+        let core = &self.core;
+        handle_io::retire(core, &self.file, uploaded, || drop(core.handles.remove(self.fh)))
+    }
+
+    fn set_aside(&self) {
+        super::rescue::rescue(&self.core, &self.file);
+    }
+}
+
+/// Copies the whole version the spool of `f` holds into `out`; `None`: it holds none to
+/// upload (nothing changed, or only an appended tail).
+fn copy_spool(f: &OpenFile, out: &mut File) -> io::Result<Option<u64>> {
+    let mut io = f.io.lock();
+    let State::Spooled(s) = &mut io.state else { return Ok(None) };
+    if s.tail || !(s.dirty || f.is_created()) {
+        return Ok(None);
+    }
+    s.file.seek(SeekFrom::Start(0))?;
+    let copied = io::copy(&mut (&s.file).take(s.len), out)?;
+    if copied != s.len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the spool is shorter than the file"));
+    }
+    Ok(Some(s.len))
+}
+
+/// At close(2): the handle's version goes into the journal (its own fsynced copy) before
+/// close returns, so a crash between close and release loses nothing; the close takes its
+/// place in the order of versions. `false`: not journaled (the caller uploads).
+pub(super) fn journal_at_close(core: &Core, f: &OpenFile, path: &str) -> bool {
+    let wb = &core.writeback;
+    let mut fill = |out: &mut File| copy_spool(f, out);
+    // Taken out while it is written: the journal lock is never held while the spool's is.
+    let earlier = f.journal.lock().take();
+    let res = match earlier {
+        // Journaled at an earlier close of a duplicate: this close's version replaces it.
+        Some(mut entry) => {
+            let res = wb.rejournal(&mut entry, &mut fill).map(|n| n.is_some());
+            *f.journal.lock() = Some(entry);
+            res
+        }
+        None => wb.journal(path, &mut fill).map(|made| match made {
+            Some(entry) => {
+                *f.journal.lock() = Some(entry);
+                true
+            }
+            None => false,
+        }),
+    };
+    match res {
+        Ok(true) => {
+            f.close_seq.store(wb.next_close(), Ordering::Relaxed);
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            log::warn!("{path}: cannot journal for write-back ({e}); uploading at close");
+            false
+        }
+    }
+}
+
+/// Defers the release of handle `fh` (open on `path`): its version is journaled (at its close,
+/// or now) and queued. `false`: not deferred (the caller uploads now).
+pub(super) fn defer(core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) -> bool {
+    let wb = &core.writeback;
+    let seq = match file.close_seq.load(Ordering::Relaxed) {
+        0 => wb.next_close(),
+        n => n,
+    };
+    let ticket = match wb.reserve(path, seq) {
+        Reserve::Refused => return false,
+        Reserve::Superseded => {
+            forget_journal(&file);
+            core.handles.remove(fh);
+            return true;
+        }
+        Reserve::Granted(t) => t,
+    };
+    let taken = file.journal.lock().take();
+    let entry = match taken {
+        Some(entry) => entry,
+        None => match wb.journal(path, &mut |out| copy_spool(&file, out)) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return false,
+            Err(e) => {
+                log::warn!("{path}: cannot journal for write-back ({e}); uploading at close");
+                return false;
+            }
+        },
+    };
+    ticket.queue(entry, Box::new(Deferred { core: core.clone(), fh, file }));
+    true
+}
+
+/// The handle's data reached the server without the queue (fsync, or a release that uploads
+/// itself), as close `seq`: older versions of the path still queued or left in the journal
+/// never land after it.
+pub(super) fn note_landed(core: &Core, f: &OpenFile, seq: u64) {
+    if let Some(path) = f.path() {
+        core.writeback.note_landed(&path, seq);
+    }
+}
+
+/// After a rename: the journal entries of handles now at or under `to` (journaled at a
+/// close, not released yet) name their new path, so that a crash before their release does
+/// not upload them under the old name.
+pub(super) fn follow_rename(moved: &[Arc<OpenFile>]) {
+    for f in moved {
+        let (Some(path), Some(entry)) = (f.path(), f.journal.lock().clone()) else { continue };
+        if let Err(e) = entry.rename(&path) {
+            log::error!("{path}: its write-back journal entry still names the old path: {e}");
+        }
+    }
+}
+
+/// The handle is committed or forgotten without write-back: its journal entry goes.
+pub(super) fn forget_journal(file: &OpenFile) {
+    if let Some(entry) = file.journal.lock().take() {
+        entry.remove();
+    }
+}

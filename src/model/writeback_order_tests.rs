@@ -1,0 +1,177 @@
+//! Write-back keeps versions in order and its journal honest, on the in-memory server: a
+//! journal entry is the version that was closed, whatever is written after the close; a version
+//! fsynced is never overwritten by an older close released later; a version left in the
+//! journal by failed uploads goes when a newer one lands or its file is deleted.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Model, ModelConfig, ROOT_INO};
+use crate::backend::FsError;
+use crate::backend::memory::{MemoryBackend, Op};
+
+fn model(be: &Arc<MemoryBackend>, cache: &Path, journal: Option<&Path>) -> Model {
+    let cfg = ModelConfig {
+        writeback: journal.map(Path::to_path_buf),
+        writeback_uploads: 3,
+        ..ModelConfig::for_tests(cache, Duration::from_secs(3600))
+    };
+    Model::new(cfg, be.clone())
+}
+
+fn setup() -> (Arc<MemoryBackend>, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).expect("journal dir");
+    (Arc::new(MemoryBackend::new(4)), dir, journal)
+}
+
+/// The `.path` files in `journal`: one per entry.
+fn entries(journal: &Path) -> usize {
+    std::fs::read_dir(journal)
+        .expect("journal")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "path"))
+        .count()
+}
+
+/// Creates `name` with `data` and closes it.
+fn write_file(m: &Model, name: &str, data: &[u8]) {
+    let (_, fh) = m.create(ROOT_INO, name, libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, data), Ok(data.len()));
+    m.flush(fh).expect("flush");
+    m.release(fh).expect("close");
+}
+
+/// Waits (30 s at most) until every handle is gone and the queue is empty: the deferred
+/// uploads ended, and the queue has taken note of how.
+fn wait_uploads_ended(m: &Model) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.open_handles() > 0 || !m.describe_writeback().starts_with("0 uploads queued") {
+        assert!(Instant::now() < deadline, "a write-back upload never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The journal keeps its own copy of the closed version (issue 26, finding 6: it was a hard
+/// link to the handle's live spool, so writes after the close changed the journalled version
+/// and a crash replayed bytes no close ever wrote).
+#[test]
+fn a_journal_entry_is_the_closed_version_not_what_came_after() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    let (_, fh) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"closed version"), Ok(14));
+    m.flush(fh).expect("close");
+    // Written through a duplicate after that close, never closed: a crash comes first.
+    assert_eq!(m.write(fh, 0, b"NOT CLOSED YET, LONGER"), Ok(22));
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    for e in std::fs::read_dir(&journal).expect("journal").flatten() {
+        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
+    }
+    let be2 = Arc::new(MemoryBackend::new(2));
+    let m2 = model(&be2, dir.path(), None);
+    assert_eq!(m2.recover_journal(&left), 1);
+    assert_eq!(be2.file("f").as_deref(), Some(&b"closed version"[..]), "the replay is not the version closed");
+    // The mount itself goes on: the later close is the one that lands.
+    m.flush(fh).expect("second close");
+    m.release(fh).expect("release");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"NOT CLOSED YET, LONGER"[..]));
+    assert_eq!(entries(&journal), 0);
+}
+
+/// fsync takes a place in the order of versions: a close made before it and released after
+/// it is older, and never lands over the fsynced data (it did before: the queue knew only the
+/// closes it had seen).
+#[test]
+fn an_fsynced_version_is_not_overwritten_by_an_older_close() {
+    let (be, dir, journal) = setup();
+    be.put_file("f", b"base");
+    let m = model(&be, dir.path(), Some(&journal));
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let older = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(older, 0, b"older"), Ok(5));
+    m.flush(older).expect("close of the older version");
+    let newer = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(newer, 0, b"newer, fsynced"), Ok(14));
+    m.fsync(newer).expect("fsync");
+    assert_eq!(be.file("f").as_deref(), Some(&b"newer, fsynced"[..]), "fsync returned before the data landed");
+    m.release(older).expect("release of the older close");
+    m.flush(newer).expect("close");
+    m.release(newer).expect("release");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"newer, fsynced"[..]), "an older close landed over fsynced data");
+    assert_eq!(entries(&journal), 0, "the superseded version left its entry behind");
+}
+
+/// Five failed attempts in a row: the upload gives up for this mount and its version stays in
+/// the journal for the next one.
+fn fail_every_attempt(be: &MemoryBackend) {
+    for n in 1..=5 {
+        be.fail_nth(Op::Write, n, FsError::Broken);
+    }
+}
+
+/// A version left in the journal after its uploads failed is dropped when a newer version of
+/// the file lands in the same mount, or the file is deleted: otherwise the next mount would
+/// find it older than the server's file (set aside as a conflict, noise) or, after a delete,
+/// bring the file back.
+#[test]
+fn a_version_left_in_the_journal_goes_when_a_newer_one_lands_or_the_file_is_deleted() {
+    let (be, dir, journal) = setup();
+    be.put_file("g", b"on the server");
+    let m = model(&be, dir.path(), Some(&journal));
+    fail_every_attempt(&be);
+    write_file(&m, "f", b"never landed");
+    wait_uploads_ended(&m);
+    assert!(be.file("f").is_none(), "the injected failures did not happen");
+    assert_eq!(entries(&journal), 1, "the failed version is not kept in the journal");
+    assert!(m.describe_writeback().contains("1 left in the journal"), "{}", m.describe_writeback());
+    write_file(&m, "f", b"newer, landed");
+    wait_uploads_ended(&m);
+    assert_eq!(be.file("f").as_deref(), Some(&b"newer, landed"[..]));
+    assert_eq!(entries(&journal), 0, "the older version stays in the journal after a newer one landed");
+
+    fail_every_attempt(&be);
+    let ino = m.lookup(ROOT_INO, "g").expect("lookup").ino;
+    let fh = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(fh, 0, b"never landed either"), Ok(19));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    wait_uploads_ended(&m);
+    assert_eq!(entries(&journal), 1, "the failed version is not kept in the journal");
+    m.unlink(ROOT_INO, "g").expect("unlink");
+    assert_eq!(entries(&journal), 0, "a deleted file's version stays in the journal");
+    m.stop();
+    assert!(be.file("g").is_none());
+}
+
+/// A version left in the journal follows a rename of its file: the next mount lands it under
+/// the new name.
+#[test]
+fn a_version_left_in_the_journal_follows_a_rename() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.put_file("f", b"old");
+    fail_every_attempt(&be);
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let fh = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(fh, 0, b"not landed"), Ok(10));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    wait_uploads_ended(&m);
+    assert_eq!(entries(&journal), 1);
+    m.rename(ROOT_INO, "f", ROOT_INO, "g", false).expect("rename");
+    m.stop();
+    let be2 = Arc::new(MemoryBackend::new(2));
+    be2.put_file("g", b"old");
+    // Renamed on the server, the file kept its time: from before the close.
+    crate::backend::Backend::set_mtime(&*be2, "g", 1_000_000_000).expect("mtime");
+    let m2 = model(&be2, dir.path(), None);
+    assert_eq!(m2.recover_journal(&journal), 1);
+    assert_eq!(be2.file("g").as_deref(), Some(&b"not landed"[..]), "the version did not follow the rename");
+    assert!(be2.file("f").is_none());
+}
