@@ -113,6 +113,8 @@ pub struct MountOpts {
     pub ahead_mib: Option<u64>,
     /// close() returns once the data is spooled on disk; uploads run in the background.
     pub writeback: bool,
+    /// Whole-file uploads go to a temporary name and are renamed over the target at the end.
+    pub atomic_upload: bool,
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
     pub tls: Option<TlsMode>,
     pub cafile: Option<PathBuf>,
@@ -164,6 +166,7 @@ impl Default for MountOpts {
             list_tz_offset: 0,
             ahead_mib: None,
             writeback: false,
+            atomic_upload: false,
             tls: None,
             cafile: None,
             no_verify: false,
@@ -244,6 +247,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("pasv_ip", None) => o.pasv_ip = true,
             ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
             ("writeback", None) => o.writeback = true,
+            ("atomic_upload", None) => o.atomic_upload = true,
             ("ahead_mib", Some(v)) => {
                 let mib = number(key, v)?;
                 o.ahead_mib = Some(mib);

@@ -14,6 +14,7 @@ use fuser::{Config, MountOption, Session, SessionACL};
 use crate::adapter::FtpFs;
 use crate::backend::Backend;
 use crate::backend::ahead::{Ahead, AheadConfig};
+use crate::backend::atomic::AtomicUploads;
 use crate::cli::{MountOpts, Target};
 use crate::ftp::{ConnectOptions, Connection, FtpError};
 use crate::journal_dirs::{remove_if_only_lock, writeback_journal};
@@ -380,6 +381,7 @@ fn mount_and_serve(
     }
     let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
     let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
+    let ftp: Arc<dyn Backend> = if o.atomic_upload { Arc::new(AtomicUploads::new(ftp, o.read_only)) } else { ftp };
     let backend: Arc<dyn Backend> = if work_ahead {
         let ahead = AheadConfig {
             bytes: ahead_mib << 20,

@@ -67,6 +67,13 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
         "close() returns once the data is spooled on local disk; uploads run in the background and \
          survive a crash (they are resumed at the next mount).",
     ),
+    (
+        "atomic_upload",
+        "Upload each whole file to a hidden temporary name in its directory (.ftpfs-part-...), then rename \
+         it over the target once the server holds every byte: other clients never see a half-written \
+         file, and a failed upload leaves the old version. Costs two round trips more per upload (three \
+         when a replaced file's mode is set again); appends cannot be atomic.",
+    ),
 ];
 
 /// Options of every file system that mount(8), fstab and systemd pass along (mount(8)'s

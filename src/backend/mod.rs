@@ -11,6 +11,9 @@
 pub mod ahead;
 #[cfg(test)]
 mod ahead_tests;
+pub mod atomic;
+#[cfg(test)]
+mod atomic_tests;
 pub mod memory;
 pub mod paths;
 

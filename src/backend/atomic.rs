@@ -1,0 +1,305 @@
+//! Atomic uploads (`-o atomic_upload`): a backend in front of another whose whole-file uploads
+//! go to a hidden temporary name in the same directory, `.ftpfs-part-<id>-<name>`, and are
+//! renamed over the target only once the server confirmed every byte and holds the expected
+//! size. Other clients of the server never see a half-written file, and an upload that fails
+//! leaves the old version intact.
+//!
+//! What it owns: the temporary names (hidden from listings and lookups through it), the
+//! permission bits of a replaced file (set again after the rename where the server reported
+//! them and can set them), and the clean-up of temporary files an interrupted upload left
+//! behind (seen in a listing more than [`STALE`] after their last change, they are deleted).
+//! Appends (APPE) cannot be atomic and pass through, as does everything else.
+//!
+//! Rename over an existing file: POSIX servers (vsftpd, pure-ftpd, proftpd, pyftpdlib) replace
+//! the target in one step. A server that refuses (proftpd with `AllowOverwrite off`, Windows
+//! servers) gets the target deleted and the rename tried again: for that moment the name is
+//! missing, never half-written.
+
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::{Backend, BackendResult, Entry, FsError, ReadStream, WriteMode, WriteStream};
+
+/// The start of every temporary name.
+pub const PART_PREFIX: &str = ".ftpfs-part-";
+/// A temporary file unchanged for this long belongs to an upload that ended without its
+/// rename (a crash, a broken connection): the next listing that shows it deletes it.
+pub const STALE: Duration = Duration::from_secs(3600);
+/// The longest tail of the target's name kept in a temporary name, in bytes (names stay
+/// under the usual 255-byte limit).
+const NAME_TAIL: usize = 180;
+/// Paths whose permission bits are remembered from listings.
+const MODES_KEPT: usize = 4096;
+
+/// Uploads through temporary names, in front of `inner`.
+pub struct AtomicUploads {
+    inner: Arc<dyn Backend>,
+    /// Permission bits of files as listings showed them.
+    modes: Arc<Mutex<LruCache<String, u32>>>,
+    /// Makes each temporary name of this process unique.
+    next: AtomicU64,
+    /// A read-only mount deletes nothing, not even stale temporary files.
+    read_only: bool,
+}
+
+impl AtomicUploads {
+    pub fn new(inner: Arc<dyn Backend>, read_only: bool) -> AtomicUploads {
+        let n = NonZeroUsize::new(MODES_KEPT).unwrap_or(NonZeroUsize::MIN);
+        AtomicUploads { inner, modes: Arc::new(Mutex::new(LruCache::new(n))), next: AtomicU64::new(0), read_only }
+    }
+
+    /// A new temporary name beside `path`.
+    fn part_name(&self, path: &str) -> String {
+        let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let part =
+            format!("{PART_PREFIX}{:x}{id:x}-{}", std::process::id(), crate::printable::tail_bytes(name, NAME_TAIL));
+        if dir.is_empty() { part } else { format!("{dir}/{part}") }
+    }
+
+    fn remember_mode(&self, dir: &str, e: &Entry) {
+        if let Some(mode) = e.mode {
+            let path = if dir.is_empty() { e.name.clone() } else { format!("{dir}/{}", e.name) };
+            self.modes.lock().put(path, mode);
+        }
+    }
+}
+
+/// Whether `path` names one of our temporary files.
+pub fn is_part(path: &str) -> bool {
+    path.rsplit('/').next().is_some_and(|name| name.starts_with(PART_PREFIX))
+}
+
+impl Backend for AtomicUploads {
+    fn list(&self, dir: &str) -> BackendResult<Vec<Entry>> {
+        let mut entries = self.inner.list(dir)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        entries.retain(|e| {
+            if !e.name.starts_with(PART_PREFIX) {
+                self.remember_mode(dir, e);
+                return true;
+            }
+            let stale = e.mtime.is_some_and(|t| now - t > STALE.as_secs() as i64);
+            if stale && !self.read_only && e.kind == super::EntryKind::File {
+                let path = if dir.is_empty() { e.name.clone() } else { format!("{dir}/{}", e.name) };
+                match self.inner.delete(&path) {
+                    Ok(()) => log::info!("{path}: an interrupted atomic upload's temporary file; deleted"),
+                    Err(err) => log::debug!("{path}: a stale temporary file, not deleted: {err}"),
+                }
+            }
+            false
+        });
+        Ok(entries)
+    }
+
+    fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {
+        if is_part(path) {
+            return Err(FsError::NotFound);
+        }
+        let found = self.inner.stat_one(path)?;
+        if let Some(e) = &found {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            self.remember_mode(dir, e);
+        }
+        Ok(found)
+    }
+
+    fn size(&self, path: &str) -> BackendResult<Option<u64>> {
+        self.inner.size(path)
+    }
+
+    fn modified(&self, path: &str) -> BackendResult<Option<i64>> {
+        self.inner.modified(path)
+    }
+
+    fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
+        self.inner.read(path, offset, wait)
+    }
+
+    fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
+        if mode == WriteMode::Append {
+            return self.inner.write(path, mode, wait);
+        }
+        let part = self.part_name(path);
+        let Some(up) = self.inner.write(&part, WriteMode::Replace, wait)? else { return Ok(None) };
+        let mode = self.modes.lock().get(path).copied();
+        Ok(Some(Box::new(AtomicWrite {
+            up: Some(up),
+            inner: self.inner.clone(),
+            modes: self.modes.clone(),
+            part,
+            target: path.to_string(),
+            written: 0,
+            mode,
+        })))
+    }
+
+    fn mkdir(&self, path: &str) -> BackendResult<()> {
+        self.inner.mkdir(path)
+    }
+
+    fn rmdir(&self, path: &str) -> BackendResult<()> {
+        self.inner.rmdir(path)
+    }
+
+    fn delete(&self, path: &str) -> BackendResult<()> {
+        self.modes.lock().pop(path);
+        self.inner.delete(path)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> BackendResult<()> {
+        self.inner.rename(from, to)
+    }
+
+    fn can_set_mtime(&self) -> bool {
+        self.inner.can_set_mtime()
+    }
+
+    fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()> {
+        self.inner.set_mtime(path, secs)
+    }
+
+    fn chmod(&self, path: &str, mode: u32) -> BackendResult<()> {
+        let res = self.inner.chmod(path, mode);
+        if res.is_ok() {
+            self.modes.lock().put(path.to_string(), mode);
+        }
+        res
+    }
+
+    fn can_append(&self) -> bool {
+        self.inner.can_append()
+    }
+
+    fn can_chmod(&self) -> bool {
+        self.inner.can_chmod()
+    }
+
+    fn can_name(&self, name: &str) -> bool {
+        self.inner.can_name(name)
+    }
+
+    fn wait_limit(&self) -> Duration {
+        self.inner.wait_limit()
+    }
+
+    fn spare_connections(&self) -> usize {
+        self.inner.spare_connections()
+    }
+
+    fn wait_for_spare(&self, wait: Duration) -> usize {
+        self.inner.wait_for_spare(wait)
+    }
+
+    fn opened_dir(&self, dir: &str) {
+        self.inner.opened_dir(dir)
+    }
+
+    fn close_idle(&self) {
+        self.inner.close_idle()
+    }
+
+    fn shut_down(&self) {
+        self.inner.shut_down()
+    }
+}
+
+/// An upload to a temporary name that becomes the target at its end. Dropped unfinished (the
+/// upload failed or was abandoned), its temporary file is deleted.
+struct AtomicWrite {
+    /// `None` once finished.
+    up: Option<Box<dyn WriteStream>>,
+    inner: Arc<dyn Backend>,
+    modes: Arc<Mutex<LruCache<String, u32>>>,
+    part: String,
+    target: String,
+    written: u64,
+    /// The replaced file's permission bits, where a listing showed them.
+    mode: Option<u32>,
+}
+
+impl Write for AtomicWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let up = self.up.as_mut().ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        let n = up.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.up.as_mut().map_or(Ok(()), |up| up.flush())
+    }
+}
+
+impl Drop for AtomicWrite {
+    fn drop(&mut self) {
+        if let Some(up) = self.up.take() {
+            // The transfer ends first (dropping it abandons it), then its file goes.
+            drop(up);
+            Self::discard(self.inner.as_ref(), &self.part);
+        }
+    }
+}
+
+impl AtomicWrite {
+    /// The temporary file goes (best effort: a stale one is cleaned up later).
+    fn discard(inner: &dyn Backend, part: &str) {
+        if let Err(e) = inner.delete(part) {
+            log::debug!("{part}: temporary file of a failed upload not deleted ({e}); a later listing cleans it up");
+        }
+    }
+}
+
+impl WriteStream for AtomicWrite {
+    fn finish(mut self: Box<Self>) -> BackendResult<Option<u64>> {
+        let Some(up) = self.up.take() else { return Err(FsError::Invalid) };
+        let (inner, modes, part, target, written, mode) =
+            (self.inner.clone(), self.modes.clone(), self.part.clone(), self.target.clone(), self.written, self.mode);
+        let reported = match up.finish() {
+            Ok(r) => r,
+            Err(e) => {
+                Self::discard(inner.as_ref(), &part);
+                return Err(e);
+            }
+        };
+        // The size is checked before the rename: a short file never replaces the old one.
+        let size = match reported {
+            Some(n) => Some(n),
+            None => inner.size(&part)?,
+        };
+        if let Some(n) = size.filter(|&n| n != written) {
+            log::error!("{target}: the server holds {n} bytes of the upload, not {written}; the old file stays");
+            Self::discard(inner.as_ref(), &part);
+            return Err(FsError::Broken);
+        }
+        if let Err(e) = inner.rename(&part, &target) {
+            if !e.is_definite() {
+                return Err(e);
+            }
+            // A server that does not rename over an existing file: the old one goes first.
+            log::debug!("{target}: rename over it refused ({e}); deleting it, then renaming");
+            let retried = inner.delete(&target).and_then(|()| inner.rename(&part, &target));
+            if let Err(e2) = retried {
+                log::error!("{target}: the upload could not replace it ({e2}); the old file stays");
+                Self::discard(inner.as_ref(), &part);
+                return Err(e2);
+            }
+        }
+        if let Some(m) = mode.filter(|_| inner.can_chmod()) {
+            // A new file gets the server's default mode: the replaced file's mode is kept.
+            match inner.chmod(&target, m) {
+                Ok(()) => {
+                    modes.lock().put(target.clone(), m);
+                }
+                Err(e) => log::debug!("{target}: its mode {m:o} not set again after the upload: {e}"),
+            }
+        }
+        Ok(Some(written))
+    }
+}
