@@ -365,17 +365,24 @@ impl Model {
     }
 
     /// flush (each close of a descriptor): the server holds what `fh` wrote when this returns
-    /// Ok. With write-back, a handle's data is left for its release to defer.
+    /// Ok. With write-back, a handle's version is journaled for its release to defer, and the
+    /// close of a writer reports (once) an earlier write-back of the file that failed, as fsync
+    /// does: whoever writes the file next learns that a version of it did not land.
     pub fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.core.handles.get(fh)?;
-        if self.core.writeback.enabled()
+        let wb = &self.core.writeback;
+        if wb.enabled()
             && handle_io::can_write_back(&f)
             && let Some(path) = f.path()
             && deferred::journal_at_close(&self.core, &f, &path)
         {
-            return Ok(());
+            return wb.take_failure(&path).map_or(Ok(()), Err);
         }
-        self.commit_now(&f)
+        self.commit_now(&f)?;
+        match f.path() {
+            Some(path) if f.writable => wb.take_failure(&path).map_or(Ok(()), Err),
+            _ => Ok(()),
+        }
     }
 
     /// Uploads what handle `f` holds now, without the write-back queue: older versions of its

@@ -130,7 +130,11 @@ fn a_version_left_in_the_journal_goes_when_a_newer_one_lands_or_the_file_is_dele
     assert!(be.file("f").is_none(), "the injected failures did not happen");
     assert_eq!(entries(&journal), 1, "the failed version is not kept in the journal");
     assert!(m.describe_writeback().contains("1 left in the journal"), "{}", m.describe_writeback());
-    write_file(&m, "f", b"newer, landed");
+    // Its close reports the earlier failure (once), and its own version lands.
+    let (_, fh) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"newer, landed"), Ok(13));
+    assert_eq!(m.flush(fh), Err(libc::EIO));
+    m.release(fh).expect("release");
     wait_uploads_ended(&m);
     assert_eq!(be.file("f").as_deref(), Some(&b"newer, landed"[..]));
     assert_eq!(entries(&journal), 0, "the older version stays in the journal after a newer one landed");
@@ -174,4 +178,31 @@ fn a_version_left_in_the_journal_follows_a_rename() {
     assert_eq!(m2.recover_journal(&journal), 1);
     assert_eq!(be2.file("g").as_deref(), Some(&b"not landed"[..]), "the version did not follow the rename");
     assert!(be2.file("f").is_none());
+}
+
+/// A write-back that failed is reported by the next close of a writer of the file, once (as
+/// by fsync): `cp` over a file whose earlier version never landed does not exit 0 silently.
+/// A reader's close reports nothing.
+#[test]
+fn a_failed_write_back_is_reported_by_the_next_writers_close() {
+    let (be, dir, journal) = setup();
+    be.put_file("f", b"on the server");
+    let m = model(&be, dir.path(), Some(&journal));
+    fail_every_attempt(&be);
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let fh = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(fh, 0, b"never landed"), Ok(12));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    wait_uploads_ended(&m);
+    let reader = m.open(ino, libc::O_RDONLY).expect("open for reading").fh;
+    assert_eq!(m.flush(reader), Ok(()), "a reader's close reported the failure");
+    m.release(reader).expect("release");
+    let writer = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(writer, 0, b"next"), Ok(4));
+    assert_eq!(m.flush(writer), Err(libc::EIO), "the next writer's close did not report the failure");
+    assert_eq!(m.flush(writer), Ok(()), "the failure is reported once");
+    m.release(writer).expect("release");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"next"[..]));
 }
