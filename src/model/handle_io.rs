@@ -24,7 +24,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::MutexGuard;
 
@@ -288,21 +288,40 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
             continue;
         }
         if std::mem::take(&mut io.resume_check) && off > 0 {
-            check_same_version(core, &path, io.server_size)?;
+            check_same_version(core, &path, io.server_size, io.read_since)?;
+        }
+        if off == 0 || io.read_since.is_none() {
+            io.read_since = Some(SystemTime::now());
         }
         let dl = start_download(core, &path, off).map_err(|e| e.errno())?;
         io.state = State::Reading(StreamReader::start(dl, off).map_err(|e| io_errno(&e))?);
     }
 }
 
-/// Before a download that broke or was paused resumes with REST: the server's file still has
-/// the size of the version being read (one SIZE), or the read fails with EIO rather than hand
-/// out the rest of another version after the start of this one.
-fn check_same_version(core: &Core, path: &str, known: Option<u64>) -> FsResult<()> {
-    let Some(known) = known else { return Ok(()) };
-    match core.backend.size(path) {
-        Ok(Some(now)) if now != known => {
-            log::error!("{path} changed on the server while being read ({known} bytes, now {now}): not resuming");
+/// Slack for the server's clock against ours when a file's time says it changed while being
+/// read: a server clock this much ahead is not taken for a change.
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
+
+/// Before a download that broke resumes with REST: the server's file still has the size of
+/// the version being read (SIZE), and, where the server tells exact times (MDTM), it was not
+/// changed after that version's download began (`since`, with [`CLOCK_SLACK`]); otherwise the
+/// read fails with EIO rather than hand out the rest of another version after the start of
+/// this one. (A change within the slack of the start, at the same size, goes unseen.)
+fn check_same_version(core: &Core, path: &str, known: Option<u64>, since: Option<SystemTime>) -> FsResult<()> {
+    if let Some(known) = known
+        && let Ok(Some(now)) = core.backend.size(path)
+        && now != known
+    {
+        log::error!("{path} changed on the server while being read ({known} bytes, now {now}): not resuming");
+        return Err(libc::EIO);
+    }
+    let Some(since) = since else { return Ok(()) };
+    let began = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    match core.backend.modified(path) {
+        Ok(Some(changed)) if changed > began + CLOCK_SLACK.as_secs() as i64 => {
+            log::error!(
+                "{path} changed on the server while being read (its time is {changed}, the read began at {began}): not resuming"
+            );
             Err(libc::EIO)
         }
         _ => Ok(()),

@@ -176,6 +176,9 @@ pub struct Io {
     /// Its download broke: before it resumes with REST, the server's file must
     /// still be the version it was reading (else the reader would get two versions spliced).
     pub(super) resume_check: bool,
+    /// When the download of the version being read began from its start (our clock): a file
+    /// the server changed after that is another version.
+    pub(super) read_since: Option<SystemTime>,
 }
 
 impl Io {
@@ -187,6 +190,7 @@ impl Io {
             pending_mode: None,
             error: None,
             resume_check: false,
+            read_since: None,
         }
     }
 }

@@ -206,3 +206,57 @@ fn a_failed_write_back_is_reported_by_the_next_writers_close() {
     m.stop();
     assert_eq!(be.file("f").as_deref(), Some(&b"next"[..]));
 }
+
+/// A download that broke resumes only on the version it was reading, also when the new
+/// version has the same size: the server's exact time (MDTM) says it changed after the read
+/// began (issue 26, finding 7: only the size was checked).
+#[test]
+fn a_resumed_download_never_splices_a_same_size_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let be = Arc::new(MemoryBackend::new(4));
+    let old: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    be.put_file("f", &old);
+    let m = model(&be, dir.path(), None);
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    be.break_read_after(1 << 20);
+    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
+    let mut got = Vec::new();
+    m.read(fh, 0, 128 << 10, &mut |d| got.extend_from_slice(d)).expect("first read");
+    // Rewritten by another client meanwhile, same size, its time now (the server's clock).
+    be.put_file("f", &vec![b'n'; old.len()]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
+    crate::backend::Backend::set_mtime(&*be, "f", now + 10).expect("mtime");
+    let mut res = Ok(());
+    let mut off = 128 << 10;
+    while off < 3 << 20 && res.is_ok() {
+        res = m.read(fh, off, 128 << 10, &mut |d| got.extend_from_slice(d));
+        off += 128 << 10;
+    }
+    assert_eq!(res, Err(libc::EIO), "the read after the break went on (on another version?)");
+    assert!(got == old[..got.len()], "spliced: bytes of another version after those of this one");
+    m.release(fh).expect("release");
+}
+
+/// The same break without a change resumes: a file changed before the read began is the
+/// version being read.
+#[test]
+fn a_resumed_download_of_an_unchanged_file_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let be = Arc::new(MemoryBackend::new(4));
+    let old: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    be.put_file("f", &old);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
+    crate::backend::Backend::set_mtime(&*be, "f", now - 1).expect("mtime");
+    let m = model(&be, dir.path(), None);
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    be.break_read_after(1 << 20);
+    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
+    let mut got = Vec::new();
+    let mut off = 0;
+    while off < old.len() as u64 {
+        m.read(fh, off, 128 << 10, &mut |d| got.extend_from_slice(d)).expect("read across the break");
+        off += 128 << 10;
+    }
+    assert!(got == old, "the resumed read is not the file");
+    m.release(fh).expect("release");
+}
