@@ -348,6 +348,7 @@ fn mount_and_serve(
         cache_dir: cache_dir.clone(),
         writeback: journal.clone(),
         writeback_uploads: o.connections.saturating_sub(1).max(1),
+        atomic_upload: o.atomic_upload,
     };
     let ahead_mib = o.ahead_mib.unwrap_or(crate::cli::DEFAULT_AHEAD_MIB);
     // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks

@@ -22,6 +22,7 @@ fn mount(be: &Arc<MemoryBackend>, cache: &std::path::Path) -> Model {
         cache_dir: cache.to_path_buf(),
         writeback: None,
         writeback_uploads: 1,
+        atomic_upload: true,
     };
     Model::new(cfg, atomic)
 }
@@ -83,9 +84,14 @@ fn a_failed_upload_leaves_the_old_version() {
     let be = Arc::new(MemoryBackend::new(4));
     be.put_file("f", b"the old version");
     let m = mount(&be, dir.path());
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let fh = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(fh, 0, &[b'n'; 20_000]), Ok(20_000));
+    // The upload at close breaks, and so does the one tried again at release.
     be.break_write_after(5000);
-    let res = rewrite(&m, "f", &[b'n'; 20_000]);
-    assert!(res.is_err(), "a broken upload closed without an error");
+    assert!(m.flush(fh).is_err(), "a broken upload closed without an error");
+    be.break_write_after(5000);
+    assert!(m.release(fh).is_err(), "a broken upload released without an error");
     assert_eq!(be.file("f").as_deref(), Some(&b"the old version"[..]), "the failed upload replaced the old version");
     assert!(parts(&be).is_empty(), "the failed upload's temporary file is left: {:?}", parts(&be));
 }
@@ -130,5 +136,26 @@ fn a_server_that_will_not_rename_over_a_file_still_gets_it_replaced() {
     let m = mount(&be, dir.path());
     rewrite(&m, "f", b"new version").expect("close");
     assert_eq!(be.file("f").as_deref(), Some(&b"new version"[..]));
+    assert!(parts(&be).is_empty());
+}
+
+/// A file is never streamed with atomic uploads: a stream may be finished early (when another
+/// transfer needs its connection, or a reader in the mount opens the file) and go on with
+/// APPE, which would put a part of the file on the server. Nothing goes up before the close.
+#[test]
+fn nothing_is_uploaded_before_the_close() {
+    let dir = tempfile::tempdir().expect("dir");
+    let be = Arc::new(MemoryBackend::new(4));
+    be.put_file("f", b"old");
+    let m = mount(&be, dir.path());
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let w = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(w, 0, b"first half, "), Ok(12));
+    assert!(parts(&be).is_empty(), "an upload started before the close: {:?}", parts(&be));
+    assert_eq!(m.write(w, 12, b"second half"), Ok(11));
+    assert_eq!(be.file("f").as_deref(), Some(&b"old"[..]));
+    m.flush(w).expect("close");
+    m.release(w).expect("release");
+    assert_eq!(be.file("f").as_deref(), Some(&b"first half, second half"[..]));
     assert!(parts(&be).is_empty());
 }

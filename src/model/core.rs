@@ -33,6 +33,10 @@ pub struct ModelConfig {
     pub writeback: Option<std::path::PathBuf>,
     /// How many write-back uploads run at once.
     pub writeback_uploads: usize,
+    /// Uploads are atomic (the backend renames a whole upload over the file at its end): a
+    /// file is never streamed, since a stream may be finished early and go on with APPE (when
+    /// a reader or another transfer needs it), which would show a part of the file.
+    pub atomic_upload: bool,
 }
 
 #[cfg(test)]
@@ -49,6 +53,7 @@ impl ModelConfig {
             cache_dir: cache_dir.to_path_buf(),
             writeback: None,
             writeback_uploads: 1,
+            atomic_upload: false,
         }
     }
 }

@@ -415,8 +415,9 @@ fn fail_stream(core: &Core, f: &OpenFile, io: &mut Io, e: i32) -> i32 {
 /// would destroy what another client put there.
 fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<Writer>> {
     let Some(path) = f.path() else { return Ok(None) };
-    // Write-back uploads whole spools after close, several at once.
-    if core.writeback.enabled() && !f.append {
+    // Write-back uploads whole spools after close, several at once; atomic uploads too (a
+    // stream finished early and continued with APPE would show a part of the file).
+    if (core.writeback.enabled() || core.cfg.atomic_upload) && !f.append {
         return Ok(None);
     }
     let replace = off == 0 && f.is_created();
