@@ -61,16 +61,18 @@ fn copy_spool(f: &OpenFile, out: &mut File) -> io::Result<Option<u64>> {
 pub(super) fn journal_at_close(core: &Core, f: &OpenFile, path: &str) -> bool {
     let wb = &core.writeback;
     let mut fill = |out: &mut File| copy_spool(f, out);
+    // This close's place in the order, written into its entry.
+    let seq = wb.next_close();
     // Taken out while it is written: the journal lock is never held while the spool's is.
     let earlier = f.journal.lock().take();
     let res = match earlier {
         // Journaled at an earlier close of a duplicate: this close's version replaces it.
         Some(mut entry) => {
-            let res = wb.rejournal(&mut entry, &mut fill).map(|n| n.is_some());
+            let res = wb.rejournal(seq, path, &mut entry, &mut fill).map(|n| n.is_some());
             *f.journal.lock() = Some(entry);
             res
         }
-        None => wb.journal(path, &mut fill).map(|made| match made {
+        None => wb.journal(seq, path, &mut fill).map(|made| match made {
             Some(entry) => {
                 *f.journal.lock() = Some(entry);
                 true
@@ -80,7 +82,7 @@ pub(super) fn journal_at_close(core: &Core, f: &OpenFile, path: &str) -> bool {
     };
     match res {
         Ok(true) => {
-            f.close_seq.store(wb.next_close(), Ordering::Relaxed);
+            f.close_seq.store(seq, Ordering::Relaxed);
             true
         }
         Ok(false) => false,
@@ -111,7 +113,7 @@ pub(super) fn defer(core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) 
     let taken = file.journal.lock().take();
     let entry = match taken {
         Some(entry) => entry,
-        None => match wb.journal(path, &mut |out| copy_spool(&file, out)) {
+        None => match wb.journal(seq, path, &mut |out| copy_spool(&file, out)) {
             Ok(Some(entry)) => entry,
             Ok(None) => return false,
             Err(e) => {
@@ -120,6 +122,7 @@ pub(super) fn defer(core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) 
             }
         },
     };
+    file.queued.store(true, Ordering::Relaxed);
     ticket.queue(entry, Box::new(Deferred { core: core.clone(), fh, file }));
     true
 }

@@ -400,6 +400,8 @@ impl Model {
         handle_io::commit(&self.core, f)?;
         f.close_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
         deferred::note_landed(&self.core, f, seq);
+        // Its entry from an earlier close holds an older version than what just landed.
+        deferred::forget_journal(f);
         Ok(())
     }
 
@@ -442,6 +444,14 @@ impl Model {
         let dirty = wb.enabled() && f.is_dirty();
         if dirty && let Some(path) = f.path() {
             let _ = wb.wait_for(|p| p == path);
+            if wb.is_superseded(&path, seq) {
+                // A later close of the file landed or is on its way: this older version never
+                // lands over it, also when it uploads itself.
+                log::debug!("{path}: a later close supersedes this one; not uploaded");
+                deferred::forget_journal(&f);
+                let handles = &self.core.handles;
+                return handle_io::retire(&self.core, &f, false, || drop(handles.remove(fh)));
+            }
         }
         // Still registered while it uploads: a rename or delete of its path waits for it, and
         // an unmount still counts it as open.

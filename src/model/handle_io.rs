@@ -601,7 +601,9 @@ pub fn commit_everything(core: &Core, deadline: Instant) {
     // Creations first: appends to the same files land after them.
     files.sort_by_key(|f| !f.is_created());
     for f in files {
-        if !(f.is_dirty() || f.streaming.load(Ordering::Relaxed)) {
+        // A queued write-back is the queue's: it lands there, or stays in the journal whole
+        // (uploaded here, unbounded and unmarked, a kill could cut it short on the server).
+        if f.queued.load(Ordering::Relaxed) || !(f.is_dirty() || f.streaming.load(Ordering::Relaxed)) {
             continue;
         }
         let path = f.path().unwrap_or_default();

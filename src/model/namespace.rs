@@ -184,7 +184,9 @@ impl Model {
     pub fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
         self.refuse_if_read_only()?;
         let path = self.child(parent, name)?;
-        self.core.writeback.wait_for(|p| p == path)?;
+        // Its write-backs land first, and none is queued until the delete is done (a release
+        // queued meanwhile would keep a journal entry that a crash would bring back).
+        let _frozen = self.core.writeback.freeze(&path, &path)?;
         let (parent, name) = split_path(&path);
         let core = &self.core;
         if core.entry(&path).map(|e| e.is_dir()).unwrap_or(false) {

@@ -46,6 +46,9 @@ pub struct OpenFile {
     pub(super) streaming: AtomicBool,
     /// The handle left the registry (released): what is put in it now is never uploaded.
     pub(super) released: AtomicBool,
+    /// Write-back: its release is queued; the queue uploads it (or leaves it in the journal),
+    /// nothing else does.
+    pub(super) queued: AtomicBool,
     /// Write-back: the order of this handle's last close(2) among all closes (0 = none yet).
     pub(super) close_seq: AtomicU64,
     /// Write-back: the journal's entry of this handle's last closed version, made at close(2).
@@ -88,6 +91,7 @@ impl OpenFile {
             remote_changed: AtomicU64::new(0),
             streaming: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
             close_seq: AtomicU64::new(0),
             journal: Mutex::new(None),
             last_call: AtomicU64::new(micros_now()),

@@ -260,3 +260,130 @@ fn a_resumed_download_of_an_unchanged_file_goes_on() {
     assert!(got == old, "the resumed read is not the file");
     m.release(fh).expect("release");
 }
+
+/// A release that uploads itself (the queue is full) keeps to the order of closes: a close
+/// made before a later one that already landed is dropped, not uploaded over it.
+#[test]
+fn a_release_that_uploads_itself_never_lands_over_a_later_close() {
+    let (be, dir, journal) = setup();
+    be.put_file("f", b"base");
+    let m = model(&be, dir.path(), Some(&journal));
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let older = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(older, 0, b"older close"), Ok(11));
+    m.flush(older).expect("close of the older version");
+    let newer = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(newer, 0, b"newer close, landed"), Ok(19));
+    m.flush(newer).expect("close");
+    m.release(newer).expect("release");
+    wait_uploads_ended_but(&m, 1);
+    assert_eq!(be.file("f").as_deref(), Some(&b"newer close, landed"[..]));
+    // The queue fills up with uploads held by the server.
+    be.hold_uploads(true);
+    for i in 0..64 {
+        write_file(&m, &format!("other{i}"), b"x");
+    }
+    let be2 = be.clone();
+    let go = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        be2.hold_uploads(false);
+    });
+    m.release(older).expect("release of the older close");
+    go.join().expect("join");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"newer close, landed"[..]), "an older close landed over a later one");
+}
+
+/// A close renamed over a file whose later version landed before is that file's newest
+/// version now: it lands (the order of the replaced file's closes went with it).
+#[test]
+fn a_close_renamed_over_another_file_still_lands() {
+    let (be, dir, journal) = setup();
+    be.put_file("p", b"p on the server");
+    let m = model(&be, dir.path(), Some(&journal));
+    let ino = m.lookup(ROOT_INO, "p").expect("lookup").ino;
+    // Not truncated: a rename does not land it first (as it does a creation).
+    let y = m.open(ino, libc::O_WRONLY).expect("open").fh;
+    assert_eq!(m.write(y, 0, b"written through p"), Ok(17));
+    m.flush(y).expect("close");
+    write_file(&m, "q", b"q, landed later");
+    wait_uploads_ended_but(&m, 1);
+    assert_eq!(be.file("q").as_deref(), Some(&b"q, landed later"[..]));
+    m.rename(ROOT_INO, "p", ROOT_INO, "q", false).expect("rename");
+    m.release(y).expect("release");
+    m.stop();
+    assert_eq!(be.file("q").as_deref(), Some(&b"written through p"[..]), "the close renamed over q was dropped");
+    assert_eq!(entries(&journal), 0);
+}
+
+/// Waits (30 s at most) until only `open` handles are left and the queue is empty.
+fn wait_uploads_ended_but(m: &Model, open: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.open_handles() > open || !m.describe_writeback().starts_with("0 uploads queued") {
+        assert!(Instant::now() < deadline, "a write-back upload never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The stop after a signal is bounded: queued uploads the server holds up stay in the journal
+/// whole, and nothing else uploads them on the way out (it did: the unmount's last commit of
+/// every open handle uploaded each queued one, without a bound and unmarked).
+#[test]
+fn a_bounded_stop_leaves_queued_uploads_in_the_journal() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.hold_uploads(true);
+    for i in 0..6 {
+        write_file(&m, &format!("f{i}"), b"queued");
+    }
+    let t0 = Instant::now();
+    m.stop_within(Some(Duration::from_millis(300)));
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(10), "the bounded stop took {took:?}");
+    be.hold_uploads(false);
+    assert_eq!(entries(&journal), 6, "queued uploads are not all in the journal");
+    let files = be.files();
+    for (path, data) in &files {
+        assert!(data == b"queued" || data.is_empty(), "{path} holds {data:?}");
+    }
+}
+
+/// A replay orders one file's entries by their place in the order of closes, written in the
+/// entry, not by the time of their files (coarse, and moved by a clock that steps back).
+#[test]
+fn a_replay_orders_entries_by_their_close_not_their_file_times() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    be.hold_uploads(true);
+    let (_, a) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(a, 0, b"first close"), Ok(11));
+    m.flush(a).expect("first close");
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let b = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(b, 0, b"second close"), Ok(12));
+    m.flush(b).expect("second close");
+    // A crash now; the clock had stepped back between the two closes.
+    let left = dir.path().join("left");
+    std::fs::create_dir(&left).expect("dir");
+    let mut paths = Vec::new();
+    for e in std::fs::read_dir(&journal).expect("journal").flatten() {
+        std::fs::copy(e.path(), left.join(e.file_name())).expect("copy");
+        if e.path().extension().is_some_and(|x| x == "path") {
+            paths.push(left.join(e.file_name()));
+        }
+    }
+    assert_eq!(paths.len(), 2);
+    for p in &paths {
+        let second = std::fs::read(p.with_extension("data")).expect("data") == b"second close";
+        let t = std::time::SystemTime::now() - Duration::from_secs(if second { 3600 } else { 60 });
+        std::fs::File::options().write(true).open(p).expect("path").set_modified(t).expect("time");
+    }
+    be.hold_uploads(false);
+    let be2 = Arc::new(MemoryBackend::new(2));
+    let m2 = model(&be2, dir.path(), None);
+    assert_eq!(m2.recover_journal(&left), 1);
+    assert_eq!(be2.file("f").as_deref(), Some(&b"second close"[..]), "the replay landed the older close");
+    m.release(a).expect("release");
+    m.release(b).expect("release");
+    m.stop();
+}

@@ -249,7 +249,9 @@ impl WriteBack {
             rx,
             running: AtomicUsize::new(0),
         };
-        WriteBack { journal, shared: Arc::new(shared), ids: AtomicU64::new(stamp), closes: AtomicU64::new(1) }
+        // Both counted from the clock, so that the entries of a later mount come after an
+        // earlier mount's (a replay orders a file's entries by their close).
+        WriteBack { journal, shared: Arc::new(shared), ids: AtomicU64::new(stamp), closes: AtomicU64::new(stamp) }
     }
 
     /// The queue in one line, for `ftpfs stats`.
@@ -280,10 +282,11 @@ impl WriteBack {
         self.closes.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Writes a journal entry for a version of `path`: `fill` copies its bytes. `None`:
-    /// write-back off, unmounting, or nothing to keep.
+    /// Writes a journal entry for version `seq` (its close) of `path`: `fill` copies its bytes.
+    /// `None`: write-back off, unmounting, or nothing to keep.
     pub(super) fn journal(
         &self,
+        seq: u64,
         path: &str,
         fill: &mut dyn FnMut(&mut File) -> io::Result<Option<u64>>,
     ) -> io::Result<Option<JournalEntry>> {
@@ -291,20 +294,22 @@ impl WriteBack {
         if self.shared.pending.lock().stopping {
             return Ok(None);
         }
-        JournalEntry::create(dir, self.ids.fetch_add(1, Ordering::Relaxed), path, fill)
+        JournalEntry::create(dir, self.ids.fetch_add(1, Ordering::Relaxed), seq, path, fill)
     }
 
-    /// A newer close of the same handle: its bytes replace what `entry` holds. `None`: not
-    /// journaled (unmounting, or nothing to keep); the caller uploads.
+    /// A newer close `seq` of the same handle (on `path`): its bytes replace what `entry` holds.
+    /// `None`: not journaled (unmounting, or nothing to keep); the caller uploads.
     pub(super) fn rejournal(
         &self,
+        seq: u64,
+        path: &str,
         entry: &mut JournalEntry,
         fill: &mut dyn FnMut(&mut File) -> io::Result<Option<u64>>,
     ) -> io::Result<Option<u64>> {
         if self.shared.pending.lock().stopping {
             return Ok(None);
         }
-        entry.refill(fill)
+        entry.refill(seq, path, fill)
     }
 
     /// Version `seq` of `path` reached the server without the queue (an fsync, a release that
@@ -316,9 +321,17 @@ impl WriteBack {
         }
     }
 
-    /// `path` was deleted or replaced: versions of it left in the journal never land.
+    /// Whether a later close than `seq` of `path` landed or is queued.
+    pub(super) fn is_superseded(&self, path: &str, seq: u64) -> bool {
+        let p = self.shared.pending.lock();
+        p.newest.peek(path).is_some_and(|&n| n > seq) || p.landed.peek(path).is_some_and(|&n| n > seq)
+    }
+
+    /// `path` was deleted or replaced: versions of it left in the journal never land, and
+    /// what was known of the order of its closes goes (a file made there later is another).
     pub(super) fn forget_path(&self, path: &str) {
         let mut p = self.shared.pending.lock();
+        forget_order(&mut p, path);
         let gone: Vec<String> = p.left.keys().filter(|k| is_at_or_under(k, path)).cloned().collect();
         for k in gone {
             for (_, e) in p.left.remove(&k).unwrap_or_default() {
@@ -328,9 +341,20 @@ impl WriteBack {
         }
     }
 
-    /// `from` was renamed to `to`: versions left in the journal under `from` follow it.
+    /// `from` was renamed to `to`: versions left in the journal under `from` follow it, and
+    /// so does the order of its closes (what was known of the file replaced at `to` goes).
     pub(super) fn follow_rename(&self, from: &str, to: &str) {
         let mut p = self.shared.pending.lock();
+        forget_order(&mut p, to);
+        let order: &mut Pending = &mut p;
+        for map in [&mut order.newest, &mut order.landed] {
+            let moved: Vec<(String, u64)> =
+                map.iter().filter(|(k, _)| is_at_or_under(k, from)).map(|(k, v)| (k.clone(), *v)).collect();
+            for (old, seq) in moved {
+                map.pop(&old);
+                map.put(format!("{to}{}", &old[from.len()..]), seq);
+            }
+        }
         let moved: Vec<String> = p.left.keys().filter(|k| is_at_or_under(k, from)).cloned().collect();
         for old in moved {
             let new = format!("{to}{}", &old[from.len()..]);
@@ -461,6 +485,16 @@ impl WriteBack {
         p.newest.put(path.to_string(), seq);
         *p.paths.entry(path.to_string()).or_default() += 1;
         Reserve::Granted(Ticket { wb: self, path: path.to_string(), seq, used: false })
+    }
+}
+
+/// Forgets the order of the closes of `path` and everything under it.
+fn forget_order(p: &mut Pending, path: &str) {
+    for map in [&mut p.newest, &mut p.landed] {
+        let gone: Vec<String> = map.iter().map(|(k, _)| k).filter(|k| is_at_or_under(k, path)).cloned().collect();
+        for k in gone {
+            map.pop(&k);
+        }
     }
 }
 

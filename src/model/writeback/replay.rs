@@ -47,7 +47,9 @@ pub(in crate::model) fn recover(core: &Replay<'_>, journal: &Path) -> Vec<String
     for name in names {
         let data = name.with_extension("data");
         match checked_entry(&name, &data) {
-            Ok((path, file, closed)) => entries.push((path, closed, name, data, file)),
+            // Ordered by their place in the order of closes (entries of older versions of
+            // ftpfs have none: by the time of their close).
+            Ok((path, file, seq, closed)) => entries.push((path, (seq.unwrap_or(0), closed), name, data, file)),
             Err(why) => {
                 log::error!("{}: write-back journal entry refused, not uploaded (left in place): {why}", name.display())
             }
@@ -71,7 +73,7 @@ pub(in crate::model) fn recover(core: &Replay<'_>, journal: &Path) -> Vec<String
         entries.into_iter().enumerate().filter(|(i, _)| newest.contains(i)).map(|(_, e)| e).collect();
     chosen.sort_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
     let mut landed = Vec::new();
-    for (path, closed, name, data, file) in chosen {
+    for (path, (_, closed), name, data, file) in chosen {
         // Kept private if it ends up in cache_dir (an older version made journal files 0644).
         let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
         let started = started_at(&name.with_extension("started"));
@@ -239,7 +241,8 @@ const MAX_ENTRY_PATH: u64 = 64 * 1024;
 /// mounting user (opened without following symlinks), and the path a
 /// mount-relative one (no leading `/`, no `.`, `..` or empty part, no NUL, CR or LF) that stays
 /// under the mount's root on the server.
-fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File, SystemTime), String> {
+#[allow(clippy::type_complexity)]
+fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File, Option<u64>, SystemTime), String> {
     let mut named = crate::private_files::open_trusted(name, false).map_err(|e| format!("its path file: {e}"))?;
     // Written when the version was closed (or its file renamed since).
     let closed = named.metadata().and_then(|m| m.modified()).map_err(|e| format!("its path file: {e}"))?;
@@ -248,12 +251,20 @@ fn checked_entry(name: &Path, data: &Path) -> Result<(String, std::fs::File, Sys
     if raw.len() as u64 > MAX_ENTRY_PATH {
         return Err("its path is too long".into());
     }
-    let path = String::from_utf8(raw).map_err(|_| "its path is not UTF-8".to_string())?;
+    let text = String::from_utf8(raw).map_err(|_| "its path is not UTF-8".to_string())?;
+    // `ftpfs-seq <close>` on a line of its own first (older versions of ftpfs wrote none).
+    let (seq, path) = match text.strip_prefix(super::journal::SEQ_TAG).and_then(|rest| rest.split_once('\n')) {
+        Some((n, path)) => {
+            (Some(n.parse::<u64>().map_err(|_| "its order of closes is not a number".to_string())?), path)
+        }
+        None => (None, text.as_str()),
+    };
+    let path = path.to_string();
     if !is_plain_relative(&path) {
         return Err(format!("its path {path:?} is not a plain path under the mount's root"));
     }
     let file = crate::private_files::open_trusted(data, false).map_err(|e| format!("its data file: {e}"))?;
-    Ok((path, file, closed))
+    Ok((path, file, seq, closed))
 }
 
 /// A mount-relative path as the model writes it: `a/b`, never `/a`, `a/../b`, `a//b` or `.`.
