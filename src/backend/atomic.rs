@@ -4,22 +4,24 @@
 //! size. Other clients of the server never see a half-written file, and an upload that fails
 //! leaves the old version intact.
 //!
-//! What it owns: the temporary names (hidden from listings and lookups through it), the
-//! permission bits of a replaced file (set again after the rename where the server reported
-//! them and can set them), and the clean-up of temporary files an interrupted upload left
-//! behind (seen in a listing more than [`STALE`] after their last change, they are deleted).
+//! What it owns: the temporary names (hidden from listings and lookups through it; unique per
+//! process by a random nonce), the permission bits of a replaced file (set on the temporary
+//! file before the rename, where a listing showed them and the server can set them), and the
+//! clean-up of temporary files an interrupted upload left behind: one that two listings at
+//! least [`STALE`] apart (by our clock: the server's may be off) show unchanged is deleted.
 //! Appends (APPE) cannot be atomic and pass through, as does everything else.
 //!
 //! Rename over an existing file: POSIX servers (vsftpd, pure-ftpd, proftpd, pyftpdlib) replace
-//! the target in one step. A server that refuses (proftpd with `AllowOverwrite off`, Windows
-//! servers) gets the target deleted and the rename tried again: for that moment the name is
-//! missing, never half-written.
+//! the target in one step. Where the server refuses, the target is first renamed aside (to a
+//! temporary name of ours), the upload renamed in, and the old file deleted; if the upload
+//! cannot be renamed in, the old file is renamed back. The name is missing for that moment,
+//! never half-written, and the server never ends with neither version.
 
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -34,8 +36,12 @@ pub const STALE: Duration = Duration::from_secs(3600);
 /// The longest tail of the target's name kept in a temporary name, in bytes (names stay
 /// under the usual 255-byte limit).
 const NAME_TAIL: usize = 180;
-/// Paths whose permission bits are remembered from listings.
+/// Paths whose permission bits are remembered from listings, and temporary files watched for
+/// staleness.
 const MODES_KEPT: usize = 4096;
+
+/// A temporary file as a listing showed it: when first seen (our clock), its size and time.
+type Sighting = (Instant, Option<u64>, Option<i64>);
 
 /// Uploads through temporary names, in front of `inner`.
 pub struct AtomicUploads {
@@ -44,23 +50,75 @@ pub struct AtomicUploads {
     modes: Arc<Mutex<LruCache<String, u32>>>,
     /// Makes each temporary name of this process unique.
     next: AtomicU64,
+    /// Random, per process: temporary names of two clients never meet.
+    nonce: u64,
+    /// Temporary files seen in listings: when first seen (our clock) with which size and time.
+    seen: Mutex<LruCache<String, Sighting>>,
+    /// How long a temporary file must stay unchanged to be taken for a leftover.
+    stale: Duration,
     /// A read-only mount deletes nothing, not even stale temporary files.
     read_only: bool,
 }
 
 impl AtomicUploads {
     pub fn new(inner: Arc<dyn Backend>, read_only: bool) -> AtomicUploads {
-        let n = NonZeroUsize::new(MODES_KEPT).unwrap_or(NonZeroUsize::MIN);
-        AtomicUploads { inner, modes: Arc::new(Mutex::new(LruCache::new(n))), next: AtomicU64::new(0), read_only }
+        AtomicUploads::with_stale(inner, read_only, STALE)
     }
 
-    /// A new temporary name beside `path`.
-    fn part_name(&self, path: &str) -> String {
+    /// As [`AtomicUploads::new`], taking a temporary file unchanged for `stale` for a leftover.
+    pub fn with_stale(inner: Arc<dyn Backend>, read_only: bool, stale: Duration) -> AtomicUploads {
+        use std::hash::{BuildHasher, Hasher};
+        let n = NonZeroUsize::new(MODES_KEPT).unwrap_or(NonZeroUsize::MIN);
+        let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        AtomicUploads {
+            inner,
+            modes: Arc::new(Mutex::new(LruCache::new(n))),
+            next: AtomicU64::new(0),
+            nonce,
+            seen: Mutex::new(LruCache::new(n)),
+            stale,
+            read_only,
+        }
+    }
+
+    /// A new temporary name beside `path`: `.ftpfs-part-<nonce>-<n>-<name>`.
+    fn part_name(&self, path: &str, what: &str) -> String {
         let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let part =
-            format!("{PART_PREFIX}{:x}{id:x}-{}", std::process::id(), crate::printable::tail_bytes(name, NAME_TAIL));
+        let tail = crate::printable::tail_bytes(name, NAME_TAIL);
+        let part = format!("{PART_PREFIX}{:016x}-{id:x}{what}-{tail}", self.nonce);
         if dir.is_empty() { part } else { format!("{dir}/{part}") }
+    }
+
+    /// Whether `name` is a temporary name of this process (never a leftover while it runs).
+    fn is_ours(&self, name: &str) -> bool {
+        name.starts_with(&format!("{PART_PREFIX}{:016x}-", self.nonce))
+    }
+
+    /// A temporary file a listing shows: deleted when an earlier listing at least `stale` ago
+    /// showed it the same (size and time), else remembered.
+    fn clean_if_stale(&self, dir: &str, e: &Entry) {
+        if self.read_only || e.kind != super::EntryKind::File || self.is_ours(&e.name) {
+            return;
+        }
+        let path = if dir.is_empty() { e.name.clone() } else { format!("{dir}/{}", e.name) };
+        let stale = {
+            let mut seen = self.seen.lock();
+            match seen.get(&path) {
+                Some((since, size, mtime)) if (*size, *mtime) == (e.size, e.mtime) => since.elapsed() >= self.stale,
+                _ => {
+                    seen.put(path.clone(), (Instant::now(), e.size, e.mtime));
+                    false
+                }
+            }
+        };
+        if stale {
+            self.seen.lock().pop(&path);
+            match self.inner.delete(&path) {
+                Ok(()) => log::info!("{path}: an interrupted atomic upload's temporary file; deleted"),
+                Err(err) => log::debug!("{path}: a stale temporary file, not deleted: {err}"),
+            }
+        }
     }
 
     fn remember_mode(&self, dir: &str, e: &Entry) {
@@ -79,20 +137,12 @@ pub fn is_part(path: &str) -> bool {
 impl Backend for AtomicUploads {
     fn list(&self, dir: &str) -> BackendResult<Vec<Entry>> {
         let mut entries = self.inner.list(dir)?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         entries.retain(|e| {
             if !e.name.starts_with(PART_PREFIX) {
                 self.remember_mode(dir, e);
                 return true;
             }
-            let stale = e.mtime.is_some_and(|t| now - t > STALE.as_secs() as i64);
-            if stale && !self.read_only && e.kind == super::EntryKind::File {
-                let path = if dir.is_empty() { e.name.clone() } else { format!("{dir}/{}", e.name) };
-                match self.inner.delete(&path) {
-                    Ok(()) => log::info!("{path}: an interrupted atomic upload's temporary file; deleted"),
-                    Err(err) => log::debug!("{path}: a stale temporary file, not deleted: {err}"),
-                }
-            }
+            self.clean_if_stale(dir, e);
             false
         });
         Ok(entries)
@@ -126,7 +176,8 @@ impl Backend for AtomicUploads {
         if mode == WriteMode::Append {
             return self.inner.write(path, mode, wait);
         }
-        let part = self.part_name(path);
+        let part = self.part_name(path, "");
+        let aside = self.part_name(path, "old");
         let Some(up) = self.inner.write(&part, WriteMode::Replace, wait)? else { return Ok(None) };
         let mode = self.modes.lock().get(path).copied();
         Ok(Some(Box::new(AtomicWrite {
@@ -134,6 +185,7 @@ impl Backend for AtomicUploads {
             inner: self.inner.clone(),
             modes: self.modes.clone(),
             part,
+            aside,
             target: path.to_string(),
             written: 0,
             mode,
@@ -154,7 +206,14 @@ impl Backend for AtomicUploads {
     }
 
     fn rename(&self, from: &str, to: &str) -> BackendResult<()> {
-        self.inner.rename(from, to)
+        self.inner.rename(from, to)?;
+        // The mode of the file now at `to` is that of `from` (if known).
+        let mut modes = self.modes.lock();
+        match modes.pop(from) {
+            Some(m) => modes.put(to.to_string(), m),
+            None => modes.pop(to),
+        };
+        Ok(())
     }
 
     fn can_set_mtime(&self) -> bool {
@@ -218,6 +277,8 @@ struct AtomicWrite {
     inner: Arc<dyn Backend>,
     modes: Arc<Mutex<LruCache<String, u32>>>,
     part: String,
+    /// Where the old file goes aside when the server will not rename over it.
+    aside: String,
     target: String,
     written: u64,
     /// The replaced file's permission bits, where a listing showed them.
@@ -259,8 +320,8 @@ impl AtomicWrite {
 impl WriteStream for AtomicWrite {
     fn finish(mut self: Box<Self>) -> BackendResult<Option<u64>> {
         let Some(up) = self.up.take() else { return Err(FsError::Invalid) };
-        let (inner, modes, part, target, written, mode) =
-            (self.inner.clone(), self.modes.clone(), self.part.clone(), self.target.clone(), self.written, self.mode);
+        let inner = self.inner.clone();
+        let (part, target, written) = (self.part.clone(), self.target.clone(), self.written);
         let reported = match up.finish() {
             Ok(r) => r,
             Err(e) => {
@@ -271,35 +332,71 @@ impl WriteStream for AtomicWrite {
         // The size is checked before the rename: a short file never replaces the old one.
         let size = match reported {
             Some(n) => Some(n),
-            None => inner.size(&part)?,
+            None => inner.size(&part).inspect_err(|_| Self::discard(inner.as_ref(), &part))?,
         };
         if let Some(n) = size.filter(|&n| n != written) {
             log::error!("{target}: the server holds {n} bytes of the upload, not {written}; the old file stays");
             Self::discard(inner.as_ref(), &part);
             return Err(FsError::Broken);
         }
-        if let Err(e) = inner.rename(&part, &target) {
-            if !e.is_definite() {
+        // The replaced file's mode, set before the upload takes its name (a new file gets the
+        // server's default mode, for a moment visible otherwise).
+        if let Some(m) = self.mode.filter(|_| inner.can_chmod())
+            && let Err(e) = inner.chmod(&part, m)
+        {
+            log::debug!("{target}: its mode {m:o} not kept by the upload: {e}");
+        }
+        match inner.rename(&part, &target) {
+            Ok(()) => {}
+            Err(e) if !e.is_definite() => {
+                // After the backend's own retry: the upload may or may not have its name. The
+                // old file stays or the new one is in place; a temporary file goes.
+                Self::discard(inner.as_ref(), &part);
                 return Err(e);
             }
-            // A server that does not rename over an existing file: the old one goes first.
-            log::debug!("{target}: rename over it refused ({e}); deleting it, then renaming");
-            let retried = inner.delete(&target).and_then(|()| inner.rename(&part, &target));
-            if let Err(e2) = retried {
-                log::error!("{target}: the upload could not replace it ({e2}); the old file stays");
-                Self::discard(inner.as_ref(), &part);
-                return Err(e2);
-            }
+            Err(e) => self.replace_aside(e)?,
         }
-        if let Some(m) = mode.filter(|_| inner.can_chmod()) {
-            // A new file gets the server's default mode: the replaced file's mode is kept.
-            match inner.chmod(&target, m) {
-                Ok(()) => {
-                    modes.lock().put(target.clone(), m);
-                }
-                Err(e) => log::debug!("{target}: its mode {m:o} not set again after the upload: {e}"),
-            }
+        if let Some(m) = self.mode {
+            self.modes.lock().put(target, m);
         }
         Ok(Some(written))
+    }
+}
+
+impl AtomicWrite {
+    /// The server refused to rename the upload over the file (`refused`): the old file goes
+    /// aside, the upload takes its name, and the old file is deleted; where the upload cannot
+    /// take the name, the old file is put back. The server never ends with neither version.
+    fn replace_aside(&self, refused: FsError) -> BackendResult<()> {
+        let (inner, part, aside, target) = (self.inner.as_ref(), &self.part, &self.aside, &self.target);
+        log::debug!("{target}: rename over it refused ({refused}); moving it aside first");
+        if let Err(e) = inner.rename(target, aside) {
+            log::error!(
+                "{target}: the upload could not replace it ({refused}; moving it aside: {e}); the old file stays"
+            );
+            Self::discard(inner, part);
+            return Err(refused);
+        }
+        match inner.rename(part, target) {
+            Ok(()) => {
+                if let Err(e) = inner.delete(aside) {
+                    log::warn!("{target}: the replaced version stays as {aside} (not deleted: {e})");
+                }
+                Ok(())
+            }
+            Err(e) => match inner.rename(aside, target) {
+                Ok(()) => {
+                    log::error!("{target}: the upload could not replace it ({e}); the old file stays");
+                    Self::discard(inner, part);
+                    Err(e)
+                }
+                Err(e2) => {
+                    log::error!(
+                        "{target}: neither version could be put back in place ({e}, {e2}): the old one is {aside}, the new one {part}"
+                    );
+                    Err(e)
+                }
+            },
+        }
     }
 }

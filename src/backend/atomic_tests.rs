@@ -101,17 +101,12 @@ fn temporary_files_are_hidden_and_stale_ones_cleaned_up() {
     let dir = tempfile::tempdir().expect("dir");
     let be = Arc::new(MemoryBackend::new(4));
     be.put_file("a", b"a");
-    let fresh = format!("{PART_PREFIX}1-a");
-    let stale = format!("{PART_PREFIX}2-a");
-    be.put_file(&fresh, b"another client's upload, running");
-    be.put_file(&stale, b"left by a crash");
-    let long_ago = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
-    let secs = long_ago.duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
-    be.set_mtime(&stale, secs).expect("mtime");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
-    be.set_mtime(&fresh, now - 60).expect("mtime");
+    let running = format!("{PART_PREFIX}1-a");
+    let left = format!("{PART_PREFIX}2-a");
+    be.put_file(&running, b"another client's upload, running");
+    be.put_file(&left, b"left by a crash");
     let m = mount(&be, dir.path());
-    assert_eq!(m.lookup(ROOT_INO, &fresh).err(), Some(libc::ENOENT), "a temporary file is visible");
+    assert_eq!(m.lookup(ROOT_INO, &running).err(), Some(libc::ENOENT), "a temporary file is visible");
     let dh = m.opendir(ROOT_INO).expect("opendir").fh;
     let mut names = Vec::new();
     m.readdir(dh, 0, false, &mut |item| {
@@ -123,8 +118,19 @@ fn temporary_files_are_hidden_and_stale_ones_cleaned_up() {
     .expect("readdir");
     m.releasedir(dh);
     assert_eq!(names, vec!["a".to_string()], "the listing shows temporary files");
-    assert!(be.exists(&fresh), "a running upload's temporary file was deleted");
-    assert!(!be.exists(&stale), "a stale temporary file was not cleaned up");
+    // Stale: two listings at least this far apart (our clock) show it unchanged.
+    let atomic = AtomicUploads::with_stale(be.clone(), false, Duration::from_millis(200));
+    assert_eq!(atomic.list("").expect("list").len(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    be.put_file(&running, b"another client's upload, running, grown");
+    assert_eq!(atomic.list("").expect("list").len(), 1);
+    assert!(be.exists(&running), "a running upload's temporary file was deleted");
+    assert!(!be.exists(&left), "a stale temporary file was not cleaned up");
+    // The time the server shows does not matter (its clock may be far off ours): only change.
+    let read_only = AtomicUploads::with_stale(be.clone(), true, Duration::ZERO);
+    read_only.list("").expect("list");
+    read_only.list("").expect("list");
+    assert!(be.exists(&running), "a read-only mount deleted a temporary file");
 }
 
 #[test]
@@ -158,4 +164,29 @@ fn nothing_is_uploaded_before_the_close() {
     m.release(w).expect("release");
     assert_eq!(be.file("f").as_deref(), Some(&b"first half, second half"[..]));
     assert!(parts(&be).is_empty());
+}
+
+/// Where the server will not rename the upload over the file, and the way aside fails too (or
+/// the upload cannot take the name even then), the old file stays in place: the server never
+/// ends with neither version.
+#[test]
+fn a_refused_replacement_never_leaves_neither_version() {
+    use super::memory::Op;
+    use crate::backend::FsError;
+    for refusals in [vec![1, 2], vec![1, 3]] {
+        let dir = tempfile::tempdir().expect("dir");
+        let be = Arc::new(MemoryBackend::new(4));
+        be.put_file("f", b"the old version");
+        let m = mount(&be, dir.path());
+        let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+        let fh = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+        assert_eq!(m.write(fh, 0, b"new"), Ok(3));
+        for &n in &refusals {
+            be.fail_nth(Op::Rename, n, FsError::Denied);
+        }
+        assert!(m.flush(fh).is_err(), "{refusals:?}: a refused replacement closed without an error");
+        assert_eq!(be.file("f").as_deref(), Some(&b"the old version"[..]), "{refusals:?}: the old version is gone");
+        assert!(parts(&be).is_empty(), "{refusals:?}: temporary files left: {:?}", parts(&be));
+        let _ = m.release(fh);
+    }
 }
