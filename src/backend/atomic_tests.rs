@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::Backend;
-use super::atomic::{AtomicUploads, PART_PREFIX, STALE};
+use super::atomic::{AtomicUploads, PART_PREFIX};
 use super::memory::MemoryBackend;
 use crate::model::{Model, ModelConfig, ROOT_INO};
 
