@@ -311,6 +311,9 @@ impl Model {
         let server_size = if truncate { Some(0) } else { entry.size };
         let handles = &self.core.handles;
         let fh = handles.open(&path, writable, append, truncate, server_size);
+        if let Ok(f) = handles.get(fh) {
+            f.io.lock().listed_mtime = entry.mtime;
+        }
         if truncate && let Ok(f) = handles.get(fh) {
             // Emptying the file changes it now (its mtime and ctime).
             f.note_modified();

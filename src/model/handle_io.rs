@@ -288,7 +288,7 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
             continue;
         }
         if std::mem::take(&mut io.resume_check) && off > 0 {
-            check_same_version(core, &path, io.server_size, io.read_since)?;
+            check_same_version(core, &path, io.server_size, io.read_since, io.listed_mtime)?;
         }
         if off == 0 || io.read_since.is_none() {
             io.read_since = Some(SystemTime::now());
@@ -304,10 +304,18 @@ const CLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// Before a download that broke resumes with REST: the server's file still has the size of
 /// the version being read (SIZE), and, where the server tells exact times (MDTM), it was not
-/// changed after that version's download began (`since`, with [`CLOCK_SLACK`]); otherwise the
-/// read fails with EIO rather than hand out the rest of another version after the start of
-/// this one. (A change within the slack of the start, at the same size, goes unseen.)
-fn check_same_version(core: &Core, path: &str, known: Option<u64>, since: Option<SystemTime>) -> FsResult<()> {
+/// changed after that version's download began (`since`, with [`CLOCK_SLACK`]) nor after the
+/// time the listing showed at open (`listed`: the server's own clock, so a server clock ahead
+/// of ours does not fail an unchanged file); otherwise the read fails with EIO rather than hand
+/// out the rest of another version after the start of this one. (A change within the slack of
+/// the start, at the same size, goes unseen.)
+fn check_same_version(
+    core: &Core,
+    path: &str,
+    known: Option<u64>,
+    since: Option<SystemTime>,
+    listed: Option<i64>,
+) -> FsResult<()> {
     if let Some(known) = known
         && let Ok(Some(now)) = core.backend.size(path)
         && now != known
@@ -318,7 +326,7 @@ fn check_same_version(core: &Core, path: &str, known: Option<u64>, since: Option
     let Some(since) = since else { return Ok(()) };
     let began = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     match core.backend.modified(path) {
-        Ok(Some(changed)) if changed > began + CLOCK_SLACK.as_secs() as i64 => {
+        Ok(Some(changed)) if changed > began + CLOCK_SLACK.as_secs() as i64 && listed.is_none_or(|l| changed > l) => {
             log::error!(
                 "{path} changed on the server while being read (its time is {changed}, the read began at {began}): not resuming"
             );

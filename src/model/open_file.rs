@@ -183,6 +183,8 @@ pub struct Io {
     /// When the download of the version being read began from its start (our clock): a file
     /// the server changed after that is another version.
     pub(super) read_since: Option<SystemTime>,
+    /// The file's time as the listing showed it when the handle was opened (server clock).
+    pub(super) listed_mtime: Option<i64>,
 }
 
 impl Io {
@@ -195,6 +197,7 @@ impl Io {
             error: None,
             resume_check: false,
             read_since: None,
+            listed_mtime: None,
         }
     }
 }

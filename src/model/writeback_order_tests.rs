@@ -387,3 +387,27 @@ fn a_replay_orders_entries_by_their_close_not_their_file_times() {
     m.release(b).expect("release");
     m.stop();
 }
+
+/// A server whose clock is ahead of ours: a file it shows as changed "in the future" but the
+/// same as at open (MDTM equals the listing's time) resumes after a break.
+#[test]
+fn a_resumed_download_trusts_the_servers_own_time_from_the_listing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let be = Arc::new(MemoryBackend::new(4));
+    let old: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    be.put_file("f", &old);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
+    crate::backend::Backend::set_mtime(&*be, "f", now + 3600).expect("mtime");
+    let m = model(&be, dir.path(), None);
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    be.break_read_after(1 << 20);
+    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
+    let mut got = Vec::new();
+    let mut off = 0;
+    while off < old.len() as u64 {
+        m.read(fh, off, 128 << 10, &mut |d| got.extend_from_slice(d)).expect("read across the break");
+        off += 128 << 10;
+    }
+    assert!(got == old, "the resumed read is not the file");
+    m.release(fh).expect("release");
+}
