@@ -19,6 +19,9 @@
 
 mod journal;
 pub(super) mod replay;
+mod retry;
+
+use retry::{TRANSIENT, upload_with_retries};
 
 pub(super) use journal::JournalEntry;
 
@@ -591,60 +594,4 @@ fn run(shared: &Shared, job: Job) {
     p.ended += 1;
     drop(p);
     shared.changed.notify_all();
-}
-
-/// Failures worth trying again (in this mount, then at the next) rather than giving up on:
-/// the connection or the server failed, not the request.
-const TRANSIENT: [i32; 14] = [
-    libc::EIO,
-    libc::ETIMEDOUT,
-    libc::EBUSY,
-    libc::ENOTCONN,
-    libc::ECONNRESET,
-    libc::ECONNABORTED,
-    libc::ECONNREFUSED,
-    libc::EPIPE,
-    libc::ENETDOWN,
-    libc::ENETUNREACH,
-    libc::EHOSTUNREACH,
-    libc::ESHUTDOWN,
-    libc::EAGAIN,
-    libc::EINTR,
-];
-
-/// Attempts of one deferred upload in this mount, and the pause before the first retry
-/// (doubled each time: 1, 2, 4, 8 s); after the last, the journal keeps it for the next mount.
-const ATTEMPTS: u32 = 5;
-const FIRST_PAUSE: Duration = if cfg!(test) { Duration::from_millis(20) } else { Duration::from_secs(1) };
-
-/// Uploads a deferred version, trying again after a failure the server may not repeat
-/// ([`TRANSIENT`]) up to [`ATTEMPTS`] times with a doubling pause, while the mount is not
-/// stopping. Other uploads of the path wait meanwhile (it is marked running), so versions stay
-/// in order.
-fn upload_with_retries(shared: &Shared, job: &Job) -> FsResult<()> {
-    let mut pause = FIRST_PAUSE;
-    for attempt in 1.. {
-        let res = job.version.upload();
-        let Err(e) = res else { return res };
-        if !TRANSIENT.contains(&e) || attempt >= ATTEMPTS {
-            return res;
-        }
-        log::warn!(
-            "{}: write-back upload failed (errno {e}); trying again in {} s (attempt {} of {ATTEMPTS})",
-            job.path,
-            pause.as_secs(),
-            attempt + 1
-        );
-        let until = Instant::now() + pause;
-        let mut p = shared.pending.lock();
-        while !p.stopping && Instant::now() < until {
-            let _ = shared.changed.wait_until(&mut p, until);
-        }
-        if p.stopping {
-            return res;
-        }
-        drop(p);
-        pause *= 2;
-    }
-    Ok(())
 }
