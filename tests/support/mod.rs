@@ -608,18 +608,24 @@ impl FtpServer {
 
     /// Kills every process (other than this one) holding a socket on the server's ports, the
     /// control port and the passive range: proftpd and pure-ftpd rewrite their session processes'
-    /// titles, so `pkill -f` misses them and they would live on and finish transfers.
+    /// titles, so `pkill -f` misses them and they would live on and finish transfers. Only
+    /// sockets on the server's own address (or a wildcard) count: a proxy in front of the server
+    /// listens on the same port numbers at another loopback address (tests/wan.rs's wan_proxy on
+    /// 127.0.0.2), and it outlives a restart of the server as the network would.
     fn kill_sessions(&self) {
         let ports = self.port..=self.pasv_range.1;
+        let addresses = proc_net_addresses(&self.host);
         let sockets: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
             .iter()
             .filter_map(|table| std::fs::read_to_string(table).ok())
             .flat_map(|text| text.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
             .filter_map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
-                let port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let (address, port) = fields.get(1)?.rsplit_once(':')?;
+                let port = u16::from_str_radix(port, 16).ok()?;
+                let ours = addresses.as_ref().is_none_or(|a| a.iter().any(|a| a.eq_ignore_ascii_case(address)));
                 let inode = fields.get(9)?;
-                (ports.contains(&port) && *inode != "0").then(|| format!("socket:[{inode}]"))
+                (ours && ports.contains(&port) && *inode != "0").then(|| format!("socket:[{inode}]"))
             })
             .collect();
         if sockets.is_empty() {
@@ -639,6 +645,24 @@ impl FtpServer {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The local addresses of /proc/net/tcp and tcp6 (hex, each 32-bit word as the kernel prints it)
+/// that a server listening on `host` has: its own, IPv4-mapped for IPv4, and the wildcards.
+/// `None` when `host` is not an IP address (then every address counts).
+fn proc_net_addresses(host: &str) -> Option<Vec<String>> {
+    let hex = |bytes: &[u8]| -> String {
+        bytes.chunks(4).map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))).collect()
+    };
+    let mut out = vec![hex(&[0; 4]), hex(&[0; 16])];
+    match host.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            out.push(hex(&v4.octets()));
+            out.push(hex(&v4.to_ipv6_mapped().octets()));
+        }
+        std::net::IpAddr::V6(v6) => out.push(hex(&v6.octets())),
+    }
+    Some(out)
 }
 
 impl Drop for FtpServer {
