@@ -148,6 +148,15 @@ pub(super) fn follow_rename(moved: &[Arc<OpenFile>]) {
     }
 }
 
+/// The handle's version is about to be uploaded outside the queue (fsync, a release that
+/// uploads itself, the unmount): its journal entry is marked as begun, so a replay after a
+/// kill during that upload knows a newer file on the server is its own bytes cut short.
+pub(super) fn mark_started(file: &OpenFile) {
+    if let Some(entry) = file.journal.lock().as_ref() {
+        entry.mark_started();
+    }
+}
+
 /// The handle is committed or forgotten without write-back: its journal entry goes.
 pub(super) fn forget_journal(file: &OpenFile) {
     if let Some(entry) = file.journal.lock().take() {

@@ -400,6 +400,7 @@ impl Model {
             wb.wait_for(|p| p == path)?;
         }
         let seq = wb.next_close();
+        deferred::mark_started(f);
         handle_io::commit(&self.core, f)?;
         f.close_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
         deferred::note_landed(&self.core, f, seq);
@@ -458,6 +459,7 @@ impl Model {
         }
         // Still registered while it uploads: a rename or delete of its path waits for it, and
         // an unmount still counts it as open.
+        deferred::mark_started(&f);
         let res = handle_io::commit(&self.core, &f);
         if dirty && res.is_ok() {
             deferred::note_landed(&self.core, &f, seq);
@@ -651,7 +653,14 @@ impl Model {
         let deadline = now + bound.unwrap_or(Duration::from_secs(365 * 24 * 3600));
         core.writeback.wait_all(core.wait_limit(), deadline, || core.sent.load(Ordering::Relaxed));
         let left = deadline.min(std::time::Instant::now() + core.wait_limit());
-        handle_io::commit_everything(core, left);
+        handle_io::commit_everything(core, left, &deferred::mark_started);
+        // A handle whose data landed (here, or by a release racing the unmount) needs its
+        // journal entry no more: the next mount would upload it again.
+        for f in core.handles.all() {
+            if !f.queued.load(Ordering::Relaxed) && !f.is_dirty() {
+                deferred::forget_journal(&f);
+            }
+        }
         core.backend.shut_down();
     }
 }

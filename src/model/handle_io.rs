@@ -603,8 +603,9 @@ pub fn with_handles_quiet<T>(core: &Core, tops: &[&str], body: impl FnOnce() -> 
     body()
 }
 
-/// Commits all handles with unsaved data (at unmount), giving up on what is left at `deadline`.
-pub fn commit_everything(core: &Core, deadline: Instant) {
+/// Commits all handles with unsaved data (at unmount), giving up on what is left at `deadline`;
+/// `starting` is told of each upload before it begins.
+pub fn commit_everything(core: &Core, deadline: Instant, starting: &dyn Fn(&OpenFile)) {
     let mut files = core.handles.all();
     // Creations first: appends to the same files land after them.
     files.sort_by_key(|f| !f.is_created());
@@ -619,6 +620,7 @@ pub fn commit_everything(core: &Core, deadline: Instant) {
             log::error!("{path}: unsaved data not uploaded at unmount: no time left");
             continue;
         };
+        starting(&f);
         if let Err(e) = commit_locked(core, &f, &mut io) {
             log::error!("{path}: unsaved data could not be uploaded at unmount: errno {e}");
         }

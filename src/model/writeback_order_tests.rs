@@ -411,3 +411,41 @@ fn a_resumed_download_trusts_the_servers_own_time_from_the_listing() {
     assert!(got == old, "the resumed read is not the file");
     m.release(fh).expect("release");
 }
+
+/// A release that reaches the mount while it stops uploads itself; once the stop returns (the
+/// process exits right after), the version is on the server and its journal entry gone: the
+/// next mount does not upload it again (seen through the kernel: `cp; fusermount -u`).
+#[test]
+fn a_release_racing_the_stop_leaves_no_journal_entry() {
+    let (be, dir, journal) = setup();
+    let m = Arc::new(model(&be, dir.path(), Some(&journal)));
+    let (_, fh) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"closed as the mount stops"), Ok(25));
+    m.flush(fh).expect("close");
+    be.hold_uploads(true);
+    let stopper = {
+        let m = m.clone();
+        std::thread::spawn(move || m.stop())
+    };
+    // The stop has begun (no more deferrals): the release uploads itself, held by the server.
+    std::thread::sleep(Duration::from_millis(100));
+    let releaser = {
+        let m = m.clone();
+        std::thread::spawn(move || m.release(fh))
+    };
+    wait_held(&be);
+    be.hold_uploads(false);
+    stopper.join().expect("stop");
+    assert_eq!(be.file("f").as_deref(), Some(&b"closed as the mount stops"[..]));
+    assert_eq!(entries(&journal), 0, "the stop returned with the landed version still in the journal");
+    releaser.join().expect("release").expect("release result");
+}
+
+/// Waits (30 s at most) until an upload is held by the server.
+fn wait_held(be: &MemoryBackend) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while be.uploads_waiting() == 0 {
+        assert!(Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

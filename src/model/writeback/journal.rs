@@ -126,7 +126,7 @@ impl JournalEntry {
 
     /// Its upload begins now: a replay after a crash can tell the server's newer file is its
     /// own bytes cut short (see [`super::replay`]).
-    pub(super) fn mark_started(&self) {
+    pub(in crate::model) fn mark_started(&self) {
         let _ = crate::private_files::create_or_truncate(&self.data.with_extension("started"));
     }
 
