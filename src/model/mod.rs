@@ -40,4 +40,6 @@ mod stream_tests;
 #[cfg(test)]
 mod writeback_order_tests;
 #[cfg(test)]
+mod writeback_prop_tests;
+#[cfg(test)]
 mod writeback_tests;
