@@ -191,6 +191,18 @@ impl Core {
         }
     }
 
+    /// What handle `f` held reached the server as version `seq` of its file (a queued upload,
+    /// fsync, a release that uploads itself, a creation landed before a rename or a read):
+    /// write-back never lands an older close after it, and the journal entries of older closes
+    /// and its own go (a crash would replay them over it).
+    pub(super) fn note_landed(&self, f: &super::files::OpenFile, seq: u64) {
+        if let Some(path) = f.path() {
+            self.writeback.note_landed(&path, seq);
+            self.handles.forget_older_journals(&path, f, seq);
+        }
+        f.forget_journal();
+    }
+
     /// We changed `path`'s attributes or name now (its ctime).
     pub(super) fn note_change(&self, path: &str) {
         self.changed.lock().put(path.to_string(), SystemTime::now());

@@ -31,6 +31,9 @@ impl Version for Deferred {
         // Out under its lock: a truncation that reached it after the upload lands too, and one
         // that comes later sees it released.
         let core = &self.core;
+        if uploaded {
+            core.note_landed(&self.file, self.file.close_seq.load(Ordering::Relaxed));
+        }
         handle_io::retire(core, &self.file, uploaded, || drop(core.handles.remove(self.fh)))
     }
 
@@ -97,10 +100,8 @@ pub(super) fn journal_at_close(core: &Core, f: &OpenFile, path: &str) -> bool {
 /// or now) and queued. `false`: not deferred (the caller uploads now).
 pub(super) fn defer(core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) -> bool {
     let wb = &core.writeback;
-    let seq = match file.close_seq.load(Ordering::Relaxed) {
-        0 => wb.next_close(),
-        n => n,
-    };
+    let seq = file.close_or(|| wb.next_close());
+    file.close_seq.store(seq, Ordering::Relaxed);
     let ticket = match wb.reserve(path, seq) {
         Reserve::Refused => return false,
         Reserve::Superseded => {
@@ -127,15 +128,6 @@ pub(super) fn defer(core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) 
     true
 }
 
-/// The handle's data reached the server without the queue (fsync, or a release that uploads
-/// itself), as close `seq`: older versions of the path still queued or left in the journal
-/// never land after it.
-pub(super) fn note_landed(core: &Core, f: &OpenFile, seq: u64) {
-    if let Some(path) = f.path() {
-        core.writeback.note_landed(&path, seq);
-    }
-}
-
 /// After a rename: the journal entries of handles now at or under `to` (journaled at a
 /// close, not released yet) name their new path, so that a crash before their release does
 /// not upload them under the old name.
@@ -159,7 +151,5 @@ pub(super) fn mark_started(file: &OpenFile) {
 
 /// The handle is committed or forgotten without write-back: its journal entry goes.
 pub(super) fn forget_journal(file: &OpenFile) {
-    if let Some(entry) = file.journal.lock().take() {
-        entry.remove();
-    }
+    file.forget_journal();
 }

@@ -75,6 +75,17 @@ impl Handles {
         self.on_path(path).into_iter().filter(|f| !std::ptr::eq(Arc::as_ptr(f), me)).collect()
     }
 
+    /// Version `seq` of `path` landed (through `landed`): the journal entries of other
+    /// handles' older closes of it go (a crash would replay them over it).
+    pub(super) fn forget_older_journals(&self, path: &str, landed: &OpenFile, seq: u64) {
+        for g in self.others_on(path, landed) {
+            let closed = g.close_seq.load(std::sync::atomic::Ordering::Relaxed);
+            if closed != 0 && closed < seq {
+                g.forget_journal();
+            }
+        }
+    }
+
     /// Handles open at or under `path` (a file, or a directory and everything in it).
     pub(super) fn at_or_under(&self, path: &str) -> Vec<Arc<OpenFile>> {
         self.matching(|p| is_at_or_under(p, path))

@@ -403,9 +403,7 @@ impl Model {
         deferred::mark_started(f);
         handle_io::commit(&self.core, f)?;
         f.close_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
-        deferred::note_landed(&self.core, f, seq);
-        // Its entry from an earlier close holds an older version than what just landed.
-        deferred::forget_journal(f);
+        self.core.note_landed(f, seq);
         Ok(())
     }
 
@@ -462,7 +460,7 @@ impl Model {
         deferred::mark_started(&f);
         let res = handle_io::commit(&self.core, &f);
         if dirty && res.is_ok() {
-            deferred::note_landed(&self.core, &f, seq);
+            self.core.note_landed(&f, seq);
         }
         if let Err(e) = res {
             log::error!("{}: upload at close failed: errno {e}", f.path().unwrap_or_default());

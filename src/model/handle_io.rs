@@ -168,16 +168,51 @@ fn others_unsettled(core: &Core, f: &OpenFile, path: &str) -> bool {
 /// to see.
 fn land_others(core: &Core, f: &OpenFile, path: &str, streams: bool) -> FsResult<()> {
     let pending = |g: &OpenFile| g.is_created() || (streams && g.streaming.load(Ordering::Relaxed));
-    for g in core.handles.others_on(path, f).into_iter().filter(|g| pending(g)) {
+    let others: Vec<_> = core.handles.others_on(path, f).into_iter().filter(|g| pending(g)).collect();
+    for g in in_order_of_closes(others) {
         let mut io = g.io.try_lock_for(core.wait_limit()).ok_or(libc::ETIMEDOUT)?;
+        if g.is_created() && overtaken(core, &g, &mut io, path) {
+            continue;
+        }
         // A creation lands whole (its spool too, if it has one); another writer's spooled
         // changes stay private until it closes.
         let stream_or_creation = (streams && matches!(io.state, State::Writing(_))) || g.is_created();
-        if io.error.is_none() && stream_or_creation {
-            let _ = commit_locked(core, &g, &mut io);
+        let seq = g.close_or(|| core.writeback.next_close());
+        if io.error.is_none() && stream_or_creation && commit_locked(core, &g, &mut io).is_ok() {
+            drop(io);
+            g.close_seq.store(seq, Ordering::Relaxed);
+            core.note_landed(&g, seq);
         }
     }
     Ok(())
+}
+
+/// Handles in the order of their closes (with write-back: the order their versions land in),
+/// those never closed last (their data is newer than any close).
+fn in_order_of_closes(mut files: Vec<Arc<OpenFile>>) -> Vec<Arc<OpenFile>> {
+    files.sort_by_key(|g| {
+        let closed = g.close_seq.load(Ordering::Relaxed);
+        (closed == 0, closed)
+    });
+    files
+}
+
+/// With write-back, a closed creation that a later close of `path` overtook (landed, or
+/// queued) never lands: it is done with as if it had landed and been replaced (its journal
+/// entry goes too). `true`: overtaken.
+fn overtaken(core: &Core, g: &OpenFile, io: &mut Io, path: &str) -> bool {
+    let closed = g.close_seq.load(Ordering::Relaxed);
+    if closed == 0 || !core.writeback.is_superseded(path, closed) {
+        return false;
+    }
+    log::debug!("{path}: a later close overtook this one; not uploaded");
+    if let State::Spooled(s) = &mut io.state {
+        s.dirty = false;
+    }
+    g.created.store(false, Ordering::Relaxed);
+    g.set_dirty_size(None);
+    g.forget_journal();
+    true
 }
 
 /// Before `f` builds on its file's content (a spool loaded from the server, a tail appended)
@@ -566,11 +601,21 @@ pub fn can_write_back(f: &OpenFile) -> bool {
 /// handle to the new name). Only a failure for `path` itself fails the rename; one for a file
 /// under it stays with that handle (reported at its close) and does not block the rename.
 pub fn land_creations_under(core: &Core, path: &str) -> FsResult<()> {
-    for f in core.handles.at_or_under(path) {
+    for f in in_order_of_closes(core.handles.at_or_under(path)) {
         if !f.is_created() {
             continue;
         }
-        if let Err(e) = commit(core, &f) {
+        let Some(at) = f.path() else { continue };
+        if overtaken(core, &f, &mut f.io.lock(), &at) {
+            continue;
+        }
+        let seq = f.close_or(|| core.writeback.next_close());
+        let res = commit(core, &f);
+        if res.is_ok() {
+            f.close_seq.store(seq, Ordering::Relaxed);
+            core.note_landed(&f, seq);
+        }
+        if let Err(e) = res {
             if f.path().as_deref() == Some(path) {
                 return Err(e);
             }

@@ -104,6 +104,23 @@ impl OpenFile {
         self.path.lock().clone()
     }
 
+    /// Write-back: the version its journal entry holds is on the server or overtaken: the
+    /// entry goes.
+    pub(super) fn forget_journal(&self) {
+        if let Some(entry) = self.journal.lock().take() {
+            entry.remove();
+        }
+    }
+
+    /// Write-back: its close (`close_seq`), or a new place in the order when it was never
+    /// closed (then its data is the newest there is).
+    pub(super) fn close_or(&self, next: impl FnOnce() -> u64) -> u64 {
+        match self.close_seq.load(Ordering::Relaxed) {
+            0 => next(),
+            n => n,
+        }
+    }
+
     pub(super) fn set_dirty_size(&self, size: Option<u64>) {
         self.dirty_size.store(size.unwrap_or(NO_SIZE), Ordering::Relaxed);
     }

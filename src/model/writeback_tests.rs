@@ -408,6 +408,7 @@ fn a_broken_background_upload_is_tried_again_and_lands() {
 #[test]
 fn a_crash_after_rename_or_delete_replays_under_the_new_name_or_not_at_all() {
     let (be, dir, journal) = setup();
+    be.put_file("existing", b"on the server");
     let m = model(&be, dir.path(), Some(&journal));
     let closed = |name: &str, data: &[u8]| {
         let (_, fh) = m.create(ROOT_INO, name, libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
@@ -417,15 +418,24 @@ fn a_crash_after_rename_or_delete_replays_under_the_new_name_or_not_at_all() {
     };
     let _moved = closed("old", b"moved");
     let _gone = closed("deleted", b"deleted");
+    // A change of an existing file, closed: a rename does not land it first.
+    let ino = m.lookup(ROOT_INO, "existing").expect("lookup").ino;
+    let changed = m.open(ino, libc::O_WRONLY).expect("open").fh;
+    assert_eq!(m.write(changed, 0, b"changed, moved"), Ok(14));
+    m.flush(changed).expect("close(2): journaled");
+    // A creation lands before its rename (and its journal entry goes: the server has it).
     m.rename(ROOT_INO, "old", ROOT_INO, "new", false).expect("rename");
+    assert_eq!(be.file("new").as_deref(), Some(&b"moved"[..]));
+    m.rename(ROOT_INO, "existing", ROOT_INO, "renamed", false).expect("rename");
     m.unlink(ROOT_INO, "deleted").expect("unlink");
     // The process dies now, before the releases.
     let left = crash_copy(&journal, dir.path());
     let be2 = Arc::new(MemoryBackend::new(2));
     let m2 = model(&be2, dir.path(), None);
     assert_eq!(m2.recover_journal(&left), 1);
-    assert_eq!(be2.file("new").as_deref(), Some(&b"moved"[..]));
-    assert!(be2.file("old").is_none(), "replayed under the old name");
+    assert_eq!(be2.file("renamed").as_deref(), Some(&b"changed, moved"[..]));
+    assert!(be2.file("existing").is_none(), "replayed under the old name");
+    assert!(be2.file("new").is_none(), "a version already on the server replayed again");
     assert!(be2.file("deleted").is_none(), "a deleted file came back");
 }
 

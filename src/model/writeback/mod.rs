@@ -358,6 +358,13 @@ impl WriteBack {
                 map.put(format!("{to}{}", &old[from.len()..]), seq);
             }
         }
+        // A failure not yet reported goes with its file.
+        let moved: Vec<(String, i32)> =
+            order.failed.iter().filter(|(k, _)| is_at_or_under(k, from)).map(|(k, v)| (k.clone(), *v)).collect();
+        for (old, e) in moved {
+            order.failed.pop(&old);
+            order.failed.put(format!("{to}{}", &old[from.len()..]), e);
+        }
         let moved: Vec<String> = p.left.keys().filter(|k| is_at_or_under(k, from)).cloned().collect();
         for old in moved {
             let new = format!("{to}{}", &old[from.len()..]);
@@ -491,13 +498,18 @@ impl WriteBack {
     }
 }
 
-/// Forgets the order of the closes of `path` and everything under it.
+/// Forgets the order of the closes of `path` and everything under it, and their failures not
+/// yet reported (they were the failures of a file that is gone now).
 fn forget_order(p: &mut Pending, path: &str) {
     for map in [&mut p.newest, &mut p.landed] {
         let gone: Vec<String> = map.iter().map(|(k, _)| k).filter(|k| is_at_or_under(k, path)).cloned().collect();
         for k in gone {
             map.pop(&k);
         }
+    }
+    let gone: Vec<String> = p.failed.iter().map(|(k, _)| k).filter(|k| is_at_or_under(k, path)).cloned().collect();
+    for k in gone {
+        p.failed.pop(&k);
     }
 }
 
