@@ -48,7 +48,34 @@ pub fn writeback_journal(cache_dir: &Path, target: &Target) -> Result<(PathBuf, 
     }
     // Held until the process ends.
     std::mem::forget(lock);
-    let mut orphans = orphans_in(&base, &own);
+    Ok((own.clone(), find_orphans(&top, &base, &own, target)))
+}
+
+/// For a mount without write-back: the journals an earlier write-back mount of the same server
+/// and root left behind (a crash, `kill -9`), each locked, for this mount to replay before it
+/// serves anything. Nothing is created.
+pub fn orphan_journals(cache_dir: &Path, target: &Target) -> Vec<(PathBuf, File)> {
+    let top = cache_dir.join("writeback");
+    let base = top.join(journal_key(target));
+    if std::fs::symlink_metadata(&top).is_ok() {
+        if let Err(e) = check_private_dir(&top) {
+            log::error!("write-back journals not recovered: {e}");
+            return Vec::new();
+        }
+        if std::fs::symlink_metadata(&base).is_ok()
+            && let Err(e) = check_private_dir(&base)
+        {
+            log::error!("write-back journals not recovered: {e}");
+            return Vec::new();
+        }
+    }
+    find_orphans(&top, &base, Path::new(""), target)
+}
+
+/// The journals under `base` (but `own`), and under the places earlier versions used, that no
+/// live process holds, oldest first.
+fn find_orphans(top: &Path, base: &Path, own: &Path, target: &Target) -> Vec<(PathBuf, File)> {
+    let mut orphans = if std::fs::symlink_metadata(base).is_ok() { orphans_in(base, own) } else { Vec::new() };
     // Where earlier versions kept it: under this cache_dir, and under their default /var/tmp.
     let old_top = Path::new("/var/tmp/writeback");
     let mut legacy = vec![top.join(legacy_key(target))];
@@ -60,7 +87,7 @@ pub fn writeback_journal(cache_dir: &Path, target: &Target) -> Result<(PathBuf, 
     }
     for dir in legacy.iter().filter(|d| std::fs::symlink_metadata(d).is_ok()) {
         match check_private_dir(dir) {
-            Ok(()) => orphans.extend(orphans_in(dir, &own)),
+            Ok(()) => orphans.extend(orphans_in(dir, own)),
             Err(e) => log::error!("write-back journal of an earlier version not recovered: {e}"),
         }
     }
@@ -73,7 +100,7 @@ pub fn writeback_journal(cache_dir: &Path, target: &Target) -> Result<(PathBuf, 
             .unwrap_or(0)
     };
     orphans.sort_by_key(|(dir, _)| stamp(dir));
-    Ok((own, orphans))
+    orphans
 }
 
 /// The journals in `base` (but `own`) that no live process holds, each locked now. One that is

@@ -337,7 +337,8 @@ fn mount_and_serve(
             let (own, orphans) = writeback_journal(&cache_dir, &plan.target)?;
             (Some(own), orphans)
         }
-        false => (None, Vec::new()),
+        // Without write-back, what an earlier write-back mount left is replayed all the same.
+        false => (None, crate::journal_dirs::orphan_journals(&cache_dir, &plan.target)),
     };
     let cfg = ModelConfig {
         cache_timeout: o.cache_timeout,

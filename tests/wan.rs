@@ -1,7 +1,7 @@
 //! Through a fake wide-area link (examples/wan_proxy: every round trip costs a set delay), on
 //! vsftpd and pyftpdlib, checked on the server's own disk:
 //! - write-back survives `kill -9`: uploads still pending when ftpfs dies are in the journal,
-//!   and the next mount of the same server uploads them;
+//!   and the next mount of the same server uploads them (also one without `-o writeback`);
 //! - fsync with write-back returns only when the server holds the data;
 //! - files fetched ahead are never served once the server's content changed and the listing
 //!   shows it (after the listing's timeout), and whole-directory reads stay correct.
@@ -136,6 +136,24 @@ fn writeback_survives_kill_9(kind: ServerKind) {
 /// kill -9 right after `cp` returned, then another client writes a newer version of every file
 /// that had not landed whole: the next mount's replay keeps each newer version and sets the
 /// journal's aside as `ftpfs-conflict-…` in cache_dir (issue 26: it put the old version back).
+/// A journal left by a killed write-back mount is replayed by the next mount of the same server
+/// and root even without `-o writeback` (issue 26: such mounts ignored it, and the data stayed
+/// on local disk until a write-back mount came).
+fn a_mount_without_writeback_replays_the_journal(kind: ServerKind) {
+    let Some((srv, _wan)) = setup(kind, 200) else { return };
+    let cache = tempfile::tempdir().expect("cache dir");
+    let n = 24;
+    copy_then_kill(&srv, cache.path(), n);
+    assert!(!journal_files(cache.path()).is_empty(), "no journal left behind for the pending files");
+    let m2 = mount(&srv, &[&format!("cache_dir={}", cache.path().display())]);
+    for i in 0..n {
+        let disk = std::fs::read_to_string(srv.disk(&format!("in/f{i:02}"))).unwrap_or_default();
+        assert_eq!(disk, content(i), "in/f{i:02} after a mount without write-back");
+    }
+    assert!(journal_files(cache.path()).is_empty(), "the journal is emptied once uploaded");
+    assert!(m2.unmount());
+}
+
 fn writeback_replay_keeps_newer_versions_from_elsewhere(kind: ServerKind) {
     let Some((srv, _wan)) = setup(kind, 200) else { return };
     let cache = tempfile::tempdir().expect("cache dir");
@@ -227,6 +245,7 @@ on_servers!(
     [vsftpd: Vsftpd, pyftpdlib: Pyftpdlib],
     writeback_survives_kill_9,
     writeback_replay_keeps_newer_versions_from_elsewhere,
+    a_mount_without_writeback_replays_the_journal,
     fsync_waits_for_the_server,
     whole_directory_reads_stay_true,
 );

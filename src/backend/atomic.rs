@@ -30,6 +30,10 @@ use super::{Backend, BackendResult, Entry, FsError, ReadStream, WriteMode, Write
 
 /// The start of every temporary name.
 pub const PART_PREFIX: &str = ".ftpfs-part-";
+/// The start of the name a replaced file is moved aside to where the server will not rename
+/// over it: shown in listings and never cleaned up, so that if neither version can be put back
+/// in place, the old one is still there for the user.
+pub const KEPT_PREFIX: &str = ".ftpfs-kept-";
 /// A temporary file unchanged for this long belongs to an upload that ended without its
 /// rename (a crash, a broken connection): the next listing that shows it deletes it.
 pub const STALE: Duration = Duration::from_secs(3600);
@@ -81,12 +85,12 @@ impl AtomicUploads {
         }
     }
 
-    /// A new temporary name beside `path`: `.ftpfs-part-<nonce>-<n>-<name>`.
-    fn part_name(&self, path: &str, what: &str) -> String {
+    /// A new temporary name beside `path`: `<prefix><nonce>-<n>-<name>`.
+    fn part_name(&self, path: &str, prefix: &str) -> String {
         let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let tail = crate::printable::tail_bytes(name, NAME_TAIL);
-        let part = format!("{PART_PREFIX}{:016x}-{id:x}{what}-{tail}", self.nonce);
+        let part = format!("{prefix}{:016x}-{id:x}-{tail}", self.nonce);
         if dir.is_empty() { part } else { format!("{dir}/{part}") }
     }
 
@@ -176,8 +180,8 @@ impl Backend for AtomicUploads {
         if mode == WriteMode::Append {
             return self.inner.write(path, mode, wait);
         }
-        let part = self.part_name(path, "");
-        let aside = self.part_name(path, "old");
+        let part = self.part_name(path, PART_PREFIX);
+        let aside = self.part_name(path, KEPT_PREFIX);
         let Some(up) = self.inner.write(&part, WriteMode::Replace, wait)? else { return Ok(None) };
         let mode = self.modes.lock().get(path).copied();
         Ok(Some(Box::new(AtomicWrite {

@@ -64,8 +64,10 @@ fn copy_spool(f: &OpenFile, out: &mut File) -> io::Result<Option<u64>> {
 pub(super) fn journal_at_close(core: &Core, f: &OpenFile, path: &str) -> bool {
     let wb = &core.writeback;
     let mut fill = |out: &mut File| copy_spool(f, out);
-    // This close's place in the order, written into its entry.
+    // This close's place in the order, written into its entry; the handle's version is this
+    // close's from now (a write from here on makes it newer again).
     let seq = wb.next_close();
+    let before = (f.close_seq.swap(seq, Ordering::Relaxed), f.changed_since_close.swap(false, Ordering::Relaxed));
     // Taken out while it is written: the journal lock is never held while the spool's is.
     let earlier = f.journal.lock().take();
     let res = match earlier {
@@ -83,17 +85,28 @@ pub(super) fn journal_at_close(core: &Core, f: &OpenFile, path: &str) -> bool {
             None => false,
         }),
     };
-    match res {
-        Ok(true) => {
-            f.close_seq.store(seq, Ordering::Relaxed);
-            true
-        }
+    let journaled = match res {
+        Ok(true) => true,
         Ok(false) => false,
         Err(e) => {
             log::warn!("{path}: cannot journal for write-back ({e}); uploading at close");
             false
         }
+    };
+    if !journaled {
+        // The caller uploads; the handle is what it was.
+        f.close_seq.store(before.0, Ordering::Relaxed);
+        f.changed_since_close.fetch_or(before.1, Ordering::Relaxed);
+        return false;
     }
+    // Deleted or renamed while the entry was written: it follows (a crash must neither bring a
+    // deleted file back nor write under the old name).
+    match f.path() {
+        None => f.forget_journal(),
+        Some(now) if now != path => rename_entry(f),
+        Some(_) => {}
+    }
+    true
 }
 
 /// Defers the release of handle `fh` (open on `path`): its version is journaled (at its close,
@@ -133,10 +146,15 @@ pub(super) fn defer(core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) 
 /// not upload them under the old name.
 pub(super) fn follow_rename(moved: &[Arc<OpenFile>]) {
     for f in moved {
-        let (Some(path), Some(entry)) = (f.path(), f.journal.lock().clone()) else { continue };
-        if let Err(e) = entry.rename(&path) {
-            log::error!("{path}: its write-back journal entry still names the old path: {e}");
-        }
+        rename_entry(f);
+    }
+}
+
+/// The journal entry of `f` (if any) names the handle's path now.
+fn rename_entry(f: &OpenFile) {
+    let (Some(path), Some(entry)) = (f.path(), f.journal.lock().clone()) else { return };
+    if let Err(e) = entry.rename(&path) {
+        log::error!("{path}: its write-back journal entry still names the old path: {e}");
     }
 }
 

@@ -79,9 +79,11 @@ impl Handles {
     /// handles' older closes of it go (a crash would replay them over it).
     pub(super) fn forget_older_journals(&self, path: &str, landed: &OpenFile, seq: u64) {
         for g in self.others_on(path, landed) {
+            // Its entry holds its last close; what it holds now may be newer, but that is not
+            // journaled yet either way.
             let closed = g.close_seq.load(std::sync::atomic::Ordering::Relaxed);
             if closed != 0 && closed < seq {
-                g.forget_journal();
+                g.forget_journal_older_than(seq);
             }
         }
     }

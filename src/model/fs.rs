@@ -398,12 +398,17 @@ impl Model {
         }
         if let Some(path) = f.path() {
             wb.wait_for(|p| p == path)?;
+            if f.append {
+                handle_io::land_closed_versions(&self.core, f, &path);
+            }
         }
+        // Its place in the order before it uploads: a failure leaves it there (newer than the
+        // closes before it), so its release neither takes it for overtaken nor drops it.
         let seq = wb.next_close();
+        f.close_seq.store(seq, Ordering::Relaxed);
         deferred::mark_started(f);
         handle_io::commit(&self.core, f)?;
-        f.close_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
-        self.core.note_landed(f, seq);
+        handle_io::landed_outside_queue(&self.core, f, seq);
         Ok(())
     }
 
@@ -441,8 +446,7 @@ impl Model {
         }
         // Not deferred (queue full, journal failing, unmounting): a version of this handle goes
         // up now, so older versions of the file still queued land first, not over it.
-        let seq = f.close_seq.load(std::sync::atomic::Ordering::Relaxed);
-        let seq = if seq == 0 { wb.next_close() } else { seq };
+        let seq = f.close_or(|| wb.next_close());
         let dirty = wb.enabled() && f.is_dirty();
         if dirty && let Some(path) = f.path() {
             let _ = wb.wait_for(|p| p == path);
@@ -460,7 +464,7 @@ impl Model {
         deferred::mark_started(&f);
         let res = handle_io::commit(&self.core, &f);
         if dirty && res.is_ok() {
-            self.core.note_landed(&f, seq);
+            handle_io::landed_outside_queue(&self.core, &f, seq);
         }
         if let Err(e) = res {
             log::error!("{}: upload at close failed: errno {e}", f.path().unwrap_or_default());

@@ -180,18 +180,49 @@ fn land_others(core: &Core, f: &OpenFile, path: &str, streams: bool) -> FsResult
         let seq = g.close_or(|| core.writeback.next_close());
         if io.error.is_none() && stream_or_creation && commit_locked(core, &g, &mut io).is_ok() {
             drop(io);
-            g.close_seq.store(seq, Ordering::Relaxed);
-            core.note_landed(&g, seq);
+            landed_outside_queue(core, &g, seq);
         }
     }
     Ok(())
+}
+
+/// What handle `f` held landed without the write-back queue, as version `seq` of its file
+/// (its place in the order of closes). An appended tail is no version of the file (it goes on
+/// whatever the server holds): it overtakes no close.
+pub fn landed_outside_queue(core: &Core, f: &OpenFile, seq: u64) {
+    f.close_seq.store(seq, Ordering::Relaxed);
+    f.changed_since_close.store(false, Ordering::Relaxed);
+    if f.append {
+        f.forget_journal();
+    } else {
+        core.note_landed(f, seq);
+    }
+}
+
+/// Before `f` appends to `path` (with write-back): the closes of other handles journaled and
+/// not released yet land first, in their order, so the appended bytes go after them, as when
+/// each close uploads at once (a whole version landing later would drop them).
+pub fn land_closed_versions(core: &Core, f: &OpenFile, path: &str) {
+    let closed = |g: &OpenFile| !g.queued.load(Ordering::Relaxed) && g.journal.lock().is_some();
+    let others: Vec<_> = core.handles.others_on(path, f).into_iter().filter(|g| closed(g)).collect();
+    for g in in_order_of_closes(others) {
+        let Some(mut io) = g.io.try_lock_for(core.wait_limit()) else { continue };
+        if io.error.is_some() || g.closed_version() == 0 || overtaken(core, &g, &mut io, path) {
+            continue;
+        }
+        let seq = g.closed_version();
+        if commit_locked(core, &g, &mut io).is_ok() {
+            drop(io);
+            landed_outside_queue(core, &g, seq);
+        }
+    }
 }
 
 /// Handles in the order of their closes (with write-back: the order their versions land in),
 /// those never closed last (their data is newer than any close).
 fn in_order_of_closes(mut files: Vec<Arc<OpenFile>>) -> Vec<Arc<OpenFile>> {
     files.sort_by_key(|g| {
-        let closed = g.close_seq.load(Ordering::Relaxed);
+        let closed = g.closed_version();
         (closed == 0, closed)
     });
     files
@@ -201,7 +232,8 @@ fn in_order_of_closes(mut files: Vec<Arc<OpenFile>>) -> Vec<Arc<OpenFile>> {
 /// queued) never lands: it is done with as if it had landed and been replaced (its journal
 /// entry goes too). `true`: overtaken.
 fn overtaken(core: &Core, g: &OpenFile, io: &mut Io, path: &str) -> bool {
-    let closed = g.close_seq.load(Ordering::Relaxed);
+    // Written since its last close: what it holds is newer than any close.
+    let closed = g.closed_version();
     if closed == 0 || !core.writeback.is_superseded(path, closed) {
         return false;
     }
@@ -612,8 +644,7 @@ pub fn land_creations_under(core: &Core, path: &str) -> FsResult<()> {
         let seq = f.close_or(|| core.writeback.next_close());
         let res = commit(core, &f);
         if res.is_ok() {
-            f.close_seq.store(seq, Ordering::Relaxed);
-            core.note_landed(&f, seq);
+            landed_outside_queue(core, &f, seq);
         }
         if let Err(e) = res {
             if f.path().as_deref() == Some(path) {

@@ -49,6 +49,9 @@ pub struct OpenFile {
     /// Write-back: its release is queued; the queue uploads it (or leaves it in the journal),
     /// nothing else does.
     pub(super) queued: AtomicBool,
+    /// Written or truncated since its last close(2) was journaled: what it holds is newer than
+    /// that close.
+    pub(super) changed_since_close: AtomicBool,
     /// Write-back: the order of this handle's last close(2) among all closes (0 = none yet).
     pub(super) close_seq: AtomicU64,
     /// Write-back: the journal's entry of this handle's last closed version, made at close(2).
@@ -92,6 +95,7 @@ impl OpenFile {
             streaming: AtomicBool::new(false),
             released: AtomicBool::new(false),
             queued: AtomicBool::new(false),
+            changed_since_close: AtomicBool::new(false),
             close_seq: AtomicU64::new(0),
             journal: Mutex::new(None),
             last_call: AtomicU64::new(micros_now()),
@@ -112,13 +116,31 @@ impl OpenFile {
         }
     }
 
-    /// Write-back: its close (`close_seq`), or a new place in the order when it was never
-    /// closed (then its data is the newest there is).
+    /// Write-back: its journal entry goes if it holds a close older than `seq` (checked under
+    /// the lock: a newer close may have replaced it meanwhile).
+    pub(super) fn forget_journal_older_than(&self, seq: u64) {
+        let mut journal = self.journal.lock();
+        if journal.as_ref().is_some_and(|e| e.seq() < seq)
+            && let Some(entry) = journal.take()
+        {
+            entry.remove();
+        }
+    }
+
+    /// Write-back: the place in the order of closes of what it holds: its last close
+    /// (`close_seq`), or a new place (`next`) when it was never closed or changed since (then
+    /// its data is the newest there is).
     pub(super) fn close_or(&self, next: impl FnOnce() -> u64) -> u64 {
-        match self.close_seq.load(Ordering::Relaxed) {
+        match self.closed_version() {
             0 => next(),
             n => n,
         }
+    }
+
+    /// Write-back: its last close when what it holds is still that close's version; 0 when it
+    /// was never closed or changed since.
+    pub(super) fn closed_version(&self) -> u64 {
+        if self.changed_since_close.load(Ordering::Relaxed) { 0 } else { self.close_seq.load(Ordering::Relaxed) }
     }
 
     pub(super) fn set_dirty_size(&self, size: Option<u64>) {
@@ -136,6 +158,7 @@ impl OpenFile {
 
     /// This handle changed the file now.
     pub(super) fn note_modified(&self) {
+        self.changed_since_close.store(true, Ordering::Relaxed);
         *self.modified.lock() = Some(SystemTime::now());
     }
 

@@ -449,3 +449,82 @@ fn wait_held(be: &MemoryBackend) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// A handle written after its close holds a version newer than that close: a later close of
+/// another handle does not overtake it (it did: a reader landing creations set it clean and
+/// its last close uploaded nothing; the other handle's older data stayed).
+#[test]
+fn a_handle_written_after_its_close_is_not_overtaken() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    let (_, g) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(g, 0, b"A"), Ok(1));
+    m.flush(g).expect("close of a duplicate");
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let h = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(h, 0, b"B"), Ok(1));
+    m.flush(h).expect("close");
+    m.release(h).expect("release");
+    wait_uploads_ended_but(&m, 1);
+    assert_eq!(be.file("f").as_deref(), Some(&b"B"[..]));
+    assert_eq!(m.write(g, 1, b"C"), Ok(1));
+    // A reader makes pending creations land first.
+    let r = m.open(ino, libc::O_RDONLY).expect("open for reading").fh;
+    let mut seen = Vec::new();
+    m.read(r, 0, 16, &mut |d| seen.extend_from_slice(d)).expect("read");
+    m.release(r).expect("release reader");
+    m.flush(g).expect("last close");
+    m.release(g).expect("release");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"AC"[..]), "the handle closed last lost its data");
+}
+
+/// An appended tail is no version of the file: it overtakes no close, and lands after the
+/// closes of other handles journaled before it (it was taken for the newest version: a close
+/// made before it was dropped as superseded).
+#[test]
+fn an_append_lands_after_earlier_closes_and_overtakes_none() {
+    let (be, dir, journal) = setup();
+    be.put_file("f", b"base");
+    let m = model(&be, dir.path(), Some(&journal));
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let h = m.open(ino, libc::O_WRONLY).expect("open").fh;
+    assert_eq!(m.write(h, 0, b"HHHH"), Ok(4));
+    m.flush(h).expect("close of a duplicate: journaled");
+    let g = m.open(ino, libc::O_WRONLY | libc::O_APPEND).expect("open for appending").fh;
+    assert_eq!(m.write(g, 4, b"+tail"), Ok(5));
+    m.flush(g).expect("close of the appender");
+    m.release(g).expect("release");
+    m.release(h).expect("release");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"HHHH+tail"[..]));
+    assert_eq!(entries(&journal), 0);
+}
+
+/// A close whose upload failed keeps its place as the newest: its release neither takes it
+/// for overtaken nor drops it, and keeps its data (it used to forget it without a trace).
+#[test]
+fn a_failed_close_is_not_dropped_as_overtaken() {
+    let (be, dir, journal) = setup();
+    let m = model(&be, dir.path(), Some(&journal));
+    let (_, f) = m.create(ROOT_INO, "f", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    assert_eq!(m.write(f, 0, b"first"), Ok(5));
+    m.flush(f).expect("close of a duplicate");
+    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
+    let h = m.open(ino, libc::O_WRONLY | libc::O_TRUNC).expect("open").fh;
+    assert_eq!(m.write(h, 0, b"other"), Ok(5));
+    m.flush(h).expect("close");
+    m.release(h).expect("release");
+    wait_uploads_ended_but(&m, 1);
+    assert_eq!(m.write(f, 0, b"newest"), Ok(6));
+    // The journal cannot take the last close (the directory is gone), and its upload at close
+    // fails: the close fails, and the data is the newest there is all the same.
+    std::fs::remove_dir_all(&journal).expect("journal gone");
+    be.fail_next(Op::Write, FsError::NoSpace);
+    assert!(m.flush(f).is_err(), "the close did not fail");
+    // Its release uploads it (it is not overtaken by the other handle's older close).
+    m.release(f).expect("release");
+    m.stop();
+    assert_eq!(be.file("f").as_deref(), Some(&b"newest"[..]), "the newest data was dropped");
+    std::fs::create_dir(&journal).expect("journal dir");
+}

@@ -108,6 +108,11 @@ impl JournalEntry {
         self.len
     }
 
+    /// The version's place in the order of closes.
+    pub(in crate::model) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The file moved: the entry names `path` now, and keeps its time (a replay orders a
     /// path's entries by it).
     pub(in crate::model) fn rename(&self, path: &str) -> io::Result<()> {
