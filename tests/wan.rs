@@ -9,61 +9,19 @@
 #[macro_use]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::mount::{Mount, fuse_available};
-use support::{FtpServer, ServerKind, USER};
-
-/// The proxy's address (all of 127/8 is loopback).
-const WAN_HOST: &str = "127.0.0.2";
-
-/// A running wan_proxy in front of a server; stopped when dropped.
-struct Wan {
-    child: Child,
-}
-
-impl Wan {
-    fn start(srv: &FtpServer, rtt_ms: u32) -> Wan {
-        let exe = std::env::current_exe().expect("test binary path");
-        // target/<profile>/deps/wan-… → target/<profile>/examples/wan_proxy
-        let proxy = exe.parent().and_then(Path::parent).map(|p| p.join("examples/wan_proxy")).expect("target dir");
-        assert!(proxy.exists(), "{} missing: cargo build --release --example wan_proxy", proxy.display());
-        let ports = format!("{},{}-{}", srv.port, srv.pasv_range.0, srv.pasv_range.1);
-        let mut child = Command::new(proxy)
-            .args(["--listen", WAN_HOST, "--to", &srv.host, "--ports", &ports, "--rtt-ms", &rtt_ms.to_string()])
-            .args(["--max-seconds", "600"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start wan_proxy");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("proxy stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("proxy says ready");
-        assert_eq!(line.trim(), "ready", "wan_proxy did not start");
-        Wan { child }
-    }
-
-    fn url(srv: &FtpServer) -> String {
-        format!("ftp://{USER}@{WAN_HOST}:{}/", srv.port)
-    }
-}
-
-impl Drop for Wan {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::wan::Wan;
+use support::{FtpServer, ServerKind, journal_files};
 
 fn setup(kind: ServerKind, rtt_ms: u32) -> Option<(FtpServer, Wan)> {
     if !fuse_available() {
         return None;
     }
     let srv = FtpServer::start(kind);
-    let wan = Wan::start(&srv, rtt_ms);
+    let wan = Wan::start(&srv, rtt_ms, None);
     Some((srv, wan))
 }
 
@@ -81,23 +39,6 @@ fn mount(srv: &FtpServer, options: &[&str]) -> Mount {
 
 fn content(i: usize) -> String {
     format!("file {i} {}\n", "x".repeat(i * 37))
-}
-
-/// The files in every journal under `cache/writeback/<server>/<mount>/` (lock files aside).
-fn journal_files(cache: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if e.file_name() != "lock" {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&cache.join("writeback"), &mut out);
-    out
 }
 
 /// Files `in/f00`… copied into a write-back mount (`cache_dir` = `cache`) by `cp`, and the

@@ -15,7 +15,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,57 +23,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::mount::{
     MountGuard, daemon_pid_of, ftpfs_command, fuse_available, pin_work_ahead, process_gone, wait_process_gone,
 };
-use support::{DataGen, FtpServer, ServerKind, USER};
-
-/// The proxy's address (all of 127/8 is loopback).
-const WAN_HOST: &str = "127.0.0.2";
-
-/// A running wan_proxy in front of a server, with a rate limit per direction; stopped when
-/// dropped. It stays up when the server is killed and started again (as the network would).
-struct Wan {
-    child: Child,
-}
-
-impl Wan {
-    fn start(srv: &FtpServer, rtt_ms: u32, rate_mbit: u32) -> Wan {
-        let exe = std::env::current_exe().expect("test binary path");
-        // target/<profile>/deps/writeback_durability-… → target/<profile>/examples/wan_proxy
-        let proxy = exe.parent().and_then(Path::parent).map(|p| p.join("examples/wan_proxy")).expect("target dir");
-        assert!(proxy.exists(), "{} missing: cargo build --release --example wan_proxy", proxy.display());
-        let ports = format!("{},{}-{}", srv.port, srv.pasv_range.0, srv.pasv_range.1);
-        let mut child = Command::new(proxy)
-            .args(["--listen", WAN_HOST, "--to", &srv.host, "--ports", &ports])
-            .args(["--rtt-ms", &rtt_ms.to_string(), "--rate-mbit", &rate_mbit.to_string()])
-            .args(["--max-seconds", "600"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start wan_proxy");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("proxy stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("proxy says ready");
-        assert_eq!(line.trim(), "ready", "wan_proxy did not start");
-        Wan { child }
-    }
-
-    fn url(srv: &FtpServer) -> String {
-        format!("ftp://{USER}@{WAN_HOST}:{}/", srv.port)
-    }
-}
-
-impl Drop for Wan {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::wan::Wan;
+use support::{DataGen, FtpServer, ServerKind, journal_files};
 
 fn setup(kind: ServerKind, rtt_ms: u32, rate_mbit: u32) -> Option<(FtpServer, Wan)> {
     if !fuse_available() {
         return None;
     }
     let srv = FtpServer::start(kind);
-    let wan = Wan::start(&srv, rtt_ms, rate_mbit);
+    let wan = Wan::start(&srv, rtt_ms, Some(rate_mbit));
     Some((srv, wan))
 }
 
@@ -207,24 +165,6 @@ impl Drop for ChildGuard {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The files in every journal under `cache/writeback/<server>/<mount>/` (lock files aside).
-fn journal_files(cache: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if e.file_name() != "lock" {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&cache.join("writeback"), &mut out);
-    out.sort();
-    out
 }
 
 /// The journal entries (`.data` files) waiting under `cache`.

@@ -663,11 +663,16 @@ fn report_share() {
 }
 
 fn cases() -> u32 {
-    std::env::var("FTPFS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+    cases_or(400)
+}
+
+/// `FTPFS_PROPTEST_CASES` cases, else `default` (every property test of the model).
+pub(super) fn cases_or(default: u32) -> u32 {
+    std::env::var("FTPFS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// CI runs a fixed set of cases (reproducible); `FTPFS_PROPTEST_SEED=random` explores new ones.
-fn seed() -> proptest::test_runner::RngSeed {
+pub(super) fn seed() -> proptest::test_runner::RngSeed {
     use proptest::test_runner::RngSeed;
     match std::env::var("FTPFS_PROPTEST_SEED").ok().as_deref() {
         Some("random") => RngSeed::Random,

@@ -7,41 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Model, ModelConfig, ROOT_INO};
+use super::{Model, ROOT_INO};
 use crate::backend::FsError;
 use crate::backend::memory::{MemoryBackend, Op};
 
-fn model(be: &Arc<MemoryBackend>, cache: &Path, journal: Option<&Path>) -> Model {
-    let cfg = ModelConfig {
-        writeback: journal.map(Path::to_path_buf),
-        writeback_uploads: 3,
-        ..ModelConfig::for_tests(cache, Duration::from_secs(3600))
-    };
-    Model::new(cfg, be.clone())
-}
-
-fn setup() -> (Arc<MemoryBackend>, tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let journal = dir.path().join("journal");
-    std::fs::create_dir(&journal).expect("journal dir");
-    (Arc::new(MemoryBackend::new(4)), dir, journal)
-}
+use super::writeback_tests::{model, setup, wait_held, with_ext, write_file};
 
 /// The `.path` files in `journal`: one per entry.
 fn entries(journal: &Path) -> usize {
-    std::fs::read_dir(journal)
-        .expect("journal")
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "path"))
-        .count()
-}
-
-/// Creates `name` with `data` and closes it.
-fn write_file(m: &Model, name: &str, data: &[u8]) {
-    let (_, fh) = m.create(ROOT_INO, name, libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
-    assert_eq!(m.write(fh, 0, data), Ok(data.len()));
-    m.flush(fh).expect("flush");
-    m.release(fh).expect("close");
+    with_ext(journal, "path")
 }
 
 /// Waits (30 s at most) until every handle is gone and the queue is empty: the deferred
@@ -241,12 +215,18 @@ fn a_resumed_download_never_splices_a_same_size_version() {
 /// version being read.
 #[test]
 fn a_resumed_download_of_an_unchanged_file_goes_on() {
+    read_across_a_break(-1);
+}
+
+/// Reads a 4 MiB file whose time on the server is `changed` s from now through a download that
+/// breaks after 1 MiB: it must resume and read the whole file.
+fn read_across_a_break(changed: i64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let be = Arc::new(MemoryBackend::new(4));
     let old: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
     be.put_file("f", &old);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
-    crate::backend::Backend::set_mtime(&*be, "f", now - 1).expect("mtime");
+    crate::backend::Backend::set_mtime(&*be, "f", now + changed).expect("mtime");
     let m = model(&be, dir.path(), None);
     let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
     be.break_read_after(1 << 20);
@@ -392,24 +372,7 @@ fn a_replay_orders_entries_by_their_close_not_their_file_times() {
 /// same as at open (MDTM equals the listing's time) resumes after a break.
 #[test]
 fn a_resumed_download_trusts_the_servers_own_time_from_the_listing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let be = Arc::new(MemoryBackend::new(4));
-    let old: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
-    be.put_file("f", &old);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64;
-    crate::backend::Backend::set_mtime(&*be, "f", now + 3600).expect("mtime");
-    let m = model(&be, dir.path(), None);
-    let ino = m.lookup(ROOT_INO, "f").expect("lookup").ino;
-    be.break_read_after(1 << 20);
-    let fh = m.open(ino, libc::O_RDONLY).expect("open").fh;
-    let mut got = Vec::new();
-    let mut off = 0;
-    while off < old.len() as u64 {
-        m.read(fh, off, 128 << 10, &mut |d| got.extend_from_slice(d)).expect("read across the break");
-        off += 128 << 10;
-    }
-    assert!(got == old, "the resumed read is not the file");
-    m.release(fh).expect("release");
+    read_across_a_break(3600);
 }
 
 /// A release that reaches the mount while it stops uploads itself; once the stop returns (the
@@ -433,21 +396,12 @@ fn a_release_racing_the_stop_leaves_no_journal_entry() {
         let m = m.clone();
         std::thread::spawn(move || m.release(fh))
     };
-    wait_held(&be);
+    wait_held(&be, 1);
     be.hold_uploads(false);
     stopper.join().expect("stop");
     assert_eq!(be.file("f").as_deref(), Some(&b"closed as the mount stops"[..]));
     assert_eq!(entries(&journal), 0, "the stop returned with the landed version still in the journal");
     releaser.join().expect("release").expect("release result");
-}
-
-/// Waits (30 s at most) until an upload is held by the server.
-fn wait_held(be: &MemoryBackend) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while be.uploads_waiting() == 0 {
-        assert!(Instant::now() < deadline, "no upload started");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// A handle written after its close holds a version newer than that close: a later close of

@@ -1070,21 +1070,12 @@ fn report() {
     }
 }
 
-/// As in `prop_tests`: `FTPFS_PROPTEST_CASES` cases (default 256).
+/// As in `prop_tests`: `FTPFS_PROPTEST_CASES` cases (default 256), its seed.
 fn cases() -> u32 {
-    std::env::var("FTPFS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    super::prop_tests::cases_or(256)
 }
 
-/// As in `prop_tests`: a fixed seed (reproducible), `FTPFS_PROPTEST_SEED=N` another one,
-/// `random` a new one each run.
-fn seed() -> proptest::test_runner::RngSeed {
-    use proptest::test_runner::RngSeed;
-    match std::env::var("FTPFS_PROPTEST_SEED").ok().as_deref() {
-        Some("random") => RngSeed::Random,
-        Some(n) => n.parse().map(RngSeed::Fixed).unwrap_or(RngSeed::Fixed(11)),
-        None => RngSeed::Fixed(11),
-    }
-}
+use super::prop_tests::seed;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, rng_seed: seed(), ..ProptestConfig::default() })]

@@ -12,7 +12,7 @@ use crate::backend::memory::MemoryBackend;
 
 const SLOW: Duration = Duration::from_millis(300);
 
-fn model(be: &Arc<MemoryBackend>, cache: &Path, journal: Option<&Path>) -> Model {
+pub(super) fn model(be: &Arc<MemoryBackend>, cache: &Path, journal: Option<&Path>) -> Model {
     let cfg = ModelConfig {
         writeback: journal.map(Path::to_path_buf),
         writeback_uploads: 3,
@@ -21,7 +21,7 @@ fn model(be: &Arc<MemoryBackend>, cache: &Path, journal: Option<&Path>) -> Model
     Model::new(cfg, be.clone())
 }
 
-fn setup() -> (Arc<MemoryBackend>, tempfile::TempDir, std::path::PathBuf) {
+pub(super) fn setup() -> (Arc<MemoryBackend>, tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let journal = dir.path().join("journal");
     std::fs::create_dir(&journal).expect("journal dir");
@@ -29,7 +29,7 @@ fn setup() -> (Arc<MemoryBackend>, tempfile::TempDir, std::path::PathBuf) {
 }
 
 /// How many files in `journal` end in `.ext`.
-fn with_ext(journal: &Path, ext: &str) -> usize {
+pub(super) fn with_ext(journal: &Path, ext: &str) -> usize {
     std::fs::read_dir(journal)
         .expect("journal")
         .flatten()
@@ -48,7 +48,7 @@ fn crash_copy(journal: &Path, top: &Path) -> std::path::PathBuf {
 }
 
 /// Creates `name` with `data` and closes it.
-fn write_file(m: &Model, name: &str, data: &[u8]) {
+pub(super) fn write_file(m: &Model, name: &str, data: &[u8]) {
     let (_, fh) = m.create(ROOT_INO, name, libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
     assert_eq!(m.write(fh, 0, data), Ok(data.len()));
     m.flush(fh).expect("flush");
@@ -69,7 +69,7 @@ fn journal_entries(journal: &Path) -> usize {
 }
 
 /// Waits (30 s at most) until `n` uploads are held by [`MemoryBackend::hold_uploads`].
-fn wait_held(be: &MemoryBackend, n: usize) {
+pub(super) fn wait_held(be: &MemoryBackend, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while be.uploads_waiting() < n {
         assert!(Instant::now() < deadline, "{} uploads started, not {n}", be.uploads_waiting());

@@ -752,6 +752,26 @@ pub fn assert_stream_matches(mut r: impl Read, seed: u64, len: u64, what: &str) 
 }
 pub mod mount;
 pub mod proxy;
+pub mod wan;
+
+/// The files in every write-back journal under `cache/writeback/<server>/<mount>/` (lock files
+/// aside), sorted.
+pub fn journal_files(cache: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if e.file_name() != "lock" {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&cache.join("writeback"), &mut out);
+    out.sort();
+    out
+}
 
 /// A test that cannot run here says so: under `CI=true` (set by `.ci/run`) it fails instead, and
 /// otherwise its name and `reason` are appended to `$FTPFS_SKIP_LOG` (set by `scripts/test.sh`,
