@@ -244,14 +244,11 @@ fn cp_p_keeps_mtime(kind: ServerKind) {
     std::fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
     m.sh_ok(&format!("cp -p {} ./kept.txt", f.display()));
     assert_eq!(std::fs::read(srv.disk("kept.txt")).unwrap(), b"old");
-    if kind.has_mfmt() {
-        assert_eq!(disk_mtime(&srv, "kept.txt"), 1_500_000_000);
-        assert_eq!(mtime_of(&m.p("kept.txt")), 1_500_000_000);
-    }
+    // Every server sets times: MFMT, or vsftpd's two-argument MDTM (issue 27).
+    assert_eq!(disk_mtime(&srv, "kept.txt"), 1_500_000_000, "cp -p did not keep the time on the server");
+    assert_eq!(mtime_of(&m.p("kept.txt")), 1_500_000_000);
     m.sh_ok("touch -d '2001-02-03 04:05:06 UTC' kept.txt");
-    if kind.has_mfmt() {
-        assert_eq!(disk_mtime(&srv, "kept.txt"), 981_173_106);
-    }
+    assert_eq!(disk_mtime(&srv, "kept.txt"), 981_173_106, "touch -d did not set the time on the server");
     m.sh_ok("chmod 600 kept.txt");
     let mode = std::fs::metadata(srv.disk("kept.txt")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);

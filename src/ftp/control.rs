@@ -671,6 +671,17 @@ impl Connection {
         self.command_expect("MFMT", Some(&arg), |c| c == 213 || c == 200 || c == 250).map(drop)
     }
 
+    /// The two-argument MDTM (`MDTM YYYYMMDDHHMMSS path`, vsftpd with `mdtm_write`, as rclone
+    /// and lftp use it): sets the modification time (seconds since epoch, UTC). A server that
+    /// takes the time for part of a file name answers 550 or reports a time without setting
+    /// it: the caller confirms by reading the time back.
+    pub fn mdtm_set(&mut self, path: &str, mtime: i64) -> Result<()> {
+        let stamp = format_mlsd_time(mtime).ok_or_else(|| FtpError::InvalidArgument(format!("time {mtime}")))?;
+        check_arg(path)?;
+        let arg = format!("{stamp} {path}");
+        self.command_expect("MDTM", Some(&arg), |c| c == 213 || c == 200 || c == 250).map(drop)
+    }
+
     /// MLST (RFC 3659): facts about one path.
     pub fn mlst(&mut self, path: &str) -> Result<Entry> {
         let reply = self.command_expect("MLST", Some(path), |c| c == 250)?;

@@ -295,6 +295,9 @@ impl Core {
         }
         match self.backend.set_mtime(path, secs) {
             Ok(()) => {}
+            // Found out only now (the two-argument MDTM not understood): ignored, as where the
+            // server offers no way at all (documented).
+            Err(FsError::Unsupported) => return Ok(()),
             Err(e) => {
                 let is_dir = path.is_empty() || self.entry(path).is_ok_and(|e| e.is_dir());
                 if is_dir && e.is_definite() {

@@ -43,7 +43,15 @@ pub struct FtpBackend {
     mlst_broken: AtomicBool,
     chmod_unsupported: AtomicBool,
     appe_refused: AtomicBool,
+    /// Setting times with the two-argument MDTM (servers without MFMT): not tried yet,
+    /// confirmed by a time read back, or found not to work.
+    mdtm_write: std::sync::atomic::AtomicU8,
 }
+
+/// [`FtpBackend::mdtm_write`]'s states.
+const MDTM_WRITE_UNKNOWN: u8 = 0;
+const MDTM_WRITE_WORKS: u8 = 1;
+const MDTM_WRITE_NO: u8 = 2;
 
 /// Turns a wire error into its kind for `op`, logging the details (which the kind drops).
 fn kind(e: FtpError, op: Op) -> FsError {
@@ -191,6 +199,7 @@ impl FtpBackend {
             mlsd_broken: AtomicBool::new(false),
             mlst_broken: AtomicBool::new(false),
             chmod_unsupported: AtomicBool::new(false),
+            mdtm_write: std::sync::atomic::AtomicU8::new(MDTM_WRITE_UNKNOWN),
             appe_refused: AtomicBool::new(false),
         }
     }
@@ -415,15 +424,38 @@ impl Backend for FtpBackend {
     }
 
     fn can_set_mtime(&self) -> bool {
-        self.features.mfmt
+        self.features.mfmt || (self.features.mdtm && self.mdtm_write.load(Ordering::Relaxed) != MDTM_WRITE_NO)
     }
 
     fn set_mtime(&self, path: &str, secs: i64) -> BackendResult<()> {
-        if !self.features.mfmt {
+        let remote = self.remote(path);
+        if self.features.mfmt {
+            return self.idempotent(Op::SetAttr, |c| c.mfmt(&remote, secs));
+        }
+        if !self.can_set_mtime() {
             return Err(FsError::Unsupported);
         }
-        let remote = self.remote(path);
-        self.idempotent(Op::SetAttr, |c| c.mfmt(&remote, secs))
+        let set = self.idempotent(Op::SetAttr, |c| c.mdtm_set(&remote, secs));
+        if self.mdtm_write.load(Ordering::Relaxed) == MDTM_WRITE_WORKS {
+            return set;
+        }
+        // Not known yet: the time read back says whether the server set it (a server that
+        // takes the time for part of a name answers 550, or 213 with the file's old time).
+        let read_back = self.idempotent(Op::Lookup, |c| c.mdtm(&remote)).map(|(t, _)| t);
+        match (set, read_back) {
+            (Ok(()), Ok(t)) if t == secs => {
+                log::info!("server sets times with the two-argument MDTM");
+                self.mdtm_write.store(MDTM_WRITE_WORKS, Ordering::Relaxed);
+                Ok(())
+            }
+            // The file is there and its time did not become `secs`: the form is not understood.
+            (_, Ok(t)) => {
+                log::info!("server does not set times with MDTM (asked {secs}, has {t}); times are not set");
+                self.mdtm_write.store(MDTM_WRITE_NO, Ordering::Relaxed);
+                Err(FsError::Unsupported)
+            }
+            (set, Err(e)) => set.and(Err(e)),
+        }
     }
 
     fn chmod(&self, path: &str, mode: u32) -> BackendResult<()> {
