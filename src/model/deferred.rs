@@ -118,7 +118,7 @@ pub(super) fn defer(core: &Arc<Core>, fh: u64, file: Arc<OpenFile>, path: &str) 
     let ticket = match wb.reserve(path, seq) {
         Reserve::Refused => return false,
         Reserve::Superseded => {
-            forget_journal(&file);
+            file.forget_journal();
             core.handles.remove(fh);
             return true;
         }
@@ -156,18 +156,4 @@ fn rename_entry(f: &OpenFile) {
     if let Err(e) = entry.rename(&path) {
         log::error!("{path}: its write-back journal entry still names the old path: {e}");
     }
-}
-
-/// The handle's version is about to be uploaded outside the queue (fsync, a release that
-/// uploads itself, the unmount): its journal entry is marked as begun, so a replay after a
-/// kill during that upload knows a newer file on the server is its own bytes cut short.
-pub(super) fn mark_started(file: &OpenFile) {
-    if let Some(entry) = file.journal.lock().as_ref() {
-        entry.mark_started();
-    }
-}
-
-/// The handle is committed or forgotten without write-back: its journal entry goes.
-pub(super) fn forget_journal(file: &OpenFile) {
-    file.forget_journal();
 }

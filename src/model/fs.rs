@@ -313,11 +313,11 @@ impl Model {
         let fh = handles.open(&path, writable, append, truncate, server_size);
         if let Ok(f) = handles.get(fh) {
             f.io.lock().listed_mtime = entry.mtime;
-        }
-        if truncate && let Ok(f) = handles.get(fh) {
-            // Emptying the file changes it now (its mtime and ctime).
-            f.note_modified();
-            self.core.note_change(&path);
+            if truncate {
+                // Emptying the file changes it now (its mtime and ctime).
+                f.note_modified();
+                self.core.note_change(&path);
+            }
         }
         let st = self.stat_entry(&path, &entry);
         if writable && let Err(e) = handle_io::pin_writers(&self.core, &path) {
@@ -406,7 +406,7 @@ impl Model {
         // closes before it), so its release neither takes it for overtaken nor drops it.
         let seq = wb.next_close();
         f.close_seq.store(seq, Ordering::Relaxed);
-        deferred::mark_started(f);
+        f.mark_journal_started();
         handle_io::commit(&self.core, f)?;
         handle_io::landed_outside_queue(&self.core, f, seq);
         Ok(())
@@ -419,9 +419,6 @@ impl Model {
         let wb = &self.core.writeback;
         // Older versions of the file waiting in the write-back queue land first, and none
         // lands over this one afterwards (not even one closed before it and released after).
-        if let Some(path) = f.path() {
-            wb.wait_for(|p| p == path)?;
-        }
         self.commit_now(&f)?;
         let Some(path) = f.path() else { return Ok(()) };
         wb.wait_for(|p| p == path)?;
@@ -454,14 +451,14 @@ impl Model {
                 // A later close of the file landed or is on its way: this older version never
                 // lands over it, also when it uploads itself.
                 log::debug!("{path}: a later close supersedes this one; not uploaded");
-                deferred::forget_journal(&f);
+                f.forget_journal();
                 let handles = &self.core.handles;
                 return handle_io::retire(&self.core, &f, false, || drop(handles.remove(fh)));
             }
         }
         // Still registered while it uploads: a rename or delete of its path waits for it, and
         // an unmount still counts it as open.
-        deferred::mark_started(&f);
+        f.mark_journal_started();
         let res = handle_io::commit(&self.core, &f);
         if dirty && res.is_ok() {
             handle_io::landed_outside_queue(&self.core, &f, seq);
@@ -471,7 +468,7 @@ impl Model {
             super::rescue::rescue(&self.core, &f);
         }
         // Uploaded here (or kept by the rescue, or detached): not for the next mount.
-        deferred::forget_journal(&f);
+        f.forget_journal();
         let handles = &self.core.handles;
         let late = handle_io::retire(&self.core, &f, res.is_ok(), || drop(handles.remove(fh)));
         if let Err(e) = &late {
@@ -655,12 +652,12 @@ impl Model {
         let deadline = now + bound.unwrap_or(Duration::from_secs(365 * 24 * 3600));
         core.writeback.wait_all(core.wait_limit(), deadline, || core.sent.load(Ordering::Relaxed));
         let left = deadline.min(std::time::Instant::now() + core.wait_limit());
-        handle_io::commit_everything(core, left, &deferred::mark_started);
+        handle_io::commit_everything(core, left);
         // A handle whose data landed (here, or by a release racing the unmount) needs its
         // journal entry no more: the next mount would upload it again.
         for f in core.handles.all() {
             if !f.queued.load(Ordering::Relaxed) && !f.is_dirty() {
-                deferred::forget_journal(&f);
+                f.forget_journal();
             }
         }
         core.backend.shut_down();

@@ -680,8 +680,8 @@ pub fn with_handles_quiet<T>(core: &Core, tops: &[&str], body: impl FnOnce() -> 
 }
 
 /// Commits all handles with unsaved data (at unmount), giving up on what is left at `deadline`;
-/// `starting` is told of each upload before it begins.
-pub fn commit_everything(core: &Core, deadline: Instant, starting: &dyn Fn(&OpenFile)) {
+/// each upload marks its journal entry as begun first.
+pub fn commit_everything(core: &Core, deadline: Instant) {
     let mut files = core.handles.all();
     // Creations first: appends to the same files land after them.
     files.sort_by_key(|f| !f.is_created());
@@ -696,7 +696,7 @@ pub fn commit_everything(core: &Core, deadline: Instant, starting: &dyn Fn(&Open
             log::error!("{path}: unsaved data not uploaded at unmount: no time left");
             continue;
         };
-        starting(&f);
+        f.mark_journal_started();
         if let Err(e) = commit_locked(core, &f, &mut io) {
             log::error!("{path}: unsaved data could not be uploaded at unmount: errno {e}");
         }

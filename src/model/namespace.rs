@@ -207,7 +207,7 @@ impl Model {
             }
             // Their data goes nowhere now, also not from the journal after a crash.
             for f in core.handles.at_or_under(&path) {
-                deferred::forget_journal(&f);
+                f.forget_journal();
             }
             core.writeback.forget_path(&path);
             core.handles.detach(&path);
@@ -282,7 +282,7 @@ impl Model {
             }
             self.inodes.lock().rename(from, to);
             for f in core.handles.at_or_under(to) {
-                deferred::forget_journal(&f);
+                f.forget_journal();
             }
             core.writeback.forget_path(to);
             core.handles.detach(to);

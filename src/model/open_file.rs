@@ -116,6 +116,15 @@ impl OpenFile {
         }
     }
 
+    /// Write-back: its version is about to be uploaded outside the queue (fsync, a release that
+    /// uploads itself, the unmount): its journal entry is marked as begun, so a replay after a
+    /// kill during that upload knows a newer file on the server is its own bytes cut short.
+    pub(super) fn mark_journal_started(&self) {
+        if let Some(entry) = self.journal.lock().as_ref() {
+            entry.mark_started();
+        }
+    }
+
     /// Write-back: its journal entry goes if it holds a close older than `seq` (checked under
     /// the lock: a newer close may have replaced it meanwhile).
     pub(super) fn forget_journal_older_than(&self, seq: u64) {
