@@ -115,6 +115,8 @@ pub struct MountOpts {
     pub writeback: bool,
     /// Whole-file uploads go to a temporary name and are renamed over the target at the end.
     pub atomic_upload: bool,
+    /// A file time the server cannot set is ignored instead of failing with EPERM.
+    pub ignore_time_errors: bool,
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
     pub tls: Option<TlsMode>,
     pub cafile: Option<PathBuf>,
@@ -167,6 +169,7 @@ impl Default for MountOpts {
             ahead_mib: None,
             writeback: false,
             atomic_upload: false,
+            ignore_time_errors: false,
             tls: None,
             cafile: None,
             no_verify: false,
@@ -248,6 +251,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
             ("writeback", None) => o.writeback = true,
             ("atomic_upload", None) => o.atomic_upload = true,
+            ("ignore_time_errors", None) => o.ignore_time_errors = true,
             ("ahead_mib", Some(v)) => {
                 let mib = number(key, v)?;
                 o.ahead_mib = Some(mib);

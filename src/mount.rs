@@ -350,6 +350,7 @@ fn mount_and_serve(
         writeback: journal.clone(),
         writeback_uploads: o.connections.saturating_sub(1).max(1),
         atomic_upload: o.atomic_upload,
+        ignore_time_errors: o.ignore_time_errors,
     };
     let ahead_mib = o.ahead_mib.unwrap_or(crate::cli::DEFAULT_AHEAD_MIB);
     // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks

@@ -68,6 +68,11 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
          survive a crash (they are resumed at the next mount).",
     ),
     (
+        "ignore_time_errors",
+        "A file time the server cannot set (it offers neither MFMT nor the two-argument MDTM) is ignored \
+         instead of failing with EPERM (touch, cp -p, rsync -a then report success without effect).",
+    ),
+    (
         "atomic_upload",
         "Upload each whole file to a hidden temporary name in its directory (.ftpfs-part-...), then rename \
          it over the target once the server holds every byte: other clients never see a half-written \

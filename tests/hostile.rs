@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use ftpfs::ftp::{Connection, FtpError, ListContext};
+use ftpfs::ftp::{Connection, FtpError, ListContext, Op};
 use support::mount::fuse_available;
 use support::{FakeServer, fetch};
 
@@ -77,6 +77,49 @@ fn nonsense_pasv_is_an_error_and_foreign_pasv_is_ignored() {
     let mut c = Connection::connect(&o).unwrap();
     assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
     assert!(c.list("/", &ListContext::now_utc()).unwrap().iter().any(|e| e.name == "hello.txt"));
+}
+
+/// vsftpd's `500 OOPS` (no free passive port) ends the session: a broken connection (EIO, and
+/// tried again on a fresh one), never EINVAL, and never a reason to give up EPSV. A server that
+/// says it does not know EPSV on a session that still answers gets PASV, on that connection.
+#[test]
+fn a_session_ended_by_oops_is_broken_and_keeps_epsv() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let srv = FakeServer::start(&["--oops-epsv", "1", "--log-commands", log.path().to_str().unwrap()]);
+    let mut c = Connection::connect(&srv.options(3)).unwrap();
+    let err = c.retr("/hello.txt", 0).err().expect("500 OOPS");
+    assert!(c.is_dead(), "the server ended the session");
+    assert!(err.is_reconnectable(), "{err:?}");
+    for op in [Op::Read, Op::Write, Op::Lookup, Op::SetAttr] {
+        assert_eq!(err.errno(op), libc::EIO, "{op:?}");
+    }
+    assert!(!c.uses_pasv_fallback(), "a session the server ended is no sign that EPSV is unknown");
+    let sent = std::fs::read_to_string(log.path()).unwrap();
+    assert!(sent.contains("EPSV") && !sent.contains("PASV\n"), "PASV must not be tried on a dead session: {sent}");
+
+    let srv = FakeServer::start(&["--no-epsv"]);
+    let mut c = Connection::connect(&srv.options(3)).unwrap();
+    assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
+    assert!(c.uses_pasv_fallback(), "500 to EPSV on a live session: PASV");
+    assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
+}
+
+/// Through the mount: a server that ends every third session at EPSV costs nothing but time;
+/// every write and read succeeds, and PASV is never used.
+#[test]
+fn mount_rides_out_sessions_the_server_ends() {
+    if !fuse_available() {
+        return;
+    }
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let srv = FakeServer::start(&["--oops-epsv", "3", "--log-commands", log.path().to_str().unwrap()]);
+    let (dir, _guard) = mount_fake(&srv, "");
+    let out = sh(dir.path(), "for i in $(seq 30); do echo $i > f$i || exit 1; done; cat f7 f30 hello.txt");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "7\n30\nhello world\n");
+    let sent = std::fs::read_to_string(log.path()).unwrap();
+    assert!(sent.matches("EPSV").count() >= 30, "{sent}");
+    assert!(!sent.lines().any(|l| l == "PASV"), "no downgrade: {sent}");
 }
 
 fn mount_fake(srv: &FakeServer, opts: &str) -> (tempfile::TempDir, support::mount::MountGuard) {

@@ -23,6 +23,7 @@ fn mount(be: &Arc<MemoryBackend>, cache: &std::path::Path) -> Model {
         writeback: None,
         writeback_uploads: 1,
         atomic_upload: true,
+        ignore_time_errors: false,
     };
     Model::new(cfg, atomic)
 }

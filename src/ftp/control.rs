@@ -121,7 +121,7 @@ pub struct Connection {
     pub(super) peer: SocketAddr,
     pub(super) local: SocketAddr,
     pub(super) features: Features,
-    /// EPSV failed once on this server: use PASV from now on.
+    /// EPSV is unknown to the server or its ports unreachable: PASV on this connection.
     pub(super) epsv_failed: bool,
     /// EPSV worked on this connection: a data connection may be opened ahead.
     pub(super) epsv_worked: bool,
@@ -528,6 +528,10 @@ impl Connection {
         let res = self.mark_dead_on(res);
         if let Ok(r) = &res {
             log::trace!("<- {} {}", r.code, r.text());
+            if r.ends_session() {
+                log::debug!("the server ends this session: {r}");
+                self.dead = true;
+            }
         }
         res
     }
@@ -562,8 +566,8 @@ impl Connection {
         self.mark_dead_on(res)
     }
 
-    /// Sends a command and returns its final reply, whatever its code. A 421 marks the connection
-    /// dead and is returned as an error.
+    /// Sends a command and returns its final reply, whatever its code. A reply that ends the
+    /// session (421, `500 OOPS`) has marked the connection dead and is returned as an error.
     pub fn command(&mut self, verb: &str, arg: Option<&str>) -> Result<Reply> {
         self.send(verb, arg)?;
         let mut reply = self.read_reply()?;
@@ -580,8 +584,7 @@ impl Connection {
             }
             reply = self.read_reply()?;
         }
-        if reply.code == 421 {
-            self.dead = true;
+        if reply.ends_session() {
             return Err(reply.into_error());
         }
         Ok(reply)

@@ -1,7 +1,9 @@
 //! Opening data connections (RFC 959 PASV/PORT, RFC 2428 EPSV/EPRT).
 //!
-//! Passive mode tries EPSV first and falls back to PASV for good on this connection when the
-//! server refuses EPSV or its port cannot be reached. After PASV we connect to the control
+//! Passive mode tries EPSV first and falls back to PASV on this connection when the server
+//! says it does not know EPSV on a session that still answers, or its port cannot be reached;
+//! never after a transient refusal or a session the server ended (a new connection tries EPSV
+//! again). After PASV we connect to the control
 //! connection's peer address, not to the address in the 227 reply, unless the caller opted in
 //! (a hostile server could otherwise make us connect anywhere: CVE-2020-8284). Active mode
 //! listens on the control connection's local address and announces it with EPRT (IPv6) or PORT,
@@ -193,7 +195,7 @@ impl Connection {
                         // PASV cannot name an IPv6 address (through a proxy it needs none).
                         Err(e) if self.peer.is_ipv6() && self.opts.proxy.is_none() => return Err(e),
                         Err(e) => {
-                            log::info!("EPSV failed ({e}); using PASV from now on");
+                            self.confirm_epsv_unusable(e)?;
                             self.epsv_failed = true;
                         }
                     }
@@ -201,6 +203,33 @@ impl Connection {
                 self.open_pasv()
             }
         }
+    }
+
+    /// Decides whether a failed EPSV means this connection should use PASV: the server said it
+    /// does not know EPSV (500–502, 504, 522 to EPSV itself) and the session is alive (NOOP
+    /// answers), or the port it named could not be reached (PASV may name a reachable one).
+    /// Anything else (a transient 4xx, a session the server ended) is returned as the error,
+    /// and nothing is downgraded: one busy moment must not cost the EPSV of a whole mount.
+    fn confirm_epsv_unusable(&mut self, e: FtpError) -> Result<()> {
+        let unusable = match &e {
+            FtpError::Reply { code: 500..=502 | 504 | 522, .. } => match self.noop() {
+                Ok(()) => true,
+                Err(noop) if noop.is_fatal_for_connection() => return Err(noop),
+                Err(noop) => {
+                    // A session that refuses NOOP is in no state to trust: a fresh one is.
+                    log::debug!("NOOP after a refused EPSV: {noop}");
+                    self.dead = true;
+                    return Err(FtpError::Closed);
+                }
+            },
+            FtpError::Io(_) => true,
+            _ => false,
+        };
+        if !unusable {
+            return Err(e);
+        }
+        log::info!("EPSV failed ({e}); using PASV on this connection");
+        Ok(())
     }
 
     /// Connects to the data port `addr.port()`: at `addr` directly, or through the proxy at the

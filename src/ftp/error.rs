@@ -98,7 +98,7 @@ impl FtpError {
     pub fn is_fatal_for_connection(&self) -> bool {
         match self {
             FtpError::Io(_) | FtpError::Protocol(_) | FtpError::Closed => true,
-            FtpError::Reply { code, .. } => *code == 421,
+            FtpError::Reply { code, text } => ends_session(*code, text),
             FtpError::InvalidArgument(_)
             | FtpError::LineTooLong(_)
             | FtpError::TooLarge(_)
@@ -110,6 +110,24 @@ impl FtpError {
     /// True when the same operation may succeed on a fresh connection (421 closing, network loss).
     pub fn is_reconnectable(&self) -> bool {
         self.is_fatal_for_connection()
+    }
+
+    /// True when the session ended under the command: the server said so (421, `500 OOPS`)
+    /// or closed or reset the connection. Not for a timeout or a garbled reply.
+    pub fn is_session_ended(&self) -> bool {
+        use io::ErrorKind::*;
+        match self {
+            FtpError::Reply { code, text } => ends_session(*code, text),
+            FtpError::Io(e) => matches!(e.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe),
+            FtpError::Closed => true,
+            _ => false,
+        }
+    }
+
+    /// True when the server ended this one session on purpose while others stay fine
+    /// (vsftpd's `500 OOPS`): the other idle connections need not be dropped.
+    pub fn ended_only_this_session(&self) -> bool {
+        matches!(self, FtpError::Reply { code: 500, text } if is_oops(text))
     }
 
     /// True when retrying the same command on the same connection may help (425/426: the data
@@ -149,6 +167,18 @@ impl FtpError {
     }
 }
 
+/// True for a reply after which the server closes the session: 421 (RFC 959), and vsftpd's
+/// `500 OOPS: …`, which it sends before its session process exits on an internal failure
+/// (`vsf_sysutil_bind` when no passive port is free, `priv_sock_get_int` after that). Such a 500
+/// says nothing about the command: it is a broken connection, never "invalid argument".
+pub fn ends_session(code: u16, text: &str) -> bool {
+    code == 421 || (code == 500 && is_oops(text))
+}
+
+fn is_oops(text: &str) -> bool {
+    text.trim_start().get(..4).is_some_and(|w| w.eq_ignore_ascii_case("OOPS"))
+}
+
 fn text_says(text: &str, words: &[&str]) -> bool {
     let lower = text.to_ascii_lowercase();
     words.iter().any(|w| lower.contains(w))
@@ -157,7 +187,7 @@ fn text_says(text: &str, words: &[&str]) -> bool {
 /// The reply-code → failure table.
 fn reply_kind(code: u16, text: &str, op: Op) -> FsError {
     match code {
-        421 => FsError::Broken,
+        _ if ends_session(code, text) => FsError::Broken,
         452 | 552 => FsError::NoSpace,
         // An append refused (proftpd without AllowStoreRestart, servers without APPE).
         450 | 451 | 550 if op == Op::Append && !text_says(text, &["no space", "disk full", "quota"]) => {

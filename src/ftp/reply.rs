@@ -53,6 +53,13 @@ impl Reply {
         (300..400).contains(&self.code)
     }
 
+    /// True when the server ends the session with this reply: 421, or vsftpd's `500 OOPS: …`
+    /// (an internal failure, such as no free passive port, after which its session process
+    /// exits). The connection is then broken, whatever the command was.
+    pub fn ends_session(&self) -> bool {
+        super::error::ends_session(self.code, &self.text())
+    }
+
     /// Turns a reply into an error (for negative or unexpected replies). The text is kept as
     /// the server sent it (the errno table reads it); the error shows it escaped.
     pub fn into_error(self) -> FtpError {

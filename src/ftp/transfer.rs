@@ -79,8 +79,7 @@ impl Connection {
             self.half_close_download(&pending, verb);
             reply = self.send_transfer_command(verb, arg, rest)?;
         }
-        if reply.code == 421 {
-            self.dead = true;
+        if reply.ends_session() {
             return Err(reply.into_error());
         }
         if !reply.is_preliminary() {
@@ -137,14 +136,7 @@ impl Connection {
     /// Reads the final reply of a transfer whose data connection is closed.
     pub(super) fn finish_transfer(&mut self) -> Result<Reply> {
         let reply = self.read_reply()?;
-        if is_transfer_done(reply.code) {
-            Ok(reply)
-        } else {
-            if reply.code == 421 {
-                self.dead = true;
-            }
-            Err(reply.into_error())
-        }
+        if is_transfer_done(reply.code) { Ok(reply) } else { Err(reply.into_error()) }
     }
 
     /// After a transfer ended early: reads whatever the server says about the aborted transfer,
@@ -152,7 +144,7 @@ impl Connection {
     fn resync_after_abort(&mut self) {
         let ok = (|| -> Result<bool> {
             let first = self.read_reply()?;
-            if first.code == 421 {
+            if first.ends_session() {
                 return Ok(false);
             }
             self.send("NOOP", None)?;

@@ -88,18 +88,12 @@ impl Connection {
 /// a timeout or a garbled reply the old session may still store what it got, later, over the
 /// copy sent again.
 fn session_took_no_action(e: &FtpError) -> bool {
-    use std::io::ErrorKind::*;
-    match e {
-        FtpError::Closed => true,
-        FtpError::Io(io) => matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe),
-        FtpError::Reply { code, .. } => *code == 421 || *code == 425,
-        _ => false,
-    }
+    e.is_session_ended() || e.code() == Some(425)
 }
 
 /// The size in a reply to SIZE; `None` when the server gave none.
 fn size_reply(reply: Reply) -> Result<Option<u64>> {
-    if reply.code == 421 {
+    if reply.ends_session() {
         return Err(reply.into_error());
     }
     Ok((reply.code == 213).then(|| reply.text().trim().parse().ok()).flatten())
@@ -260,9 +254,6 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             }
             _ => (first, second),
         };
-        if transfer.code == 421 || size.code == 421 {
-            conn.dead = true;
-        }
         flushed.map_err(FtpError::Io)?;
         if !is_transfer_done(transfer.code) {
             return Err(transfer.into_error());

@@ -37,6 +37,8 @@ pub struct ModelConfig {
     /// file is never streamed, since a stream may be finished early and go on with APPE (when
     /// a reader or another transfer needs it), which would show a part of the file.
     pub atomic_upload: bool,
+    /// A file time the server cannot set is ignored (logged) instead of failing with EPERM.
+    pub ignore_time_errors: bool,
 }
 
 #[cfg(test)]
@@ -54,6 +56,7 @@ impl ModelConfig {
             writeback: None,
             writeback_uploads: 1,
             atomic_upload: false,
+            ignore_time_errors: false,
         }
     }
 }
@@ -86,6 +89,8 @@ pub struct Core {
     /// Bytes handed to uploads so far: how the unmount tells a long upload that moves from one
     /// that is stuck.
     pub(super) sent: std::sync::atomic::AtomicU64,
+    /// The log said once that times cannot be set on this server.
+    told_times_unsettable: std::sync::atomic::AtomicBool,
 }
 
 impl Core {
@@ -95,7 +100,17 @@ impl Core {
         let single_lookups = Mutex::new(LruCache::new(NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)));
         let changed = Mutex::new(LruCache::new(NonZeroUsize::new(CHANGES_KEPT).unwrap_or(NonZeroUsize::MIN)));
         let sent = std::sync::atomic::AtomicU64::new(0);
-        Core { cfg, backend, dirs, handles: Handles::default(), writeback, single_lookups, changed, sent }
+        Core {
+            cfg,
+            backend,
+            dirs,
+            handles: Handles::default(),
+            writeback,
+            single_lookups,
+            changed,
+            sent,
+            told_times_unsettable: Default::default(),
+        }
     }
 
     /// How long a request may wait for the server or a connection.
@@ -282,30 +297,41 @@ impl Core {
         }
     }
 
-    /// Sets the modification time where the server offers it; elsewhere ignored (documented). Several
-    /// servers (pyftpdlib among them) set times on files only: a directory keeps its server-side
-    /// time rather than failing tar or cp -a.
+    /// Sets the modification time on the server. Where the server has no way to set times a
+    /// file's time fails with EPERM (never a success for a time that was not set), unless
+    /// `ignore_time_errors`. Several servers (vsftpd, pyftpdlib) set times on files only: a
+    /// directory keeps its server-side time (which every change inside it moves anyway) rather
+    /// than failing tar or cp -a (documented).
     pub(super) fn set_mtime(&self, path: &str, mtime: SystemTime) -> FsResult<()> {
         let secs = match mtime.duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),
         };
-        if !self.backend.can_set_mtime() {
-            return Ok(());
-        }
-        match self.backend.set_mtime(path, secs) {
+        let is_dir = || path.is_empty() || self.entry(path).is_ok_and(|e| e.is_dir());
+        let res =
+            if self.backend.can_set_mtime() { self.backend.set_mtime(path, secs) } else { Err(FsError::Unsupported) };
+        match res {
             Ok(()) => {}
-            // Found out only now (the two-argument MDTM not understood): ignored, as where the
-            // server offers no way at all (documented).
-            Err(FsError::Unsupported) => return Ok(()),
-            Err(e) => {
-                let is_dir = path.is_empty() || self.entry(path).is_ok_and(|e| e.is_dir());
-                if is_dir && e.is_definite() {
-                    log::debug!("setting the time of directory {path} refused ({e}); ignored");
-                    return Ok(());
-                }
-                return Err(e.errno());
+            Err(e) if is_dir() && e.is_definite() => {
+                log::debug!("setting the time of directory {path} refused ({e}); ignored");
+                return Ok(());
             }
+            // No way to set times here (or found out only now: the two-argument MDTM not
+            // understood).
+            Err(FsError::Unsupported) if self.cfg.ignore_time_errors => {
+                log::debug!("the server cannot set the time of {path}; ignored (ignore_time_errors)");
+                return Ok(());
+            }
+            Err(FsError::Unsupported) => {
+                if !self.told_times_unsettable.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    log::warn!(
+                        "the server offers no way to set file times (no MFMT, no two-argument MDTM): \
+                         setting them fails with EPERM (-o ignore_time_errors ignores them)"
+                    );
+                }
+                return Err(libc::EPERM);
+            }
+            Err(e) => return Err(e.errno()),
         }
         let (parent, name) = split_path(path);
         self.dirs.update(parent, name, |e| {

@@ -38,6 +38,8 @@ mod prop_tests;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
+mod times_tests;
+#[cfg(test)]
 mod writeback_order_tests;
 #[cfg(test)]
 mod writeback_prop_tests;

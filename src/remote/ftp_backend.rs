@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::pool::{Lease, Pool, Purpose};
+use super::pool::{Lease, Pool, Purpose, RETRY_PAUSES, worth_retrying};
 use crate::backend::paths::split_path;
 use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
 use crate::error::FsError;
@@ -282,8 +282,9 @@ impl FtpBackend {
     }
 
     /// Starts a transfer on a transfer connection (waiting at most `wait` for one; `None` when
-    /// none became free), once more on a fresh connection if the first turned out broken. The
-    /// server's refusal of the transfer itself is turned into a kind by `refused`.
+    /// none became free), again on fresh connections while they turn out broken
+    /// ([`RETRY_PAUSES`]). The server's refusal of the transfer itself is turned into a kind by
+    /// `refused`.
     fn start_transfer<T>(
         &self,
         wait: Duration,
@@ -291,15 +292,15 @@ impl FtpBackend {
         refused: impl FnOnce(FtpError) -> FsError,
     ) -> BackendResult<Option<T>> {
         let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
-        let res = match start(lease) {
-            Err(e) if e.is_reconnectable() => {
-                log::info!("transfer start failed ({e}); once more on a fresh connection");
-                self.pool.discard_idle();
-                let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
-                start(lease)
+        let mut res = start(lease);
+        for (attempt, pause) in RETRY_PAUSES.into_iter().enumerate() {
+            match &res {
+                Err(e) if worth_retrying(e, attempt) => self.pool.before_retry(e, pause),
+                _ => break,
             }
-            other => other,
-        };
+            let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
+            res = start(lease);
+        }
         res.map(Some).map_err(refused)
     }
 }

@@ -409,28 +409,44 @@ impl Pool {
         self.freed.notify_all();
     }
 
-    /// Runs `op`, and once more on a fresh connection if the connection broke. The flag tells
-    /// whether it was retried: a command that is not idempotent (DELE, MKD, RNTO) may have taken
-    /// effect the first time, so the caller checks the result when the retry fails.
+    /// Runs `op`, and again on a fresh connection (after each of [`RETRY_PAUSES`]) while the
+    /// connection broke under it. The flag tells whether it was retried: a command that is not
+    /// idempotent (DELE, MKD, RNTO) may have taken effect the first time, so the caller checks
+    /// the result when a retry fails.
     pub fn run_retrying<T>(self: &Arc<Self>, mut op: impl FnMut(&mut Connection) -> Result<T>) -> (Result<T>, bool) {
         let mut lease = match self.get(Purpose::Metadata) {
             Ok(l) => l,
             Err(e) => return (Err(e), false),
         };
-        match op(&mut lease) {
-            Err(e) if e.is_reconnectable() => {
-                log::info!("retrying on a fresh connection after: {e}");
-                stats::count(Counter::Retry);
-                lease.discard();
-                drop(lease);
-                self.discard_idle();
-                match self.get(Purpose::Metadata) {
-                    Ok(mut lease) => (op(&mut lease), true),
-                    Err(e) => (Err(e), true),
-                }
+        let mut res = op(&mut lease);
+        let mut retried = false;
+        for (attempt, pause) in RETRY_PAUSES.into_iter().enumerate() {
+            match &res {
+                Err(e) if worth_retrying(e, attempt) => self.before_retry(e, pause),
+                _ => break,
             }
-            other => (other, false),
+            lease.discard();
+            drop(lease);
+            retried = true;
+            lease = match self.get(Purpose::Metadata) {
+                Ok(l) => l,
+                Err(e) => return (Err(e), true),
+            };
+            res = op(&mut lease);
         }
+        (res, retried)
+    }
+
+    /// What comes before a step is tried again after `e` broke its connection: idle
+    /// connections are dropped unless the server ended only that one session (a restart ends
+    /// them all; vsftpd's `500 OOPS` under load ends one), then a pause of `pause`.
+    pub fn before_retry(&self, e: &FtpError, pause: Duration) {
+        log::info!("trying again on a fresh connection after: {e}");
+        stats::count(Counter::Retry);
+        if !e.ended_only_this_session() {
+            self.discard_idle();
+        }
+        std::thread::sleep(pause);
     }
 
     /// Stops handing out connections: every waiting and later request fails with
@@ -465,6 +481,20 @@ impl Pool {
         st.total -= idle.len();
         idle
     }
+}
+
+/// The pauses before each new try of a step whose connection broke: the first at once (idle
+/// connections that died with a server restart are replaced), the others for a server that
+/// ends sessions while it is busy. Bounded: about 3 s in all, then the error stands.
+pub const RETRY_PAUSES: [Duration; 4] =
+    [Duration::ZERO, Duration::from_millis(250), Duration::from_millis(1000), Duration::from_millis(2000)];
+
+/// Whether a step that failed with `e` after `attempt` retries is tried again: once whenever
+/// its connection broke, and more often while the server keeps ending sessions (a busy
+/// server); a timeout or a garbled reply gets one more chance only (each try of a silent server
+/// costs another timeout, and a hostile one answers the same again).
+pub fn worth_retrying(e: &FtpError, attempt: usize) -> bool {
+    e.is_reconnectable() && (attempt == 0 || e.is_session_ended())
 }
 
 fn busy(wait: Duration) -> FtpError {

@@ -16,8 +16,10 @@ With --many-entries N, a directory many_dir is listed (MLSD, LIST, NLST) with N 
 files; with --fat-listing MIB, a directory fat_dir's listing is MIB MiB of lines that are no
 entries at all. --escapes puts terminal control sequences (ESC, BEL, CR, a C1 CSI, DEL) into
 the greeting, the SYST reply, a FEAT line and every 550 reply.
-Flags: --bad-pasv (EPSV refused, PASV answers nonsense), --foreign-pasv (PASV names another
-host: the client must ignore it), --drop-every N (the control connection is closed, without a
+Flags: --bad-pasv (EPSV refused, PASV answers nonsense), --no-epsv (EPSV answered `500 not
+understood`, PASV works), --oops-epsv N (every Nth EPSV, counted over all connections, is
+answered `500 OOPS: vsf_sysutil_bind` and the connection closed, as vsftpd does when no passive
+port is free), --foreign-pasv (PASV names another host: the client must ignore it), --drop-every N (the control connection is closed, without a
 reply, at every Nth command other than USER and PASS, counted over all connections),
 --drop-stor N (the same at every Nth STOR, counted over all connections; the data sent for it
 is never read), --slow-stor N --slow-secs S (every Nth STOR is carried out only after S seconds),
@@ -64,7 +66,7 @@ def count(key):
     with LOCK:
         COUNTER[key] += 1
         return COUNTER[key]
-COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0}
+COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0, "oops": 0}
 ARGS = None
 
 
@@ -335,6 +337,9 @@ class Handler(socketserver.StreamRequestHandler):
                     time.sleep(ARGS.slow_secs)
                 if ARGS.drop_login and verb == "PASS" and count("pass") <= ARGS.drop_login:
                     return
+                if ARGS.oops_epsv and verb == "EPSV" and count("oops") % ARGS.oops_epsv == 0:
+                    self.send("500 OOPS: vsf_sysutil_bind")
+                    return
                 if self.hostile(arg):
                     continue
                 if not self.command(verb, arg):
@@ -482,7 +487,7 @@ class Handler(socketserver.StreamRequestHandler):
         elif verb in ("PORT", "EPRT"):
             self.set_active(verb, arg)
         elif verb == "EPSV":
-            if ARGS.bad_pasv:
+            if ARGS.bad_pasv or ARGS.no_epsv:
                 self.send("500 EPSV not understood")
             else:
                 self.send("229 Entering Extended Passive Mode (|||%d|)" % self.open_data())
@@ -641,6 +646,8 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--bad-pasv", action="store_true")
     p.add_argument("--foreign-pasv", action="store_true")
+    p.add_argument("--no-epsv", action="store_true")
+    p.add_argument("--oops-epsv", type=int, default=0)
     p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--drop-stor", type=int, default=0)
     p.add_argument("--slow-stor", type=int, default=0)

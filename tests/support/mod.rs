@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub env: Vec<(String, String)>,
     /// pyftpdlib: the character set of names on the wire (default UTF-8).
     pub encoding: Option<String>,
+    /// vsftpd: offer only this many passive ports (default: the 59 of the server's block).
+    pub passive_ports: Option<u16>,
 }
 
 /// How a test server speaks TLS.
@@ -298,7 +300,7 @@ impl FtpServer {
         let host = cfg.host.clone().unwrap_or_else(|| "127.0.0.1".to_string());
         let base = port_block(60);
         let port = base;
-        let pasv_range = (base + 1, base + 59);
+        let pasv_range = (base + 1, base + cfg.passive_ports.unwrap_or(59).clamp(1, 59));
         let root = tempfile::Builder::new().prefix("ftpfs-root-").tempdir().expect("temp root");
         let work = tempfile::Builder::new().prefix("ftpfs-srv-").tempdir().expect("temp work");
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod root");
