@@ -2,7 +2,7 @@
 # Installs what the ftpfs build, tests, demo and benchmark need on a fresh Debian 12 machine
 # (package names are Debian 12's; other distributions are not tested):
 #   scripts/setup.sh          everything the suite and the benchmark use: fuse3, vsftpd, curl,
-#                             rsync, openssl, procps, bc, gcc, groff, zsh, fish; pure-ftpd and
+#                             rsync, make, openssl, procps, bc, gcc, groff, zsh, fish; pure-ftpd and
 #                             proftpd extracted under /opt/ftpfs-test; pyftpdlib pinned in a
 #                             virtual environment there
 #   scripts/setup.sh --demo   only what scripts/demo.sh needs: fuse3 and that pyftpdlib
@@ -26,6 +26,7 @@ if ! $demo; then
 [ -x /usr/sbin/vsftpd ] || need_apt+=(vsftpd)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)

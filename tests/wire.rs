@@ -123,6 +123,39 @@ fn file_commands(kind: ServerKind) {
     assert_eq!(c.size("/b c.txt").unwrap(), 11);
 }
 
+/// MDTM of many names pipelined (more than one window of them): each file's time to the
+/// second, nothing for a directory or a missing name, and the connection in sync afterwards.
+fn mdtm_of_many_files_pipelined(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let count = ftpfs::ftp::times::WINDOW * 2 + 7;
+    let mut paths = Vec::new();
+    for i in 0..count {
+        let name = format!("f {i}.txt");
+        srv.put_file(&name, b"x");
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000 + i as u64 * 61);
+        std::fs::File::options().write(true).open(srv.disk(&name)).unwrap().set_modified(when).unwrap();
+        paths.push(format!("/{name}"));
+    }
+    srv.put_file("d/inside", b"");
+    paths.insert(3, "/missing".into());
+    paths.insert(10, "/d".into());
+    let mut c = srv.connect();
+    let times = c.mdtm_many(&paths).unwrap();
+    assert_eq!(times.len(), paths.len());
+    for (p, t) in paths.iter().zip(&times) {
+        match p.strip_prefix("/f ").and_then(|r| r.strip_suffix(".txt")) {
+            Some(i) => {
+                let i: i64 = i.parse().unwrap();
+                assert_eq!(t.map(|t| t.0), Some(1_600_000_000 + i * 61), "{p}");
+            }
+            None if p == "/d" && kind == ServerKind::Pyftpdlib => {} // pyftpdlib times directories too
+            None => assert_eq!(*t, None, "{p}"),
+        }
+    }
+    assert!(!c.is_dead());
+    assert_eq!(c.size("/f 0.txt").unwrap(), 1, "in sync after the pipelined replies");
+}
+
 fn listings(kind: ServerKind) {
     let srv = FtpServer::start(kind);
     srv.put_file("one.txt", b"1");
@@ -435,6 +468,7 @@ on_every_server!(
     wrong_password,
     directory_commands,
     file_commands,
+    mdtm_of_many_files_pipelined,
     listings,
     retr_with_offsets,
     early_end_of_retr_keeps_sync,

@@ -538,6 +538,22 @@ impl Connection {
 
     /// Sends one command line without reading the reply.
     pub(super) fn send(&mut self, verb: &str, arg: Option<&str>) -> Result<()> {
+        let line = self.command_line(verb, arg)?;
+        self.send_lines(&line)
+    }
+
+    /// Writes command lines made by [`Connection::command_line`] in one go.
+    pub(super) fn send_lines(&mut self, lines: &[u8]) -> Result<()> {
+        if self.dead {
+            return Err(FtpError::Closed);
+        }
+        let res = self.ctrl.get_mut().write_all(lines).map_err(FtpError::Io);
+        self.mark_dead_on(res)
+    }
+
+    /// The line `verb arg` as it goes on the wire (in the connection's encoding, CR LF ended),
+    /// logged; an error and nothing to send when the argument cannot be sent safely.
+    pub(super) fn command_line(&self, verb: &str, arg: Option<&str>) -> Result<Vec<u8>> {
         if self.dead {
             return Err(FtpError::Closed);
         }
@@ -562,8 +578,7 @@ impl Connection {
             return Err(FtpError::LineTooLong(line.len()));
         }
         log::debug!("-> {}", loggable(verb, arg));
-        let res = self.ctrl.get_mut().write_all(&line).map_err(FtpError::Io);
-        self.mark_dead_on(res)
+        Ok(line)
     }
 
     /// Sends a command and returns its final reply, whatever its code. A reply that ends the

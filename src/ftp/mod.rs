@@ -11,6 +11,7 @@ pub mod listing;
 pub mod proxy;
 pub mod reply;
 pub mod stream;
+pub mod times;
 pub mod tls;
 pub mod transfer;
 pub mod trust;

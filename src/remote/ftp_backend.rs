@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::exact_times::ExactTimes;
 use super::pool::{Lease, Pool, Purpose, RETRY_PAUSES, worth_retrying};
 use crate::backend::paths::split_path;
 use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
@@ -46,6 +47,8 @@ pub struct FtpBackend {
     /// Setting times with the two-argument MDTM (servers without MFMT): not tried yet,
     /// confirmed by a time read back, or found not to work.
     mdtm_write: std::sync::atomic::AtomicU8,
+    /// Exact times for the files of coarse (LIST) listings, with MDTM.
+    exact_times: ExactTimes,
 }
 
 /// [`FtpBackend::mdtm_write`]'s states.
@@ -192,7 +195,9 @@ impl WriteStream for FtpWrite {
 
 impl FtpBackend {
     pub fn new(cfg: FtpBackendConfig, pool: Arc<Pool>, features: Features) -> FtpBackend {
+        let exact_times = ExactTimes::new(features.mdtm);
         FtpBackend {
+            exact_times,
             cfg,
             pool,
             features,
@@ -214,7 +219,14 @@ impl FtpBackend {
         }
     }
 
-    /// An idempotent command, retried once on a fresh connection if the connection broke.
+    /// LIST of `remote`, with exact times for its files where the listing's are coarse.
+    fn list_exactly(&self, c: &mut Connection, remote: &str, ctx: &ListContext) -> ftp::Result<Vec<ftp::Entry>> {
+        let mut entries = c.list(remote, ctx)?;
+        self.exact_times.refine(c, remote, &mut entries, ctx.tz_offset)?;
+        Ok(entries)
+    }
+
+    /// An idempotent command, retried on a fresh connection if the connection broke.
     fn idempotent<T>(&self, op: Op, f: impl FnMut(&mut Connection) -> ftp::Result<T>) -> BackendResult<T> {
         self.pool.run_retrying(f).0.map_err(|e| kind(e, op))
     }
@@ -319,12 +331,12 @@ impl Backend for FtpBackend {
                 Err(e) if e.kind(Op::Mlsd) == FsError::Unsupported => {
                     log::warn!("server advertises MLSD but refuses it ({e}); using LIST");
                     self.mlsd_broken.store(true, Ordering::Relaxed);
-                    self.idempotent(Op::Lookup, |c| c.list(&remote, &ctx))?
+                    self.idempotent(Op::Lookup, |c| self.list_exactly(c, &remote, &ctx))?
                 }
                 Err(e) => return Err(kind(e, Op::Lookup)),
             }
         } else {
-            self.idempotent(Op::Lookup, |c| c.list(&remote, &ctx))?
+            self.idempotent(Op::Lookup, |c| self.list_exactly(c, &remote, &ctx))?
         };
         // Same layout on both sides: converted in place, without a second vector.
         Ok(entries.into_iter().map(convert).collect())

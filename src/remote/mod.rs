@@ -3,6 +3,7 @@
 //! Retrying after a broken connection happens here, in one place, and reply codes have become
 //! [`crate::error::FsError`] kinds before anything leaves this module.
 
+mod exact_times;
 mod ftp_backend;
 pub mod pool;
 

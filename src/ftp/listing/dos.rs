@@ -49,6 +49,7 @@ pub fn parse_dos_line(line: &str, ctx: &ListContext) -> Option<Entry> {
         e
     };
     e.mtime = civil_to_unix(year, month, day, hour, minute, 0).map(|t| t - ctx.tz_offset);
+    e.mtime_step = 60;
     Some(e)
 }
 

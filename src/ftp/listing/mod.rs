@@ -34,13 +34,17 @@ pub struct Entry {
     pub mtime: Option<i64>,
     /// Sub-second part of `mtime`, in nanoseconds (MLSD only).
     pub mtime_nanos: u32,
+    /// How precise `mtime` is, in seconds: the true time lies in `[mtime, mtime + step)`. 1 for
+    /// MLSD, MLST and MDTM; 60 for a LIST time of day (`Jun  7 08:09`); 86 400 for a LIST date
+    /// with a year (`Jun  7  2021`: files older than six months).
+    pub mtime_step: u32,
     /// Permission bits (`0o7777` part of the mode), when known.
     pub mode: Option<u32>,
 }
 
 impl Entry {
     pub(crate) fn new(name: String, kind: EntryKind) -> Entry {
-        Entry { name, kind, size: None, mtime: None, mtime_nanos: 0, mode: None }
+        Entry { name, kind, size: None, mtime: None, mtime_nanos: 0, mtime_step: 1, mode: None }
     }
 
     pub fn is_dir(&self) -> bool {

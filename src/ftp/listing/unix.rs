@@ -50,6 +50,7 @@ pub fn parse_unix_line(line: &str, ctx: &ListContext) -> Option<Entry> {
     let mut e = Entry::new(name, kind);
     e.size = Some(size);
     e.mtime = mtime;
+    e.mtime_step = if when.contains(':') { 60 } else { 86_400 };
     e.mode = Some(mode_bits(bits));
     Some(e)
 }
@@ -130,11 +131,13 @@ mod tests {
         assert_eq!(e.name, "hello.txt");
         assert_eq!(e.size, Some(11));
         assert_eq!(e.mtime, civil_to_unix(2024, 3, 14, 9, 30, 0));
+        assert_eq!(e.mtime_step, 60, "a time of day: to the minute");
         assert_eq!(e.mode, Some(0o644));
         let d = p("drwxr-xr-x    2 1001     1001         4096 Jan 02  2019 sub dir");
         assert!(d.is_dir());
         assert_eq!(d.name, "sub dir");
         assert_eq!(d.mtime, civil_to_unix(2019, 1, 2, 0, 0, 0));
+        assert_eq!(d.mtime_step, 86_400, "a date with a year: to the day");
         let l = p("lrwxrwxrwx    1 1001     1001            9 Mar 14 09:30 link -> hello.txt");
         assert_eq!(l.name, "link");
         assert_eq!(l.kind, EntryKind::Symlink(Some("hello.txt".into())));
