@@ -444,14 +444,14 @@ fn epsv_behind_the_end_of_transfers(kind: ServerKind) {
         let mut up = c.stor_early(&path).unwrap();
         up.write_all(&body).unwrap();
         assert_eq!(up.finish_with_size(&path).unwrap(), Some(body.len() as u64), "{path}");
-        assert_eq!(!c.wants_data_ahead(), pipelined, "{path}: next data connection open after the upload");
+        assert_eq!(c.has_data_ahead(), pipelined, "{path}: next data connection open after the upload");
         c.open_data_ahead().unwrap();
         assert_eq!(fetch(&mut c, &path, 0), body, "{path}");
-        assert_eq!(!c.wants_data_ahead(), pipelined, "{path}: next data connection open after the download");
+        assert_eq!(c.has_data_ahead(), pipelined, "{path}: next data connection open after the download");
         c.open_data_ahead().unwrap();
         let names: Vec<String> = listing_names(&mut c, kind, "/").into_iter().map(|e| e.0).collect();
         assert!(names.contains(&path[1..].to_string()), "{names:?}");
-        assert_eq!(!c.wants_data_ahead(), pipelined, "{path}: next data connection open after the listing");
+        assert_eq!(c.has_data_ahead(), pipelined, "{path}: next data connection open after the listing");
         c.open_data_ahead().unwrap();
         assert_eq!(std::fs::read(srv.disk(&path[1..])).unwrap(), body);
         // A short command in between leaves it in place.

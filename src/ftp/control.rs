@@ -135,6 +135,11 @@ pub struct Connection {
     /// Whoever lends this connection wants the next data connection opened ahead: the end of a
     /// transfer may carry the EPSV for it (see [`Connection::set_open_ahead`]).
     pub(super) open_ahead: bool,
+    /// An EPSV sent behind the end of a transfer whose reply is not read yet: it is the next
+    /// reply on the wire, read (and its data connection opened) before any other.
+    pub(super) epsv_pending: bool,
+    /// The port named by such an EPSV once its reply was read, and when: connected on demand.
+    pub(super) ahead_port: Option<(SocketAddr, Instant)>,
     /// SIZE may be sent behind an upload's data, before its reply (until the server shows
     /// it answers commands during a transfer).
     pub(super) pipeline_size: bool,
@@ -312,6 +317,8 @@ impl Connection {
             ahead_refused: false,
             ahead_accepted: false,
             open_ahead: false,
+            epsv_pending: false,
+            ahead_port: None,
             pipeline_size: true,
             list_a: None,
             dead: false,
@@ -521,6 +528,10 @@ impl Connection {
 
     /// Reads one reply from the server.
     pub(super) fn read_reply(&mut self) -> Result<Reply> {
+        if self.dead {
+            return Err(FtpError::Closed);
+        }
+        self.settle_epsv_ahead();
         if self.dead {
             return Err(FtpError::Closed);
         }

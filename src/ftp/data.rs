@@ -124,6 +124,9 @@ impl Connection {
     /// Whether [`Connection::open_data_ahead`] would open anything: passive mode with EPSV
     /// proven on this connection, nothing opened yet, and the server never refused one.
     pub fn wants_data_ahead(&self) -> bool {
+        if self.epsv_pending || self.ahead_port.is_some() {
+            return !self.dead;
+        }
         !self.dead
             && self.ahead.is_none()
             && !self.ahead_refused
@@ -136,6 +139,7 @@ impl Connection {
     /// Opens a data connection ahead with EPSV even though EPSV was not tried on this
     /// connection yet (a failure changes nothing: the first transfer finds out as usual).
     pub fn try_data_ahead(&mut self) -> Result<()> {
+        self.connect_ahead_port();
         if self.ahead.is_some() || self.epsv_failed || !self.opts.use_epsv {
             return Ok(());
         }
@@ -145,6 +149,11 @@ impl Connection {
         let stream = self.epsv_connect()?;
         self.ahead = Some((stream, Instant::now()));
         Ok(())
+    }
+
+    /// A data connection for the next transfer is open ahead, or its EPSV is on the way.
+    pub fn has_data_ahead(&self) -> bool {
+        !self.dead && (self.epsv_pending || self.ahead_port.is_some() || self.ahead.is_some())
     }
 
     /// EPSV worked on this connection.
@@ -161,6 +170,7 @@ impl Connection {
     /// Opens the passive data connection of the next transfer now (EPSV and the TCP handshake),
     /// while nobody waits for this connection.
     pub fn open_data_ahead(&mut self) -> Result<()> {
+        self.connect_ahead_port();
         if !self.wants_data_ahead() {
             return Ok(());
         }
@@ -171,6 +181,7 @@ impl Connection {
 
     /// The data connection opened ahead, if it is still usable.
     pub(super) fn take_ahead(&mut self) -> Option<TcpStream> {
+        self.connect_ahead_port();
         let (stream, opened) = self.ahead.take()?;
         (opened.elapsed() < AHEAD_MAX_AGE && still_open(&stream)).then_some(stream)
     }
@@ -263,8 +274,8 @@ impl Connection {
     }
 
     /// Sends EPSV for the next transfer behind the end of the current one, before its final
-    /// reply is read; `true` when sent: the caller reads that reply with
-    /// [`Connection::finish_epsv_ahead`] after the replies before it. Only where the server is
+    /// reply is read; `true` when sent: the caller leaves that reply for later with
+    /// [`Connection::leave_epsv_ahead`] after reading the replies before it. Only where the server is
     /// known to answer commands in order after a transfer, never during it.
     pub(super) fn send_epsv_ahead(&mut self) -> bool {
         let encrypted = self.tls_config.is_some() && self.protect_data;
@@ -278,13 +289,42 @@ impl Connection {
         self.send("EPSV", None).is_ok()
     }
 
-    /// Reads the reply to an EPSV sent by [`Connection::send_epsv_ahead`] and opens its data
-    /// connection (nothing is opened ahead when that fails; a broken stream marks the
-    /// connection dead as always).
-    pub(super) fn finish_epsv_ahead(&mut self) {
-        let res = self.read_reply().and_then(|reply| self.connect_229(reply));
+    /// Leaves the reply to an EPSV sent by [`Connection::send_epsv_ahead`] for later: it is
+    /// read before the next reply (whatever was sent behind it meanwhile), or by whoever opens
+    /// data connections ahead for an idle connection, so the transfer that sent it returns
+    /// without waiting a round trip for it.
+    pub(super) fn leave_epsv_ahead(&mut self) {
+        self.epsv_pending = !self.dead;
+    }
+
+    /// Reads the reply of an EPSV left by [`Connection::leave_epsv_ahead`], if any, and keeps
+    /// the port it names: connected only when a transfer or the pool's preparation of an idle
+    /// connection needs it, so replies read behind it do not wait for that handshake. Nothing
+    /// is opened ahead when the reply is no 229; a broken stream marks the connection dead as
+    /// always.
+    pub(super) fn settle_epsv_ahead(&mut self) {
+        if !std::mem::take(&mut self.epsv_pending) {
+            return;
+        }
+        let res = self.read_reply().and_then(|reply| self.port_of_229(&reply));
         match res {
-            Ok(stream) => self.ahead = Some((stream, Instant::now())),
+            Ok(addr) => self.ahead_port = Some((addr, Instant::now())),
+            Err(e) => log::debug!("no data connection opened ahead: {e}"),
+        }
+    }
+
+    /// Connects the data connection of a port kept by [`Connection::settle_epsv_ahead`].
+    fn connect_ahead_port(&mut self) {
+        self.settle_epsv_ahead();
+        let Some((addr, named)) = self.ahead_port.take() else { return };
+        if named.elapsed() >= AHEAD_MAX_AGE {
+            return;
+        }
+        match self.connect_data(addr, false) {
+            Ok(stream) => {
+                self.epsv_worked = true;
+                self.ahead = Some((stream, named));
+            }
             Err(e) => log::debug!("no data connection opened ahead: {e}"),
         }
     }
@@ -294,14 +334,19 @@ impl Connection {
         self.connect_229(reply)
     }
 
-    /// Connects to the port an EPSV reply names.
-    fn connect_229(&mut self, reply: super::reply::Reply) -> Result<TcpStream> {
+    /// The address of the port an EPSV reply names (on the control connection's peer).
+    fn port_of_229(&self, reply: &super::reply::Reply) -> Result<SocketAddr> {
         if reply.code != 229 {
-            return Err(reply.into_error());
+            return Err(reply.clone().into_error());
         }
         let port =
             parse_229(&reply.text()).ok_or_else(|| FtpError::protocol(format!("bad EPSV reply: {}", reply.text())))?;
-        let addr = SocketAddr::new(self.peer.ip(), port);
+        Ok(SocketAddr::new(self.peer.ip(), port))
+    }
+
+    /// Connects to the port an EPSV reply names.
+    fn connect_229(&mut self, reply: super::reply::Reply) -> Result<TcpStream> {
+        let addr = self.port_of_229(&reply)?;
         let stream = self.connect_data(addr, false)?;
         self.epsv_worked = true;
         Ok(stream)

@@ -327,8 +327,8 @@ impl<C: BorrowMut<Connection>> Download<C> {
         let conn = self.connection();
         let epsv = conn.send_epsv_ahead();
         let res = conn.finish_transfer().map(drop);
-        if epsv && !conn.dead {
-            conn.finish_epsv_ahead();
+        if epsv {
+            conn.leave_epsv_ahead();
         }
         res
     }

@@ -232,8 +232,8 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         let conn = self.connection();
         let first = conn.read_reply()?;
         let second = conn.read_reply()?;
-        if epsv && !conn.dead {
-            conn.finish_epsv_ahead();
+        if epsv {
+            conn.leave_epsv_ahead();
         }
         if first.code < 200 || second.code < 200 {
             // Not the two replies expected: which answers what is unknown from here on.
