@@ -5,7 +5,7 @@
 //! It never panics on anything the kernel, the network or the user controls.
 //!
 //! It answers ENOSYS only where the kernel should stop asking for good (extended attributes,
-//! and the calls fuser answers by default: locks, fallocate, lseek, copy_file_range, …): the
+//! and the calls fuser answers by default: fallocate, lseek, copy_file_range, fsyncdir, …): the
 //! kernel takes ENOSYS from open, create, flush, fsync, access, rename with flags and others as
 //! "never implemented" for the rest of the mount, so no result of the model is passed on as
 //! ENOSYS ([`err`]).
@@ -419,5 +419,19 @@ impl Filesystem for FtpFs {
             FileHandle(v.1),
             FopenFlags::empty()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_never_switches_a_call_off() {
+        assert_eq!(err(libc::ENOSYS), Errno::from_i32(libc::EOPNOTSUPP));
+        for e in [libc::ENOENT, libc::EACCES, libc::EPERM, libc::EIO, libc::EOPNOTSUPP, libc::EDQUOT] {
+            assert_eq!(err(e), Errno::from_i32(e));
+        }
+        assert_eq!(never_implemented(), Errno::from_i32(libc::ENOSYS));
     }
 }
