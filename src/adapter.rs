@@ -3,6 +3,12 @@
 //! This is the only place that knows fuser's types, and it only translates: arguments to model
 //! calls, model results to `FileAttr`, flags and errno replies. Every decision is the model's.
 //! It never panics on anything the kernel, the network or the user controls.
+//!
+//! It answers ENOSYS only where the kernel should stop asking for good (extended attributes,
+//! and the calls fuser answers by default: fallocate, lseek, copy_file_range, fsyncdir, …): the
+//! kernel takes ENOSYS from open, create, flush, fsync, access, rename with flags and others as
+//! "never implemented" for the rest of the mount, so no result of the model is passed on as
+//! ENOSYS ([`err`]).
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -23,8 +29,21 @@ pub struct FtpFs {
     at_end: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
+/// The reply for an errno from the model. Never ENOSYS: from open the kernel would take it as
+/// "no open needed" and let every later open succeed without a handle, from create fall back
+/// to mknod for every later file, from flush or fsync report success for every later close
+/// or fsync. The model means "not supported here": EOPNOTSUPP.
 fn err(e: i32) -> Errno {
+    if e == libc::ENOSYS {
+        log::warn!("ENOSYS from the model, answered as EOPNOTSUPP (ENOSYS would switch the call off for good)");
+        return Errno::from_i32(libc::EOPNOTSUPP);
+    }
     Errno::from_i32(e)
+}
+
+/// ENOSYS on purpose: the kernel stops sending this call for the rest of the mount.
+fn never_implemented() -> Errno {
+    Errno::from_i32(libc::ENOSYS)
 }
 
 fn name_str(name: &OsStr) -> FsResult<&str> {
@@ -195,6 +214,28 @@ impl Filesystem for FtpFs {
         answer!(reply, res, |_v| reply.ok());
     }
 
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        // FTP has no hard links. link(2): EPERM "The filesystem containing oldpath and newpath
+        // does not support the creation of hard links" (fuser's default would be ENOSYS).
+        reply.error(err(libc::EPERM));
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Regular files come through create; FTP cannot make fifos, sockets or device nodes.
+        // mknod(2): EPERM "... if the filesystem containing pathname does not support the type
+        // of node requested" (fuser's default would be ENOSYS).
+        reply.error(err(libc::EPERM));
+    }
+
     fn symlink(
         &self,
         _req: &Request,
@@ -323,9 +364,9 @@ impl Filesystem for FtpFs {
     }
 
     // Extended attributes: FTP has none. ENOSYS makes the kernel stop asking (and tells
-    // callers EOPNOTSUPP, which cp -a and rsync -X handle).
+    // callers EOPNOTSUPP, which cp -a and rsync -X handle): on purpose, unlike [`err`].
     fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(err(libc::ENOSYS));
+        reply.error(never_implemented());
     }
 
     fn setxattr(
@@ -338,15 +379,15 @@ impl Filesystem for FtpFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(err(libc::ENOSYS));
+        reply.error(never_implemented());
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(err(libc::ENOSYS));
+        reply.error(never_implemented());
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(err(libc::ENOSYS));
+        reply.error(never_implemented());
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -378,5 +419,19 @@ impl Filesystem for FtpFs {
             FileHandle(v.1),
             FopenFlags::empty()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_never_switches_a_call_off() {
+        assert_eq!(err(libc::ENOSYS), Errno::from_i32(libc::EOPNOTSUPP));
+        for e in [libc::ENOENT, libc::EACCES, libc::EPERM, libc::EIO, libc::EOPNOTSUPP, libc::EDQUOT] {
+            assert_eq!(err(e), Errno::from_i32(e));
+        }
+        assert_eq!(never_implemented(), Errno::from_i32(libc::ENOSYS));
     }
 }

@@ -130,7 +130,7 @@ pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<(Conne
     }
 }
 
-/// True when a start-up connection broke under us (reset, closed, 421 closing), so a fresh one
+/// True when a start-up connection broke under us (reset, closed, 421 closing, the login dropped), so a fresh one
 /// may work. A timeout, a refused connection or any other answer is final.
 fn start_up_broke(e: &FtpError) -> bool {
     use std::io::ErrorKind::*;
@@ -138,7 +138,7 @@ fn start_up_broke(e: &FtpError) -> bool {
         FtpError::Io(io) => {
             matches!(io.kind(), ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | NotConnected)
         }
-        FtpError::Closed => true,
+        FtpError::Closed | FtpError::LoggedOut(_) => true,
         FtpError::Reply { code, .. } => *code == 421,
         _ => false,
     }

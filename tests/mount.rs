@@ -336,6 +336,15 @@ fn error_messages(kind: ServerKind) {
     // vsftpd runs as the FTP user: a root-owned directory is not writable for it.
     std::fs::create_dir(srv.disk("locked")).unwrap();
     std::fs::set_permissions(srv.disk("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // For the server's own refusals below: a file the FTP user may not read, a directory it
+    // may not change, a file it does not own.
+    srv.put_file("unreadable", b"secret");
+    std::fs::set_permissions(srv.disk("unreadable"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    srv.put_file("ro/inner", b"i");
+    std::fs::create_dir(srv.disk("ro/sub")).unwrap();
+    srv.give_to_ftp_user(&srv.disk("ro/sub"));
+    std::fs::set_permissions(srv.disk("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::write(srv.disk("rootfile"), b"r").unwrap();
     let m = Mount::new(&srv, &[]);
     let err = |script: &str| {
         let out = m.sh(script);
@@ -348,10 +357,37 @@ fn error_messages(kind: ServerKind) {
     assert!(err("mkdir full").contains("File exists"));
     assert!(err("touch 'bad\nname'").contains("Invalid argument"));
     assert!(!srv.disk("bad\nname").exists() && !srv.disk("bad").exists());
+    // What the kernel answers from our attributes, and what the server refuses (the errno
+    // table in src/ftp/error.rs, the listing where the server's text names no reason).
+    m.sh_ok("mkdir emptydir && echo x > plain");
+    assert!(err("echo x > emptydir").contains("Is a directory"));
+    assert!(err("unlink emptydir").contains("Is a directory"));
+    assert!(err("rmdir plain").contains("Not a directory"));
+    assert!(err("ls plain/x").contains("Not a directory"));
+    assert!(err("mv -T emptydir full").contains("Directory not empty"));
+    assert!(err("mv nothing-here x").contains("No such file or directory"));
+    // No hard links, fifos or device nodes over FTP: EPERM as link(2) and mknod(2) document,
+    // never ENOSYS.
+    assert!(err("ln plain hard").contains("Operation not permitted"));
+    assert!(err("mkfifo fifo").contains("Operation not permitted"));
     if kind.runs_as_ftp_user() {
         let e = err("echo x > locked/file");
         assert!(e.contains("Permission denied"), "{e}");
         assert!(!srv.disk("locked/file").exists());
+        // Refused by the server (vsftpd says only "550 Failed to open file.", "Delete operation
+        // failed.", "Rename failed.": what it still lists makes it EACCES, not ENOENT).
+        let e = err("cat unreadable");
+        assert!(e.contains("Permission denied"), "{e}");
+        let e = err("rm -f ro/inner");
+        assert!(e.contains("Permission denied"), "{e}");
+        let e = err("rmdir ro/sub");
+        assert!(e.contains("Permission denied"), "{e}");
+        let e = err("mv ro/inner moved");
+        assert!(e.contains("Permission denied"), "{e}");
+        assert!(srv.disk("ro/inner").is_file() && srv.disk("ro/sub").is_dir());
+        // chmod(2): EPERM when the caller does not own the file.
+        let e = err("chmod 600 rootfile");
+        assert!(e.contains("Operation not permitted"), "{e}");
     }
 }
 

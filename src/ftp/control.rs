@@ -146,6 +146,9 @@ pub struct Connection {
     /// Whether `LIST -a` works (None = not tried yet).
     pub(super) list_a: Option<bool>,
     pub(super) dead: bool,
+    /// The login and session set-up are done: a 530 now means the server dropped the login
+    /// ([`FtpError::LoggedOut`]), not that it refused our credentials.
+    logged_in: bool,
     transfer_type: TransferType,
     welcome: String,
     /// This connection's TLS configuration (shared with its data connections), if any.
@@ -322,6 +325,7 @@ impl Connection {
             pipeline_size: true,
             list_a: None,
             dead: false,
+            logged_in: false,
             transfer_type: TransferType::Binary,
             welcome: String::new(),
             tls_config: tls.as_ref().map(|t| t.0.clone()),
@@ -364,6 +368,7 @@ impl Connection {
             conn.protect_data = true;
         }
         conn.timed_step("no answer to the session set-up (FEAT, OPTS, TYPE)", Connection::setup_session)?;
+        conn.logged_in = true;
         Ok(conn)
     }
 
@@ -542,6 +547,11 @@ impl Connection {
             if r.ends_session() {
                 log::debug!("the server ends this session: {r}");
                 self.dead = true;
+            }
+            if self.logged_in && super::error::is_logged_out(r.code, &r.text()) {
+                log::info!("the server dropped this session's login: {r}");
+                self.dead = true;
+                return Err(FtpError::LoggedOut(r.text()));
             }
         }
         res

@@ -243,6 +243,24 @@ impl Core {
         });
     }
 
+    /// The errno of a refusal of `path` that the server gave as "not found", from what the
+    /// server lists now: vsftpd answers one text ("550 Failed to open file.", "Delete operation
+    /// failed.") for a missing file, a directory and a file the FTP user may not touch. Gone:
+    /// ENOENT; there, of the kind the operation wants (`dir`): EACCES; of the other kind:
+    /// EISDIR or ENOTDIR. Any other refusal keeps its own errno.
+    pub(super) fn refused_errno(&self, path: &str, e: FsError, dir: bool) -> i32 {
+        if e != FsError::NotFound {
+            return e.errno();
+        }
+        self.invalidate_parent(path);
+        match self.entry(path) {
+            Ok(found) if found.is_dir() == dir => libc::EACCES,
+            Ok(_) if dir => libc::ENOTDIR,
+            Ok(_) => libc::EISDIR,
+            Err(_) => libc::ENOENT,
+        }
+    }
+
     /// Forgets the listing of the directory holding `path` (after a change we cannot describe).
     pub(super) fn invalidate_parent(&self, path: &str) {
         self.dirs.invalidate(split_path(path).0);

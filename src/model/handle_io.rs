@@ -360,7 +360,7 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
         if off == 0 || io.read_since.is_none() {
             io.read_since = Some(SystemTime::now());
         }
-        let dl = start_download(core, &path, off).map_err(|e| e.errno())?;
+        let dl = start_download(core, &path, off).map_err(|e| core.refused_errno(&path, e, false))?;
         io.state = State::Reading(StreamReader::start(dl, off).map_err(|e| io_errno(&e))?);
     }
 }
@@ -528,7 +528,7 @@ fn load_spool(core: &Core, f: &OpenFile) -> FsResult<Spool> {
                 dl.finish().map_err(|e| e.errno())?;
             }
             Err(e) if e.errno() == libc::ENOENT && core.handles.is_pending(&path) => {}
-            Err(e) => return Err(e.errno()),
+            Err(e) => return Err(core.refused_errno(&path, e, false)),
         }
     }
     Ok(Spool { file, len, dirty: false, tail: false })
@@ -873,7 +873,7 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
 /// (the caller holds the path's upload claim). Returns the new size.
 fn append_by_copy(core: &Core, path: &str, tail: &mut Spool) -> FsResult<u64> {
     let mut whole = core.temp_file()?;
-    let mut dl = start_download(core, path, 0).map_err(|e| e.errno())?;
+    let mut dl = start_download(core, path, 0).map_err(|e| core.refused_errno(path, e, false))?;
     let old = io::copy(&mut dl, &mut whole).map_err(|e| io_errno(&e))?;
     dl.finish().map_err(|e| e.errno())?;
     tail.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;

@@ -174,7 +174,8 @@ impl Model {
                 // A reply lost after the server removed it: done.
                 Err(libc::ENOENT) if !e.is_definite() => {}
                 Err(libc::ENOENT) => return Err(libc::ENOENT),
-                _ => return Err(e.errno()),
+                // Empty, or (vsftpd) not listable either way: the parent's listing tells.
+                _ => return Err(core.refused_errno(&path, e, true)),
             }
         }
         self.forget_path(&path);
@@ -201,7 +202,10 @@ impl Model {
                 // Looked up in the listing itself, which does not count pending creations.
                 let on_server = core.list_dir(parent).map(|l| l.contains(name)).unwrap_or(true);
                 // Gone after a lost reply (the server deleted it) is done too.
-                if on_server || (e.is_definite() && !core.handles.is_pending(&path)) {
+                if on_server {
+                    return Err(core.refused_errno(&path, e, false));
+                }
+                if e.is_definite() && !core.handles.is_pending(&path) {
                     return Err(e.errno());
                 }
             }
@@ -314,7 +318,8 @@ impl Model {
         }
         let refused_over_existing = target.is_some() && self.on_server(to) == Ok(true) && e.is_definite();
         if !refused_over_existing {
-            return Err(e.errno());
+            // The source is there: a "not found" (vsftpd's "550 Rename failed.") was a refusal.
+            return Err(core.refused_errno(from, e, core.entry(from).is_ok_and(|s| s.is_dir())));
         }
         log::debug!("rename over existing {to} refused ({e}); moving the target aside first");
         let (to_parent, _) = split_path(to);
