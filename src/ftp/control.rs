@@ -536,10 +536,7 @@ impl Connection {
         if self.dead {
             return Err(FtpError::Closed);
         }
-        self.settle_epsv_ahead();
-        if self.dead {
-            return Err(FtpError::Closed);
-        }
+        self.settle_epsv_ahead()?;
         let res = read_reply_in(&mut self.ctrl, self.opts.encoding);
         let res = self.mark_dead_on(res);
         if let Ok(r) = &res {

@@ -234,6 +234,8 @@ impl Connection {
                 }
             },
             FtpError::Io(_) => true,
+            // A 229 without a port we can read, on a session still in sync.
+            FtpError::Protocol(_) => !self.dead,
             _ => false,
         };
         if !unusable {
@@ -300,22 +302,30 @@ impl Connection {
     /// Reads the reply of an EPSV left by [`Connection::leave_epsv_ahead`], if any, and keeps
     /// the port it names: connected only when a transfer or the pool's preparation of an idle
     /// connection needs it, so replies read behind it do not wait for that handshake. Nothing
-    /// is opened ahead when the reply is no 229; a broken stream marks the connection dead as
-    /// always.
-    pub(super) fn settle_epsv_ahead(&mut self) {
+    /// is opened ahead when the reply is no 229. An error only when the connection broke or
+    /// the server ended the session there (the connection is dead then): the caller reports
+    /// that error rather than a bare "closed".
+    pub(super) fn settle_epsv_ahead(&mut self) -> Result<()> {
         if !std::mem::take(&mut self.epsv_pending) {
-            return;
+            return Ok(());
         }
-        let res = self.read_reply().and_then(|reply| self.port_of_229(&reply));
-        match res {
+        let reply = self.read_reply()?;
+        if reply.ends_session() {
+            return Err(reply.into_error());
+        }
+        match self.port_of_229(&reply) {
             Ok(addr) => self.ahead_port = Some((addr, Instant::now())),
             Err(e) => log::debug!("no data connection opened ahead: {e}"),
         }
+        Ok(())
     }
 
     /// Connects the data connection of a port kept by [`Connection::settle_epsv_ahead`].
     fn connect_ahead_port(&mut self) {
-        self.settle_epsv_ahead();
+        if let Err(e) = self.settle_epsv_ahead() {
+            log::debug!("no data connection opened ahead: {e}");
+            return;
+        }
         let Some((addr, named)) = self.ahead_port.take() else { return };
         if named.elapsed() >= AHEAD_MAX_AGE {
             return;

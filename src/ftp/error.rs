@@ -190,7 +190,7 @@ pub fn ends_session(code: u16, text: &str) -> bool {
 }
 
 fn is_oops(text: &str) -> bool {
-    text.trim_start().get(..4).is_some_and(|w| w.eq_ignore_ascii_case("OOPS"))
+    text.trim_start().starts_with("OOPS:")
 }
 
 fn text_says(text: &str, words: &[&str]) -> bool {
@@ -306,10 +306,11 @@ fn reply_kind(code: u16, text: &str, op: Op) -> FsError {
         // Syntax error in an argument: the server's reason where it gives one (pyftpdlib's
         // "501 No such directory." to MLSD of a missing or plain file; proftpd's "501 /f:
         // Operation not permitted" to MFMT), else a name or value it will not take: EINVAL,
-        // which open(2) and mkdir(2) give for a name the filesystem does not allow. A lookup of
-        // such a name finds nothing (ENOENT), so creating it is what fails, with EINVAL.
+        // which open(2) and mkdir(2) give for a name the filesystem does not allow. A lookup
+        // stays EINVAL too: taken for ENOENT, a name the server will not look up (MLST of an
+        // awkward name) would count as absent without a listing, and be created over.
         501 => said.unwrap_or(match op {
-            Op::Lookup | Op::Mlsd => FsError::NotFound,
+            Op::Mlsd => FsError::NotFound,
             _ => FsError::Invalid,
         }),
         // Bad sequence: a server that wants something before MLSD does not have it for us.
@@ -336,6 +337,27 @@ fn reply_kind(code: u16, text: &str, op: Op) -> FsError {
         // or aborted: passing failures, unless the text names a definite reason (pure-ftpd's
         // "451 Rename/move failure: Directory not empty", proftpd's "450 /d: No such file or
         // directory" to LIST, pyftpdlib's "426 No space left on device; transfer aborted.").
+        // Around a transfer only a reason about the disk or the path counts: a 425/426/450/451
+        // whose text says "invalid" or "not permitted" (proftpd's "425 Unable to build data
+        // connection: <strerror>") is still a passing failure of the server's, tried again.
+        // (pure-ftpd's "451 Rename/move failure: <strerror>" is its rename's own answer.)
+        400..=499
+            if matches!(code, 425 | 426) || matches!(op, Op::Read | Op::Write | Op::Append | Op::Mlsd | Op::Lookup) =>
+        {
+            said.filter(|k| {
+                matches!(
+                    k,
+                    FsError::NoSpace
+                        | FsError::Quota
+                        | FsError::NotFound
+                        | FsError::NotEmpty
+                        | FsError::NotDir
+                        | FsError::IsDir
+                        | FsError::InUse
+                )
+            })
+            .unwrap_or(FsError::TryLater)
+        }
         400..=499 => said.unwrap_or(FsError::TryLater),
         // 551 "page type unknown", 554 "invalid REST parameter", anything else: the server
         // failed the command.

@@ -39,6 +39,8 @@ const ROWS: &[(u16, &str, Op, i32)] = &[
     (425, "Failed to establish connection.", Op::Read, EIO),
     (500, "OOPS: vsf_sysutil_bind", Op::Write, EIO),
     (500, "OOPS: priv_sock_get_int", Op::Lookup, EIO),
+    // Only vsftpd's "OOPS:" ends a session; another server's "Oops" is a plain refusal.
+    (500, "Oops, unknown command", Op::Lookup, EOPNOTSUPP),
     (421, "Timeout.", Op::Read, EIO),
     (530, "Login incorrect.", Op::Session, EACCES),
     // proftpd 1.3.8: "path: strerror".
@@ -130,7 +132,7 @@ const ROWS: &[(u16, &str, Op, i32)] = &[
     (501, "Invalid SITE CHMOD format.", Op::SetAttr, EINVAL),
     (550, "Invalid time format; expected: YYYYMMDDHHMMSS.", Op::SetAttr, EINVAL),
     (500, "Command \"XYZZY\" not understood.", Op::Lookup, EOPNOTSUPP),
-    (501, "Syntax error: command needs an argument.", Op::Lookup, ENOENT),
+    (501, "Syntax error: command needs an argument.", Op::Lookup, EINVAL),
     (550, "Not enough privileges.", Op::Write, EACCES),
     // Its data connection's errors: "426 strerror; transfer aborted." (not staged).
     (426, "No space left on device; transfer aborted.", Op::Write, ENOSPC),
@@ -153,8 +155,11 @@ const ROWS: &[(u16, &str, Op, i32)] = &[
     (502, "Command not implemented.", Op::SetAttr, EOPNOTSUPP),
     (502, "Command not implemented.", Op::Lookup, EOPNOTSUPP),
     (504, "Command not implemented for that parameter.", Op::SetAttr, EOPNOTSUPP),
-    (501, "Syntax error in parameters or arguments.", Op::Lookup, ENOENT),
+    (501, "Syntax error in parameters or arguments.", Op::Lookup, EINVAL),
     (501, "Syntax error in parameters or arguments.", Op::Write, EINVAL),
+    // proftpd's 425 with the system's text: still a passing failure, not EPERM or EINVAL.
+    (425, "Unable to build data connection: Operation not permitted", Op::Read, EIO),
+    (425, "Unable to build data connection: Invalid argument", Op::Write, EIO),
     (501, "Syntax error in parameters or arguments.", Op::Mkdir, EINVAL),
     (501, "Unknown SITE command", Op::SetAttr, EOPNOTSUPP),
     (501, "Unknown MLSD", Op::Mlsd, EOPNOTSUPP),

@@ -19,7 +19,8 @@ use super::listing::parse_mlsd_time;
 /// MDTM commands on the way before the first of their replies is read.
 pub const WINDOW: usize = 512;
 
-/// The most bytes of commands written at once.
+/// The most bytes of commands on the way (the replies, which may echo the path, stay within
+/// the socket buffers), and so the most written at once.
 pub const BATCH_BYTES: usize = 32 * 1024;
 
 impl Connection {
@@ -29,18 +30,22 @@ impl Connection {
     /// broke or went out of sync (it is then dead: no reply is left unread on a live one).
     pub fn mdtm_many(&mut self, paths: &[String]) -> Result<Vec<Option<(i64, u32)>>> {
         let mut times = vec![None; paths.len()];
-        let mut waiting = VecDeque::with_capacity(WINDOW);
+        // The commands on the way, with the bytes of each (a reply may echo the path).
+        let mut waiting: VecDeque<(usize, usize)> = VecDeque::with_capacity(WINDOW);
+        let mut on_the_way = 0;
         let mut next = 0;
+        let mut noop_sent = false;
         let mut lines = Vec::new();
         loop {
             // The window is topped up when half of it was answered, in one write.
-            if waiting.len() <= WINDOW / 2 {
+            if waiting.len() <= WINDOW / 2 && on_the_way <= BATCH_BYTES / 2 {
                 lines.clear();
-                while next < paths.len() && waiting.len() < WINDOW && lines.len() < BATCH_BYTES {
+                while next < paths.len() && waiting.len() < WINDOW && on_the_way < BATCH_BYTES {
                     match self.command_line("MDTM", Some(&paths[next])) {
                         Ok(line) => {
                             lines.extend_from_slice(&line);
-                            waiting.push_back(next);
+                            on_the_way += line.len();
+                            waiting.push_back((next, line.len()));
                         }
                         Err(e) if self.dead => return Err(e),
                         // Nothing is sent for it (a name that cannot be written on the wire).
@@ -48,11 +53,18 @@ impl Connection {
                     }
                     next += 1;
                 }
+                // A NOOP behind the last one: its 200 must come right after the last MDTM's
+                // reply, or the server answered more (or less) than it was asked.
+                if next == paths.len() && !waiting.is_empty() && !noop_sent {
+                    lines.extend_from_slice(&self.command_line("NOOP", None)?);
+                    noop_sent = true;
+                }
                 if !lines.is_empty() {
                     self.send_lines(&lines)?;
                 }
             }
-            let Some(i) = waiting.pop_front() else { break };
+            let Some((i, bytes)) = waiting.pop_front() else { break };
+            on_the_way -= bytes;
             let reply = self.read_reply()?;
             if reply.ends_session() {
                 return Err(reply.into_error());
@@ -63,6 +75,13 @@ impl Connection {
                 return Err(FtpError::protocol(format!("preliminary reply {} to MDTM", reply.code)));
             }
             times[i] = if reply.code == 213 { parse_mlsd_time(reply.text().trim()) } else { None };
+        }
+        if noop_sent {
+            let reply = self.read_reply()?;
+            if !reply.is_positive() {
+                self.dead = true;
+                return Err(FtpError::protocol(format!("reply {} where the NOOP behind MDTMs was due", reply.code)));
+            }
         }
         Ok(times)
     }

@@ -315,6 +315,12 @@ impl Core {
         }
     }
 
+    /// The errno a file time would fail with here before anything is asked: the server has no
+    /// way to set times (known by now) and `ignore_time_errors` is off.
+    pub(super) fn times_refused(&self) -> Option<i32> {
+        (!self.backend.can_set_mtime() && !self.cfg.ignore_time_errors).then_some(libc::EPERM)
+    }
+
     /// Sets the modification time on the server. Where the server has no way to set times a
     /// file's time fails with EPERM (never a success for a time that was not set), unless
     /// `ignore_time_errors`. Several servers (vsftpd, pyftpdlib) set times on files only: a

@@ -528,9 +528,16 @@ impl Model {
             _ => None,
         };
         if let Some(when) = when {
+            // utimensat(2): EACCES for "now" (times NULL), EPERM for a time of the caller's.
+            let now = matches!(mtime, Some(SetTime::Now));
+            let refusal = |e: i32| if now && e == libc::EPERM { libc::EACCES } else { e };
             let holders = handles.holders_of_unsaved(&path);
             if holders.is_empty() {
-                self.core.set_mtime(&path, when)?;
+                self.core.set_mtime(&path, when).map_err(refusal)?;
+            } else if let Some(e) = self.core.times_refused() {
+                // Known now: refused before it is deferred to the upload, whose close must
+                // not fail over a time once the data has landed.
+                return Err(refusal(e));
             }
             for f in holders {
                 handle_io::defer_mtime(&f, when);

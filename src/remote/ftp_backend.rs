@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::exact_times::ExactTimes;
-use super::pool::{Lease, Pool, Purpose, RETRY_PAUSES, worth_retrying};
+use super::pool::{Lease, Pool, Purpose, RETRY_PAUSES};
 use crate::backend::paths::split_path;
 use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
 use crate::error::FsError;
@@ -307,12 +307,19 @@ impl FtpBackend {
         let mut res = start(lease);
         for (attempt, pause) in RETRY_PAUSES.into_iter().enumerate() {
             match &res {
-                Err(e) if worth_retrying(e, attempt) => self.pool.before_retry(e, pause),
+                // A caller that waits for nothing (it spools instead) gets one retry at once.
+                Err(e) if self.pool.worth_retrying(e, attempt) && (attempt == 0 || !wait.is_zero()) => {
+                    self.pool.before_retry(e, pause)
+                }
                 _ => break,
             }
-            let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
-            res = start(lease);
+            match self.transfer_lease(wait)? {
+                Some(lease) => res = start(lease),
+                // No connection free now: the last failure stands.
+                None => break,
+            }
         }
+        self.pool.note_outcome(&res);
         res.map(Some).map_err(refused)
     }
 }
@@ -461,12 +468,15 @@ impl Backend for FtpBackend {
                 self.mdtm_write.store(MDTM_WRITE_WORKS, Ordering::Relaxed);
                 Ok(())
             }
-            // The file is there and its time did not become `secs`: the form is not understood.
-            (_, Ok(t)) => {
+            // The file is there and its time did not become `secs` although the server took
+            // the command, or it said it does not know it: the form is not understood. (Any
+            // other refusal, such as a file the user may not change, proves nothing.)
+            (Ok(()) | Err(FsError::Unsupported), Ok(t)) => {
                 log::info!("server does not set times with MDTM (asked {secs}, has {t}); times are not set");
                 self.mdtm_write.store(MDTM_WRITE_NO, Ordering::Relaxed);
                 Err(FsError::Unsupported)
             }
+            (Err(e), Ok(_)) => Err(e),
             (set, Err(e)) => set.and(Err(e)),
         }
     }

@@ -3,8 +3,9 @@
 //! Connections are created lazily: up to `transfers` for long transfers plus one more that only
 //! listings and other short commands may take, so `ls` and `stat` never wait behind a copy. A
 //! [`Lease`] hands one out and returns it when dropped, unless it died (then the slot is freed and
-//! a fresh one is made on demand). Idempotent operations are retried once on a fresh connection when the old one
-//! turned out to be broken (server restart, 421 idle timeout, reset).
+//! a fresh one is made on demand). Idempotent operations are retried on a fresh connection when the old one
+//! turned out to be broken (server restart, 421 idle timeout, reset): once, or with pauses
+//! ([`RETRY_PAUSES`]) while the server keeps ending sessions.
 //!
 //! No wait here is unbounded: a request that gets no connection within the `timeout` option
 //! fails with [`FtpError::Busy`], and [`Pool::shut_down`] (unmount, SIGTERM) wakes every waiter
@@ -70,7 +71,14 @@ pub struct Pool {
     freed: Condvar,
     /// Idle connections open their next data connection ahead ([`Pool::open_data_ahead`]).
     data_ahead: AtomicBool,
+    /// When a step last used up all of [`RETRY_PAUSES`] and still failed: for a while after,
+    /// steps are tried again once only, so that one call that makes many steps (a rename
+    /// with its checks) does not sleep the whole schedule at each of them.
+    retries_exhausted: Mutex<Option<Instant>>,
 }
+
+/// How long after a step used up its retries the others fail fast (one retry, no pause).
+const FAIL_FAST_FOR: Duration = Duration::from_secs(10);
 
 /// Idle connections older than this are checked with NOOP before use: servers restart and
 /// drop idle sessions (421), and a command that is not idempotent should not be the one to find
@@ -121,6 +129,7 @@ impl Pool {
             state: Mutex::new(state),
             freed: Condvar::new(),
             data_ahead: AtomicBool::new(false),
+            retries_exhausted: Mutex::new(None),
         });
         let weak = Arc::downgrade(&pool);
         stats::gauge("connections", move || weak.upgrade().map(|p| p.describe()));
@@ -422,11 +431,14 @@ impl Pool {
         let mut retried = false;
         for (attempt, pause) in RETRY_PAUSES.into_iter().enumerate() {
             match &res {
-                Err(e) if worth_retrying(e, attempt) => self.before_retry(e, pause),
+                Err(e) if self.worth_retrying(e, attempt) => {
+                    // The broken connection's slot is freed before the pause.
+                    lease.discard();
+                    drop(lease);
+                    self.before_retry(e, pause);
+                }
                 _ => break,
             }
-            lease.discard();
-            drop(lease);
             retried = true;
             lease = match self.get(Purpose::Metadata) {
                 Ok(l) => l,
@@ -434,7 +446,32 @@ impl Pool {
             };
             res = op(&mut lease);
         }
+        self.note_outcome(&res);
         (res, retried)
+    }
+
+    /// Whether a step that failed with `e` after `attempt` retries is tried again: once
+    /// whenever its connection broke, and more often while the server keeps ending sessions
+    /// (a busy server), unless a step used up all its retries lately; a timeout or a garbled
+    /// reply gets one more chance only (each try of a silent server costs another timeout,
+    /// and a hostile one answers the same again).
+    pub fn worth_retrying(&self, e: &FtpError, attempt: usize) -> bool {
+        if !e.is_reconnectable() {
+            return false;
+        }
+        if attempt == 0 {
+            return true;
+        }
+        let failing = self.retries_exhausted.lock().is_some_and(|t| t.elapsed() < FAIL_FAST_FOR);
+        e.is_session_ended() && !failing
+    }
+
+    /// Notes how a step ended after its retries: still broken, the steps that follow fail
+    /// fast for a while.
+    pub fn note_outcome<T>(&self, res: &Result<T>) {
+        if matches!(res, Err(e) if e.is_reconnectable()) {
+            *self.retries_exhausted.lock() = Some(Instant::now());
+        }
     }
 
     /// What comes before a step is tried again after `e` broke its connection: idle
@@ -485,17 +522,10 @@ impl Pool {
 
 /// The pauses before each new try of a step whose connection broke: the first at once (idle
 /// connections that died with a server restart are replaced), the others for a server that
-/// ends sessions while it is busy. Bounded: about 3 s in all, then the error stands.
+/// ends sessions while it is busy. Bounded: 3.25 s of pauses and five tries in all, then the
+/// error stands (and the next steps fail fast for a while: [`Pool::worth_retrying`]).
 pub const RETRY_PAUSES: [Duration; 4] =
     [Duration::ZERO, Duration::from_millis(250), Duration::from_millis(1000), Duration::from_millis(2000)];
-
-/// Whether a step that failed with `e` after `attempt` retries is tried again: once whenever
-/// its connection broke, and more often while the server keeps ending sessions (a busy
-/// server); a timeout or a garbled reply gets one more chance only (each try of a silent server
-/// costs another timeout, and a hostile one answers the same again).
-pub fn worth_retrying(e: &FtpError, attempt: usize) -> bool {
-    e.is_reconnectable() && (attempt == 0 || e.is_session_ended())
-}
 
 fn busy(wait: Duration) -> FtpError {
     FtpError::Busy(format!("no free connection to the server within {} s", wait.as_secs_f32()))
