@@ -4,6 +4,7 @@
 //! [`crate::error::FsError`] kinds before anything leaves this module.
 
 mod ftp_backend;
+mod landed;
 pub mod pool;
 
 pub use ftp_backend::{FtpBackend, FtpBackendConfig};
