@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! wan_proxy --listen 127.0.0.2 --to 127.0.0.1 --ports 2121,10000-10039 --rtt-ms 50
-//!           [--rate-mbit 100] [--max-seconds 3600] [--no-handshake]
+//!           [--rate-mbit 100] [--max-seconds 3600] [--no-handshake] [--drop-idle-ms 3000]
 //! ```
 //!
 //! It listens on `listen:port` for every given port (the FTP control port first, then the server's
@@ -22,6 +22,11 @@
 //! On the control connection (the first port), passive replies (`227 ... (h1,h2,h3,h4,p1,p2)`)
 //! naming `to` are rewritten, line by line, to name `listen`, so data connections come back through
 //! the proxy. EPSV replies carry only a port and need nothing. Active mode (PORT) is not supported.
+//!
+//! With `--drop-idle-ms`, it behaves like a NAT or firewall that forgets idle connections: a
+//! connection that carried no payload either way for that long is closed on both sides (TCP
+//! keepalive probes carry none, so they do not count), and `dropped PORT after MS ms idle` is
+//! printed on stdout.
 //!
 //! It prints `ready` on stdout once every listener is bound, and exits when stdin reaches end of
 //! file (so it dies with the script that holds the other end of a pipe: do not start it with stdin
@@ -51,6 +56,43 @@ struct Config {
     rate: Option<f64>,
     max_seconds: Option<u64>,
     handshake: bool,
+    /// Close connections idle (no payload either way) this long.
+    drop_idle: Option<Duration>,
+}
+
+/// When a connection last carried payload, for `--drop-idle-ms`.
+struct Activity {
+    last: Mutex<Instant>,
+    /// Directions that reached their end (2: the connection is over).
+    ended: std::sync::atomic::AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn idle(&self) -> Duration {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+}
+
+/// Closes both sides of the connection once it has been idle for `limit`; ends with it.
+fn drop_when_idle(client: TcpStream, server: TcpStream, port: u16, limit: Duration, activity: Arc<Activity>) {
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        if activity.ended.load(std::sync::atomic::Ordering::Relaxed) >= 2 {
+            return;
+        }
+        let idle = activity.idle();
+        if idle >= limit {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            println!("dropped {port} after {} ms idle", idle.as_millis());
+            let _ = io::stdout().flush();
+            return;
+        }
+    }
 }
 
 /// One direction of the emulated link, shared by every connection.
@@ -144,7 +186,7 @@ impl PasvRewrite {
 }
 
 /// Reads `src` until end of stream or error, stamping each chunk with its arrival time.
-fn reader(mut src: TcpStream, link: &Link, tx: Sender<Msg>, mut rewrite: Option<PasvRewrite>) {
+fn reader(mut src: TcpStream, link: &Link, tx: Sender<Msg>, mut rewrite: Option<PasvRewrite>, activity: &Activity) {
     let mut buf = vec![0u8; CHUNK];
     loop {
         let (n, failed) = match src.read(&mut buf) {
@@ -152,6 +194,11 @@ fn reader(mut src: TcpStream, link: &Link, tx: Sender<Msg>, mut rewrite: Option<
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => (0, true),
         };
+        if n > 0 {
+            activity.touch();
+        } else {
+            activity.ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let t = Instant::now();
         let data = match rewrite.as_mut() {
             Some(r) => r.feed(&buf[..n], n == 0),
@@ -199,10 +246,15 @@ fn writer(src: TcpStream, mut dst: TcpStream, rx: Receiver<Msg>) {
 }
 
 /// Starts the reader of one direction; `spawn_writer` starts its writer once the far end is connected.
-fn spawn_reader(src: &TcpStream, link: Arc<Link>, rewrite: Option<PasvRewrite>) -> io::Result<Receiver<Msg>> {
+fn spawn_reader(
+    src: &TcpStream,
+    link: Arc<Link>,
+    rewrite: Option<PasvRewrite>,
+    activity: Arc<Activity>,
+) -> io::Result<Receiver<Msg>> {
     let (tx, rx) = bounded(QUEUE);
     let src = src.try_clone()?;
-    thread::spawn(move || reader(src, &link, tx, rewrite));
+    thread::spawn(move || reader(src, &link, tx, rewrite, &activity));
     Ok(rx)
 }
 
@@ -216,8 +268,9 @@ fn spawn_writer(src: &TcpStream, dst: &TcpStream, rx: Receiver<Msg>) -> io::Resu
 fn serve(client: TcpStream, port: u16, cfg: &Config, up: Arc<Link>, down: Arc<Link>) -> io::Result<()> {
     let accepted = Instant::now();
     client.set_nodelay(true)?;
+    let activity = Arc::new(Activity { last: Mutex::new(accepted), ended: Default::default() });
     // The client may talk at once: its bytes are stamped now and wait for the server below.
-    let to_server = spawn_reader(&client, up, None)?;
+    let to_server = spawn_reader(&client, up, None, activity.clone())?;
     if cfg.handshake {
         thread::sleep((accepted + cfg.half_rtt * 3).saturating_duration_since(Instant::now()));
     }
@@ -232,8 +285,13 @@ fn serve(client: TcpStream, port: u16, cfg: &Config, up: Arc<Link>, down: Arc<Li
     server.set_nodelay(true)?;
     spawn_writer(&client, &server, to_server)?;
     let rewrite = (port == cfg.ports[0]).then(|| PasvRewrite::new(cfg.to, cfg.listen));
-    let to_client = spawn_reader(&server, down, rewrite)?;
-    spawn_writer(&server, &client, to_client)
+    let to_client = spawn_reader(&server, down, rewrite, activity.clone())?;
+    spawn_writer(&server, &client, to_client)?;
+    if let Some(limit) = cfg.drop_idle {
+        let (client, server) = (client.try_clone()?, server.try_clone()?);
+        thread::spawn(move || drop_when_idle(client, server, port, limit, activity));
+    }
+    Ok(())
 }
 
 fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
@@ -260,6 +318,7 @@ fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
 fn parse_args() -> Result<Config, String> {
     let (mut listen, mut to, mut ports, mut rtt_ms, mut rate, mut max_seconds, mut handshake) =
         (None, None, None, None, None, None, true);
+    let mut drop_idle = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--no-handshake" {
@@ -275,6 +334,7 @@ fn parse_args() -> Result<Config, String> {
             "--rtt-ms" => rtt_ms = Some(value.parse::<f64>().ok().filter(|v| *v >= 0.0).ok_or(bad("number"))?),
             "--rate-mbit" => rate = Some(value.parse::<f64>().ok().filter(|v| *v > 0.0).ok_or(bad("number"))?),
             "--max-seconds" => max_seconds = Some(value.parse().map_err(|_| bad("number"))?),
+            "--drop-idle-ms" => drop_idle = Some(Duration::from_millis(value.parse().map_err(|_| bad("number"))?)),
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
@@ -286,6 +346,7 @@ fn parse_args() -> Result<Config, String> {
         rate: rate.map(|mbit| mbit * 1e6),
         max_seconds,
         handshake,
+        drop_idle,
     })
 }
 
@@ -294,7 +355,7 @@ fn main() {
         eprintln!("wan_proxy: {e}");
         eprintln!(
             "usage: wan_proxy --listen IP --to IP --ports PORT[,LO-HI...] --rtt-ms MS [--rate-mbit MBIT] \
-             [--max-seconds S] [--no-handshake]"
+             [--max-seconds S] [--no-handshake] [--drop-idle-ms MS]"
         );
         std::process::exit(2);
     });

@@ -103,6 +103,9 @@ pub struct MountOpts {
     pub connections: usize,
     pub cache_timeout: Duration,
     pub timeout: Duration,
+    /// Silence on a control connection during a transfer before a NOOP (where the server
+    /// takes one then); zero: never.
+    pub keepalive: Duration,
     pub active: bool,
     pub no_epsv: bool,
     pub no_mlsd: bool,
@@ -161,6 +164,7 @@ impl Default for MountOpts {
             connections: 4,
             cache_timeout: Duration::from_secs(20),
             timeout: Duration::from_secs(30),
+            keepalive: crate::ftp::control::DEFAULT_KEEPALIVE,
             active: false,
             no_epsv: false,
             no_mlsd: false,
@@ -244,6 +248,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
                     return Err("timeout must be more than 0".into());
                 }
             }
+            ("keepalive", Some(v)) => o.keepalive = seconds(key, v)?,
             ("active", None) => o.active = true,
             ("no_epsv", None) => o.no_epsv = true,
             ("no_mlsd", None) => o.no_mlsd = true,
@@ -497,6 +502,7 @@ pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Resu
     let mut c = ConnectOptions::new(&target.host, port, &target.user, "");
     c.password = password;
     c.timeout = o.timeout;
+    c.keepalive = o.keepalive;
     c.data_mode = if o.active { DataMode::Active } else { DataMode::Passive };
     c.use_epsv = !o.no_epsv;
     c.trust_pasv_address = o.pasv_ip;
@@ -599,6 +605,11 @@ mod tests {
                 .unwrap();
         assert!(o.active && o.no_epsv && o.no_mlsd && o.pasv_ip);
         assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.keepalive, Duration::from_secs(30), "the default");
+        let o = parse_mount_options(&["keepalive=2.5".into()]).unwrap();
+        assert_eq!(o.keepalive, Duration::from_millis(2500));
+        assert_eq!(parse_mount_options(&["keepalive=0".into()]).unwrap().keepalive, Duration::ZERO);
+        assert!(parse_mount_options(&["keepalive=-1".into()]).is_err());
         assert!(parse_mount_options(&["bogus".into()]).is_err());
         assert!(parse_mount_options(&["uid=x".into()]).is_err());
         assert!(parse_mount_options(&["connections=0".into()]).is_err());

@@ -16,6 +16,12 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
     ("connections=N", "Transfers at once, 1 to 32 (default 4); one more connection serves listings."),
     ("cache_timeout=S", "Seconds listings and attributes are trusted (default 20; 0 asks the server every time)."),
     ("timeout=S", "Seconds to wait for a connection, a reply or transfer data (default 30)."),
+    (
+        "keepalive=S",
+        "Seconds of silence on a control connection during a long transfer before a NOOP keeps it \
+         alive through NATs and firewalls (default 30; 0: never), on servers known to take one then \
+         (vsftpd, ProFTPD, pyftpdlib). TCP keepalive (15 s) is on for every connection regardless.",
+    ),
     ("active", "Active mode (PORT/EPRT): the server connects to us for data. Default: passive (EPSV, PASV)."),
     ("no_epsv", "Use PASV only, for servers or firewalls that mishandle EPSV."),
     ("no_mlsd", "List with LIST even when the server offers MLSD."),

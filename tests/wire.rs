@@ -7,7 +7,7 @@ mod support;
 use std::io::{Read, Write};
 
 use ftpfs::ftp::{Connection, DataMode, EntryKind, FtpError, ListContext, Op, TransferType};
-use support::{DataGen, FtpServer, PASSWORD, ServerConfig, ServerKind, assert_stream_matches, fetch};
+use support::{DataGen, FtpServer, PASSWORD, ServerConfig, ServerKind, TlsServer, assert_stream_matches, fetch};
 
 fn listing_names(conn: &mut Connection, kind: ServerKind, path: &str) -> Vec<(String, EntryKind, Option<u64>)> {
     let entries = if kind.has_mlsd() {
@@ -637,7 +637,98 @@ fn replies_map_to_documented_errnos(kind: ServerKind) {
     }
 }
 
+/// NOOPs sent during slow transfers (ftp::keepalive): on vsftpd, ProFTPD and pyftpdlib a NOOP
+/// goes out after each `keepalive` of silence on the control connection while data flows; none
+/// on Pure-FTPd, which does not answer them in step. Uploads (with SIZE and the next EPSV
+/// behind them, started early or not), downloads and a download ended early all leave the
+/// server's disk right and the control connection in step for the commands after them.
+fn noop_during_transfers(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    noops_in_slow_transfers(&srv, kind);
+}
+
+/// [`noop_during_transfers`] over TLS (control and data encrypted), where the suite has it.
+fn noop_during_tls_transfers(kind: ServerKind) {
+    let srv = FtpServer::start_with(kind, ServerConfig { tls: Some(TlsServer::Explicit), ..Default::default() });
+    noops_in_slow_transfers(&srv, kind);
+}
+
+fn noops_in_slow_transfers(srv: &FtpServer, kind: ServerKind) {
+    let mut o = srv.options();
+    o.keepalive = std::time::Duration::from_millis(60);
+    let mut c = Connection::connect(&o).expect("connect");
+    c.set_open_ahead(true);
+    let keeps = kind != ServerKind::PureFtpd;
+    assert_eq!(c.keeps_transfers_alive(), keeps);
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(20));
+    let noops = |c: &Connection, before: u64, what: &str| {
+        let sent = c.keepalive_noops() - before;
+        assert!(if keeps { sent >= 3 } else { sent == 0 }, "{what}: {sent} NOOPs sent");
+    };
+    for round in 0..3u64 {
+        let path = format!("/slow{round}.bin");
+        let body = DataGen::bytes(round + 500, 48 * 8192 + round as usize);
+        c.open_data_ahead().expect("EPSV ahead");
+        let before = c.keepalive_noops();
+        let mut up = if round == 1 { c.stor_early(&path) } else { c.stor(&path) }.expect("STOR");
+        for chunk in body.chunks(8192) {
+            up.write_all(chunk).expect("write");
+            pause();
+        }
+        if round == 2 {
+            up.finish().expect("end of the upload");
+        } else {
+            assert_eq!(up.finish_with_size(&path).expect("end of the upload"), Some(body.len() as u64), "{path}");
+        }
+        noops(&c, before, &format!("upload of {path}"));
+        assert_eq!(std::fs::read(srv.disk(&path)).expect("on disk"), body, "{path} on disk");
+        let before = c.keepalive_noops();
+        let mut dl = c.retr(&path, 0).expect("RETR");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = dl.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            pause();
+        }
+        dl.finish().expect("end of the download");
+        noops(&c, before, &format!("download of {path}"));
+        assert!(got == body, "{path} read back");
+        // In step: each command gets its own reply.
+        assert_eq!(c.size(&path).expect("SIZE"), body.len() as u64);
+        c.noop().expect("NOOP");
+        assert!(listing_names(&mut c, kind, "/").iter().any(|e| e.0 == path[1..]), "{path} listed");
+        assert!(!c.is_dead(), "{path}");
+    }
+    // A download ended early with NOOPs unanswered: in step again, or closed, never out of step.
+    srv.put_file("big.bin", &DataGen::bytes(7, 8 << 20));
+    let mut dl = c.retr("/big.bin", 0).expect("RETR");
+    let mut buf = [0u8; 8192];
+    for _ in 0..20 {
+        dl.read_exact(&mut buf).expect("read");
+        pause();
+    }
+    drop(dl);
+    if !c.is_dead() {
+        assert_eq!(c.size("/slow0.bin").expect("SIZE after an early end"), 48 * 8192);
+        assert_eq!(fetch(&mut c, "/slow1.bin", 0), DataGen::bytes(501, 48 * 8192 + 1));
+    }
+    c.quit();
+}
+
+mod tls {
+    use super::support;
+    on_servers!([vsftpd: Vsftpd, pyftpdlib: Pyftpdlib, pureftpd: PureFtpd], noop_during_tls_transfers);
+    fn noop_during_tls_transfers(kind: support::ServerKind) {
+        super::noop_during_tls_transfers(kind)
+    }
+}
+
 on_every_server!(
+    noop_during_transfers,
     login_ok,
     epsv_behind_the_end_of_transfers,
     stor_before_its_first_reply,

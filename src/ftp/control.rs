@@ -31,6 +31,10 @@ use super::tls::{TlsContext, TlsMode, handshake};
 /// protocol error (a server sending `150` lines without end would hold the request forever).
 pub const MAX_PRELIMINARY: usize = 16;
 
+/// The default of [`ConnectOptions::keepalive`]: well inside the idle limits of home routers and
+/// cloud NATs (minutes), and one short command per half minute of a transfer.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
 /// A password that never shows in `Debug` output or logs.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -83,6 +87,9 @@ pub struct ConnectOptions {
     pub known_features: Option<Features>,
     /// Reach the server (control and data connections) through this proxy.
     pub proxy: Option<Arc<Proxy>>,
+    /// Silence on the control connection during a transfer after which a NOOP is sent, on
+    /// servers that take one then (see [`super::keepalive`]); zero: never.
+    pub keepalive: Duration,
 }
 
 impl ConnectOptions {
@@ -101,6 +108,7 @@ impl ConnectOptions {
             encoding: None,
             known_features: None,
             proxy: None,
+            keepalive: DEFAULT_KEEPALIVE,
         }
     }
 }
@@ -157,6 +165,14 @@ pub struct Connection {
     pub(super) protect_data: bool,
     /// The start-up deadline of [`Connection::connect_until`], until [`Connection::clear_deadline`].
     watchdog: Option<Watchdog>,
+    /// The server is known to answer NOOPs sent during a transfer (see [`super::keepalive`]).
+    pub(super) noop_in_transfer: bool,
+    /// NOOPs sent during a transfer whose `200` is not read yet.
+    pub(super) noops_unanswered: usize,
+    /// NOOPs sent during transfers, in all.
+    pub(super) noops_sent: u64,
+    /// When the last command was sent.
+    pub(super) last_sent: Instant,
 }
 
 impl fmt::Debug for Connection {
@@ -290,6 +306,7 @@ impl Connection {
         // Past the deadline already: the watchdog shuts the socket down at once.
         let wait = time_left(opts.timeout, deadline).unwrap_or(Duration::from_millis(1));
         tcp.set_nodelay(true)?;
+        super::keepalive::set_tcp_keepalive(&tcp);
         tcp.set_read_timeout(Some(wait))?;
         tcp.set_write_timeout(Some(wait))?;
         let watchdog = match deadline {
@@ -331,6 +348,10 @@ impl Connection {
             tls_config: tls.as_ref().map(|t| t.0.clone()),
             protect_data: false,
             watchdog,
+            noop_in_transfer: false,
+            noops_unanswered: 0,
+            noops_sent: 0,
+            last_sent: Instant::now(),
         };
         let greeting = conn.timed_step("no greeting from the server", |c| {
             let greeting = c.read_reply()?;
@@ -340,6 +361,7 @@ impl Connection {
             return Err(greeting.into_error());
         }
         conn.welcome = greeting.text();
+        conn.noop_in_transfer = super::keepalive::tolerates_noop_in_transfer(&conn.welcome);
         if let (Some((cfg, name)), TlsMode::Explicit) = (tls, opts.tls_mode) {
             conn.timed_step("TLS set-up (AUTH TLS) not done", |c| {
                 c.command_expect("AUTH", Some("TLS"), |code| code == 234)?;
@@ -531,8 +553,22 @@ impl Connection {
         res
     }
 
-    /// Reads one reply from the server.
+    /// Reads the next reply from the server that does not answer a NOOP sent during a
+    /// transfer: while such NOOPs are unanswered, a `200` is theirs (each is answered with one
+    /// `200`, before or after the transfer's own final reply, which is never a 200).
     pub(super) fn read_reply(&mut self) -> Result<Reply> {
+        loop {
+            let reply = self.read_one_reply()?;
+            if self.noops_unanswered > 0 && reply.code == 200 {
+                self.noops_unanswered -= 1;
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// Reads one reply from the server.
+    pub(super) fn read_one_reply(&mut self) -> Result<Reply> {
         if self.dead {
             return Err(FtpError::Closed);
         }
@@ -566,6 +602,7 @@ impl Connection {
             return Err(FtpError::Closed);
         }
         let res = self.ctrl.get_mut().write_all(lines).map_err(FtpError::Io);
+        self.last_sent = Instant::now();
         self.mark_dead_on(res)
     }
 

@@ -31,7 +31,11 @@ impl PendingData {
     pub(super) fn establish(self, server: IpAddr, timeout: Duration) -> Result<NetStream> {
         let tcp = match self {
             PendingData::Connected(s) => s,
-            PendingData::Listening(l) => accept_with_timeout(&l, server, timeout)?,
+            PendingData::Listening(l) => {
+                let s = accept_with_timeout(&l, server, timeout)?;
+                super::keepalive::set_tcp_keepalive(&s);
+                s
+            }
         };
         let stream = NetStream::Plain(tcp);
         stream.set_timeouts(Some(timeout))?;
@@ -249,6 +253,12 @@ impl Connection {
     /// host name the user gave, since the control connection's peer is then the proxy. Only an
     /// address a PASV reply announced (`announced`), with `pasv_ip`, is asked of the proxy as it is.
     fn connect_data(&self, addr: SocketAddr, announced: bool) -> Result<TcpStream> {
+        let s = self.connect_data_tcp(addr, announced)?;
+        super::keepalive::set_tcp_keepalive(&s);
+        Ok(s)
+    }
+
+    fn connect_data_tcp(&self, addr: SocketAddr, announced: bool) -> Result<TcpStream> {
         match &self.opts.proxy {
             None => Ok(TcpStream::connect_timeout(&addr, self.opts.timeout)?),
             Some(proxy) => {

@@ -7,6 +7,7 @@ pub mod control;
 pub mod data;
 pub mod error;
 pub mod features;
+pub mod keepalive;
 pub mod listing;
 pub mod proxy;
 pub mod reply;

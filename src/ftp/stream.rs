@@ -106,19 +106,46 @@ impl NetStream {
     /// The second half: reads what the peer still sends until it closes (bounded by the read
     /// timeout and 1 MiB).
     pub fn drain_until_closed(&mut self) -> io::Result<()> {
-        if self.tcp().is_none() {
-            return Ok(());
-        }
+        self.drain_to_end();
+        Ok(())
+    }
+
+    /// As [`NetStream::drain_until_closed`]; true when the peer ended the stream in order (end
+    /// of stream, after close_notify on TLS), false after an error, a timeout or 1 MiB.
+    pub fn drain_to_end(&mut self) -> bool {
+        self.drain_to_end_ticking(None, || {})
+    }
+
+    /// As [`NetStream::drain_to_end`]. With `tick` = `(every, within)`: waits at most `within`
+    /// in all and calls `on_tick` after each `every` of silence meanwhile (the read timeout is
+    /// `every` from then on); without, each read waits for the stream's read timeout.
+    pub fn drain_to_end_ticking(&mut self, tick: Option<(Duration, Duration)>, mut on_tick: impl FnMut()) -> bool {
+        let Some(tcp) = self.tcp() else { return false };
+        let deadline = match tick {
+            Some((every, within)) => {
+                if tcp.set_read_timeout(Some(every.max(Duration::from_millis(1)))).is_err() {
+                    return false;
+                }
+                Some(std::time::Instant::now() + within)
+            }
+            None => None,
+        };
         let mut sink = [0u8; 16 * 1024];
         let mut drained = 0usize;
         while drained < (1 << 20) {
             match self.read(&mut sink) {
-                Ok(0) => break,
+                Ok(0) => return true,
                 Ok(n) => drained += n,
-                Err(_) => break,
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+                        && deadline.is_some_and(|d| std::time::Instant::now() < d) =>
+                {
+                    on_tick()
+                }
+                Err(_) => return false,
             }
         }
-        Ok(())
+        false
     }
 }
 

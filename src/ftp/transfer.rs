@@ -133,9 +133,14 @@ impl Connection {
         self.read_reply()
     }
 
-    /// Reads the final reply of a transfer whose data connection is closed.
+    /// Reads the final reply of a transfer whose data connection is closed, and the replies of
+    /// NOOPs sent during it that come after it.
     pub(super) fn finish_transfer(&mut self) -> Result<Reply> {
         let reply = self.read_reply()?;
+        if let Err(e) = self.settle_noops() {
+            // The transfer's own reply stands; the connection is dead and not used again.
+            log::debug!("after a transfer: {e}");
+        }
         if is_transfer_done(reply.code) { Ok(reply) } else { Err(reply.into_error()) }
     }
 
@@ -359,6 +364,10 @@ impl<C: BorrowMut<Connection>> Download<C> {
 
 impl<C: BorrowMut<Connection>> Read for Download<C> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.data.is_none() {
+            return Ok(0);
+        }
+        self.connection().keep_alive_in_transfer();
         let Some(d) = self.data.as_mut() else { return Ok(0) };
         let n = d.read(buf)?;
         if n == 0 && !buf.is_empty() {

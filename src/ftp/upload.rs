@@ -10,6 +10,11 @@
 //!   session makes sure no later transfer takes them for its own. An upload is sent again
 //!   only when the server's session provably did nothing with it.
 //! - SIZE is sent right behind the end of the data, before the transfer's reply is read.
+//! - While the data flows, NOOPs keep the control connection alive where the server takes them
+//!   (see [`super::keepalive`]).
+//! - An upload whose data the server took to the end (the server closed the data connection
+//!   in order after ours) tells so ([`Upload::delivered`]) even when its final reply never
+//!   came: whoever holds another connection may then ask the server what it holds.
 
 use std::borrow::BorrowMut;
 use std::io::{self, Write};
@@ -111,6 +116,11 @@ pub struct Upload<C: BorrowMut<Connection>> {
     failed: Option<FtpError>,
     /// The upload failed before its preliminary reply, in a way another connection may not.
     replayable: bool,
+    /// Bytes written to the data connection.
+    sent: u64,
+    /// Set when the server ended the data connection in order after our end, with the number
+    /// of bytes sent (see [`Upload::delivered`]).
+    delivered: Option<u64>,
 }
 
 impl<C: BorrowMut<Connection>> Upload<C> {
@@ -131,7 +141,15 @@ impl<C: BorrowMut<Connection>> Upload<C> {
     }
 
     fn new(conn: C, data: NetStream, early: bool) -> Upload<C> {
-        Upload { conn: Some(conn), data: Some(data), early: early.then(Vec::new), failed: None, replayable: false }
+        Upload {
+            conn: Some(conn),
+            data: Some(data),
+            early: early.then(Vec::new),
+            failed: None,
+            replayable: false,
+            sent: 0,
+            delivered: None,
+        }
     }
 
     fn connection(&mut self) -> &mut Connection {
@@ -149,6 +167,14 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             return None;
         }
         self.early.take()
+    }
+
+    /// After the end of the upload, also when its final reply did not come: `Some(bytes sent)`
+    /// when the server had accepted the upload (its preliminary reply) and, after our end of the
+    /// data connection, ended it in order: it read all the data. Whether it stored them is for
+    /// its reply, or, when that was lost, for what it answers on another connection.
+    pub fn delivered(&self) -> Option<u64> {
+        self.delivered
     }
 
     /// The failure a write reported (a refusal reported there has its reply here).
@@ -185,8 +211,7 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         let Some(mut d) = self.data.take() else { return Err(self.failed.take().unwrap_or(FtpError::Closed)) };
         let ended = d.flush().and_then(|_| d.end_our_side());
         self.confirm()?;
-        let flushed = ended.and_then(|_| d.drain_until_closed());
-        drop(d);
+        let flushed = self.drain(d, ended);
         let reply = self.connection().finish_transfer();
         flushed.map_err(FtpError::Io)?;
         reply.map(drop)
@@ -212,6 +237,10 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         let ended = d.flush().and_then(|_| d.end_our_side());
         // SIZE goes out while the server still finishes the data connection: a round trip less.
         if let Err(e) = self.connection().send("SIZE", Some(path)) {
+            if self.early.is_none() {
+                // Whether the server took the data still counts (see `delivered`).
+                let _ = self.drain(d, ended);
+            }
             // The transfer's reply is unread: this connection cannot be trusted any more. What
             // the session did with an upload sent early decides whether it may be sent again.
             let e = match self.early.is_some() {
@@ -227,8 +256,7 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         // And the next transfer's EPSV, where the server answers in order.
         let epsv = self.connection().send_epsv_ahead();
         self.confirm()?;
-        let flushed = ended.and_then(|_| d.drain_until_closed());
-        drop(d);
+        let flushed = self.drain(d, ended);
         let conn = self.connection();
         let first = conn.read_reply()?;
         let second = conn.read_reply()?;
@@ -254,11 +282,32 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             }
             _ => (first, second),
         };
+        if let Err(e) = conn.settle_noops() {
+            // The transfer's own reply stands; the connection is dead and not used again.
+            log::debug!("after an upload: {e}");
+        }
         flushed.map_err(FtpError::Io)?;
         if !is_transfer_done(transfer.code) {
             return Err(transfer.into_error());
         }
         size_reply(size)
+    }
+
+    /// Reads the data connection to the server's end after ours (`ended`: flushed and ended on
+    /// our side) and closes it; notes the upload as delivered when the server ended it in order.
+    /// Meanwhile (the server may still be reading what the network holds of it) NOOPs keep the
+    /// control connection alive where the server takes them, within the `timeout` option.
+    fn drain(&mut self, mut d: NetStream, ended: io::Result<()>) -> io::Result<()> {
+        let confirmed = self.early.is_none();
+        let conn = self.connection();
+        let tick = (conn.keeps_transfers_alive() && confirmed)
+            .then(|| (conn.opts.keepalive.min(conn.opts.timeout), conn.opts.timeout));
+        let clean = ended.is_ok() && d.drain_to_end_ticking(tick, || conn.keep_alive_in_transfer());
+        drop(d);
+        if clean && self.early.is_none() && self.failed.is_none() {
+            self.delivered = Some(self.sent);
+        }
+        ended
     }
 
     /// Ends the upload (as [`Upload::finish`]) and hands back the connection.
@@ -278,10 +327,19 @@ impl<C: BorrowMut<Connection>> Write for Upload<C> {
         {
             return Err(self.report(e));
         }
+        if self.data.is_none() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished"));
+        }
+        if self.early.is_none() {
+            self.connection().keep_alive_in_transfer();
+        }
         let Some(d) = self.data.as_mut() else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished"));
         };
         let res = d.write(buf);
+        if let Ok(n) = &res {
+            self.sent += *n as u64;
+        }
         match (res, self.early.as_mut()) {
             (Ok(n), Some(sent)) => {
                 sent.extend_from_slice(&buf[..n]);

@@ -6,7 +6,9 @@
 //! to the server's, and the one retry after a broken connection. A command that is not
 //! idempotent (MKD, RMD, DELE, RNFR/RNTO) whose connection broke is sent once more; when that
 //! second attempt finds its effect already in place (the directory exists, the file is gone),
-//! the first attempt is taken as having succeeded before its reply was lost.
+//! the first attempt is taken as having succeeded before its reply was lost. An upload whose
+//! final reply was lost after the server took all its data counts as landed when the server
+//! shows it whole ([`super::landed`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::exact_times::ExactTimes;
+use super::landed::{LandedCheck, reply_never_came};
 use super::pool::{Lease, Pool, Purpose, RETRY_PAUSES};
 use crate::backend::paths::split_path;
 use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
@@ -102,6 +105,9 @@ struct FtpWrite {
     /// The server's refusal a write reported, reported again by the finish.
     refused: Option<FsError>,
     meter: TransferMeter,
+    /// For a STOR on a server with SIZE: how to tell, when its final reply is lost, whether it
+    /// landed anyway.
+    landed: Option<LandedCheck>,
 }
 
 impl FtpWrite {
@@ -136,6 +142,16 @@ impl FtpWrite {
             }
             None => e,
         }
+    }
+
+    /// After the final reply of the upload was lost (`e`): `Ok` with the size when the server
+    /// took all the data and shows it whole ([`LandedCheck`]), else `e`.
+    fn landed_anyway(&mut self, e: FtpError) -> ftp::Result<Option<u64>> {
+        let Some(sent) = self.up.as_ref().and_then(Upload::delivered) else { return Err(e) };
+        let Some(check) = self.landed.take() else { return Err(e) };
+        // The broken connection goes back first: it holds one of the pool's slots.
+        self.up = None;
+        if check.holds(sent, &e) { Ok(Some(sent)) } else { Err(e) }
     }
 
     fn finish_once(&mut self) -> ftp::Result<Option<u64>> {
@@ -188,6 +204,10 @@ impl WriteStream for FtpWrite {
                 Err(again) => Err(again),
             },
             done => done,
+        };
+        let res = match res {
+            Err(e) if reply_never_came(&e) => self.landed_anyway(e),
+            other => other,
         };
         res.map_err(|e| kind(e, self.op))
     }
@@ -410,12 +430,20 @@ impl Backend for FtpBackend {
             true => Upload::start(lease, &remote, true),
             false => Upload::start_early(lease, &remote),
         };
+        let began = std::time::SystemTime::now();
         let up = self.start_transfer(wait, start, refused)?;
         let size_of = self.features.size.then(|| remote.clone());
+        let landed = (!append && self.features.size).then(|| LandedCheck {
+            pool: self.pool.clone(),
+            remote: remote.clone(),
+            began,
+            mdtm: self.features.mdtm,
+        });
         let again = (!append).then(|| (self.pool.clone(), remote));
         Ok(up.map(|up| {
             let meter = stats::transfer(&format!("/{path}"), true);
-            Box::new(FtpWrite { up: Some(up), op, size_of, again, refused: None, meter }) as Box<dyn WriteStream>
+            let w = FtpWrite { up: Some(up), op, size_of, again, refused: None, meter, landed };
+            Box::new(w) as Box<dyn WriteStream>
         }))
     }
 

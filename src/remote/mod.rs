@@ -5,6 +5,7 @@
 
 mod exact_times;
 mod ftp_backend;
+mod landed;
 pub mod pool;
 
 pub use ftp_backend::{FtpBackend, FtpBackendConfig};

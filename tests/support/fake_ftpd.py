@@ -22,7 +22,12 @@ answered `500 OOPS: vsf_sysutil_bind` and the connection closed, as vsftpd does 
 port is free), --foreign-pasv (PASV names another host: the client must ignore it), --drop-every N (the control connection is closed, without a
 reply, at every Nth command other than USER and PASS, counted over all connections),
 --drop-stor N (the same at every Nth STOR, counted over all connections; the data sent for it
-is never read), --slow-stor N --slow-secs S (every Nth STOR is carried out only after S seconds),
+is never read), --lose-stor-reply N (at every Nth STOR, counted over all connections, the
+data is read to its end and stored, the data connection closed in order, and then the control
+connection closed without the final reply: a 226 lost on the way, as behind a NAT that dropped
+the idle control connection), --store-short (such a STOR stores one byte less than it read: a
+server that lost the end of the file), --stale-mdtm (MDTM answers the initial tree's time, in
+2024, for every file), --slow-stor N --slow-secs S (every Nth STOR is carried out only after S seconds),
 --drop-login N (the connection is closed, without a reply, at each of the first N PASS commands,
 counted over all connections), --silent-greeting (connections are accepted but nothing is ever
 sent: no greeting; they stay open until the client closes them), --broken-mlsd (MLST
@@ -66,7 +71,7 @@ def count(key):
     with LOCK:
         COUNTER[key] += 1
         return COUNTER[key]
-COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0, "oops": 0}
+COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0, "oops": 0, "lose": 0}
 ARGS = None
 
 
@@ -420,7 +425,7 @@ class Handler(socketserver.StreamRequestHandler):
         return "250 Renamed"
 
     def store(self, verb, path):
-        """STOR/APPE (with REST for STOR)."""
+        """STOR/APPE (with REST for STOR). False when the session ends here (--lose-stor-reply)."""
         with LOCK:
             bad = None
             if path in DIRS:
@@ -430,10 +435,13 @@ class Handler(socketserver.StreamRequestHandler):
         if bad:
             self.close_data()
             self.send(bad)
-            return
+            return True
         got = self.with_data(None)
         if got is None:
-            return
+            return True
+        lose = ARGS.lose_stor_reply and verb == "STOR" and count("lose") % ARGS.lose_stor_reply == 0
+        if lose and ARGS.store_short:
+            got = got[:-1]
         with LOCK:
             old = FILES.get(path, b"")
             if verb == "APPE":
@@ -441,7 +449,10 @@ class Handler(socketserver.StreamRequestHandler):
             else:
                 FILES[path] = old[: self.rest] + got if self.rest else got
             MTIMES[path] = int(time.time())
+        if lose:
+            return False
         self.send("226 Stored")
+        return True
 
     def command(self, verb, arg):
         # RNTO must follow RNFR at once: any other command forgets the pending rename.
@@ -529,7 +540,8 @@ class Handler(socketserver.StreamRequestHandler):
         elif verb == "MDTM":
             path = self.norm(arg)
             with LOCK:
-                reply = "213 " + fmt_mlsd_time(mtime_of(path)) if path in FILES else "550 No such file"
+                t = BASE_MTIME if ARGS.stale_mdtm else mtime_of(path)
+                reply = "213 " + fmt_mlsd_time(t) if path in FILES else "550 No such file"
             self.send(reply)
         elif verb == "MFMT":
             stamp, _, rest = arg.partition(" ")
@@ -578,8 +590,10 @@ class Handler(socketserver.StreamRequestHandler):
                 self.with_data(data[self.rest :], truncatable=True)
             self.rest = 0
         elif verb in ("STOR", "APPE"):
-            self.store(verb, self.norm(arg))
+            kept = self.store(verb, self.norm(arg))
             self.rest = 0
+            if not kept:
+                return False
         elif verb == "DELE":
             path = self.norm(arg)
             with LOCK:
@@ -650,6 +664,9 @@ def main():
     p.add_argument("--oops-epsv", type=int, default=0)
     p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--drop-stor", type=int, default=0)
+    p.add_argument("--lose-stor-reply", type=int, default=0)
+    p.add_argument("--store-short", action="store_true")
+    p.add_argument("--stale-mdtm", action="store_true")
     p.add_argument("--slow-stor", type=int, default=0)
     p.add_argument("--slow-secs", type=float, default=0)
     p.add_argument("--greeting", default="fake server ready")

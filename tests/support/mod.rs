@@ -436,12 +436,15 @@ impl FtpServer {
             .expect("passwd");
         std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).expect("chmod passwd");
         let ipv6 = self.host.contains(':');
+        // SocketBindTight: the control port on the server's address only, not on every
+        // address, so that a proxy may listen on the same port at another loopback address
+        // (tests/nat.rs).
         let conf = format!(
             "ServerName \"ftpfs test proftpd\"\nServerType standalone\nDefaultServer on\nPort {}\n\
              DefaultAddress {}\nUseIPv6 {}\nUser {USER}\nGroup nogroup\nPidFile {}\nScoreboardFile {}\n\
              DelayTable none\nWtmpLog off\nTransferLog none\nSystemLog {}\nAuthOrder mod_auth_file.c\n\
              AuthUserFile {}\nRequireValidShell off\nDefaultRoot ~\nPassivePorts {} {}\nUmask 022\n\
-             AllowOverwrite on\nUseReverseDNS off\nMaxInstances 200\n",
+             AllowOverwrite on\nUseReverseDNS off\nMaxInstances 200\nSocketBindTight on\n",
             self.port,
             self.host,
             if ipv6 { "on" } else { "off" },
