@@ -19,10 +19,9 @@ use crate::ftp::{self, Connection, EntryKind};
 pub const MAX_FILES: usize = 20_000;
 
 /// What the mount learned about MDTM on this server.
-#[derive(Default)]
 pub struct ExactTimes {
     /// The server has MDTM (FEAT).
-    pub available: bool,
+    available: bool,
     /// Said once in the log that MDTM times disagree with the listing.
     told_disagreement: AtomicBool,
 }
