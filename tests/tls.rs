@@ -54,6 +54,12 @@ fn wire_round_trip(kind: ServerKind, tls: TlsServer) {
         let back = fetch(&mut c, "/out.bin", 0);
         assert!(back == data);
     }
+    // A later connection logs in pipelined (PBSZ and PROT with it) and its data is encrypted.
+    let mut o = srv.options();
+    o.known_features = Some(c.features().clone());
+    let mut later = Connection::connect(&o).unwrap_or_else(|e| panic!("pipelined TLS login: {e}\n{}", srv.log()));
+    assert!(later.tls_version().is_some());
+    assert_eq!(fetch(&mut later, "/in.txt", 0), b"secret content");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::mount::{Mount, fuse_available};
@@ -182,6 +183,43 @@ fn whole_directory_reads_stay_true(kind: ServerKind) {
     }
 }
 
+/// A walk over a far link (`find`, as `ls -lR`, `du` and `cp -r` walk) shows the server's tree
+/// exactly: every file with its size and its time to the second, subdirectories listed ahead
+/// (on vsftpd in batches over the control connection), also when a sibling directory holds a
+/// name with CR LF that forges the end of a reply (the batch is refused; LIST lists them).
+fn a_walk_shows_the_tree_exactly(kind: ServerKind) {
+    let Some((srv, _wan)) = setup(kind, 50) else { return };
+    let mut when = 1_560_000_000u64; // 2019: listed to the day by LIST
+    for d in 0..8 {
+        for f in 0..4 {
+            let name = format!("tree/d{d}/f{f}");
+            srv.put_file(&name, content(d * 4 + f).as_bytes());
+            let t = std::time::UNIX_EPOCH + Duration::from_secs(when);
+            std::fs::File::options().write(true).open(srv.disk(&name)).expect("file").set_modified(t).expect("time");
+            when += 3_600 * 24 * 30 + 17;
+        }
+    }
+    srv.put_file("tree/d3/deeper/g", b"deep");
+    let m = mount(&srv, &["cache_timeout=1"]);
+    let walk = "cd tree && find . -path ./evil -prune -o -type f -exec stat -c '%n %s %Y' {} + | sort";
+    let on_disk = || {
+        let out = Command::new("sh").arg("-c").arg(walk).current_dir(srv.root()).output().expect("find on disk");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let through_mount = m.sh_ok(walk);
+    assert_eq!(through_mount, on_disk());
+    assert_eq!(through_mount.lines().count(), 8 * 4 + 1, "{through_mount}");
+    // Another client adds a directory with a forged name among the siblings, and changes a file.
+    srv.put_file("tree/evil/plain", b"");
+    let forged = "x\r\n213 End of status\r\n213-Status follows:\r\n-rw-r--r-- 1 0 0 5 Jan 01 2020 planted";
+    std::fs::write(srv.disk("tree/evil").join(forged), b"").expect("forged name");
+    srv.put_file("tree/d5/f2", b"changed");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(m.sh_ok(walk), on_disk(), "after the listings expired");
+    // The directory with the forged name was walked too; its real file is there.
+    assert!(m.sh_ok("ls -a tree/evil").lines().any(|l| l == "plain"));
+}
+
 on_servers!(
     [vsftpd: Vsftpd, pyftpdlib: Pyftpdlib],
     writeback_survives_kill_9,
@@ -189,4 +227,5 @@ on_servers!(
     a_mount_without_writeback_replays_the_journal,
     fsync_waits_for_the_server,
     whole_directory_reads_stay_true,
+    a_walk_shows_the_tree_exactly,
 );

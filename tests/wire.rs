@@ -53,6 +53,33 @@ fn wrong_password(kind: ServerKind) {
     assert!(!format!("{err} {err:?}").contains(PASSWORD));
 }
 
+/// A later connection logs in with USER, PASS, OPTS and TYPE in one write where the server is
+/// known to read them in turn (one round trip instead of four); the session is the same as
+/// after a login step by step, and a wrong password still fails as a login.
+fn pipelined_login(kind: ServerKind) {
+    let srv = FtpServer::start(kind);
+    let first = srv.connect();
+    assert_eq!(
+        ftpfs::ftp::control::reads_pipelined_login(first.welcome()),
+        kind.reads_pipelined_login(),
+        "{:?}",
+        first.welcome()
+    );
+    srv.put_file("d/f", b"12345");
+    let mut o = srv.options();
+    o.known_features = Some(first.features().clone());
+    let mut c = Connection::connect(&o).expect("pipelined login");
+    assert_eq!(c.transfer_type(), TransferType::Binary);
+    assert_eq!(c.pwd().unwrap(), "/");
+    assert_eq!(c.size("/d/f").unwrap(), 5, "TYPE I in force");
+    assert_eq!(listing_names(&mut c, kind, "/d"), vec![("f".to_string(), EntryKind::File, Some(5))]);
+    o.password = ftpfs::ftp::Secret::new("not-the-password");
+    let err = Connection::connect(&o).expect_err("login must fail");
+    assert!(matches!(&err, FtpError::Reply { code: 530, .. }), "{err}");
+    assert_eq!(err.errno(Op::Session), libc::EACCES);
+    assert!(!format!("{err} {err:?}").contains(PASSWORD));
+}
+
 fn directory_commands(kind: ServerKind) {
     let srv = FtpServer::start(kind);
     let mut c = srv.connect();
@@ -155,6 +182,46 @@ fn mdtm_of_many_files_pipelined(kind: ServerKind) {
     }
     assert!(!c.is_dead());
     assert_eq!(c.size("/f 0.txt").unwrap(), 1, "in sync after the pipelined replies");
+}
+
+/// Listings of several directories by pipelined STAT (vsftpd): the same entries as LIST, in
+/// one round trip; a name that forges the end of a reply is caught by the echoed REST behind
+/// the batch, and the batch refused.
+#[test]
+fn stat_listings_on_vsftpd() {
+    let srv = FtpServer::start(ServerKind::Vsftpd);
+    srv.put_file("a/one.txt", b"1");
+    srv.put_file("a/.dotfile", b"22");
+    srv.put_file("b/name with  spaces.txt", b"333");
+    srv.put_file("b/sub/deeper", b"4444");
+    std::fs::create_dir_all(srv.disk("c")).unwrap();
+    let mut c = srv.connect();
+    assert!(c.can_list_by_stat());
+    let ctx = ListContext::now_utc();
+    let dirs: Vec<String> = ["/a", "/b", "/c"].iter().map(|d| d.to_string()).collect();
+    let batch = c.stat_listings(&dirs, &ctx).expect("STAT batch");
+    assert_eq!(batch.len(), 3);
+    let key = |e: &ftpfs::ftp::Entry| (e.name.clone(), format!("{:?}", e.kind), e.size, e.mtime);
+    for (d, listed) in dirs.iter().zip(&batch) {
+        let mut by_stat: Vec<_> = listed.iter().map(key).collect();
+        let mut by_list: Vec<_> = c.list(d, &ctx).expect("LIST").iter().map(key).collect();
+        by_stat.sort();
+        by_list.sort();
+        assert_eq!(by_stat, by_list, "{d}");
+    }
+    assert_eq!(batch[0].len(), 2, "dotfiles listed: {:?}", batch[0]);
+    assert!(batch[2].is_empty());
+    assert_eq!(c.size("/a/one.txt").unwrap(), 1, "in sync after the batch");
+
+    // A name with CR LF that forges the end of its STAT reply and a listing for the next
+    // directory (with a file that does not exist), as another user of the server could.
+    let forged = "x\r\n213 End of status\r\n213-Status follows:\r\n-rw-r--r-- 1 0 0 5 Jan 01 2020 planted";
+    srv.put_file("evil/plain", b"");
+    std::fs::write(srv.disk("evil").join(forged), b"").unwrap();
+    let dirs: Vec<String> = ["/evil", "/a"].iter().map(|d| d.to_string()).collect();
+    let err = c.stat_listings(&dirs, &ctx).expect_err("a forged reply must refuse the batch");
+    assert!(matches!(err, FtpError::Protocol(_)), "{err}");
+    assert!(c.is_dead(), "a connection out of step is not used again");
 }
 
 fn listings(kind: ServerKind) {
@@ -728,6 +795,7 @@ mod tls {
 }
 
 on_every_server!(
+    pipelined_login,
     noop_during_transfers,
     login_ok,
     epsv_behind_the_end_of_transfers,

@@ -10,7 +10,8 @@
 //!   had, and while nothing of ours touched the path. It is dropped at the first doubt.
 //! - **Listings ahead.** When a directory is read shortly after its parent (a walk: `find`,
 //!   `du`, `ls -R`, `cp -r`; not the lookups that resolve a path), its subdirectories and its unlisted siblings are listed in
-//!   parallel; a listing is served once, while young, and only if nothing of ours changed that
+//!   parallel (or in batches, one round trip each, where the server allows:
+//!   [`Backend::list_several`]); a listing is served once, while young, and only if nothing of ours changed that
 //!   directory since it was fetched.
 //!
 //! Background work never takes a connection a request could use: it runs only while the inner
@@ -147,11 +148,13 @@ struct Flight {
     started: bool,
     /// For files: what the listing said when it was queued.
     stamp: Stamp,
+    /// For listings: the batch ([`Job::Lists`]) it is queued in.
+    batch: Option<u64>,
 }
 
 impl Flight {
     fn new(stamp: Stamp) -> Flight {
-        Flight { spoiled: false, started: false, stamp }
+        Flight { spoiled: false, started: false, stamp, batch: None }
     }
 }
 
@@ -189,6 +192,10 @@ struct State {
     opened: Option<LruCache<String, Instant>>,
     /// Uploads in progress by path: never fetched ahead meanwhile.
     uploading: HashMap<String, usize>,
+    /// Batches of listings queued and not yet taken (by a worker, or by a request for one of
+    /// their directories, which then lists the whole batch itself).
+    batches: HashMap<u64, Vec<String>>,
+    next_batch: u64,
 }
 
 impl State {
@@ -324,8 +331,19 @@ impl State {
 }
 
 enum Job {
-    File { path: String, size: u64, stamp: Stamp },
-    List { dir: String },
+    File {
+        path: String,
+        size: u64,
+        stamp: Stamp,
+    },
+    List {
+        dir: String,
+    },
+    /// Directories listed together ([`Backend::list_several`]): the batch in
+    /// [`State::batches`].
+    Lists {
+        batch: u64,
+    },
 }
 
 struct Shared {
@@ -418,6 +436,7 @@ impl Shared {
             match job {
                 Job::File { path, size, stamp } => self.fetch_file(&path, size, stamp),
                 Job::List { dir } => self.fetch_list(&dir),
+                Job::Lists { batch } => self.fetch_lists(batch),
             }
         }
         self.workers.fetch_sub(1, Ordering::AcqRel);
@@ -495,6 +514,54 @@ impl Shared {
             return;
         }
         let entries = if spare { self.inner.list(dir).ok() } else { None };
+        self.landed_list(dir, entries);
+    }
+
+    /// Lists the directories of `batch` together, unless a request took the batch meanwhile.
+    fn fetch_lists(&self, batch: u64) {
+        let spare = self.inner.wait_for_spare(SPARE_WAIT) > 0;
+        let Some(dirs) = self.take_batch(batch) else { return };
+        let listed = if spare && !dirs.is_empty() { self.inner.list_several(&dirs) } else { Vec::new() };
+        let mut listed = listed.into_iter();
+        for dir in &dirs {
+            self.landed_list(dir, listed.next().and_then(Result::ok));
+        }
+    }
+
+    /// Takes a queued batch of listings: its directories still wanted, now started (`None`
+    /// when it was taken already).
+    fn take_batch(&self, batch: u64) -> Option<Vec<String>> {
+        let dirs = self.state.lock().batches.remove(&batch)?;
+        Some(dirs.into_iter().filter(|d| self.start(d, false)).collect())
+    }
+
+    /// A request for `dir`, queued in `batch`: lists the whole batch now, on the request's
+    /// own connection, rather than wait for a worker or list `dir` alone (a walk asks for
+    /// the other directories next). `dir` is listed alone when the batch fails.
+    fn list_batch_for(&self, dir: &str, batch: u64) -> BackendResult<Vec<Entry>> {
+        let mut dirs = self.take_batch(batch).unwrap_or_default();
+        // First, whether or not it is still wanted ahead (a change since it was queued spoils
+        // only what was fetched before it).
+        dirs.retain(|d| d != dir);
+        dirs.insert(0, dir.to_string());
+        let mut listed = self.inner.list_several(&dirs).into_iter();
+        let own = listed.next();
+        for d in &dirs[1..] {
+            self.landed_list(d, listed.next().and_then(Result::ok));
+        }
+        // Its own flight ends here: the listing is returned, not kept.
+        self.state.lock().lists_in_flight.remove(dir);
+        self.landed.notify_all();
+        let entries = match own {
+            Some(Ok(entries)) => entries,
+            _ => self.inner.list(dir)?,
+        };
+        self.on_listed(dir, &entries);
+        Ok(entries)
+    }
+
+    /// The fetch of `dir`'s listing ended with `entries` (`None`: nothing to keep).
+    fn landed_list(&self, dir: &str, entries: Option<Vec<Entry>>) {
         let mut st = self.state.lock();
         st.drop_expired(self.cfg.max_age);
         let spoiled = st.lists_in_flight.remove(dir).is_none_or(|f| f.spoiled);
@@ -564,8 +631,11 @@ impl Shared {
 
     /// A directory is read (opendir) shortly after its parent was: a walk (`find`, `du`,
     /// `ls -R`, `cp -r`; resolving a path only looks names up and is none). Its subdirectories
-    /// and its parent's other subdirectories are listed ahead.
+    /// and its parent's other subdirectories are listed ahead: in batches where the backend
+    /// lists several directories at once, else one job each. Told before the directory is
+    /// listed (its siblings are then fetched while it is) and again after (its subdirectories).
     fn on_opened(self: &Arc<Self>, dir: &str) {
+        let at_once = self.inner.lists_at_once().max(1);
         let mut jobs = Vec::new();
         {
             let mut st = self.state.lock();
@@ -579,7 +649,9 @@ impl Shared {
             if !walking {
                 return;
             }
-            let mut wanted: Vec<String> = Vec::new();
+            // In a batch the directory itself comes first: its own request then lists the
+            // batch unless a worker took it already (see `Ahead::list`).
+            let mut wanted: Vec<String> = if at_once > 1 { vec![dir.to_string()] } else { Vec::new() };
             if let Some(o) = st.orders().peek(dir) {
                 wanted.extend(o.entries.iter().filter(|e| e.is_dir()).map(|e| child_path(dir, &e.name)));
             }
@@ -588,16 +660,41 @@ impl Shared {
             }
             for d in wanted {
                 let recently = st.listed().peek(&d).is_some_and(|t| now.duration_since(*t) < self.cfg.max_age);
-                if recently || st.lists().contains(&d) || st.lists_in_flight.contains_key(&d) {
+                let itself = d == dir && at_once == 1;
+                if itself || recently || st.lists().contains(&d) || st.lists_in_flight.contains_key(&d) {
                     continue;
                 }
                 st.lists_in_flight.insert(d.clone(), Flight::new((None, None, 0)));
                 jobs.push(d);
             }
         }
-        for dir in jobs {
-            if !self.submit(Job::List { dir: dir.clone() }) {
-                self.state.lock().lists_in_flight.remove(&dir);
+        if at_once == 1 {
+            for dir in jobs {
+                if !self.submit(Job::List { dir: dir.clone() }) {
+                    self.state.lock().lists_in_flight.remove(&dir);
+                }
+            }
+            return;
+        }
+        for chunk in jobs.chunks(at_once) {
+            let batch = {
+                let mut st = self.state.lock();
+                let batch = st.next_batch;
+                st.next_batch += 1;
+                for d in chunk {
+                    if let Some(f) = st.lists_in_flight.get_mut(d) {
+                        f.batch = Some(batch);
+                    }
+                }
+                st.batches.insert(batch, chunk.to_vec());
+                batch
+            };
+            if !self.submit(Job::Lists { batch }) {
+                let mut st = self.state.lock();
+                st.batches.remove(&batch);
+                for d in chunk {
+                    st.lists_in_flight.remove(d);
+                }
             }
         }
     }
@@ -688,6 +785,11 @@ impl Backend for Ahead {
             let mut st = s.state.lock();
             // A listing of this directory already on its way is as good as our own request.
             let deadline = Instant::now() + s.inner.wait_limit();
+            let queued_batch = st.lists_in_flight.get(dir).filter(|f| !f.started && !f.spoiled).and_then(|f| f.batch);
+            if let Some(batch) = queued_batch.filter(|b| st.batches.contains_key(b)) {
+                drop(st);
+                return s.list_batch_for(dir, batch);
+            }
             if let Some(f) = st.lists_in_flight.get_mut(dir).filter(|f| !f.started) {
                 // Only queued: cancelled, this request lists it itself.
                 f.spoiled = true;

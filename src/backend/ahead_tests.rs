@@ -214,6 +214,66 @@ fn listings_ahead_during_a_walk() {
     assert!(be.calls().iter().any(|c| c == "list t/b"));
 }
 
+/// Where the server lists several directories in one go, a walk's directory is listed in one
+/// batch with its siblings, by the request for it (not one job each, nor behind a worker), and
+/// the siblings are then served without asking again; a change spoils one listed ahead.
+#[test]
+fn a_walk_lists_siblings_in_one_batch() {
+    let be = Arc::new(MemoryBackend::new(4));
+    for d in ["t/a/x", "t/b", "t/c"] {
+        be.mkdir_all(d);
+    }
+    be.put_file("t/b/f", b"1");
+    be.set_lists_at_once(32);
+    be.set_wait_limit(Duration::from_secs(30));
+    // No worker may take the batch first: the request for "t/a" lists it.
+    let a = Ahead::new(be.clone(), AheadConfig { workers: 0, ..AheadConfig::default() });
+    a.list("").unwrap();
+    a.list("t").unwrap();
+    a.opened_dir("");
+    a.opened_dir("t");
+    a.opened_dir("t/a"); // told before its listing, as opendir does
+    be.clear_calls();
+    let names = |d: &str| a.list(d).unwrap().into_iter().map(|e| e.name).collect::<Vec<_>>();
+    assert_eq!(names("t/a"), ["x"]);
+    let calls = be.calls();
+    assert_eq!(calls.first().map(String::as_str), Some("several t/a,t/b,t/c"), "{calls:?}");
+    be.clear_calls();
+    assert_eq!(names("t/b"), ["f"]);
+    assert!(be.calls().is_empty(), "served from the batch: {:?}", be.calls());
+    a.mkdir("t/c/new").unwrap();
+    be.clear_calls();
+    assert_eq!(names("t/c"), ["new"]);
+    assert!(be.calls().iter().any(|c| c == "list t/c"), "a changed directory is asked again");
+}
+
+/// With a worker free, the batch is listed in the background; a request for one of its
+/// directories waits for it rather than asking again.
+#[test]
+fn a_walk_batch_taken_by_a_worker_serves_the_request() {
+    let be = Arc::new(MemoryBackend::new(4));
+    for d in ["t/a", "t/b", "t/c"] {
+        be.mkdir_all(d);
+    }
+    be.put_file("t/c/g", b"1");
+    be.set_lists_at_once(32);
+    be.set_wait_limit(Duration::from_secs(30));
+    let a = Ahead::new(be.clone(), AheadConfig { workers: 2, ..AheadConfig::default() });
+    a.list("").unwrap();
+    a.list("t").unwrap();
+    a.opened_dir("");
+    a.opened_dir("t");
+    be.clear_calls();
+    a.opened_dir("t/a");
+    wait_until("the batch listed by a worker", || be.calls().iter().any(|c| c.starts_with("several ")));
+    wait_until("the batch landed", || be.calls().iter().filter(|c| c.starts_with("list ")).count() == 3);
+    let listed: Vec<String> = a.list("t/c").unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(listed, ["g"]);
+    let calls = be.calls();
+    assert_eq!(calls.iter().filter(|c| c.starts_with("several ")).count(), 1, "{calls:?}");
+    assert_eq!(calls.iter().filter(|c| *c == "list t/c").count(), 1, "listed once, in the batch: {calls:?}");
+}
+
 /// Downloads on the work-ahead threads whose data arrives only when the test lets it (a far
 /// server): the server took its snapshot of the file when the download opened.
 struct SlowAhead {

@@ -101,6 +101,19 @@ impl AtomicUploads {
 
     /// A temporary file a listing shows: deleted when an earlier listing at least `stale` ago
     /// showed it the same (size and time), else remembered.
+    /// `entries` of `dir` without the temporary names of uploads (stale ones are cleaned up).
+    fn without_parts(&self, dir: &str, mut entries: Vec<Entry>) -> Vec<Entry> {
+        entries.retain(|e| {
+            if !e.name.starts_with(PART_PREFIX) {
+                self.remember_mode(dir, e);
+                return true;
+            }
+            self.clean_if_stale(dir, e);
+            false
+        });
+        entries
+    }
+
     fn clean_if_stale(&self, dir: &str, e: &Entry) {
         if self.read_only || e.kind != super::EntryKind::File || self.is_ours(&e.name) {
             return;
@@ -140,16 +153,17 @@ pub fn is_part(path: &str) -> bool {
 
 impl Backend for AtomicUploads {
     fn list(&self, dir: &str) -> BackendResult<Vec<Entry>> {
-        let mut entries = self.inner.list(dir)?;
-        entries.retain(|e| {
-            if !e.name.starts_with(PART_PREFIX) {
-                self.remember_mode(dir, e);
-                return true;
-            }
-            self.clean_if_stale(dir, e);
-            false
-        });
-        Ok(entries)
+        let entries = self.inner.list(dir)?;
+        Ok(self.without_parts(dir, entries))
+    }
+
+    fn lists_at_once(&self) -> usize {
+        self.inner.lists_at_once()
+    }
+
+    fn list_several(&self, dirs: &[String]) -> Vec<BackendResult<Vec<Entry>>> {
+        let listed = self.inner.list_several(dirs);
+        dirs.iter().zip(listed).map(|(dir, l)| l.map(|entries| self.without_parts(dir, entries))).collect()
     }
 
     fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {

@@ -97,6 +97,8 @@ struct State {
     /// Uploads waiting for that now.
     uploads_waiting: usize,
     wait_limit: Duration,
+    /// What [`Backend::lists_at_once`] answers (1: no batches).
+    lists_at_once: usize,
     list_hook: Option<SharedHook>,
 }
 
@@ -399,6 +401,7 @@ impl MemoryBackend {
             uploads_held: false,
             uploads_waiting: 0,
             wait_limit: Duration::from_secs(2),
+            lists_at_once: 1,
             list_hook: None,
         };
         MemoryBackend { inner: Arc::new(Inner { state: Mutex::new(state), cond: Condvar::new() }) }
@@ -562,6 +565,12 @@ impl MemoryBackend {
 
     pub fn set_wait_limit(&self, limit: Duration) {
         self.st().wait_limit = limit;
+    }
+
+    /// Lets [`Backend::list_several`] list up to `n` directories as one request (recorded as
+    /// `"several a,b"`, then each as a `"list"`), like a server that lists them in one go.
+    pub fn set_lists_at_once(&self, n: usize) {
+        self.st().lists_at_once = n.max(1);
     }
 
     /// Every request so far, e.g. `"list a"`, `"write b Replace"`, `"rename a b"`.
@@ -891,6 +900,15 @@ impl Backend for MemoryBackend {
 
     fn wait_limit(&self) -> Duration {
         self.st().wait_limit
+    }
+
+    fn lists_at_once(&self) -> usize {
+        self.st().lists_at_once
+    }
+
+    fn list_several(&self, dirs: &[String]) -> Vec<BackendResult<Vec<Entry>>> {
+        self.st().calls.push(format!("several {}", dirs.join(",")));
+        dirs.iter().map(|d| self.list(d)).collect()
     }
 
     fn close_idle(&self) {}

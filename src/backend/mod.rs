@@ -161,6 +161,18 @@ pub trait Backend: Send + Sync {
         }
     }
 
+    /// How many directories [`Backend::list_several`] lists together, in about the time of
+    /// one listing (1: it lists them one after another).
+    fn lists_at_once(&self) -> usize {
+        1
+    }
+
+    /// The listings of `dirs`, in their order, each as [`Backend::list`] would give it; for
+    /// work ahead, where [`Backend::lists_at_once`] says this is cheaper than one by one.
+    fn list_several(&self, dirs: &[String]) -> Vec<BackendResult<Vec<Entry>>> {
+        dirs.iter().map(|d| self.list(d)).collect()
+    }
+
     /// A directory is being read (opendir): a hint for work ahead, nothing to do otherwise.
     fn opened_dir(&self, _dir: &str) {}
 

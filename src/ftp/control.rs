@@ -381,6 +381,13 @@ impl Connection {
                 Ok(())
             })?;
         }
+        if let Some(features) = opts.known_features.clone().filter(|_| reads_pipelined_login(&conn.welcome)) {
+            // A later connection to a server known to read ahead: one round trip, not four.
+            conn.features = features;
+            conn.timed_step("no answer to the login and session set-up", Connection::login_pipelined)?;
+            conn.logged_in = true;
+            return Ok(conn);
+        }
         conn.timed_step("no answer to the login (USER/PASS)", Connection::login)?;
         if conn.tls_config.is_some() {
             conn.timed_step("no answer to PBSZ/PROT", |c| {
@@ -446,6 +453,69 @@ impl Connection {
         }
     }
 
+    /// USER, PASS, (PBSZ and PROT on TLS), the OPTS the known features call for and TYPE I in
+    /// one write, their replies read in order: a login in one round trip. Only for a server
+    /// known to read commands sent ahead of its replies ([`reads_pipelined_login`]), with the
+    /// features an earlier connection learned.
+    fn login_pipelined(&mut self) -> Result<()> {
+        let options = self.session_options();
+        let mut lines = self.command_line("USER", Some(&self.opts.user))?;
+        lines.extend(self.command_line("PASS", Some(self.opts.password.expose()))?);
+        let tls = self.tls_config.is_some();
+        if tls {
+            lines.extend(self.command_line("PBSZ", Some("0"))?);
+            lines.extend(self.command_line("PROT", Some("P"))?);
+        }
+        for arg in &options {
+            lines.extend(self.command_line("OPTS", Some(arg))?);
+        }
+        lines.extend(self.command_line("TYPE", Some("I"))?);
+        self.send_lines(&lines)?;
+        let user = self.read_reply()?;
+        if !matches!(user.code, 230 | 331 | 332) {
+            return Err(user.into_error());
+        }
+        let pass = self.read_reply()?;
+        // Logged in by USER alone: the PASS that followed is refused as out of sequence.
+        let logged_in = matches!(pass.code, 230 | 202) || (user.code == 230 && pass.code == 503);
+        if !logged_in {
+            return Err(pass.into_error());
+        }
+        if tls {
+            for _ in 0..2 {
+                let reply = self.read_reply()?;
+                if reply.code != 200 {
+                    return Err(reply.into_error());
+                }
+            }
+            self.protect_data = true;
+        }
+        for _ in &options {
+            self.read_reply()?;
+        }
+        self.expect_type_reply()
+    }
+
+    /// The OPTS arguments the features call for: MLST facts we use, UTF8 ON.
+    fn session_options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        if let Some(offered) = &self.features.mlst {
+            // Ask for the facts we use; some (unix.mode) are off unless asked for.
+            let wanted: Vec<&str> = ["type", "size", "modify", "perm", "unix.mode"]
+                .into_iter()
+                .filter(|f| offered.iter().any(|o| o == f))
+                .collect();
+            if !wanted.is_empty() {
+                options.push(format!("MLST {};", wanted.join(";")));
+            }
+        }
+        if self.features.utf8 && self.opts.encoding.is_none() {
+            // 200, 202 ("always on") and 501/504 are all fine: the answer changes nothing for us.
+            options.push("UTF8 ON".to_string());
+        }
+        options
+    }
+
     /// FEAT (unless an earlier connection asked it), the OPTS the features call for and TYPE I,
     /// pipelined: two round trips, or one when the features are known.
     fn setup_session(&mut self) -> Result<()> {
@@ -466,21 +536,7 @@ impl Connection {
                 true
             }
         };
-        let mut options = Vec::new();
-        if let Some(offered) = &self.features.mlst {
-            // Ask for the facts we use; some (unix.mode) are off unless asked for.
-            let wanted: Vec<&str> = ["type", "size", "modify", "perm", "unix.mode"]
-                .into_iter()
-                .filter(|f| offered.iter().any(|o| o == f))
-                .collect();
-            if !wanted.is_empty() {
-                options.push(format!("MLST {};", wanted.join(";")));
-            }
-        }
-        if self.features.utf8 && self.opts.encoding.is_none() {
-            // 200, 202 ("always on") and 501/504 are all fine: the answer changes nothing for us.
-            options.push("UTF8 ON".to_string());
-        }
+        let options = self.session_options();
         for arg in &options {
             self.send("OPTS", Some(arg))?;
         }
@@ -801,6 +857,15 @@ impl Connection {
         self.command_expect("SITE", Some(&arg), |c| c == 200 || c == 250).map(drop)
     }
 }
+
+/// Whether a server with this greeting reads the commands of a login sent in one write, each
+/// after the reply to the one before (verified on each, tests/wire.rs `pipelined_login`).
+pub fn reads_pipelined_login(welcome: &str) -> bool {
+    PIPELINED_LOGIN.iter().any(|w| welcome.contains(w))
+}
+
+/// Greetings of the servers [`reads_pipelined_login`] is true for.
+const PIPELINED_LOGIN: [&str; 4] = ["vsFTPd", "ProFTPD", "Pure-FTPd", "pyftpdlib"];
 
 /// Extracts the quoted path of a 257 reply: `"dir ""quoted"" name" created` → `dir "quoted" name`.
 pub fn parse_257(text: &str) -> Option<String> {

@@ -11,6 +11,7 @@ pub mod keepalive;
 pub mod listing;
 pub mod proxy;
 pub mod reply;
+pub mod stat_list;
 pub mod stream;
 pub mod times;
 pub mod tls;

@@ -559,6 +559,8 @@ impl Model {
     /// fetched again, not patched by a change of ours).
     pub fn opendir(&self, ino: u64) -> FsResult<OpenedDir> {
         let path = self.path_of(ino)?;
+        // Told before the listing too: during a walk, the siblings are fetched meanwhile.
+        self.core.backend.opened_dir(&path);
         let listing = self.core.list_dir(&path)?;
         self.core.backend.opened_dir(&path);
         let mut served = self.served_dirs.lock();

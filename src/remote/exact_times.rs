@@ -35,37 +35,63 @@ impl ExactTimes {
     /// their MDTM times where those are consistent with the listing. `tz_offset` is the
     /// listing's offset from UTC (`list_tz`). Fails only when the connection broke.
     pub fn refine(&self, c: &mut Connection, dir: &str, entries: &mut [ftp::Entry], tz_offset: i64) -> ftp::Result<()> {
+        self.refine_many(c, &mut [(dir, entries)], tz_offset)
+    }
+
+    /// [`ExactTimes::refine`] for several listings at once: their MDTMs go in one pipeline (one
+    /// per group of listings with at most [`MAX_FILES`] coarse files), so a batch of
+    /// directories costs about one round trip more, not one per directory. A listing with more
+    /// than [`MAX_FILES`] coarse files keeps its coarse times, as alone.
+    pub fn refine_many(
+        &self,
+        c: &mut Connection,
+        listings: &mut [(&str, &mut [ftp::Entry])],
+        tz_offset: i64,
+    ) -> ftp::Result<()> {
         if !self.available {
             return Ok(());
         }
-        let coarse: Vec<usize> = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.kind == EntryKind::File && e.mtime.is_some() && e.mtime_step > 1)
-            .map(|(i, _)| i)
-            .collect();
-        if coarse.is_empty() || coarse.len() > MAX_FILES {
-            return Ok(());
-        }
-        let paths: Vec<String> = coarse.iter().map(|&i| join(dir, &entries[i].name)).collect();
-        let times = c.mdtm_many(&paths)?;
-        let mut disagreed = 0;
-        for (&i, exact) in coarse.iter().zip(times) {
-            let Some((secs, nanos)) = exact else { continue };
-            let e = &mut entries[i];
-            let Some(listed) = e.mtime else { continue };
-            let Some(t) = consistent_time(listed, e.mtime_step, secs, tz_offset) else {
-                disagreed += 1;
+        // (listing, entry) of each coarse file, in groups.
+        let mut groups: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
+        for (l, (_, entries)) in listings.iter().enumerate() {
+            let coarse: Vec<(usize, usize)> = entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.kind == EntryKind::File && e.mtime.is_some() && e.mtime_step > 1)
+                .map(|(i, _)| (l, i))
+                .collect();
+            if coarse.len() > MAX_FILES {
                 continue;
-            };
-            e.mtime = Some(t);
-            e.mtime_nanos = nanos;
-            e.mtime_step = 1;
+            }
+            let last = groups.last_mut().filter(|g| g.len() + coarse.len() <= MAX_FILES);
+            match last {
+                Some(g) => g.extend(coarse),
+                None => groups.push(coarse),
+            }
+        }
+        let mut disagreed = 0;
+        for group in groups.iter().filter(|g| !g.is_empty()) {
+            let paths: Vec<String> = group.iter().map(|&(l, i)| join(listings[l].0, &listings[l].1[i].name)).collect();
+            let times = c.mdtm_many(&paths)?;
+            for (&(l, i), exact) in group.iter().zip(times) {
+                let Some((secs, nanos)) = exact else { continue };
+                let e = &mut listings[l].1[i];
+                let Some(listed) = e.mtime else { continue };
+                let Some(t) = consistent_time(listed, e.mtime_step, secs, tz_offset) else {
+                    disagreed += 1;
+                    continue;
+                };
+                e.mtime = Some(t);
+                e.mtime_nanos = nanos;
+                e.mtime_step = 1;
+            }
         }
         if disagreed > 0 && !self.told_disagreement.swap(true, Ordering::Relaxed) {
+            let dirs: Vec<&str> = listings.iter().map(|(d, _)| *d).collect();
             log::info!(
-                "{disagreed} MDTM times in {dir} disagree with its listing (changed meanwhile, or a time zone: \
-                 see list_tz); their listed times are kept"
+                "{disagreed} MDTM times in {} disagree with the listing (changed meanwhile, or a time zone: \
+                 see list_tz); their listed times are kept",
+                dirs.join(", ")
             );
         }
         Ok(())

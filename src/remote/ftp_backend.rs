@@ -52,6 +52,8 @@ pub struct FtpBackend {
     mdtm_write: std::sync::atomic::AtomicU8,
     /// Exact times for the files of coarse (LIST) listings, with MDTM.
     exact_times: ExactTimes,
+    /// Batches of listings by STAT are possible (vsftpd) and did not go wrong yet.
+    stat_batches: AtomicBool,
 }
 
 /// [`FtpBackend::mdtm_write`]'s states.
@@ -216,6 +218,7 @@ impl WriteStream for FtpWrite {
 impl FtpBackend {
     pub fn new(cfg: FtpBackendConfig, pool: Arc<Pool>, features: Features) -> FtpBackend {
         let exact_times = ExactTimes::new(features.mdtm);
+        let stat_batches = AtomicBool::new(ftp::stat_list::stat_lists_like_list(pool.welcome()));
         FtpBackend {
             exact_times,
             cfg,
@@ -226,6 +229,46 @@ impl FtpBackend {
             chmod_unsupported: AtomicBool::new(false),
             mdtm_write: std::sync::atomic::AtomicU8::new(MDTM_WRITE_UNKNOWN),
             appe_refused: AtomicBool::new(false),
+            stat_batches,
+        }
+    }
+
+    /// Whether listings come from MLSD (exact, one data connection each) rather than LIST.
+    fn uses_mlsd(&self) -> bool {
+        self.cfg.use_mlsd && self.features.mlst.is_some() && !self.mlsd_broken.load(Ordering::Relaxed)
+    }
+
+    /// LIST listings of several directories by one batch of STATs and one of MDTMs, on one
+    /// connection, tried once: what goes wrong is an error for each (work ahead drops them).
+    fn stat_batch(&self, dirs: &[String]) -> Vec<BackendResult<Vec<Entry>>> {
+        let remotes: Vec<String> = dirs.iter().map(|d| self.remote(d)).collect();
+        let ctx = ListContext { tz_offset: self.cfg.list_tz_offset, ..ListContext::now_utc() };
+        let listed = self.pool.get(Purpose::Metadata).and_then(|mut c| {
+            if !c.can_list_by_stat() {
+                return Ok(None);
+            }
+            let mut listings = c.stat_listings(&remotes, &ctx)?;
+            let mut refs: Vec<(&str, &mut [ftp::Entry])> =
+                remotes.iter().map(String::as_str).zip(listings.iter_mut().map(Vec::as_mut_slice)).collect();
+            self.exact_times.refine_many(&mut c, &mut refs, ctx.tz_offset)?;
+            Ok(Some(listings))
+        });
+        match listed {
+            Ok(Some(listings)) => listings.into_iter().map(|l| Ok(l.into_iter().map(convert).collect())).collect(),
+            Ok(None) => {
+                self.stat_batches.store(false, Ordering::Relaxed);
+                dirs.iter().map(|d| self.list(d)).collect()
+            }
+            Err(e) => {
+                if matches!(e, FtpError::Protocol(_)) {
+                    log::info!("listing several directories by STAT failed ({e}); one LIST each from now on");
+                    self.stat_batches.store(false, Ordering::Relaxed);
+                } else {
+                    log::debug!("listing several directories by STAT: {e}");
+                }
+                let err = kind(e, Op::Lookup);
+                dirs.iter().map(|_| Err(err)).collect()
+            }
         }
     }
 
@@ -348,8 +391,7 @@ impl Backend for FtpBackend {
     fn list(&self, dir: &str) -> BackendResult<Vec<Entry>> {
         let remote = self.remote(dir);
         let ctx = ListContext { tz_offset: self.cfg.list_tz_offset, ..ListContext::now_utc() };
-        let mlsd = self.cfg.use_mlsd && self.features.mlst.is_some() && !self.mlsd_broken.load(Ordering::Relaxed);
-        let entries = if mlsd {
+        let entries = if self.uses_mlsd() {
             match self.pool.run_retrying(|c| c.mlsd(&remote)).0 {
                 Ok(mut entries) => {
                     self.add_link_targets(&remote, &ctx, &mut entries);
@@ -528,6 +570,17 @@ impl Backend for FtpBackend {
 
     fn can_chmod(&self) -> bool {
         !self.chmod_unsupported.load(Ordering::Relaxed)
+    }
+
+    fn lists_at_once(&self) -> usize {
+        if !self.uses_mlsd() && self.stat_batches.load(Ordering::Relaxed) { ftp::stat_list::MAX_BATCH } else { 1 }
+    }
+
+    fn list_several(&self, dirs: &[String]) -> Vec<BackendResult<Vec<Entry>>> {
+        if dirs.len() < 2 || self.lists_at_once() < 2 {
+            return dirs.iter().map(|d| self.list(d)).collect();
+        }
+        dirs.chunks(ftp::stat_list::MAX_BATCH).flat_map(|chunk| self.stat_batch(chunk)).collect()
     }
 
     fn can_name(&self, name: &str) -> bool {

@@ -67,6 +67,8 @@ struct State {
 /// The pool. Cheap to share through `Arc`.
 pub struct Pool {
     opts: ConnectOptions,
+    /// The greeting of the first connection: which server this is.
+    welcome: String,
     state: Mutex<State>,
     freed: Condvar,
     /// Idle connections open their next data connection ahead ([`Pool::open_data_ahead`]).
@@ -106,6 +108,7 @@ impl Pool {
     /// commands); `first` is an already logged-in connection (the one that proved the login).
     pub fn new(opts: ConnectOptions, transfers: usize, first: Option<Connection>) -> Arc<Pool> {
         let max = transfers.max(1) + 1;
+        let welcome = first.as_ref().map(|c| c.welcome().to_string()).unwrap_or_default();
         let mut idle = Vec::new();
         if let Some(c) = first {
             stats::count(Counter::ConnectionOpened);
@@ -126,6 +129,7 @@ impl Pool {
         };
         let pool = Arc::new(Pool {
             opts,
+            welcome,
             state: Mutex::new(state),
             freed: Condvar::new(),
             data_ahead: AtomicBool::new(false),
@@ -155,6 +159,11 @@ impl Pool {
     /// one (where it is slower: off by default).
     pub fn open_data_ahead(&self, on: bool) {
         self.data_ahead.store(on, Ordering::Relaxed);
+    }
+
+    /// The server's greeting, as the first connection received it (empty without one).
+    pub fn welcome(&self) -> &str {
+        &self.welcome
     }
 
     pub fn options(&self) -> &ConnectOptions {

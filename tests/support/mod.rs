@@ -45,6 +45,11 @@ impl ServerKind {
         self != ServerKind::Vsftpd
     }
 
+    /// Reads a login sent in one write (USER, PASS, OPTS, TYPE), as ftpfs knows by its greeting.
+    pub fn reads_pipelined_login(self) -> bool {
+        true
+    }
+
     /// Runs sessions as the FTP user, so the disk's permissions apply to it.
     pub fn runs_as_ftp_user(self) -> bool {
         self != ServerKind::Pyftpdlib
