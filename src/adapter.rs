@@ -127,6 +127,30 @@ macro_rules! answer {
     };
 }
 
+/// `ftpfs refresh`: the model forgets what it cached at `path` (see [`Model::refresh`]) and the
+/// kernel the names, attributes and pages it holds there, so that the next access asks. The
+/// kernel answers ENOENT for what it does not hold: nothing to do there.
+pub fn refresh(model: &Model, kernel: &fuser::Notifier, path: &str, recursive: bool) -> Result<String, String> {
+    let shown = if path.is_empty() { "the whole mount".to_string() } else { format!("{path:?}") };
+    let done = model.refresh(path, recursive).map_err(|e| format!("cannot refresh {shown}: {e}"))?;
+    let told = |res: std::io::Result<()>| match res {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => false,
+        Err(e) => {
+            log::debug!("refresh: the kernel refused an invalidation: {e}");
+            false
+        }
+    };
+    let names = done.names.iter().filter(|(dir, name)| told(kernel.inval_entry(INodeNo(*dir), OsStr::new(name))));
+    let names = names.count();
+    let inodes = done.inodes.iter().filter(|&&ino| told(kernel.inval_inode(INodeNo(ino), 0, 0))).count();
+    log::info!(
+        "refreshed {shown}{}: {inodes} inodes and {names} names dropped from the kernel's caches",
+        if recursive { " and below" } else { "" }
+    );
+    Ok(format!("refreshed {shown}{}\n", if recursive { " and everything below it" } else { "" }))
+}
+
 impl Filesystem for FtpFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);

@@ -80,6 +80,17 @@ pub enum Command {
         /// The mount point of a running ftpfs mount
         mountpoint: PathBuf,
     },
+    /// Forget the cached listings and attributes at PATH (the whole mount without it), so the
+    /// next access sees the server as it is now; with -r, everything below PATH too
+    Refresh {
+        /// The mount point of a running ftpfs mount
+        mountpoint: PathBuf,
+        /// A file or directory inside the mount
+        path: Option<PathBuf>,
+        /// Also every directory below PATH
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
 }
 
 /// What `--generate` prints.

@@ -16,7 +16,7 @@
 //! - [`cli`], [`mount`], [`probe`], [`logging`]: command line, mounting, server report, where logs go.
 //! - [`allocator`]: no huge pages, freed memory given back to the system (a flat resident size),
 //!   and the allocator's figures for `ftpfs stats`.
-//! - [`stats`]: counters and gauges every layer feeds; [`stats_channel`]: how `ftpfs stats` asks for them.
+//! - [`stats`]: counters and gauges every layer feeds; [`control_channel`]: how `ftpfs stats` and `ftpfs refresh` reach a running mount.
 //! - [`journal_dirs`]: where a mount's write-back journal lives and which earlier ones it recovers.
 //! - [`printable`]: server text escaped for terminals (errors, the log, `--probe`).
 //! - [`private_files`]: what ftpfs keeps on local disk is private to the mounting user, and
@@ -27,6 +27,7 @@ pub mod adapter;
 pub mod allocator;
 pub mod backend;
 pub mod cli;
+pub mod control_channel;
 pub mod error;
 pub mod ftp;
 pub mod journal_dirs;
@@ -35,10 +36,10 @@ pub mod manual;
 pub mod model;
 pub mod mount;
 pub mod mount_options;
+pub mod mount_table;
 pub mod netrc;
 pub mod printable;
 pub mod private_files;
 pub mod probe;
 pub mod remote;
 pub mod stats;
-pub mod stats_channel;

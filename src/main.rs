@@ -13,8 +13,12 @@ fn start(args: Args) -> Result<(), String> {
             _ => Ok(()),
         };
     }
-    if let Some(Command::Stats { mountpoint }) = &args.command {
-        return ftpfs::stats_channel::print(mountpoint);
+    match &args.command {
+        Some(Command::Stats { mountpoint }) => return ftpfs::control_channel::print(mountpoint),
+        Some(Command::Refresh { mountpoint, path, recursive }) => {
+            return ftpfs::control_channel::refresh(mountpoint, path.as_deref(), *recursive);
+        }
+        None => {}
     }
     let opts = cli::parse_mount_options(&args.options)?;
     let url = args.url.as_deref().ok_or("the FTP URL is needed")?;

@@ -26,6 +26,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("ftpfs -o proxy=socks5://127.0.0.1:1080 ftp://ftp.example.org ~/ftp", "Through an ssh -D tunnel."),
     ("ftpfs stats ~/ftp", "What the mount is doing now."),
+    ("ftpfs refresh -r ~/ftp ~/ftp/incoming", "See what others changed under incoming now, not in cache_timeout."),
     (
         "ftp://alice@nas.local /mnt/nas fuse.ftpfs password_file=/etc/nas.pw,_netdev,allow_other 0 0",
         "An /etc/fstab line.",
@@ -65,6 +66,7 @@ pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
         ".SH SYNOPSIS\n\\fBftpfs\\fR [\\fB\\-f\\fR] [\\fB\\-v\\fR]... [\\fB\\-o\\fR \\fIOPT\\fR[,\\fIOPT\\fR]...] \\fIURL\\fR \\fIMOUNTPOINT\\fR\n\
          .br\n\\fBftpfs \\-\\-probe\\fR [\\fB\\-o\\fR \\fIOPT\\fR[,\\fIOPT\\fR]...] \\fIURL\\fR\n\
          .br\n\\fBftpfs stats\\fR \\fIMOUNTPOINT\\fR\n\
+         .br\n\\fBftpfs refresh\\fR [\\fB\\-r\\fR] \\fIMOUNTPOINT\\fR [\\fIPATH\\fR]\n\
          .br\n\\fBftpfs \\-\\-generate\\fR \\fBman\\fR|\\fBbash\\fR|\\fBzsh\\fR|\\fBfish\\fR"
     )?;
     man.render_description_section(out)?;
@@ -72,14 +74,24 @@ pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
     section(
         out,
         "COMMANDS",
-        &[(
-            "ftpfs stats MOUNTPOINT",
-            "Print what a running mount is doing: connections busy and idle, transfers in flight with \
+        &[
+            (
+                "ftpfs stats MOUNTPOINT",
+                "Print what a running mount is doing: connections busy and idle, transfers in flight with \
              their bytes and rates, retries and errors by kind, listing cache hits and misses, \
              read-ahead, files fetched ahead and the write-back queue. The mount answers on a Unix \
              socket in the abstract namespace named after its device number (ftpfs-stats-MAJOR:MINOR), \
              to its own user and root only (to everyone with allow_other).",
-        )],
+            ),
+            (
+                "ftpfs refresh [-r] MOUNTPOINT [PATH]",
+                "Make the next access to PATH (a file or directory inside the mount; the whole mount \
+             without one) see the server as it is now: the mount forgets the cached listings there \
+             (PATH's own and its directory's, with -r every one below PATH) and what it fetched ahead, \
+             and the kernel the names, attributes and pages it holds of them. Open files keep what \
+             they hold. Only the mount's own user and root may ask.",
+            ),
+        ],
         true,
     )?;
     section(out, "MOUNT OPTIONS", MOUNT_OPTIONS, true)?;

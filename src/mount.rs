@@ -19,6 +19,7 @@ use crate::cli::{MountOpts, Target};
 use crate::ftp::{ConnectOptions, Connection, FtpError};
 use crate::journal_dirs::{remove_if_only_lock, writeback_journal};
 use crate::model::{Model, ModelConfig};
+use crate::mount_table::mount_device;
 use crate::remote::{FtpBackend, FtpBackendConfig, Pool};
 
 /// Why a mount could not start; printed as `ftpfs: <message>`.
@@ -55,42 +56,6 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
         (Some(a), Some(b)) => (a, b) >= (major, minor),
         _ => true,
     }
-}
-
-/// The `major:minor` of the newest mount on `path`.
-fn mount_device(path: &Path) -> Option<String> {
-    mount_entry(path).map(|m| m.device)
-}
-
-/// What /proc/self/mountinfo says of a mount.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountEntry {
-    /// `major:minor`.
-    pub device: String,
-    /// `fuse.ftpfs`, `ext4`, …
-    pub kind: String,
-    /// A FUSE mount's `user_id=` (who mounted it).
-    pub user_id: Option<u32>,
-}
-
-/// The newest mount on `path`, from /proc/self/mountinfo (which escapes space, tab, newline
-/// and backslash in paths as octal). Reads no file system, so a hung mount cannot stop it.
-pub fn mount_entry(path: &Path) -> Option<MountEntry> {
-    let escaped = path
-        .to_string_lossy()
-        .replace('\\', "\\134")
-        .replace(' ', "\\040")
-        .replace('\t', "\\011")
-        .replace('\n', "\\012");
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let line = mountinfo.lines().rfind(|l| l.split(' ').nth(4) == Some(escaped.as_str()))?;
-    let device = line.split(' ').nth(2)?.to_string();
-    // After the optional fields comes " - TYPE SOURCE OPTIONS".
-    let mut tail = line.split_once(" - ")?.1.split(' ');
-    let kind = tail.next()?.to_string();
-    let options = tail.nth(1).unwrap_or("");
-    let user_id = options.split(',').find_map(|o| o.strip_prefix("user_id=")).and_then(|v| v.parse().ok());
-    Some(MountEntry { device, kind, user_id })
 }
 
 /// Connects, logs in and finds the remote directory, to fail fast with the server's own message.
@@ -453,7 +418,8 @@ fn mount_and_serve(
         Some(device) => {
             let header =
                 format!("{} on {} (pid {})", plan.target.display_url(), mountpoint.display(), std::process::id());
-            if let Err(e) = crate::stats_channel::serve(&device, header, o.allow_other) {
+            let control = Arc::new(MountControl { header, model: model.clone(), kernel: session.notifier() });
+            if let Err(e) = crate::control_channel::serve(&device, control, o.allow_other) {
                 log::warn!("ftpfs stats will not reach this mount: {e}");
             }
         }
@@ -504,6 +470,24 @@ fn mount_and_serve(
     let res = session.run();
     finish(&model, journal.as_deref());
     res.map_err(|e| format!("session ended: {e}"))
+}
+
+/// What `ftpfs stats` and `ftpfs refresh` get from this mount (see [`crate::control_channel`]).
+struct MountControl {
+    /// The first line of every report: the server, the mount point and the process.
+    header: String,
+    model: Arc<Model>,
+    kernel: fuser::Notifier,
+}
+
+impl crate::control_channel::Handler for MountControl {
+    fn stats(&self) -> String {
+        crate::stats::report(&self.header)
+    }
+
+    fn refresh(&self, path: &str, recursive: bool) -> Result<String, String> {
+        crate::adapter::refresh(&self.model, &self.kernel, path, recursive)
+    }
 }
 
 /// The end of a mount: write-backs still on their way land, connections close, and an empty

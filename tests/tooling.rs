@@ -10,6 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ftpfs::control_channel::{Handler, Request};
 use support::mount::{Mount, ftpfs_command, fuse_available};
 use support::{FtpServer, PASSWORD, ServerKind};
 
@@ -130,7 +131,7 @@ fn stats_show_connections_transfers_caches_and_errors() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Through the socket itself: our user (root) gets the report, another user a refusal.
-    let entry = ftpfs::mount::mount_entry(m.path()).expect("the mount in mountinfo");
+    let entry = ftpfs::mount_table::mount_entry(m.path()).expect("the mount in mountinfo");
     assert_eq!((entry.kind.as_str(), entry.user_id), ("fuse.ftpfs", Some(0)), "{entry:?}");
     let device = entry.device;
     let ask = |uid: u32| {
@@ -148,6 +149,58 @@ fn stats_show_connections_transfers_caches_and_errors() {
     let (ok, text) = stats(&m.p("full"));
     assert!(!ok && text.contains("not a mount point"), "{text}");
     let (ok, text) = stats(std::path::Path::new("/proc"));
+    assert!(!ok && text.contains("not an ftpfs one"), "{text}");
+}
+
+fn refresh(args: &[&str]) -> (bool, String) {
+    let mut all = vec!["refresh"];
+    all.extend_from_slice(args);
+    let out = ftpfs_command(&all).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `ftpfs refresh` makes the next access see the server as it is now, where the listings are
+/// cached for an hour: a directory, a subtree with -r, a path given relative to the current
+/// directory; what is not a path inside an ftpfs mount is an error.
+#[test]
+fn refresh_shows_the_server_as_it_is_now() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(ServerKind::Vsftpd);
+    srv.put_file("d/a", b"old");
+    srv.put_file("d/sub/deep", b"1");
+    let m = Mount::new(&srv, &["cache_timeout=3600"]);
+    let mnt = m.path().to_str().unwrap().to_string();
+    assert_eq!(m.sh_ok("ls d"), "a\nsub\n");
+    assert_eq!(m.sh_ok("cat d/a"), "old");
+    assert_eq!(m.sh_ok("ls d/sub"), "deep\n");
+    // Another client changes the directory and a file's content (its size too).
+    srv.put_file("d/b", b"new file");
+    srv.put_file("d/a", b"newer content");
+    srv.put_file("d/sub/deeper", b"2");
+    assert_eq!(m.sh_ok("ls d"), "a\nsub\n", "cached: the change is not seen yet");
+    assert_eq!(m.sh_ok("stat -c %s d/a"), "3\n", "cached");
+    let (ok, text) = refresh(&[&mnt, &format!("{mnt}/d")]);
+    assert!(ok, "{text}");
+    // Before any listing: the kernel itself must have let go of the size it held.
+    assert_eq!(m.sh_ok("stat -c %s d/a"), "13\n");
+    assert_eq!(m.sh_ok("cat d/a"), "newer content");
+    assert_eq!(m.sh_ok("ls d"), "a\nb\nsub\n");
+    assert_eq!(m.sh_ok("ls d/sub"), "deep\n", "not below d without -r");
+    // Relative to the current directory, the whole subtree.
+    let out = ftpfs_command(&["refresh", "-r", &mnt, "d"]).current_dir(m.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(m.sh_ok("ls d/sub"), "deep\ndeeper\n");
+    // The whole mount.
+    srv.put_file("top", b"t");
+    let (ok, text) = refresh(&[&mnt]);
+    assert!(ok, "{text}");
+    assert_eq!(m.sh_ok("ls"), "d\ntop\n");
+    let (ok, text) = refresh(&[&mnt, "/etc"]);
+    assert!(!ok && text.contains("not inside"), "{text}");
+    let (ok, text) = refresh(&["/proc"]);
     assert!(!ok && text.contains("not an ftpfs one"), "{text}");
 }
 
@@ -171,15 +224,32 @@ fn a_squatted_stats_name_is_skipped() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(squatter.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line.trim(), "bound");
-    ftpfs::stats_channel::serve(&device, "the real mount".into(), false).expect("serve on the next name");
-    let report = ftpfs::stats_channel::ask_device(&device, Some(0), "test");
+    let real: std::sync::Arc<dyn Handler> = std::sync::Arc::new(RealMount);
+    ftpfs::control_channel::serve(&device, real, false).expect("serve on the next name");
+    let report = ftpfs::control_channel::ask_device(&device, Some(0), "test", &Request::Stats);
     let _ = squatter.kill();
     let _ = squatter.wait();
     let report = report.unwrap();
     assert!(report.starts_with("the real mount"), "{report}");
     // The squatter gone, its name answers nobody: the mount's later name is still found.
-    let report = ftpfs::stats_channel::ask_device(&device, Some(0), "test").unwrap();
+    let report = ftpfs::control_channel::ask_device(&device, Some(0), "test", &Request::Stats).unwrap();
     assert!(report.starts_with("the real mount"), "{report}");
+    let refresh = Request::Refresh { path: "a b/c".into(), recursive: true };
+    let answer = ftpfs::control_channel::ask_device(&device, Some(0), "test", &refresh).unwrap();
+    assert_eq!(answer, "refreshed \"a b/c\" true\n");
+}
+
+/// A stand-in for a mount's answers.
+struct RealMount;
+
+impl Handler for RealMount {
+    fn stats(&self) -> String {
+        "the real mount\n".into()
+    }
+
+    fn refresh(&self, path: &str, recursive: bool) -> Result<String, String> {
+        Ok(format!("refreshed {path:?} {recursive}\n"))
+    }
 }
 
 /// How many errors of `kind` a report counts.

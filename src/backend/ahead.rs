@@ -932,6 +932,11 @@ impl Backend for Ahead {
         self.shared.inner.wait_for_spare(wait)
     }
 
+    fn forget(&self, path: &str) {
+        self.changed(path);
+        self.shared.inner.forget(path);
+    }
+
     fn opened_dir(&self, dir: &str) {
         self.shared.on_opened(dir);
         self.shared.inner.opened_dir(dir);

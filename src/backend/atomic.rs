@@ -278,6 +278,10 @@ impl Backend for AtomicUploads {
         self.inner.opened_dir(dir)
     }
 
+    fn forget(&self, path: &str) {
+        self.inner.forget(path)
+    }
+
     fn close_idle(&self) {
         self.inner.close_idle()
     }

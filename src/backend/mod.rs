@@ -173,6 +173,9 @@ pub trait Backend: Send + Sync {
         dirs.iter().map(|d| self.list(d)).collect()
     }
 
+    /// What is cached of `path` and below it (work ahead) may be stale: `ftpfs refresh`.
+    fn forget(&self, _path: &str) {}
+
     /// A directory is being read (opendir): a hint for work ahead, nothing to do otherwise.
     fn opened_dir(&self, _dir: &str) {}
 

@@ -129,6 +129,23 @@ impl Inodes {
         self.nodes.get(&ino).and_then(|n| n.path.as_deref())
     }
 
+    /// The numbers of `dir` and of the paths below it: every depth with `recursive`, else its
+    /// children only; also its parent's.
+    pub fn at_or_under(&self, dir: &str, recursive: bool) -> Vec<u64> {
+        let parent = split_path(dir).0;
+        self.nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.path.as_deref().is_some_and(|p| {
+                    let below = is_at_or_under(p, dir);
+                    let near = p == dir || split_path(p).0 == dir || (!dir.is_empty() && p == parent);
+                    if recursive { below || near } else { near }
+                })
+            })
+            .map(|(&ino, _)| ino)
+            .collect()
+    }
+
     /// The inode number of a path if it has one.
     pub fn get(&self, path: &str) -> Option<u64> {
         self.by_path.get(&self.nodes, path)

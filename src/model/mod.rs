@@ -17,12 +17,14 @@ pub mod inodes;
 mod namespace;
 mod open_file;
 mod readahead;
+mod refresh;
 mod rescue;
 mod writeback;
 
 pub use self::core::ModelConfig;
 pub use fs::{DirItem, Kind, Model, Opened, OpenedDir, SetTime, Stat};
 pub use inodes::ROOT_INO;
+pub use refresh::Refreshed;
 
 /// errno-valued results, as the kernel wants them.
 pub type FsResult<T> = Result<T, i32>;

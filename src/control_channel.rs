@@ -1,0 +1,378 @@
+//! How the commands that talk to a running mount reach it (`ftpfs stats MOUNTPOINT`, `ftpfs
+//! refresh MOUNTPOINT [PATH]`): a Unix socket in Linux's abstract namespace named after the
+//! mount's device number (`ftpfs-stats-0:53`). A client sends one request line ([`Request`]);
+//! the mount answers it through the [`Handler`] the mount gave [`serve`] and closes the
+//! connection. This room knows nothing of the mount beyond that trait: the mount uses it, it
+//! never reaches back.
+//!
+//! Why this channel: both sides find the name in /proc/self/mountinfo, so there is no socket
+//! file to place, find, protect or clean up after a crash (an abstract name goes with its
+//! process), and device numbers are unique among live mounts, also after a lazy unmount. The
+//! mount answers only its own user and root (everyone with `allow_other`), checked on the
+//! connection's credentials, and `ftpfs stats` believes only an answer from the user who
+//! mounted (or root): another user could take the name first, so a mount tries [`NAMES`] names
+//! in turn and the client skips those held by others. It costs the file system's hot path
+//! nothing; an extended attribute of the root, tried first, made the kernel ask the mount for
+//! `security.capability` on every write(2) once extended attributes were answered at all
+//! (measurably slower writes on loopback). Requests that change what the mount holds (refresh)
+//! are taken only from the mounting user and root, also with `allow_other`.
+//! Every wait is bounded: the client gives the mount [`WAIT`], the mount gives a reader as long.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::mount_table::mount_entry;
+
+/// What a client asks of a running mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The mount's figures (`ftpfs stats`).
+    Stats,
+    /// Forget cached listings and attributes at `path` (relative to the mount's root; empty:
+    /// everything), below it too with `recursive` (`ftpfs refresh`).
+    Refresh { path: String, recursive: bool },
+}
+
+/// A request line is never longer than this.
+const MAX_REQUEST: u64 = 8192;
+
+/// How long the mount waits for a request line: a client that sends nothing in this time (an
+/// older `ftpfs stats`, or a script that only reads) gets the stats.
+const REQUEST_WAIT: Duration = Duration::from_secs(1);
+
+impl Request {
+    /// The request as one line on the wire.
+    fn line(&self) -> String {
+        match self {
+            Request::Stats => "stats\n".to_string(),
+            Request::Refresh { path, recursive } => {
+                format!("refresh {} {path}\n", if *recursive { "-r" } else { "-" })
+            }
+        }
+    }
+
+    /// Parses a request line (without its end). An empty line is [`Request::Stats`] (what an
+    /// older client that sends nothing gets).
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        match line.split_once(' ').unwrap_or((line, "")) {
+            ("" | "stats", _) => Ok(Request::Stats),
+            ("refresh", rest) => {
+                let (flag, path) = rest.split_once(' ').unwrap_or((rest, ""));
+                let recursive = match flag {
+                    "-r" => true,
+                    "-" => false,
+                    other => return Err(format!("bad refresh flag {other:?}")),
+                };
+                Ok(Request::Refresh { path: path.to_string(), recursive })
+            }
+            (other, _) => Err(format!("unknown request {:?}", crate::printable::printable(other))),
+        }
+    }
+
+    /// Whether only the mounting user and root may make it.
+    fn owner_only(&self) -> bool {
+        !matches!(self, Request::Stats)
+    }
+}
+
+/// What the mount does for each request: an answer to print, or an error to show.
+pub trait Handler: Send + Sync {
+    fn stats(&self) -> String;
+    fn refresh(&self, path: &str, recursive: bool) -> Result<String, String>;
+}
+
+/// How long either side waits for the other.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A report is never longer than this (a bound on what the client reads).
+const MAX_REPORT: u64 = 16 << 20;
+
+/// Names a mount tries in turn: another local user may have taken the first ones (any user
+/// may bind any abstract name), and the client skips those by their owner.
+const NAMES: usize = 8;
+
+fn address(device: &str, n: usize) -> std::io::Result<SocketAddr> {
+    let name = if n == 0 { format!("ftpfs-stats-{device}") } else { format!("ftpfs-stats-{device}-{n}") };
+    SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+/// The uid of the process at the other end of `s`.
+fn peer_uid(s: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED fills a ucred of the size given.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+/// Starts answering requests for the mount with device `device`, through `handler`.
+/// `everyone`: answer any user's stats (allow_other), not only ours and root's.
+pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io::Result<()> {
+    let mut bound = Err(std::io::Error::other("no name to bind"));
+    for n in 0..NAMES {
+        bound = UnixListener::bind_addr(&address(device, n)?);
+        match &bound {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => log::warn!("stats socket name {n} taken: {e}"),
+            _ => break,
+        }
+    }
+    let listener = bound?;
+    // SAFETY: getuid cannot fail.
+    let own = unsafe { libc::getuid() };
+    std::thread::Builder::new().name("stats".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else {
+                // Out of descriptors, say: no spinning while it lasts.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            let owner = peer_uid(&conn).is_some_and(|uid| uid == own || uid == 0);
+            let answer = answer(&conn, handler.as_ref(), owner, everyone);
+            let _ = conn.set_write_timeout(Some(WAIT));
+            let _ = conn.write_all(answer.as_bytes());
+        }
+    })?;
+    Ok(())
+}
+
+/// Reads one request from `conn` and answers it (an error starts with `ftpfs: `).
+fn answer(conn: &UnixStream, handler: &dyn Handler, owner: bool, everyone: bool) -> String {
+    let _ = conn.set_read_timeout(Some(REQUEST_WAIT));
+    let mut line = String::new();
+    match BufReader::new(conn.take(MAX_REQUEST)).read_line(&mut line) {
+        Ok(_) => {}
+        Err(e)
+            if line.is_empty() && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        }
+        Err(e) => return format!("ftpfs: no request read: {e}\n"),
+    }
+    let request = match Request::parse(&line) {
+        Ok(r) => r,
+        Err(e) => return format!("ftpfs: {e}\n"),
+    };
+    if !(owner || (everyone && !request.owner_only())) {
+        return "ftpfs: not allowed: the mount answers its own user and root\n".to_string();
+    }
+    match request {
+        Request::Stats => handler.stats(),
+        Request::Refresh { path, recursive } => match handler.refresh(&path, recursive) {
+            Ok(done) => done,
+            Err(e) => format!("ftpfs: {e}\n"),
+        },
+    }
+}
+
+/// `path` made absolute without asking the file system mounted there: the parent is resolved,
+/// and a last component that is a symbolic link is followed by hand (readlink does not enter the
+/// mount), since a stat of the mount's root is the mount's to answer and a hung mount would hang.
+fn resolve(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..16 {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return path.canonicalize();
+        };
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let resolved = parent.canonicalize()?.join(name);
+        match std::fs::read_link(&resolved) {
+            Ok(target) => path = resolved.parent().unwrap_or(Path::new("/")).join(target),
+            Err(_) => return Ok(resolved),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+/// The report of the mount at `mountpoint`, within [`WAIT`] and a second.
+pub fn fetch(mountpoint: &Path) -> Result<String, String> {
+    send(mountpoint, Request::Stats)
+}
+
+/// The mount's answer to `request`, within [`WAIT`] and a second.
+pub fn send(mountpoint: &Path, request: Request) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(ask(&path, &request));
+    });
+    rx.recv_timeout(WAIT + Duration::from_secs(1))
+        .unwrap_or_else(|_| Err(format!("the mount at {} did not answer in time", mountpoint.display())))
+}
+
+fn ask(mountpoint: &Path, request: &Request) -> Result<String, String> {
+    let shown = mountpoint.display().to_string();
+    let path = resolve(mountpoint).map_err(|e| format!("{shown}: {e}"))?;
+    let entry = match mount_entry(&path) {
+        // Plain `fuse`: an ftpfs mounted by root on a kernel older than 5.4 (no subtype there);
+        // another file system's process just will not answer on our names.
+        Some(m) if m.kind == "fuse.ftpfs" || m.kind == "fuse" => m,
+        Some(m) => return Err(format!("{shown} is a {} mount, not an ftpfs one", m.kind)),
+        None => return Err(format!("{shown} is not a mount point")),
+    };
+    ask_device(&entry.device, entry.user_id, &shown, request)
+}
+
+/// The report of the mount with device `device`, mounted by `user_id`, named `shown` in errors.
+pub fn ask_device(device: &str, user_id: Option<u32>, shown: &str, request: &Request) -> Result<String, String> {
+    // Any local user may bind an abstract name: believe only the user who mounted, or root.
+    let mut last = String::new();
+    let mut found = None;
+    for n in 0..NAMES {
+        let conn = match UnixStream::connect_addr(&address(device, n).map_err(|e| e.to_string())?) {
+            Ok(c) => c,
+            Err(e) => {
+                // Nobody there (now): the mount may hold a later name, a squatter having left.
+                if last.is_empty() {
+                    last = format!(
+                        "the mount at {shown} does not answer ({e}): its process is gone, or an older ftpfs serves it"
+                    );
+                }
+                continue;
+            }
+        };
+        let server = peer_uid(&conn);
+        if server.is_some_and(|uid| uid == 0 || Some(uid) == user_id) {
+            found = Some(conn);
+            break;
+        }
+        last = format!(
+            "the statistics sockets of {shown} belong to another user (uid {server:?}, the mount's is {user_id:?}): not trusted"
+        );
+    }
+    let mut conn = found.ok_or(last)?;
+    conn.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+    conn.set_write_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+    conn.write_all(request.line().as_bytes()).map_err(|e| format!("{shown}: {e}"))?;
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let mut report = String::new();
+    conn.take(MAX_REPORT).read_to_string(&mut report).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("the mount at {shown} did not answer within {} s", WAIT.as_secs())
+        }
+        _ => format!("{shown}: {e}"),
+    })?;
+    if let Some(refusal) = report.strip_prefix("ftpfs: ") {
+        return Err(refusal.trim_end().to_string());
+    }
+    Ok(report)
+}
+
+/// `ftpfs stats MOUNTPOINT`.
+pub fn print(mountpoint: &Path) -> Result<(), String> {
+    print!("{}", fetch(mountpoint)?);
+    Ok(())
+}
+
+/// `ftpfs refresh MOUNTPOINT [PATH] [-r]`: PATH inside the mount (absolute, or relative to the
+/// current directory), or the whole mount without one.
+pub fn refresh(mountpoint: &Path, path: Option<&Path>, recursive: bool) -> Result<(), String> {
+    let root = resolve(mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
+    let rel = match path {
+        None => String::new(),
+        Some(p) => relative_to_mount(&root, p)?,
+    };
+    let answer = send(&root, Request::Refresh { path: rel, recursive })?;
+    if !answer.starts_with("refreshed") {
+        return Err(format!("the mount at {} did not take the refresh (an older ftpfs?)", mountpoint.display()));
+    }
+    print!("{answer}");
+    Ok(())
+}
+
+/// `path` relative to the mount's root `root`, resolved without entering the mount (its parts
+/// are taken as written; `..` may not climb out).
+fn relative_to_mount(root: &Path, path: &Path) -> Result<String, String> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| e.to_string())?.join(path)
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let inside =
+        absolute.strip_prefix(root).map_err(|_| format!("{} is not inside {}", path.display(), root.display()))?;
+    for c in inside.components() {
+        match c {
+            std::path::Component::Normal(n) => {
+                let n = n.to_str().ok_or_else(|| format!("{}: not UTF-8", path.display()))?;
+                if n.contains(['\r', '\n']) {
+                    return Err(format!("{:?}: a name with CR or LF", path.display()));
+                }
+                parts.push(n.to_string());
+            }
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                parts.pop().ok_or_else(|| format!("{} is not inside {}", path.display(), root.display()))?;
+            }
+            _ => return Err(format!("{}: not a path inside the mount", path.display())),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_their_line() {
+        for r in [
+            Request::Stats,
+            Request::Refresh { path: String::new(), recursive: true },
+            Request::Refresh { path: "a dir/with spaces".into(), recursive: false },
+        ] {
+            let line = r.line();
+            assert_eq!(Request::parse(&line), Ok(r), "{line:?}");
+        }
+        assert_eq!(Request::parse(""), Ok(Request::Stats), "an older client sends nothing");
+        assert!(Request::parse("refresh -x a").is_err());
+        assert!(Request::parse("drop everything").is_err());
+    }
+
+    struct Fake;
+
+    impl Handler for Fake {
+        fn stats(&self) -> String {
+            "figures\n".into()
+        }
+        fn refresh(&self, path: &str, recursive: bool) -> Result<String, String> {
+            Ok(format!("refreshed {path} {recursive}\n"))
+        }
+    }
+
+    fn answer_to(request: &str, owner: bool, everyone: bool) -> String {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        answer(&server, &Fake, owner, everyone)
+    }
+
+    #[test]
+    fn only_the_owner_refreshes_and_everyone_sees_stats_only_with_allow_other() {
+        assert_eq!(answer_to("refresh -r a\n", true, false), "refreshed a true\n");
+        assert!(answer_to("refresh -r a\n", false, true).contains("not allowed"));
+        assert!(answer_to("stats\n", false, false).contains("not allowed"));
+        assert_eq!(answer_to("stats\n", false, true), "figures\n");
+        assert_eq!(answer_to("", true, false), "figures\n", "nothing sent within a second: the stats");
+        assert!(answer_to("bogus\n", true, false).starts_with("ftpfs: unknown request"));
+    }
+
+    #[test]
+    fn paths_are_taken_relative_to_the_mount() {
+        let root = Path::new("/mnt/ftp");
+        assert_eq!(relative_to_mount(root, Path::new("/mnt/ftp")).unwrap(), "");
+        assert_eq!(relative_to_mount(root, Path::new("/mnt/ftp/a/./b/../c")).unwrap(), "a/c");
+        assert!(relative_to_mount(root, Path::new("/mnt/ftp/../etc")).is_err());
+        assert!(relative_to_mount(root, Path::new("/etc/passwd")).is_err());
+    }
+}
