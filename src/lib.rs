@@ -28,6 +28,7 @@ pub mod allocator;
 pub mod backend;
 pub mod cli;
 pub mod control_channel;
+pub mod disk_cache;
 pub mod error;
 pub mod ftp;
 pub mod journal_dirs;

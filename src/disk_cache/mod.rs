@@ -1,0 +1,410 @@
+//! The disk cache (`-o disk_cache`): content of files read through the mount, kept on local
+//! disk across unmounts, so that a second read of a file that did not change on the server is
+//! served at local speed instead of crossing the network again.
+//!
+//! A room of its own, below the model: it stores and serves byte ranges of a file *version*,
+//! named by the file's path and told apart by its size and modification time
+//! ([`Version`]); the model decides which version a read is for. It knows nothing of FUSE or
+//! FTP, and is tested alone.
+//!
+//! - **Ranges.** A file is cached as the ranges that were read (a read of the tail of a 10 GiB
+//!   file keeps only the tail), in a sparse data file.
+//! - **Versions.** An entry serves reads only for the version it was filled from: asked for
+//!   another size or time, it is dropped.
+//! - **Bounded.** At most `capacity` bytes of content, least recently used evicted first.
+//! - **Crash-safe.** Each entry is `ID.data` (the content, sparse) and `ID.meta` (path,
+//!   version, ranges held). The meta is replaced whole (written to `ID.metatmp`, synced,
+//!   renamed) only after the data it names was synced, so after a crash a meta never names
+//!   bytes that did not reach the data file; ranges stored after the last save are lost, not
+//!   trusted. At start, a meta that cannot be read, whose data file is missing or shorter than
+//!   its ranges, and every file that is no entry's, are removed.
+//! - **Private.** The directory is the caller's (private, as every directory of ftpfs); files
+//!   are made 0600 and opened without following symlinks, and only the mounting user's regular
+//!   files are trusted. One mount uses a directory at a time (a lock file).
+
+mod ranges;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+pub use ranges::Ranges;
+
+use crate::private_files::{create_new, create_or_truncate, open_lock, open_trusted};
+
+/// Which version of a file content belongs to: what the server said of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub size: u64,
+    /// Modification time, seconds since the epoch, and nanoseconds.
+    pub mtime: i64,
+    pub nanos: u32,
+}
+
+/// Bytes stored into an entry after which its meta is saved without waiting for
+/// [`DiskCache::save`] (a long read keeps what it read so far if the mount dies).
+const SAVE_EVERY: u64 = 64 << 20;
+
+/// The first line of every meta file.
+const MAGIC: &str = "ftpfs-disk-cache 1";
+
+struct Item {
+    /// The base of its file names.
+    id: String,
+    version: Version,
+    ranges: Ranges,
+    /// Ranges as the last saved meta names them.
+    saved: Ranges,
+    /// Bytes stored since the last save.
+    unsaved: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+}
+
+struct State {
+    /// By path, least recently used first out.
+    items: LruCache<String, Item>,
+    /// Content held, in all.
+    bytes: u64,
+    counts: Counts,
+}
+
+/// The cache of one server and root, in one directory.
+pub struct DiskCache {
+    dir: PathBuf,
+    capacity: u64,
+    state: Mutex<State>,
+    /// Held (flock) while this mount uses the directory.
+    _lock: File,
+}
+
+/// A file name for `path`'s entry: hex of the first 16 bytes of its SHA-256.
+fn id_of(path: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, path.as_bytes());
+    digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Parses a meta file: (path, version, ranges).
+fn parse_meta(text: &str) -> Option<(String, Version, Ranges)> {
+    let mut lines = text.lines();
+    if lines.next()? != MAGIC {
+        return None;
+    }
+    let mut field = |name: &str| lines.next()?.strip_prefix(name)?.strip_prefix(' ').map(str::to_string);
+    let path = String::from_utf8(unhex(&field("path")?)?).ok()?;
+    let size = field("size")?.parse().ok()?;
+    let mtime = field("mtime")?;
+    let (secs, nanos) = mtime.split_once(' ')?;
+    let version = Version { size, mtime: secs.parse().ok()?, nanos: nanos.parse().ok()? };
+    let ranges = Ranges::from_text(&field("ranges")?)?;
+    (ranges.end() <= size).then_some((path, version, ranges))
+}
+
+fn meta_text(path: &str, v: Version, ranges: &Ranges) -> String {
+    format!(
+        "{MAGIC}\npath {}\nsize {}\nmtime {} {}\nranges {}\n",
+        hex(path.as_bytes()),
+        v.size,
+        v.mtime,
+        v.nanos,
+        ranges.to_text()
+    )
+}
+
+fn try_lock(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+impl DiskCache {
+    /// Opens the cache in `dir` (a private directory of the caller's), keeping at most
+    /// `capacity` bytes: loads what earlier mounts saved and removes what cannot be trusted.
+    /// Fails when another mount uses the directory.
+    pub fn open(dir: &Path, capacity: u64) -> Result<DiskCache, String> {
+        let lock = open_lock(&dir.join("lock")).map_err(|e| format!("{}/lock: {e}", dir.display()))?;
+        if !try_lock(&lock) {
+            return Err(format!("{} is in use by another mount", dir.display()));
+        }
+        let cache = DiskCache {
+            dir: dir.to_path_buf(),
+            capacity,
+            state: Mutex::new(State { items: LruCache::unbounded(), bytes: 0, counts: Counts::default() }),
+            _lock: lock,
+        };
+        cache.load().map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(cache)
+    }
+
+    fn file(&self, id: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{ext}"))
+    }
+
+    /// Reads the saved entries, oldest save first into the LRU order, and removes the rest.
+    fn load(&self) -> std::io::Result<()> {
+        let mut metas = Vec::new();
+        let mut others = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            match name.strip_suffix(".meta") {
+                Some(id) => metas.push((id.to_string(), e.metadata().and_then(|m| m.modified()).ok())),
+                None if name == "lock" => {}
+                None => others.push(name),
+            }
+        }
+        metas.sort_by_key(|m| m.1);
+        let mut kept: HashMap<String, ()> = HashMap::new();
+        let mut st = self.state.lock();
+        for (id, _) in metas {
+            match self.trusted_entry(&id) {
+                Some((path, version, ranges)) => {
+                    st.bytes += ranges.total();
+                    kept.insert(id.clone(), ());
+                    let item = Item { id, version, saved: ranges.clone(), ranges, unsaved: 0 };
+                    st.items.put(path, item);
+                }
+                None => {
+                    log::info!("disk cache: dropping entry {id}, which cannot be trusted");
+                    let _ = std::fs::remove_file(self.file(&id, "meta"));
+                    let _ = std::fs::remove_file(self.file(&id, "data"));
+                }
+            }
+        }
+        for name in others {
+            let id = name.split('.').next().unwrap_or("");
+            if !(name.ends_with(".data") && kept.contains_key(id)) {
+                let _ = std::fs::remove_file(self.dir.join(&name));
+            }
+        }
+        self.evict(&mut st, 0);
+        Ok(())
+    }
+
+    /// The entry `id` as saved, if its meta reads and its data file holds every range.
+    fn trusted_entry(&self, id: &str) -> Option<(String, Version, Ranges)> {
+        let meta = std::fs::read(self.file(id, "meta")).ok()?;
+        let trusted_meta = open_trusted(&self.file(id, "meta"), false).is_ok();
+        let (path, version, ranges) = parse_meta(std::str::from_utf8(&meta).ok()?)?;
+        let data = open_trusted(&self.file(id, "data"), false).ok()?;
+        let len = data.metadata().ok()?.len();
+        (trusted_meta && id_of(&path) == id && len >= ranges.end()).then_some((path, version, ranges))
+    }
+
+    /// Removes least recently used entries until `room` more bytes fit.
+    fn evict(&self, st: &mut State, room: u64) {
+        while st.bytes + room > self.capacity {
+            let Some((_, item)) = st.items.pop_lru() else { break };
+            st.bytes -= item.ranges.total();
+            st.counts.evictions += 1;
+            self.remove_files(&item.id);
+        }
+    }
+
+    fn remove_files(&self, id: &str) {
+        let _ = std::fs::remove_file(self.file(id, "meta"));
+        let _ = std::fs::remove_file(self.file(id, "data"));
+    }
+
+    /// `[off, off + len)` of `path` (cut at the end of the file), if the cache holds all of it
+    /// for version `v`; an entry for another version is dropped. Counts a hit or a miss.
+    pub fn read(&self, path: &str, v: Version, off: u64, len: usize) -> Option<Vec<u8>> {
+        let end = (off + len as u64).min(v.size);
+        let id = {
+            let mut st = self.state.lock();
+            let found = match st.items.get(path) {
+                Some(item) if item.version != v => {
+                    self.drop_entry(&mut st, path);
+                    None
+                }
+                Some(item) if item.ranges.covers(off.min(end), end) => Some(item.id.clone()),
+                _ => None,
+            };
+            if found.is_none() {
+                st.counts.misses += 1;
+            }
+            found?
+        };
+        let mut buf = vec![0u8; end.saturating_sub(off) as usize];
+        let read = open_trusted(&self.file(&id, "data"), false).and_then(|f| f.read_exact_at(&mut buf, off));
+        let mut st = self.state.lock();
+        match read {
+            Ok(()) => {
+                st.counts.hits += 1;
+                Some(buf)
+            }
+            Err(e) => {
+                // Evicted meanwhile, or damaged: a miss, and no entry to trust.
+                log::debug!("disk cache: {path}: {e}");
+                st.counts.misses += 1;
+                if st.items.peek(path).is_some_and(|i| i.id == id) {
+                    self.drop_entry(&mut st, path);
+                }
+                None
+            }
+        }
+    }
+
+    fn drop_entry(&self, st: &mut State, path: &str) {
+        if let Some(item) = st.items.pop(path) {
+            st.bytes -= item.ranges.total();
+            self.remove_files(&item.id);
+        }
+    }
+
+    /// Keeps `data`, read from the server at `off` of version `v` of `path`.
+    pub fn store(&self, path: &str, v: Version, off: u64, data: &[u8]) {
+        let end = off + data.len() as u64;
+        if data.is_empty() || end > v.size || data.len() as u64 > self.capacity {
+            return;
+        }
+        let id = {
+            let mut st = self.state.lock();
+            if st.items.peek(path).is_some_and(|i| i.version != v) {
+                self.drop_entry(&mut st, path);
+            }
+            if st.items.peek(path).is_some_and(|i| i.ranges.covers(off, end)) {
+                return;
+            }
+            self.evict(&mut st, data.len() as u64);
+            if st.items.peek(path).is_none() {
+                let id = id_of(path);
+                // A fresh entry starts from nothing, on disk too.
+                self.remove_files(&id);
+                let item = Item { id, version: v, ranges: Ranges::new(), saved: Ranges::new(), unsaved: 0 };
+                st.items.put(path.to_string(), item);
+            }
+            st.items.get(path).map(|i| i.id.clone())
+        };
+        let Some(id) = id else { return };
+        let written = self.data_file(&id).and_then(|f| f.write_all_at(data, off));
+        let mut st = self.state.lock();
+        let save = match (written, st.items.get_mut(path)) {
+            (Ok(()), Some(item)) if item.id == id && item.version == v => {
+                let before = item.ranges.total();
+                item.ranges.add(off, end);
+                let added = item.ranges.total() - before;
+                item.unsaved += added;
+                st.bytes += added;
+                st.items.peek(path).is_some_and(|i| i.unsaved >= SAVE_EVERY)
+            }
+            (Err(e), _) => {
+                log::debug!("disk cache: cannot keep {path}: {e}");
+                false
+            }
+            _ => false,
+        };
+        drop(st);
+        if save {
+            self.save(path);
+        }
+    }
+
+    fn data_file(&self, id: &str) -> std::io::Result<File> {
+        let path = self.file(id, "data");
+        match open_trusted(&path, true) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new(&path),
+            other => other,
+        }
+    }
+
+    /// Makes what is held of `path` survive a crash or an unmount: its data synced, then its
+    /// meta replaced.
+    pub fn save(&self, path: &str) {
+        let (id, text, ranges) = {
+            let st = self.state.lock();
+            let Some(item) = st.items.peek(path) else { return };
+            if item.ranges == item.saved {
+                return;
+            }
+            (item.id.clone(), meta_text(path, item.version, &item.ranges), item.ranges.clone())
+        };
+        let res = (|| -> std::io::Result<()> {
+            open_trusted(&self.file(&id, "data"), true)?.sync_data()?;
+            let tmp = self.file(&id, "metatmp");
+            let mut f = create_or_truncate(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, self.file(&id, "meta"))
+        })();
+        let mut st = self.state.lock();
+        match (res, st.items.peek_mut(path)) {
+            (Ok(()), Some(item)) if item.id == id => {
+                item.unsaved = 0;
+                item.saved = ranges;
+            }
+            (Err(e), _) => log::debug!("disk cache: cannot save {path}: {e}"),
+            _ => {}
+        }
+    }
+
+    /// [`DiskCache::save`] for every entry (at unmount).
+    pub fn save_all(&self) {
+        let paths: Vec<String> = self.state.lock().items.iter().map(|(p, _)| p.clone()).collect();
+        for p in paths {
+            self.save(&p);
+        }
+    }
+
+    /// Drops what is held of `path` and below it (a change of ours, a refresh).
+    pub fn forget(&self, path: &str) {
+        let mut st = self.state.lock();
+        let doomed: Vec<String> = st
+            .items
+            .iter()
+            .map(|(p, _)| p.clone())
+            .filter(|p| crate::backend::paths::is_at_or_under(p, path))
+            .collect();
+        for p in doomed {
+            self.drop_entry(&mut st, &p);
+        }
+    }
+
+    /// Empties the cache.
+    pub fn clear(&self) {
+        self.forget("");
+    }
+
+    /// One line for `ftpfs stats`.
+    pub fn describe(&self) -> String {
+        let st = self.state.lock();
+        format!(
+            "{:.1} MiB in {} files of at most {:.1} MiB; {} hits, {} misses, {} evicted",
+            st.bytes as f64 / 1048576.0,
+            st.items.len(),
+            self.capacity as f64 / 1048576.0,
+            st.counts.hits,
+            st.counts.misses,
+            st.counts.evictions
+        )
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests;
