@@ -127,6 +127,9 @@ pub struct MountOpts {
     pub ahead_mib: Option<u64>,
     /// close() returns once the data is spooled on disk; uploads run in the background.
     pub writeback: bool,
+    /// Content read through the mount is kept in `cache_dir` across mounts: `Some(None)` for the
+    /// default size, `Some(Some(bytes))` for a given one.
+    pub disk_cache: Option<Option<u64>>,
     /// Whole-file uploads go to a temporary name and are renamed over the target at the end.
     pub atomic_upload: bool,
     /// A file time the server cannot set is ignored instead of failing with EPERM.
@@ -183,6 +186,7 @@ impl Default for MountOpts {
             list_tz_offset: 0,
             ahead_mib: None,
             writeback: false,
+            disk_cache: None,
             atomic_upload: false,
             ignore_time_errors: false,
             tls: None,
@@ -197,6 +201,26 @@ impl Default for MountOpts {
             default_permissions: None,
         }
     }
+}
+
+/// A size in bytes with an optional K, M, G or T suffix (powers of 1024): `10G`, `512M`.
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size {v:?} (a number of bytes, or with K, M, G or T: 10G)");
+    let (digits, shift) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(bad()),
+            };
+            (&v[..i], shift)
+        }
+        _ => (v, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
@@ -266,6 +290,8 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("pasv_ip", None) => o.pasv_ip = true,
             ("list_tz", Some(v)) => o.list_tz_offset = parse_tz(v)?,
             ("writeback", None) => o.writeback = true,
+            ("disk_cache", None) => o.disk_cache = Some(None),
+            ("disk_cache", Some(v)) => o.disk_cache = Some(Some(parse_size(v)?)),
             ("atomic_upload", None) => o.atomic_upload = true,
             ("ignore_time_errors", None) => o.ignore_time_errors = true,
             ("ahead_mib", Some(v)) => {
@@ -677,6 +703,20 @@ mod tests {
         assert_eq!((c.port, c.tls_mode), (990, TlsMode::Implicit));
         let c = connect_options(&parse_url("ftp://u@h:2990/").unwrap(), Secret::new(String::new()), &opts).unwrap();
         assert_eq!(c.port, 2990, "a port given stays");
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        for bad in ["", "0", "G", "10X", "-1", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let o = parse_mount_options(&["disk_cache".into()]).unwrap();
+        assert_eq!(o.disk_cache, Some(None));
+        let o = parse_mount_options(&["disk_cache=1G".into()]).unwrap();
+        assert_eq!(o.disk_cache, Some(Some(1 << 30)));
     }
 
     #[test]

@@ -128,6 +128,8 @@ mod tests {
 
     /// A value of the kind a documented option's form names.
     fn sample(form: &str) -> String {
+        // `name[=VALUE]`: the value may be left out; given here.
+        let form = form.replace("[=", "=").replace(']', "");
         let Some((key, kind)) = form.split_once('=') else { return form.to_string() };
         let value = match kind {
             "N" => "2".to_string(),
@@ -138,6 +140,7 @@ mod tests {
             "+HH:MM" => "+02:00".to_string(),
             "SHA256:HEX" => format!("SHA256:{}", ["AB"; 32].join(":")),
             "URL" => "socks5://127.0.0.1:1080".to_string(),
+            "SIZE" => "10G".to_string(),
             other => other.to_string(),
         };
         format!("{key}={value}")

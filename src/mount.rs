@@ -16,6 +16,7 @@ use crate::backend::Backend;
 use crate::backend::ahead::{Ahead, AheadConfig};
 use crate::backend::atomic::AtomicUploads;
 use crate::cli::{MountOpts, Target};
+use crate::disk_cache::DiskCache;
 use crate::ftp::{ConnectOptions, Connection, FtpError};
 use crate::journal_dirs::{remove_if_only_lock, writeback_journal};
 use crate::model::{Model, ModelConfig};
@@ -317,6 +318,13 @@ fn mount_and_serve(
         atomic_upload: o.atomic_upload,
         ignore_time_errors: o.ignore_time_errors,
     };
+    let disk_cache = o.disk_cache.and_then(|size| match open_disk_cache(&cache_dir, &plan.target, size) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("no disk cache: {e}");
+            None
+        }
+    });
     let ahead_mib = o.ahead_mib.unwrap_or(crate::cli::DEFAULT_AHEAD_MIB);
     // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks
     // the server, and so it stays.
@@ -363,6 +371,11 @@ fn mount_and_serve(
         ftp
     };
     let model = Arc::new(Model::new(cfg, backend));
+    if let Some(cache) = disk_cache {
+        let shown = cache.clone();
+        crate::stats::gauge("disk cache", move || Some(shown.describe()));
+        model.use_disk_cache(cache);
+    }
     for (dir, _lock) in orphans {
         let recovered = model.recover_journal(&dir);
         if recovered > 0 {
@@ -470,6 +483,19 @@ fn mount_and_serve(
     let res = session.run();
     finish(&model, journal.as_deref());
     res.map_err(|e| format!("session ended: {e}"))
+}
+
+/// The disk cache of this server and root (`-o disk_cache`): `cache_dir/content/KEY`, KEY as
+/// the write-back journal's, bounded by `size` or the default.
+fn open_disk_cache(cache_dir: &Path, target: &Target, size: Option<u64>) -> Result<Arc<DiskCache>, String> {
+    use crate::private_files::private_dir;
+    let top = private_dir(cache_dir, "content")?;
+    let dir = private_dir(&top, &crate::journal_dirs::journal_key(target))?;
+    let capacity = size.unwrap_or_else(|| DiskCache::default_capacity(&dir));
+    let cache = Arc::new(DiskCache::open(&dir, capacity)?);
+    DiskCache::keep_saving(&cache);
+    log::info!("disk cache in {}: {}", dir.display(), cache.describe());
+    Ok(cache)
 }
 
 /// What `ftpfs stats` and `ftpfs refresh` get from this mount (see [`crate::control_channel`]).

@@ -55,6 +55,14 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
         "The server's character set for names when it is not UTF-8 (latin1, cp1251, shift_jis, gbk, ...).",
     ),
     (
+        "disk_cache[=SIZE]",
+        "Keep the content of files read through the mount on local disk, in cache_dir, across \
+         unmounts: a file read again while the server shows the same size and modification time is \
+         served from there. At most SIZE bytes (K, M, G, T suffixes; default 10G or a tenth of the \
+         free space there, whichever is smaller), least recently used first out; only the parts \
+         read are kept.",
+    ),
+    (
         "cache_dir=DIR",
         "Where temporary copies of files changed at random offsets, and write-back spools, are kept \
          (default $XDG_CACHE_HOME/ftpfs, else ~/.cache/ftpfs, else /var/tmp/ftpfs-UID). It must \
@@ -143,7 +151,7 @@ pub fn is_generic(opt: &str) -> bool {
 
 /// Whether `key` is an option of [`MOUNT_OPTIONS`] (with or without a value there).
 pub fn is_documented(key: &str) -> bool {
-    MOUNT_OPTIONS.iter().any(|(form, _)| form.split_once('=').map_or(*form, |(k, _)| k) == key)
+    MOUNT_OPTIONS.iter().any(|(form, _)| form.split(['=', '[']).next() == Some(key))
 }
 
 /// The `-o` text of `--help`: every option's form, from [`MOUNT_OPTIONS`].

@@ -50,6 +50,13 @@ pub struct Version {
 /// [`DiskCache::save`] (a long read keeps what it read so far if the mount dies).
 const SAVE_EVERY: u64 = 64 << 20;
 
+/// How often [`DiskCache::keep_saving`] saves what was stored since (a crash loses at most
+/// this much of what was read, never trusts anything it should not).
+pub const SAVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long [`DiskCache::open`] waits for another process to let go of the directory.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The first line of every meta file.
 const MAGIC: &str = "ftpfs-disk-cache 1";
 
@@ -99,7 +106,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
@@ -144,8 +151,13 @@ impl DiskCache {
     /// Fails when another mount uses the directory.
     pub fn open(dir: &Path, capacity: u64) -> Result<DiskCache, String> {
         let lock = open_lock(&dir.join("lock")).map_err(|e| format!("{}/lock: {e}", dir.display()))?;
-        if !try_lock(&lock) {
-            return Err(format!("{} is in use by another mount", dir.display()));
+        // A mount of the same server just unmounted may still be saving: it lets go soon.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        while !try_lock(&lock) {
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("{} is in use by another mount", dir.display()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let cache = DiskCache {
             dir: dir.to_path_buf(),
@@ -155,6 +167,20 @@ impl DiskCache {
         };
         cache.load().map_err(|e| format!("{}: {e}", dir.display()))?;
         Ok(cache)
+    }
+
+    /// The default bound for a cache in `dir`: 10 GiB, or a tenth of the space free there if
+    /// that is less.
+    pub fn default_capacity(dir: &Path) -> u64 {
+        const TEN_GIB: u64 = 10 << 30;
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return TEN_GIB };
+        // SAFETY: statvfs fills the struct it is given; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return TEN_GIB;
+        }
+        let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+        TEN_GIB.min(free / 10)
     }
 
     fn file(&self, id: &str, ext: &str) -> PathBuf {
@@ -356,6 +382,21 @@ impl DiskCache {
             }
             (Err(e), _) => log::debug!("disk cache: cannot save {path}: {e}"),
             _ => {}
+        }
+    }
+
+    /// Saves every [`SAVE_PERIOD`] on a thread of its own, for as long as the cache lives.
+    pub fn keep_saving(cache: &std::sync::Arc<DiskCache>) {
+        let weak = std::sync::Arc::downgrade(cache);
+        let spawned = std::thread::Builder::new().name("disk-cache".into()).spawn(move || {
+            loop {
+                std::thread::sleep(SAVE_PERIOD);
+                let Some(cache) = weak.upgrade() else { return };
+                cache.save_all();
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("disk cache: no thread to save it ({e}); saved at unmount only");
         }
     }
 

@@ -80,7 +80,12 @@ fn a_crash_keeps_what_was_saved_and_nothing_else() {
     // A data file cut short (a disk that lost writes) takes its entry with it.
     c.save_all();
     drop(c);
-    std::fs::OpenOptions::new().write(true).open(d.path().join(format!("{}.data", id_of("f")))).unwrap().set_len(10).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.path().join(format!("{}.data", id_of("f"))))
+        .unwrap()
+        .set_len(10)
+        .unwrap();
     let c = DiskCache::open(d.path(), 1 << 20).unwrap();
     assert_eq!(c.read("f", V1, 0, 10), None);
     assert_eq!(c.bytes(), 0);

@@ -80,6 +80,8 @@ pub struct Core {
     pub(super) cfg: ModelConfig,
     pub(super) backend: Arc<dyn Backend>,
     pub(super) dirs: DirCache,
+    /// Content kept on local disk across mounts (`-o disk_cache`), set once at start.
+    pub(super) disk_cache: std::sync::OnceLock<Arc<crate::disk_cache::DiskCache>>,
     pub(super) handles: Handles,
     pub(super) writeback: WriteBack,
     /// Directories whose names were looked up alone lately: since when, and how many.
@@ -104,6 +106,7 @@ impl Core {
             cfg,
             backend,
             dirs,
+            disk_cache: std::sync::OnceLock::new(),
             handles: Handles::default(),
             writeback,
             single_lookups,
@@ -221,6 +224,14 @@ impl Core {
     /// We changed `path`'s attributes or name now (its ctime).
     pub(super) fn note_change(&self, path: &str) {
         self.changed.lock().put(path.to_string(), SystemTime::now());
+        if let Some(cache) = self.disk_cache() {
+            cache.forget(path);
+        }
+    }
+
+    /// The disk cache, with `-o disk_cache`.
+    pub(super) fn disk_cache(&self) -> Option<&crate::disk_cache::DiskCache> {
+        self.disk_cache.get().map(|c| c.as_ref())
     }
 
     /// When we last changed `path`'s attributes or name, if recently.

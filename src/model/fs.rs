@@ -312,7 +312,17 @@ impl Model {
         let handles = &self.core.handles;
         let fh = handles.open(&path, writable, append, truncate, server_size);
         if let Ok(f) = handles.get(fh) {
-            f.io.lock().listed_mtime = entry.mtime;
+            let mut io = f.io.lock();
+            io.listed_mtime = entry.mtime;
+            if !writable && !truncate {
+                io.cached_version = match (entry.size, entry.mtime) {
+                    (Some(size), Some(mtime)) => {
+                        Some(crate::disk_cache::Version { size, mtime, nanos: entry.mtime_nanos })
+                    }
+                    _ => None,
+                };
+            }
+            drop(io);
             if truncate {
                 // Emptying the file changes it now (its mtime and ctime).
                 f.note_modified();
@@ -353,6 +363,12 @@ impl Model {
             st.ino = ino;
             (st, fh)
         })
+    }
+
+    /// Keeps the content of files read through the mount in `cache` (on local disk, across
+    /// mounts) and serves reads from it while the server's file is the version it holds.
+    pub fn use_disk_cache(&self, cache: Arc<crate::disk_cache::DiskCache>) {
+        let _ = self.core.disk_cache.set(cache);
     }
 
     /// read through handle `fh`: `out` gets the bytes (fewer at the end of the file).
@@ -618,6 +634,9 @@ impl Model {
 
     /// Closes idle connections (at unmount).
     pub fn shutdown(&self) {
+        if let Some(cache) = self.core.disk_cache() {
+            cache.save_all();
+        }
         self.core.backend.close_idle();
     }
 

@@ -50,6 +50,7 @@ fn apply_remote_change(f: &OpenFile, io: &mut Io) {
         return;
     }
     io.server_size = Some(v - 1);
+    io.cached_version = None;
     let clean = match &io.state {
         State::Reading(_) | State::Idle => true,
         State::Spooled(s) => !s.dirty,
@@ -333,10 +334,20 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
             return Ok(());
         }
         let path = f.path().ok_or(libc::ENOENT)?;
+        let keep = io.cached_version.and_then(|v| core.disk_cache().map(|c| (c, v)));
         if let State::Reading(r) = &mut io.state
             && r.can_serve(off)
         {
-            match r.read_at(off, size, out) {
+            // What the server sends is kept on disk on its way to the reader.
+            let mut at = off;
+            let mut tee = |b: &[u8]| {
+                if let Some((cache, v)) = keep {
+                    cache.store(&path, v, at, b);
+                }
+                at += b.len() as u64;
+                out(b)
+            };
+            match r.read_at(off, size, &mut tee) {
                 Ok(()) => return Ok(()),
                 Err(e) if retried => return Err(io_errno(&e)),
                 Err(e) => {
@@ -356,6 +367,12 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
         }
         if std::mem::take(&mut io.resume_check) && off > 0 {
             check_same_version(core, &path, io.server_size, io.read_since, io.listed_mtime)?;
+        }
+        if let Some((cache, v)) = keep
+            && let Some(held) = cache.read(&path, v, off, size)
+        {
+            out(&held);
+            return Ok(());
         }
         if off == 0 || io.read_since.is_none() {
             io.read_since = Some(SystemTime::now());

@@ -221,6 +221,9 @@ impl Model {
     }
 
     fn forget_path(&self, path: &str) {
+        if let Some(cache) = self.core.disk_cache() {
+            cache.forget(path);
+        }
         let (parent, name) = split_path(path);
         self.core.dirs.remove(parent, name);
         self.core.dirs.invalidate_tree(path);
@@ -296,6 +299,10 @@ impl Model {
             core.touch_dir(from_parent);
             core.touch_dir(to_parent);
             core.note_change(to);
+            // Content kept on disk under either name (and below a directory) is another file's.
+            if let Some(cache) = core.disk_cache() {
+                cache.forget(from);
+            }
             Ok(())
         })
     }

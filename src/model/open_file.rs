@@ -234,6 +234,9 @@ pub struct Io {
     pub(super) read_since: Option<SystemTime>,
     /// The file's time as the listing showed it when the handle was opened (server clock).
     pub(super) listed_mtime: Option<i64>,
+    /// The version the disk cache may serve and keep for this handle: a read-only handle's
+    /// file as listed at open, until another handle of ours changes it.
+    pub(super) cached_version: Option<crate::disk_cache::Version>,
 }
 
 impl Io {
@@ -247,6 +250,7 @@ impl Io {
             resume_check: false,
             read_since: None,
             listed_mtime: None,
+            cached_version: None,
         }
     }
 }

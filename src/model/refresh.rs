@@ -48,6 +48,9 @@ impl Model {
             dirs.invalidate(split_path(path).0);
         }
         self.core.backend.forget(path);
+        if let Some(cache) = self.core.disk_cache() {
+            cache.forget(path);
+        }
         let table = self.inodes.lock();
         let inodes = table.at_or_under(path, recursive);
         let names = inodes

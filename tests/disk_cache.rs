@@ -1,0 +1,97 @@
+//! The disk cache (`-o disk_cache`) through the kernel, on the four servers: what was read
+//! is served again after an unmount and a remount without the server, while the server's file
+//! keeps its size and time; a file the server changed is read anew; only the parts read are
+//! kept; what the cache keeps is private.
+//!
+//! To show that a read came from the disk cache and not from the server, the test changes the
+//! bytes of the server's file behind its back and puts its size and time back as they were: a
+//! read from the server would show the new bytes.
+
+#[macro_use]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use support::mount::{Mount, fuse_available, wait_process_gone};
+use support::{FtpServer, ServerKind};
+
+fn mount(srv: &FtpServer, cache: &Path) -> Mount {
+    Mount::new(srv, &["disk_cache=64M", &format!("cache_dir={}", cache.display()), "cache_timeout=1"])
+}
+
+/// Unmounts and waits for the process to end (it saves the cache on its way out).
+fn unmount(m: Mount) {
+    let pid = m.daemon_pid().expect("the mount's process");
+    assert!(m.unmount(), "unmount");
+    assert!(wait_process_gone(pid, Duration::from_secs(30)), "the process did not end");
+}
+
+/// Replaces the server's file with other bytes of the same length, and its old time.
+fn swap_behind_its_back(srv: &FtpServer, rel: &str) {
+    let path = srv.disk(rel);
+    let when = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.iter_mut().for_each(|b| *b = b'X');
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+}
+
+fn second_reads_come_from_disk_while_the_file_is_the_same(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let old = SystemTime::now() - Duration::from_secs(3 * 3600);
+    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i * 31 % 251) as u8).collect();
+    srv.put_file("small", b"small file content\n");
+    srv.put_file("changes", b"version one\n");
+    srv.put_file("big", &big);
+    for f in ["small", "changes", "big"] {
+        std::fs::File::options().write(true).open(srv.disk(f)).unwrap().set_modified(old).unwrap();
+    }
+
+    let m = mount(&srv, cache.path());
+    assert_eq!(m.sh_ok("cat small"), "small file content\n");
+    assert_eq!(m.sh_ok("cat changes"), "version one\n");
+    // Only the last MiB of the big file.
+    let tail = m.sh_ok("dd if=big bs=1M skip=7 count=1 status=none | sha256sum");
+    unmount(m);
+
+    swap_behind_its_back(&srv, "small");
+    swap_behind_its_back(&srv, "big");
+    srv.put_file("changes", b"version TWO\n"); // same size, a new time
+    let m = mount(&srv, cache.path());
+    assert_eq!(m.sh_ok("cat small"), "small file content\n", "served from the disk cache");
+    assert_eq!(m.sh_ok("cat changes"), "version TWO\n", "a new time: read from the server");
+    assert_eq!(m.sh_ok("dd if=big bs=1M skip=7 count=1 status=none | sha256sum"), tail, "the tail, kept");
+    let head = m.sh_ok("dd if=big bs=1M count=1 status=none | tr -d X | wc -c");
+    assert_eq!(head.trim(), "0", "the head was never read: it comes from the server (all X now)");
+    let stats = support::mount::ftpfs_command(&["stats", m.path().to_str().unwrap()]).output().unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    assert!(stats.contains("disk cache") && stats.contains("hits"), "{stats}");
+
+    // What the cache keeps is the mounting user's alone.
+    let content = cache.path().join("content");
+    assert_eq!(std::fs::metadata(&content).unwrap().permissions().mode() & 0o777, 0o700);
+    for d in std::fs::read_dir(&content).unwrap() {
+        let d = d.unwrap().path();
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        for f in std::fs::read_dir(&d).unwrap() {
+            let f = f.unwrap().path();
+            assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+        }
+    }
+
+    // A change of ours drops what was kept: the next read is the file as written.
+    m.sh_ok("printf 'written by us\\n' > small");
+    assert_eq!(m.sh_ok("cat small"), "written by us\n");
+    unmount(m);
+    let m = mount(&srv, cache.path());
+    assert_eq!(m.sh_ok("cat small"), "written by us\n");
+}
+
+on_every_server!(second_reads_come_from_disk_while_the_file_is_the_same);
