@@ -80,6 +80,11 @@ pub enum Command {
         /// The mount point of a running ftpfs mount
         mountpoint: PathBuf,
     },
+    /// Manage the disk cache (-o disk_cache)
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Forget the cached listings and attributes at PATH (the whole mount without it), so the
     /// next access sees the server as it is now; with -r, everything below PATH too
     Refresh {
@@ -90,6 +95,21 @@ pub enum Command {
         /// Also every directory below PATH
         #[arg(short = 'r', long)]
         recursive: bool,
+    },
+}
+
+/// What `ftpfs cache` does.
+#[derive(clap::Subcommand, Debug)]
+pub enum CacheAction {
+    /// Empty the disk cache (-o disk_cache) of a running mount (give its mount point), or of a
+    /// server and directory not mounted now (give its URL; with -o cache_dir=DIR when the mount
+    /// used one)
+    Clear {
+        /// A mount point, or ftp://[user@]host[:port][/dir]
+        target: String,
+        /// cache_dir=DIR, as the mount was given
+        #[arg(short = 'o', value_name = "cache_dir=DIR")]
+        options: Vec<String>,
     },
 }
 

@@ -36,6 +36,8 @@ pub enum Request {
     /// Forget cached listings and attributes at `path` (relative to the mount's root; empty:
     /// everything), below it too with `recursive` (`ftpfs refresh`).
     Refresh { path: String, recursive: bool },
+    /// Empty the disk cache (`ftpfs cache clear`).
+    CacheClear,
 }
 
 /// A request line is never longer than this.
@@ -53,6 +55,7 @@ impl Request {
             Request::Refresh { path, recursive } => {
                 format!("refresh {} {path}\n", if *recursive { "-r" } else { "-" })
             }
+            Request::CacheClear => "cache-clear\n".to_string(),
         }
     }
 
@@ -62,6 +65,7 @@ impl Request {
         let line = line.trim_end_matches(['\r', '\n']);
         match line.split_once(' ').unwrap_or((line, "")) {
             ("" | "stats", _) => Ok(Request::Stats),
+            ("cache-clear", "") => Ok(Request::CacheClear),
             ("refresh", rest) => {
                 let (flag, path) = rest.split_once(' ').unwrap_or((rest, ""));
                 let recursive = match flag {
@@ -85,6 +89,7 @@ impl Request {
 pub trait Handler: Send + Sync {
     fn stats(&self) -> String;
     fn refresh(&self, path: &str, recursive: bool) -> Result<String, String>;
+    fn cache_clear(&self) -> Result<String, String>;
 }
 
 /// How long either side waits for the other.
@@ -170,6 +175,10 @@ fn answer(conn: &UnixStream, handler: &dyn Handler, owner: bool, everyone: bool)
     match request {
         Request::Stats => handler.stats(),
         Request::Refresh { path, recursive } => match handler.refresh(&path, recursive) {
+            Ok(done) => done,
+            Err(e) => format!("ftpfs: {e}\n"),
+        },
+        Request::CacheClear => match handler.cache_clear() {
             Ok(done) => done,
             Err(e) => format!("ftpfs: {e}\n"),
         },
@@ -321,6 +330,16 @@ fn relative_to_mount(root: &Path, path: &Path) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
+/// `ftpfs cache clear MOUNTPOINT`: the running mount empties its disk cache.
+pub fn cache_clear(mountpoint: &Path) -> Result<(), String> {
+    let answer = send(mountpoint, Request::CacheClear)?;
+    if !answer.starts_with("cleared") {
+        return Err(format!("the mount at {} did not take the request (an older ftpfs?)", mountpoint.display()));
+    }
+    print!("{answer}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +350,7 @@ mod tests {
             Request::Stats,
             Request::Refresh { path: String::new(), recursive: true },
             Request::Refresh { path: "a dir/with spaces".into(), recursive: false },
+            Request::CacheClear,
         ] {
             let line = r.line();
             assert_eq!(Request::parse(&line), Ok(r), "{line:?}");
@@ -349,6 +369,9 @@ mod tests {
         fn refresh(&self, path: &str, recursive: bool) -> Result<String, String> {
             Ok(format!("refreshed {path} {recursive}\n"))
         }
+        fn cache_clear(&self) -> Result<String, String> {
+            Ok("cleared\n".into())
+        }
     }
 
     fn answer_to(request: &str, owner: bool, everyone: bool) -> String {
@@ -361,6 +384,8 @@ mod tests {
     fn only_the_owner_refreshes_and_everyone_sees_stats_only_with_allow_other() {
         assert_eq!(answer_to("refresh -r a\n", true, false), "refreshed a true\n");
         assert!(answer_to("refresh -r a\n", false, true).contains("not allowed"));
+        assert!(answer_to("cache-clear\n", false, true).contains("not allowed"));
+        assert_eq!(answer_to("cache-clear\n", true, false), "cleared\n");
         assert!(answer_to("stats\n", false, false).contains("not allowed"));
         assert_eq!(answer_to("stats\n", false, true), "figures\n");
         assert_eq!(answer_to("", true, false), "figures\n", "nothing sent within a second: the stats");

@@ -26,6 +26,7 @@
 pub mod adapter;
 pub mod allocator;
 pub mod backend;
+pub mod cache_command;
 pub mod cli;
 pub mod control_channel;
 pub mod disk_cache;

@@ -15,6 +15,9 @@ fn start(args: Args) -> Result<(), String> {
     }
     match &args.command {
         Some(Command::Stats { mountpoint }) => return ftpfs::control_channel::print(mountpoint),
+        Some(Command::Cache { action: cli::CacheAction::Clear { target, options } }) => {
+            return ftpfs::cache_command::clear(target, options);
+        }
         Some(Command::Refresh { mountpoint, path, recursive }) => {
             return ftpfs::control_channel::refresh(mountpoint, path.as_deref(), *recursive);
         }

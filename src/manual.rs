@@ -67,6 +67,7 @@ pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
          .br\n\\fBftpfs \\-\\-probe\\fR [\\fB\\-o\\fR \\fIOPT\\fR[,\\fIOPT\\fR]...] \\fIURL\\fR\n\
          .br\n\\fBftpfs stats\\fR \\fIMOUNTPOINT\\fR\n\
          .br\n\\fBftpfs refresh\\fR [\\fB\\-r\\fR] \\fIMOUNTPOINT\\fR [\\fIPATH\\fR]\n\
+         .br\n\\fBftpfs cache clear\\fR \\fIMOUNTPOINT\\fR|\\fIURL\\fR [\\fB\\-o\\fR cache_dir=\\fIDIR\\fR]\n\
          .br\n\\fBftpfs \\-\\-generate\\fR \\fBman\\fR|\\fBbash\\fR|\\fBzsh\\fR|\\fBfish\\fR"
     )?;
     man.render_description_section(out)?;
@@ -90,6 +91,13 @@ pub fn man_page(out: &mut dyn Write) -> io::Result<()> {
              (PATH's own and its directory's, with -r every one below PATH) and what it fetched ahead, \
              and the kernel the names, attributes and pages it holds of them. Open files keep what \
              they hold. Only the mount's own user and root may ask.",
+            ),
+            (
+                "ftpfs cache clear MOUNTPOINT|URL [-o cache_dir=DIR]",
+                "Empty the disk cache (-o disk_cache): of a running mount, given its mount point (the \
+                 kernel's copies of file content go too, so the next read of every file comes from the \
+                 server), or of a server and directory not mounted now, given its URL (and the cache_dir \
+                 the mount used, if not the default). A URL whose mount is running is refused.",
             ),
         ],
         true,

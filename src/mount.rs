@@ -514,6 +514,13 @@ impl crate::control_channel::Handler for MountControl {
     fn refresh(&self, path: &str, recursive: bool) -> Result<String, String> {
         crate::adapter::refresh(&self.model, &self.kernel, path, recursive)
     }
+
+    fn cache_clear(&self) -> Result<String, String> {
+        let freed = self.model.clear_disk_cache().ok_or("this mount has no disk cache (-o disk_cache)")?;
+        // And what the kernel holds: the next read of any file comes from the server.
+        crate::adapter::refresh(&self.model, &self.kernel, "", true)?;
+        Ok(format!("cleared the disk cache ({:.1} MiB) and the kernel's copies\n", freed as f64 / 1048576.0))
+    }
 }
 
 /// The end of a mount: write-backs still on their way land, connections close, and an empty

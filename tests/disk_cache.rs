@@ -92,6 +92,37 @@ fn second_reads_come_from_disk_while_the_file_is_the_same(kind: ServerKind) {
     unmount(m);
     let m = mount(&srv, cache.path());
     assert_eq!(m.sh_ok("cat small"), "written by us\n");
+
+    // `ftpfs cache clear MOUNTPOINT`: the next read asks the server.
+    swap_behind_its_back(&srv, "small");
+    let (ok, text) = ftpfs(&["cache", "clear", m.path().to_str().unwrap()]);
+    assert!(ok && text.contains("cleared"), "{text}");
+    assert_eq!(m.sh_ok("cat small"), "XXXXXXXXXXXXXX", "read from the server after the clear");
+    unmount(m);
+    // Not mounted: by its URL (and cache_dir); nothing of the cache's content is left.
+    assert!(data_files(cache.path()) > 0, "the read above was kept");
+    let cache_dir = format!("cache_dir={}", cache.path().display());
+    let (ok, text) = ftpfs(&["cache", "clear", &srv.url(), "-o", &cache_dir]);
+    assert!(ok && text.contains("cleared"), "{text}");
+    assert_eq!(data_files(cache.path()), 0);
+}
+
+fn ftpfs(args: &[&str]) -> (bool, String) {
+    let out = support::mount::ftpfs_command(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Data files in the disk caches under `cache_dir`.
+fn data_files(cache_dir: &Path) -> usize {
+    let content = cache_dir.join("content");
+    std::fs::read_dir(content)
+        .map(|dirs| {
+            dirs.flatten()
+                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".data"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 on_every_server!(second_reads_come_from_disk_while_the_file_is_the_same);

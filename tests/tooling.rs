@@ -250,6 +250,10 @@ impl Handler for RealMount {
     fn refresh(&self, path: &str, recursive: bool) -> Result<String, String> {
         Ok(format!("refreshed {path:?} {recursive}\n"))
     }
+
+    fn cache_clear(&self) -> Result<String, String> {
+        Err("no disk cache".into())
+    }
 }
 
 /// How many errors of `kind` a report counts.

@@ -371,6 +371,14 @@ impl Model {
         let _ = self.core.disk_cache.set(cache);
     }
 
+    /// Empties the disk cache; the bytes it held (`None`: there is none).
+    pub fn clear_disk_cache(&self) -> Option<u64> {
+        let cache = self.core.disk_cache()?;
+        let held = cache.bytes();
+        cache.clear();
+        Some(held)
+    }
+
     /// read through handle `fh`: `out` gets the bytes (fewer at the end of the file).
     pub fn read(&self, fh: u64, off: u64, size: usize, out: &mut dyn FnMut(&[u8])) -> FsResult<()> {
         let f = self.core.handles.get(fh)?;
