@@ -163,6 +163,35 @@ for r in $(seq $rounds); do
 done
 record_wan "dd write $w_write_mib MiB, fresh mount" "curl -T" "$(link_floor $w_write_mib)"
 
+echo "bench: disk cache" >&2
+dc="$work/diskcache"; mkdir -p "$dc"; chmod 700 "$dc"
+want=$(cat "$root"/small/* | sha256sum)
+M=""; C=""; M2=""; C2=""; M3=""; C3=""
+for r in $(seq $rounds); do
+    rm -rf "$dc/content"
+    # The first read with the cache (it fills it) against the same read without one.
+    mount_cold
+    C+=" $(time_cmd sh -c "cat '$mnt'/small/* > /dev/null && cat '$mnt/big.bin' > /dev/null")"
+    unmount
+    mount_cold -o disk_cache,cache_dir="$dc"
+    M+=" $(time_cmd sh -c "cat '$mnt'/small/* > /dev/null && cat '$mnt/big.bin' > /dev/null")"
+    unmount
+    # After a remount: served from the cache, against the same reads from the local disk.
+    mount_cold -o disk_cache,cache_dir="$dc"
+    M2+=" $(time_cmd sh -c "cat '$mnt'/small/* | sha256sum > '$work/sum'")"
+    [ "$(cat "$work/sum")" = "$want" ] || mismatch "cat from the disk cache"
+    M3+=" $(time_cmd sh -c "dd if='$mnt/big.bin' bs=1M status=none | cmp - '$root/big.bin'")"
+    unmount
+    C2+=" $(time_cmd sh -c "cat '$root'/small/* | sha256sum > /dev/null")"
+    C3+=" $(time_cmd sh -c "dd if='$root/big.bin' bs=1M status=none | cmp - '$root/big.bin'")"
+done
+fs_verbs=""
+record_wan "first cat + big read, disk_cache (fills it)" "the same, no cache"
+M=$M2; C=$C2
+record_wan "cat $w_small files after a remount, disk cache" "local disk"
+M=$M3; C=$C3
+record_wan "dd $w_read_mib MiB after a remount, disk cache" "local disk"
+
 M=$MNT; C=""; fs_verbs=""
 record_wan "mount (connect, log in; not in the above)" "-"
 

@@ -18,7 +18,7 @@
 //! are taken only from the mounting user and root, also with `allow_other`.
 //! Every wait is bounded: the client gives the mount [`WAIT`], the mount gives a reader as long.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
@@ -43,8 +43,8 @@ pub enum Request {
 /// A request line is never longer than this.
 const MAX_REQUEST: u64 = 8192;
 
-/// How long the mount waits for a request line: a client that sends nothing in this time (an
-/// older `ftpfs stats`, or a script that only reads) gets the stats.
+/// How long the mount waits for a request line, in all: a client that sends nothing in this
+/// time (an older `ftpfs stats`, or a script that only reads) gets the stats.
 const REQUEST_WAIT: Duration = Duration::from_secs(1);
 
 impl Request {
@@ -138,6 +138,7 @@ pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io
     let listener = bound?;
     // SAFETY: getuid cannot fail.
     let own = unsafe { libc::getuid() };
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new().name("stats".into()).spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else {
@@ -145,32 +146,74 @@ pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
-            let owner = peer_uid(&conn).is_some_and(|uid| uid == own || uid == 0);
-            let answer = answer(&conn, handler.as_ref(), owner, everyone);
             let _ = conn.set_write_timeout(Some(WAIT));
-            let _ = conn.write_all(answer.as_bytes());
+            let owner = peer_uid(&conn).is_some_and(|uid| uid == own || uid == 0);
+            if !owner && !everyone {
+                // Refused before anything is read: a stranger cannot hold the channel.
+                let _ = conn.write_all(NOT_ALLOWED.as_bytes());
+                continue;
+            }
+            // Each request on a thread of its own, a few at once: a client that sends its
+            // line slowly holds only its own.
+            if running.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_CLIENTS {
+                running.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                let _ = conn.write_all(b"ftpfs: busy, try again\n");
+                continue;
+            }
+            let (handler, done) = (handler.clone(), running.clone());
+            let spawned = std::thread::Builder::new().name("stats-client".into()).spawn(move || {
+                let answer = answer(&conn, handler.as_ref(), owner, everyone);
+                let _ = conn.write_all(answer.as_bytes());
+                done.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            });
+            if spawned.is_err() {
+                running.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
         }
     })?;
     Ok(())
 }
 
+/// Requests answered at once, at most.
+const MAX_CLIENTS: usize = 8;
+
+const NOT_ALLOWED: &str = "ftpfs: not allowed: the mount answers its own user and root\n";
+
+/// The request line `conn` sends within [`REQUEST_WAIT`] in all (empty when none came).
+fn read_request(conn: &UnixStream) -> std::io::Result<String> {
+    let deadline = std::time::Instant::now() + REQUEST_WAIT;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 512];
+    while !line.contains(&b'\n') && (line.len() as u64) < MAX_REQUEST {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        conn.set_read_timeout(Some(left))?;
+        match (&*conn).read(&mut byte) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&byte[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    Ok(String::from_utf8_lossy(&line[..end]).into_owned())
+}
+
 /// Reads one request from `conn` and answers it (an error starts with `ftpfs: `).
 fn answer(conn: &UnixStream, handler: &dyn Handler, owner: bool, everyone: bool) -> String {
-    let _ = conn.set_read_timeout(Some(REQUEST_WAIT));
-    let mut line = String::new();
-    match BufReader::new(conn.take(MAX_REQUEST)).read_line(&mut line) {
-        Ok(_) => {}
-        Err(e)
-            if line.is_empty() && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-        }
+    let line = match read_request(conn) {
+        Ok(line) => line,
         Err(e) => return format!("ftpfs: no request read: {e}\n"),
-    }
+    };
     let request = match Request::parse(&line) {
         Ok(r) => r,
         Err(e) => return format!("ftpfs: {e}\n"),
     };
     if !(owner || (everyone && !request.owner_only())) {
-        return "ftpfs: not allowed: the mount answers its own user and root\n".to_string();
+        return NOT_ALLOWED.to_string();
     }
     match request {
         Request::Stats => handler.stats(),
@@ -290,7 +333,7 @@ pub fn refresh(mountpoint: &Path, path: Option<&Path>, recursive: bool) -> Resul
     let root = resolve(mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
     let rel = match path {
         None => String::new(),
-        Some(p) => relative_to_mount(&root, p)?,
+        Some(p) => relative_to_mount(&root, mountpoint, p)?,
     };
     let answer = send(&root, Request::Refresh { path: rel, recursive })?;
     if !answer.starts_with("refreshed") {
@@ -302,15 +345,18 @@ pub fn refresh(mountpoint: &Path, path: Option<&Path>, recursive: bool) -> Resul
 
 /// `path` relative to the mount's root `root`, resolved without entering the mount (its parts
 /// are taken as written; `..` may not climb out).
-fn relative_to_mount(root: &Path, path: &Path) -> Result<String, String> {
+fn relative_to_mount(root: &Path, spelled: &Path, path: &Path) -> Result<String, String> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
         std::env::current_dir().map_err(|e| e.to_string())?.join(path)
     };
     let mut parts: Vec<String> = Vec::new();
-    let inside =
-        absolute.strip_prefix(root).map_err(|_| format!("{} is not inside {}", path.display(), root.display()))?;
+    // The mount point resolved, or as the user spelled it (through a symlink, say).
+    let inside = absolute
+        .strip_prefix(root)
+        .or_else(|_| absolute.strip_prefix(spelled))
+        .map_err(|_| format!("{} is not inside {}", path.display(), root.display()))?;
     for c in inside.components() {
         match c {
             std::path::Component::Normal(n) => {
@@ -395,9 +441,11 @@ mod tests {
     #[test]
     fn paths_are_taken_relative_to_the_mount() {
         let root = Path::new("/mnt/ftp");
-        assert_eq!(relative_to_mount(root, Path::new("/mnt/ftp")).unwrap(), "");
-        assert_eq!(relative_to_mount(root, Path::new("/mnt/ftp/a/./b/../c")).unwrap(), "a/c");
-        assert!(relative_to_mount(root, Path::new("/mnt/ftp/../etc")).is_err());
-        assert!(relative_to_mount(root, Path::new("/etc/passwd")).is_err());
+        let spelled = Path::new("/home/u/ftp");
+        assert_eq!(relative_to_mount(root, spelled, Path::new("/mnt/ftp")).unwrap(), "");
+        assert_eq!(relative_to_mount(root, spelled, Path::new("/mnt/ftp/a/./b/../c")).unwrap(), "a/c");
+        assert_eq!(relative_to_mount(root, spelled, Path::new("/home/u/ftp/d")).unwrap(), "d", "through a symlink");
+        assert!(relative_to_mount(root, spelled, Path::new("/mnt/ftp/../etc")).is_err());
+        assert!(relative_to_mount(root, spelled, Path::new("/etc/passwd")).is_err());
     }
 }

@@ -64,6 +64,8 @@ fn second_reads_come_from_disk_while_the_file_is_the_same(kind: ServerKind) {
     swap_behind_its_back(&srv, "small");
     swap_behind_its_back(&srv, "big");
     srv.put_file("changes", b"version TWO\n"); // same size, a new time
+    // Past cache_timeout (1 s): the listings kept on disk are not trusted any more.
+    std::thread::sleep(Duration::from_millis(1100));
     let m = mount(&srv, cache.path());
     assert_eq!(m.sh_ok("cat small"), "small file content\n", "served from the disk cache");
     assert_eq!(m.sh_ok("cat changes"), "version TWO\n", "a new time: read from the server");
@@ -107,6 +109,38 @@ fn second_reads_come_from_disk_while_the_file_is_the_same(kind: ServerKind) {
     assert_eq!(data_files(cache.path()), 0);
 }
 
+/// Listings are kept with the content and trusted, after a remount too, for `cache_timeout`
+/// from their fetch: a remount shows the directory without asking the server. A listing one of
+/// our changes touched is not kept, so what we wrote is there after a remount.
+fn listings_are_kept_across_remounts(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    srv.put_file("d/a", b"1");
+    let opts =
+        ["disk_cache=64M".to_string(), format!("cache_dir={}", cache.path().display()), "cache_timeout=600".into()];
+    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+    let m = Mount::new(&srv, &opts);
+    assert_eq!(m.sh_ok("ls d"), "a\n");
+    unmount(m);
+    // Another client adds a file: the listing kept (younger than cache_timeout) is what shows.
+    srv.put_file("d/other", b"2");
+    let m = Mount::new(&srv, &opts);
+    assert_eq!(m.sh_ok("ls d"), "a\n", "the listing kept on disk, as cached in memory it would be");
+    let (ok, text) = ftpfs(&["refresh", m.path().to_str().unwrap(), &format!("{}/d", m.path().display())]);
+    assert!(ok, "{text}");
+    assert_eq!(m.sh_ok("ls d"), "a\nother\n");
+    // Our own change: the directory's kept listing goes with it.
+    m.sh_ok("echo mine > d/new && mkdir d/sub");
+    unmount(m);
+    let m = Mount::new(&srv, &opts);
+    assert_eq!(m.sh_ok("ls d"), "a\nnew\nother\nsub\n");
+    assert_eq!(m.sh_ok("cat d/new"), "mine\n");
+}
+
 fn ftpfs(args: &[&str]) -> (bool, String) {
     let out = support::mount::ftpfs_command(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -125,4 +159,4 @@ fn data_files(cache_dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-on_every_server!(second_reads_come_from_disk_while_the_file_is_the_same);
+on_every_server!(second_reads_come_from_disk_while_the_file_is_the_same, listings_are_kept_across_remounts);

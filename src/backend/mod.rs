@@ -45,12 +45,15 @@ pub struct Entry {
     pub mtime_nanos: u32,
     /// Permission bits (`0o7777` part of the mode), when known.
     pub mode: Option<u32>,
+    /// `mtime` is the server's time to the second or better (MLSD, MDTM), not a listing's
+    /// minute or day: size and time then tell versions of a file apart (the disk cache).
+    pub mtime_exact: bool,
 }
 
 impl Entry {
     /// An entry with nothing known but its name and kind.
     pub fn new(name: impl Into<String>, kind: EntryKind) -> Entry {
-        Entry { name: name.into(), kind, size: None, mtime: None, mtime_nanos: 0, mode: None }
+        Entry { name: name.into(), kind, size: None, mtime: None, mtime_nanos: 0, mode: None, mtime_exact: false }
     }
 
     pub fn is_dir(&self) -> bool {

@@ -18,10 +18,12 @@
 //!   bytes that did not reach the data file; ranges stored after the last save are lost, not
 //!   trusted. At start, a meta that cannot be read, whose data file is missing or shorter than
 //!   its ranges, and every file that is no entry's, are removed.
+//! - **Listings** are kept too ([`listings`]), trusted for `cache_timeout` from their fetch.
 //! - **Private.** The directory is the caller's (private, as every directory of ftpfs); files
 //!   are made 0600 and opened without following symlinks, and only the mounting user's regular
 //!   files are trusted. One mount uses a directory at a time (a lock file).
 
+mod listings;
 mod ranges;
 
 use std::collections::HashMap;
@@ -46,10 +48,6 @@ pub struct Version {
     pub nanos: u32,
 }
 
-/// Bytes stored into an entry after which its meta is saved without waiting for
-/// [`DiskCache::save`] (a long read keeps what it read so far if the mount dies).
-const SAVE_EVERY: u64 = 64 << 20;
-
 /// How often [`DiskCache::keep_saving`] saves what was stored since (a crash loses at most
 /// this much of what was read, never trusts anything it should not).
 pub const SAVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
@@ -57,12 +55,25 @@ pub const SAVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long [`DiskCache::open`] waits for another process to let go of the directory.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A meta file is never longer than this (what is read of one, at most).
+const MAX_META: u64 = 1 << 20;
+
+/// Whether `a` is a newer version than `b`, as far as their times tell (a later time; the same
+/// time and another size counts as newer: the listing that says so is the later one).
+fn newer(a: Version, b: Version) -> bool {
+    (a.mtime, a.nanos) > (b.mtime, b.nanos) || ((a.mtime, a.nanos) == (b.mtime, b.nanos) && a.size != b.size)
+}
+
 /// The first line of every meta file.
 const MAGIC: &str = "ftpfs-disk-cache 1";
 
 struct Item {
-    /// The base of its file names.
+    /// The base of its file names: [`id_of`] its path, and this instance's number (an entry
+    /// dropped and made again for the same path is another instance, with files of its own).
     id: String,
+    /// Its data file, open: reads and writes reach this instance's bytes even when it is
+    /// dropped meanwhile (they are then lost with it, never another instance's).
+    file: std::sync::Arc<File>,
     version: Version,
     ranges: Ranges,
     /// Ranges as the last saved meta names them.
@@ -84,6 +95,10 @@ struct State {
     /// Content held, in all.
     bytes: u64,
     counts: Counts,
+    /// Instances dropped whose files are still to be removed, outside the lock.
+    doomed: Vec<String>,
+    /// The number of the next instance.
+    next: u64,
 }
 
 /// The cache of one server and root, in one directory.
@@ -91,6 +106,8 @@ pub struct DiskCache {
     dir: PathBuf,
     capacity: u64,
     state: Mutex<State>,
+    /// The directories whose listing is kept on disk ([`listings`]).
+    listed: Mutex<std::collections::HashSet<String>>,
     /// Held (flock) while this mount uses the directory.
     _lock: File,
 }
@@ -162,10 +179,21 @@ impl DiskCache {
         let cache = DiskCache {
             dir: dir.to_path_buf(),
             capacity,
-            state: Mutex::new(State { items: LruCache::unbounded(), bytes: 0, counts: Counts::default() }),
+            state: Mutex::new(State {
+                items: LruCache::unbounded(),
+                bytes: 0,
+                counts: Counts::default(),
+                doomed: Vec::new(),
+                // Numbers of earlier mounts' instances are not taken again.
+                next: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
+            }),
+            listed: Mutex::new(std::collections::HashSet::new()),
             _lock: lock,
         };
         cache.load().map_err(|e| format!("{}: {e}", dir.display()))?;
+        cache.load_listings();
         Ok(cache)
     }
 
@@ -196,7 +224,7 @@ impl DiskCache {
             let name = e.file_name().to_string_lossy().into_owned();
             match name.strip_suffix(".meta") {
                 Some(id) => metas.push((id.to_string(), e.metadata().and_then(|m| m.modified()).ok())),
-                None if name == "lock" => {}
+                None if name == "lock" || (name.starts_with('L') && name.ends_with(".list")) => {}
                 None => others.push(name),
             }
         }
@@ -205,11 +233,15 @@ impl DiskCache {
         let mut st = self.state.lock();
         for (id, _) in metas {
             match self.trusted_entry(&id) {
-                Some((path, version, ranges)) => {
+                Some((path, version, ranges, file)) => {
                     st.bytes += ranges.total();
                     kept.insert(id.clone(), ());
-                    let item = Item { id, version, saved: ranges.clone(), ranges, unsaved: 0 };
-                    st.items.put(path, item);
+                    let item = Item { id, file, version, saved: ranges.clone(), ranges, unsaved: 0 };
+                    if let Some((_, old)) = st.items.push(path, item) {
+                        // Two entries for one path (a crash between two saves): the later stays.
+                        st.bytes -= old.ranges.total();
+                        st.doomed.push(old.id);
+                    }
                 }
                 None => {
                     log::info!("disk cache: dropping entry {id}, which cannot be trusted");
@@ -225,26 +257,40 @@ impl DiskCache {
             }
         }
         self.evict(&mut st, 0);
+        drop(st);
+        self.reap();
         Ok(())
     }
 
-    /// The entry `id` as saved, if its meta reads and its data file holds every range.
-    fn trusted_entry(&self, id: &str) -> Option<(String, Version, Ranges)> {
-        let meta = std::fs::read(self.file(id, "meta")).ok()?;
-        let trusted_meta = open_trusted(&self.file(id, "meta"), false).is_ok();
-        let (path, version, ranges) = parse_meta(std::str::from_utf8(&meta).ok()?)?;
-        let data = open_trusted(&self.file(id, "data"), false).ok()?;
-        let len = data.metadata().ok()?.len();
-        (trusted_meta && id_of(&path) == id && len >= ranges.end()).then_some((path, version, ranges))
+    /// Removes the files of dropped instances (outside the lock: a big file's unlink takes time).
+    fn reap(&self) {
+        let doomed = std::mem::take(&mut self.state.lock().doomed);
+        for id in doomed {
+            self.remove_files(&id);
+        }
     }
 
-    /// Removes least recently used entries until `room` more bytes fit.
+    /// The entry `id` as saved, if its meta reads and its data file holds every range: both
+    /// regular files of the mounting user, never followed through a symlink.
+    fn trusted_entry(&self, id: &str) -> Option<(String, Version, Ranges, std::sync::Arc<File>)> {
+        let mut meta = String::new();
+        let file = open_trusted(&self.file(id, "meta"), false).ok()?;
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_META), &mut meta).ok()?;
+        let (path, version, ranges) = parse_meta(&meta)?;
+        let data = open_trusted(&self.file(id, "data"), true).ok()?;
+        let len = data.metadata().ok()?.len();
+        let ours = id.strip_prefix(&id_of(&path)).is_some_and(|n| n.starts_with('-'));
+        (ours && len >= ranges.end()).then(|| (path, version, ranges, std::sync::Arc::new(data)))
+    }
+
+    /// Drops least recently used entries until `room` more bytes fit (files removed by
+    /// [`DiskCache::reap`]).
     fn evict(&self, st: &mut State, room: u64) {
         while st.bytes + room > self.capacity {
             let Some((_, item)) = st.items.pop_lru() else { break };
             st.bytes -= item.ranges.total();
             st.counts.evictions += 1;
-            self.remove_files(&item.id);
+            st.doomed.push(item.id);
         }
     }
 
@@ -254,26 +300,31 @@ impl DiskCache {
     }
 
     /// `[off, off + len)` of `path` (cut at the end of the file), if the cache holds all of it
-    /// for version `v`; an entry for another version is dropped. Counts a hit or a miss.
+    /// for version `v`. An entry of an older version is dropped (one of a newer version stays:
+    /// the reader holds an older listing). Counts a hit or a miss.
     pub fn read(&self, path: &str, v: Version, off: u64, len: usize) -> Option<Vec<u8>> {
         let end = (off + len as u64).min(v.size);
-        let id = {
+        let found = {
             let mut st = self.state.lock();
             let found = match st.items.get(path) {
                 Some(item) if item.version != v => {
-                    self.drop_entry(&mut st, path);
+                    if newer(v, item.version) {
+                        self.drop_entry(&mut st, path);
+                    }
                     None
                 }
-                Some(item) if item.ranges.covers(off.min(end), end) => Some(item.id.clone()),
+                Some(item) if item.ranges.covers(off.min(end), end) => Some((item.id.clone(), item.file.clone())),
                 _ => None,
             };
             if found.is_none() {
                 st.counts.misses += 1;
             }
-            found?
+            found
         };
+        self.reap();
+        let (id, file) = found?;
         let mut buf = vec![0u8; end.saturating_sub(off) as usize];
-        let read = open_trusted(&self.file(&id, "data"), false).and_then(|f| f.read_exact_at(&mut buf, off));
+        let read = file.read_exact_at(&mut buf, off);
         let mut st = self.state.lock();
         match read {
             Ok(()) => {
@@ -281,12 +332,13 @@ impl DiskCache {
                 Some(buf)
             }
             Err(e) => {
-                // Evicted meanwhile, or damaged: a miss, and no entry to trust.
                 log::debug!("disk cache: {path}: {e}");
                 st.counts.misses += 1;
                 if st.items.peek(path).is_some_and(|i| i.id == id) {
                     self.drop_entry(&mut st, path);
                 }
+                drop(st);
+                self.reap();
                 None
             }
         }
@@ -295,79 +347,70 @@ impl DiskCache {
     fn drop_entry(&self, st: &mut State, path: &str) {
         if let Some(item) = st.items.pop(path) {
             st.bytes -= item.ranges.total();
-            self.remove_files(&item.id);
+            st.doomed.push(item.id);
         }
     }
 
-    /// Keeps `data`, read from the server at `off` of version `v` of `path`.
+    /// Keeps `data`, read from the server at `off` of version `v` of `path`. An entry of an
+    /// older version gives way; for an older version than the entry's, nothing is kept.
     pub fn store(&self, path: &str, v: Version, off: u64, data: &[u8]) {
         let end = off + data.len() as u64;
         if data.is_empty() || end > v.size || data.len() as u64 > self.capacity {
             return;
         }
-        let id = {
+        let target = {
             let mut st = self.state.lock();
-            if st.items.peek(path).is_some_and(|i| i.version != v) {
-                self.drop_entry(&mut st, path);
-            }
-            if st.items.peek(path).is_some_and(|i| i.ranges.covers(off, end)) {
-                return;
+            match st.items.peek(path) {
+                Some(i) if i.version != v && !newer(v, i.version) => return,
+                Some(i) if i.version != v => self.drop_entry(&mut st, path),
+                Some(i) if i.ranges.covers(off, end) => return,
+                _ => {}
             }
             self.evict(&mut st, data.len() as u64);
             if st.items.peek(path).is_none() {
-                let id = id_of(path);
-                // A fresh entry starts from nothing, on disk too.
-                self.remove_files(&id);
-                let item = Item { id, version: v, ranges: Ranges::new(), saved: Ranges::new(), unsaved: 0 };
-                st.items.put(path.to_string(), item);
+                st.next += 1;
+                let id = format!("{}-{:x}", id_of(path), st.next);
+                match create_new(&self.file(&id, "data")) {
+                    Ok(f) => {
+                        let file = std::sync::Arc::new(f);
+                        let item =
+                            Item { id, file, version: v, ranges: Ranges::new(), saved: Ranges::new(), unsaved: 0 };
+                        st.items.put(path.to_string(), item);
+                    }
+                    Err(e) => log::debug!("disk cache: cannot keep {path}: {e}"),
+                }
             }
-            st.items.get(path).map(|i| i.id.clone())
+            st.items.get(path).map(|i| (i.id.clone(), i.file.clone()))
         };
-        let Some(id) = id else { return };
-        let written = self.data_file(&id).and_then(|f| f.write_all_at(data, off));
-        let mut st = self.state.lock();
-        let save = match (written, st.items.get_mut(path)) {
-            (Ok(()), Some(item)) if item.id == id && item.version == v => {
-                let before = item.ranges.total();
-                item.ranges.add(off, end);
-                let added = item.ranges.total() - before;
-                item.unsaved += added;
-                st.bytes += added;
-                st.items.peek(path).is_some_and(|i| i.unsaved >= SAVE_EVERY)
-            }
-            (Err(e), _) => {
-                log::debug!("disk cache: cannot keep {path}: {e}");
-                false
-            }
-            _ => false,
-        };
-        drop(st);
-        if save {
-            self.save(path);
+        self.reap();
+        let Some((id, file)) = target else { return };
+        if let Err(e) = file.write_all_at(data, off) {
+            log::debug!("disk cache: cannot keep {path}: {e}");
+            return;
         }
-    }
-
-    fn data_file(&self, id: &str) -> std::io::Result<File> {
-        let path = self.file(id, "data");
-        match open_trusted(&path, true) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new(&path),
-            other => other,
+        let mut st = self.state.lock();
+        if let Some(item) = st.items.get_mut(path).filter(|i| i.id == id) {
+            let before = item.ranges.total();
+            item.ranges.add(off, end);
+            let added = item.ranges.total() - before;
+            item.unsaved += added;
+            st.bytes += added;
         }
     }
 
     /// Makes what is held of `path` survive a crash or an unmount: its data synced, then its
     /// meta replaced.
     pub fn save(&self, path: &str) {
-        let (id, text, ranges) = {
+        let (id, file, text, ranges) = {
             let st = self.state.lock();
             let Some(item) = st.items.peek(path) else { return };
             if item.ranges == item.saved {
                 return;
             }
-            (item.id.clone(), meta_text(path, item.version, &item.ranges), item.ranges.clone())
+            (item.id.clone(), item.file.clone(), meta_text(path, item.version, &item.ranges), item.ranges.clone())
         };
         let res = (|| -> std::io::Result<()> {
-            open_trusted(&self.file(&id, "data"), true)?.sync_data()?;
+            file.sync_data()?;
             let tmp = self.file(&id, "metatmp");
             let mut f = create_or_truncate(&tmp)?;
             f.write_all(text.as_bytes())?;
@@ -381,8 +424,11 @@ impl DiskCache {
                 item.saved = ranges;
             }
             (Err(e), _) => log::debug!("disk cache: cannot save {path}: {e}"),
-            _ => {}
+            // Dropped meanwhile: the meta just written names nothing of ours.
+            _ => st.doomed.push(id),
         }
+        drop(st);
+        self.reap();
     }
 
     /// Saves every [`SAVE_PERIOD`] on a thread of its own, for as long as the cache lives.
@@ -420,11 +466,22 @@ impl DiskCache {
         for p in doomed {
             self.drop_entry(&mut st, &p);
         }
+        drop(st);
+        self.reap();
     }
 
-    /// Empties the cache.
+    /// Drops what is held of the file `path` alone (one of our changes of it).
+    pub fn forget_file(&self, path: &str) {
+        let mut st = self.state.lock();
+        self.drop_entry(&mut st, path);
+        drop(st);
+        self.reap();
+    }
+
+    /// Empties the cache, listings too.
     pub fn clear(&self) {
         self.forget("");
+        self.forget_listing("", true);
     }
 
     /// One line for `ftpfs stats`.

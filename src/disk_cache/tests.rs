@@ -16,6 +16,19 @@ fn dir() -> tempfile::TempDir {
     d
 }
 
+/// The data file of `path`'s entry.
+fn data_file_of(dir: &std::path::Path, path: &str) -> std::path::PathBuf {
+    let prefix = format!("{}-", id_of(path));
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with(&prefix) && n.ends_with(".data")
+        })
+        .unwrap_or_else(|| panic!("no data file of {path}"))
+}
+
 #[test]
 fn serves_only_the_ranges_it_holds_of_the_version_it_holds() {
     let d = dir();
@@ -29,7 +42,12 @@ fn serves_only_the_ranges_it_holds_of_the_version_it_holds() {
     assert_eq!(c.bytes(), 100);
     c.store("a/f", V1, 0, &data[..900]);
     assert_eq!(c.read("a/f", V1, 0, 1000).as_deref(), Some(&data[..]));
-    // Another version: not served, and the entry goes.
+    // An older version asked (a reader with an older listing): a miss, the entry stays.
+    let v0 = Version { mtime: V1.mtime - 1, ..V1 };
+    assert_eq!(c.read("a/f", v0, 0, 10), None);
+    c.store("a/f", v0, 0, b"old bytes!");
+    assert_eq!(c.read("a/f", V1, 0, 1000).as_deref(), Some(&data[..]), "never overwritten by older bytes");
+    // A newer version: not served, and the entry goes.
     let v2 = Version { mtime: V1.mtime + 1, ..V1 };
     assert_eq!(c.read("a/f", v2, 0, 10), None);
     assert_eq!(c.bytes(), 0);
@@ -68,7 +86,7 @@ fn a_crash_keeps_what_was_saved_and_nothing_else() {
     c.store("g", V1, 0, &data);
     // The crash: no save; a meta being written and a stray file are left behind.
     std::fs::write(d.path().join("0123.metatmp"), b"half").unwrap();
-    std::fs::write(d.path().join(format!("{}.meta", id_of("h"))), b"not a meta").unwrap();
+    std::fs::write(d.path().join(format!("{}-1.meta", id_of("h"))), b"not a meta").unwrap();
     drop(c);
     let c = DiskCache::open(d.path(), 1 << 20).unwrap();
     assert_eq!(c.read("f", V1, 0, 500).as_deref(), Some(&data[..500]));
@@ -76,16 +94,14 @@ fn a_crash_keeps_what_was_saved_and_nothing_else() {
     assert_eq!(c.read("g", V1, 0, 10), None, "never saved");
     let names: Vec<String> =
         std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(!names.iter().any(|n| n.ends_with("metatmp") || n.starts_with(&id_of("g"))), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("metatmp") || n.starts_with(&id_of("g")) || n.starts_with(&id_of("h"))),
+        "{names:?}"
+    );
     // A data file cut short (a disk that lost writes) takes its entry with it.
     c.save_all();
     drop(c);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(d.path().join(format!("{}.data", id_of("f"))))
-        .unwrap()
-        .set_len(10)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(data_file_of(d.path(), "f")).unwrap().set_len(10).unwrap();
     let c = DiskCache::open(d.path(), 1 << 20).unwrap();
     assert_eq!(c.read("f", V1, 0, 10), None);
     assert_eq!(c.bytes(), 0);
@@ -142,7 +158,7 @@ fn a_planted_symlink_is_not_followed() {
     }
     let secret = d.path().join("secret");
     std::fs::write(&secret, vec![b's'; 1000]).unwrap();
-    let data_file = d.path().join(format!("{}.data", id_of("f")));
+    let data_file = data_file_of(d.path(), "f");
     std::fs::remove_file(&data_file).unwrap();
     std::os::unix::fs::symlink(&secret, &data_file).unwrap();
     let c = DiskCache::open(d.path(), 1 << 20).unwrap();
@@ -160,4 +176,22 @@ fn metas_round_trip_and_refuse_nonsense() {
     let mut past_end = Ranges::new();
     past_end.add(0, 2000);
     assert_eq!(parse_meta(&meta_text("f", V1, &past_end)), None, "ranges past the size");
+}
+
+/// An entry dropped and made again while a read or a store of the old one is under way: the
+/// old one's bytes never show up in the new one, nor the new one's holes as a hit.
+#[test]
+fn a_new_instance_never_serves_the_old_ones_bytes() {
+    let d = dir();
+    let c = DiskCache::open(d.path(), 1 << 20).unwrap();
+    let data = content(1000);
+    c.store("f", V1, 0, &data);
+    let first = data_file_of(d.path(), "f");
+    c.forget_file("f");
+    assert!(!first.exists(), "the dropped instance's files go");
+    c.store("f", V1, 500, &data[500..]);
+    let second = data_file_of(d.path(), "f");
+    assert_ne!(first, second, "another instance, other files");
+    assert_eq!(c.read("f", V1, 0, 10), None, "the head is not this instance's");
+    assert_eq!(c.read("f", V1, 500, 500).as_deref(), Some(&data[500..]));
 }

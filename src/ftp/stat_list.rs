@@ -114,6 +114,14 @@ impl Connection {
         let first = self.read_raw_line()?;
         if !first.starts_with(b"213-") {
             let shown = String::from_utf8_lossy(&first[..first.len().min(80)]).into_owned();
+            // A refusal or the end of the session (421): the server's answer, not a sign that
+            // its STAT lists otherwise.
+            let code = std::str::from_utf8(first.get(..3).unwrap_or_default()).ok().and_then(|c| c.parse().ok());
+            if let Some(code @ 400..=599) = code
+                && first.get(3) == Some(&b' ')
+            {
+                return Err(FtpError::Reply { code, text: shown.get(4..).unwrap_or_default().to_string() });
+            }
             return Err(FtpError::protocol(format!("STAT did not list: {shown:?}")));
         }
         let mut parser = ListingParser::new(Dialect::List, *ctx);
@@ -121,7 +129,7 @@ impl Connection {
             let line = self.read_raw_line()?;
             *budget = budget
                 .checked_sub(line.len() + 2)
-                .ok_or_else(|| FtpError::protocol(format!("a STAT batch brought more than {MAX_BATCH_BYTES} bytes")))?;
+                .ok_or_else(|| FtpError::TooLarge(format!("a STAT batch brought more than {MAX_BATCH_BYTES} bytes")))?;
             // The end: "213 " (the code of the first line and a space), as RFC 959 says.
             if line.starts_with(b"213 ") || line == b"213" {
                 break;
@@ -129,7 +137,7 @@ impl Connection {
             parser.feed(&line);
             parser.feed(b"\n");
             if let Some(bound) = parser.overflow() {
-                return Err(FtpError::protocol(format!("STAT listing with {bound}")));
+                return Err(FtpError::TooLarge(format!("STAT listing with {bound}")));
             }
         }
         Ok(parser.finish())

@@ -33,6 +33,8 @@ const KIND_DIR: u8 = 1;
 const KIND_LINK: u8 = 2;
 /// A symbolic link whose target nobody told us.
 const KIND_LINK_UNKNOWN: u8 = 3;
+/// Or-ed into a slot's kind: its time is exact ([`Entry::mtime_exact`]).
+const EXACT_TIME: u8 = 0x80;
 
 /// One entry as a listing keeps it: 48 bytes and one allocation (the name, followed by a link's
 /// target), so that a directory of 100 000 names costs a few MiB.
@@ -63,7 +65,7 @@ impl Slot {
             mtime_nanos: e.mtime_nanos,
             mode: e.mode.unwrap_or(UNKNOWN_MODE),
             name_len,
-            kind,
+            kind: if e.mtime_exact { kind | EXACT_TIME } else { kind },
         }
     }
 
@@ -77,7 +79,7 @@ impl Slot {
     }
 
     fn entry(&self) -> Entry {
-        let kind = match self.kind {
+        let kind = match self.kind & !EXACT_TIME {
             KIND_DIR => EntryKind::Dir,
             KIND_LINK => EntryKind::Symlink(Some(self.text.get(self.name_len as usize..).unwrap_or("").to_string())),
             KIND_LINK_UNKNOWN => EntryKind::Symlink(None),
@@ -90,6 +92,7 @@ impl Slot {
             mtime: (self.mtime != UNKNOWN_MTIME).then_some(self.mtime),
             mtime_nanos: self.mtime_nanos,
             mode: (self.mode != UNKNOWN_MODE).then_some(self.mode),
+            mtime_exact: self.kind & EXACT_TIME != 0,
         }
     }
 }
@@ -282,6 +285,9 @@ impl Listings {
     }
 }
 
+/// What [`DirCache::set_listener`] takes: told (directory, whole tree below it too).
+type Listener = Box<dyn Fn(&str, bool) + Send + Sync>;
+
 /// Listings by directory path (relative to the mount root), bounded and with a TTL.
 pub struct DirCache {
     ttl: Duration,
@@ -289,6 +295,9 @@ pub struct DirCache {
     /// Listings being fetched: id → (directory, spoiled by a change since the fetch began).
     fetches: Mutex<HashMap<u64, (String, bool)>>,
     next_fetch: std::sync::atomic::AtomicU64,
+    /// Told of every change of ours to a listing (the directory, and whether everything below
+    /// it changed too): a copy kept elsewhere (on disk) is stale.
+    listener: std::sync::OnceLock<Listener>,
 }
 
 /// A listing fetch in flight; unregistered when dropped.
@@ -339,7 +348,37 @@ impl DirCache {
             map: Mutex::new(listings),
             fetches: Mutex::new(HashMap::new()),
             next_fetch: std::sync::atomic::AtomicU64::new(0),
+            listener: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the [`DirCache::listener`] (once).
+    pub fn set_listener(&self, f: impl Fn(&str, bool) + Send + Sync + 'static) {
+        let _ = self.listener.set(Box::new(f));
+    }
+
+    fn tell(&self, dir: &str, tree: bool) {
+        if let Some(f) = self.listener.get() {
+            f(dir, tree);
+        }
+    }
+
+    /// Stores a listing fetched `age` ago (kept on disk by an earlier mount), unless `dir` is
+    /// cached or being fetched: it is trusted for what is left of the TTL. `None`: not stored.
+    pub fn put_aged(&self, dir: &str, entries: Vec<Entry>, age: Duration) -> Option<Arc<DirListing>> {
+        let fetched = Instant::now().checked_sub(age)?;
+        if age >= self.ttl {
+            return None;
+        }
+        let mut map = self.map.lock();
+        if map.lru.contains(dir) || self.fetches.lock().values().any(|(d, _)| d == dir) {
+            return None;
+        }
+        let mut l = DirListing::new(entries);
+        l.fetched = fetched;
+        let l = Arc::new(l);
+        map.put(dir.to_string(), l.clone());
+        Some(l)
     }
 
     /// Registers a fetch of `dir`'s listing about to be sent.
@@ -380,6 +419,7 @@ impl DirCache {
     /// Stores a listing we know to be current (a directory just created is empty).
     pub fn put(&self, dir: &str, entries: Vec<Entry>) -> Arc<DirListing> {
         let l = Arc::new(DirListing::new(entries));
+        self.tell(dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.put(dir.to_string(), l.clone());
@@ -388,6 +428,7 @@ impl DirCache {
 
     /// Adds or replaces one entry in the cached listing of `dir` (if cached).
     pub fn upsert(&self, dir: &str, entry: Entry) {
+        self.tell(dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.change(dir, |l| l.upsert(entry));
@@ -395,6 +436,7 @@ impl DirCache {
 
     /// Changes one entry in place (if cached).
     pub fn update(&self, dir: &str, name: &str, f: impl FnOnce(&mut Entry)) {
+        self.tell(dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.change(dir, |l| l.update(name, f));
@@ -402,6 +444,7 @@ impl DirCache {
 
     /// Removes one entry from the cached listing of `dir` and returns it (if cached).
     pub fn remove(&self, dir: &str, name: &str) -> Option<Entry> {
+        self.tell(dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.change(dir, |l| l.remove(name)).flatten()
@@ -409,6 +452,7 @@ impl DirCache {
 
     /// Forgets the listing of `dir`.
     pub fn invalidate(&self, dir: &str) {
+        self.tell(dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.pop(dir);
@@ -416,6 +460,7 @@ impl DirCache {
 
     /// Forgets the listings of `dir` and of everything under it.
     pub fn invalidate_tree(&self, dir: &str) {
+        self.tell(dir, true);
         let mut map = self.map.lock();
         self.spoil(|d| is_at_or_under(d, dir));
         let doomed: Vec<String> = map.lru.iter().map(|(k, _)| k.clone()).filter(|k| is_at_or_under(k, dir)).collect();

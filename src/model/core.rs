@@ -128,15 +128,24 @@ impl Core {
             stats::count(Counter::ListingHit);
             return Ok(l);
         }
+        if let Some(l) = self.listing_kept_on_disk(dir) {
+            stats::count(Counter::ListingHit);
+            return Ok(l);
+        }
         stats::count(Counter::ListingMiss);
         let mut spoiled = None;
         for _ in 0..LIST_TRIES {
             let fetch = self.dirs.begin_fetch(dir);
             let t0 = Instant::now();
+            let began = SystemTime::now();
             let entries = self.backend.list(dir).map_err(FsError::errno)?;
             log::debug!("listed {dir:?}: {} entries in {:?}", entries.len(), t0.elapsed());
             let many = entries.len() >= MANY_ENTRIES;
+            let kept = self.disk_cache().map(|c| (c, entries.clone()));
             let done = fetch.finish(entries);
+            if let (Some((cache, entries)), Ok(_)) = (kept, &done) {
+                cache.save_listing(dir, began, &entries);
+            }
             if many {
                 // The parsing's garbage does not stay in the mount's resident memory.
                 crate::allocator::release_free_memory();
@@ -224,9 +233,19 @@ impl Core {
     /// We changed `path`'s attributes or name now (its ctime).
     pub(super) fn note_change(&self, path: &str) {
         self.changed.lock().put(path.to_string(), SystemTime::now());
+        // What the disk cache holds of this file (not below it: a directory's time changes
+        // with every name made in it) is no longer the file's content.
         if let Some(cache) = self.disk_cache() {
-            cache.forget(path);
+            cache.forget_file(path);
         }
+    }
+
+    /// The listing of `dir` an earlier mount kept on disk, while younger than `cache_timeout`
+    /// (trusted as if this mount had fetched it then), now cached in memory.
+    fn listing_kept_on_disk(&self, dir: &str) -> Option<Arc<DirListing>> {
+        let (fetched, entries) = self.disk_cache()?.listing(dir)?;
+        let age = SystemTime::now().duration_since(fetched).ok()?;
+        self.dirs.put_aged(dir, entries, age)
     }
 
     /// The disk cache, with `-o disk_cache`.
@@ -289,7 +308,12 @@ impl Core {
     /// the time recorded when we created it stays), for a file we just uploaded.
     pub(super) fn note_written(&self, path: &str, size: u64, when: Option<SystemTime>) {
         let (parent, name) = split_path(path);
+        if let Some(cache) = self.disk_cache() {
+            cache.forget_file(path);
+        }
         let stamp = |e: &mut Entry| {
+            // Our own guess of the server's time until a listing tells it.
+            e.mtime_exact = false;
             e.size = Some(size);
             if let Some(t) = when {
                 let t = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -387,5 +411,7 @@ pub(super) fn fresh_entry(name: &str, kind: EntryKind, size: u64) -> Entry {
         mtime: Some(now.as_secs() as i64),
         mtime_nanos: now.subsec_nanos(),
         mode: None,
+        // Our clock's guess until the server's listing tells.
+        mtime_exact: false,
     }
 }

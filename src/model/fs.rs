@@ -314,7 +314,8 @@ impl Model {
         if let Ok(f) = handles.get(fh) {
             let mut io = f.io.lock();
             io.listed_mtime = entry.mtime;
-            if !writable && !truncate {
+            // Only where size and time tell versions apart: an exact time (see the disk cache).
+            if !writable && !truncate && entry.mtime_exact {
                 io.cached_version = match (entry.size, entry.mtime) {
                     (Some(size), Some(mtime)) => {
                         Some(crate::disk_cache::Version { size, mtime, nanos: entry.mtime_nanos })
@@ -368,6 +369,9 @@ impl Model {
     /// Keeps the content of files read through the mount in `cache` (on local disk, across
     /// mounts) and serves reads from it while the server's file is the version it holds.
     pub fn use_disk_cache(&self, cache: Arc<crate::disk_cache::DiskCache>) {
+        let kept = cache.clone();
+        // A listing one of our changes patched or dropped is stale on disk too.
+        self.core.dirs.set_listener(move |dir, tree| kept.forget_listing(dir, tree));
         let _ = self.core.disk_cache.set(cache);
     }
 

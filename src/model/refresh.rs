@@ -38,6 +38,8 @@ impl Model {
     /// fetched at or below it. The path need not exist any more.
     pub fn refresh(&self, path: &str, recursive: bool) -> Result<Refreshed, FsError> {
         let path = checked(path)?;
+        // The whole mount is everything below its root.
+        let recursive = recursive || path.is_empty();
         let dirs = &self.core.dirs;
         if recursive {
             dirs.invalidate_tree(path);

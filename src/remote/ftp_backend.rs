@@ -75,7 +75,8 @@ fn convert(e: ftp::Entry) -> Entry {
         ftp::EntryKind::Dir => EntryKind::Dir,
         ftp::EntryKind::Symlink(t) => EntryKind::Symlink(t),
     };
-    Entry { name: e.name, kind, size: e.size, mtime: e.mtime, mtime_nanos: e.mtime_nanos, mode: e.mode }
+    let mtime_exact = e.mtime.is_some() && e.mtime_step <= 1;
+    Entry { name: e.name, kind, size: e.size, mtime: e.mtime, mtime_nanos: e.mtime_nanos, mode: e.mode, mtime_exact }
 }
 
 struct FtpRead(Download<Lease>, TransferMeter);
