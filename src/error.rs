@@ -76,6 +76,10 @@ pub enum FsError {
     /// opendir(3) document for "not enough memory for this").
     #[error("too large (past a bound against hostile servers)")]
     TooLarge,
+    /// The server cannot be reached now; only what is cached is served (EHOSTDOWN, "Host is
+    /// down"; a read of what is not cached gets EIO).
+    #[error("the server is unreachable (offline)")]
+    Offline,
 }
 
 impl FsError {
@@ -101,6 +105,7 @@ impl FsError {
             FsError::TryLater | FsError::Broken | FsError::Unmounting | FsError::Failed => EIO,
             FsError::Timeout | FsError::Busy => ETIMEDOUT,
             FsError::TooLarge => ENOMEM,
+            FsError::Offline => EHOSTDOWN,
         }
     }
 
@@ -129,13 +134,22 @@ impl FsError {
             FsError::Unmounting => "unmounting",
             FsError::Failed => "refused",
             FsError::TooLarge => "too-large",
+            FsError::Offline => "offline",
         }
     }
 
     /// True for a definite answer from the server about this request (not a transient or
     /// connection-level failure): repeating the same request now would get the same answer.
     pub fn is_definite(self) -> bool {
-        !matches!(self, FsError::TryLater | FsError::Broken | FsError::Timeout | FsError::Busy | FsError::Unmounting)
+        !matches!(
+            self,
+            FsError::TryLater
+                | FsError::Broken
+                | FsError::Timeout
+                | FsError::Busy
+                | FsError::Unmounting
+                | FsError::Offline
+        )
     }
 }
 
@@ -174,6 +188,7 @@ mod tests {
         (Timeout, ETIMEDOUT, "the server did not answer in time"),
         (Busy, ETIMEDOUT, "no connection became free in time"),
         (TooLarge, ENOMEM, "open(2), stat(2), opendir(3): not enough memory for this"),
+        (Offline, EHOSTDOWN, "errno(3): host is down (a change while the server is away; a read gets EIO)"),
     ];
 
     /// Does not compile when a kind is added without its row above.
@@ -181,14 +196,14 @@ mod tests {
         match k {
             NotFound | Exists | NotEmpty | IsDir | NotDir | Denied | NotPermitted | NoSpace | Quota | ReadOnly
             | InUse | CrossDevice | NameTooLong | Invalid | Unsupported | TryLater | Broken | Timeout | Busy
-            | Unmounting | Failed | TooLarge => TABLE.iter().any(|(row, _, _)| *row == k),
+            | Unmounting | Failed | TooLarge | Offline => TABLE.iter().any(|(row, _, _)| *row == k),
         }
     }
 
     #[test]
     fn every_kind_has_its_documented_errno() {
         assert!(TABLE.iter().all(|(k, _, _)| listed(*k)));
-        assert_eq!(TABLE.len(), 22, "one row per kind");
+        assert_eq!(TABLE.len(), 23, "one row per kind");
         for &(kind, errno, why) in TABLE {
             assert_eq!(kind.errno(), errno, "{kind:?}: {why}");
             assert_eq!(i32::from(kind), errno);
@@ -203,7 +218,7 @@ mod tests {
     #[test]
     fn only_transient_kinds_are_indefinite() {
         for &(kind, _, _) in TABLE {
-            let transient = matches!(kind, TryLater | Broken | Timeout | Busy | Unmounting);
+            let transient = matches!(kind, TryLater | Broken | Timeout | Busy | Unmounting | Offline);
             assert_eq!(kind.is_definite(), !transient, "{kind:?}");
         }
     }

@@ -141,6 +141,51 @@ fn listings_are_kept_across_remounts(kind: ServerKind) {
     assert_eq!(m.sh_ok("cat d/new"), "mine\n");
 }
 
+/// While the server is away the mount stays up: what is kept on disk (listings, content) is
+/// served, what is not fails at once (EIO for a read, EHOSTDOWN for a change), `ftpfs stats`
+/// says offline since when; once the server is back the mount is online by itself.
+fn the_cache_serves_while_the_server_is_away(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let mut srv = FtpServer::start(kind);
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    srv.put_file("d/kept", b"read before\n");
+    srv.put_file("d/never", b"never read\n");
+    let m = mount(&srv, cache.path());
+    assert_eq!(m.sh_ok("ls d"), "kept\nnever\n");
+    assert_eq!(m.sh_ok("cat d/kept"), "read before\n");
+    srv.kill();
+    std::thread::sleep(Duration::from_millis(1100)); // past cache_timeout: listings expired
+    let t0 = std::time::Instant::now();
+    assert_eq!(m.sh_ok("ls d"), "kept\nnever\n", "the listing kept on disk");
+    assert_eq!(m.sh_ok("cat d/kept"), "read before\n", "the content kept on disk");
+    let out = m.sh("cat d/never");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Input/output error"), "{out:?}");
+    let out = m.sh("echo x > d/new");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Host is down"), "{out:?}");
+    let stats = ftpfs(&["stats", m.path().to_str().unwrap()]).1;
+    assert!(stats.contains("offline since"), "{stats}");
+    // The first failure waits for nothing either: a refused connection is known at once.
+    assert!(t0.elapsed() < Duration::from_secs(10), "offline calls took {:?}", t0.elapsed());
+    srv.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ftpfs(&["stats", m.path().to_str().unwrap()]).1.contains("server        online") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not online again: {}",
+            ftpfs(&["stats", m.path().to_str().unwrap()]).1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    m.sh_ok("echo x > d/new");
+    assert_eq!(std::fs::read(srv.disk("d/new")).unwrap(), b"x\n");
+    assert_eq!(m.sh_ok("cat d/never"), "never read\n");
+}
+
 fn ftpfs(args: &[&str]) -> (bool, String) {
     let out = support::mount::ftpfs_command(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -159,4 +204,8 @@ fn data_files(cache_dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-on_every_server!(second_reads_come_from_disk_while_the_file_is_the_same, listings_are_kept_across_remounts);
+on_every_server!(
+    second_reads_come_from_disk_while_the_file_is_the_same,
+    listings_are_kept_across_remounts,
+    the_cache_serves_while_the_server_is_away,
+);

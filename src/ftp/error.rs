@@ -85,6 +85,9 @@ pub enum FtpError {
     /// The filesystem is being unmounted: no more requests to the server.
     #[error("unmounting")]
     Unmounting,
+    /// The server cannot be reached now (see `remote::offline`): the request was not sent.
+    #[error("the server is unreachable: offline {}", printable(.0))]
+    Offline(String),
 }
 
 pub type Result<T> = std::result::Result<T, FtpError>;
@@ -112,7 +115,8 @@ impl FtpError {
             | FtpError::LineTooLong(_)
             | FtpError::TooLarge(_)
             | FtpError::Busy(_)
-            | FtpError::Unmounting => false,
+            | FtpError::Unmounting
+            | FtpError::Offline(_) => false,
         }
     }
 
@@ -172,6 +176,7 @@ impl FtpError {
             FtpError::TooLarge(_) => FsError::TooLarge,
             FtpError::Busy(_) => FsError::Busy,
             FtpError::Unmounting => FsError::Unmounting,
+            FtpError::Offline(_) => FsError::Offline,
         }
     }
 

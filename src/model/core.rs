@@ -138,7 +138,12 @@ impl Core {
             let fetch = self.dirs.begin_fetch(dir);
             let t0 = Instant::now();
             let began = SystemTime::now();
-            let entries = self.backend.list(dir).map_err(FsError::errno)?;
+            let entries = match self.backend.list(dir) {
+                Ok(entries) => entries,
+                // The server is away: the listing kept on disk, however old, else EIO.
+                Err(FsError::Offline) => return self.listing_while_offline(dir).ok_or(libc::EIO),
+                Err(e) => return Err(e.errno()),
+            };
             log::debug!("listed {dir:?}: {} entries in {:?}", entries.len(), t0.elapsed());
             let many = entries.len() >= MANY_ENTRIES;
             let kept = self.disk_cache().map(|c| (c, entries.clone()));
@@ -168,9 +173,12 @@ impl Core {
                 stats::count(Counter::ListingHit);
                 listing.get(name)
             }
-            None => match self.single_lookup(path) {
-                Some(found) => found,
-                None => self.list_dir(parent)?.get(name),
+            None => match self.listing_kept_on_disk(parent) {
+                Some(listing) => listing.get(name),
+                None => match self.single_lookup(path) {
+                    Some(found) => found,
+                    None => self.list_dir(parent)?.get(name),
+                },
             },
         };
         match found {
@@ -246,6 +254,13 @@ impl Core {
         let (fetched, entries) = self.disk_cache()?.listing(dir)?;
         let age = SystemTime::now().duration_since(fetched).ok()?;
         self.dirs.put_aged(dir, entries, age)
+    }
+
+    /// While the server is away: the listing of `dir` kept on disk, whatever its age (not
+    /// cached in memory: the next access asks the server again, or fails as fast).
+    fn listing_while_offline(&self, dir: &str) -> Option<Arc<DirListing>> {
+        let (_, entries) = self.disk_cache()?.listing(dir)?;
+        Some(Arc::new(DirListing::new(entries)))
     }
 
     /// The disk cache, with `-o disk_cache`.

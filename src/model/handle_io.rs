@@ -377,7 +377,11 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
         if off == 0 || io.read_since.is_none() {
             io.read_since = Some(SystemTime::now());
         }
-        let dl = start_download(core, &path, off).map_err(|e| core.refused_errno(&path, e, false))?;
+        let dl = start_download(core, &path, off).map_err(|e| match e {
+            // What is not cached cannot be read while the server is away.
+            FsError::Offline => libc::EIO,
+            e => core.refused_errno(&path, e, false),
+        })?;
         io.state = State::Reading(StreamReader::start(dl, off).map_err(|e| io_errno(&e))?);
     }
 }

@@ -6,6 +6,7 @@
 mod exact_times;
 mod ftp_backend;
 mod landed;
+pub mod offline;
 pub mod pool;
 
 pub use ftp_backend::{FtpBackend, FtpBackendConfig};

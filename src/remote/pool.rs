@@ -67,6 +67,8 @@ struct State {
 /// The pool. Cheap to share through `Arc`.
 pub struct Pool {
     opts: ConnectOptions,
+    /// Whether the server is away ([`super::offline`]).
+    reach: super::offline::Reachability,
     /// The greeting of the first connection: which server this is.
     welcome: String,
     state: Mutex<State>,
@@ -129,6 +131,7 @@ impl Pool {
         };
         let pool = Arc::new(Pool {
             opts,
+            reach: Default::default(),
             welcome,
             state: Mutex::new(state),
             freed: Condvar::new(),
@@ -137,6 +140,8 @@ impl Pool {
         });
         let weak = Arc::downgrade(&pool);
         stats::gauge("connections", move || weak.upgrade().map(|p| p.describe()));
+        let weak = Arc::downgrade(&pool);
+        stats::gauge("server", move || weak.upgrade().map(|p| p.reach.describe()));
         pool
     }
 
@@ -213,6 +218,9 @@ impl Pool {
         loop {
             if st.closing {
                 return Err(FtpError::Unmounting);
+            }
+            if let Some(away) = self.reach.refusal() {
+                return Err(away);
             }
             if st.limit < st.max && st.limit_changed.elapsed() >= REGROW_AFTER {
                 st.limit += 1;
@@ -313,7 +321,60 @@ impl Pool {
                     return Ok(None);
                 }
                 self.freed.notify_all();
+                drop(st);
+                if super::offline::means_unreachable(&e) {
+                    self.went_offline(&e);
+                }
                 Err(e)
+            }
+        }
+    }
+
+    /// The server is away (`e`): idle connections go (they died with it, or will not be
+    /// needed before it is back), and a connection is tried in the background every
+    /// [`super::offline::PROBE_EVERY`] until one logs in.
+    fn went_offline(self: &Arc<Self>, e: &FtpError) {
+        if !self.reach.went_away(e) {
+            return;
+        }
+        self.discard_idle();
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new().name("ftp-probe".into()).spawn(move || pool.probe_until_back());
+        if let Err(e) = spawned {
+            // Without a prober the mount would stay offline: online it tries for itself.
+            log::warn!("cannot start a thread to watch for the server ({e}); staying online");
+            self.reach.came_back();
+        }
+    }
+
+    fn probe_until_back(self: Arc<Self>) {
+        loop {
+            std::thread::sleep(super::offline::PROBE_EVERY);
+            if self.state.lock().closing {
+                return;
+            }
+            match Connection::connect(&self.opts) {
+                Ok(conn) => {
+                    stats::count(Counter::ConnectionOpened);
+                    let mut st = self.state.lock();
+                    if st.total < st.limit && !st.closing {
+                        st.total += 1;
+                        st.idle.push(Idle { conn, since: Instant::now() });
+                    } else {
+                        drop(st);
+                        conn.quit();
+                    }
+                    self.reach.came_back();
+                    self.freed.notify_all();
+                    return;
+                }
+                Err(e) if super::offline::means_unreachable(&e) => log::debug!("the server is still away: {e}"),
+                Err(e) => {
+                    // There, though it refuses us: the requests will say why.
+                    log::info!("the server answers again, refusing a connection: {e}");
+                    self.reach.came_back();
+                    return;
+                }
             }
         }
     }
@@ -381,7 +442,7 @@ impl Pool {
         }
     }
 
-    fn grow(&self) {
+    fn grow(self: &Arc<Self>) {
         match Connection::connect(&self.opts) {
             Ok(mut conn) => {
                 stats::count(Counter::ConnectionOpened);
@@ -403,6 +464,9 @@ impl Pool {
                 }
                 drop(st);
                 self.freed.notify_all();
+                if super::offline::means_unreachable(&e) {
+                    self.went_offline(&e);
+                }
             }
         }
     }
