@@ -932,6 +932,10 @@ impl Backend for Ahead {
         self.shared.inner.wait_for_spare(wait)
     }
 
+    fn is_offline(&self) -> bool {
+        self.shared.inner.is_offline()
+    }
+
     fn forget(&self, path: &str) {
         self.changed(path);
         self.shared.inner.forget(path);

@@ -282,6 +282,10 @@ impl Backend for AtomicUploads {
         self.inner.forget(path)
     }
 
+    fn is_offline(&self) -> bool {
+        self.inner.is_offline()
+    }
+
     fn close_idle(&self) {
         self.inner.close_idle()
     }

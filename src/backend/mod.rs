@@ -176,6 +176,11 @@ pub trait Backend: Send + Sync {
         dirs.iter().map(|d| self.list(d)).collect()
     }
 
+    /// The server cannot be reached now: changes are refused before they start.
+    fn is_offline(&self) -> bool {
+        false
+    }
+
     /// What is cached of `path` and below it (work ahead) may be stale: `ftpfs refresh`.
     fn forget(&self, _path: &str) {}
 

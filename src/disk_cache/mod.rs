@@ -498,6 +498,11 @@ impl DiskCache {
         )
     }
 
+    /// The version of `path` whose content is kept, if any.
+    pub fn kept_version(&self, path: &str) -> Option<Version> {
+        self.state.lock().items.peek(path).map(|i| i.version)
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.state.lock().bytes

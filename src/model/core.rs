@@ -177,7 +177,12 @@ impl Core {
                 Some(listing) => listing.get(name),
                 None => match self.single_lookup(path) {
                     Some(found) => found,
-                    None => self.list_dir(parent)?.get(name),
+                    None => match self.list_dir(parent) {
+                        Ok(listing) => listing.get(name),
+                        // Away, with no listing of the directory kept: what the disk cache
+                        // holds of the path itself tells what it is.
+                        Err(e) => Some(self.kept_while_offline(path).ok_or(e)?),
+                    },
                 },
             },
         };
@@ -261,6 +266,27 @@ impl Core {
     fn listing_while_offline(&self, dir: &str) -> Option<Arc<DirListing>> {
         let (_, entries) = self.disk_cache()?.listing(dir)?;
         Some(Arc::new(DirListing::new(entries)))
+    }
+
+    /// While the server is away: `path` as the disk cache knows it, a directory whose listing
+    /// it keeps or a file whose content it keeps.
+    fn kept_while_offline(&self, path: &str) -> Option<Entry> {
+        if !self.backend.is_offline() {
+            return None;
+        }
+        let cache = self.disk_cache()?;
+        let name = split_path(path).1;
+        if cache.listing(path).is_some() {
+            return Some(Entry::new(name, EntryKind::Dir));
+        }
+        let v = cache.kept_version(path)?;
+        Some(Entry {
+            size: Some(v.size),
+            mtime: Some(v.mtime),
+            mtime_nanos: v.nanos,
+            mtime_exact: true,
+            ..Entry::new(name, EntryKind::File)
+        })
     }
 
     /// The disk cache, with `-o disk_cache`.

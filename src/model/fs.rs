@@ -141,8 +141,16 @@ impl Model {
         Ok(())
     }
 
+    /// Refuses a change on a read-only mount (EROFS), and while the server is away
+    /// (EHOSTDOWN), before anything of ours is touched.
     pub(super) fn refuse_if_read_only(&self) -> FsResult<()> {
-        if self.core.cfg.read_only { Err(libc::EROFS) } else { Ok(()) }
+        if self.core.cfg.read_only {
+            return Err(libc::EROFS);
+        }
+        if self.core.backend.is_offline() {
+            return Err(libc::EHOSTDOWN);
+        }
+        Ok(())
     }
 
     /// The path of an inode.

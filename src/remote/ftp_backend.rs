@@ -573,6 +573,10 @@ impl Backend for FtpBackend {
         !self.chmod_unsupported.load(Ordering::Relaxed)
     }
 
+    fn is_offline(&self) -> bool {
+        self.pool.is_offline()
+    }
+
     fn lists_at_once(&self) -> usize {
         if !self.uses_mlsd() && self.stat_batches.load(Ordering::Relaxed) { ftp::stat_list::MAX_BATCH } else { 1 }
     }

@@ -43,7 +43,9 @@ impl Reachability {
         self.away.lock().as_ref().map(|(since, why)| FtpError::Offline(format!("{} ({why})", since_text(*since))))
     }
 
-    /// The server is away (`e`): `true` when this starts an offline period.
+    /// A connection failed because the server is away (`e`): `true` when this starts an
+    /// offline period. (A step whose connection broke already tried a fresh one: a server
+    /// that restarts refuses connections for seconds, and the prober finds it back.)
     pub fn went_away(&self, e: &FtpError) -> bool {
         let mut away = self.away.lock();
         if away.is_some() {
@@ -57,7 +59,7 @@ impl Reachability {
         true
     }
 
-    /// A connection logged in again.
+    /// A connection logged in again after an offline period.
     pub fn came_back(&self) {
         if let Some((since, _)) = self.away.lock().take() {
             log::warn!("the server is reachable again after {}: online", elapsed_text(since));

@@ -166,6 +166,11 @@ impl Pool {
         self.data_ahead.store(on, Ordering::Relaxed);
     }
 
+    /// The server is away ([`super::offline`]).
+    pub fn is_offline(&self) -> bool {
+        self.reach.is_away()
+    }
+
     /// The server's greeting, as the first connection received it (empty without one).
     pub fn welcome(&self) -> &str {
         &self.welcome
@@ -324,6 +329,10 @@ impl Pool {
                 drop(st);
                 if super::offline::means_unreachable(&e) {
                     self.went_offline(&e);
+                    // Offline now: the caller serves what is cached rather than fail.
+                    if let Some(away) = self.reach.refusal() {
+                        return Err(away);
+                    }
                 }
                 Err(e)
             }
