@@ -285,6 +285,16 @@ impl Listings {
     }
 }
 
+/// Tells the listener of a change when dropped: after the change and after the lock is let
+/// go (declared before the lock's guard, it is dropped after it).
+struct Told<'a>(&'a DirCache, &'a str, bool);
+
+impl Drop for Told<'_> {
+    fn drop(&mut self) {
+        self.0.tell(self.1, self.2);
+    }
+}
+
 /// What [`DirCache::set_listener`] takes: told (directory, whole tree below it too).
 type Listener = Box<dyn Fn(&str, bool) + Send + Sync>;
 
@@ -363,6 +373,11 @@ impl DirCache {
         }
     }
 
+    /// The version of the listing of `dir` held now, if any (not counted as a use).
+    pub fn version_of(&self, dir: &str) -> Option<u64> {
+        self.map.lock().lru.peek(dir).map(|l| l.version)
+    }
+
     /// Stores a listing fetched `age` ago (kept on disk by an earlier mount), unless `dir` is
     /// cached or being fetched: it is trusted for what is left of the TTL. `None`: not stored.
     pub fn put_aged(&self, dir: &str, entries: Vec<Entry>, age: Duration) -> Option<Arc<DirListing>> {
@@ -419,7 +434,7 @@ impl DirCache {
     /// Stores a listing we know to be current (a directory just created is empty).
     pub fn put(&self, dir: &str, entries: Vec<Entry>) -> Arc<DirListing> {
         let l = Arc::new(DirListing::new(entries));
-        self.tell(dir, false);
+        let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.put(dir.to_string(), l.clone());
@@ -428,7 +443,7 @@ impl DirCache {
 
     /// Adds or replaces one entry in the cached listing of `dir` (if cached).
     pub fn upsert(&self, dir: &str, entry: Entry) {
-        self.tell(dir, false);
+        let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.change(dir, |l| l.upsert(entry));
@@ -436,7 +451,7 @@ impl DirCache {
 
     /// Changes one entry in place (if cached).
     pub fn update(&self, dir: &str, name: &str, f: impl FnOnce(&mut Entry)) {
-        self.tell(dir, false);
+        let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.change(dir, |l| l.update(name, f));
@@ -444,7 +459,7 @@ impl DirCache {
 
     /// Removes one entry from the cached listing of `dir` and returns it (if cached).
     pub fn remove(&self, dir: &str, name: &str) -> Option<Entry> {
-        self.tell(dir, false);
+        let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.change(dir, |l| l.remove(name)).flatten()
@@ -452,7 +467,7 @@ impl DirCache {
 
     /// Forgets the listing of `dir`.
     pub fn invalidate(&self, dir: &str) {
-        self.tell(dir, false);
+        let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
         map.pop(dir);
@@ -460,7 +475,7 @@ impl DirCache {
 
     /// Forgets the listings of `dir` and of everything under it.
     pub fn invalidate_tree(&self, dir: &str) {
-        self.tell(dir, true);
+        let _told = Told(self, dir, true);
         let mut map = self.map.lock();
         self.spoil(|d| is_at_or_under(d, dir));
         let doomed: Vec<String> = map.lru.iter().map(|(k, _)| k.clone()).filter(|k| is_at_or_under(k, dir)).collect();

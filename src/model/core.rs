@@ -148,8 +148,13 @@ impl Core {
             let many = entries.len() >= MANY_ENTRIES;
             let kept = self.disk_cache().map(|c| (c, entries.clone()));
             let done = fetch.finish(entries);
-            if let (Some((cache, entries)), Ok(_)) = (kept, &done) {
+            if let (Some((cache, entries)), Ok(l)) = (kept, &done) {
                 cache.save_listing(dir, began, &entries);
+                // A change of ours since the fetch was stored (its forgetting may have come
+                // before this save): the copy on disk goes.
+                if self.dirs.version_of(dir) != Some(l.version()) {
+                    cache.forget_listing(dir, false);
+                }
             }
             if many {
                 // The parsing's garbage does not stay in the mount's resident memory.
