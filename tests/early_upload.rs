@@ -1,8 +1,8 @@
-//! Uploads sent before the server's first reply (see `ftp::upload`), through the FTP backend and
-//! its pool, on the scripted server greeting as vsftpd (it takes data connections only after
-//! their command, as vsftpd does): an upload is sent again only when the server's session
-//! provably did nothing with it, and sending it again does not wait behind its own broken
-//! connection.
+//! Uploads sent before the server's first reply (see `ftp::upload`), and ones that wait for it,
+//! through the FTP backend and its pool, on the scripted server greeting as vsftpd (it takes data
+//! connections only after their command, as vsftpd does): an upload is sent again only when the
+//! server's session provably did nothing with it, and sending it again does not wait behind its
+//! own broken connection.
 
 #[macro_use]
 mod support;
@@ -21,15 +21,37 @@ const AS_VSFTPD: &str = "(vsFTPd 3.0.3) scripted";
 /// A backend over a pool of `connections` on `srv`, whose first transfer already proved that
 /// the server takes data connections opened ahead.
 fn backend(srv: &FakeServer, timeout_secs: u64, connections: usize) -> (FtpBackend, Arc<Pool>) {
+    backend_opening_ahead(srv, timeout_secs, connections, true)
+}
+
+/// As [`backend`]; without `ahead`, the pool opens no data connection ahead after the first
+/// transfer, so the next upload cannot go early: it waits for its 150 as any STOR (as an upload
+/// does on a connection logged in meanwhile, which never had a data connection opened ahead
+/// taken: under load, the pool may hand out such a one).
+fn backend_opening_ahead(
+    srv: &FakeServer,
+    timeout_secs: u64,
+    connections: usize,
+    ahead: bool,
+) -> (FtpBackend, Arc<Pool>) {
     let opts = srv.options(timeout_secs);
     let mut first = Connection::connect(&opts).expect("connect");
     first.try_data_ahead().expect("EPSV");
     let features = first.features().clone();
     let pool = Pool::new(opts, connections, Some(first));
-    pool.open_data_ahead(true);
+    pool.open_data_ahead(ahead);
     let cfg = FtpBackendConfig { remote_root: "/".into(), use_mlsd: true, list_tz_offset: 0 };
     let be = FtpBackend::new(cfg, pool.clone(), features);
     upload(&be, "first", b"proves data connections opened ahead").expect("first upload");
+    // The next upload takes this connection, back and idle (with its next data connection
+    // opened ahead where the pool opens them): asked for while it is still being prepared, the
+    // pool would also log in another, and under load may hand out that one instead, which never
+    // sends early.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.spare() < connections {
+        assert!(Instant::now() < deadline, "the first connection never came back idle");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     (be, pool)
 }
 
@@ -69,6 +91,26 @@ fn an_early_upload_whose_first_reply_timed_out_is_not_sent_again() {
         body.len()
     );
     assert!(res.is_err(), "a timed-out early upload must fail, not be sent again: {res:?}");
+}
+
+#[test]
+fn an_upload_whose_first_reply_timed_out_is_not_started_again() {
+    // As above, on a connection that cannot send the upload early: its STOR waits for its 150,
+    // which times out. The old session carries the STOR out late with the data connection we
+    // closed: an empty file, over any copy sent again on another connection.
+    let srv = FakeServer::start(&["--slow-stor", "2", "--slow-secs", "3", "--greeting", AS_VSFTPD]);
+    let (be, _pool) = backend_opening_ahead(&srv, 2, 4, false);
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let res = upload(&be, "b", &body);
+    std::thread::sleep(Duration::from_millis(3500));
+    let held = server_copy(&srv, "/b");
+    assert!(
+        res.is_err() || held == body,
+        "upload reported {res:?}, server holds {} of {} bytes",
+        held.len(),
+        body.len()
+    );
+    assert!(res.is_err(), "an upload whose first reply timed out must fail, not be started again: {res:?}");
 }
 
 #[test]

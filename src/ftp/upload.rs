@@ -87,12 +87,13 @@ impl Connection {
     }
 }
 
-/// Whether a failure of a STOR sent early proves the server's session never acted on it and
-/// never will: the session ended before any reply (end of stream, reset, 421) or the server
-/// refused the data connection (425). Only then may the upload be sent again elsewhere: after
-/// a timeout or a garbled reply the old session may still store what it got, later, over the
-/// copy sent again.
-fn session_took_no_action(e: &FtpError) -> bool {
+/// Whether a failure of an upload before its preliminary reply (a STOR sent early, or the
+/// start of any STOR or APPE) proves the server's session never acted on it and never will:
+/// the session ended before any reply (end of stream, reset, 421) or the server refused the
+/// data connection (425). Only then may the upload be sent again elsewhere: after a timeout or
+/// a garbled reply the old session may still carry the command out later with what it got
+/// (nothing at all, for a STOR whose 150 never came: an empty file), over the copy sent again.
+pub fn session_took_no_action(e: &FtpError) -> bool {
     e.is_session_ended() || e.code() == Some(425)
 }
 

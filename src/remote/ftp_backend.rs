@@ -359,12 +359,18 @@ impl FtpBackend {
 
     /// Starts a transfer on a transfer connection (waiting at most `wait` for one; `None` when
     /// none became free), again on fresh connections while they turn out broken
-    /// ([`RETRY_PAUSES`]). The server's refusal of the transfer itself is turned into a kind by
-    /// `refused`.
+    /// ([`RETRY_PAUSES`]) in a way `repeatable` allows. The server's refusal of the transfer
+    /// itself is turned into a kind by `refused`.
+    ///
+    /// An upload is started again only when its failure proves the old session did nothing with
+    /// it ([`ftp::upload::session_took_no_action`]): one whose preliminary reply timed out may
+    /// still be carried out by that session later, and a STOR then stores what its data
+    /// connection (closed by us) held, nothing, over the copy sent again.
     fn start_transfer<T>(
         &self,
         wait: Duration,
         start: impl Fn(Lease) -> ftp::Result<T>,
+        repeatable: impl Fn(&FtpError) -> bool,
         refused: impl FnOnce(FtpError) -> FsError,
     ) -> BackendResult<Option<T>> {
         let Some(lease) = self.transfer_lease(wait)? else { return Ok(None) };
@@ -372,7 +378,9 @@ impl FtpBackend {
         for (attempt, pause) in RETRY_PAUSES.into_iter().enumerate() {
             match &res {
                 // A caller that waits for nothing (it spools instead) gets one retry at once.
-                Err(e) if self.pool.worth_retrying(e, attempt) && (attempt == 0 || !wait.is_zero()) => {
+                Err(e)
+                    if repeatable(e) && self.pool.worth_retrying(e, attempt) && (attempt == 0 || !wait.is_zero()) =>
+                {
                     self.pool.before_retry(e, pause)
                 }
                 _ => break,
@@ -450,7 +458,8 @@ impl Backend for FtpBackend {
 
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
         let remote = self.remote(path);
-        let dl = self.start_transfer(wait, |lease| Download::start(lease, &remote, offset), |e| kind(e, Op::Read))?;
+        let start = |lease| Download::start(lease, &remote, offset);
+        let dl = self.start_transfer(wait, start, |_| true, |e| kind(e, Op::Read))?;
         Ok(dl.map(|dl| Box::new(FtpRead(dl, stats::transfer(&format!("/{path}"), false))) as Box<dyn ReadStream>))
     }
 
@@ -474,7 +483,7 @@ impl Backend for FtpBackend {
             false => Upload::start_early(lease, &remote),
         };
         let began = std::time::SystemTime::now();
-        let up = self.start_transfer(wait, start, refused)?;
+        let up = self.start_transfer(wait, start, ftp::upload::session_took_no_action, refused)?;
         let size_of = self.features.size.then(|| remote.clone());
         let landed = (!append && self.features.size).then(|| LandedCheck {
             pool: self.pool.clone(),
