@@ -99,7 +99,25 @@ fn parse_listing(text: &str) -> Option<(String, SystemTime, Vec<Entry>)> {
     Some((dir, fetched, entries))
 }
 
+/// A listing file is never read past this.
+const MAX_FILE: u64 = 64 << 20;
+
 impl DiskCache {
+    /// Whether a listing of `dir` is kept.
+    pub fn has_listing(&self, dir: &str) -> bool {
+        self.listed.lock().contains_key(dir)
+    }
+
+    /// The listing of `dir` kept on disk if it was fetched less than `age` ago (an older one is
+    /// not even read).
+    pub fn listing_younger_than(&self, dir: &str, age: std::time::Duration) -> Option<(SystemTime, Vec<Entry>)> {
+        let fetched = *self.listed.lock().get(dir)?;
+        if fetched.elapsed().map_or(true, |a| a >= age) {
+            return None;
+        }
+        self.listing(dir)
+    }
+
     /// Finds the listings kept by earlier mounts; removes those that do not read.
     pub(super) fn load_listings(&self) {
         let Ok(files) = std::fs::read_dir(&self.dir) else { return };
@@ -109,14 +127,14 @@ impl DiskCache {
             if !name.starts_with('L') || !name.ends_with(".list") {
                 continue;
             }
-            let read = open_trusted(&f.path(), false).ok().and_then(|mut file| {
+            let read = open_trusted(&f.path(), false).ok().and_then(|file| {
                 let mut text = String::new();
-                std::io::Read::read_to_string(&mut file, &mut text).ok()?;
+                std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE), &mut text).ok()?;
                 parse_listing(&text)
             });
             match read {
-                Some((dir, _, _)) if name == format!("L{}.list", id_of(&dir)) => {
-                    listed.insert(dir);
+                Some((dir, fetched, _)) if name == format!("L{}.list", id_of(&dir)) => {
+                    listed.insert(dir, fetched);
                 }
                 _ => {
                     let _ = std::fs::remove_file(f.path());
@@ -135,12 +153,15 @@ impl DiskCache {
             self.forget_listing(dir, false);
             return;
         }
-        let tmp = self.listing_file(dir, "listtmp");
+        // A name of its own: two fetches of one directory may save at once.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!("L{}-{n}.listtmp", id_of(dir)));
         let res = create_or_truncate(&tmp)
             .and_then(|mut f| f.write_all(listing_text(dir, fetched, entries).as_bytes()))
             .and_then(|()| std::fs::rename(&tmp, self.listing_file(dir, "list")));
         if res.is_ok() {
-            self.listed.lock().insert(dir.to_string());
+            self.listed.lock().insert(dir.to_string(), fetched);
         }
         if let Err(e) = res {
             log::debug!("disk cache: cannot keep the listing of {dir:?}: {e}");
@@ -150,12 +171,13 @@ impl DiskCache {
 
     /// The listing of `dir` kept on disk and when it was fetched, if one reads.
     pub fn listing(&self, dir: &str) -> Option<(SystemTime, Vec<Entry>)> {
-        if !self.listed.lock().contains(dir) {
+        if !self.listed.lock().contains_key(dir) {
             return None;
         }
         let path = self.listing_file(dir, "list");
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut open_trusted(&path, false).ok()?, &mut text).ok()?;
+        let file = open_trusted(&path, false).ok()?;
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE), &mut text).ok()?;
         match parse_listing(&text) {
             Some((d, fetched, entries)) if d == dir => Some((fetched, entries)),
             _ => {
@@ -170,15 +192,20 @@ impl DiskCache {
     pub fn forget_listing(&self, dir: &str, tree: bool) {
         let doomed: Vec<String> = {
             let mut listed = self.listed.lock();
-            let doomed: Vec<String> = listed
-                .iter()
-                .filter(|d| *d == dir || (tree && crate::backend::paths::is_at_or_under(d, dir)))
-                .cloned()
-                .collect();
-            for d in &doomed {
-                listed.remove(d);
+            if !tree {
+                // The common case (every change of ours): no scan.
+                match listed.remove(dir) {
+                    Some(_) => vec![dir.to_string()],
+                    None => return,
+                }
+            } else {
+                let doomed: Vec<String> =
+                    listed.keys().filter(|d| crate::backend::paths::is_at_or_under(d, dir)).cloned().collect();
+                for d in &doomed {
+                    listed.remove(d);
+                }
+                doomed
             }
-            doomed
         };
         for d in doomed {
             let _ = std::fs::remove_file(self.listing_file(&d, "list"));

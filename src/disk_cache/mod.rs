@@ -71,9 +71,6 @@ struct Item {
     /// The base of its file names: [`id_of`] its path, and this instance's number (an entry
     /// dropped and made again for the same path is another instance, with files of its own).
     id: String,
-    /// Its data file, open: reads and writes reach this instance's bytes even when it is
-    /// dropped meanwhile (they are then lost with it, never another instance's).
-    file: std::sync::Arc<File>,
     version: Version,
     ranges: Ranges,
     /// Ranges as the last saved meta names them.
@@ -106,8 +103,9 @@ pub struct DiskCache {
     dir: PathBuf,
     capacity: u64,
     state: Mutex<State>,
-    /// The directories whose listing is kept on disk ([`listings`]).
-    listed: Mutex<std::collections::HashSet<String>>,
+    /// The directories whose listing is kept on disk ([`listings`]), with when each was
+    /// fetched.
+    listed: Mutex<HashMap<String, std::time::SystemTime>>,
     /// Held (flock) while this mount uses the directory.
     _lock: File,
 }
@@ -189,7 +187,7 @@ impl DiskCache {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64),
             }),
-            listed: Mutex::new(std::collections::HashSet::new()),
+            listed: Mutex::new(HashMap::new()),
             _lock: lock,
         };
         cache.load().map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -233,17 +231,19 @@ impl DiskCache {
         let mut st = self.state.lock();
         for (id, _) in metas {
             match self.trusted_entry(&id) {
-                Some((path, version, ranges, file)) => {
+                // Out of descriptors, say: neither kept nor removed.
+                Err(()) => {}
+                Ok(Some((path, version, ranges))) => {
                     st.bytes += ranges.total();
                     kept.insert(id.clone(), ());
-                    let item = Item { id, file, version, saved: ranges.clone(), ranges, unsaved: 0 };
+                    let item = Item { id, version, saved: ranges.clone(), ranges, unsaved: 0 };
                     if let Some((_, old)) = st.items.push(path, item) {
                         // Two entries for one path (a crash between two saves): the later stays.
                         st.bytes -= old.ranges.total();
                         st.doomed.push(old.id);
                     }
                 }
-                None => {
+                Ok(None) => {
                     log::info!("disk cache: dropping entry {id}, which cannot be trusted");
                     let _ = std::fs::remove_file(self.file(&id, "meta"));
                     let _ = std::fs::remove_file(self.file(&id, "data"));
@@ -272,15 +272,25 @@ impl DiskCache {
 
     /// The entry `id` as saved, if its meta reads and its data file holds every range: both
     /// regular files of the mounting user, never followed through a symlink.
-    fn trusted_entry(&self, id: &str) -> Option<(String, Version, Ranges, std::sync::Arc<File>)> {
-        let mut meta = String::new();
-        let file = open_trusted(&self.file(id, "meta"), false).ok()?;
-        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_META), &mut meta).ok()?;
-        let (path, version, ranges) = parse_meta(&meta)?;
-        let data = open_trusted(&self.file(id, "data"), true).ok()?;
-        let len = data.metadata().ok()?.len();
+    fn trusted_entry(&self, id: &str) -> Result<Option<(String, Version, Ranges)>, ()> {
+        let out_of_fds = |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        let meta = match open_trusted(&self.file(id, "meta"), false) {
+            Ok(f) => f,
+            Err(e) if out_of_fds(&e) => return Err(()),
+            Err(_) => return Ok(None),
+        };
+        let mut text = String::new();
+        if std::io::Read::read_to_string(&mut std::io::Read::take(meta, MAX_META), &mut text).is_err() {
+            return Ok(None);
+        }
+        let Some((path, version, ranges)) = parse_meta(&text) else { return Ok(None) };
+        let len = match open_trusted(&self.file(id, "data"), false).and_then(|d| d.metadata()) {
+            Ok(m) => m.len(),
+            Err(e) if out_of_fds(&e) => return Err(()),
+            Err(_) => return Ok(None),
+        };
         let ours = id.strip_prefix(&id_of(&path)).is_some_and(|n| n.starts_with('-'));
-        (ours && len >= ranges.end()).then(|| (path, version, ranges, std::sync::Arc::new(data)))
+        Ok((ours && len >= ranges.end()).then_some((path, version, ranges)))
     }
 
     /// Drops least recently used entries until `room` more bytes fit (files removed by
@@ -313,7 +323,7 @@ impl DiskCache {
                     }
                     None
                 }
-                Some(item) if item.ranges.covers(off.min(end), end) => Some((item.id.clone(), item.file.clone())),
+                Some(item) if item.ranges.covers(off.min(end), end) => Some(item.id.clone()),
                 _ => None,
             };
             if found.is_none() {
@@ -322,9 +332,10 @@ impl DiskCache {
             found
         };
         self.reap();
-        let (id, file) = found?;
+        let id = found?;
         let mut buf = vec![0u8; end.saturating_sub(off) as usize];
-        let read = file.read_exact_at(&mut buf, off);
+        // Opened by the instance's own name: one dropped meanwhile is gone, never another's.
+        let read = open_trusted(&self.file(&id, "data"), false).and_then(|f| f.read_exact_at(&mut buf, off));
         let mut st = self.state.lock();
         match read {
             Ok(()) => {
@@ -371,20 +382,18 @@ impl DiskCache {
                 st.next += 1;
                 let id = format!("{}-{:x}", id_of(path), st.next);
                 match create_new(&self.file(&id, "data")) {
-                    Ok(f) => {
-                        let file = std::sync::Arc::new(f);
-                        let item =
-                            Item { id, file, version: v, ranges: Ranges::new(), saved: Ranges::new(), unsaved: 0 };
+                    Ok(_) => {
+                        let item = Item { id, version: v, ranges: Ranges::new(), saved: Ranges::new(), unsaved: 0 };
                         st.items.put(path.to_string(), item);
                     }
                     Err(e) => log::debug!("disk cache: cannot keep {path}: {e}"),
                 }
             }
-            st.items.get(path).map(|i| (i.id.clone(), i.file.clone()))
+            st.items.get(path).map(|i| i.id.clone())
         };
         self.reap();
-        let Some((id, file)) = target else { return };
-        if let Err(e) = file.write_all_at(data, off) {
+        let Some(id) = target else { return };
+        if let Err(e) = open_trusted(&self.file(&id, "data"), true).and_then(|f| f.write_all_at(data, off)) {
             log::debug!("disk cache: cannot keep {path}: {e}");
             return;
         }
@@ -401,16 +410,16 @@ impl DiskCache {
     /// Makes what is held of `path` survive a crash or an unmount: its data synced, then its
     /// meta replaced.
     pub fn save(&self, path: &str) {
-        let (id, file, text, ranges) = {
+        let (id, text, ranges) = {
             let st = self.state.lock();
             let Some(item) = st.items.peek(path) else { return };
             if item.ranges == item.saved {
                 return;
             }
-            (item.id.clone(), item.file.clone(), meta_text(path, item.version, &item.ranges), item.ranges.clone())
+            (item.id.clone(), meta_text(path, item.version, &item.ranges), item.ranges.clone())
         };
         let res = (|| -> std::io::Result<()> {
-            file.sync_data()?;
+            open_trusted(&self.file(&id, "data"), true)?.sync_data()?;
             let tmp = self.file(&id, "metatmp");
             let mut f = create_or_truncate(&tmp)?;
             f.write_all(text.as_bytes())?;

@@ -119,7 +119,7 @@ impl DirListing {
         slots.sort_by(|a, b| a.name().cmp(b.name()));
         slots.dedup_by(|a, b| a.name() == b.name());
         slots.shrink_to_fit();
-        let subdirs = slots.iter().filter(|s| s.kind == KIND_DIR).count();
+        let subdirs = slots.iter().filter(|s| s.kind & !EXACT_TIME == KIND_DIR).count();
         let bytes = slots.iter().map(Slot::bytes).sum();
         let version = VERSIONS.fetch_add(1, Ordering::Relaxed);
         DirListing { fetched: Instant::now(), version, slots, subdirs, bytes }
@@ -137,20 +137,20 @@ impl DirListing {
 
     /// Puts `slot` at `i` (a new place when `insert`), keeping the count of directories.
     fn place(&mut self, i: usize, slot: Slot, insert: bool) {
-        self.subdirs += usize::from(slot.kind == KIND_DIR);
+        self.subdirs += usize::from(slot.kind & !EXACT_TIME == KIND_DIR);
         self.bytes += slot.bytes();
         if insert {
             self.slots.insert(i, slot);
         } else {
             let old = std::mem::replace(&mut self.slots[i], slot);
-            self.subdirs -= usize::from(old.kind == KIND_DIR);
+            self.subdirs -= usize::from(old.kind & !EXACT_TIME == KIND_DIR);
             self.bytes -= old.bytes();
         }
     }
 
     fn take(&mut self, i: usize) -> Slot {
         let old = self.slots.remove(i);
-        self.subdirs -= usize::from(old.kind == KIND_DIR);
+        self.subdirs -= usize::from(old.kind & !EXACT_TIME == KIND_DIR);
         self.bytes -= old.bytes();
         old
     }
@@ -333,6 +333,26 @@ impl Fetch<'_> {
 }
 
 impl Fetch<'_> {
+    /// Stores a listing fetched `age` ago (kept on disk by an earlier mount) unless a change of
+    /// ours came since this fetch began, or `dir` is cached: it is trusted for what is left of
+    /// the TTL. `None`: not stored.
+    pub fn finish_aged(self, entries: Vec<Entry>, age: Duration) -> Option<Arc<DirListing>> {
+        let fetched = Instant::now().checked_sub(age)?;
+        if age >= self.cache.ttl {
+            return None;
+        }
+        let mut map = self.cache.map.lock();
+        let (dir, spoiled) = self.cache.fetches.lock().remove(&self.id)?;
+        if spoiled || map.lru.contains(&dir) {
+            return None;
+        }
+        let mut l = DirListing::new(entries);
+        l.fetched = fetched;
+        let l = Arc::new(l);
+        map.put(dir, l.clone());
+        Some(l)
+    }
+
     /// True when a change of ours to the directory came since the fetch began (what it got
     /// may be older than our own change).
     pub fn spoiled(&self) -> bool {
@@ -378,24 +398,6 @@ impl DirCache {
         self.map.lock().lru.peek(dir).map(|l| l.version)
     }
 
-    /// Stores a listing fetched `age` ago (kept on disk by an earlier mount), unless `dir` is
-    /// cached or being fetched: it is trusted for what is left of the TTL. `None`: not stored.
-    pub fn put_aged(&self, dir: &str, entries: Vec<Entry>, age: Duration) -> Option<Arc<DirListing>> {
-        let fetched = Instant::now().checked_sub(age)?;
-        if age >= self.ttl {
-            return None;
-        }
-        let mut map = self.map.lock();
-        if map.lru.contains(dir) || self.fetches.lock().values().any(|(d, _)| d == dir) {
-            return None;
-        }
-        let mut l = DirListing::new(entries);
-        l.fetched = fetched;
-        let l = Arc::new(l);
-        map.put(dir.to_string(), l.clone());
-        Some(l)
-    }
-
     /// Registers a fetch of `dir`'s listing about to be sent.
     pub fn begin_fetch(&self, dir: &str) -> Fetch<'_> {
         let id = self.next_fetch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -434,6 +436,8 @@ impl DirCache {
     /// Stores a listing we know to be current (a directory just created is empty).
     pub fn put(&self, dir: &str, entries: Vec<Entry>) -> Arc<DirListing> {
         let l = Arc::new(DirListing::new(entries));
+        // Before the change too: a copy read meanwhile is not taken for current.
+        self.tell(dir, false);
         let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
@@ -443,6 +447,8 @@ impl DirCache {
 
     /// Adds or replaces one entry in the cached listing of `dir` (if cached).
     pub fn upsert(&self, dir: &str, entry: Entry) {
+        // Before the change too: a copy read meanwhile is not taken for current.
+        self.tell(dir, false);
         let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
@@ -451,6 +457,8 @@ impl DirCache {
 
     /// Changes one entry in place (if cached).
     pub fn update(&self, dir: &str, name: &str, f: impl FnOnce(&mut Entry)) {
+        // Before the change too: a copy read meanwhile is not taken for current.
+        self.tell(dir, false);
         let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
@@ -459,6 +467,8 @@ impl DirCache {
 
     /// Removes one entry from the cached listing of `dir` and returns it (if cached).
     pub fn remove(&self, dir: &str, name: &str) -> Option<Entry> {
+        // Before the change too: a copy read meanwhile is not taken for current.
+        self.tell(dir, false);
         let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
@@ -467,6 +477,8 @@ impl DirCache {
 
     /// Forgets the listing of `dir`.
     pub fn invalidate(&self, dir: &str) {
+        // Before the change too: a copy read meanwhile is not taken for current.
+        self.tell(dir, false);
         let _told = Told(self, dir, false);
         let mut map = self.map.lock();
         self.spoil(|d| d == dir);
@@ -475,6 +487,8 @@ impl DirCache {
 
     /// Forgets the listings of `dir` and of everything under it.
     pub fn invalidate_tree(&self, dir: &str) {
+        // Before the change too: a copy read meanwhile is not taken for current.
+        self.tell(dir, true);
         let _told = Told(self, dir, true);
         let mut map = self.map.lock();
         self.spoil(|d| is_at_or_under(d, dir));

@@ -261,9 +261,12 @@ impl Core {
     /// The listing of `dir` an earlier mount kept on disk, while younger than `cache_timeout`
     /// (trusted as if this mount had fetched it then), now cached in memory.
     fn listing_kept_on_disk(&self, dir: &str) -> Option<Arc<DirListing>> {
-        let (fetched, entries) = self.disk_cache()?.listing(dir)?;
+        let cache = self.disk_cache()?;
+        // Registered like a fetch: a change of ours meanwhile keeps it out of the cache.
+        let fetch = self.dirs.begin_fetch(dir);
+        let (fetched, entries) = cache.listing_younger_than(dir, self.cfg.cache_timeout)?;
         let age = SystemTime::now().duration_since(fetched).ok()?;
-        self.dirs.put_aged(dir, entries, age)
+        fetch.finish_aged(entries, age)
     }
 
     /// While the server is away: the listing of `dir` kept on disk, whatever its age (not
@@ -281,7 +284,7 @@ impl Core {
         }
         let cache = self.disk_cache()?;
         let name = split_path(path).1;
-        if cache.listing(path).is_some() {
+        if cache.has_listing(path) {
             return Some(Entry::new(name, EntryKind::Dir));
         }
         let v = cache.kept_version(path)?;

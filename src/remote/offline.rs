@@ -15,17 +15,19 @@ use crate::ftp::FtpError;
 /// How often a connection is tried while the server is away.
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 
-/// Whether `e`, met while making a new connection, means the server is away (rather than
-/// refusing us: a login refused, too many connections, a reply we do not understand).
+/// Whether `e`, met while making a new connection, means the server is away: no TCP
+/// connection at all (refused, no route, no such host, the connect timed out). Not a slow
+/// greeting or login, a login refused, too many connections or a reply we do not understand:
+/// the server is there.
 pub fn means_unreachable(e: &FtpError) -> bool {
     use std::io::ErrorKind::*;
     match e {
-        FtpError::Io(io) => {
-            matches!(
-                io.kind(),
-                ConnectionRefused | TimedOut | HostUnreachable | NetworkUnreachable | NetworkDown | AddrNotAvailable
-            ) || io.to_string().contains("lookup address")
-        }
+        FtpError::Io(io) => match io.kind() {
+            ConnectionRefused | HostUnreachable | NetworkUnreachable | NetworkDown | AddrNotAvailable => true,
+            // Only the TCP connect's own timeout (see `ftp::control`), not a later step's.
+            TimedOut => io.to_string().starts_with("no TCP connection"),
+            _ => io.to_string().contains("lookup address"),
+        },
         _ => false,
     }
 }
@@ -109,5 +111,8 @@ mod tests {
         assert!(!r.is_away());
         let login = FtpError::Reply { code: 530, text: "Login incorrect.".into() };
         assert!(!means_unreachable(&login), "a server that refuses us is there");
+        let slow = |what: &str| FtpError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_string()));
+        assert!(means_unreachable(&slow("no TCP connection to h:21 within 30 s")));
+        assert!(!means_unreachable(&slow("no greeting from the server within 30 s")), "a slow server is there");
     }
 }

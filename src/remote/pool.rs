@@ -326,8 +326,10 @@ impl Pool {
                     return Ok(None);
                 }
                 self.freed.notify_all();
+                // Away only while no connection of ours is alive (one that works says otherwise).
+                let alone = st.total == 0;
                 drop(st);
-                if super::offline::means_unreachable(&e) {
+                if alone && super::offline::means_unreachable(&e) {
                     self.went_offline(&e);
                     // Offline now: the caller serves what is cached rather than fail.
                     if let Some(away) = self.reach.refusal() {
@@ -471,9 +473,10 @@ impl Pool {
                 } else {
                     log::debug!("connecting in the background failed: {e}");
                 }
+                let alone = st.total == 0;
                 drop(st);
                 self.freed.notify_all();
-                if super::offline::means_unreachable(&e) {
+                if alone && super::offline::means_unreachable(&e) {
                     self.went_offline(&e);
                 }
             }

@@ -9,8 +9,10 @@ use crate::model::FsResult;
 
 /// Failures worth trying again (in this mount, then at the next) rather than giving up on:
 /// the connection or the server failed, not the request.
-pub(super) const TRANSIENT: [i32; 14] = [
+pub(super) const TRANSIENT: [i32; 15] = [
     libc::EIO,
+    // The server is away (offline): the journal keeps the version until it is back.
+    libc::EHOSTDOWN,
     libc::ETIMEDOUT,
     libc::EBUSY,
     libc::ENOTCONN,
