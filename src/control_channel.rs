@@ -335,12 +335,7 @@ pub fn refresh(mountpoint: &Path, path: Option<&Path>, recursive: bool) -> Resul
         None => String::new(),
         Some(p) => relative_to_mount(&root, mountpoint, p)?,
     };
-    let answer = send(&root, Request::Refresh { path: rel, recursive })?;
-    if !answer.starts_with("refreshed") {
-        return Err(format!("the mount at {} did not take the refresh (an older ftpfs?)", mountpoint.display()));
-    }
-    print!("{answer}");
-    Ok(())
+    print_answer(&root, Request::Refresh { path: rel, recursive }, "refreshed")
 }
 
 /// `path` relative to the mount's root `root`, resolved without entering the mount (its parts
@@ -378,8 +373,14 @@ fn relative_to_mount(root: &Path, spelled: &Path, path: &Path) -> Result<String,
 
 /// `ftpfs cache clear MOUNTPOINT`: the running mount empties its disk cache.
 pub fn cache_clear(mountpoint: &Path) -> Result<(), String> {
-    let answer = send(mountpoint, Request::CacheClear)?;
-    if !answer.starts_with("cleared") {
+    print_answer(mountpoint, Request::CacheClear, "cleared")
+}
+
+/// Sends `request` and prints the answer, which must start with `done` (an older mount that
+/// does not know the request answers with its stats).
+fn print_answer(mountpoint: &Path, request: Request, done: &str) -> Result<(), String> {
+    let answer = send(mountpoint, request)?;
+    if !answer.starts_with(done) {
         return Err(format!("the mount at {} did not take the request (an older ftpfs?)", mountpoint.display()));
     }
     print!("{answer}");
