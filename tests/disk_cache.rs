@@ -21,6 +21,13 @@ fn mount(srv: &FtpServer, cache: &Path) -> Mount {
     Mount::new(srv, &["disk_cache=64M", &format!("cache_dir={}", cache.display()), "cache_timeout=1"])
 }
 
+/// A cache_dir as the mount requires it: private to us.
+fn private_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
 /// Unmounts and waits for the process to end (it saves the cache on its way out).
 fn unmount(m: Mount) {
     let pid = m.daemon_pid().expect("the mount's process");
@@ -43,8 +50,7 @@ fn second_reads_come_from_disk_while_the_file_is_the_same(kind: ServerKind) {
         return;
     }
     let srv = FtpServer::start(kind);
-    let cache = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cache = private_dir();
     let old = SystemTime::now() - Duration::from_secs(3 * 3600);
     let big: Vec<u8> = (0..8u32 << 20).map(|i| (i * 31 % 251) as u8).collect();
     srv.put_file("small", b"small file content\n");
@@ -117,8 +123,7 @@ fn listings_are_kept_across_remounts(kind: ServerKind) {
         return;
     }
     let srv = FtpServer::start(kind);
-    let cache = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cache = private_dir();
     srv.put_file("d/a", b"1");
     let opts =
         ["disk_cache=64M".to_string(), format!("cache_dir={}", cache.path().display()), "cache_timeout=600".into()];
@@ -149,8 +154,7 @@ fn the_cache_serves_while_the_server_is_away(kind: ServerKind) {
         return;
     }
     let mut srv = FtpServer::start(kind);
-    let cache = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cache = private_dir();
     srv.put_file("d/kept", b"read before\n");
     srv.put_file("d/never", b"never read\n");
     let m = mount(&srv, cache.path());

@@ -64,6 +64,24 @@ fn upload(be: &FtpBackend, path: &str, body: &[u8]) -> Result<Option<u64>, Strin
     w.finish().map_err(|e| format!("finish: {e}"))
 }
 
+/// Uploads `b` where the server carries its STOR out late (after our reply timeout): the upload
+/// must fail (`why`), and the server never end up holding less than a copy reported saved. The
+/// old session carries the STOR out late, with what it got: sending the file again elsewhere
+/// would have been overwritten by that, after close() had said it was saved.
+fn assert_slow_upload_fails_and_stays_whole(srv: &FakeServer, be: &FtpBackend, why: &str) {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let res = upload(be, "b", &body);
+    std::thread::sleep(Duration::from_millis(3500));
+    let held = server_copy(srv, "/b");
+    assert!(
+        res.is_err() || held == body,
+        "upload reported {res:?}, server holds {} of {} bytes",
+        held.len(),
+        body.len()
+    );
+    assert!(res.is_err(), "{why}: {res:?}");
+}
+
 fn server_copy(srv: &FakeServer, path: &str) -> Vec<u8> {
     let mut c = Connection::connect(&srv.options(5)).expect("connect");
     let mut d = c.retr(path, 0).expect("RETR");
@@ -78,19 +96,7 @@ fn an_early_upload_whose_first_reply_timed_out_is_not_sent_again() {
     // Every second STOR waits 3 s in the server; we wait 2 s for a reply.
     let srv = FakeServer::start(&["--slow-stor", "2", "--slow-secs", "3", "--greeting", AS_VSFTPD]);
     let (be, _pool) = backend(&srv, 2, 4);
-    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let res = upload(&be, "b", &body);
-    // The old session carries the STOR out late, with what it got: sending the file again
-    // elsewhere would have been overwritten by that, after close() had said it was saved.
-    std::thread::sleep(Duration::from_millis(3500));
-    let held = server_copy(&srv, "/b");
-    assert!(
-        res.is_err() || held == body,
-        "upload reported {res:?}, server holds {} of {} bytes",
-        held.len(),
-        body.len()
-    );
-    assert!(res.is_err(), "a timed-out early upload must fail, not be sent again: {res:?}");
+    assert_slow_upload_fails_and_stays_whole(&srv, &be, "a timed-out early upload must fail, not be sent again");
 }
 
 #[test]
@@ -100,17 +106,11 @@ fn an_upload_whose_first_reply_timed_out_is_not_started_again() {
     // closed: an empty file, over any copy sent again on another connection.
     let srv = FakeServer::start(&["--slow-stor", "2", "--slow-secs", "3", "--greeting", AS_VSFTPD]);
     let (be, _pool) = backend_opening_ahead(&srv, 2, 4, false);
-    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let res = upload(&be, "b", &body);
-    std::thread::sleep(Duration::from_millis(3500));
-    let held = server_copy(&srv, "/b");
-    assert!(
-        res.is_err() || held == body,
-        "upload reported {res:?}, server holds {} of {} bytes",
-        held.len(),
-        body.len()
+    assert_slow_upload_fails_and_stays_whole(
+        &srv,
+        &be,
+        "an upload whose first reply timed out must fail, not be started again",
     );
-    assert!(res.is_err(), "an upload whose first reply timed out must fail, not be started again: {res:?}");
 }
 
 #[test]
