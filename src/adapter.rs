@@ -86,6 +86,9 @@ fn open_flags(o: &Opened) -> FopenFlags {
     if o.direct_io {
         flags |= FopenFlags::FOPEN_DIRECT_IO;
     }
+    if o.no_flush {
+        flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
     flags
 }
 

@@ -28,7 +28,7 @@ mod ranges;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,11 @@ pub const SAVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long [`DiskCache::open`] waits for another process to let go of the directory.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many read buffers [`DiskCache::read_with`] keeps for the next reads: reads are the hot
+/// path of a second read, and a fresh buffer each costs page faults. A buffer is at most one
+/// kernel read request (1 MiB).
+const SPARE_BUFFERS: usize = 4;
 
 /// A meta file is never longer than this (what is read of one, at most).
 const MAX_META: u64 = 1 << 20;
@@ -106,6 +111,8 @@ pub struct DiskCache {
     /// The directories whose listing is kept on disk ([`listings`]), with when each was
     /// fetched.
     listed: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Buffers reads went through, kept for the next reads ([`SPARE_BUFFERS`] at most).
+    spare: Mutex<Vec<Vec<u8>>>,
     /// Held (flock) while this mount uses the directory.
     _lock: File,
 }
@@ -188,6 +195,7 @@ impl DiskCache {
                     .map_or(1, |d| d.as_nanos() as u64),
             }),
             listed: Mutex::new(HashMap::new()),
+            spare: Mutex::new(Vec::new()),
             _lock: lock,
         };
         cache.load().map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -310,9 +318,18 @@ impl DiskCache {
     }
 
     /// `[off, off + len)` of `path` (cut at the end of the file), if the cache holds all of it
-    /// for version `v`. An entry of an older version is dropped (one of a newer version stays:
-    /// the reader holds an older listing). Counts a hit or a miss.
+    /// for version `v`; see [`DiskCache::read_with`].
     pub fn read(&self, path: &str, v: Version, off: u64, len: usize) -> Option<Vec<u8>> {
+        let mut held = None;
+        self.read_with(path, v, off, len, &mut |b| held = Some(b.to_vec()));
+        held
+    }
+
+    /// Hands `out` the bytes `[off, off + len)` of `path` (cut at the end of the file) and
+    /// returns true, if the cache holds all of them for version `v`. An entry of an older
+    /// version is dropped (one of a newer version stays: the reader holds an older listing).
+    /// Counts a hit or a miss.
+    pub fn read_with(&self, path: &str, v: Version, off: u64, len: usize, out: &mut dyn FnMut(&[u8])) -> bool {
         let end = (off + len as u64).min(v.size);
         let found = {
             let mut st = self.state.lock();
@@ -332,15 +349,26 @@ impl DiskCache {
             found
         };
         self.reap();
-        let id = found?;
-        let mut buf = vec![0u8; end.saturating_sub(off) as usize];
+        let Some(id) = found else { return false };
+        let want = end.saturating_sub(off);
+        let mut buf = self.spare.lock().pop().unwrap_or_default();
+        buf.clear();
         // Opened by the instance's own name: one dropped meanwhile is gone, never another's.
-        let read = open_trusted(&self.file(&id, "data"), false).and_then(|f| f.read_exact_at(&mut buf, off));
+        let read = open_trusted(&self.file(&id, "data"), false).and_then(|mut f| {
+            f.seek(std::io::SeekFrom::Start(off))?;
+            (&mut f).take(want).read_to_end(&mut buf)?;
+            match buf.len() as u64 == want {
+                true => Ok(()),
+                false => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            }
+        });
         let mut st = self.state.lock();
-        match read {
+        let held = match read {
             Ok(()) => {
                 st.counts.hits += 1;
-                Some(buf)
+                drop(st);
+                out(&buf);
+                true
             }
             Err(e) => {
                 log::debug!("disk cache: {path}: {e}");
@@ -350,9 +378,14 @@ impl DiskCache {
                 }
                 drop(st);
                 self.reap();
-                None
+                false
             }
+        };
+        let mut spare = self.spare.lock();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
         }
+        held
     }
 
     fn drop_entry(&self, st: &mut State, path: &str) {

@@ -65,6 +65,9 @@ pub struct Opened {
     pub keep_cache: bool,
     /// Reads bypass the kernel's page cache (large files streamed once).
     pub direct_io: bool,
+    /// Its close has nothing to upload or report (read-only, not truncating): the kernel need
+    /// not wait for a flush at each close.
+    pub no_flush: bool,
 }
 
 /// An opened directory.
@@ -344,7 +347,7 @@ impl Model {
             return Err(e);
         }
         let (keep_cache, direct_io) = self.cache_mode(ino, &st, writable);
-        Ok(Opened { fh, keep_cache, direct_io })
+        Ok(Opened { fh, keep_cache, direct_io, no_flush: !writable && !truncate })
     }
 
     /// A read-only handle on `path` serving `copy` (`len` bytes), the version of the file that
@@ -355,7 +358,7 @@ impl Model {
         handle_io::serve_copy(&self.core, fh, copy, len)?;
         let st = self.stat_entry(path, &entry);
         let (keep_cache, direct_io) = self.cache_mode(ino, &st, false);
-        Ok(Opened { fh, keep_cache, direct_io })
+        Ok(Opened { fh, keep_cache, direct_io, no_flush: true })
     }
 
     /// create: a writable handle on a new (or, with O_TRUNC, emptied) file with permission bits

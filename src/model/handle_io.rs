@@ -369,9 +369,8 @@ pub fn read(core: &Core, f: &OpenFile, off: u64, size: usize, out: &mut dyn FnMu
             check_same_version(core, &path, io.server_size, io.read_since, io.listed_mtime)?;
         }
         if let Some((cache, v)) = keep
-            && let Some(held) = cache.read(&path, v, off, size)
+            && cache.read_with(&path, v, off, size, out)
         {
-            out(&held);
             return Ok(());
         }
         if off == 0 || io.read_since.is_none() {
