@@ -1,7 +1,11 @@
 //! The disk cache (`-o disk_cache`) through the kernel, on the four servers: what was read
 //! is served again after an unmount and a remount without the server, while the server's file
 //! keeps its size and time; a file the server changed is read anew; only the parts read are
-//! kept; what the cache keeps is private.
+//! kept; what the cache keeps is private. On vsftpd and pyftpdlib also: a read in the middle of
+//! a 2 GiB file keeps that MiB alone; the size limit holds, the files read last kept; `kill -9`
+//! while the cache fills, then a remount, serves the server's bytes (a kill leaves what was
+//! written in the page cache, so this checks what the next mount trusts, not the syncs; those
+//! are the unit tests' `kill before save`).
 //!
 //! To show that a read came from the disk cache and not from the server, the test changes the
 //! bytes of the server's file behind its back and puts its size and time back as they were: a
@@ -190,6 +194,120 @@ fn the_cache_serves_while_the_server_is_away(kind: ServerKind) {
     assert_eq!(m.sh_ok("cat d/never"), "never read\n");
 }
 
+/// Sets the server's file `rel` back to `when` (a time the listing tells exactly).
+fn set_time(srv: &FtpServer, rel: &str, when: SystemTime) {
+    std::fs::File::options().write(true).open(srv.disk(rel)).unwrap().set_modified(when).unwrap();
+}
+
+/// Bytes the data files under `cache_dir` take on disk (their allocated blocks: they are sparse).
+fn data_bytes_on_disk(cache_dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let content = cache_dir.join("content");
+    std::fs::read_dir(content)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".data"))
+        .map(|f| f.metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+/// A read in the middle of a 2 GiB file keeps that part alone, and serves it again after a
+/// remount; the cache holds its size limit, keeping the files read last; a `kill -9` while the
+/// cache fills never lets a later mount serve a byte the server does not hold.
+fn big_files_limits_and_kill_9(kind: ServerKind) {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FtpServer::start(kind);
+    let cache = private_dir();
+    let old = SystemTime::now() - Duration::from_secs(3 * 3600);
+    let opts = |size: &str| {
+        [format!("disk_cache={size}"), format!("cache_dir={}", cache.path().display()), "cache_timeout=1".into()]
+    };
+
+    // 2 GiB (sparse on the server's disk), 1 MiB of data in its middle.
+    const GIB: u64 = 1 << 30;
+    srv.put_file("huge", b"");
+    let middle = support::DataGen::bytes(7, 1 << 20);
+    let f = std::fs::File::options().write(true).open(srv.disk("huge")).unwrap();
+    f.set_len(2 * GIB).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &middle, GIB).unwrap();
+    drop(f);
+    set_time(&srv, "huge", old);
+    let o = opts("64M");
+    let m = Mount::new(&srv, &o.iter().map(String::as_str).collect::<Vec<_>>());
+    let read_middle = "dd if=huge bs=1M skip=1024 count=1 status=none | sha256sum";
+    let sum = m.sh_ok(read_middle);
+    unmount(m);
+    let kept = data_bytes_on_disk(cache.path());
+    assert!((1 << 20..=8 << 20).contains(&kept), "kept {kept} bytes for a read of 1 MiB of 2 GiB");
+    // The server's middle changes behind its back (same size and time): the old one is served.
+    let f = std::fs::File::options().write(true).open(srv.disk("huge")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &vec![b'X'; 1 << 20], GIB).unwrap();
+    drop(f);
+    set_time(&srv, "huge", old);
+    std::thread::sleep(Duration::from_millis(1100));
+    let m = Mount::new(&srv, &o.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(m.sh_ok(read_middle), sum, "the middle, from the disk cache");
+    unmount(m);
+    let (ok, text) = ftpfs(&["cache", "clear", &srv.url(), "-o", &format!("cache_dir={}", cache.path().display())]);
+    assert!(ok, "{text}");
+
+    // A limit of 4 MiB and 8 files of 1 MiB read in turn: at most 4 MiB kept, the last ones.
+    let o = opts("4M");
+    let o: Vec<&str> = o.iter().map(String::as_str).collect();
+    for i in 0..8 {
+        srv.put_file(&format!("e{i}"), &support::DataGen::bytes(i, 1 << 20));
+        set_time(&srv, &format!("e{i}"), old);
+    }
+    let m = Mount::new(&srv, &o);
+    for i in 0..8 {
+        m.sh_ok(&format!("cat e{i} > /dev/null"));
+    }
+    unmount(m);
+    let kept = data_bytes_on_disk(cache.path());
+    assert!(kept <= (4 << 20) + 8 * 4096, "{kept} bytes kept with a limit of 4 MiB");
+    for i in [0, 7] {
+        srv.put_file(&format!("e{i}"), &vec![b'X'; 1 << 20]);
+        set_time(&srv, &format!("e{i}"), old);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let m = Mount::new(&srv, &o);
+    let read = |name: &str| std::fs::read(m.p(name)).unwrap();
+    assert!(read("e7") == support::DataGen::bytes(7, 1 << 20), "the file read last is kept");
+    assert!(read("e0") == vec![b'X'; 1 << 20], "the file read first was evicted: read from the server");
+    unmount(m);
+
+    // kill -9 while the cache fills, at three points; each later mount serves the server's bytes.
+    let big = support::DataGen::bytes(99, 64 << 20);
+    srv.put_file("big", &big);
+    set_time(&srv, "big", old);
+    std::thread::sleep(Duration::from_millis(1100)); // the root's listing kept on disk expires
+    let o = opts("256M");
+    let o: Vec<&str> = o.iter().map(String::as_str).collect();
+    let m = Mount::new(&srv, &o);
+    // A tail kept and saved: the data file is 64 MiB long from now on, with a hole before it
+    // that only the killed reads below fill in part.
+    m.sh_ok("dd if=big bs=1M skip=60 count=4 status=none > /dev/null");
+    unmount(m);
+    for delay_ms in [30, 120, 400] {
+        let m = Mount::new(&srv, &o);
+        let mut reader = std::process::Command::new("dd")
+            .args([&format!("if={}", m.p("big").display()), "of=/dev/null", "bs=64k", "status=none"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        m.abort();
+        let _ = reader.wait();
+        let m = Mount::new(&srv, &o);
+        let got = std::fs::read(m.p("big")).unwrap();
+        assert!(got == big, "after a kill -9 at {delay_ms} ms: the bytes served differ from the server's");
+        unmount(m);
+    }
+}
+
 fn ftpfs(args: &[&str]) -> (bool, String) {
     let out = support::mount::ftpfs_command(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -213,3 +331,5 @@ on_every_server!(
     listings_are_kept_across_remounts,
     the_cache_serves_while_the_server_is_away,
 );
+
+on_servers!([big_vsftpd: Vsftpd, big_pyftpdlib: Pyftpdlib], big_files_limits_and_kill_9);
