@@ -152,6 +152,8 @@ pub struct MountOpts {
     pub disk_cache: Option<Option<u64>>,
     /// Whole-file uploads go to a temporary name and are renamed over the target at the end.
     pub atomic_upload: bool,
+    /// Mount without waiting for the server; connect on first use (`backend::delayed`).
+    pub delay_connect: bool,
     /// A file time the server cannot set is ignored instead of failing with EPERM.
     pub ignore_time_errors: bool,
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
@@ -208,6 +210,7 @@ impl Default for MountOpts {
             writeback: false,
             disk_cache: None,
             atomic_upload: false,
+            delay_connect: false,
             ignore_time_errors: false,
             tls: None,
             cafile: None,
@@ -313,6 +316,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("disk_cache", None) => o.disk_cache = Some(None),
             ("disk_cache", Some(v)) => o.disk_cache = Some(Some(parse_size(v)?)),
             ("atomic_upload", None) => o.atomic_upload = true,
+            ("delay_connect", None) => o.delay_connect = true,
             ("ignore_time_errors", None) => o.ignore_time_errors = true,
             ("ahead_mib", Some(v)) => {
                 let mib = number(key, v)?;
@@ -324,7 +328,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("tls", None) | ("tls", Some("explicit")) => o.tls = Some(TlsMode::Explicit),
             ("tls", Some("implicit")) => o.tls = Some(TlsMode::Implicit),
             ("cafile", Some(v)) if !v.is_empty() => o.cafile = Some(PathBuf::from(v)),
-            ("no_verify", None) => o.no_verify = true,
+            ("no_verify" | "no_check_certificate", None) => o.no_verify = true,
             ("fingerprint", Some(v)) => o.fingerprint = Some(Fingerprint::parse(v)?),
             ("proxy", Some(v)) => o.proxy = Some(Proxy::parse(v)?),
             ("netrc", Some(v)) if !v.is_empty() => o.netrc = Some(PathBuf::from(v)),
@@ -676,6 +680,8 @@ mod tests {
         assert_eq!(o.tls, Some(TlsMode::Explicit));
         assert_eq!(o.cafile.as_deref(), Some(std::path::Path::new("/x/ca.pem")));
         assert!(o.no_verify);
+        assert!(parse_mount_options(&["tls,no_check_certificate".into()]).unwrap().no_verify, "the common alias");
+        assert!(parse_mount_options(&["delay_connect".into()]).unwrap().delay_connect);
         assert_eq!(parse_mount_options(&["tls=implicit".into()]).unwrap().tls, Some(TlsMode::Implicit));
         assert!(parse_mount_options(&["tls=bogus".into()]).is_err());
         assert_eq!(parse_mount_options(&["encoding=cp1251".into()]).unwrap().encoding, Some(encoding_rs::WINDOWS_1251));

@@ -15,8 +15,10 @@ use crate::adapter::FtpFs;
 use crate::backend::Backend;
 use crate::backend::ahead::{Ahead, AheadConfig};
 use crate::backend::atomic::AtomicUploads;
+use crate::backend::delayed::Delayed;
 use crate::cli::{MountOpts, Target};
 use crate::disk_cache::DiskCache;
+use crate::error::FsError;
 use crate::ftp::{ConnectOptions, Connection, FtpError};
 use crate::journal_dirs::{remove_if_only_lock, writeback_journal};
 use crate::model::{Model, ModelConfig};
@@ -65,6 +67,11 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 /// broke (reset, closed, 421) is tried again, up to twice; not a timeout (the error names the step
 /// that ran out of time), a refused connection, or an answer such as a refused login.
 pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<(Connection, String), StartError> {
+    connect_to_root(opts, target).map_err(|e| start_error(&e, target))
+}
+
+/// [`first_connection`], with the error as the server or the network gave it.
+fn connect_to_root(opts: &ConnectOptions, target: &Target) -> crate::ftp::Result<(Connection, String)> {
     let deadline = std::time::Instant::now() + opts.timeout;
     let mut attempt = 0;
     loop {
@@ -75,24 +82,26 @@ pub fn first_connection(opts: &ConnectOptions, target: &Target) -> Result<(Conne
             Ok((c, root))
         });
         match res {
-            Ok(ok) => return Ok(ok),
             Err(e) if attempt < 3 && start_up_broke(&e) && std::time::Instant::now() < deadline => {
                 log::info!("start-up connection broke ({e}); trying again");
             }
-            Err(e) => {
-                return Err(match e {
-                    // A step ran out of time: the message is the step's ("no greeting from …").
-                    FtpError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                        format!("cannot connect to {}: {io}", target.display_url())
-                    }
-                    e => match e.code() {
-                        Some(530) => format!("login to {} failed: {e}", target.display_url()),
-                        Some(_) => format!("{}: {e}", target.display_url()),
-                        None => format!("cannot connect to {}: {e}", target.display_url()),
-                    },
-                });
-            }
+            res => return res,
         }
+    }
+}
+
+/// The message for a connection that could not be made at start.
+fn start_error(e: &FtpError, target: &Target) -> StartError {
+    match e {
+        // A step ran out of time: the message is the step's ("no greeting from …").
+        FtpError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            format!("cannot connect to {}: {io}", target.display_url())
+        }
+        e => match e.code() {
+            Some(530) => format!("login to {} failed: {e}", target.display_url()),
+            Some(_) => format!("{}: {e}", target.display_url()),
+            None => format!("cannot connect to {}: {e}", target.display_url()),
+        },
     }
 }
 
@@ -275,9 +284,13 @@ pub fn run(mut plan: MountPlan) -> Result<(), StartError> {
     let default = plan.opts.cache_dir.is_none();
     let cache_dir = plan.opts.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir);
     plan.opts.cache_dir = Some(crate::private_files::prepare_cache_dir(&cache_dir, default)?);
-    let (first, root) = first_connection(&plan.connect, &plan.target)?;
+    // With delay_connect the mount comes up before the server answers (see `backend::delayed`).
+    let first = match plan.opts.delay_connect {
+        false => Some(first_connection(&plan.connect, &plan.target)?),
+        true => None,
+    };
     let mut report = if plan.foreground { Report::foreground() } else { daemonize()? };
-    match mount_and_serve(plan, mountpoint, first, root, &mut report) {
+    match mount_and_serve(plan, mountpoint, first, &mut report) {
         Ok(()) => Ok(()),
         Err(e) => {
             report.failed(&e);
@@ -289,16 +302,14 @@ pub fn run(mut plan: MountPlan) -> Result<(), StartError> {
 fn mount_and_serve(
     plan: MountPlan,
     mountpoint: PathBuf,
-    mut first: Connection,
-    root: String,
+    first: Option<(Connection, String)>,
     report: &mut Report,
 ) -> Result<(), StartError> {
-    let features = first.features().clone();
     let o = &plan.opts;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let cache_dir = o.cache_dir.clone().unwrap_or_else(crate::cli::default_cache_dir);
-    let (journal, orphans) = match o.writeback {
+    let (journal, mut orphans) = match o.writeback {
         true => {
             let (own, orphans) = writeback_journal(&cache_dir, &plan.target)?;
             (Some(own), orphans)
@@ -325,50 +336,30 @@ fn mount_and_serve(
             None
         }
     });
-    let ahead_mib = o.ahead_mib.unwrap_or(crate::cli::DEFAULT_AHEAD_MIB);
-    // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks
-    // the server, and so it stays.
-    let may_work_ahead = ahead_mib > 0 && !o.cache_timeout.is_zero();
-    let mut far_away = false;
-    if may_work_ahead {
-        // Proves EPSV once (two round trips now), so that every connection of the pool may
-        // open its data connections ahead from its first request on.
-        let started = std::time::Instant::now();
-        if let Err(e) = first.try_data_ahead() {
-            log::debug!("no data connection opened ahead at start: {e}");
+    let backend: Arc<dyn Backend> = match first {
+        Some((first, root)) => server_backend(o, &plan.connect, first, root),
+        None => {
+            let (opts, connect, target) = (o.clone(), plan.connect.clone(), plan.target.clone());
+            // What an earlier mount left in its journal lands before any request of this one
+            // reaches the server (a newer write of ours must land after it).
+            let orphans = parking_lot::Mutex::new(std::mem::take(&mut orphans));
+            let cache_dir = cache_dir.clone();
+            let later = move || {
+                let (first, root) = connect_to_root(&connect, &target).map_err(|e| {
+                    let kind = match &e {
+                        FtpError::Reply { .. } => e.kind(crate::ftp::error::Op::Lookup),
+                        _ => FsError::Offline,
+                    };
+                    (kind, start_error(&e, &target))
+                })?;
+                let backend = server_backend(&opts, &connect, first, root);
+                for (dir, lock) in orphans.lock().drain(..) {
+                    recover_orphan(|dir| Model::recover_journal_alone(backend.as_ref(), &cache_dir, dir), &dir, lock);
+                }
+                Ok(backend)
+            };
+            Arc::new(Delayed::start(Box::new(later), o.timeout).map_err(|e| format!("thread: {e}"))?)
         }
-        far_away = started.elapsed() >= FAR_AWAY;
-        log::debug!("EPSV and data connection at start: {:?}", started.elapsed());
-    }
-    // Unless asked for, work ahead only for a far server: near one, a request costs less than
-    // the work ahead competing with it for the server's and our CPU.
-    let work_ahead = may_work_ahead && (far_away || o.ahead_mib.is_some());
-    log::info!("work ahead {}", if work_ahead { "on" } else { "off" });
-    // Later connections skip FEAT: the first one's answer stands for the server.
-    let connect = ConnectOptions { known_features: Some(first.features().clone()), ..plan.connect.clone() };
-    let pool = Pool::new(connect, o.connections, Some(first));
-    pool.open_data_ahead(work_ahead);
-    if work_ahead && far_away {
-        // More logged-in connections, made while the mount starts and the user has not asked
-        // for anything yet: the first directory walk or parallel copy does not wait for logins.
-        // Only for a far server: near one, a login costs less than the logins competing with
-        // the first requests.
-        pool.warm(o.connections.saturating_sub(1));
-    }
-    let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
-    let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
-    let ftp: Arc<dyn Backend> = if o.atomic_upload { Arc::new(AtomicUploads::new(ftp, o.read_only)) } else { ftp };
-    let backend: Arc<dyn Backend> = if work_ahead {
-        let ahead = AheadConfig {
-            bytes: ahead_mib << 20,
-            max_age: o.cache_timeout.min(AheadConfig::default().max_age),
-            // Each uses a connection while one is spare; one is always kept for requests.
-            workers: o.connections,
-            ..AheadConfig::default()
-        };
-        Arc::new(Ahead::new(ftp, ahead))
-    } else {
-        ftp
     };
     let model = Arc::new(Model::new(cfg, backend));
     if let Some(cache) = disk_cache {
@@ -376,12 +367,8 @@ fn mount_and_serve(
         crate::stats::gauge("disk cache", move || Some(shown.describe()));
         model.use_disk_cache(cache);
     }
-    for (dir, _lock) in orphans {
-        let recovered = model.recover_journal(&dir);
-        if recovered > 0 {
-            log::warn!("uploaded {recovered} files that an earlier mount had not written back");
-        }
-        remove_if_only_lock(&dir);
+    for (dir, lock) in orphans {
+        recover_orphan(|dir| model.recover_journal(dir), &dir, lock);
     }
     // fuser 0.18.0 unmounts the mount point when its session ends even when the kernel already
     // unmounted it (its liveness check is inverted; fixed upstream after 0.18.0): after a quick
@@ -483,6 +470,69 @@ fn mount_and_serve(
     let res = session.run();
     finish(&model, journal.as_deref());
     res.map_err(|e| format!("session ended: {e}"))
+}
+
+/// The backend of a server whose first connection (`first`, in `root`) logged in: the pool,
+/// the FTP backend, atomic uploads and work ahead as the options ask.
+fn server_backend(o: &MountOpts, connect: &ConnectOptions, mut first: Connection, root: String) -> Arc<dyn Backend> {
+    let features = first.features().clone();
+    let ahead_mib = o.ahead_mib.unwrap_or(crate::cli::DEFAULT_AHEAD_MIB);
+    // Work ahead only where listings are cached at all: with cache_timeout=0 every open asks
+    // the server, and so it stays.
+    let may_work_ahead = ahead_mib > 0 && !o.cache_timeout.is_zero();
+    let mut far_away = false;
+    if may_work_ahead {
+        // Proves EPSV once (two round trips now), so that every connection of the pool may
+        // open its data connections ahead from its first request on.
+        let started = std::time::Instant::now();
+        if let Err(e) = first.try_data_ahead() {
+            log::debug!("no data connection opened ahead at start: {e}");
+        }
+        far_away = started.elapsed() >= FAR_AWAY;
+        log::debug!("EPSV and data connection at start: {:?}", started.elapsed());
+    }
+    // Unless asked for, work ahead only for a far server: near one, a request costs less than
+    // the work ahead competing with it for the server's and our CPU.
+    let work_ahead = may_work_ahead && (far_away || o.ahead_mib.is_some());
+    log::info!("work ahead {}", if work_ahead { "on" } else { "off" });
+    // Later connections skip FEAT: the first one's answer stands for the server.
+    let connect = ConnectOptions { known_features: Some(first.features().clone()), ..connect.clone() };
+    let pool = Pool::new(connect, o.connections, Some(first));
+    pool.open_data_ahead(work_ahead);
+    if work_ahead && far_away {
+        // More logged-in connections, made while the mount starts and the user has not asked
+        // for anything yet: the first directory walk or parallel copy does not wait for logins.
+        // Only for a far server: near one, a login costs less than the logins competing with
+        // the first requests.
+        pool.warm(o.connections.saturating_sub(1));
+    }
+    let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
+    let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
+    let ftp: Arc<dyn Backend> = if o.atomic_upload { Arc::new(AtomicUploads::new(ftp, o.read_only)) } else { ftp };
+    let backend: Arc<dyn Backend> = if work_ahead {
+        let ahead = AheadConfig {
+            bytes: ahead_mib << 20,
+            max_age: o.cache_timeout.min(AheadConfig::default().max_age),
+            // Each uses a connection while one is spare; one is always kept for requests.
+            workers: o.connections,
+            ..AheadConfig::default()
+        };
+        Arc::new(Ahead::new(ftp, ahead))
+    } else {
+        ftp
+    };
+    backend
+}
+
+/// Uploads what an earlier mount left in its write-back journal `dir` (`recover`), holding its
+/// `lock` meanwhile, and removes the journal once empty.
+fn recover_orphan<L>(recover: impl FnOnce(&Path) -> usize, dir: &Path, lock: L) {
+    let recovered = recover(dir);
+    if recovered > 0 {
+        log::warn!("uploaded {recovered} files that an earlier mount had not written back");
+    }
+    remove_if_only_lock(dir);
+    drop(lock);
 }
 
 /// The disk cache of this server and root (`-o disk_cache`): `cache_dir/content/KEY`, KEY as

@@ -43,6 +43,7 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
          openssl x509 -fingerprint -sha256 print it; name and chain are not checked.",
     ),
     ("no_verify", "Accept any server certificate (insecure: anyone between us and the server can read everything)."),
+    ("no_check_certificate", "The same as no_verify (the name curl, wget and rclone users know)."),
     (
         "proxy=URL",
         "Reach the server through a proxy, socks5://[user:password@]host:port or \
@@ -71,6 +72,13 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
     ),
     ("default_permissions", "Let the kernel check the modes shown (default with allow_other)."),
     ("no_default_permissions", "Let the server alone decide what is allowed."),
+    (
+        "delay_connect",
+        "Mount at once, even while the server is down, and connect in the background (as sshfs): until \
+         a connection logs in, each call fails within a second (EIO, EHOSTDOWN for a change, EACCES \
+         for a refused login) unless the disk cache holds what it asks for; tried every 2 s and at \
+         each call.",
+    ),
     (
         "ahead_mib=N",
         "Memory for small files fetched ahead of a reader walking a tree, in MiB (0: no work ahead; \

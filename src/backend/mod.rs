@@ -14,6 +14,7 @@ mod ahead_tests;
 pub mod atomic;
 #[cfg(test)]
 mod atomic_tests;
+pub mod delayed;
 pub mod memory;
 pub mod paths;
 

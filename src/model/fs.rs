@@ -665,6 +665,13 @@ impl Model {
 
     /// Uploads what an earlier mount's write-back left in its journal `dir` (before serving),
     /// oldest first; returns how many files landed. What fails stays there.
+    /// [`Model::recover_journal`] before there is a model (`-o delay_connect`: before requests
+    /// reach the server, so no newer write of ours lands first): what `backend` took up.
+    pub fn recover_journal_alone(backend: &dyn Backend, cache_dir: &std::path::Path, dir: &std::path::Path) -> usize {
+        let replay = Replay { backend, cache_dir, wait: backend.wait_limit() };
+        super::writeback::replay::recover(&replay, dir).len()
+    }
+
     pub fn recover_journal(&self, dir: &std::path::Path) -> usize {
         let core = &self.core;
         let replay = Replay { backend: core.backend.as_ref(), cache_dir: &core.cfg.cache_dir, wait: core.wait_limit() };
