@@ -249,6 +249,19 @@ for r in $(seq $rounds); do
 done
 record "4 parallel readers, 4 files of ${par_mib} MiB" "$M" "$C"
 
+echo "bench: bandwidth limit" >&2
+# -o bwlimit=4M against curl --limit-rate 4M, both reading bw_mib MiB: the goal is bw_mib/4 s
+# (16 s for 64 MiB) within 10 %.
+bw_mib=$((quick == 1 ? 16 : 64))
+M=""; C=""
+for r in $(seq $rounds); do
+    mount_fs -o bwlimit=4M
+    M+=" $(time_cmd dd if="$mnt/big.bin" of=/dev/null bs=1M count=$bw_mib status=none)"
+    umount_fs
+    C+=" $(time_cmd curl -s --limit-rate 4M -r 0-$((bw_mib * 1048576 - 1)) -o /dev/null "$url/big.bin")"
+done
+record "read $bw_mib MiB with -o bwlimit=4M (goal $((bw_mib / 4)) s +-10%)" "$M" "$C"
+
 echo
 echo "ftpfs benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, server: $server on 127.0.0.1, median of $rounds"
 printf '%-52s %9s %9s %7s\n' "workload" "mount s" "curl s" "ratio"

@@ -154,6 +154,10 @@ pub struct MountOpts {
     pub atomic_upload: bool,
     /// Mount without waiting for the server; connect on first use (`backend::delayed`).
     pub delay_connect: bool,
+    /// Bytes per second of file transfers, up and down (`bwlimit=UP[:DOWN]`).
+    pub bwlimit: (Option<u64>, Option<u64>),
+    /// Commands per second on all control connections together.
+    pub max_requests_per_second: Option<u64>,
     /// A file time the server cannot set is ignored instead of failing with EPERM.
     pub ignore_time_errors: bool,
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
@@ -211,6 +215,8 @@ impl Default for MountOpts {
             disk_cache: None,
             atomic_upload: false,
             delay_connect: false,
+            bwlimit: (None, None),
+            max_requests_per_second: None,
             ignore_time_errors: false,
             tls: None,
             cafile: None,
@@ -317,6 +323,16 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("disk_cache", Some(v)) => o.disk_cache = Some(Some(parse_size(v)?)),
             ("atomic_upload", None) => o.atomic_upload = true,
             ("delay_connect", None) => o.delay_connect = true,
+            ("bwlimit", Some(v)) => {
+                let rate = |r: &str| if r == "off" { Ok(None) } else { parse_size(r).map(Some) };
+                o.bwlimit = match v.split_once(':') {
+                    Some((up, down)) => (rate(up)?, rate(down)?),
+                    None => (rate(v)?, rate(v)?),
+                };
+            }
+            ("max_requests_per_second", Some(v)) => {
+                o.max_requests_per_second = Some(number(key, v)?).filter(|&n: &u64| n > 0);
+            }
             ("ignore_time_errors", None) => o.ignore_time_errors = true,
             ("ahead_mib", Some(v)) => {
                 let mib = number(key, v)?;
@@ -564,6 +580,11 @@ pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Resu
     c.password = password;
     c.timeout = o.timeout;
     c.keepalive = o.keepalive;
+    c.limits = std::sync::Arc::new(crate::ftp::throttle::Limits {
+        up: o.bwlimit.0.map(crate::ftp::throttle::Rate::new),
+        down: o.bwlimit.1.map(crate::ftp::throttle::Rate::new),
+        commands: o.max_requests_per_second.map(crate::ftp::throttle::Rate::new),
+    });
     c.data_mode = if o.active { DataMode::Active } else { DataMode::Passive };
     c.use_epsv = !o.no_epsv;
     c.trust_pasv_address = o.pasv_ip;
@@ -682,6 +703,15 @@ mod tests {
         assert!(o.no_verify);
         assert!(parse_mount_options(&["tls,no_check_certificate".into()]).unwrap().no_verify, "the common alias");
         assert!(parse_mount_options(&["delay_connect".into()]).unwrap().delay_connect);
+        assert_eq!(parse_mount_options(&["bwlimit=4M".into()]).unwrap().bwlimit, (Some(4 << 20), Some(4 << 20)));
+        assert_eq!(parse_mount_options(&["bwlimit=10M:2M".into()]).unwrap().bwlimit, (Some(10 << 20), Some(2 << 20)));
+        assert_eq!(parse_mount_options(&["bwlimit=off:512K".into()]).unwrap().bwlimit, (None, Some(512 << 10)));
+        assert!(parse_mount_options(&["bwlimit=fast".into()]).is_err());
+        assert_eq!(
+            parse_mount_options(&["max_requests_per_second=5".into()]).unwrap().max_requests_per_second,
+            Some(5)
+        );
+        assert!(parse_mount_options(&["max_requests_per_second=x".into()]).is_err());
         assert_eq!(parse_mount_options(&["tls=implicit".into()]).unwrap().tls, Some(TlsMode::Implicit));
         assert!(parse_mount_options(&["tls=bogus".into()]).is_err());
         assert_eq!(parse_mount_options(&["encoding=cp1251".into()]).unwrap().encoding, Some(encoding_rs::WINDOWS_1251));

@@ -80,6 +80,16 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
          each call.",
     ),
     (
+        "bwlimit=UP[:DOWN]",
+        "Bytes per second for file transfers, all connections together (K, M, G suffixes, powers of \
+         1024; one value for both ways, or UP:DOWN, either side may be off), as rclone's --bwlimit.",
+    ),
+    (
+        "max_requests_per_second=N",
+        "At most N FTP commands per second over all connections (as rclone's --tpslimit), for servers \
+         that ban busy clients.",
+    ),
+    (
         "ahead_mib=N",
         "Memory for small files fetched ahead of a reader walking a tree, in MiB (0: no work ahead; \
          default 32, used when the server is far away).",

@@ -90,6 +90,8 @@ pub struct ConnectOptions {
     /// Silence on the control connection during a transfer after which a NOOP is sent, on
     /// servers that take one then (see [`super::keepalive`]); zero: never.
     pub keepalive: Duration,
+    /// Bandwidth and command rate limits shared by the mount's connections.
+    pub limits: Arc<super::throttle::Limits>,
 }
 
 impl ConnectOptions {
@@ -109,6 +111,7 @@ impl ConnectOptions {
             known_features: None,
             proxy: None,
             keepalive: DEFAULT_KEEPALIVE,
+            limits: Arc::default(),
         }
     }
 }
@@ -656,6 +659,9 @@ impl Connection {
     pub(super) fn send_lines(&mut self, lines: &[u8]) -> Result<()> {
         if self.dead {
             return Err(FtpError::Closed);
+        }
+        if let Some(rate) = &self.opts.limits.commands {
+            rate.take(lines.iter().filter(|&&b| b == b'\n').count() as u64);
         }
         let res = self.ctrl.get_mut().write_all(lines).map_err(FtpError::Io);
         self.last_sent = Instant::now();

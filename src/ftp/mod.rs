@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod reply;
 pub mod stat_list;
 pub mod stream;
+pub mod throttle;
 pub mod times;
 pub mod tls;
 pub mod transfer;

@@ -373,6 +373,9 @@ impl<C: BorrowMut<Connection>> Read for Download<C> {
         if n == 0 && !buf.is_empty() {
             self.eof = true;
         }
+        if let Some(rate) = &self.connection().opts.limits.down {
+            rate.take(n as u64);
+        }
         Ok(n)
     }
 }

@@ -340,6 +340,10 @@ impl<C: BorrowMut<Connection>> Write for Upload<C> {
         let res = d.write(buf);
         if let Ok(n) = &res {
             self.sent += *n as u64;
+            let limits = self.connection().opts.limits.clone();
+            if let Some(rate) = &limits.up {
+                rate.take(*n as u64);
+            }
         }
         match (res, self.early.as_mut()) {
             (Ok(n), Some(sent)) => {
