@@ -163,6 +163,9 @@ pub struct MountOpts {
     /// TLS asked for with `-o tls` (the URL's `ftps://` asks for implicit TLS by itself).
     pub tls: Option<TlsMode>,
     pub cafile: Option<PathBuf>,
+    /// Our certificate (and its key) for servers that require one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     pub no_verify: bool,
     /// Trust exactly the server certificate with this SHA-256 (`fingerprint=SHA256:…`).
     pub fingerprint: Option<Fingerprint>,
@@ -220,6 +223,8 @@ impl Default for MountOpts {
             ignore_time_errors: false,
             tls: None,
             cafile: None,
+            cert: None,
+            key: None,
             no_verify: false,
             fingerprint: None,
             proxy: None,
@@ -344,6 +349,8 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("tls", None) | ("tls", Some("explicit")) => o.tls = Some(TlsMode::Explicit),
             ("tls", Some("implicit")) => o.tls = Some(TlsMode::Implicit),
             ("cafile", Some(v)) if !v.is_empty() => o.cafile = Some(PathBuf::from(v)),
+            ("cert", Some(v)) if !v.is_empty() => o.cert = Some(PathBuf::from(v)),
+            ("key", Some(v)) if !v.is_empty() => o.key = Some(PathBuf::from(v)),
             ("no_verify" | "no_check_certificate", None) => o.no_verify = true,
             ("fingerprint", Some(v)) => o.fingerprint = Some(Fingerprint::parse(v)?),
             ("proxy", Some(v)) => o.proxy = Some(Proxy::parse(v)?),
@@ -603,13 +610,39 @@ pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Resu
         if o.fingerprint.is_some() && (o.no_verify || o.cafile.is_some()) {
             return Err("fingerprint= trusts one certificate: it cannot be combined with cafile= or no_verify".into());
         }
-        let settings = TlsSettings { cafile: o.cafile.clone(), no_verify: o.no_verify, fingerprint: o.fingerprint };
+        if o.key.is_some() && o.cert.is_none() {
+            return Err("key= goes with cert= (the certificate it belongs to)".into());
+        }
+        if let Some(key) = o.key.as_ref().or(o.cert.as_ref()) {
+            warn_if_others_read(key);
+        }
+        let settings = TlsSettings {
+            cafile: o.cafile.clone(),
+            no_verify: o.no_verify,
+            fingerprint: o.fingerprint,
+            cert: o.cert.clone(),
+            key: o.key.clone(),
+        };
         let ctx = TlsContext::new(&target.host, &settings).map_err(|e| e.to_string())?;
         c.tls = Some(std::sync::Arc::new(ctx));
-    } else if o.cafile.is_some() || o.no_verify || o.fingerprint.is_some() {
-        return Err("cafile, fingerprint and no_verify need TLS: use ftps:// or -o tls".into());
+    } else if o.cafile.is_some() || o.no_verify || o.fingerprint.is_some() || o.cert.is_some() {
+        return Err("cafile, fingerprint, cert and no_verify need TLS: use ftps:// or -o tls".into());
     }
     Ok(c)
+}
+
+/// Warns, as ssh does, when the file holding our private key can be read by other users.
+fn warn_if_others_read(key: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(key)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        eprintln!(
+            "ftpfs: warning: the private key in {} can be read by other users (mode {:o}): chmod 600 it",
+            key.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,12 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
         "Trust exactly the server certificate with this SHA-256 fingerprint, as ftpfs --probe or \
          openssl x509 -fingerprint -sha256 print it; name and chain are not checked.",
     ),
+    (
+        "cert=FILE",
+        "Our client certificate (PEM, with its chain), for servers that require one; its private key \
+         in the same file or in key=.",
+    ),
+    ("key=FILE", "The private key (PEM) of cert=; a file other users can read gets a warning, as in ssh."),
     ("no_verify", "Accept any server certificate (insecure: anyone between us and the server can read everything)."),
     ("no_check_certificate", "The same as no_verify (the name curl, wget and rclone users know)."),
     (

@@ -150,6 +150,60 @@ fn wrong_certificate_is_a_clear_error_and_no_verify_works() {
     assert_eq!(std::fs::read(srv.disk("f")).unwrap(), b"ok\n");
 }
 
+/// vsftpd with `require_cert=YES` and `validate_cert=YES` (client certificates from the test
+/// CA): refused without one, a session and a mount with `cert=` and `key=`; a key file other
+/// users can read gets a warning.
+#[test]
+fn vsftpd_requires_a_client_certificate() {
+    let ca = test_ca();
+    let (cert, key) = support::client_certificate();
+    let cfg = ServerConfig {
+        tls: Some(TlsServer::Explicit),
+        vsftpd_extra: vec![
+            "require_cert=YES".into(),
+            "validate_cert=YES".into(),
+            format!("ca_certs_file={}", ca.ca.display()),
+        ],
+        ..Default::default()
+    };
+    let srv = FtpServer::start_with(ServerKind::Vsftpd, cfg);
+    let mut o = srv.options();
+    assert!(Connection::connect(&o).is_err(), "vsftpd took a session without a client certificate");
+    let settings = TlsSettings {
+        cafile: Some(ca.ca.clone()),
+        cert: Some(cert.clone()),
+        key: Some(key.clone()),
+        ..Default::default()
+    };
+    o.tls = Some(std::sync::Arc::new(TlsContext::new("127.0.0.1", &settings).unwrap()));
+    let mut c = Connection::connect(&o).unwrap_or_else(|e| panic!("{e}\n{}", srv.log()));
+    assert!(c.list("/", &ListContext::now_utc()).is_ok(), "a data connection with the certificate too");
+
+    if !fuse_available() {
+        return;
+    }
+    let Err(refused) = Mount::try_new(&srv, &[&tls_options(&srv)], None) else {
+        panic!("mounted without a certificate")
+    };
+    assert!(refused.contains("certificate"), "{refused}");
+    let with = format!("{},cert={},key={}", tls_options(&srv), cert.display(), key.display());
+    let m = Mount::try_new(&srv, &[&with], None).unwrap_or_else(|e| panic!("{e}\n{}", srv.log()));
+    assert!(!m.stderr.contains("other users"), "{}", m.stderr);
+    m.sh_ok("echo ok > f");
+    assert_eq!(std::fs::read(srv.disk("f")).unwrap(), b"ok\n");
+    assert_eq!(m.sh_ok("cat f"), "ok\n");
+    // One file with both, readable by others: it mounts, with a warning.
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both.pem");
+    let pem = [std::fs::read(cert).unwrap(), std::fs::read(key).unwrap()].concat();
+    std::fs::write(&both, pem).unwrap();
+    std::fs::set_permissions(&both, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let m2 = Mount::try_new(&srv, &[&format!("{},cert={}", tls_options(&srv), both.display())], None)
+        .unwrap_or_else(|e| panic!("{e}\n{}", srv.log()));
+    assert!(m2.stderr.contains("can be read by other users"), "{}", m2.stderr);
+    m2.sh_ok("cat f");
+}
+
 #[test]
 fn probe_reports_the_server() {
     let srv = start(ServerKind::Vsftpd, TlsServer::Explicit);

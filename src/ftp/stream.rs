@@ -149,6 +149,12 @@ impl NetStream {
     }
 }
 
+/// Whether `e` is the server's TLS alert that it wants a client certificate.
+fn asked_for_our_certificate(e: &io::Error) -> bool {
+    let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) == Some(&alert)
+}
+
 /// The error a read of a TLS stream that ended without close_notify returns.
 const TRUNCATED: &str = "the TLS connection ended without close_notify: the data may be truncated";
 
@@ -164,6 +170,13 @@ impl Read for NetStream {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     Err(io::Error::new(io::ErrorKind::UnexpectedEof, TRUNCATED))
                 }
+                // TLS 1.3 ends the handshake before the server checks ours: its refusal comes
+                // with the first reply.
+                Err(e) if asked_for_our_certificate(&e) => Err(io::Error::new(
+                    e.kind(),
+                    "the server requires a client certificate (give yours with -o cert=FILE,key=FILE): \
+                     it sent CertificateRequired",
+                )),
                 other => other,
             },
             NetStream::Detached => Err(detached()),

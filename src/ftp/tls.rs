@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use super::error::{FtpError, Result};
@@ -42,6 +42,10 @@ pub struct TlsSettings {
     pub no_verify: bool,
     /// Trust exactly the certificate with this SHA-256, instead of a chain.
     pub fingerprint: Option<Fingerprint>,
+    /// Our own certificate chain (PEM), for servers that require one (`-o cert=`).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM); `None`: in the certificate's file (`-o key=`).
+    pub key: Option<PathBuf>,
 }
 
 /// The TLS client configuration of a mount, from which every control connection derives its own.
@@ -82,6 +86,21 @@ fn load_cafile(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static
     Ok((roots, given))
 }
 
+/// Our certificate chain from `cert` and its private key from `key` (PEM; the same file may
+/// hold both).
+fn load_client_cert(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_error(format!("cannot read {}: {e}", cert.display())))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(format!("bad certificate in {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(tls_error(format!("no certificate in {}", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| tls_error(format!("no private key read from {}: {e}", key.display())))?;
+    Ok((chain, key))
+}
+
 fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
@@ -112,7 +131,14 @@ impl TlsContext {
             },
         };
         let verifier = Arc::new(Verifier::new(trust, provider()));
-        let base = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
+        let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+        let base = match &settings.cert {
+            Some(cert) => {
+                let (chain, key) = load_client_cert(cert, settings.key.as_deref().unwrap_or(cert))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| tls_error(format!("{}: {e}", cert.display())))?
+            }
+            None => builder.with_no_client_auth(),
+        };
         Ok(TlsContext { base, server_name })
     }
 

@@ -138,6 +138,61 @@ pub fn test_ca() -> &'static TestCa {
     })
 }
 
+/// A client certificate and its key (PEM files) signed by the test CA for TLS client
+/// authentication, made once per test process.
+pub fn client_certificate() -> &'static (PathBuf, PathBuf) {
+    static CLIENT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let ca = test_ca();
+        let d = ca.ca.parent().expect("the CA's directory");
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=ftpfs test client",
+            ],
+            d,
+        );
+        std::fs::write(
+            d.join("client.cnf"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("client.cnf");
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "3",
+                "-extfile",
+                "client.cnf",
+            ],
+            d,
+        );
+        let key = d.join("client.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod client.key");
+        (d.join("client.pem"), key)
+    })
+}
+
 impl ServerConfig {
     /// The server's certificate and key files when it speaks TLS.
     fn cert_and_key(&self) -> (PathBuf, PathBuf) {
