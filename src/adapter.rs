@@ -390,10 +390,17 @@ impl Filesystem for FtpFs {
         reply.ok();
     }
 
-    // Extended attributes: FTP has none. ENOSYS makes the kernel stop asking (and tells
-    // callers EOPNOTSUPP, which cp -a and rsync -X handle): on purpose, unlike [`err`].
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(never_implemented());
+    // Extended attributes: only the server's digests, by name (see `model::xattr`). Setting
+    // and removing are never possible: ENOSYS makes the kernel stop asking (and tells callers
+    // EOPNOTSUPP, which cp -a and rsync -X handle): on purpose, unlike [`err`].
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: fuser::ReplyXattr) {
+        match name.to_str().map_or(Err(libc::ENODATA), |n| self.model.getxattr(ino.0, n)) {
+            Ok(value) if size == 0 => reply.size(value.len() as u32),
+            Ok(value) if value.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(value) => reply.data(&value),
+            Err(libc::ENOSYS) => reply.error(never_implemented()),
+            Err(e) => reply.error(err(e)),
+        }
     }
 
     fn setxattr(
@@ -409,8 +416,12 @@ impl Filesystem for FtpFs {
         reply.error(never_implemented());
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(never_implemented());
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: fuser::ReplyXattr) {
+        // The digests are not listed: copies would have the server hash every file.
+        match size {
+            0 => reply.size(0),
+            _ => reply.data(&[]),
+        }
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {

@@ -154,6 +154,8 @@ pub struct MountOpts {
     pub atomic_upload: bool,
     /// Mount without waiting for the server; connect on first use (`backend::delayed`).
     pub delay_connect: bool,
+    /// Check each whole-file upload against the server's digest.
+    pub verify_upload: bool,
     /// Bytes per second of file transfers, up and down (`bwlimit=UP[:DOWN]`).
     pub bwlimit: (Option<u64>, Option<u64>),
     /// Commands per second on all control connections together.
@@ -218,6 +220,7 @@ impl Default for MountOpts {
             disk_cache: None,
             atomic_upload: false,
             delay_connect: false,
+            verify_upload: false,
             bwlimit: (None, None),
             max_requests_per_second: None,
             ignore_time_errors: false,
@@ -328,6 +331,7 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("disk_cache", Some(v)) => o.disk_cache = Some(Some(parse_size(v)?)),
             ("atomic_upload", None) => o.atomic_upload = true,
             ("delay_connect", None) => o.delay_connect = true,
+            ("verify_upload", None) => o.verify_upload = true,
             ("bwlimit", Some(v)) => {
                 let rate = |r: &str| if r == "off" { Ok(None) } else { parse_size(r).map(Some) };
                 o.bwlimit = match v.split_once(':') {

@@ -27,6 +27,7 @@ pub mod adapter;
 pub mod allocator;
 pub mod backend;
 pub mod cache_command;
+pub mod checksum;
 pub mod cli;
 pub mod control_channel;
 pub mod disk_cache;

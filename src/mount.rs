@@ -506,7 +506,12 @@ fn server_backend(o: &MountOpts, connect: &ConnectOptions, mut first: Connection
         // the first requests.
         pool.warm(o.connections.saturating_sub(1));
     }
-    let server = FtpBackendConfig { remote_root: root, use_mlsd: !o.no_mlsd, list_tz_offset: o.list_tz_offset };
+    let server = FtpBackendConfig {
+        remote_root: root,
+        use_mlsd: !o.no_mlsd,
+        list_tz_offset: o.list_tz_offset,
+        verify_upload: o.verify_upload,
+    };
     let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
     let ftp: Arc<dyn Backend> = if o.atomic_upload { Arc::new(AtomicUploads::new(ftp, o.read_only)) } else { ftp };
     let backend: Arc<dyn Backend> = if work_ahead {

@@ -86,6 +86,12 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
          each call.",
     ),
     (
+        "verify_upload",
+        "After each whole-file upload, compare the server's SHA-256 (or SHA-512, SHA-1) digest of the \
+         file (HASH, XSHA256) with that of the bytes sent; a difference fails the close (EIO), and \
+         the upload is tried again at the next flush. Where the server computes none, a warning.",
+    ),
+    (
         "bwlimit=UP[:DOWN]",
         "Bytes per second for file transfers, all connections together (K, M, G suffixes, powers of \
          1024; one value for both ways, or UP:DOWN, either side may be off), as rclone's --bwlimit.",

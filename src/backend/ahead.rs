@@ -920,6 +920,14 @@ impl Backend for Ahead {
         self.shared.inner.can_name(name)
     }
 
+    fn checksums(&self) -> Vec<super::Algorithm> {
+        self.shared.inner.checksums()
+    }
+
+    fn checksum(&self, path: &str, a: super::Algorithm) -> BackendResult<String> {
+        self.shared.inner.checksum(path, a)
+    }
+
     fn wait_limit(&self) -> Duration {
         self.shared.inner.wait_limit()
     }

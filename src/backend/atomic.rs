@@ -262,6 +262,14 @@ impl Backend for AtomicUploads {
         self.inner.can_name(name)
     }
 
+    fn checksums(&self) -> Vec<super::Algorithm> {
+        self.inner.checksums()
+    }
+
+    fn checksum(&self, path: &str, a: super::Algorithm) -> BackendResult<String> {
+        self.inner.checksum(path, a)
+    }
+
     fn wait_limit(&self) -> Duration {
         self.inner.wait_limit()
     }

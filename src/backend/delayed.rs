@@ -216,6 +216,16 @@ impl Backend for Delayed {
         self.shared.real.get().is_none_or(|r| r.can_name(name))
     }
 
+    fn checksums(&self) -> Vec<super::Algorithm> {
+        // Not known before the server answers: any may be (none would switch extended
+        // attributes off for the mount), and asking for one then fails as any request does.
+        self.shared.real.get().map_or_else(|| super::Algorithm::ALL.to_vec(), |r| r.checksums())
+    }
+
+    fn checksum(&self, path: &str, a: super::Algorithm) -> BackendResult<String> {
+        self.real()?.checksum(path, a)
+    }
+
     fn wait_limit(&self) -> Duration {
         self.shared.real.get().map_or(self.shared.wait, |r| r.wait_limit())
     }

@@ -78,6 +78,8 @@ struct State {
     /// Operations whose next success is reported as a broken connection (reply lost).
     lost_replies: Vec<Op>,
     size_supported: bool,
+    /// The server computes SHA digests (see [`Backend::checksums`]).
+    digests_supported: bool,
     /// Answers [`Backend::stat_one`] (like a server with MLST).
     stat_one_supported: bool,
     mtime_supported: bool,
@@ -386,6 +388,7 @@ impl MemoryBackend {
             faults: Vec::new(),
             lost_replies: Vec::new(),
             size_supported: true,
+            digests_supported: true,
             stat_one_supported: false,
             mtime_supported: true,
             chmod_supported: true,
@@ -547,6 +550,10 @@ impl MemoryBackend {
     /// `false`: `size` answers `Ok(None)` (no SIZE command).
     pub fn set_stat_one_supported(&self, yes: bool) {
         self.st().stat_one_supported = yes;
+    }
+
+    pub fn set_digests_supported(&self, yes: bool) {
+        self.st().digests_supported = yes;
     }
 
     pub fn set_size_supported(&self, yes: bool) {
@@ -722,6 +729,21 @@ impl Backend for MemoryBackend {
             None => Err(FsError::NotFound),
             Some(Node { kind: Kind::Dir, .. }) => Err(FsError::IsDir),
             Some(Node { kind: Kind::File(d), .. }) => Ok(Some(d.len() as u64)),
+        }
+    }
+
+    fn checksums(&self) -> Vec<super::Algorithm> {
+        let offered = self.st().digests_supported;
+        super::Algorithm::ALL.into_iter().filter(|a| offered && a.local().is_some()).collect()
+    }
+
+    fn checksum(&self, path: &str, a: super::Algorithm) -> BackendResult<String> {
+        let st = self.begin(Op::Size, format!("checksum {path}"), &[path])?;
+        let local = a.local().ok_or(FsError::Unsupported)?;
+        match st.tree.get(path) {
+            None => Err(FsError::NotFound),
+            Some(Node { kind: Kind::Dir, .. }) => Err(FsError::IsDir),
+            Some(Node { kind: Kind::File(d), .. }) => Ok(crate::checksum::hex(ring::digest::digest(local, d).as_ref())),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod paths;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+pub use crate::checksum::Algorithm;
 pub use crate::error::FsError;
 
 pub type BackendResult<T> = Result<T, FsError>;
@@ -180,6 +181,17 @@ pub trait Backend: Send + Sync {
     /// The server cannot be reached now: changes are refused before they start.
     fn is_offline(&self) -> bool {
         false
+    }
+
+    /// The digest algorithms the server computes over a file (none: it computes none).
+    fn checksums(&self) -> Vec<Algorithm> {
+        Vec::new()
+    }
+
+    /// The server's digest of the file at `path` with `a` (one of [`Backend::checksums`]),
+    /// lower-case hex.
+    fn checksum(&self, _path: &str, _a: Algorithm) -> BackendResult<String> {
+        Err(FsError::Unsupported)
     }
 
     /// What is cached of `path` and below it (work ahead) may be stale: `ftpfs refresh`.

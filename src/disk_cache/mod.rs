@@ -37,6 +37,7 @@ use parking_lot::Mutex;
 
 pub use ranges::Ranges;
 
+use crate::checksum::hex;
 use crate::private_files::{create_new, create_or_truncate, open_lock, open_trusted};
 
 /// Which version of a file content belongs to: what the server said of it.
@@ -120,11 +121,7 @@ pub struct DiskCache {
 /// A file name for `path`'s entry: hex of the first 16 bytes of its SHA-256.
 fn id_of(path: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, path.as_bytes());
-    digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest.as_ref()[..16])
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -5,6 +5,7 @@
 pub mod command;
 pub mod control;
 pub mod data;
+pub mod digest;
 pub mod error;
 pub mod features;
 pub mod keepalive;

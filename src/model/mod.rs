@@ -20,6 +20,7 @@ mod readahead;
 mod refresh;
 mod rescue;
 mod writeback;
+mod xattr;
 
 pub use self::core::ModelConfig;
 pub use fs::{DirItem, Kind, Model, Opened, OpenedDir, SetTime, Stat};

@@ -34,10 +34,14 @@ pub struct FtpBackendConfig {
     pub use_mlsd: bool,
     /// Offset of the server's LIST times from UTC, seconds.
     pub list_tz_offset: i64,
+    /// Check each whole-file upload against the server's digest (`-o verify_upload`).
+    pub verify_upload: bool,
 }
 
 /// The pool as a [`Backend`].
 pub struct FtpBackend {
+    /// The digest each whole-file upload is checked with (`-o verify_upload`, where offered).
+    verify_with: Option<crate::checksum::Algorithm>,
     cfg: FtpBackendConfig,
     pool: Arc<Pool>,
     features: Features,
@@ -220,7 +224,18 @@ impl FtpBackend {
     pub fn new(cfg: FtpBackendConfig, pool: Arc<Pool>, features: Features) -> FtpBackend {
         let exact_times = ExactTimes::new(features.mdtm);
         let stat_batches = AtomicBool::new(ftp::stat_list::stat_lists_like_list(pool.welcome()));
+        let verify_with = if cfg.verify_upload { super::verify::algorithm_for(&features.checksums()) } else { None };
+        match verify_with {
+            Some(a) => {
+                log::info!("verify_upload: each upload is checked against the server's {} digest", a.short_name())
+            }
+            None if cfg.verify_upload => log::warn!(
+                "verify_upload: the server computes no SHA digest (HASH, XSHA256, XSHA1): uploads are checked by size only"
+            ),
+            None => {}
+        }
         FtpBackend {
+            verify_with,
             exact_times,
             cfg,
             pool,
@@ -448,6 +463,15 @@ impl Backend for FtpBackend {
         self.idempotent(Op::Lookup, |c| c.size(&remote)).map(Some)
     }
 
+    fn checksums(&self) -> Vec<crate::checksum::Algorithm> {
+        self.features.checksums()
+    }
+
+    fn checksum(&self, path: &str, a: crate::checksum::Algorithm) -> BackendResult<String> {
+        let remote = self.remote(path);
+        self.idempotent(Op::Lookup, |c| c.checksum(&remote, a))
+    }
+
     fn modified(&self, path: &str) -> BackendResult<Option<i64>> {
         if !self.features.mdtm {
             return Ok(None);
@@ -491,11 +515,17 @@ impl Backend for FtpBackend {
             began,
             mdtm: self.features.mdtm,
         });
-        let again = (!append).then(|| (self.pool.clone(), remote));
+        let again = (!append).then(|| (self.pool.clone(), remote.clone()));
+        let verify_with = self.verify_with.filter(|_| !append);
         Ok(up.map(|up| {
             let meter = stats::transfer(&format!("/{path}"), true);
-            let w = FtpWrite { up: Some(up), op, size_of, again, refused: None, meter, landed };
-            Box::new(w) as Box<dyn WriteStream>
+            let w = Box::new(FtpWrite { up: Some(up), op, size_of, again, refused: None, meter, landed });
+            match verify_with {
+                Some(a) => {
+                    Box::new(super::verify::Verified::new(w, a, self.pool.clone(), remote)) as Box<dyn WriteStream>
+                }
+                None => w as Box<dyn WriteStream>,
+            }
         }))
     }
 

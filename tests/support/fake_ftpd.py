@@ -35,7 +35,9 @@ advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style),
 --refuse-rename-over-existing (RNTO onto an existing file or directory answers
 `550 Cannot rename: target exists` and changes nothing, like IIS and some embedded servers),
 --greeting TEXT (the text of the 220 greeting: clients recognize servers by it),
---log-commands FILE (every command line received is appended to FILE, PASS masked as `PASS ****`).
+--log-commands FILE (every command line received is appended to FILE, PASS masked as `PASS ****`),
+--digests x|hash (SHA-256 digests offered by XSHA256, or by HASH after OPTS HASH), --flip-stor N
+(the Nth STOR, counted over all connections, stores its data with one byte changed).
 Active mode: PORT and EPRT are answered, and the server then connects to the address given, from
 127.0.0.1 (or ::1); --active-from IP makes it connect from IP instead (bound before connecting,
 e.g. 127.0.0.2: a peer that is not the control connection's).
@@ -49,6 +51,7 @@ man in the middle could inject in clear.
 """
 import argparse
 import calendar
+import hashlib
 import posixpath
 import socket
 import socketserver
@@ -71,7 +74,7 @@ def count(key):
     with LOCK:
         COUNTER[key] += 1
         return COUNTER[key]
-COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0, "oops": 0, "lose": 0}
+COUNTER = {"n": 0, "pass": 0, "stor": 0, "slow": 0, "oops": 0, "lose": 0, "flip": 0}
 ARGS = None
 
 
@@ -442,6 +445,10 @@ class Handler(socketserver.StreamRequestHandler):
         lose = ARGS.lose_stor_reply and verb == "STOR" and count("lose") % ARGS.lose_stor_reply == 0
         if lose and ARGS.store_short:
             got = got[:-1]
+        if ARGS.flip_stor and verb == "STOR" and got and count("flip") == ARGS.flip_stor:
+            # A byte changed on its way (same size): only a digest can tell.
+            middle = len(got) // 2
+            got = got[:middle] + bytes([got[middle] ^ 0x01]) + got[middle + 1:]
         with LOCK:
             old = FILES.get(path, b"")
             if verb == "APPE":
@@ -464,6 +471,7 @@ class Handler(socketserver.StreamRequestHandler):
         elif verb == "FEAT":
             mlst = b"" if ARGS.dos else b" MLST type*;size*;modify*;\r\n"
             mlst += (" X-EVIL" + ESCAPES + "\r\n").encode() if ARGS.escapes else b""
+            mlst += {"x": b" XSHA256\r\n XMD5\r\n", "hash": b" HASH SHA-256*;MD5\r\n"}.get(ARGS.digests, b"")
             self.wfile.write(b"211-Features:\r\n EPSV\r\n SIZE\r\n MDTM\r\n MFMT\r\n UTF8\r\n" + mlst + b"211 End\r\n")
             self.wfile.flush()
         elif verb in ("OPTS", "TYPE", "NOOP", "MODE", "STRU"):
@@ -533,6 +541,19 @@ class Handler(socketserver.StreamRequestHandler):
             else:
                 self.wfile.write(("250-Listing %s\r\n %s\r\n250 End\r\n" % (path, line)).encode())
                 self.wfile.flush()
+        elif ARGS.digests and verb in ("XSHA256", "HASH"):
+            # XSHA256 (as proftpd: the digest alone on the last line) or HASH with SHA-256, the
+            # only algorithm OPTS HASH may choose here.
+            path = self.norm(arg)
+            with LOCK:
+                data = FILES.get(path)
+            if data is None:
+                self.send("550 No such file")
+            elif verb == "XSHA256":
+                self.wfile.write(("250-Computing SHA256 digest\r\n250 %s\r\n" % hashlib.sha256(data).hexdigest().upper()).encode())
+                self.wfile.flush()
+            else:
+                self.send("213 SHA-256 0-%d %s %s" % (len(data), hashlib.sha256(data).hexdigest(), arg))
         elif verb == "SIZE":
             with LOCK:
                 data = FILES.get(self.norm(arg))
@@ -666,6 +687,8 @@ def main():
     p.add_argument("--drop-stor", type=int, default=0)
     p.add_argument("--lose-stor-reply", type=int, default=0)
     p.add_argument("--store-short", action="store_true")
+    p.add_argument("--digests", choices=["x", "hash"], help="offer SHA-256 digests by XSHA256 or by HASH")
+    p.add_argument("--flip-stor", type=int, default=0, help="flip a byte of the Nth STOR's data")
     p.add_argument("--stale-mdtm", action="store_true")
     p.add_argument("--slow-stor", type=int, default=0)
     p.add_argument("--slow-secs", type=float, default=0)

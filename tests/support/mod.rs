@@ -504,7 +504,9 @@ impl FtpServer {
              DefaultAddress {}\nUseIPv6 {}\nUser {USER}\nGroup nogroup\nPidFile {}\nScoreboardFile {}\n\
              DelayTable none\nWtmpLog off\nTransferLog none\nSystemLog {}\nAuthOrder mod_auth_file.c\n\
              AuthUserFile {}\nRequireValidShell off\nDefaultRoot ~\nPassivePorts {} {}\nUmask 022\n\
-             AllowOverwrite on\nUseReverseDNS off\nMaxInstances 200\nSocketBindTight on\n",
+             AllowOverwrite on\nUseReverseDNS off\nMaxInstances 200\nSocketBindTight on\n\
+             ModulePath {SERVERS}/proftpd/usr/lib/proftpd\nLoadModule mod_digest.c\nLoadModule mod_site_misc.c\n\
+             DigestEngine on\n",
             self.port,
             self.host,
             if ipv6 { "on" } else { "off" },

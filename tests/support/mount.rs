@@ -82,16 +82,20 @@ impl Mount {
 
     /// Mounts with a custom URL (or the server's, without password, when `None`).
     pub fn try_new(srv: &FtpServer, options: &[&str], url: Option<&str>) -> Result<Mount, String> {
-        let dir = tempfile::Builder::new().prefix("ftpfs-mnt-").tempdir().map_err(|e| e.to_string())?;
         let default_url = server_url(srv, "");
-        let url = url.unwrap_or(&default_url);
+        Mount::of_url(url.unwrap_or(&default_url), options, PASSWORD)
+    }
+
+    /// Mounts `url` with `password` (a scripted server's, for instance).
+    pub fn of_url(url: &str, options: &[&str], password: &str) -> Result<Mount, String> {
+        let dir = tempfile::Builder::new().prefix("ftpfs-mnt-").tempdir().map_err(|e| e.to_string())?;
         let mut args = vec![url, dir.path().to_str().unwrap_or("")];
         let opts = pin_work_ahead(options).join(",");
         if !opts.is_empty() {
             args.push("-o");
             args.push(&opts);
         }
-        let out = ftpfs_command(&args).output().map_err(|e| e.to_string())?;
+        let out = ftpfs_command(&args).env("FTPFS_PASSWORD", password).output().map_err(|e| e.to_string())?;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let m = Mount { dir, stderr: stderr.clone() };
         if !out.status.success() {
