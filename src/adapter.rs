@@ -263,16 +263,10 @@ impl Filesystem for FtpFs {
         reply.error(err(libc::EPERM));
     }
 
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        // FTP has no command to create symbolic links.
-        reply.error(err(libc::EPERM));
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let target = target.to_str().ok_or(libc::EINVAL);
+        let res = name_str(link_name).and_then(|n| self.model.symlink(parent.0, n, target?));
+        answer!(reply, res, |st| reply.entry(&self.ttl, &attr(&st), Generation(0)));
     }
 
     fn rename(

@@ -156,6 +156,10 @@ pub struct MountOpts {
     pub delay_connect: bool,
     /// Check each whole-file upload against the server's digest.
     pub verify_upload: bool,
+    /// Absolute link targets inside the mounted directory are shown relative (default on).
+    pub transform_symlinks: bool,
+    /// Links are shown as what the server resolves them to.
+    pub follow_symlinks: bool,
     /// Bytes per second of file transfers, up and down (`bwlimit=UP[:DOWN]`).
     pub bwlimit: (Option<u64>, Option<u64>),
     /// Commands per second on all control connections together.
@@ -221,6 +225,8 @@ impl Default for MountOpts {
             atomic_upload: false,
             delay_connect: false,
             verify_upload: false,
+            transform_symlinks: true,
+            follow_symlinks: false,
             bwlimit: (None, None),
             max_requests_per_second: None,
             ignore_time_errors: false,
@@ -332,6 +338,9 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("atomic_upload", None) => o.atomic_upload = true,
             ("delay_connect", None) => o.delay_connect = true,
             ("verify_upload", None) => o.verify_upload = true,
+            ("transform_symlinks", None) => o.transform_symlinks = true,
+            ("no_transform_symlinks", None) => o.transform_symlinks = false,
+            ("follow_symlinks", None) => o.follow_symlinks = true,
             ("bwlimit", Some(v)) => {
                 let rate = |r: &str| if r == "off" { Ok(None) } else { parse_size(r).map(Some) };
                 o.bwlimit = match v.split_once(':') {

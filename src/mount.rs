@@ -511,6 +511,8 @@ fn server_backend(o: &MountOpts, connect: &ConnectOptions, mut first: Connection
         use_mlsd: !o.no_mlsd,
         list_tz_offset: o.list_tz_offset,
         verify_upload: o.verify_upload,
+        transform_symlinks: o.transform_symlinks,
+        follow_symlinks: o.follow_symlinks,
     };
     let ftp: Arc<dyn Backend> = Arc::new(FtpBackend::new(server, pool.clone(), features));
     let ftp: Arc<dyn Backend> = if o.atomic_upload { Arc::new(AtomicUploads::new(ftp, o.read_only)) } else { ftp };

@@ -86,6 +86,19 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
          each call.",
     ),
     (
+        "transform_symlinks",
+        "Show a symbolic link whose target is an absolute server path inside the mounted directory \
+         relative to the link, so it leads to the same file through the mount (the default: FTP servers \
+         such as proftpd store every target absolute).",
+    ),
+    ("no_transform_symlinks", "Show link targets exactly as the server lists them."),
+    (
+        "follow_symlinks",
+        "Show each symbolic link as the file or directory it leads to, as the server resolves it \
+         (one or two round trips per link in each listing); a link that leads nowhere stays a link. \
+         The kernel then never follows a target the server chose on this machine.",
+    ),
+    (
         "verify_upload",
         "After each whole-file upload, compare the server's SHA-256 (or SHA-512, SHA-1) digest of the \
          file (HASH, XSHA256) with that of the bytes sent; a difference fails the close (EIO), and \

@@ -920,6 +920,10 @@ impl Backend for Ahead {
         self.shared.inner.can_name(name)
     }
 
+    fn symlink(&self, target: super::LinkTarget<'_>, link: &str) -> BackendResult<()> {
+        self.shared.inner.symlink(target, link)
+    }
+
     fn checksums(&self) -> Vec<super::Algorithm> {
         self.shared.inner.checksums()
     }

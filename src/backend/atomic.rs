@@ -262,6 +262,10 @@ impl Backend for AtomicUploads {
         self.inner.can_name(name)
     }
 
+    fn symlink(&self, target: super::LinkTarget<'_>, link: &str) -> BackendResult<()> {
+        self.inner.symlink(target, link)
+    }
+
     fn checksums(&self) -> Vec<super::Algorithm> {
         self.inner.checksums()
     }

@@ -216,6 +216,10 @@ impl Backend for Delayed {
         self.shared.real.get().is_none_or(|r| r.can_name(name))
     }
 
+    fn symlink(&self, target: super::LinkTarget<'_>, link: &str) -> BackendResult<()> {
+        self.real()?.symlink(target, link)
+    }
+
     fn checksums(&self) -> Vec<super::Algorithm> {
         // Not known before the server answers: any may be (none would switch extended
         // attributes off for the mount), and asking for one then fails as any request does.

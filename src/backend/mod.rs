@@ -26,6 +26,15 @@ pub use crate::error::FsError;
 
 pub type BackendResult<T> = Result<T, FsError>;
 
+/// The target of a symbolic link to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkTarget<'a> {
+    /// A path in the mount (as every path here: relative to its root), from a relative target.
+    InMount(&'a str),
+    /// An absolute target, kept as given.
+    Verbatim(&'a str),
+}
+
 /// What a directory entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
@@ -181,6 +190,12 @@ pub trait Backend: Send + Sync {
     /// The server cannot be reached now: changes are refused before they start.
     fn is_offline(&self) -> bool {
         false
+    }
+
+    /// Makes `link` a symbolic link to `target` (see [`LinkTarget`]); NotPermitted where the
+    /// server cannot make links.
+    fn symlink(&self, _target: LinkTarget<'_>, _link: &str) -> BackendResult<()> {
+        Err(FsError::NotPermitted)
     }
 
     /// The digest algorithms the server computes over a file (none: it computes none).

@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod reply;
 pub mod stat_list;
 pub mod stream;
+pub mod symlink;
 pub mod throttle;
 pub mod times;
 pub mod tls;

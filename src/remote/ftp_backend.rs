@@ -36,6 +36,10 @@ pub struct FtpBackendConfig {
     pub list_tz_offset: i64,
     /// Check each whole-file upload against the server's digest (`-o verify_upload`).
     pub verify_upload: bool,
+    /// Show absolute link targets inside the mounted directory relative (see `symlinks`).
+    pub transform_symlinks: bool,
+    /// Show links as what the server resolves them to (see `symlinks`).
+    pub follow_symlinks: bool,
 }
 
 /// The pool as a [`Backend`].
@@ -270,7 +274,7 @@ impl FtpBackend {
             Ok(Some(listings))
         });
         match listed {
-            Ok(Some(listings)) => listings.into_iter().map(|l| Ok(l.into_iter().map(convert).collect())).collect(),
+            Ok(Some(listings)) => listings.into_iter().zip(&remotes).map(|(l, dir)| Ok(self.shown(dir, l))).collect(),
             Ok(None) => {
                 self.stat_batches.store(false, Ordering::Relaxed);
                 dirs.iter().map(|d| self.list(d)).collect()
@@ -296,6 +300,44 @@ impl FtpBackend {
         } else {
             format!("{root}/{rel}")
         }
+    }
+
+    /// The entries of the server directory `dir` as the mount shows them (link targets made
+    /// relative with `transform_symlinks`). Same layout on both sides: converted in place,
+    /// without a second vector.
+    fn shown(&self, dir: &str, entries: Vec<ftp::Entry>) -> Vec<Entry> {
+        let root = &self.cfg.remote_root;
+        let transform = self.cfg.transform_symlinks;
+        entries
+            .into_iter()
+            .map(convert)
+            .map(|mut e| {
+                if matches!(e.kind, EntryKind::Symlink(_)) && self.cfg.follow_symlinks {
+                    let path = format!("{}/{}", dir.trim_end_matches('/'), e.name);
+                    match self.pool.run_retrying(|c| super::symlinks::follow_on_server(c, dir, &path)).0 {
+                        Ok(Some(target)) => return Entry { name: e.name, ..target },
+                        Ok(None) => {
+                            log::debug!("{path}: not followed (leads nowhere, loops, or to a directory holding it)")
+                        }
+                        Err(err) => log::info!("{path}: cannot follow the link ({err}); shown as a link"),
+                    }
+                }
+                if let EntryKind::Symlink(Some(t)) = &mut e.kind
+                    && transform
+                {
+                    *t = super::symlinks::shown_target(root, dir, t);
+                }
+                // A target is a path on the server: the kernel is never given one that leads out
+                // of the mount, to a path of this machine (unless no_transform_symlinks).
+                if let EntryKind::Symlink(target) = &mut e.kind
+                    && (transform || self.cfg.follow_symlinks)
+                    && target.as_deref().is_some_and(|t| !super::symlinks::stays_inside(root, dir, t))
+                {
+                    *target = None;
+                }
+                e
+            })
+            .collect()
     }
 
     /// LIST of `remote`, with exact times for its files where the listing's are coarse.
@@ -431,8 +473,7 @@ impl Backend for FtpBackend {
         } else {
             self.idempotent(Op::Lookup, |c| self.list_exactly(c, &remote, &ctx))?
         };
-        // Same layout on both sides: converted in place, without a second vector.
-        Ok(entries.into_iter().map(convert).collect())
+        Ok(self.shown(&remote, entries))
     }
 
     fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {
@@ -442,7 +483,7 @@ impl Backend for FtpBackend {
         let remote = self.remote(path);
         match self.idempotent(Op::Lookup, |c| c.mlst(&remote)) {
             Ok(e) => {
-                let mut e = convert(e);
+                let mut e = self.shown(&self.remote(split_path(path).0), vec![e]).remove(0);
                 e.name = split_path(path).1.to_string();
                 Ok(Some(e))
             }
@@ -533,6 +574,22 @@ impl Backend for FtpBackend {
         let remote = self.remote(path);
         let is_dir = || self.listed(path).is_ok_and(|e| e.is_some_and(|e| e.is_dir()));
         self.once_more(Op::Mkdir, FsError::Exists, is_dir, |c| c.mkd(&remote).map(drop))
+    }
+
+    fn symlink(&self, target: crate::backend::LinkTarget<'_>, link: &str) -> BackendResult<()> {
+        // Servers that list their SITE commands in FEAT say whether SYMLINK is one; the others
+        // are asked, and a refusal of the command is EPERM as where it is not listed.
+        let site = &self.features.site;
+        if !site.is_empty() && !site.iter().any(|s| s == "SYMLINK") {
+            return Err(FsError::NotPermitted);
+        }
+        let target = match target {
+            crate::backend::LinkTarget::InMount(p) => self.remote(p),
+            crate::backend::LinkTarget::Verbatim(t) => t.to_string(),
+        };
+        let remote = self.remote(link);
+        let made = || self.listed(link).is_ok_and(|e| e.is_some_and(|e| matches!(e.kind, EntryKind::Symlink(_))));
+        self.once_more(Op::Mkdir, FsError::Exists, made, |c| c.site_symlink(&target, &remote))
     }
 
     fn rmdir(&self, path: &str) -> BackendResult<()> {

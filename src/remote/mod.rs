@@ -8,6 +8,7 @@ mod ftp_backend;
 mod landed;
 pub mod offline;
 pub mod pool;
+mod symlinks;
 mod verify;
 
 pub use ftp_backend::{FtpBackend, FtpBackendConfig};
