@@ -342,7 +342,8 @@ pub fn parse_mount_options(args: &[String]) -> Result<MountOpts, String> {
             ("no_transform_symlinks", None) => o.transform_symlinks = false,
             ("follow_symlinks", None) => o.follow_symlinks = true,
             ("bwlimit", Some(v)) => {
-                let rate = |r: &str| if r == "off" { Ok(None) } else { parse_size(r).map(Some) };
+                // 0 is off, as in rclone.
+                let rate = |r: &str| if r == "off" || r == "0" { Ok(None) } else { parse_size(r).map(Some) };
                 o.bwlimit = match v.split_once(':') {
                     Some((up, down)) => (rate(up)?, rate(down)?),
                     None => (rate(v)?, rate(v)?),
@@ -638,7 +639,7 @@ pub fn connect_options(target: &Target, password: Secret, o: &MountOpts) -> Resu
         };
         let ctx = TlsContext::new(&target.host, &settings).map_err(|e| e.to_string())?;
         c.tls = Some(std::sync::Arc::new(ctx));
-    } else if o.cafile.is_some() || o.no_verify || o.fingerprint.is_some() || o.cert.is_some() {
+    } else if o.cafile.is_some() || o.no_verify || o.fingerprint.is_some() || o.cert.is_some() || o.key.is_some() {
         return Err("cafile, fingerprint, cert and no_verify need TLS: use ftps:// or -o tls".into());
     }
     Ok(c)
@@ -752,6 +753,7 @@ mod tests {
         assert_eq!(parse_mount_options(&["bwlimit=4M".into()]).unwrap().bwlimit, (Some(4 << 20), Some(4 << 20)));
         assert_eq!(parse_mount_options(&["bwlimit=10M:2M".into()]).unwrap().bwlimit, (Some(10 << 20), Some(2 << 20)));
         assert_eq!(parse_mount_options(&["bwlimit=off:512K".into()]).unwrap().bwlimit, (None, Some(512 << 10)));
+        assert_eq!(parse_mount_options(&["bwlimit=0".into()]).unwrap().bwlimit, (None, None));
         assert!(parse_mount_options(&["bwlimit=fast".into()]).is_err());
         assert_eq!(
             parse_mount_options(&["max_requests_per_second=5".into()]).unwrap().max_requests_per_second,

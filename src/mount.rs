@@ -328,6 +328,7 @@ fn mount_and_serve(
         writeback_uploads: o.connections.saturating_sub(1).max(1),
         atomic_upload: o.atomic_upload,
         ignore_time_errors: o.ignore_time_errors,
+        raw_link_targets: !o.transform_symlinks,
     };
     let disk_cache = o.disk_cache.and_then(|size| match open_disk_cache(&cache_dir, &plan.target, size) {
         Ok(c) => Some(c),
@@ -336,32 +337,17 @@ fn mount_and_serve(
             None
         }
     });
+    let model_cell = Arc::new(std::sync::OnceLock::new());
     let backend: Arc<dyn Backend> = match first {
         Some((first, root)) => server_backend(o, &plan.connect, first, root),
         None => {
-            let (opts, connect, target) = (o.clone(), plan.connect.clone(), plan.target.clone());
-            // What an earlier mount left in its journal lands before any request of this one
-            // reaches the server (a newer write of ours must land after it).
-            let orphans = parking_lot::Mutex::new(std::mem::take(&mut orphans));
-            let cache_dir = cache_dir.clone();
-            let later = move || {
-                let (first, root) = connect_to_root(&connect, &target).map_err(|e| {
-                    let kind = match &e {
-                        FtpError::Reply { .. } => e.kind(crate::ftp::error::Op::Lookup),
-                        _ => FsError::Offline,
-                    };
-                    (kind, start_error(&e, &target))
-                })?;
-                let backend = server_backend(&opts, &connect, first, root);
-                for (dir, lock) in orphans.lock().drain(..) {
-                    recover_orphan(|dir| Model::recover_journal_alone(backend.as_ref(), &cache_dir, dir), &dir, lock);
-                }
-                Ok(backend)
-            };
-            Arc::new(Delayed::start(Box::new(later), o.timeout).map_err(|e| format!("thread: {e}"))?)
+            let later =
+                Later { plan: &plan, cache_dir: &cache_dir, disk_cache: disk_cache.clone(), model: model_cell.clone() };
+            later.backend(std::mem::take(&mut orphans))?
         }
     };
     let model = Arc::new(Model::new(cfg, backend));
+    let _ = model_cell.set(Arc::downgrade(&model));
     if let Some(cache) = disk_cache {
         let shown = cache.clone();
         crate::stats::gauge("disk cache", move || Some(shown.describe()));
@@ -529,6 +515,60 @@ fn server_backend(o: &MountOpts, connect: &ConnectOptions, mut first: Connection
         ftp
     };
     backend
+}
+
+/// What `-o delay_connect` needs to make the backend once the server answers.
+struct Later<'a> {
+    plan: &'a MountPlan,
+    cache_dir: &'a Path,
+    disk_cache: Option<Arc<DiskCache>>,
+    /// The mount's model, once made.
+    model: Arc<std::sync::OnceLock<std::sync::Weak<Model>>>,
+}
+
+impl Later<'_> {
+    /// A backend made by the first connection that logs in (see `backend::delayed`). What an
+    /// earlier mount left in its journal (`orphans`) lands before any request of this one reaches
+    /// the server (a newer write of ours must land after it), and what the mount kept of the
+    /// files it landed (listings, content: shown before the connection) is forgotten.
+    fn backend(self, orphans: Vec<(PathBuf, File)>) -> Result<Arc<dyn Backend>, StartError> {
+        let Later { plan, cache_dir, disk_cache, model } = self;
+        let (opts, connect, target) = (plan.opts.clone(), plan.connect.clone(), plan.target.clone());
+        let orphans = parking_lot::Mutex::new(orphans);
+        let cache_dir = cache_dir.to_path_buf();
+        let later = move || {
+            let (first, root) = connect_to_root(&connect, &target).map_err(|e| {
+                let kind = match &e {
+                    FtpError::Reply { .. } => e.kind(crate::ftp::error::Op::Lookup),
+                    _ => FsError::Offline,
+                };
+                (kind, start_error(&e, &target))
+            })?;
+            let backend = server_backend(&opts, &connect, first, root);
+            for (dir, lock) in orphans.lock().drain(..) {
+                let mut landed = Vec::new();
+                let recover = |dir: &Path| {
+                    landed = Model::recover_journal_alone(backend.as_ref(), &cache_dir, dir);
+                    landed.len()
+                };
+                recover_orphan(recover, &dir, lock);
+                for path in &landed {
+                    match model.get().and_then(std::sync::Weak::upgrade) {
+                        Some(m) => m.forget_landed(path),
+                        None => {
+                            if let Some(c) = &disk_cache {
+                                c.forget_file(path);
+                                c.forget_listing(crate::backend::paths::split_path(path).0, false);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(backend)
+        };
+        let delayed = Delayed::start(Box::new(later), plan.opts.timeout).map_err(|e| format!("thread: {e}"))?;
+        Ok(Arc::new(delayed))
+    }
 }
 
 /// Uploads what an earlier mount left in its write-back journal `dir` (`recover`), holding its

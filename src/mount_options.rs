@@ -107,7 +107,7 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
     (
         "bwlimit=UP[:DOWN]",
         "Bytes per second for file transfers, all connections together (K, M, G suffixes, powers of \
-         1024; one value for both ways, or UP:DOWN, either side may be off), as rclone's --bwlimit.",
+         1024; one value for both ways, or UP:DOWN, either side may be off or 0), as rclone's --bwlimit.",
     ),
     (
         "max_requests_per_second=N",

@@ -41,6 +41,9 @@ fn ln_s_on_proftpd() {
     assert!(!out.status.success(), "a target above the mount's root: {out:?}");
     let out = m.sh("ln -s 'a b' spaced");
     assert!(!out.status.success(), "a target with a space cannot be sent: {out:?}");
+    // An absolute target names a path of this machine: not one the server can link to.
+    let out = m.sh("ln -s /etc/hostname abs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
     // Removed like any file.
     m.sh_ok("rm l1");
     assert!(std::fs::symlink_metadata(srv.disk("l1")).is_err());
@@ -58,6 +61,9 @@ fn no_ln_s_on_vsftpd_and_targets_shown_relative_or_raw() {
     std::os::unix::fs::symlink("/d/x", srv.disk("d/abs2")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", srv.disk("d/other")).unwrap();
     std::os::unix::fs::symlink("../..", srv.disk("d/up")).unwrap();
+    // Climbing out through links on the way: each `s` is the root itself.
+    std::os::unix::fs::symlink(".", srv.disk("s")).unwrap();
+    std::os::unix::fs::symlink("s/s/s/../../../../../../etc/hostname", srv.disk("x")).unwrap();
     let m = Mount::new(&srv, &[]);
     let out = m.sh("ln -s d/x mine");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
@@ -70,8 +76,11 @@ fn no_ln_s_on_vsftpd_and_targets_shown_relative_or_raw() {
     assert_eq!(link_of(&raw.p("d/up")), "../..");
     // By default a target that would climb out of the mount is not shown: the kernel cannot
     // follow it to a file of this machine.
-    let out = m.sh("readlink d/up; cat d/up");
-    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+    for link in ["d/up", "x"] {
+        let out = m.sh(&format!("readlink {link}; cat {link}"));
+        assert!(!out.status.success() && out.stdout.is_empty(), "{link}: {out:?}");
+    }
+    assert_eq!(link_of(&m.p("s")), ".");
 }
 
 /// `follow_symlinks` (vsftpd, links made on its disk): links to a file and to a directory are

@@ -24,6 +24,7 @@ fn mount(be: &Arc<MemoryBackend>, cache: &std::path::Path) -> Model {
         writeback_uploads: 1,
         atomic_upload: true,
         ignore_time_errors: false,
+        raw_link_targets: false,
     };
     Model::new(cfg, atomic)
 }

@@ -5,8 +5,12 @@
 //! [`FIRST_USE_WAIT`] for it (so the first use after the server came up is served), then fails
 //! as an offline mount's requests do ([`FsError::Offline`]: EIO for a read, EHOSTDOWN for a
 //! change), or with the login's own error when the server refused it. A connector thread tries
-//! at once, then every [`TRY_EVERY`] or when a request wakes it, until a connection logs in or
-//! the mount ends. Knows nothing of FTP: `connect` is the mount's.
+//! at once, then every [`TRY_EVERY`] or when a request wakes it (no sooner than [`TRY_EVERY`]
+//! after the last try: a request in between fails at once with its outcome), until a
+//! connection logs in or the mount ends. After a refused login only every
+//! [`AFTER_REFUSED_LOGIN`], and requests do not wake it: a wrong password does not get right by
+//! itself, and servers lock accounts (or ban addresses) that fail logins often. Knows nothing
+//! of FTP: `connect` is the mount's.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +26,9 @@ pub const FIRST_USE_WAIT: Duration = Duration::from_secs(1);
 /// How often the connector tries while the server does not answer.
 pub const TRY_EVERY: Duration = Duration::from_secs(2);
 
+/// How often it tries after the server refused the login.
+pub const AFTER_REFUSED_LOGIN: Duration = Duration::from_secs(60);
+
 /// Makes the real backend: `Err` with why not (and the error requests meanwhile get).
 pub type Connect = Box<dyn Fn() -> Result<Arc<dyn Backend>, (FsError, String)> + Send + Sync>;
 
@@ -33,7 +40,21 @@ struct Tries {
     done: u64,
     /// The last failure: the error requests get, why, since when the server does not answer.
     failed: Option<(FsError, String, SystemTime)>,
+    /// When the last try ended.
+    ended: Option<Instant>,
     stopped: bool,
+}
+
+impl Tries {
+    /// The server refused the login on the last try.
+    fn login_refused(&self) -> bool {
+        matches!(self.failed, Some((FsError::Denied, _, _)))
+    }
+
+    /// Whether a request may have a try made for it now.
+    fn may_try(&self) -> bool {
+        !self.login_refused() && self.ended.is_none_or(|t| t.elapsed() >= TRY_EVERY)
+    }
 }
 
 struct Shared {
@@ -64,20 +85,6 @@ impl Delayed {
         Ok(Delayed { shared })
     }
 
-    /// The real backend once a connection logged in, waiting at most `bound` for it.
-    pub fn connected_within(&self, bound: Duration) -> Option<Arc<dyn Backend>> {
-        let deadline = Instant::now() + bound;
-        let mut tries = self.shared.tries.lock();
-        loop {
-            if let Some(real) = self.shared.real.get() {
-                return Some(real.clone());
-            }
-            if tries.stopped || self.shared.changed.wait_until(&mut tries, deadline).timed_out() {
-                return self.shared.real.get().cloned();
-            }
-        }
-    }
-
     /// The real backend, or the error a request gets while there is none (after asking for a
     /// try and waiting for it, [`FIRST_USE_WAIT`] at most).
     fn real(&self) -> BackendResult<&Arc<dyn Backend>> {
@@ -87,9 +94,13 @@ impl Delayed {
         let deadline = Instant::now() + FIRST_USE_WAIT;
         let mut tries = self.shared.tries.lock();
         let asked_at = tries.done;
-        tries.wanted = true;
-        self.shared.changed.notify_all();
-        while self.shared.real.get().is_none() && tries.done <= asked_at && !tries.stopped {
+        // The first try is under way from the start; later ones no sooner than TRY_EVERY apart.
+        let waits = tries.done == 0 || tries.may_try();
+        if waits && tries.done > 0 {
+            tries.wanted = true;
+            self.shared.changed.notify_all();
+        }
+        while waits && self.shared.real.get().is_none() && tries.done <= asked_at && !tries.stopped {
             if self.shared.changed.wait_until(&mut tries, deadline).timed_out() {
                 break;
             }
@@ -109,6 +120,7 @@ impl Shared {
             let mut tries = self.tries.lock();
             tries.done += 1;
             tries.wanted = false;
+            tries.ended = Some(Instant::now());
             match res {
                 Ok(real) => {
                     if tries.stopped {
@@ -121,15 +133,19 @@ impl Shared {
                 }
                 Err((e, why)) => {
                     if tries.failed.as_ref().is_none_or(|(_, before, _)| *before != why) {
-                        log::warn!("no connection to the server yet ({why}); trying every {} s", TRY_EVERY.as_secs());
+                        let every = if e == FsError::Denied { AFTER_REFUSED_LOGIN } else { TRY_EVERY };
+                        log::warn!("no connection to the server yet ({why}); trying every {} s", every.as_secs());
                     }
                     let since = tries.failed.as_ref().map_or_else(SystemTime::now, |f| f.2);
                     tries.failed = Some((e, why, since));
                 }
             }
             self.changed.notify_all();
-            let next = Instant::now() + TRY_EVERY;
-            while !tries.wanted && !tries.stopped && !self.changed.wait_until(&mut tries, next).timed_out() {}
+            let refused = tries.login_refused();
+            let next = Instant::now() + if refused { AFTER_REFUSED_LOGIN } else { TRY_EVERY };
+            while (!tries.wanted || refused) && !tries.stopped && !self.changed.wait_until(&mut tries, next).timed_out()
+            {
+            }
             if tries.stopped {
                 return;
             }
@@ -317,15 +333,24 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(d.list("").unwrap_err(), FsError::Offline);
         assert!(d.is_offline());
-        assert!(t0.elapsed() <= FIRST_USE_WAIT + Duration::from_millis(500), "{:?}", t0.elapsed());
-        // A request asks for a try of its own: the server is found without waiting for TRY_EVERY.
-        up.store(true, Ordering::SeqCst);
+        // Fast: no timeout of the server's (slack for a loaded machine).
+        assert!(t0.elapsed() <= FIRST_USE_WAIT + Duration::from_secs(4), "{:?}", t0.elapsed());
+        // Within TRY_EVERY of that try, requests fail at once without another.
         let before = tries.load(Ordering::SeqCst);
-        let names: Vec<String> = d.list("").unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(d.list("").unwrap_err(), FsError::Offline);
+        assert_eq!(tries.load(Ordering::SeqCst), before, "a try sooner than TRY_EVERY after the last");
+        // The server comes up: found by the next try (a request's or the periodic one).
+        up.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + TRY_EVERY * 3;
+        let names = loop {
+            match d.list("") {
+                Ok(entries) => break entries.into_iter().map(|e| e.name).collect::<Vec<_>>(),
+                Err(e) => assert!(Instant::now() < deadline, "not connected: {e:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert_eq!(names, ["f"]);
-        assert!(tries.load(Ordering::SeqCst) > before);
         assert!(!d.is_offline());
-        assert!(d.connected_within(Duration::ZERO).is_some());
         d.shut_down();
     }
 
@@ -339,11 +364,15 @@ mod tests {
         while d.mkdir("d").unwrap_err() != FsError::Denied {
             assert!(Instant::now() < deadline, "the refusal never reached the requests");
         }
+        // A refused login is not tried again for requests, nor every TRY_EVERY.
+        let after = tries.load(Ordering::SeqCst);
+        for _ in 0..20 {
+            assert_eq!(d.list("").unwrap_err(), FsError::Denied);
+        }
+        std::thread::sleep(TRY_EVERY + Duration::from_millis(500));
+        assert_eq!(d.list("").unwrap_err(), FsError::Denied);
+        assert_eq!(tries.load(Ordering::SeqCst), after, "a refused login tried again within a minute");
         d.shut_down();
         assert_eq!(d.list("").unwrap_err(), FsError::Unmounting);
-        std::thread::sleep(TRY_EVERY / 4);
-        let after = tries.load(Ordering::SeqCst);
-        std::thread::sleep(TRY_EVERY + Duration::from_millis(500));
-        assert_eq!(tries.load(Ordering::SeqCst), after, "no try after shut_down");
     }
 }

@@ -660,7 +660,10 @@ impl Connection {
         if self.dead {
             return Err(FtpError::Closed);
         }
-        if let Some(rate) = &self.opts.limits.commands {
+        // QUIT is not held back: an unmount waits for nothing.
+        if let Some(rate) = &self.opts.limits.commands
+            && !lines.starts_with(b"QUIT")
+        {
             rate.take(lines.iter().filter(|&&b| b == b'\n').count() as u64);
         }
         let res = self.ctrl.get_mut().write_all(lines).map_err(FtpError::Io);

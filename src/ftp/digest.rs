@@ -25,10 +25,11 @@ fn is_digest(word: &str, a: Algorithm) -> bool {
     word.len() == a.hex_len() && word.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The digest in the final line of an X-command's reply: its first word of the algorithm's
-/// length in hex (proftpd's line is the digest alone, others put the path after it).
+/// The digest in the final line of an X-command's reply: its first word, a digest of the
+/// algorithm's length in hex (proftpd's line is the digest alone, others put the path after it;
+/// a path is never taken for the digest).
 fn x_reply_digest(last: &str, a: Algorithm) -> Option<String> {
-    last.split_whitespace().find(|w| is_digest(w, a)).map(str::to_ascii_lowercase)
+    last.split_whitespace().next().filter(|w| is_digest(w, a)).map(str::to_ascii_lowercase)
 }
 
 /// The digest in a HASH reply's text: `<algorithm> <range> <digest> <path>`.
@@ -79,6 +80,7 @@ mod tests {
         assert_eq!(x_reply_digest(&format!("{sha} /a.txt"), Algorithm::Sha256), Some(sha.to_ascii_lowercase()));
         assert_eq!(x_reply_digest(sha, Algorithm::Sha1), None, "a digest of another length");
         assert_eq!(x_reply_digest("Computing SHA256 digest", Algorithm::Sha256), None);
+        assert_eq!(x_reply_digest("done deadbeef", Algorithm::Crc32), None, "a name of the right length");
         let line = format!("SHA-256 0-12 {} a file.txt", sha.to_ascii_lowercase());
         assert_eq!(hash_reply_digest(&line, Algorithm::Sha256), Some(sha.to_ascii_lowercase()));
         assert_eq!(hash_reply_digest(&line, Algorithm::Sha512), None, "another algorithm");

@@ -32,6 +32,12 @@ impl Rate {
         self.per_second
     }
 
+    /// The most to move in one read or write: a burst's worth (at least 512), so that the wait
+    /// after it stays within about [`BURST`].
+    pub fn chunk(&self) -> usize {
+        ((self.per_second as f64 * BURST.as_secs_f64()) as usize).max(512)
+    }
+
     /// Waits until `units` more fit the rate.
     pub fn take(&self, units: u64) {
         let wait = {

@@ -368,6 +368,14 @@ impl<C: BorrowMut<Connection>> Read for Download<C> {
             return Ok(0);
         }
         self.connection().keep_alive_in_transfer();
+        // Under a bandwidth limit, a burst's worth at a time: no long sleep after a big read.
+        let buf = match &self.connection().opts.limits.down {
+            Some(rate) => {
+                let chunk = buf.len().min(rate.chunk());
+                &mut buf[..chunk]
+            }
+            None => buf,
+        };
         let Some(d) = self.data.as_mut() else { return Ok(0) };
         let n = d.read(buf)?;
         if n == 0 && !buf.is_empty() {

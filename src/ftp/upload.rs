@@ -323,6 +323,11 @@ impl<C: BorrowMut<Connection>> Upload<C> {
 
 impl<C: BorrowMut<Connection>> Write for Upload<C> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Under a bandwidth limit, a burst's worth at a time: no long sleep after a big write.
+        let buf = match &self.connection().opts.limits.up {
+            Some(rate) => &buf[..buf.len().min(rate.chunk())],
+            None => buf,
+        };
         if self.early.as_ref().is_some_and(|sent| sent.len() + buf.len() > EARLY_BYTES)
             && let Err(e) = self.confirm()
         {

@@ -39,6 +39,9 @@ pub struct ModelConfig {
     pub atomic_upload: bool,
     /// A file time the server cannot set is ignored (logged) instead of failing with EPERM.
     pub ignore_time_errors: bool,
+    /// Link targets are shown exactly as the server has them (`no_transform_symlinks`); else a
+    /// target that would lead out of the mount is not shown (see `model::symlink`).
+    pub raw_link_targets: bool,
 }
 
 #[cfg(test)]
@@ -57,6 +60,7 @@ impl ModelConfig {
             writeback_uploads: 1,
             atomic_upload: false,
             ignore_time_errors: false,
+            raw_link_targets: false,
         }
     }
 }

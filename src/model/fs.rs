@@ -109,6 +109,8 @@ pub struct Model {
     /// directories).
     served_dirs: Mutex<HashMap<u64, u64>>,
     next_dir: AtomicU64,
+    /// The last digest asked of the server (see `model::xattr`).
+    pub(super) last_digest: Mutex<Option<super::xattr::Digest>>,
 }
 
 impl Model {
@@ -124,6 +126,7 @@ impl Model {
             dir_handles: Mutex::new(HashMap::new()),
             served_dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(1),
+            last_digest: Mutex::new(None),
         }
     }
 
@@ -212,6 +215,14 @@ impl Model {
     /// Attributes of the entry listed for `path`, with what open handles hold but the server has
     /// not got yet (size of unsaved writes, a time set before the upload lands).
     fn stat_entry(&self, path: &str, e: &Entry) -> Stat {
+        let hidden;
+        let e = match &e.kind {
+            EntryKind::Symlink(Some(t)) if self.target_hidden(path, t) => {
+                hidden = Entry { kind: EntryKind::Symlink(None), ..e.clone() };
+                &hidden
+            }
+            _ => e,
+        };
         let mut st = self.stat_of(e);
         match st.kind {
             Kind::File => {
@@ -276,9 +287,15 @@ impl Model {
             return Err(libc::EINVAL);
         }
         match self.core.entry(&path)?.kind {
-            EntryKind::Symlink(Some(t)) => Ok(t),
+            EntryKind::Symlink(Some(t)) if !self.target_hidden(&path, &t) => Ok(t),
             _ => Err(libc::EINVAL),
         }
+    }
+
+    /// Whether the target `t` of the link at `path` is kept from the kernel (see
+    /// `model::symlink`).
+    fn target_hidden(&self, path: &str, t: &str) -> bool {
+        !self.core.cfg.raw_link_targets && super::symlink::leads_out(split_path(path).0, t)
     }
 
     /// How the kernel may cache an open file. Large files are streamed past the page cache
@@ -666,10 +683,21 @@ impl Model {
     /// Uploads what an earlier mount's write-back left in its journal `dir` (before serving),
     /// oldest first; returns how many files landed. What fails stays there.
     /// [`Model::recover_journal`] before there is a model (`-o delay_connect`: before requests
-    /// reach the server, so no newer write of ours lands first): what `backend` took up.
-    pub fn recover_journal_alone(backend: &dyn Backend, cache_dir: &std::path::Path, dir: &std::path::Path) -> usize {
+    /// reach the server, so no newer write of ours lands first): the paths `backend` took up.
+    pub fn recover_journal_alone(
+        backend: &dyn Backend,
+        cache_dir: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Vec<String> {
         let replay = Replay { backend, cache_dir, wait: backend.wait_limit() };
-        super::writeback::replay::recover(&replay, dir).len()
+        super::writeback::replay::recover(&replay, dir)
+    }
+
+    /// A file an earlier mount's journal just landed (`path`): what this mount kept of it and
+    /// of its directory's listing is stale.
+    pub fn forget_landed(&self, path: &str) {
+        self.core.note_change(path);
+        self.core.invalidate_parent(path);
     }
 
     pub fn recover_journal(&self, dir: &std::path::Path) -> usize {

@@ -1,13 +1,42 @@
-//! `ln -s`: a symbolic link made on the server (`SITE SYMLINK`, where the server offers it;
-//! EPERM elsewhere, as before). A relative target is resolved from the link's directory here,
-//! in mount paths, because the server would resolve it from its session's directory; an
-//! absolute target is sent as it is. How links are shown: `remote::symlinks`.
+//! Symbolic links in the model: which targets the kernel may be given, and `ln -s`.
+//!
+//! - **Shown**: a target is a path on the server. One that would lead out of the mount when the
+//!   kernel follows it here (absolute, or with more `..` than the link is deep, or with a `..`
+//!   after a name, which a link on the way could take anywhere) is not shown, whatever the
+//!   listing's source (the server, work ahead, the disk cache): the link reads as the file the
+//!   server makes of it. Not with `no_transform_symlinks`. How the server's absolute targets
+//!   inside the mount become relative: `remote::symlinks`.
+//! - **Made**: `ln -s` is a link made on the server (`SITE SYMLINK`, where the server offers it;
+//!   EPERM elsewhere). A relative target is resolved from the link's directory here, in mount
+//!   paths, because the server would resolve it from its session's directory; an absolute target
+//!   is refused (EPERM: it names a path of this machine, which the server cannot link to), unless
+//!   targets are shown raw, when it is sent as it is.
 
 use super::FsResult;
 use super::fs::{Model, Stat};
 use super::inodes::split_path;
 use crate::backend::LinkTarget;
 use crate::error::FsError;
+
+/// Whether a link in the mount directory `dir` with `target` would lead out of the mount when
+/// followed on this machine. `..` is safe only before any name: each step up from the link's
+/// own directory stays in real directories of the mount.
+pub(super) fn leads_out(dir: &str, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') {
+        return true;
+    }
+    let mut depth = dir.split('/').filter(|c| !c.is_empty()).count();
+    let mut named = false;
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if named || depth == 0 => return true,
+            ".." => depth -= 1,
+            _ => named = true,
+        }
+    }
+    false
+}
 
 /// `target` seen from the mount directory `dir`: the mount path it names (`None` when it climbs
 /// above the mount's root).
@@ -36,13 +65,16 @@ impl Model {
         }
         let dir = split_path(&path).0;
         let resolved;
-        let target = if target.starts_with('/') {
+        let sent = if target.starts_with('/') {
+            if !core.cfg.raw_link_targets {
+                return Err(libc::EPERM);
+            }
             LinkTarget::Verbatim(target)
         } else {
             resolved = resolve(dir, target).ok_or(libc::EINVAL)?;
             LinkTarget::InMount(&resolved)
         };
-        let made = core.backend.symlink(target, &path);
+        let made = core.backend.symlink(sent, &path);
         // The listing shows the link as the server made it (its target as the server keeps it).
         core.dirs.invalidate(dir);
         match made {
@@ -53,13 +85,18 @@ impl Model {
         core.note_change(&path);
         core.touch_dir(dir);
         // From the directory's listing: a server's MLST of a link may describe it as the file it
-        // is (proftpd: type=file), and the kernel takes an answer that is no link as an error.
+        // is (proftpd: type=file). The kernel takes an answer that is no link as an error, and
+        // a listing may show the link as what it leads to (`follow_symlinks`): the answer is the
+        // link as made.
         core.list_dir(dir)?;
-        match self.looked_up(&path) {
-            Ok(st) if st.kind == super::Kind::Symlink => Ok(st),
-            Ok(_) => Err(libc::EIO),
-            Err(e) => Err(e),
+        let mut st = self.looked_up(&path)?;
+        if st.kind != super::Kind::Symlink {
+            st.kind = super::Kind::Symlink;
+            st.size = target.len() as u64;
+            st.perm = 0o777;
+            st.nlink = 1;
         }
+        Ok(st)
     }
 }
 
@@ -74,5 +111,19 @@ mod tests {
         assert_eq!(resolve("d/e", "../x/./y").as_deref(), Some("d/x/y"));
         assert_eq!(resolve("d", "..").as_deref(), Some(""));
         assert_eq!(resolve("d", "../../x"), None, "above the mount's root");
+    }
+
+    #[test]
+    fn targets_that_lead_out_of_the_mount() {
+        use super::leads_out;
+        assert!(!leads_out("", "a.txt"));
+        assert!(!leads_out("d", "../a"));
+        assert!(leads_out("d", "../../a"));
+        assert!(!leads_out("d/e", "../../x/./y"));
+        assert!(leads_out("", "/etc/passwd"));
+        assert!(leads_out("", ""));
+        assert!(leads_out("d", "a/.."), "a .. after a name: the name may be a link");
+        assert!(leads_out("", "s/s/s/../../../../home/you/.bashrc"));
+        assert!(!leads_out("", "./x/y"));
     }
 }

@@ -11,6 +11,8 @@
 //! to the server). Where the server computes no digest, the first getxattr is answered ENOSYS
 //! instead, which makes the kernel stop asking for the rest of the mount.
 
+use std::time::{Duration, SystemTime};
+
 use super::FsResult;
 use super::fs::Model;
 use crate::checksum::Algorithm;
@@ -32,11 +34,36 @@ impl Model {
             return Err(libc::ENODATA);
         }
         core.writeback.wait_for(|p| p == path)?;
+        let now = SystemTime::now();
+        if let Some(d) = self.last_digest.lock().as_ref()
+            && d.path == path
+            && d.algorithm == a
+            && now.duration_since(d.at).is_ok_and(|age| age < DIGEST_REUSE)
+            && core.changed_at(&path).is_none_or(|changed| changed < d.at)
+        {
+            return Ok(d.hex.clone().into_bytes());
+        }
         match core.backend.checksum(&path, a) {
-            Ok(hex) => Ok(hex.into_bytes()),
+            Ok(hex) => {
+                *self.last_digest.lock() = Some(Digest { path, algorithm: a, hex: hex.clone(), at: now });
+                Ok(hex.into_bytes())
+            }
             Err(e) => Err(core.refused_errno(&path, e, false)),
         }
     }
+}
+
+/// How long a digest is given again without asking the server: `getfattr` asks for the size
+/// first and then the value, which would have the server read the file twice.
+const DIGEST_REUSE: Duration = Duration::from_secs(2);
+
+/// The last digest asked of the server, for [`DIGEST_REUSE`].
+pub(super) struct Digest {
+    path: String,
+    algorithm: Algorithm,
+    hex: String,
+    /// When it was asked for (a change of ours after that makes it stale).
+    at: SystemTime,
 }
 
 #[cfg(test)]

@@ -327,14 +327,6 @@ impl FtpBackend {
                 {
                     *t = super::symlinks::shown_target(root, dir, t);
                 }
-                // A target is a path on the server: the kernel is never given one that leads out
-                // of the mount, to a path of this machine (unless no_transform_symlinks).
-                if let EntryKind::Symlink(target) = &mut e.kind
-                    && (transform || self.cfg.follow_symlinks)
-                    && target.as_deref().is_some_and(|t| !super::symlinks::stays_inside(root, dir, t))
-                {
-                    *target = None;
-                }
                 e
             })
             .collect()
