@@ -83,7 +83,7 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
         "Mount at once, even while the server is down, and connect in the background (as sshfs): until \
          a connection logs in, each call fails within a second (EIO, EHOSTDOWN for a change, EACCES \
          for a refused login) unless the disk cache holds what it asks for; tried every 2 s and at \
-         each call.",
+         a call (after a refused login every 60 s only).",
     ),
     (
         "transform_symlinks",
