@@ -40,14 +40,7 @@ fn backend_opening_ahead(
     let features = first.features().clone();
     let pool = Pool::new(opts, connections, Some(first));
     pool.open_data_ahead(ahead);
-    let cfg = FtpBackendConfig {
-        remote_root: "/".into(),
-        use_mlsd: true,
-        list_tz_offset: 0,
-        verify_upload: false,
-        transform_symlinks: true,
-        follow_symlinks: false,
-    };
+    let cfg = FtpBackendConfig::new("/");
     let be = FtpBackend::new(cfg, pool.clone(), features);
     upload(&be, "first", b"proves data connections opened ahead").expect("first upload");
     // The next upload takes this connection, back and idle (with its next data connection

@@ -132,14 +132,7 @@ fn backend(srv: &FakeServer) -> FtpBackend {
     let first = Connection::connect(&opts).expect("connect");
     let features = first.features().clone();
     let pool = Pool::new(opts, 2, Some(first));
-    let cfg = FtpBackendConfig {
-        remote_root: "/".into(),
-        use_mlsd: true,
-        list_tz_offset: 0,
-        verify_upload: false,
-        transform_symlinks: true,
-        follow_symlinks: false,
-    };
+    let cfg = FtpBackendConfig::new("/");
     FtpBackend::new(cfg, pool, features)
 }
 

@@ -42,6 +42,20 @@ pub struct FtpBackendConfig {
     pub follow_symlinks: bool,
 }
 
+impl FtpBackendConfig {
+    /// The server's directory `remote_root` mounted with the default options.
+    pub fn new(remote_root: &str) -> FtpBackendConfig {
+        FtpBackendConfig {
+            remote_root: remote_root.to_string(),
+            use_mlsd: true,
+            list_tz_offset: 0,
+            verify_upload: false,
+            transform_symlinks: true,
+            follow_symlinks: false,
+        }
+    }
+}
+
 /// The pool as a [`Backend`].
 pub struct FtpBackend {
     /// The digest each whole-file upload is checked with (`-o verify_upload`, where offered).
