@@ -155,6 +155,9 @@ pub fn refresh(model: &Model, kernel: &fuser::Notifier, path: &str, recursive: b
 }
 
 impl Filesystem for FtpFs {
+    // Not FUSE_CACHE_SYMLINKS: the kernel would keep a link's target past a rename, which
+    // changes what the target must be (relative to the link; kept from the kernel when it would
+    // lead out of the mount), and readlink is answered from memory anyway.
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
@@ -165,7 +168,6 @@ impl Filesystem for FtpFs {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
-            InitFlags::FUSE_CACHE_SYMLINKS,
             // O_TRUNC comes with open() instead of a later setattr without a file handle, so the
             // truncation belongs to the handle that asked for it.
             InitFlags::FUSE_ATOMIC_O_TRUNC,

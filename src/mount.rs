@@ -328,7 +328,8 @@ fn mount_and_serve(
         writeback_uploads: o.connections.saturating_sub(1).max(1),
         atomic_upload: o.atomic_upload,
         ignore_time_errors: o.ignore_time_errors,
-        raw_link_targets: !o.transform_symlinks,
+        // Links followed on the server are never shown raw: the kernel follows none here.
+        raw_link_targets: !o.transform_symlinks && !o.follow_symlinks,
     };
     let disk_cache = o.disk_cache.and_then(|size| match open_disk_cache(&cache_dir, &plan.target, size) {
         Ok(c) => Some(c),
@@ -347,12 +348,13 @@ fn mount_and_serve(
         }
     };
     let model = Arc::new(Model::new(cfg, backend));
-    let _ = model_cell.set(Arc::downgrade(&model));
     if let Some(cache) = disk_cache {
         let shown = cache.clone();
         crate::stats::gauge("disk cache", move || Some(shown.describe()));
         model.use_disk_cache(cache);
     }
+    // Told to the connector (delay_connect) once it can forget through the disk cache too.
+    let _ = model_cell.set(Arc::downgrade(&model));
     for (dir, lock) in orphans {
         recover_orphan(|dir| model.recover_journal(dir), &dir, lock);
     }

@@ -82,8 +82,8 @@ pub const MOUNT_OPTIONS: &[(&str, &str)] = &[
         "delay_connect",
         "Mount at once, even while the server is down, and connect in the background (as sshfs): until \
          a connection logs in, each call fails within a second (EIO, EHOSTDOWN for a change, EACCES \
-         for a refused login) unless the disk cache holds what it asks for; tried every 2 s and at \
-         a call (after a refused login every 60 s only).",
+         for a refused login) unless the disk cache holds what it asks for; tried every 2 s (after a \
+         refused login every 60 s only).",
     ),
     (
         "transform_symlinks",

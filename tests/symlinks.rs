@@ -44,6 +44,10 @@ fn ln_s_on_proftpd() {
     // An absolute target names a path of this machine: not one the server can link to.
     let out = m.sh("ln -s /etc/hostname abs");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
+    // Moved: the target as the kernel sees it follows (the server keeps `/d/b.txt`).
+    m.sh_ok("mv d/l3 l3");
+    assert_eq!(link_of(&m.p("l3")), "d/b.txt");
+    assert_eq!(m.sh_ok("cat l3"), "beta\n");
     // Removed like any file.
     m.sh_ok("rm l1");
     assert!(std::fs::symlink_metadata(srv.disk("l1")).is_err());

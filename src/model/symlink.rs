@@ -22,7 +22,8 @@ use crate::error::FsError;
 /// followed on this machine. `..` is safe only before any name: each step up from the link's
 /// own directory stays in real directories of the mount.
 pub(super) fn leads_out(dir: &str, target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') {
+    // The kernel keeps a target up to its first NUL: `..<NUL>` is `..` to it.
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
         return true;
     }
     let mut depth = dir.split('/').filter(|c| !c.is_empty()).count();
@@ -125,5 +126,7 @@ mod tests {
         assert!(leads_out("d", "a/.."), "a .. after a name: the name may be a link");
         assert!(leads_out("", "s/s/s/../../../../home/you/.bashrc"));
         assert!(!leads_out("", "./x/y"));
+        assert!(leads_out("", "..\0"), "the kernel cuts a target at NUL");
+        assert!(leads_out("d", "x\0/../../.."));
     }
 }
