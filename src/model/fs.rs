@@ -110,7 +110,16 @@ pub struct Model {
     served_dirs: Mutex<HashMap<u64, u64>>,
     next_dir: AtomicU64,
     /// The last digest asked of the server (see `model::xattr`).
-    pub(super) last_digest: Mutex<Option<super::xattr::Digest>>,
+    pub(super) last_digest: Mutex<Option<LastDigest>>,
+}
+
+/// A digest the server gave of a file, kept a moment for `model::xattr`.
+pub(super) struct LastDigest {
+    pub path: String,
+    pub algorithm: crate::checksum::Algorithm,
+    pub hex: String,
+    /// When it was asked for (a change of ours after that makes it stale).
+    pub at: SystemTime,
 }
 
 impl Model {
@@ -295,7 +304,7 @@ impl Model {
     /// Whether the target `t` of the link at `path` is kept from the kernel (see
     /// `model::symlink`).
     fn target_hidden(&self, path: &str, t: &str) -> bool {
-        !self.core.cfg.raw_link_targets && super::symlink::leads_out(split_path(path).0, t)
+        !self.core.cfg.raw_link_targets && super::link_targets::leads_out(split_path(path).0, t)
     }
 
     /// How the kernel may cache an open file. Large files are streamed past the page cache

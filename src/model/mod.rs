@@ -19,6 +19,7 @@ mod open_file;
 mod readahead;
 mod refresh;
 mod rescue;
+mod link_targets;
 mod symlink;
 mod writeback;
 mod xattr;

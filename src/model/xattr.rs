@@ -14,7 +14,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::FsResult;
-use super::fs::Model;
+use super::fs::{LastDigest, Model};
 use crate::checksum::Algorithm;
 
 impl Model {
@@ -45,7 +45,7 @@ impl Model {
         }
         match core.backend.checksum(&path, a) {
             Ok(hex) => {
-                *self.last_digest.lock() = Some(Digest { path, algorithm: a, hex: hex.clone(), at: now });
+                *self.last_digest.lock() = Some(LastDigest { path, algorithm: a, hex: hex.clone(), at: now });
                 Ok(hex.into_bytes())
             }
             Err(e) => Err(core.refused_errno(&path, e, false)),
@@ -56,15 +56,6 @@ impl Model {
 /// How long a digest is given again without asking the server: `getfattr` asks for the size
 /// first and then the value, which would have the server read the file twice.
 const DIGEST_REUSE: Duration = Duration::from_secs(2);
-
-/// The last digest asked of the server, for [`DIGEST_REUSE`].
-pub(super) struct Digest {
-    path: String,
-    algorithm: Algorithm,
-    hex: String,
-    /// When it was asked for (a change of ours after that makes it stale).
-    at: SystemTime,
-}
 
 #[cfg(test)]
 mod tests {
