@@ -176,6 +176,8 @@ pub struct Connection {
     pub(super) noops_sent: u64,
     /// When the last command was sent.
     pub(super) last_sent: Instant,
+    /// The shortest time a command took to be answered: the round trip to the server, at most.
+    pub(super) round_trip: Option<Duration>,
 }
 
 impl fmt::Debug for Connection {
@@ -355,6 +357,7 @@ impl Connection {
             noops_unanswered: 0,
             noops_sent: 0,
             last_sent: Instant::now(),
+            round_trip: None,
         };
         let greeting = conn.timed_step("no greeting from the server", |c| {
             let greeting = c.read_reply()?;
@@ -655,6 +658,11 @@ impl Connection {
         self.send_lines(&line)
     }
 
+    /// Notes how long a command sent alone took to be answered.
+    fn note_round_trip(&mut self, took: Duration) {
+        self.round_trip = Some(self.round_trip.map_or(took, |t| t.min(took)));
+    }
+
     /// Writes command lines made by [`Connection::command_line`] in one go.
     pub(super) fn send_lines(&mut self, lines: &[u8]) -> Result<()> {
         if self.dead {
@@ -705,7 +713,9 @@ impl Connection {
     /// session (421, `500 OOPS`) has marked the connection dead and is returned as an error.
     pub fn command(&mut self, verb: &str, arg: Option<&str>) -> Result<Reply> {
         self.send(verb, arg)?;
+        let sent = Instant::now();
         let mut reply = self.read_reply()?;
+        self.note_round_trip(sent.elapsed());
         // A stray preliminary reply to a command without data: read on to the final one, but
         // not forever (a hostile server may send nothing else).
         let mut preliminary = 0;

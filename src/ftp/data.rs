@@ -160,6 +160,18 @@ impl Connection {
         !self.dead && (self.epsv_pending || self.ahead_port.is_some() || self.ahead.is_some())
     }
 
+    /// Whether the data connection opened ahead (if any) has had a round trip since its
+    /// handshake began: bytes sent on it earlier wait for the handshake's end, so a transfer
+    /// on it would cost a round trip more than one on a connection whose data connection is
+    /// settled. (A kernel or a proxy may complete `connect` at once, before the server's end
+    /// took part.) True when nothing is open ahead, or the round trip is not known.
+    pub fn data_ahead_settled(&self) -> bool {
+        match (&self.ahead, self.round_trip) {
+            (Some((_, opened)), Some(rtt)) => opened.elapsed() >= rtt,
+            _ => true,
+        }
+    }
+
     /// EPSV worked on this connection.
     pub fn epsv_proven(&self) -> bool {
         self.epsv_worked && !self.epsv_failed

@@ -111,6 +111,10 @@ pub struct DirListing {
     subdirs: usize,
     /// The memory the entries take, about ([`Slot::bytes`] summed).
     bytes: usize,
+    /// Made by this mount's own MKD (empty then, every change since one of ours), not fetched:
+    /// a name missing from it is missing on the server unless another client made it there
+    /// within the listing's lifetime.
+    pub made_here: bool,
 }
 
 impl DirListing {
@@ -122,7 +126,7 @@ impl DirListing {
         let subdirs = slots.iter().filter(|s| s.kind & !EXACT_TIME == KIND_DIR).count();
         let bytes = slots.iter().map(Slot::bytes).sum();
         let version = VERSIONS.fetch_add(1, Ordering::Relaxed);
-        DirListing { fetched: Instant::now(), version, slots, subdirs, bytes }
+        DirListing { fetched: Instant::now(), version, slots, subdirs, bytes, made_here: false }
     }
 
     /// The memory the entries take, about.
@@ -443,6 +447,17 @@ impl DirCache {
         self.spoil(|d| d == dir);
         map.put(dir.to_string(), l.clone());
         l
+    }
+
+    /// The listing of a directory this mount has just made: empty, and known to be ours.
+    pub fn put_made(&self, dir: &str) {
+        let mut l = DirListing::new(Vec::new());
+        l.made_here = true;
+        self.tell(dir, false);
+        let _told = Told(self, dir, false);
+        let mut map = self.map.lock();
+        self.spoil(|d| d == dir);
+        map.put(dir.to_string(), Arc::new(l));
     }
 
     /// Adds or replaces one entry in the cached listing of `dir` (if cached).

@@ -41,8 +41,10 @@ impl Model {
         let existing = match listing.get(name) {
             Some(e) if e.is_dir() => return Err(libc::EISDIR),
             Some(e) => Some(e.size.unwrap_or(0)),
-            // Without O_TRUNC a stale listing must not make us replace a file someone else made.
-            None if !truncate && listing.fetched.elapsed() > Duration::from_secs(1) => {
+            // Without O_TRUNC a stale listing must not make us replace a file someone else made
+            // (a directory this mount made is trusted for the listing's lifetime: the window
+            // for another client is its making, not a listing's age).
+            None if !truncate && !listing.made_here && listing.fetched.elapsed() > Duration::from_secs(1) => {
                 self.core.backend.size(path).ok().flatten()
             }
             None => None,
@@ -139,7 +141,7 @@ impl Model {
             }
         }
         core.dirs.upsert(parent, fresh_entry(name, EntryKind::Dir, 4096));
-        core.dirs.put(path, Vec::new());
+        core.dirs.put_made(path);
         core.note_change(path);
         core.touch_dir(parent);
         let mode = mode & 0o7777;

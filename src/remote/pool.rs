@@ -94,6 +94,15 @@ const PROBE_WAIT: Duration = Duration::from_secs(5);
 /// and a NOOP would then wait for the full timeout.
 const DISCARD_AFTER: Duration = Duration::from_secs(120);
 /// Idle connections and ones not made yet, less one kept for requests.
+/// Takes the idle connection given back last whose data connection opened ahead has settled
+/// (see [`Connection::data_ahead_settled`]), or else the one given back last: in a run of small
+/// transfers one after another, each then finds a data connection ready, not one whose
+/// handshake is still on its way.
+fn take_settled(idle: &mut Vec<Idle>) -> Option<Idle> {
+    let at = idle.iter().rposition(|i| i.conn.data_ahead_settled()).or(idle.len().checked_sub(1))?;
+    Some(idle.remove(at))
+}
+
 fn spare_in(st: &State) -> usize {
     if st.closing {
         return 0;
@@ -235,7 +244,7 @@ impl Pool {
             let transfer_cap = st.limit.saturating_sub(1).max(1);
             let may_use = purpose == Purpose::Metadata || st.transfers < transfer_cap;
             if may_use {
-                if let Some(idle) = st.idle.pop() {
+                if let Some(idle) = take_settled(&mut st.idle) {
                     if purpose == Purpose::Transfer {
                         st.transfers += 1;
                     }
