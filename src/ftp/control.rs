@@ -714,8 +714,14 @@ impl Connection {
     pub fn command(&mut self, verb: &str, arg: Option<&str>) -> Result<Reply> {
         self.send(verb, arg)?;
         let sent = Instant::now();
-        let mut reply = self.read_reply()?;
+        let reply = self.final_reply(verb)?;
         self.note_round_trip(sent.elapsed());
+        Ok(reply)
+    }
+
+    /// Reads the final reply to `verb` (sent already), whatever its code.
+    fn final_reply(&mut self, verb: &str) -> Result<Reply> {
+        let mut reply = self.read_reply()?;
         // A stray preliminary reply to a command without data: read on to the final one, but
         // not forever (a hostile server may send nothing else).
         let mut preliminary = 0;
@@ -861,10 +867,27 @@ impl Connection {
     }
 
     /// RNFR + RNTO.
+    ///
+    /// Where the server reads commands sent ahead of its replies ([`reads_pipelined_login`]),
+    /// RNTO goes out with RNFR: one round trip. A refused RNFR then gets its RNTO refused too
+    /// (503, bad sequence: nothing renamed), and the RNFR's refusal is the error.
     pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
         check_arg(to)?;
-        self.command_expect("RNFR", Some(from), |c| c == 350)?;
-        self.command_expect("RNTO", Some(to), |c| c == 250 || c == 200).map(drop)
+        let renamed = |c| c == 250 || c == 200;
+        if !reads_pipelined_login(&self.welcome) {
+            self.command_expect("RNFR", Some(from), |c| c == 350)?;
+            return self.command_expect("RNTO", Some(to), renamed).map(drop);
+        }
+        let mut lines = self.command_line("RNFR", Some(from))?;
+        lines.extend(self.command_line("RNTO", Some(to))?);
+        self.send_lines(&lines)?;
+        let first = self.final_reply("RNFR")?;
+        let second = self.final_reply("RNTO");
+        if first.code != 350 {
+            return Err(first.into_error());
+        }
+        let second = second?;
+        if renamed(second.code) { Ok(()) } else { Err(second.into_error()) }
     }
 
     /// SITE CHMOD with an octal mode.
