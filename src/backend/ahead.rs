@@ -762,6 +762,13 @@ impl WriteStream for Uploading {
             None => Err(super::FsError::Broken),
         }
     }
+
+    fn finish_then(mut self: Box<Self>, after: super::AfterUpload) -> BackendResult<(Option<u64>, super::Settled)> {
+        match self.up.take() {
+            Some(up) => up.finish_then(after),
+            None => Err(super::FsError::Broken),
+        }
+    }
 }
 
 impl Drop for Uploading {

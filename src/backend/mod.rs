@@ -94,6 +94,31 @@ pub trait WriteStream: Write + Send {
     /// Ends the upload once the server confirmed it. `Some(n)`: the server says the file now
     /// holds `n` bytes (asked in the same round trip where it can tell); `None`: not known.
     fn finish(self: Box<Self>) -> BackendResult<Option<u64>>;
+
+    /// As [`WriteStream::finish`], also setting what `after` asks once the data is there, in
+    /// the upload's last round trip where the server allows. Returns which of them were set;
+    /// the others (refused, or not foldable into the upload here) are for the caller to set
+    /// on their own, which also reports their errors.
+    fn finish_then(self: Box<Self>, after: AfterUpload) -> BackendResult<(Option<u64>, Settled)> {
+        let _ = after;
+        self.finish().map(|size| (size, Settled::default()))
+    }
+}
+
+/// What a file gets once an upload's data is there (see [`WriteStream::finish_then`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AfterUpload {
+    /// Its modification time, seconds since the epoch.
+    pub mtime: Option<i64>,
+    /// Its permission bits.
+    pub mode: Option<u32>,
+}
+
+/// Which parts of an [`AfterUpload`] an upload's finish set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    pub mtime: bool,
+    pub mode: bool,
 }
 
 /// What the model needs from a server.

@@ -893,11 +893,16 @@ impl Connection {
     /// SITE CHMOD with an octal mode.
     pub fn site_chmod(&mut self, path: &str, mode: u32) -> Result<()> {
         check_arg(path)?;
-        // Three digits at least: pyftpdlib takes only 3 or 4 ("501 Invalid SITE CHMOD format"
-        // for mode 0 written "0").
-        let arg = format!("CHMOD {:03o} {path}", mode & 0o7777);
+        let arg = chmod_arg(path, mode);
         self.command_expect("SITE", Some(&arg), |c| c == 200 || c == 250).map(drop)
     }
+}
+
+/// The argument of `SITE CHMOD` setting `mode` on `path`.
+pub(super) fn chmod_arg(path: &str, mode: u32) -> String {
+    // Three digits at least: pyftpdlib takes only 3 or 4 ("501 Invalid SITE CHMOD format"
+    // for mode 0 written "0").
+    format!("CHMOD {:03o} {path}", mode & 0o7777)
 }
 
 /// Whether a server with this greeting reads the commands of a login sent in one write, each

@@ -97,6 +97,39 @@ pub fn session_took_no_action(e: &FtpError) -> bool {
     e.is_session_ended() || e.code() == Some(425)
 }
 
+/// A command sent behind an upload's data, in its last round trip (see
+/// [`Upload::end_with_size_then`]): what the file gets once its content is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Its modification time (seconds since the epoch, UTC) with MFMT.
+    Mfmt(i64),
+    /// Its modification time with the two-argument MDTM (a server known to take it).
+    MdtmSet(i64),
+    /// Its permission bits with SITE CHMOD.
+    Chmod(u32),
+}
+
+impl Settle {
+    /// The command's verb and argument for `path`.
+    fn command(&self, path: &str) -> Result<(&'static str, String)> {
+        let stamp =
+            |t: i64| super::listing::format_mlsd_time(t).ok_or_else(|| FtpError::InvalidArgument(format!("time {t}")));
+        Ok(match *self {
+            Settle::Mfmt(t) => ("MFMT", format!("{} {path}", stamp(t)?)),
+            Settle::MdtmSet(t) => ("MDTM", format!("{} {path}", stamp(t)?)),
+            Settle::Chmod(mode) => ("SITE", super::control::chmod_arg(path, mode)),
+        })
+    }
+
+    /// Whether a reply with `code` says the server did it.
+    fn taken(&self, code: u16) -> bool {
+        match self {
+            Settle::Mfmt(_) | Settle::MdtmSet(_) => matches!(code, 213 | 200 | 250),
+            Settle::Chmod(_) => matches!(code, 200 | 250),
+        }
+    }
+}
+
 /// The size in a reply to SIZE; `None` when the server gave none.
 fn size_reply(reply: Reply) -> Result<Option<u64>> {
     if reply.ends_session() {
@@ -229,15 +262,38 @@ impl<C: BorrowMut<Connection>> Upload<C> {
 
     /// As [`Upload::finish_with_size`], keeping the upload for [`Upload::replay_after_failure`].
     pub fn end_with_size(&mut self, path: &str) -> Result<Option<u64>> {
+        self.end_with_size_then(path, &[]).map(|(size, _)| size)
+    }
+
+    /// As [`Upload::end_with_size`], with `then` sent behind the SIZE in the same round trip
+    /// (a time, a mode: what the file gets once its data is there). Returns, for each, whether
+    /// the server took it after the transfer had ended; one not taken (refused, or answered by a
+    /// server that reads commands during a transfer, which may have run it before the data's
+    /// end, or not sent because this connection does not pipeline) is for the caller to set
+    /// again on its own.
+    pub fn end_with_size_then(&mut self, path: &str, then: &[Settle]) -> Result<(Option<u64>, Vec<bool>)> {
         super::command::check_arg(path)?;
+        let not_taken = vec![false; then.len()];
+        // Only where the server reads nothing during a transfer: one that answers at once could
+        // run them before the data's end (which would undo a time, and a mode with it).
+        let then = if super::transfer::answers_in_order(self.connection().welcome()) { then } else { &[] };
         if !self.connection().pipeline_size {
             self.end()?;
-            return size_reply(self.connection().command("SIZE", Some(path))?);
+            return Ok((size_reply(self.connection().command("SIZE", Some(path))?)?, not_taken));
+        }
+        let mut behind = Vec::new();
+        for s in then {
+            let (verb, arg) = s.command(path)?;
+            behind.extend(self.connection().command_line(verb, Some(&arg))?);
         }
         let Some(mut d) = self.data.take() else { return Err(self.failed.take().unwrap_or(FtpError::Closed)) };
         let ended = d.flush().and_then(|_| d.end_our_side());
         // SIZE goes out while the server still finishes the data connection: a round trip less.
-        if let Err(e) = self.connection().send("SIZE", Some(path)) {
+        let sent = self.connection().command_line("SIZE", Some(path)).and_then(|mut lines| {
+            lines.extend(behind);
+            self.connection().send_lines(&lines)
+        });
+        if let Err(e) = sent {
             if self.early.is_none() {
                 // Whether the server took the data still counts (see `delivered`).
                 let _ = self.drain(d, ended);
@@ -259,29 +315,38 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         self.confirm()?;
         let flushed = self.drain(d, ended);
         let conn = self.connection();
-        let first = conn.read_reply()?;
-        let second = conn.read_reply()?;
+        let mut replies = Vec::with_capacity(2 + then.len());
+        for _ in 0..2 + then.len() {
+            replies.push(conn.read_reply()?);
+        }
         if epsv {
             conn.leave_epsv_ahead();
         }
-        if first.code < 200 || second.code < 200 {
-            // Not the two replies expected: which answers what is unknown from here on.
+        if let Some(odd) = replies.iter().find(|r| r.code < 200) {
+            // Not the replies expected: which answers what is unknown from here on.
             conn.dead = true;
-            return Err(FtpError::protocol(format!(
-                "unexpected replies after an upload: {} {}",
-                first.code, second.code
-            )));
+            return Err(FtpError::protocol(format!("unexpected reply after an upload: {}", odd.code)));
         }
-        let (transfer, size) = match (first.code, second.code) {
-            (226 | 250, _) => (first, second),
-            // The SIZE reply came first: it may count a file still being written.
-            (_, 226 | 250) => {
-                log::info!("server answered SIZE during a transfer ({}); no more pipelining", first.code);
+        let done = |r: &Reply| matches!(r.code, 226 | 250);
+        let (transfer, size, taken) = match replies.iter().take(2).position(done) {
+            Some(0) | None => {
+                let mut replies = replies.into_iter();
+                let (Some(transfer), Some(size)) = (replies.next(), replies.next()) else {
+                    unreachable!("two replies at least were read")
+                };
+                let mut taken: Vec<bool> = then.iter().zip(replies).map(|(s, r)| s.taken(r.code)).collect();
+                taken.resize(not_taken.len(), false);
+                (transfer, size, taken)
+            }
+            // Another reply came first: the server answers commands during a transfer, so the
+            // SIZE may count a file still being written, and what went behind it may have run
+            // before the data's end.
+            Some(at) => {
+                log::info!("server answered SIZE during a transfer ({}); no more pipelining", replies[0].code);
                 conn.pipeline_size = false;
                 let again = conn.command("SIZE", Some(path))?;
-                (second, again)
+                (replies.swap_remove(at), again, not_taken)
             }
-            _ => (first, second),
         };
         if let Err(e) = conn.settle_noops() {
             // The transfer's own reply stands; the connection is dead and not used again.
@@ -291,7 +356,7 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         if !is_transfer_done(transfer.code) {
             return Err(transfer.into_error());
         }
-        size_reply(size)
+        Ok((size_reply(size)?, taken))
     }
 
     /// Reads the data connection to the server's end after ours (`ended`: flushed and ended on

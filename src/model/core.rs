@@ -392,10 +392,9 @@ impl Core {
         if !self.backend.can_chmod() {
             return Ok(());
         }
-        let (parent, name) = split_path(path);
         match self.backend.chmod(path, mode & 0o7777) {
             Ok(()) => {
-                self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
+                self.noted_mode(path, mode);
                 Ok(())
             }
             Err(FsError::Unsupported) => Ok(()),
@@ -445,12 +444,23 @@ impl Core {
             }
             Err(e) => return Err(e.errno()),
         }
+        self.noted_mtime(path, secs);
+        Ok(())
+    }
+
+    /// The server set `path`'s time to `secs` (seconds since the epoch): shown from now on.
+    pub(super) fn noted_mtime(&self, path: &str, secs: i64) {
         let (parent, name) = split_path(path);
         self.dirs.update(parent, name, |e| {
             e.mtime = Some(secs);
             e.mtime_nanos = 0;
         });
-        Ok(())
+    }
+
+    /// The server set `path`'s permission bits to `mode`: shown from now on.
+    pub(super) fn noted_mode(&self, path: &str, mode: u32) {
+        let (parent, name) = split_path(path);
+        self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
     }
 }
 

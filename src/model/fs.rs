@@ -585,7 +585,17 @@ impl Model {
         if let Some(mode) = mode {
             self.chmod(&path, mode)?;
         }
+        // "Now" on a file that a handle still open on it uploaded a moment ago, with nothing
+        // new held for it: the server's time of that upload is "now" already (as NFS takes
+        // "now" from the server's clock), and asking again would cost a round trip (touch
+        // uploads at its first close, then sets the time).
+        let just_uploaded = || {
+            let writers = handles.writers_of(&path);
+            !writers.iter().any(|f| f.is_dirty())
+                && writers.iter().any(|f| f.uploaded_at.lock().is_some_and(|t| t.elapsed() < Duration::from_secs(1)))
+        };
         let when = match mtime {
+            Some(SetTime::Now) if just_uploaded() => None,
             Some(SetTime::At(t)) => Some(t),
             // "Now" with no data on its way: set like any time (shown now even where the
             // server cannot be told); with data on its way, the upload sets it anyway.

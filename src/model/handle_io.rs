@@ -34,7 +34,7 @@ use super::files::OpenFile;
 use super::gate::PathClaim;
 use super::open_file::{InCall, Io, Spool, State, Writer};
 use super::readahead::StreamReader;
-use crate::backend::{FsError, ReadStream, WriteMode, WriteStream};
+use crate::backend::{AfterUpload, FsError, ReadStream, Settled, WriteMode, WriteStream};
 
 fn io_errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
@@ -51,6 +51,8 @@ fn apply_remote_change(f: &OpenFile, io: &mut Io) {
     }
     io.server_size = Some(v - 1);
     io.cached_version = None;
+    // Not the empty file this handle made any more.
+    f.made_empty.store(false, Ordering::Relaxed);
     let clean = match &io.state {
         State::Reading(_) | State::Idle => true,
         State::Spooled(s) => !s.dirty,
@@ -515,7 +517,9 @@ fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<W
     if (core.writeback.enabled() || core.cfg.atomic_upload) && !f.append {
         return Ok(None);
     }
-    let replace = off == 0 && f.is_created();
+    // A file this handle made empty on the server a moment ago (a flush before any write, as
+    // a shell's `>` or touch do) is still its own to replace.
+    let replace = off == 0 && (f.is_created() || (f.made_empty.load(Ordering::Relaxed) && io.server_size == Some(0)));
     // An append waits (in a tail spool) for another handle's pending creation to land first.
     let append = !replace
         && !f.is_created()
@@ -776,6 +780,13 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         f.set_dirty_size(None);
         return Ok(());
     };
+    // A time and a mode waiting for the data go behind it, in the upload's last round trip
+    // where the server allows (what it did not take is set on its own below).
+    let after = AfterUpload {
+        mtime: io.pending_mtime.map(unix_secs),
+        mode: io.pending_mode.filter(|_| core.backend.can_chmod()),
+    };
+    let mut settled = Settled::default();
     let written = match std::mem::replace(&mut io.state, State::Idle) {
         State::Writing(w) => {
             f.streaming.store(false, Ordering::Relaxed);
@@ -784,7 +795,11 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
             f.created.store(false, Ordering::Relaxed);
             // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
             let Writer { up, pos, start, _claim, .. } = *w;
-            let checked = up.finish().map_err(|e| e.errno()).and_then(|size| {
+            let finished = up.finish_then(after).map(|(size, done)| {
+                settled = done;
+                size
+            });
+            let checked = finished.map_err(|e| e.errno()).and_then(|size| {
                 if f.append {
                     // O_APPEND: the bytes belong at the end, wherever another client left it.
                     verify_size_at_least(core, &path, pos - start, size).map(|()| size.unwrap_or(pos))
@@ -807,16 +822,30 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         State::Spooled(mut s) => {
             // A clean spool of a file this handle created still has to make the file.
             let upload = s.dirty || f.is_created();
-            let res = if upload { upload_spool(core, &mut s, &path).map(|_| Some(s.len)) } else { Ok(None) };
+            let res = match upload {
+                true => upload_spool(core, &mut s, &path, after).map(|done| {
+                    settled = done;
+                    Some(s.len)
+                }),
+                false => Ok(None),
+            };
             io.state = State::Spooled(s);
             res?
         }
         other => {
             io.state = other;
-            if f.is_created() { Some(upload_empty(core, &path)?) } else { None }
+            match f.is_created() {
+                true => {
+                    settled = upload_empty(core, &path, after)?;
+                    Some(0)
+                }
+                false => None,
+            }
         }
     };
     if let Some(size) = written {
+        f.made_empty.store(size == 0 && f.is_created(), Ordering::Relaxed);
+        *f.uploaded_at.lock() = Some(Instant::now());
         // Our upload is newer than any other handle's that told us about theirs.
         f.remote_changed.store(0, Ordering::Relaxed);
         io.server_size = Some(size);
@@ -826,13 +855,18 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         core.handles.notify_commit(&path, size, f);
     }
     if let Some(mode) = io.pending_mode.take() {
-        core.chmod_now(&path, mode)?;
+        match settled.mode {
+            true => core.noted_mode(&path, mode),
+            false => core.chmod_now(&path, mode)?,
+        }
     }
     if let Some(t) = io.pending_mtime.take() {
         // The data has landed: a time the server does not take now is logged, not made the
         // upload's failure (write-back and the commit's callers take an error for "not
         // landed"). A server known to refuse times refused the setattr itself.
-        if let Err(e) = core.set_mtime(&path, t) {
+        if settled.mtime {
+            core.noted_mtime(&path, unix_secs(t));
+        } else if let Err(e) = core.set_mtime(&path, t) {
             log::warn!("{path}: uploaded, but the server did not take its time (errno {e})");
         }
         *f.mtime_override.lock() = None;
@@ -906,8 +940,8 @@ fn append_by_copy(core: &Core, path: &str, tail: &mut Spool) -> FsResult<u64> {
     // Until the STOR starts the server's file is untouched, and the tail alone stays with the
     // handle (other appenders' bytes may land meanwhile).
     let up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
-    match pour_spool(core, &mut spool, path, up) {
-        Ok(()) => Ok(spool.len),
+    match pour_spool(core, &mut spool, path, up, AfterUpload::default()) {
+        Ok(_) => Ok(spool.len),
         Err(e) => {
             // The STOR may have emptied the server's file: the whole content (old + appended)
             // becomes the handle's spool, uploaded whole at the next flush or rescued at close.
@@ -926,13 +960,14 @@ fn claim_upload(core: &Core, path: &str) -> FsResult<PathClaim> {
     })
 }
 
-/// Creates (or empties) `path` on the server. Returns the new size, 0.
-fn upload_empty(core: &Core, path: &str) -> FsResult<u64> {
+/// Creates (or empties) `path` on the server, with what `after` asks where the upload can
+/// carry it (which it says).
+fn upload_empty(core: &Core, path: &str, after: AfterUpload) -> FsResult<Settled> {
     let _claim = claim_upload(core, path)?;
     let up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
-    let reported = up.finish().map_err(|e| e.errno())?;
+    let (reported, settled) = up.finish_then(after).map_err(|e| e.errno())?;
     verify_size(core, path, 0, reported)?;
-    Ok(0)
+    Ok(settled)
 }
 
 /// An upload's writer that counts what it takes in [`Core::sent`].
@@ -953,30 +988,40 @@ impl io::Write for Metered<'_> {
     }
 }
 
-/// Uploads a spool whole; on success it is clean. On failure it stays dirty for another try.
-fn upload_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
+/// Uploads a spool whole (with what `after` asks where the upload can carry it, which it
+/// says); on success it is clean. On failure it stays dirty for another try.
+fn upload_spool(core: &Core, s: &mut Spool, path: &str, after: AfterUpload) -> FsResult<Settled> {
     let _claim = claim_upload(core, path)?;
-    send_spool(core, s, path)
-}
-
-/// Uploads a whole spool to `path`, size checked (the caller holds the upload claim).
-fn send_spool(core: &Core, s: &mut Spool, path: &str) -> FsResult<()> {
     let up = start_upload(core, path, WriteMode::Replace).map_err(|e| e.errno())?;
-    pour_spool(core, s, path, up)
+    pour_spool(core, s, path, up, after)
 }
 
 /// Sends a whole spool through an upload already started, size checked; the spool is clean
 /// after a success.
-fn pour_spool(core: &Core, s: &mut Spool, path: &str, mut up: Box<dyn WriteStream>) -> FsResult<()> {
+fn pour_spool(
+    core: &Core,
+    s: &mut Spool,
+    path: &str,
+    mut up: Box<dyn WriteStream>,
+    after: AfterUpload,
+) -> FsResult<Settled> {
     s.file.seek(SeekFrom::Start(0)).map_err(|e| io_errno(&e))?;
     let copied = io::copy(&mut (&s.file).take(s.len), &mut Metered { up: &mut up, sent: &core.sent });
     if let Err(e) = copied {
         return Err(io_errno(&e));
     }
-    let reported = up.finish().map_err(|e| e.errno())?;
+    let (reported, settled) = up.finish_then(after).map_err(|e| e.errno())?;
     verify_size(core, path, s.len, reported)?;
     s.dirty = false;
-    Ok(())
+    Ok(settled)
+}
+
+/// Seconds since the epoch of `t` (negative before it).
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
 }
 
 /// Makes read-only handle `fh` serve `copy` (`len` bytes) instead of the server's file, as a

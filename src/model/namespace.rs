@@ -68,9 +68,9 @@ impl Model {
     }
 
     /// A writable handle on a new (or, with O_TRUNC, emptied) file with permission bits `mode`.
-    /// A mode that takes bits away from the server's default is set before any data goes up,
-    /// so a private file is never readable by others on the server, even for a moment; one
-    /// that adds bits is set after the first upload.
+    /// A mode that takes from group or others bits of the server's default is set before any
+    /// data goes up, so a private file is never readable by others on the server, even for a
+    /// moment; any other is set right behind the first upload.
     pub(super) fn create_file(&self, path: &str, flags: i32, mode: u32) -> FsResult<(Stat, u64)> {
         let append = flags & libc::O_APPEND != 0;
         let creation = self.create_pending(path, flags & libc::O_EXCL != 0, flags & libc::O_TRUNC != 0)?;
@@ -87,7 +87,9 @@ impl Model {
             if creation != Creation::New || mode == DEFAULT_FILE_MODE || !core.backend.can_chmod() {
                 return Ok(());
             }
-            if mode & DEFAULT_FILE_MODE == DEFAULT_FILE_MODE {
+            // The default shows others nothing this mode would hide (it may add bits, or take
+            // the owner's own away, as git's 0444): set after the data, in its round trip.
+            if DEFAULT_FILE_MODE & 0o077 & !mode == 0 {
                 handle_io::defer_mode(&f, mode);
                 // Shown at once; set on the server right after the first upload.
                 let (parent, name) = split_path(path);
@@ -98,9 +100,10 @@ impl Model {
             // replaces its content (STOR keeps the mode), as from a fresh creation. The owner
             // keeps the right to read and write until the data is up (the server checks it at
             // each transfer, where a local file checks it at open only); the exact mode follows.
-            handle_io::commit(core, &f)?;
+            // The mode goes behind the empty file's upload, in its round trip where possible.
             let first = mode | 0o600;
-            core.chmod_now(path, first)?;
+            handle_io::defer_mode(&f, first);
+            handle_io::commit(core, &f)?;
             handle_io::mark_created(&f);
             if first != mode {
                 handle_io::defer_mode(&f, mode);

@@ -32,6 +32,12 @@ pub struct OpenFile {
     /// This handle created the file or truncated it to zero, and the server does not hold that
     /// version yet: commit uploads it even if nothing is written.
     pub(super) created: AtomicBool,
+    /// This handle's last upload made the file (its creation or a truncation to zero) and left
+    /// it empty; nothing was written since: a write at 0 may replace it (STOR), as it would
+    /// the file still pending.
+    pub(super) made_empty: AtomicBool,
+    /// When this handle's last upload ended (the server's time of the file is about then).
+    pub(super) uploaded_at: Mutex<Option<std::time::Instant>>,
     /// A reader served a version waiting for its write-back: it keeps reading that version
     /// whatever lands on the server meanwhile (an older version may land first).
     pub(super) serves_copy: AtomicBool,
@@ -88,6 +94,8 @@ impl OpenFile {
             writable,
             append,
             created: AtomicBool::new(created),
+            made_empty: AtomicBool::new(false),
+            uploaded_at: Mutex::new(None),
             serves_copy: AtomicBool::new(false),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),
             mtime_override: Mutex::new(None),

@@ -1,7 +1,8 @@
-//! How writes become uploads on one handle: the pattern of `dd of=FILE` (create, close of a
-//! duplicate descriptor, then writes from 0) makes the empty file, then streams the data after
-//! it with one APPE (vsftpd takes an APPE faster than a STOR over the file);
-//! a change by another handle in between is kept where not overwritten.
+//! How writes become uploads on one handle: the pattern of `dd of=FILE` or a shell's `>`
+//! (create, close of a duplicate descriptor, then writes from 0) makes the empty file, then
+//! streams the data over it with one STOR (which, unlike an APPE, may send its data before the
+//! server's first reply: a round trip less on a far link); a change by another handle in
+//! between is kept where not overwritten.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ fn writes(be: &MemoryBackend) -> Vec<String> {
 }
 
 #[test]
-fn create_then_close_of_a_duplicate_then_writes_stream_one_append() {
+fn create_then_close_of_a_duplicate_then_writes_stream_one_upload_over_the_empty_file() {
     let (m, be, _dir) = model();
     let (_, fh) = m.create(ROOT_INO, "out", libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
     // dd moves the file to stdout: the close of the original descriptor flushes an empty file.
@@ -34,7 +35,7 @@ fn create_then_close_of_a_duplicate_then_writes_stream_one_append() {
     m.flush(fh).expect("flush");
     m.release(fh).expect("close");
     assert_eq!(be.file("out"), Some(body));
-    assert_eq!(writes(&be), ["write out Replace", "write out Append"], "one empty file, then one APPE");
+    assert_eq!(writes(&be), ["write out Replace", "write out Replace"], "one empty file, then one STOR");
 }
 
 #[test]

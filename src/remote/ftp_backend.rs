@@ -20,8 +20,11 @@ use super::exact_times::ExactTimes;
 use super::landed::{LandedCheck, reply_never_came};
 use super::pool::{Lease, Pool, Purpose, RETRY_PAUSES};
 use crate::backend::paths::split_path;
-use crate::backend::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
+use crate::backend::{
+    AfterUpload, Backend, BackendResult, Entry, EntryKind, ReadStream, Settled, WriteMode, WriteStream,
+};
 use crate::error::FsError;
+use crate::ftp::upload::Settle;
 use crate::ftp::{self, Connection, Download, Features, FtpError, ListContext, Op, Upload};
 use crate::stats::{self, TransferMeter};
 
@@ -133,6 +136,10 @@ struct FtpWrite {
     /// For a STOR on a server with SIZE: how to tell, when its final reply is lost, whether it
     /// landed anyway.
     landed: Option<LandedCheck>,
+    /// How a time goes behind the data ([`WriteStream::finish_then`]); `None`: not known to work.
+    time_verb: Option<TimeVerb>,
+    /// The server takes SITE CHMOD (as far as known).
+    chmod: bool,
 }
 
 impl FtpWrite {
@@ -179,13 +186,33 @@ impl FtpWrite {
         if check.holds(sent, &e) { Ok(Some(sent)) } else { Err(e) }
     }
 
-    fn finish_once(&mut self) -> ftp::Result<Option<u64>> {
+    fn finish_once(&mut self, then: &[Settle]) -> ftp::Result<(Option<u64>, Vec<bool>)> {
         let size_of = self.size_of.clone();
         let up = self.up()?;
         match size_of {
-            Some(path) => up.end_with_size(&path),
-            None => up.end().map(|()| None),
+            Some(path) => up.end_with_size_then(&path, then),
+            None => up.end().map(|()| (None, vec![false; then.len()])),
         }
+    }
+
+    /// Ends the upload, with `then` in its last round trip where the server allows.
+    fn finish_with(mut self: Box<Self>, then: &[Settle]) -> BackendResult<(Option<u64>, Vec<bool>)> {
+        if let Some(k) = self.refused {
+            return Err(k);
+        }
+        let res = match self.finish_once(then) {
+            Err(e) => match self.start_again() {
+                Ok(true) => self.finish_once(then),
+                Ok(false) => Err(e),
+                Err(again) => Err(again),
+            },
+            done => done,
+        };
+        let res = match res {
+            Err(e) if reply_never_came(&e) => self.landed_anyway(e).map(|size| (size, vec![false; then.len()])),
+            other => other,
+        };
+        res.map_err(|e| kind(e, self.op))
     }
 }
 
@@ -218,24 +245,30 @@ impl Write for FtpWrite {
 }
 
 impl WriteStream for FtpWrite {
-    fn finish(mut self: Box<Self>) -> BackendResult<Option<u64>> {
-        if let Some(k) = self.refused {
-            return Err(k);
-        }
-        let res = match self.finish_once() {
-            Err(e) => match self.start_again() {
-                Ok(true) => self.finish_once(),
-                Ok(false) => Err(e),
-                Err(again) => Err(again),
-            },
-            done => done,
-        };
-        let res = match res {
-            Err(e) if reply_never_came(&e) => self.landed_anyway(e),
-            other => other,
-        };
-        res.map_err(|e| kind(e, self.op))
+    fn finish(self: Box<Self>) -> BackendResult<Option<u64>> {
+        self.finish_with(&[]).map(|(size, _)| size)
     }
+
+    fn finish_then(self: Box<Self>, after: AfterUpload) -> BackendResult<(Option<u64>, Settled)> {
+        let time = match self.time_verb {
+            Some(TimeVerb::Mfmt) => after.mtime.map(Settle::Mfmt),
+            Some(TimeVerb::MdtmSet) => after.mtime.map(Settle::MdtmSet),
+            None => None,
+        };
+        let mode = after.mode.filter(|_| self.chmod).map(Settle::Chmod);
+        let then: Vec<Settle> = time.into_iter().chain(mode).collect();
+        let (size, taken) = self.finish_with(&then)?;
+        let took = |wanted: Settle| then.iter().zip(&taken).any(|(s, t)| *t && *s == wanted);
+        let settled = Settled { mtime: time.is_some_and(took), mode: mode.is_some_and(took) };
+        Ok((size, settled))
+    }
+}
+
+/// How this server is known to set a file's time (folded into an upload's last round trip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimeVerb {
+    Mfmt,
+    MdtmSet,
 }
 
 impl FtpBackend {
@@ -564,9 +597,26 @@ impl Backend for FtpBackend {
         });
         let again = (!append).then(|| (self.pool.clone(), remote.clone()));
         let verify_with = self.verify_with.filter(|_| !append);
+        let time_verb = if self.features.mfmt {
+            Some(TimeVerb::Mfmt)
+        } else if self.features.mdtm && self.mdtm_write.load(Ordering::Relaxed) == MDTM_WRITE_WORKS {
+            Some(TimeVerb::MdtmSet)
+        } else {
+            None
+        };
         Ok(up.map(|up| {
             let meter = stats::transfer(&format!("/{path}"), true);
-            let w = Box::new(FtpWrite { up: Some(up), op, size_of, again, refused: None, meter, landed });
+            let w = Box::new(FtpWrite {
+                up: Some(up),
+                op,
+                size_of,
+                again,
+                refused: None,
+                meter,
+                landed,
+                time_verb,
+                chmod: self.can_chmod(),
+            });
             match verify_with {
                 Some(a) => {
                     Box::new(super::verify::Verified::new(w, a, self.pool.clone(), remote)) as Box<dyn WriteStream>
