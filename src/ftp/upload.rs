@@ -1,9 +1,9 @@
 //! Uploads: STOR and APPE, and the round trips they can spare.
 //!
-//! - A STOR (never an APPE) whose data connection was opened ahead may send its first bytes (up to
-//!   [`EARLY_BYTES`]) and even its end before the server's 150 is back, on servers known to
-//!   take the data connection only after the command: a small file then costs
-//!   one round trip instead of two. The bytes sent this way are kept until the 150 arrives, so
+//! - A STOR (or an APPE, for a caller that knows the server takes APPE) whose data connection
+//!   was opened ahead may send its first bytes (up to [`EARLY_BYTES`]) and even its end before
+//!   the server's 150 is back, on servers known to take the data connection only after the
+//!   command: a small file or append then costs one round trip instead of two. The bytes sent this way are kept until the 150 arrives, so
 //!   an upload that finds its connection broken can be started again elsewhere
 //!   ([`Upload::replay_after_failure`]). Anything but a 150 to such a STOR ends the control
 //!   connection: the bytes we sent wait in the server's data listener, and only closing the
@@ -41,18 +41,27 @@ impl Connection {
         Upload::start_early(self, path)
     }
 
+    /// As [`Connection::appe`], sending the data before the server's first reply where a data
+    /// connection was opened ahead. For a caller that knows the server takes APPE (it took
+    /// one before): a refusal then comes with the first reply, after the data, and is no
+    /// sign that APPE is unknown. Never sent again after a failure (see the module's
+    /// documentation).
+    pub fn appe_early(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
+        Upload::start_early_append(self, path)
+    }
+
     /// Uploads to the end of `path`, creating it if needed (APPE).
     pub fn appe(&mut self, path: &str) -> Result<Upload<&mut Connection>> {
         Upload::start(self, path, true)
     }
 
-    /// Sends STOR on the data connection opened ahead without waiting for its reply; `None`
-    /// when this connection cannot (no data connection ahead, TLS on data, a server that may
-    /// look at the data connection early, or one that never took a data connection opened
-    /// ahead yet). Never an APPE: a server may refuse it for one directory after taking it for
-    /// another (the refusal must come at the start, where the caller falls back to a whole
-    /// copy), and an append sent twice would double its data.
-    fn send_stor_early(&mut self, path: &str) -> Result<Option<NetStream>> {
+    /// Sends STOR (or APPE) on the data connection opened ahead without waiting for its reply;
+    /// `None` when this connection cannot (no data connection ahead, TLS on data, a server that
+    /// may look at the data connection early, or one that never took a data connection opened
+    /// ahead yet). An APPE only for a caller that knows the server takes it (its refusal comes
+    /// after the data, where no fallback to a whole copy is left); and an APPE is never sent
+    /// again ([`Upload::replay_after_failure`] gives nothing for it): it would double its data.
+    fn send_early(&mut self, verb: &str, path: &str) -> Result<Option<NetStream>> {
         let encrypted = self.tls_config.is_some() && self.protect_data;
         let safe = super::transfer::takes_data_after_command(self.welcome());
         if encrypted || !safe || !self.ahead_accepted || self.ahead_refused {
@@ -62,7 +71,7 @@ impl Connection {
         let Some(tcp) = self.take_ahead() else { return Ok(None) };
         let stream = NetStream::Plain(tcp);
         stream.set_timeouts(Some(self.opts.timeout))?;
-        if let Err(e) = self.send("STOR", Some(path)) {
+        if let Err(e) = self.send(verb, Some(path)) {
             self.dead = true;
             return Err(e);
         }
@@ -81,7 +90,7 @@ impl Connection {
             log::info!("server refused a data connection opened ahead ({})", reply.text());
         }
         if reply.is_positive() {
-            return Err(FtpError::protocol(format!("STOR: final reply {} without data", reply.code)));
+            return Err(FtpError::protocol(format!("upload: final reply {} without data", reply.code)));
         }
         Err(reply.into_error())
     }
@@ -150,6 +159,8 @@ pub struct Upload<C: BorrowMut<Connection>> {
     failed: Option<FtpError>,
     /// The upload failed before its preliminary reply, in a way another connection may not.
     replayable: bool,
+    /// An APPE: never sent again, whatever broke.
+    append: bool,
     /// Bytes written to the data connection.
     sent: u64,
     /// Set when the server ended the data connection in order after our end, with the number
@@ -168,9 +179,22 @@ impl<C: BorrowMut<Connection>> Upload<C> {
     /// Sends STOR for `path` on `conn`, without waiting for its first reply where the
     /// connection allows (see the module's documentation).
     pub fn start_early(mut conn: C, path: &str) -> Result<Upload<C>> {
-        match conn.borrow_mut().send_stor_early(path)? {
+        match conn.borrow_mut().send_early("STOR", path)? {
             Some(data) => Ok(Upload::new(conn, data, true)),
             None => Upload::start(conn, path, false),
+        }
+    }
+
+    /// Sends APPE for `path` on `conn`, without waiting for its first reply where the
+    /// connection allows (see [`Connection::appe_early`]).
+    pub fn start_early_append(mut conn: C, path: &str) -> Result<Upload<C>> {
+        match conn.borrow_mut().send_early("APPE", path)? {
+            Some(data) => {
+                let mut up = Upload::new(conn, data, true);
+                up.append = true;
+                Ok(up)
+            }
+            None => Upload::start(conn, path, true),
         }
     }
 
@@ -181,6 +205,7 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             early: early.then(Vec::new),
             failed: None,
             replayable: false,
+            append: false,
             sent: 0,
             delivered: None,
         }
@@ -220,7 +245,7 @@ impl<C: BorrowMut<Connection>> Upload<C> {
     fn end_on(&mut self, e: &FtpError) {
         self.data = None;
         self.connection().dead = true;
-        self.replayable = self.early.is_some() && session_took_no_action(e);
+        self.replayable = self.early.is_some() && !self.append && session_took_no_action(e);
     }
 
     /// Waits for the preliminary reply of a STOR started early.

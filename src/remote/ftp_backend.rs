@@ -72,6 +72,8 @@ pub struct FtpBackend {
     mlst_broken: AtomicBool,
     chmod_unsupported: AtomicBool,
     appe_refused: AtomicBool,
+    /// The server took an APPE: later ones may send their data before its first reply.
+    appe_taken: Arc<AtomicBool>,
     /// Setting times with the two-argument MDTM (servers without MFMT): not tried yet,
     /// confirmed by a time read back, or found not to work.
     mdtm_write: std::sync::atomic::AtomicU8,
@@ -140,6 +142,8 @@ struct FtpWrite {
     time_verb: Option<TimeVerb>,
     /// The server takes SITE CHMOD (as far as known).
     chmod: bool,
+    /// For an APPE: told when the server took it.
+    appe_taken: Option<Arc<AtomicBool>>,
 }
 
 impl FtpWrite {
@@ -212,6 +216,11 @@ impl FtpWrite {
             Err(e) if reply_never_came(&e) => self.landed_anyway(e).map(|size| (size, vec![false; then.len()])),
             other => other,
         };
+        if res.is_ok()
+            && let Some(taken) = &self.appe_taken
+        {
+            taken.store(true, Ordering::Relaxed);
+        }
         res.map_err(|e| kind(e, self.op))
     }
 }
@@ -296,6 +305,7 @@ impl FtpBackend {
             chmod_unsupported: AtomicBool::new(false),
             mdtm_write: std::sync::atomic::AtomicU8::new(MDTM_WRITE_UNKNOWN),
             appe_refused: AtomicBool::new(false),
+            appe_taken: Arc::new(AtomicBool::new(false)),
             stat_batches,
         }
     }
@@ -582,7 +592,9 @@ impl Backend for FtpBackend {
             }
             k
         };
+        let appe_known = self.appe_taken.load(Ordering::Relaxed);
         let start = |lease| match append {
+            true if appe_known => Upload::start_early_append(lease, &remote),
             true => Upload::start(lease, &remote, true),
             false => Upload::start_early(lease, &remote),
         };
@@ -616,6 +628,7 @@ impl Backend for FtpBackend {
                 landed,
                 time_verb,
                 chmod: self.can_chmod(),
+                appe_taken: append.then(|| self.appe_taken.clone()),
             });
             match verify_with {
                 Some(a) => {
