@@ -302,10 +302,36 @@ impl State {
         }
     }
 
+    /// Keeps the whole content of a file our upload just made, as if fetched ahead: its time is
+    /// not known yet (the next listing that shows its size gives it).
+    fn keep_uploaded(&mut self, path: &str, data: Vec<u8>, budget: u64) {
+        let len = data.len() as u64;
+        while self.bytes + len > budget {
+            match self.files().pop_lru() {
+                Some((_, old)) => self.bytes -= old.data.len() as u64,
+                None => break,
+            }
+        }
+        if self.bytes + len <= budget {
+            self.bytes += len;
+            let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp: (Some(len), None, 0) };
+            self.files().put(path.to_string(), f);
+        }
+    }
+
     /// A fresh listing of `dir` from the server: files fetched ahead, or being fetched, whose
-    /// size or time it does not confirm are dropped (spoiled).
+    /// size or time it does not confirm are dropped (spoiled). A file kept from our upload
+    /// (no time known) takes the time of the first listing that shows its size.
     fn saw_listing(&mut self, dir: &str, entries: &[Entry]) {
         let now: HashMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        for (p, f) in self.files().iter_mut() {
+            if f.stamp.1.is_none()
+                && split_path(p).0 == dir
+                && let Some(e) = now.get(split_path(p).1).filter(|e| e.kind == EntryKind::File && e.size == f.stamp.0)
+            {
+                f.stamp = stamp(e);
+            }
+        }
         let confirms = |p: &str, was: &Stamp| {
             now.get(split_path(p).1).is_some_and(|e| e.kind == EntryKind::File && stamp(e) == *was)
         };
@@ -736,18 +762,44 @@ impl ReadStream for Served {
 }
 
 /// An upload: the path is not fetched ahead while it runs, and what was is dropped at its end.
+/// A whole small file that landed (its size confirmed by the server) is kept as if fetched
+/// ahead, with the size the server reported and the time of the next listing that confirms
+/// that size (see [`State::saw_listing`]).
 struct Uploading {
     up: Option<Box<dyn WriteStream>>,
     shared: Arc<Shared>,
     path: String,
+    /// The bytes sent so far, while the file is small enough to keep (a STOR).
+    kept: Option<Vec<u8>>,
+    /// The size the server confirmed at the end.
+    landed: Option<u64>,
+}
+
+impl Uploading {
+    /// Notes how the upload ended.
+    fn ended<T>(&mut self, res: BackendResult<(Option<u64>, T)>) -> BackendResult<(Option<u64>, T)> {
+        if let Ok((size, _)) = &res {
+            self.landed = *size;
+        }
+        res
+    }
 }
 
 impl io::Write for Uploading {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.up.as_mut() {
+        let res = match self.up.as_mut() {
             Some(up) => up.write(buf),
             None => Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished")),
+        };
+        match &res {
+            Ok(n) if self.kept.as_ref().is_some_and(|k| (k.len() + n) as u64 <= self.shared.cfg.file_max) => {
+                if let Some(k) = self.kept.as_mut() {
+                    k.extend_from_slice(&buf[..*n]);
+                }
+            }
+            _ => self.kept = None,
         }
+        res
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -757,17 +809,19 @@ impl io::Write for Uploading {
 
 impl WriteStream for Uploading {
     fn finish(mut self: Box<Self>) -> BackendResult<Option<u64>> {
-        match self.up.take() {
-            Some(up) => up.finish(),
+        let res = match self.up.take() {
+            Some(up) => up.finish().map(|size| (size, ())),
             None => Err(super::FsError::Broken),
-        }
+        };
+        self.ended(res).map(|(size, ())| size)
     }
 
     fn finish_then(mut self: Box<Self>, after: super::AfterUpload) -> BackendResult<(Option<u64>, super::Settled)> {
-        match self.up.take() {
+        let res = match self.up.take() {
             Some(up) => up.finish_then(after),
             None => Err(super::FsError::Broken),
-        }
+        };
+        self.ended(res)
     }
 }
 
@@ -776,6 +830,10 @@ impl Drop for Uploading {
         drop(self.up.take());
         let mut st = self.shared.state.lock();
         st.changed(&self.path);
+        let whole = self.kept.take().filter(|k| self.landed == Some(k.len() as u64));
+        if let Some(data) = whole {
+            st.keep_uploaded(&self.path, data, self.shared.cfg.bytes);
+        }
         if let Some(n) = st.uploading.get_mut(&self.path) {
             *n -= 1;
             if *n == 0 {
@@ -877,7 +935,10 @@ impl Backend for Ahead {
             st.changed(path);
             *st.uploading.entry(path.to_string()).or_default() += 1;
         }
-        let guard = |up| Uploading { up, shared: s.clone(), path: path.to_string() };
+        // A whole small file going up is kept: read back right after (git add after cp -r, a
+        // build reading what it wrote), it needs no download.
+        let keep = (mode == WriteMode::Replace && s.cfg.file_max > 0).then(Vec::new);
+        let guard = |up| Uploading { up, shared: s.clone(), path: path.to_string(), kept: keep, landed: None };
         match s.inner.write(path, mode, wait) {
             Ok(Some(up)) => Ok(Some(Box::new(guard(Some(up))))),
             other => {
