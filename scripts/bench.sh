@@ -3,7 +3,7 @@
 # Prints workload, mount seconds, curl seconds and ratio (curl time / mount time, median of the
 # rounds; 1.0 = as fast as raw FTP), plus the peak RSS of ftpfs during the big sequential read.
 #
-#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT] | --scale] [--opts "-o a,b"]
+#   scripts/bench.sh [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT] [--apps] | --scale] [--opts "-o a,b"]
 # --opts: mount options added to every mount (to compare settings in one run each)
 #
 # Needs root (vsftpd logs in a local user the script creates). Data written through the mount is
@@ -13,13 +13,16 @@
 # examples/wan_proxy on 127.0.0.2, which delays each direction by MS/2 (and models a link of MBIT
 # with --rate); ftpfs, curl and lftp all go through it.
 #
+# It ends with the applications set (scripts/bench_apps.sh: git, touch, appends, cp -r, sort -T)
+# against sshfs over the same link; --apps runs that set alone.
+#
 # With --scale, runs the scale set instead (scripts/bench_scale.sh): a 100 000-entry directory, a
 # 10 GiB file, 16 parallel readers, CPU per GiB and RSS per cached entry (about 40 GiB of disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-quick=0; server=vsftpd; rounds=3; rtt=""; rate=""; extra_opts=""; scale=0
+quick=0; server=vsftpd; rounds=3; rtt=""; rate=""; extra_opts=""; scale=0; apps_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -29,7 +32,8 @@ while [ $# -gt 0 ]; do
         --rate) rate=$2; shift ;;
         --opts) extra_opts=$2; shift ;;
         --scale) scale=1 ;;
-        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT] | --scale] [--opts \"-o a,b\"]" >&2; exit 2 ;;
+        --apps) apps_only=1 ;;
+        *) echo "usage: $0 [--quick] [--pyftpdlib] [--rounds N] [--rtt MS [--rate MBIT] [--apps] | --scale] [--opts \"-o a,b\"]" >&2; exit 2 ;;
     esac
     shift
 done

@@ -72,6 +72,13 @@ record_wan() { # name client [floor_s]: one row from M, C and fs_verbs
 # link_floor MIB: the time the link alone needs for MIB, one way (size*8/rate + rtt); empty without --rate
 link_floor() { [ -z "$rate" ] || echo "$1 * 8.388608 / $rate + $rtt / 1000" | bc -l; }
 
+if [ "$apps_only" = 1 ]; then
+    # shellcheck source=scripts/bench_apps.sh
+    . "$top/scripts/bench_apps.sh"
+    print_apps
+    return 0
+fi
+
 echo "bench: cat of small files" >&2
 M=""; C=""
 want=$(cat "$root"/small/* | sha256sum)
@@ -207,3 +214,7 @@ printf 'cp -r in through the mount: %.1f commands and %.1f RTTs of time per file
 echo "peak RSS of ftpfs: $((rss_peak / 1024)) MiB"
 echo "commands ftpfs sent, per workload (last round):"
 printf '%s\n' "${wan_notes[@]}" | grep -v '^  mount' || true
+
+# shellcheck source=scripts/bench_apps.sh
+. "$top/scripts/bench_apps.sh"
+print_apps

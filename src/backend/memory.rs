@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::paths::{is_at_or_under, split_path};
-use super::{Backend, BackendResult, Entry, EntryKind, FsError, ReadStream, WriteMode, WriteStream};
+use super::{
+    AfterUpload, Backend, BackendResult, Entry, EntryKind, FsError, ReadStream, Settled, WriteMode, WriteStream,
+};
 
 /// The first value of the logical clock (seconds since the epoch); every change adds one.
 pub const START_TIME: i64 = 1_700_000_000;
@@ -78,6 +80,8 @@ struct State {
     /// Operations whose next success is reported as a broken connection (reply lost).
     lost_replies: Vec<Op>,
     size_supported: bool,
+    /// Uploads take a time and a mode behind their data ([`WriteStream::finish_then`]).
+    folds_after_upload: bool,
     /// The server computes SHA digests (see [`Backend::checksums`]).
     digests_supported: bool,
     /// Answers [`Backend::stat_one`] (like a server with MLST).
@@ -370,6 +374,34 @@ impl WriteStream for MemWriter {
         });
         Ok(len)
     }
+
+    fn finish_then(self: Box<Self>, after: AfterUpload) -> BackendResult<(Option<u64>, Settled)> {
+        let inner = self.inner.clone();
+        let id = self.id;
+        let size = self.finish()?;
+        let mut st = inner.state.lock();
+        if !st.folds_after_upload {
+            return Ok((size, Settled::default()));
+        }
+        let mtime = after.mtime.filter(|_| st.mtime_supported);
+        let mode = after.mode.filter(|_| st.chmod_supported);
+        let Some((path, node)) = st.tree.iter_mut().find(|(_, node)| node.id == id) else {
+            return Ok((size, Settled::default()));
+        };
+        let mut call = format!("finish_then {path}");
+        if let Some(t) = mtime {
+            node.mtime = t;
+            call += &format!(" mtime {t}");
+        }
+        if let Some(m) = mode {
+            node.mode = m & 0o7777;
+            call += &format!(" mode {m:o}");
+        }
+        if mtime.is_some() || mode.is_some() {
+            st.calls.push(call);
+        }
+        Ok((size, Settled { mtime: mtime.is_some(), mode: mode.is_some() }))
+    }
 }
 
 impl MemoryBackend {
@@ -388,6 +420,7 @@ impl MemoryBackend {
             faults: Vec::new(),
             lost_replies: Vec::new(),
             size_supported: true,
+            folds_after_upload: false,
             digests_supported: true,
             stat_one_supported: false,
             mtime_supported: true,
@@ -566,6 +599,12 @@ impl MemoryBackend {
     }
 
     /// `false`: `chmod` fails with Unsupported and `can_chmod` is false.
+    /// Uploads set a time and a mode asked behind their data, in their last round trip (as
+    /// the FTP backend on vsftpd), recorded as `finish_then PATH [mtime SECS] [mode MODE]`.
+    pub fn set_folds_after_upload(&self, yes: bool) {
+        self.st().folds_after_upload = yes;
+    }
+
     pub fn set_chmod_supported(&self, yes: bool) {
         self.st().chmod_supported = yes;
     }

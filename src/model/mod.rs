@@ -41,6 +41,8 @@ mod lost_reply_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
+mod round_trip_tests;
+#[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
 mod times_tests;

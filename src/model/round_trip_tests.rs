@@ -1,0 +1,136 @@
+//! What a new file costs the server (issue 31), on the in-memory server: one upload per new
+//! file, its time and mode behind the data where the server takes them there, no time asked
+//! for "now" right after our own upload, no size asked of a name in a directory we made.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Model, ModelConfig, ROOT_INO, SetTime};
+use crate::backend::memory::MemoryBackend;
+
+fn model(folds: bool) -> (Model, Arc<MemoryBackend>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let be = Arc::new(MemoryBackend::new(3));
+    be.set_folds_after_upload(folds);
+    let cfg = ModelConfig::for_tests(dir.path(), Duration::from_secs(3600));
+    (Model::new(cfg, be.clone()), be, dir)
+}
+
+/// The calls that changed the server (uploads, times, modes), in order.
+fn changes(be: &MemoryBackend) -> Vec<String> {
+    let kinds = ["write ", "finish_then ", "chmod ", "set_mtime "];
+    be.calls().into_iter().filter(|c| kinds.iter().any(|k| c.starts_with(k))).collect()
+}
+
+fn secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).expect("after the epoch").as_secs() as i64
+}
+
+const NEW: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+
+#[test]
+fn a_read_only_object_is_one_upload_with_its_mode_behind() {
+    // git writes each object with mode 0444: nothing hidden from others that the default
+    // (0644) shows, so no empty file first; the mode rides the one upload.
+    let (m, be, _dir) = model(true);
+    let (_, fh) = m.create(ROOT_INO, "obj", NEW, 0o444, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"blob"), Ok(4));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("obj").as_deref(), Some(&b"blob"[..]));
+    assert_eq!(be.mode("obj"), Some(0o444));
+    assert_eq!(changes(&be), ["write obj Replace", "finish_then obj mode 444"]);
+}
+
+#[test]
+fn where_nothing_can_go_behind_the_data_the_mode_is_set_on_its_own() {
+    let (m, be, _dir) = model(false);
+    let (_, fh) = m.create(ROOT_INO, "obj", NEW, 0o444, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"blob"), Ok(4));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.mode("obj"), Some(0o444));
+    assert_eq!(changes(&be), ["write obj Replace", "chmod obj 444"]);
+}
+
+#[test]
+fn a_private_file_gets_its_mode_with_the_empty_file_before_any_data() {
+    // cp -p: created 0600 (stricter than the default: set before any data goes up), then its
+    // data, time and final mode, which go behind the data in one upload.
+    let (m, be, _dir) = model(true);
+    let (st, fh) = m.create(ROOT_INO, "copy", NEW, 0o600, 0).expect("create");
+    assert_eq!(be.mode("copy"), Some(0o600), "the empty file has its mode before data goes up");
+    assert_eq!(m.write(fh, 0, b"secret"), Ok(6));
+    let when = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    m.setattr(st.ino, Some(fh), None, None, Some(SetTime::At(when))).expect("futimens");
+    m.setattr(st.ino, Some(fh), Some(0o640), None, None).expect("fchmod");
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("copy").as_deref(), Some(&b"secret"[..]));
+    assert_eq!(be.mode("copy"), Some(0o640));
+    assert_eq!(be.mtime("copy"), Some(secs(when)));
+    let c = changes(&be);
+    assert_eq!(c.iter().filter(|c| c.starts_with("write ")).count(), 2, "{c:?}");
+    assert!(!c.iter().any(|c| c.starts_with("chmod ") || c.starts_with("set_mtime ")), "nothing on its own: {c:?}");
+}
+
+#[test]
+fn touch_costs_one_upload() {
+    // touch: the close of a duplicate descriptor uploads the empty file, then "now" is the
+    // server's time of that upload: nothing more is sent.
+    let (m, be, _dir) = model(true);
+    let (st, fh) = m.create(ROOT_INO, "t", libc::O_CREAT | libc::O_WRONLY, 0o644, 0).expect("create");
+    m.flush(fh).expect("close of the duplicate");
+    m.setattr(st.ino, None, None, None, Some(SetTime::Now)).expect("utimensat now");
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("t").as_deref(), Some(&b""[..]));
+    assert_eq!(changes(&be), ["write t Replace"]);
+    // Later, "now" on the same file is sent.
+    std::thread::sleep(Duration::from_millis(1100));
+    m.setattr(st.ino, None, None, None, Some(SetTime::Now)).expect("touch again");
+    assert!(changes(&be).iter().any(|c| c.starts_with("set_mtime t ")), "{:?}", changes(&be));
+}
+
+#[test]
+fn a_shell_redirection_replaces_the_empty_file_it_made() {
+    // `echo data > f`: the empty file at the first close, then the data with STOR (sent early
+    // on a far server), never appended to an empty file someone else may have filled.
+    let (m, be, _dir) = model(true);
+    let (_, fh) = m.create(ROOT_INO, "f", libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, 0o644, 0).expect("create");
+    m.flush(fh).expect("close of the duplicate");
+    assert_eq!(m.write(fh, 0, b"data\n"), Ok(5));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("f").as_deref(), Some(&b"data\n"[..]));
+    assert_eq!(changes(&be), ["write f Replace", "write f Replace"]);
+}
+
+#[test]
+fn a_new_name_in_a_directory_we_made_is_not_asked_of_the_server() {
+    let (m, be, _dir) = model(true);
+    let d = m.mkdir(ROOT_INO, "d", 0o755, 0).expect("mkdir");
+    // Past the second in which any listing is trusted for an O_CREAT without O_TRUNC.
+    std::thread::sleep(Duration::from_millis(1100));
+    be.clear_calls();
+    let (_, fh) = m.create(d.ino, "new", NEW, 0o644, 0).expect("create");
+    m.release(fh).expect("release");
+    let asked: Vec<String> =
+        be.calls().into_iter().filter(|c| c.starts_with("size ") || c.starts_with("list ")).collect();
+    assert!(asked.is_empty(), "asked the server: {asked:?}");
+    assert_eq!(be.file("d/new").as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn a_new_name_in_a_listed_directory_is_asked_once_the_listing_is_a_second_old() {
+    // The same create where the listing came from the server: another client may have made
+    // the name since, and O_EXCL must not replace its file.
+    let (m, be, _dir) = model(true);
+    be.mkdir_all("d");
+    let d = m.lookup(ROOT_INO, "d").expect("lookup");
+    m.lookup(d.ino, "x").expect_err("nothing there yet");
+    std::thread::sleep(Duration::from_millis(1100));
+    be.put_file("d/new", b"another client's");
+    assert_eq!(m.create(d.ino, "new", NEW, 0o644, 0).map(|_| ()), Err(libc::EEXIST));
+    assert_eq!(be.file("d/new").as_deref(), Some(&b"another client's"[..]));
+}
