@@ -496,6 +496,72 @@ fn stor_before_its_first_reply(kind: ServerKind) {
     c.quit();
 }
 
+/// APPE sent with its data before the server's first reply, once the server took an APPE on
+/// a data connection opened ahead: the bytes land once, in order; a refused one is reported
+/// at the end and its connection closed. And a time and a mode sent behind an upload's SIZE:
+/// taken after the data on vsftpd (which reads nothing during a transfer), not sent at all on
+/// the others (the caller sets them on their own).
+fn appe_early_and_settles_behind_uploads(kind: ServerKind) {
+    use ftpfs::ftp::upload::Settle;
+    let srv = FtpServer::start(kind);
+    let mut c = srv.connect();
+    c.open_data_ahead().unwrap();
+    c.stor("/log.txt").unwrap().finish().unwrap();
+    let mut want = Vec::new();
+    // ProFTPD as the harness runs it refuses APPE ("Append/Restart not permitted"): the mount
+    // never sends one early there (it appends through a copy).
+    let appends = kind != ServerKind::Proftpd;
+    if !appends {
+        let err = c.appe("/log.txt").err().expect("ProFTPD refuses APPE");
+        assert!(matches!(err, ftpfs::ftp::FtpError::Reply { code: 451 | 550, .. }), "{err}");
+    }
+    for i in (0..3).filter(|_| appends) {
+        c.open_data_ahead().unwrap();
+        let line = format!("line {i}\n");
+        let mut up = c.appe_early("/log.txt").unwrap();
+        up.write_all(line.as_bytes()).unwrap();
+        want.extend_from_slice(line.as_bytes());
+        assert_eq!(up.finish_with_size("/log.txt").unwrap(), Some(want.len() as u64));
+        assert_eq!(std::fs::read(srv.disk("log.txt")).unwrap(), want, "after append {i}");
+    }
+
+    let stamp = 1_600_000_000;
+    let time = if kind.has_mfmt() { Settle::Mfmt(stamp) } else { Settle::MdtmSet(stamp) };
+    c.open_data_ahead().unwrap();
+    let mut up = c.stor_early("/settled.txt").unwrap();
+    up.write_all(b"settled").unwrap();
+    let (size, taken) = up.end_with_size_then("/settled.txt", &[time, Settle::Chmod(0o640)]).unwrap();
+    drop(up);
+    assert_eq!(size, Some(7));
+    let meta = std::fs::metadata(srv.disk("settled.txt")).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+    let mtime = meta.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    if kind == ServerKind::Vsftpd {
+        assert_eq!(taken, [true, true]);
+        assert_eq!((mtime, mode), (stamp, 0o640), "set after the data");
+    } else {
+        assert_eq!(taken, [false, false], "nothing behind the data where the server reads during transfers");
+        assert_ne!(mtime, stamp);
+    }
+    assert!(!c.is_dead());
+    assert_eq!(c.size("/settled.txt").unwrap(), 7, "in sync");
+
+    if kind == ServerKind::Pyftpdlib || !appends {
+        // pyftpdlib takes data connections before their command: nothing is sent early there.
+        c.quit();
+        return;
+    }
+    c.open_data_ahead().unwrap();
+    let mut up = c.appe_early("/no-such-dir/x").unwrap();
+    let _ = up.write_all(b"lost on purpose");
+    let err = up.end_with_size("/no-such-dir/x").expect_err("APPE into a missing directory");
+    assert!(matches!(err, ftpfs::ftp::FtpError::Reply { code: 550..=553, .. }), "{err}");
+    assert_eq!(up.replay_after_failure(), None, "an append is never sent again");
+    drop(up);
+    assert!(c.is_dead(), "a refused early APPE ends its connection");
+    assert_eq!(std::fs::read(srv.disk("log.txt")).unwrap(), want, "nothing else appended");
+}
+
 /// The EPSV of the next transfer sent behind the end of the current one (before its final
 /// reply is read) on the servers known to answer in order: uploads, downloads and listings stay
 /// correct, and each leaves the next data connection open.
@@ -800,6 +866,7 @@ on_every_server!(
     login_ok,
     epsv_behind_the_end_of_transfers,
     stor_before_its_first_reply,
+    appe_early_and_settles_behind_uploads,
     wrong_password,
     directory_commands,
     file_commands,

@@ -431,3 +431,57 @@ fn files_too_old_to_serve_are_let_go() {
     assert_eq!(read_all(&a, "d/f05"), b"content of file 5");
     assert_eq!(server_reads(&be, "d/f05"), 1);
 }
+
+fn upload(b: &dyn Backend, path: &str, mode: WriteMode, body: &[u8]) {
+    let mut up = b.write(path, mode, Duration::from_secs(5)).expect("write").expect("a connection");
+    up.write_all(body).expect("upload");
+    up.finish().expect("finish");
+}
+
+#[test]
+fn a_small_file_we_just_uploaded_is_read_back_without_a_download() {
+    let (be, a) = setup(4);
+    upload(&a, "d/new", WriteMode::Replace, b"what we wrote");
+    be.clear_calls();
+    assert_eq!(read_all(&a, "d/new"), b"what we wrote");
+    assert_eq!(server_reads(&be, "d/new"), 0, "read from the server again");
+    // Served once: the next read asks the server.
+    assert_eq!(read_all(&a, "d/new"), b"what we wrote");
+    assert_eq!(server_reads(&be, "d/new"), 1);
+}
+
+#[test]
+fn an_uploaded_copy_gives_way_to_a_listing_that_shows_another_file() {
+    let (be, a) = setup(4);
+    upload(&a, "d/new", WriteMode::Replace, b"what we wrote");
+    // A listing that shows our size confirms it (and gives it its time) ...
+    a.list("d").expect("list");
+    upload(&a, "d/other", WriteMode::Replace, b"ours");
+    // ... one that shows another size drops it: another client wrote there since.
+    be.put_file("d/other", b"another client's, longer");
+    a.list("d").expect("list");
+    be.clear_calls();
+    assert_eq!(read_all(&a, "d/new"), b"what we wrote");
+    assert_eq!(server_reads(&be, "d/new"), 0);
+    assert_eq!(read_all(&a, "d/other"), b"another client's, longer");
+    assert_eq!(server_reads(&be, "d/other"), 1);
+}
+
+#[test]
+fn appends_and_big_or_failed_uploads_are_not_kept() {
+    let (be, a) = setup(4);
+    upload(&a, "d/f01", WriteMode::Append, b" and more");
+    let big = vec![7u8; (AheadConfig::default().file_max + 1) as usize];
+    upload(&a, "d/big", WriteMode::Replace, &big);
+    be.fail_finish_next(super::FsError::Broken);
+    let mut up = a.write("d/failed", WriteMode::Replace, Duration::from_secs(5)).expect("write").expect("a connection");
+    up.write_all(b"never confirmed").expect("upload");
+    up.finish().expect_err("the finish fails");
+    be.clear_calls();
+    assert_eq!(read_all(&a, "d/f01"), b"content of file 1 and more");
+    assert_eq!(read_all(&a, "d/big").len(), big.len());
+    read_all(&a, "d/failed");
+    for p in ["d/f01", "d/big", "d/failed"] {
+        assert_eq!(server_reads(&be, p), 1, "{p} served from memory");
+    }
+}
