@@ -438,7 +438,33 @@ pub fn write(core: &Core, f: &OpenFile, off: u64, data: &[u8]) -> FsResult<usize
     write_locked(core, f, &mut io, off, data)
 }
 
+/// Before the first data of a handle whose creation is unverified (see [`OpenFile::unverified`]):
+/// asks the server whether the name exists after all; if it does, the handle becomes one
+/// opened on that file (its data then goes into it, never over it whole).
+fn settle_unverified(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
+    if !f.unverified.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let Some(path) = f.path() else { return Ok(()) };
+    if let Some(size) = core.backend.size(&path).ok().flatten() {
+        log::info!("{path}: made by another client since our listing; opened, not replaced");
+        adopt_existing(core, f, io, &path, size);
+    }
+    f.unverified.store(false, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The file a handle took for new exists on the server with `size` bytes: the handle is one
+/// opened on it from now on.
+fn adopt_existing(core: &Core, f: &OpenFile, io: &mut Io, path: &str, size: u64) {
+    f.created.store(false, Ordering::Relaxed);
+    f.set_dirty_size(None);
+    io.server_size = Some(size);
+    core.invalidate_parent(path);
+}
+
 fn write_locked(core: &Core, f: &OpenFile, io: &mut Io, off: u64, data: &[u8]) -> FsResult<usize> {
+    settle_unverified(core, f, io)?;
     // O_APPEND: the kernel's offset comes from a size other handles' unsaved writes may have
     // moved; the data belongs at the end of this handle's own content.
     let off = match &io.state {
@@ -575,6 +601,11 @@ pub fn truncate(core: &Core, f: &OpenFile, size: u64) -> FsResult<()> {
         // Released (under this lock) since the caller picked it: nothing put here would land.
         return Err(libc::ESTALE);
     }
+    if size == 0 {
+        // Emptied on purpose: whatever is there is replaced.
+        f.unverified.store(false, Ordering::Relaxed);
+    }
+    settle_unverified(core, f, &mut io)?;
     if let State::Writing(w) = &io.state {
         if w.pos == size {
             return Ok(());
@@ -787,6 +818,8 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         mode: io.pending_mode.filter(|_| core.backend.can_chmod()),
     };
     let mut settled = Settled::default();
+    // The file turned out to be another client's (an unverified creation): left as it was.
+    let mut adopted = false;
     let written = match std::mem::replace(&mut io.state, State::Idle) {
         State::Writing(w) => {
             f.streaming.store(false, Ordering::Relaxed);
@@ -835,6 +868,18 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         other => {
             io.state = other;
             match f.is_created() {
+                true if f.unverified.load(Ordering::Relaxed) => {
+                    let (size, done) = make_unverified(core, &path, after)?;
+                    f.unverified.store(false, Ordering::Relaxed);
+                    settled = done;
+                    if size > 0 {
+                        // Another client's file: left as it was, and now the one this handle has.
+                        log::info!("{path}: made by another client since our listing; left as it is");
+                        core.invalidate_parent(&path);
+                        adopted = true;
+                    }
+                    Some(size)
+                }
                 true => {
                     settled = upload_empty(core, &path, after)?;
                     Some(0)
@@ -845,7 +890,8 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
     };
     if let Some(size) = written {
         f.made_empty.store(size == 0 && f.is_created(), Ordering::Relaxed);
-        *f.uploaded_at.lock() = Some(Instant::now());
+        // Its time is the moment of this upload (not so for a file left as it was).
+        *f.uploaded_at.lock() = (!adopted).then(Instant::now);
         // Our upload is newer than any other handle's that told us about theirs.
         f.remote_changed.store(0, Ordering::Relaxed);
         io.server_size = Some(size);
@@ -968,6 +1014,29 @@ fn upload_empty(core: &Core, path: &str, after: AfterUpload) -> FsResult<Settled
     let (reported, settled) = up.finish_then(after).map_err(|e| e.errno())?;
     verify_size(core, path, 0, reported)?;
     Ok(settled)
+}
+
+/// Makes `path` exist without replacing a file another client may have made there since our
+/// listing: an empty APPE (creates a missing file, leaves an existing one as it is), with what
+/// `after` asks where it can ride along. Returns the file's size and what was set. Where APPE
+/// is refused, the server is asked first and an empty file is uploaded only if none is there.
+fn make_unverified(core: &Core, path: &str, after: AfterUpload) -> FsResult<(u64, Settled)> {
+    let claim = claim_upload(core, path)?;
+    match start_upload(core, path, WriteMode::Append) {
+        Ok(up) => {
+            let (reported, settled) = up.finish_then(after).map_err(|e| e.errno())?;
+            let size = reported.or_else(|| core.backend.size(path).ok().flatten()).unwrap_or(0);
+            Ok((size, settled))
+        }
+        Err(FsError::Unsupported) => {
+            drop(claim);
+            match core.backend.size(path).ok().flatten() {
+                Some(size) => Ok((size, Settled::default())),
+                None => upload_empty(core, path, after).map(|settled| (0, settled)),
+            }
+        }
+        Err(e) => Err(e.errno()),
+    }
 }
 
 /// An upload's writer that counts what it takes in [`Core::sent`].

@@ -24,6 +24,9 @@ const DEFAULT_DIR_MODE: u32 = 0o755;
 enum Creation {
     /// Nothing: a new file, made on the server at the first commit.
     New,
+    /// Nothing in a listing too old to be sure: a new file, unless another client made the
+    /// name since (found out at the first commit, without replacing it).
+    Unverified,
     /// A file that is emptied (O_TRUNC) at the first commit.
     Truncated,
     /// A file another client made that our listing did not show yet: opened, not replaced.
@@ -34,18 +37,25 @@ impl Model {
     /// Makes a new, still empty file visible before its first upload, or finds that the file
     /// exists on the server already (our listing was older than another client's change) and
     /// must be opened, not replaced.
-    fn create_pending(&self, path: &str, exclusive: bool, truncate: bool) -> FsResult<Creation> {
+    fn create_pending(&self, path: &str, exclusive: bool, truncate: bool, may_check_later: bool) -> FsResult<Creation> {
         self.refuse_if_read_only()?;
         let (parent, name) = split_path(path);
         let listing = self.core.list_dir(parent)?;
+        let mut unverified = false;
         let existing = match listing.get(name) {
             Some(e) if e.is_dir() => return Err(libc::EISDIR),
             Some(e) => Some(e.size.unwrap_or(0)),
             // Without O_TRUNC a stale listing must not make us replace a file someone else made
             // (a directory this mount made is trusted for the listing's lifetime: the window
-            // for another client is its making, not a listing's age).
+            // for another client is its making, not a listing's age). Asked now where the
+            // answer matters now (O_EXCL), else at the first commit (touch: an empty APPE).
             None if !truncate && !listing.made_here && listing.fetched.elapsed() > Duration::from_secs(1) => {
-                self.core.backend.size(path).ok().flatten()
+                if !exclusive && may_check_later && self.core.backend.can_append() {
+                    unverified = true;
+                    None
+                } else {
+                    self.core.backend.size(path).ok().flatten()
+                }
             }
             None => None,
         };
@@ -62,7 +72,11 @@ impl Model {
                 if found.is_none() {
                     self.core.touch_dir(parent);
                 }
-                Ok(if found.is_some() { Creation::Truncated } else { Creation::New })
+                Ok(match found {
+                    Some(_) => Creation::Truncated,
+                    None if unverified => Creation::Unverified,
+                    None => Creation::New,
+                })
             }
         }
     }
@@ -73,16 +87,21 @@ impl Model {
     /// moment; any other is set right behind the first upload.
     pub(super) fn create_file(&self, path: &str, flags: i32, mode: u32) -> FsResult<(Stat, u64)> {
         let append = flags & libc::O_APPEND != 0;
-        let creation = self.create_pending(path, flags & libc::O_EXCL != 0, flags & libc::O_TRUNC != 0)?;
+        let mode = mode & 0o7777;
+        // A mode of its own would be set on whatever file is there: the name is checked first.
+        let plain = mode == DEFAULT_FILE_MODE || !self.core.backend.can_chmod();
+        let creation = self.create_pending(path, flags & libc::O_EXCL != 0, flags & libc::O_TRUNC != 0, plain)?;
         let (created, server_size) = match creation {
             Creation::Existing(size) => (false, Some(size)),
-            Creation::New | Creation::Truncated => (true, Some(0)),
+            Creation::New | Creation::Unverified | Creation::Truncated => (true, Some(0)),
         };
         let core = &self.core;
         // Registered first, so no other writer can start a stream between pinning and opening.
         let fh = core.handles.open(path, true, append, created, server_size);
         let f = core.handles.get(fh)?;
-        let mode = mode & 0o7777;
+        if creation == Creation::Unverified {
+            f.unverified.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let ready = handle_io::pin_writers(core, path).and_then(|_| {
             if creation != Creation::New || mode == DEFAULT_FILE_MODE || !core.backend.can_chmod() {
                 return Ok(());

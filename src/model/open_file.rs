@@ -32,6 +32,10 @@ pub struct OpenFile {
     /// This handle created the file or truncated it to zero, and the server does not hold that
     /// version yet: commit uploads it even if nothing is written.
     pub(super) created: AtomicBool,
+    /// Created without O_TRUNC from a listing too old to be sure the name was free (another
+    /// client may have made it since): its first data asks the server first, and its empty
+    /// file is made with an empty APPE, which leaves such a file as it is.
+    pub(super) unverified: AtomicBool,
     /// This handle's last upload made the file (its creation or a truncation to zero) and left
     /// it empty; nothing was written since: a write at 0 may replace it (STOR), as it would
     /// the file still pending.
@@ -95,6 +99,7 @@ impl OpenFile {
             append,
             created: AtomicBool::new(created),
             made_empty: AtomicBool::new(false),
+            unverified: AtomicBool::new(false),
             uploaded_at: Mutex::new(None),
             serves_copy: AtomicBool::new(false),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),

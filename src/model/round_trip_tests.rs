@@ -134,3 +134,59 @@ fn a_new_name_in_a_listed_directory_is_asked_once_the_listing_is_a_second_old() 
     assert_eq!(m.create(d.ino, "new", NEW, 0o644, 0).map(|_| ()), Err(libc::EEXIST));
     assert_eq!(be.file("d/new").as_deref(), Some(&b"another client's"[..]));
 }
+
+/// A directory listed from the server more than a second ago, with the model looking at it.
+fn old_listing(m: &Model, be: &MemoryBackend) -> u64 {
+    be.mkdir_all("d");
+    let d = m.lookup(ROOT_INO, "d").expect("lookup");
+    m.lookup(d.ino, "x").expect_err("nothing there yet");
+    std::thread::sleep(Duration::from_millis(1100));
+    d.ino
+}
+
+#[test]
+fn touch_in_a_listed_directory_makes_the_file_without_asking_first() {
+    // O_CREAT without O_TRUNC from a listing over a second old: instead of a SIZE round trip
+    // at create, the empty file is made with an empty APPE (it leaves a file made meanwhile
+    // by another client as it is).
+    let (m, be, _dir) = model(true);
+    let d = old_listing(&m, &be);
+    be.clear_calls();
+    let (_, fh) = m.create(d, "t", libc::O_CREAT | libc::O_WRONLY, 0o644, 0).expect("create");
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("d/t").as_deref(), Some(&b""[..]));
+    let calls = be.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("size ")), "{calls:?}");
+    assert_eq!(changes(&be), ["write d/t Append"]);
+}
+
+#[test]
+fn touch_leaves_a_file_another_client_made_since_our_listing() {
+    let (m, be, _dir) = model(true);
+    let d = old_listing(&m, &be);
+    be.put_file("d/t", b"another client's");
+    let (st, fh) = m.create(d, "t", libc::O_CREAT | libc::O_WRONLY, 0o644, 0).expect("create");
+    m.flush(fh).expect("close of the duplicate");
+    // Its time is not the moment of our (empty) append: "now" is sent.
+    m.setattr(st.ino, None, None, None, Some(SetTime::Now)).expect("utimensat now");
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("d/t").as_deref(), Some(&b"another client's"[..]));
+    assert!(changes(&be).iter().any(|c| c.starts_with("set_mtime d/t ")), "{:?}", changes(&be));
+    assert_eq!(m.lookup(d, "t").expect("lookup").size, 16, "shown as it is");
+}
+
+#[test]
+fn data_written_to_a_name_another_client_made_goes_into_its_file() {
+    // As open(2) without O_TRUNC on an existing file: our bytes over the start of it, the
+    // rest kept, never the whole file replaced by ours.
+    let (m, be, _dir) = model(true);
+    let d = old_listing(&m, &be);
+    be.put_file("d/w", b"0123456789");
+    let (_, fh) = m.create(d, "w", libc::O_CREAT | libc::O_WRONLY, 0o644, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"abc"), Ok(3));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("d/w").as_deref(), Some(&b"abc3456789"[..]));
+}
