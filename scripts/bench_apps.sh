@@ -27,6 +27,7 @@ ssh-keygen -q -t ed25519 -N '' -f "$ssh_dir/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$ssh_dir/client_key"
 home=$(getent passwd "$user" | cut -d: -f6)
 mkdir -p "$home/.ssh"
+[ ! -f "$home/.ssh/authorized_keys" ] || cp -p "$home/.ssh/authorized_keys" "$ssh_dir/authorized_keys.saved"
 cp "$ssh_dir/client_key.pub" "$home/.ssh/authorized_keys"
 chown -R "$user" "$home/.ssh"
 chmod 700 "$home/.ssh"
@@ -59,6 +60,7 @@ stop_ssh() {
     pkill -f -- "--ports $ssh_port --rtt-ms" 2>/dev/null || true
     [ -f "$ssh_dir/sshd.pid" ] && kill "$(cat "$ssh_dir/sshd.pid")" 2>/dev/null || true
     rm -f "$home/.ssh/authorized_keys"
+    [ ! -f "$ssh_dir/authorized_keys.saved" ] || cp -p "$ssh_dir/authorized_keys.saved" "$home/.ssh/authorized_keys"
 }
 trap 'stop_ssh; cleanup' EXIT
 mount_sshfs() {

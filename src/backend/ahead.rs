@@ -73,6 +73,9 @@ struct DirOrder {
     sorted: Vec<usize>,
 }
 
+/// Seconds a server's clock may lag ours for a listed time to count as our upload's.
+const UPLOAD_CLOCK_SLACK: i64 = 2;
+
 /// Directories larger than this are not tracked for files ahead (memory).
 const MAX_TRACKED_ENTRIES: usize = 10_000;
 /// How many directories' orders are kept.
@@ -138,6 +141,9 @@ struct FileAhead {
     fetched: Instant,
     /// What the listing said of the file when its fetch was queued.
     stamp: Stamp,
+    /// Kept from our upload: the earliest time (seconds since the epoch) a listing may show
+    /// for it to be our upload (its start, less a little for the server's clock).
+    not_before: Option<i64>,
 }
 
 /// A fetch queued or running.
@@ -304,7 +310,7 @@ impl State {
 
     /// Keeps the whole content of a file our upload just made, as if fetched ahead: its time is
     /// not known yet (the next listing that shows its size gives it).
-    fn keep_uploaded(&mut self, path: &str, data: Vec<u8>, budget: u64) {
+    fn keep_uploaded(&mut self, path: &str, data: Vec<u8>, budget: u64, began: std::time::SystemTime) {
         let len = data.len() as u64;
         while self.bytes + len > budget {
             match self.files().pop_lru() {
@@ -314,7 +320,13 @@ impl State {
         }
         if self.bytes + len <= budget {
             self.bytes += len;
-            let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp: (Some(len), None, 0) };
+            let since = began.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let f = FileAhead {
+                data: Arc::new(data),
+                fetched: Instant::now(),
+                stamp: (Some(len), None, 0),
+                not_before: Some(since - UPLOAD_CLOCK_SLACK),
+            };
             self.files().put(path.to_string(), f);
         }
     }
@@ -325,9 +337,14 @@ impl State {
     fn saw_listing(&mut self, dir: &str, entries: &[Entry]) {
         let now: HashMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
         for (p, f) in self.files().iter_mut() {
+            let ours = |e: &&&Entry| {
+                e.kind == EntryKind::File
+                    && e.size == f.stamp.0
+                    && e.mtime.zip(f.not_before).is_some_and(|(t, since)| t >= since)
+            };
             if f.stamp.1.is_none()
                 && split_path(p).0 == dir
-                && let Some(e) = now.get(split_path(p).1).filter(|e| e.kind == EntryKind::File && e.size == f.stamp.0)
+                && let Some(e) = now.get(split_path(p).1).filter(ours)
             {
                 f.stamp = stamp(e);
             }
@@ -495,7 +512,7 @@ impl Shared {
             }
             if st.bytes + len <= self.cfg.bytes {
                 st.bytes += len;
-                let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp };
+                let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp, not_before: None };
                 st.files().put(path.to_string(), f);
             }
         }
@@ -773,6 +790,8 @@ struct Uploading {
     kept: Option<Vec<u8>>,
     /// The size the server confirmed at the end.
     landed: Option<u64>,
+    /// When it started.
+    began: std::time::SystemTime,
 }
 
 impl Uploading {
@@ -832,7 +851,7 @@ impl Drop for Uploading {
         st.changed(&self.path);
         let whole = self.kept.take().filter(|k| self.landed == Some(k.len() as u64));
         if let Some(data) = whole {
-            st.keep_uploaded(&self.path, data, self.shared.cfg.bytes);
+            st.keep_uploaded(&self.path, data, self.shared.cfg.bytes, self.began);
         }
         if let Some(n) = st.uploading.get_mut(&self.path) {
             *n -= 1;
@@ -938,7 +957,8 @@ impl Backend for Ahead {
         // A whole small file going up is kept: read back right after (git add after cp -r, a
         // build reading what it wrote), it needs no download.
         let keep = (mode == WriteMode::Replace && s.cfg.file_max > 0).then(Vec::new);
-        let guard = |up| Uploading { up, shared: s.clone(), path: path.to_string(), kept: keep, landed: None };
+        let began = std::time::SystemTime::now();
+        let guard = |up| Uploading { up, shared: s.clone(), path: path.to_string(), kept: keep, landed: None, began };
         match s.inner.write(path, mode, wait) {
             Ok(Some(up)) => Ok(Some(Box::new(guard(Some(up))))),
             other => {

@@ -453,6 +453,8 @@ fn a_small_file_we_just_uploaded_is_read_back_without_a_download() {
 #[test]
 fn an_uploaded_copy_gives_way_to_a_listing_that_shows_another_file() {
     let (be, a) = setup(4);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    be.set_clock(now as i64);
     upload(&a, "d/new", WriteMode::Replace, b"what we wrote");
     // A listing that shows our size confirms it (and gives it its time) ...
     a.list("d").expect("list");
@@ -465,6 +467,18 @@ fn an_uploaded_copy_gives_way_to_a_listing_that_shows_another_file() {
     assert_eq!(server_reads(&be, "d/new"), 0);
     assert_eq!(read_all(&a, "d/other"), b"another client's, longer");
     assert_eq!(server_reads(&be, "d/other"), 1);
+}
+
+#[test]
+fn an_uploaded_copy_is_not_taken_for_a_same_size_file_older_than_the_upload() {
+    // A listing showing our size with a time before the upload began is not our upload (a
+    // same-size file of another client's, or the old one): the copy is dropped.
+    let (be, a) = setup(4);
+    upload(&a, "d/new", WriteMode::Replace, b"what we wrote");
+    a.list("d").expect("list");
+    be.clear_calls();
+    assert_eq!(read_all(&a, "d/new"), b"what we wrote");
+    assert_eq!(server_reads(&be, "d/new"), 1, "the copy was served although the listing did not show our upload");
 }
 
 #[test]

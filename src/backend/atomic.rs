@@ -191,7 +191,7 @@ impl Backend for AtomicUploads {
     }
 
     fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
-        if mode == WriteMode::Append {
+        if mode.appends() {
             return self.inner.write(path, mode, wait);
         }
         let part = self.part_name(path, PART_PREFIX);

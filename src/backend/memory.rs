@@ -599,6 +599,12 @@ impl MemoryBackend {
     }
 
     /// `false`: `chmod` fails with Unsupported and `can_chmod` is false.
+    /// Moves the logical clock to `secs` (seconds since the epoch): the times of changes from
+    /// now on follow from there (a test that compares them with the wall clock).
+    pub fn set_clock(&self, secs: i64) {
+        self.st().clock = secs;
+    }
+
     /// Uploads set a time and a mode asked behind their data, in their last round trip (as
     /// the FTP backend on vsftpd), recorded as `finish_then PATH [mtime SECS] [mode MODE]`.
     pub fn set_folds_after_upload(&self, yes: bool) {
@@ -813,9 +819,10 @@ impl Backend for MemoryBackend {
     }
 
     fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
-        let mut st = self.begin(Op::Write, format!("write {path} {mode:?}"), &[path])?;
+        let shown = if mode.appends() { WriteMode::Append } else { mode };
+        let mut st = self.begin(Op::Write, format!("write {path} {shown:?}"), &[path])?;
         self.wait_while_held(&mut st)?;
-        if mode == WriteMode::Append && st.refuse_append {
+        if mode.appends() && st.refuse_append {
             st.append_refused = true;
             return Err(FsError::Unsupported);
         }

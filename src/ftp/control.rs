@@ -883,11 +883,13 @@ impl Connection {
         self.send_lines(&lines)?;
         let first = self.final_reply("RNFR")?;
         let second = self.final_reply("RNTO");
-        if first.code != 350 {
-            return Err(first.into_error());
+        match (first.code, second) {
+            // Done, whatever the RNFR's reply said (a server that answers it oddly).
+            (_, Ok(r)) if renamed(r.code) => Ok(()),
+            (350, Ok(r)) => Err(r.into_error()),
+            (350, Err(e)) => Err(e),
+            _ => Err(first.into_error()),
         }
-        let second = second?;
-        if renamed(second.code) { Ok(()) } else { Err(second.into_error()) }
     }
 
     /// SITE CHMOD with an octal mode.

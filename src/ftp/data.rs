@@ -166,6 +166,10 @@ impl Connection {
     /// settled. (A kernel or a proxy may complete `connect` at once, before the server's end
     /// took part.) True when nothing is open ahead, or the round trip is not known.
     pub fn data_ahead_settled(&self) -> bool {
+        if self.epsv_pending || self.ahead_port.is_some() {
+            // Its handshake has not even begun.
+            return false;
+        }
         match (&self.ahead, self.round_trip) {
             (Some((_, opened)), Some(rtt)) => opened.elapsed() >= rtt,
             _ => true,

@@ -306,10 +306,16 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             self.end()?;
             return Ok((size_reply(self.connection().command("SIZE", Some(path))?)?, not_taken));
         }
+        // Each that can be written goes; one that cannot (a time past year 9999, a line too
+        // long) is left for the caller, whose own try reports it: never a failed upload.
         let mut behind = Vec::new();
-        for s in then {
-            let (verb, arg) = s.command(path)?;
-            behind.extend(self.connection().command_line(verb, Some(&arg))?);
+        let mut sent_then = Vec::new();
+        for (i, s) in then.iter().enumerate() {
+            let line = s.command(path).and_then(|(verb, arg)| self.connection().command_line(verb, Some(&arg)));
+            if let Ok(line) = line {
+                behind.extend(line);
+                sent_then.push(i);
+            }
         }
         let Some(mut d) = self.data.take() else { return Err(self.failed.take().unwrap_or(FtpError::Closed)) };
         let ended = d.flush().and_then(|_| d.end_our_side());
@@ -340,8 +346,8 @@ impl<C: BorrowMut<Connection>> Upload<C> {
         self.confirm()?;
         let flushed = self.drain(d, ended);
         let conn = self.connection();
-        let mut replies = Vec::with_capacity(2 + then.len());
-        for _ in 0..2 + then.len() {
+        let mut replies = Vec::with_capacity(2 + sent_then.len());
+        for _ in 0..2 + sent_then.len() {
             replies.push(conn.read_reply()?);
         }
         if epsv {
@@ -359,8 +365,10 @@ impl<C: BorrowMut<Connection>> Upload<C> {
                 let (Some(transfer), Some(size)) = (replies.next(), replies.next()) else {
                     unreachable!("two replies at least were read")
                 };
-                let mut taken: Vec<bool> = then.iter().zip(replies).map(|(s, r)| s.taken(r.code)).collect();
-                taken.resize(not_taken.len(), false);
+                let mut taken = not_taken;
+                for (&i, r) in sent_then.iter().zip(replies) {
+                    taken[i] = then[i].taken(r.code);
+                }
                 (transfer, size, taken)
             }
             // Another reply came first: the server answers commands during a transfer, so the

@@ -609,6 +609,10 @@ impl Model {
             let holders = handles.holders_of_unsaved(&path);
             if holders.is_empty() {
                 self.core.set_mtime(&path, when).map_err(refusal)?;
+                // Its time is this one now, not the moment of an upload.
+                for f in handles.writers_of(&path) {
+                    *f.uploaded_at.lock() = None;
+                }
             } else if let Some(e) = self.core.times_refused() {
                 // Known now: refused before it is deferred to the upload, whose close must
                 // not fail over a time once the data has landed.

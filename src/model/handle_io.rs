@@ -64,6 +64,10 @@ fn apply_remote_change(f: &OpenFile, io: &mut Io) {
     }
 }
 
+/// How long an empty file a handle made stays its own to replace (the flush of a duplicate
+/// descriptor comes right before the first write).
+const MADE_EMPTY_IS_OURS: Duration = Duration::from_secs(1);
+
 /// A handle with no read or write call for this long gives its connection to one waiting.
 const IDLE: Duration = Duration::from_millis(100);
 /// A transfer that ran this long gives its connection to one waiting, even while in use.
@@ -545,7 +549,11 @@ fn try_stream(core: &Core, f: &OpenFile, io: &Io, off: u64) -> FsResult<Option<W
     }
     // A file this handle made empty on the server a moment ago (a flush before any write, as
     // a shell's `>` or touch do) is still its own to replace.
-    let replace = off == 0 && (f.is_created() || (f.made_empty.load(Ordering::Relaxed) && io.server_size == Some(0)));
+    let made_empty_now = !f.append
+        && f.made_empty.load(Ordering::Relaxed)
+        && io.server_size == Some(0)
+        && f.uploaded_at.lock().is_some_and(|t| t.elapsed() < MADE_EMPTY_IS_OURS);
+    let replace = off == 0 && (f.is_created() || made_empty_now);
     // An append waits (in a tail spool) for another handle's pending creation to land first.
     let append = !replace
         && !f.is_created()
@@ -820,72 +828,81 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
     let mut settled = Settled::default();
     // The file turned out to be another client's (an unverified creation): left as it was.
     let mut adopted = false;
-    let written = match std::mem::replace(&mut io.state, State::Idle) {
-        State::Writing(w) => {
-            f.streaming.store(false, Ordering::Relaxed);
-            // The streamed bytes are gone from here whatever happens next: never upload the
-            // "created" empty version over them later.
-            f.created.store(false, Ordering::Relaxed);
-            // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
-            let Writer { up, pos, start, _claim, .. } = *w;
-            let finished = up.finish_then(after).map(|(size, done)| {
-                settled = done;
-                size
-            });
-            let checked = finished.map_err(|e| e.errno()).and_then(|size| {
-                if f.append {
-                    // O_APPEND: the bytes belong at the end, wherever another client left it.
-                    verify_size_at_least(core, &path, pos - start, size).map(|()| size.unwrap_or(pos))
-                } else {
-                    verify_size(core, &path, pos, size).map(|()| pos)
-                }
-            });
-            match checked {
-                Ok(end) => Some(end),
-                Err(e) => {
-                    io.server_size = None;
-                    io.error = Some(e);
-                    f.set_dirty_size(None);
-                    core.invalidate_parent(&path);
-                    return Err(e);
-                }
-            }
-        }
-        State::Spooled(s) if s.tail => append_tail(core, f, io, s, &path)?,
-        State::Spooled(mut s) => {
-            // A clean spool of a file this handle created still has to make the file.
-            let upload = s.dirty || f.is_created();
-            let res = match upload {
-                true => upload_spool(core, &mut s, &path, after).map(|done| {
+    let uploaded = (|| -> FsResult<Option<u64>> {
+        Ok(match std::mem::replace(&mut io.state, State::Idle) {
+            State::Writing(w) => {
+                f.streaming.store(false, Ordering::Relaxed);
+                // The streamed bytes are gone from here whatever happens next: never upload the
+                // "created" empty version over them later.
+                f.created.store(false, Ordering::Relaxed);
+                // STOR started at 0 and APPE at the old end: either way the file ends at `pos`.
+                let Writer { up, pos, start, _claim, .. } = *w;
+                let finished = up.finish_then(after).map(|(size, done)| {
                     settled = done;
-                    Some(s.len)
-                }),
-                false => Ok(None),
-            };
-            io.state = State::Spooled(s);
-            res?
-        }
-        other => {
-            io.state = other;
-            match f.is_created() {
-                true if f.unverified.load(Ordering::Relaxed) => {
-                    let (size, done) = make_unverified(core, &path, after)?;
-                    f.unverified.store(false, Ordering::Relaxed);
-                    settled = done;
-                    if size > 0 {
-                        // Another client's file: left as it was, and now the one this handle has.
-                        log::info!("{path}: made by another client since our listing; left as it is");
-                        core.invalidate_parent(&path);
-                        adopted = true;
+                    size
+                });
+                let checked = finished.map_err(|e| e.errno()).and_then(|size| {
+                    if f.append {
+                        // O_APPEND: the bytes belong at the end, wherever another client left it.
+                        verify_size_at_least(core, &path, pos - start, size).map(|()| size.unwrap_or(pos))
+                    } else {
+                        verify_size(core, &path, pos, size).map(|()| pos)
                     }
-                    Some(size)
+                });
+                match checked {
+                    Ok(end) => Some(end),
+                    Err(e) => {
+                        io.server_size = None;
+                        io.error = Some(e);
+                        f.set_dirty_size(None);
+                        core.invalidate_parent(&path);
+                        return Err(e);
+                    }
                 }
-                true => {
-                    settled = upload_empty(core, &path, after)?;
-                    Some(0)
-                }
-                false => None,
             }
+            State::Spooled(s) if s.tail => append_tail(core, f, io, s, &path)?,
+            State::Spooled(mut s) => {
+                // A clean spool of a file this handle created still has to make the file.
+                let upload = s.dirty || f.is_created();
+                let res = match upload {
+                    true => upload_spool(core, &mut s, &path, after).map(|done| {
+                        settled = done;
+                        Some(s.len)
+                    }),
+                    false => Ok(None),
+                };
+                io.state = State::Spooled(s);
+                res?
+            }
+            other => {
+                io.state = other;
+                match f.is_created() {
+                    true if f.unverified.load(Ordering::Relaxed) => {
+                        let (size, done) = make_unverified(core, &path, after)?;
+                        f.unverified.store(false, Ordering::Relaxed);
+                        settled = done;
+                        if size > 0 {
+                            // Another client's file: left as it was, and now the one this handle has.
+                            log::info!("{path}: made by another client since our listing; left as it is");
+                            core.invalidate_parent(&path);
+                            adopted = true;
+                        }
+                        Some(size)
+                    }
+                    true => {
+                        settled = upload_empty(core, &path, after)?;
+                        Some(0)
+                    }
+                    false => None,
+                }
+            }
+        })
+    })();
+    let written = match uploaded {
+        Ok(written) => written,
+        Err(e) => {
+            undo_locking_mode(core, &path, after);
+            return Err(e);
         }
     };
     if let Some(size) = written {
@@ -907,6 +924,8 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         }
     }
     if let Some(t) = io.pending_mtime.take() {
+        // Its time is this one now, not the moment of the upload.
+        *f.uploaded_at.lock() = None;
         // The data has landed: a time the server does not take now is logged, not made the
         // upload's failure (write-back and the commit's callers take an error for "not
         // landed"). A server known to refuse times refused the setattr itself.
@@ -941,7 +960,8 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
         return Err(libc::EIO);
     }
     let sent = claim_upload(core, path).and_then(|_claim| {
-        let mut up = match start_upload(core, path, WriteMode::Append) {
+        // The spool keeps what is appended: the data may go before the server's first reply.
+        let mut up = match start_upload(core, path, WriteMode::AppendKept) {
             Ok(up) => up,
             Err(FsError::Unsupported) => return append_by_copy(core, path, &mut s).map(Some),
             Err(e) => return Err(e.errno()),
@@ -1083,6 +1103,16 @@ fn pour_spool(
     verify_size(core, path, s.len, reported)?;
     s.dirty = false;
     Ok(settled)
+}
+
+/// After an upload that failed with a mode behind it that takes the owner's own write bit
+/// (git's 0444): the server may have run the mode although the data failed (vsftpd runs what
+/// comes behind a transfer whatever its outcome), and the next try would be refused. The owner
+/// gets its bits back, as far as the server lets (nothing else depends on it).
+fn undo_locking_mode(core: &Core, path: &str, after: AfterUpload) {
+    if let Some(mode) = after.mode.filter(|m| m & 0o200 == 0) {
+        let _ = core.backend.chmod(path, mode | 0o600);
+    }
 }
 
 /// Seconds since the epoch of `t` (negative before it).

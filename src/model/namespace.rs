@@ -33,6 +33,16 @@ enum Creation {
     Existing(u64),
 }
 
+/// How long after its MKD a directory this mount made is taken for knowing every name in it.
+const MADE_HERE_TRUSTED: Duration = Duration::from_secs(10);
+
+/// Whether `listing` is of a directory this mount made a short while ago (empty then, every
+/// change since one of ours): a name missing from it is missing on the server, unless another
+/// client made it in those seconds.
+fn made_here_lately(listing: &super::cache::DirListing) -> bool {
+    listing.made_here && listing.fetched.elapsed() < MADE_HERE_TRUSTED
+}
+
 impl Model {
     /// Makes a new, still empty file visible before its first upload, or finds that the file
     /// exists on the server already (our listing was older than another client's change) and
@@ -49,7 +59,7 @@ impl Model {
             // (a directory this mount made is trusted for the listing's lifetime: the window
             // for another client is its making, not a listing's age). Asked now where the
             // answer matters now (O_EXCL), else at the first commit (touch: an empty APPE).
-            None if !truncate && !listing.made_here && listing.fetched.elapsed() > Duration::from_secs(1) => {
+            None if !truncate && !made_here_lately(&listing) && listing.fetched.elapsed() > Duration::from_secs(1) => {
                 if !exclusive && may_check_later && self.core.backend.can_append() {
                     unverified = true;
                     None
@@ -152,6 +162,7 @@ impl Model {
         self.refuse_if_read_only()?;
         let (parent, name) = split_path(path);
         let core = &self.core;
+        let mut ours = true;
         if let Err(e) = core.backend.mkdir(path) {
             // "Exists", "not allowed" and "no parent" share one reply on many servers: look.
             core.dirs.invalidate(parent);
@@ -161,9 +172,16 @@ impl Model {
             if !made {
                 return Err(Self::mkdir_error(found, e, || self.stat(parent).is_ok()));
             }
+            // Whose it is (ours, made before the reply was lost, or another client's) is not
+            // known: its listing comes from the server.
+            ours = false;
         }
         core.dirs.upsert(parent, fresh_entry(name, EntryKind::Dir, 4096));
-        core.dirs.put_made(path);
+        if ours {
+            core.dirs.put_made(path);
+        } else {
+            core.dirs.invalidate(path);
+        }
         core.note_change(path);
         core.touch_dir(parent);
         let mode = mode & 0o7777;

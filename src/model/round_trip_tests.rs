@@ -190,3 +190,33 @@ fn data_written_to_a_name_another_client_made_goes_into_its_file() {
     m.release(fh).expect("release");
     assert_eq!(be.file("d/w").as_deref(), Some(&b"abc3456789"[..]));
 }
+
+#[test]
+fn an_appender_never_replaces_the_empty_file_it_made() {
+    // `cmd >> new.log`: the empty file at the first close; meanwhile another client appends;
+    // our bytes go after theirs (APPE), never over them.
+    let (m, be, _dir) = model(true);
+    let (_, fh) =
+        m.create(ROOT_INO, "new.log", libc::O_CREAT | libc::O_WRONLY | libc::O_APPEND, 0o644, 0).expect("create");
+    m.flush(fh).expect("close of the duplicate");
+    be.put_file("new.log", b"theirs\n");
+    assert_eq!(m.write(fh, 0, b"ours\n"), Ok(5));
+    m.flush(fh).expect("close");
+    m.release(fh).expect("release");
+    assert_eq!(be.file("new.log").as_deref(), Some(&b"theirs\nours\n"[..]));
+}
+
+#[test]
+fn a_failed_upload_with_a_read_only_mode_behind_it_gives_the_owner_its_bits_back() {
+    // vsftpd runs what comes behind a transfer whatever its outcome: after a failed upload
+    // the file may be 0444 already, and the next try would be refused.
+    let (m, be, _dir) = model(true);
+    let (_, fh) = m.create(ROOT_INO, "obj", NEW, 0o444, 0).expect("create");
+    be.fail_finish_next(crate::backend::FsError::NoSpace);
+    assert_eq!(m.write(fh, 0, b"blob"), Ok(4));
+    assert_eq!(m.flush(fh), Err(libc::ENOSPC));
+    assert!(be.calls().iter().any(|c| c == "chmod obj 644"), "{:?}", be.calls());
+    // A streamed upload that failed stays failed for this handle (its bytes cannot be sent
+    // again); what it held is kept by the rescue at release.
+    assert_eq!(m.release(fh), Err(libc::ENOSPC));
+}

@@ -72,8 +72,10 @@ pub struct FtpBackend {
     mlst_broken: AtomicBool,
     chmod_unsupported: AtomicBool,
     appe_refused: AtomicBool,
-    /// The server took an APPE: later ones may send their data before its first reply.
-    appe_taken: Arc<AtomicBool>,
+    /// Directories where the server took an APPE (the last few): later appends there from a
+    /// kept copy may send their data before its first reply (a server may refuse APPE in one
+    /// directory and take it in another).
+    appe_taken: AppeDirs,
     /// Setting times with the two-argument MDTM (servers without MFMT): not tried yet,
     /// confirmed by a time read back, or found not to work.
     mdtm_write: std::sync::atomic::AtomicU8,
@@ -86,6 +88,11 @@ pub struct FtpBackend {
 /// [`FtpBackend::mdtm_write`]'s states.
 const MDTM_WRITE_UNKNOWN: u8 = 0;
 const MDTM_WRITE_WORKS: u8 = 1;
+/// The directories where the server took an APPE.
+type AppeDirs = Arc<parking_lot::Mutex<lru::LruCache<String, ()>>>;
+
+/// Directories remembered as taking APPE.
+const APPE_DIRS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(64).expect("not zero");
 const MDTM_WRITE_NO: u8 = 2;
 
 /// Turns a wire error into its kind for `op`, logging the details (which the kind drops).
@@ -142,8 +149,8 @@ struct FtpWrite {
     time_verb: Option<TimeVerb>,
     /// The server takes SITE CHMOD (as far as known).
     chmod: bool,
-    /// For an APPE: told when the server took it.
-    appe_taken: Option<Arc<AtomicBool>>,
+    /// For an APPE: where to note that the server took one in its directory.
+    appe_taken: Option<(AppeDirs, String)>,
 }
 
 impl FtpWrite {
@@ -217,9 +224,9 @@ impl FtpWrite {
             other => other,
         };
         if res.is_ok()
-            && let Some(taken) = &self.appe_taken
+            && let Some((taken, dir)) = &self.appe_taken
         {
-            taken.store(true, Ordering::Relaxed);
+            taken.lock().put(dir.clone(), ());
         }
         res.map_err(|e| kind(e, self.op))
     }
@@ -305,7 +312,7 @@ impl FtpBackend {
             chmod_unsupported: AtomicBool::new(false),
             mdtm_write: std::sync::atomic::AtomicU8::new(MDTM_WRITE_UNKNOWN),
             appe_refused: AtomicBool::new(false),
-            appe_taken: Arc::new(AtomicBool::new(false)),
+            appe_taken: Arc::new(parking_lot::Mutex::new(lru::LruCache::new(APPE_DIRS))),
             stat_batches,
         }
     }
@@ -578,7 +585,7 @@ impl Backend for FtpBackend {
     }
 
     fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
-        let append = mode == WriteMode::Append;
+        let append = mode.appends();
         if append && !self.can_append() {
             return Err(FsError::Unsupported);
         }
@@ -592,7 +599,8 @@ impl Backend for FtpBackend {
             }
             k
         };
-        let appe_known = self.appe_taken.load(Ordering::Relaxed);
+        let parent = split_path(path).0.to_string();
+        let appe_known = mode == WriteMode::AppendKept && self.appe_taken.lock().get(&parent).is_some();
         let start = |lease| match append {
             true if appe_known => Upload::start_early_append(lease, &remote),
             true => Upload::start(lease, &remote, true),
@@ -628,7 +636,7 @@ impl Backend for FtpBackend {
                 landed,
                 time_verb,
                 chmod: self.can_chmod(),
-                appe_taken: append.then(|| self.appe_taken.clone()),
+                appe_taken: append.then(|| (self.appe_taken.clone(), parent)),
             });
             match verify_with {
                 Some(a) => {

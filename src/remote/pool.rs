@@ -93,16 +93,21 @@ const PROBE_WAIT: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed unused: a NAT may have dropped them silently,
 /// and a NOOP would then wait for the full timeout.
 const DISCARD_AFTER: Duration = Duration::from_secs(120);
-/// Idle connections and ones not made yet, less one kept for requests.
-/// Takes the idle connection given back last whose data connection opened ahead has settled
-/// (see [`Connection::data_ahead_settled`]), or else the one given back last: in a run of small
-/// transfers one after another, each then finds a data connection ready, not one whose
-/// handshake is still on its way.
-fn take_settled(idle: &mut Vec<Idle>) -> Option<Idle> {
-    let at = idle.iter().rposition(|i| i.conn.data_ahead_settled()).or(idle.len().checked_sub(1))?;
+/// Takes the idle connection given back last, or for a transfer the one given back last
+/// among those still fresh (no probe needed) whose data connection opened ahead has settled
+/// (see [`Connection::data_ahead_settled`]): in a run of small transfers one after another,
+/// each then finds a data connection ready, not one whose handshake is still on its way.
+fn take_settled(idle: &mut Vec<Idle>, purpose: Purpose) -> Option<Idle> {
+    let last = idle.len().checked_sub(1)?;
+    let settled = |i: &Idle| i.since.elapsed() < STALE_AFTER && i.conn.data_ahead_settled();
+    let at = match purpose {
+        Purpose::Transfer => idle.iter().rposition(settled).unwrap_or(last),
+        Purpose::Metadata => last,
+    };
     Some(idle.remove(at))
 }
 
+/// Idle connections and ones not made yet, less one kept for requests.
 fn spare_in(st: &State) -> usize {
     if st.closing {
         return 0;
@@ -244,7 +249,7 @@ impl Pool {
             let transfer_cap = st.limit.saturating_sub(1).max(1);
             let may_use = purpose == Purpose::Metadata || st.transfers < transfer_cap;
             if may_use {
-                if let Some(idle) = take_settled(&mut st.idle) {
+                if let Some(idle) = take_settled(&mut st.idle, purpose) {
                     if purpose == Purpose::Transfer {
                         st.transfers += 1;
                     }
