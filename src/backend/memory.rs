@@ -819,8 +819,7 @@ impl Backend for MemoryBackend {
     }
 
     fn write(&self, path: &str, mode: WriteMode, wait: Duration) -> BackendResult<Option<Box<dyn WriteStream>>> {
-        let shown = if mode.appends() { WriteMode::Append } else { mode };
-        let mut st = self.begin(Op::Write, format!("write {path} {shown:?}"), &[path])?;
+        let mut st = self.begin(Op::Write, format!("write {path} {mode:?}"), &[path])?;
         self.wait_while_held(&mut st)?;
         if mode.appends() && st.refuse_append {
             st.append_refused = true;

@@ -79,15 +79,12 @@ pub enum WriteMode {
     Replace,
     /// The upload is added at the file's end, creating it if missing (APPE).
     Append,
-    /// As [`WriteMode::Append`], from a caller that keeps a copy of what it appends: the data
-    /// may go before the server's first reply, so a refusal may come only at the end.
-    AppendKept,
 }
 
 impl WriteMode {
     /// Whether the upload adds to the file's end.
     pub fn appends(self) -> bool {
-        matches!(self, WriteMode::Append | WriteMode::AppendKept)
+        self == WriteMode::Append
     }
 }
 

@@ -960,8 +960,7 @@ fn append_tail(core: &Core, f: &OpenFile, io: &mut Io, mut s: Spool, path: &str)
         return Err(libc::EIO);
     }
     let sent = claim_upload(core, path).and_then(|_claim| {
-        // The spool keeps what is appended: the data may go before the server's first reply.
-        let mut up = match start_upload(core, path, WriteMode::AppendKept) {
+        let mut up = match start_upload(core, path, WriteMode::Append) {
             Ok(up) => up,
             Err(FsError::Unsupported) => return append_by_copy(core, path, &mut s).map(Some),
             Err(e) => return Err(e.errno()),

@@ -72,9 +72,11 @@ pub struct FtpBackend {
     mlst_broken: AtomicBool,
     chmod_unsupported: AtomicBool,
     appe_refused: AtomicBool,
-    /// Directories where the server took an APPE (the last few): later appends there from a
-    /// kept copy may send their data before its first reply (a server may refuse APPE in one
-    /// directory and take it in another).
+    /// Directories where the server took an APPE (the last few): later appends there may send
+    /// their data before its first reply (a server may refuse APPE in one directory and take
+    /// it in another: there the first APPE finds out, before any data). A refusal that comes
+    /// only after early data (a file of the directory the user may not write) fails the close,
+    /// as any refused upload does.
     appe_taken: AppeDirs,
     /// Setting times with the two-argument MDTM (servers without MFMT): not tried yet,
     /// confirmed by a time read back, or found not to work.
@@ -600,7 +602,7 @@ impl Backend for FtpBackend {
             k
         };
         let parent = split_path(path).0.to_string();
-        let appe_known = mode == WriteMode::AppendKept && self.appe_taken.lock().get(&parent).is_some();
+        let appe_known = append && self.appe_taken.lock().get(&parent).is_some();
         let start = |lease| match append {
             true if appe_known => Upload::start_early_append(lease, &remote),
             true => Upload::start(lease, &remote, true),
