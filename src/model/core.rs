@@ -414,10 +414,7 @@ impl Core {
     /// directory keeps its server-side time (which every change inside it moves anyway) rather
     /// than failing tar or cp -a (documented).
     pub(super) fn set_mtime(&self, path: &str, mtime: SystemTime) -> FsResult<()> {
-        let secs = match mtime.duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
-        };
+        let secs = unix_secs(mtime);
         let is_dir = || path.is_empty() || self.entry(path).is_ok_and(|e| e.is_dir());
         let res =
             if self.backend.can_set_mtime() { self.backend.set_mtime(path, secs) } else { Err(FsError::Unsupported) };
@@ -461,6 +458,14 @@ impl Core {
     pub(super) fn noted_mode(&self, path: &str, mode: u32) {
         let (parent, name) = split_path(path);
         self.dirs.update(parent, name, |e| e.mode = Some(mode & 0o7777));
+    }
+}
+
+/// Seconds since the epoch of `t` (negative before it), as the server takes a file's time.
+pub(super) fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
     }
 }
 

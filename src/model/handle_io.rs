@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::MutexGuard;
 
 use super::FsResult;
-use super::core::Core;
+use super::core::{Core, unix_secs};
 use super::files::OpenFile;
 use super::gate::PathClaim;
 use super::open_file::{InCall, Io, Spool, State, Writer};
@@ -1111,14 +1111,6 @@ fn pour_spool(
 fn undo_locking_mode(core: &Core, path: &str, after: AfterUpload) {
     if let Some(mode) = after.mode.filter(|m| m & 0o200 == 0) {
         let _ = core.backend.chmod(path, mode | 0o600);
-    }
-}
-
-/// Seconds since the epoch of `t` (negative before it).
-fn unix_secs(t: SystemTime) -> i64 {
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
     }
 }
 
