@@ -311,7 +311,20 @@ impl State {
     /// Keeps the whole content of a file our upload just made, as if fetched ahead: its time is
     /// not known yet (the next listing that shows its size gives it).
     fn keep_uploaded(&mut self, path: &str, data: Vec<u8>, budget: u64, began: std::time::SystemTime) {
-        let len = data.len() as u64;
+        let since = began.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let f = FileAhead {
+            stamp: (Some(data.len() as u64), None, 0),
+            data: Arc::new(data),
+            fetched: Instant::now(),
+            not_before: Some(since - UPLOAD_CLOCK_SLACK),
+        };
+        self.keep_file(path, f, budget);
+    }
+
+    /// Keeps `f` for `path`, the least recently used going first while the files kept would
+    /// hold more than `budget` bytes (nothing kept when it alone is more).
+    fn keep_file(&mut self, path: &str, f: FileAhead, budget: u64) {
+        let len = f.data.len() as u64;
         while self.bytes + len > budget {
             match self.files().pop_lru() {
                 Some((_, old)) => self.bytes -= old.data.len() as u64,
@@ -320,13 +333,6 @@ impl State {
         }
         if self.bytes + len <= budget {
             self.bytes += len;
-            let since = began.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-            let f = FileAhead {
-                data: Arc::new(data),
-                fetched: Instant::now(),
-                stamp: (Some(len), None, 0),
-                not_before: Some(since - UPLOAD_CLOCK_SLACK),
-            };
             self.files().put(path.to_string(), f);
         }
     }
@@ -503,18 +509,8 @@ impl Shared {
         st.drop_expired(self.cfg.max_age);
         let spoiled = st.files_in_flight.remove(path).is_none_or(|f| f.spoiled);
         if let Some(data) = data.filter(|_| !spoiled) {
-            let len = data.len() as u64;
-            while st.bytes + len > self.cfg.bytes {
-                match st.files().pop_lru() {
-                    Some((_, old)) => st.bytes -= old.data.len() as u64,
-                    None => break,
-                }
-            }
-            if st.bytes + len <= self.cfg.bytes {
-                st.bytes += len;
-                let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp, not_before: None };
-                st.files().put(path.to_string(), f);
-            }
+            let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp, not_before: None };
+            st.keep_file(path, f, self.cfg.bytes);
         }
         drop(st);
         self.landed.notify_all();

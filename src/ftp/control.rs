@@ -819,10 +819,9 @@ impl Connection {
 
     /// MFMT: sets the modification time (seconds since epoch, UTC).
     pub fn mfmt(&mut self, path: &str, mtime: i64) -> Result<()> {
-        let stamp = format_mlsd_time(mtime).ok_or_else(|| FtpError::InvalidArgument(format!("time {mtime}")))?;
         check_arg(path)?;
-        let arg = format!("{stamp} {path}");
-        self.command_expect("MFMT", Some(&arg), |c| c == 213 || c == 200 || c == 250).map(drop)
+        let arg = time_arg(path, mtime)?;
+        self.command_expect("MFMT", Some(&arg), time_set).map(drop)
     }
 
     /// The two-argument MDTM (`MDTM YYYYMMDDHHMMSS path`, vsftpd with `mdtm_write`, as rclone
@@ -830,10 +829,9 @@ impl Connection {
     /// takes the time for part of a file name answers 550 or reports a time without setting
     /// it: the caller confirms by reading the time back.
     pub fn mdtm_set(&mut self, path: &str, mtime: i64) -> Result<()> {
-        let stamp = format_mlsd_time(mtime).ok_or_else(|| FtpError::InvalidArgument(format!("time {mtime}")))?;
         check_arg(path)?;
-        let arg = format!("{stamp} {path}");
-        self.command_expect("MDTM", Some(&arg), |c| c == 213 || c == 200 || c == 250).map(drop)
+        let arg = time_arg(path, mtime)?;
+        self.command_expect("MDTM", Some(&arg), time_set).map(drop)
     }
 
     /// MLST (RFC 3659): facts about one path.
@@ -896,8 +894,25 @@ impl Connection {
     pub fn site_chmod(&mut self, path: &str, mode: u32) -> Result<()> {
         check_arg(path)?;
         let arg = chmod_arg(path, mode);
-        self.command_expect("SITE", Some(&arg), |c| c == 200 || c == 250).map(drop)
+        self.command_expect("SITE", Some(&arg), mode_set).map(drop)
     }
+}
+
+/// The argument of MFMT or the two-argument MDTM setting `path`'s time to `mtime` (seconds
+/// since the epoch, UTC).
+pub(super) fn time_arg(path: &str, mtime: i64) -> Result<String> {
+    let stamp = format_mlsd_time(mtime).ok_or_else(|| FtpError::InvalidArgument(format!("time {mtime}")))?;
+    Ok(format!("{stamp} {path}"))
+}
+
+/// Whether a reply to MFMT or the two-argument MDTM says the time was set.
+pub(super) fn time_set(code: u16) -> bool {
+    matches!(code, 213 | 200 | 250)
+}
+
+/// Whether a reply to SITE CHMOD says the mode was set.
+pub(super) fn mode_set(code: u16) -> bool {
+    matches!(code, 200 | 250)
 }
 
 /// The argument of `SITE CHMOD` setting `mode` on `path`.

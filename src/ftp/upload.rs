@@ -121,20 +121,19 @@ pub enum Settle {
 impl Settle {
     /// The command's verb and argument for `path`.
     fn command(&self, path: &str) -> Result<(&'static str, String)> {
-        let stamp =
-            |t: i64| super::listing::format_mlsd_time(t).ok_or_else(|| FtpError::InvalidArgument(format!("time {t}")));
+        use super::control::{chmod_arg, time_arg};
         Ok(match *self {
-            Settle::Mfmt(t) => ("MFMT", format!("{} {path}", stamp(t)?)),
-            Settle::MdtmSet(t) => ("MDTM", format!("{} {path}", stamp(t)?)),
-            Settle::Chmod(mode) => ("SITE", super::control::chmod_arg(path, mode)),
+            Settle::Mfmt(t) => ("MFMT", time_arg(path, t)?),
+            Settle::MdtmSet(t) => ("MDTM", time_arg(path, t)?),
+            Settle::Chmod(mode) => ("SITE", chmod_arg(path, mode)),
         })
     }
 
     /// Whether a reply with `code` says the server did it.
     fn taken(&self, code: u16) -> bool {
         match self {
-            Settle::Mfmt(_) | Settle::MdtmSet(_) => matches!(code, 213 | 200 | 250),
-            Settle::Chmod(_) => matches!(code, 200 | 250),
+            Settle::Mfmt(_) | Settle::MdtmSet(_) => super::control::time_set(code),
+            Settle::Chmod(_) => super::control::mode_set(code),
         }
     }
 }
