@@ -32,7 +32,7 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
 use super::paths::{child_path, is_at_or_under, split_path};
-use super::{Backend, BackendResult, Entry, EntryKind, ReadStream, WriteMode, WriteStream};
+use super::{Backend, BackendResult, Entry, EntryKind, FsError, ReadStream, WriteMode, WriteStream};
 
 /// Limits of the work done ahead.
 #[derive(Clone, Debug)]
@@ -337,40 +337,59 @@ impl State {
         }
     }
 
+    /// What the server says of `path` now (`None`: no such name), from a listing of its
+    /// directory or a lookup of the name alone: a file fetched ahead, or being fetched, that it
+    /// does not confirm (size, time) is dropped (spoiled). A file kept from our upload (no time
+    /// known) takes the time of the first answer that shows its size and a time not before
+    /// the upload began.
+    fn saw_entry(&mut self, path: &str, entry: Option<&Entry>) {
+        let file = entry.filter(|e| e.kind == EntryKind::File);
+        if let Some(f) = self.files().get_mut(path)
+            && f.stamp.1.is_none()
+            && let Some(e) =
+                file.filter(|e| e.size == f.stamp.0 && e.mtime.zip(f.not_before).is_some_and(|(t, since)| t >= since))
+        {
+            f.stamp = stamp(e);
+        }
+        self.drop_unless(path, |was| file.is_some_and(|e| stamp(e) == *was));
+    }
+
+    /// The server reports `size` for `path`: what was fetched ahead with another size is
+    /// dropped (spoiled).
+    fn saw_size(&mut self, path: &str, size: u64) {
+        self.drop_unless(path, |s| s.0 == Some(size));
+    }
+
+    /// The server reports `secs` as `path`'s time (to the second): what was fetched ahead with
+    /// another known time is dropped (spoiled).
+    fn saw_time(&mut self, path: &str, secs: i64) {
+        self.drop_unless(path, |s| s.1.is_none_or(|t| t == secs));
+    }
+
+    /// Drops (spoils) what was fetched ahead of `path` unless its stamp passes `still`.
+    fn drop_unless(&mut self, path: &str, still: impl Fn(&Stamp) -> bool) {
+        if self.files().peek(path).is_some_and(|f| !still(&f.stamp))
+            && let Some(f) = self.files().pop(path)
+        {
+            self.bytes -= f.data.len() as u64;
+        }
+        if let Some(f) = self.files_in_flight.get_mut(path).filter(|f| !still(&f.stamp)) {
+            f.spoiled = true;
+        }
+    }
+
     /// A fresh listing of `dir` from the server: files fetched ahead, or being fetched, whose
-    /// size or time it does not confirm are dropped (spoiled). A file kept from our upload
-    /// (no time known) takes the time of the first listing that shows its size.
+    /// size or time it does not confirm are dropped (spoiled), as [`State::saw_entry`] says.
     fn saw_listing(&mut self, dir: &str, entries: &[Entry]) {
         let now: HashMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
-        for (p, f) in self.files().iter_mut() {
-            let ours = |e: &&&Entry| {
-                e.kind == EntryKind::File
-                    && e.size == f.stamp.0
-                    && e.mtime.zip(f.not_before).is_some_and(|(t, since)| t >= since)
-            };
-            if f.stamp.1.is_none()
-                && split_path(p).0 == dir
-                && let Some(e) = now.get(split_path(p).1).filter(ours)
-            {
-                f.stamp = stamp(e);
-            }
-        }
-        let confirms = |p: &str, was: &Stamp| {
-            now.get(split_path(p).1).is_some_and(|e| e.kind == EntryKind::File && stamp(e) == *was)
-        };
-        let stale: Vec<String> = self
-            .files()
-            .iter()
-            .filter(|(p, f)| split_path(p).0 == dir && !confirms(p, &f.stamp))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in stale {
-            self.drop_file(&p);
-        }
-        for (p, f) in self.files_in_flight.iter_mut() {
-            if split_path(p).0 == dir && !confirms(p, &f.stamp) {
-                f.spoiled = true;
-            }
+        let mut paths: Vec<String> = self.files().iter().map(|(p, _)| p.clone()).collect();
+        paths.extend(self.files_in_flight.keys().cloned());
+        paths.retain(|p| split_path(p).0 == dir);
+        paths.sort();
+        paths.dedup();
+        for p in paths {
+            let e = now.get(split_path(&p).1).copied();
+            self.saw_entry(&p, e);
         }
         self.orders().pop(dir);
         if entries.len() <= MAX_TRACKED_ENTRIES {
@@ -890,15 +909,35 @@ impl Backend for Ahead {
     }
 
     fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {
-        self.shared.inner.stat_one(path)
+        let res = self.shared.inner.stat_one(path);
+        // What the server says of the name is news to what was fetched ahead of it.
+        match &res {
+            Ok(Some(e)) => self.shared.state.lock().saw_entry(path, Some(e)),
+            Err(FsError::NotFound) => self.shared.state.lock().saw_entry(path, None),
+            _ => {}
+        }
+        res
     }
 
     fn size(&self, path: &str) -> BackendResult<Option<u64>> {
-        self.shared.inner.size(path)
+        let res = self.shared.inner.size(path);
+        // A size it was not fetched with, or no such file, drops what was fetched ahead.
+        match res {
+            Ok(Some(size)) => self.shared.state.lock().saw_size(path, size),
+            Err(FsError::NotFound) => self.shared.state.lock().saw_entry(path, None),
+            _ => {}
+        }
+        res
     }
 
     fn modified(&self, path: &str) -> BackendResult<Option<i64>> {
-        self.shared.inner.modified(path)
+        let res = self.shared.inner.modified(path);
+        match res {
+            Ok(Some(secs)) => self.shared.state.lock().saw_time(path, secs),
+            Err(FsError::NotFound) => self.shared.state.lock().saw_entry(path, None),
+            _ => {}
+        }
+        res
     }
 
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {

@@ -122,6 +122,38 @@ fn a_file_changed_on_the_server_is_not_served_once_a_listing_shows_it() {
 }
 
 #[test]
+fn a_file_changed_on_the_server_is_not_served_once_a_lookup_of_its_name_shows_it() {
+    // A mount whose server answers MLST (or SIZE) looks one name up instead of listing the
+    // directory: that answer drops what was fetched ahead just as a listing would.
+    let (be, a) = setup(4);
+    be.set_stat_one_supported(true);
+    start_reading(&be, &a);
+    be.put_file("d/f04", b"changed by another client, longer");
+    a.stat_one("d/f04").expect("stat").expect("an entry");
+    be.put_file("d/f05", b"changed too");
+    assert_eq!(a.size("d/f05").expect("size"), Some(11));
+    be.delete("d/f06").expect("delete");
+    a.stat_one("d/f06").expect_err("gone");
+    be.put_file("d/f06", b"made again, longer");
+    // The same size, a later time (MDTM).
+    be.put_file("d/f08", b"CONTENT OF FILE 8");
+    a.modified("d/f08").expect("mdtm").expect("a time");
+    // One whose answer confirms it is still served.
+    a.stat_one("d/f07").expect("stat").expect("an entry");
+    be.clear_calls();
+    assert_eq!(read_all(&a, "d/f04"), b"changed by another client, longer");
+    assert_eq!(read_all(&a, "d/f05"), b"changed too");
+    assert_eq!(read_all(&a, "d/f06"), b"made again, longer");
+    assert_eq!(read_all(&a, "d/f08"), b"CONTENT OF FILE 8");
+    for p in ["d/f04", "d/f05", "d/f06", "d/f08"] {
+        // (Twice when a fetch ahead of it was still running: its result is not kept.)
+        assert!(server_reads(&be, p) >= 1, "{p} served from memory after the server showed another file");
+    }
+    assert_eq!(read_all(&a, "d/f07"), b"content of file 7");
+    assert_eq!(server_reads(&be, "d/f07"), 0);
+}
+
+#[test]
 fn our_own_changes_are_never_hidden() {
     let (be, a) = setup(4);
     start_reading(&be, &a);
@@ -467,6 +499,24 @@ fn an_uploaded_copy_gives_way_to_a_listing_that_shows_another_file() {
     assert_eq!(server_reads(&be, "d/new"), 0);
     assert_eq!(read_all(&a, "d/other"), b"another client's, longer");
     assert_eq!(server_reads(&be, "d/other"), 1);
+}
+
+#[test]
+fn an_uploaded_copy_gives_way_to_a_lookup_that_shows_another_file() {
+    // Found by the model's property test: our upload kept, another client's shorter file put
+    // there, the name looked up alone (MLST): the open read our upload back instead.
+    let (be, a) = setup(4);
+    be.set_stat_one_supported(true);
+    upload(&a, "d/new", WriteMode::Replace, b"what we wrote");
+    be.put_file("d/new", b"x");
+    a.stat_one("d/new").expect("stat").expect("an entry");
+    upload(&a, "d/sized", WriteMode::Replace, b"what we wrote");
+    be.put_file("d/sized", b"y");
+    assert_eq!(a.size("d/sized").expect("size"), Some(1));
+    be.clear_calls();
+    assert_eq!(read_all(&a, "d/new"), b"x");
+    assert_eq!(read_all(&a, "d/sized"), b"y");
+    assert_eq!(server_reads(&be, "d/new") + server_reads(&be, "d/sized"), 2, "our upload served over another file");
 }
 
 #[test]
