@@ -104,6 +104,36 @@ fn a_session_ended_by_oops_is_broken_and_keeps_epsv() {
     assert_eq!(fetch(&mut c, "/hello.txt", 0), b"hello world\n");
 }
 
+/// A server taken for vsftpd by its greeting that answers what is sent behind an upload's data
+/// during the transfer (as pyftpdlib and ProFTPD do): the upload still succeeds with the size
+/// asked again after its end, the time and mode sent behind it are reported as not taken (the
+/// caller sets them again: they may have run before the data's end), and the connection stops
+/// sending SIZE behind uploads.
+#[test]
+fn replies_behind_an_upload_answered_during_the_transfer_are_paired_right() {
+    use ftpfs::ftp::upload::Settle;
+    use std::io::Write;
+    let srv = FakeServer::start(&["--greeting", "(vsFTPd 3.0.3) fake", "--answer-during-stor"]);
+    let mut c = Connection::connect(&srv.options(5)).unwrap();
+    c.set_open_ahead(true);
+    for (i, body) in [&b"first upload"[..], &b"the second, longer upload"[..]].into_iter().enumerate() {
+        let path = format!("/settled{i}.txt");
+        c.open_data_ahead().unwrap();
+        let mut up = c.stor_early(&path).unwrap();
+        up.write_all(body).unwrap();
+        let (size, taken) = up
+            .end_with_size_then(&path, &[Settle::Mfmt(1_600_000_000), Settle::Chmod(0o640)])
+            .unwrap_or_else(|e| panic!("upload {i}: {e}"));
+        drop(up);
+        assert_eq!(size, Some(body.len() as u64), "upload {i}: the size of the whole file");
+        assert_eq!(taken, [false, false], "upload {i}: nothing behind the data counts as taken");
+        assert!(!c.is_dead(), "upload {i}");
+        assert_eq!(fetch(&mut c, &path, 0), body, "upload {i}");
+        assert_eq!(c.size(&path).unwrap(), body.len() as u64, "upload {i}: replies in step");
+    }
+    c.quit();
+}
+
 /// Through the mount: a server that ends every third session at EPSV costs nothing but time;
 /// every write and read succeeds, and PASV is never used.
 #[test]

@@ -358,7 +358,9 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             return Err(FtpError::protocol(format!("unexpected reply after an upload: {}", odd.code)));
         }
         let done = |r: &Reply| matches!(r.code, 226 | 250);
-        let (transfer, size, taken) = match replies.iter().take(2).position(done) {
+        // The transfer's reply comes first where the server answers in order; anywhere else, it
+        // answered what went behind the data during the transfer.
+        let (transfer, size, taken) = match replies.iter().position(done) {
             Some(0) | None => {
                 let mut replies = replies.into_iter();
                 let (Some(transfer), Some(size)) = (replies.next(), replies.next()) else {

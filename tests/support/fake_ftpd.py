@@ -37,7 +37,10 @@ advertised, MLSD answers 500), --dos (no MLST; LIST in DOS/IIS style),
 --greeting TEXT (the text of the 220 greeting: clients recognize servers by it),
 --log-commands FILE (every command line received is appended to FILE, PASS masked as `PASS ****`),
 --digests x|hash (SHA-256 digests offered by XSHA256, or by HASH after OPTS HASH), --flip-stor N
-(the Nth STOR, counted over all connections, stores its data with one byte changed).
+(the Nth STOR, counted over all connections, stores its data with one byte changed),
+--answer-during-stor (commands that arrive while a STOR's data is read are answered before its
+226, as if during the transfer, as pyftpdlib and ProFTPD do: a SIZE counts the file before the
+new data; a data connection asked for among them is answered after the 226).
 Active mode: PORT and EPRT are answered, and the server then connects to the address given, from
 127.0.0.1 (or ::1); --active-from IP makes it connect from IP instead (bound before connecting,
 e.g. 127.0.0.2: a peer that is not the control connection's).
@@ -53,6 +56,7 @@ import argparse
 import calendar
 import hashlib
 import posixpath
+import select
 import socket
 import socketserver
 import ssl
@@ -449,6 +453,7 @@ class Handler(socketserver.StreamRequestHandler):
             # A byte changed on its way (same size): only a digest can tell.
             middle = len(got) // 2
             got = got[:middle] + bytes([got[middle] ^ 0x01]) + got[middle + 1:]
+        deferred = self.answer_during_transfer() if ARGS.answer_during_stor else []
         with LOCK:
             old = FILES.get(path, b"")
             if verb == "APPE":
@@ -459,7 +464,30 @@ class Handler(socketserver.StreamRequestHandler):
         if lose:
             return False
         self.send("226 Stored")
+        for verb, arg in deferred:
+            if self.command(verb, arg) is False:
+                return False
         return True
+
+    def answer_during_transfer(self):
+        """--answer-during-stor: the commands sent right behind the data (within 2 s) are
+        answered now, before the transfer's reply; EPSV/PASV are returned, to be answered after."""
+        readable, _, _ = select.select([self.connection], [], [], 2)
+        if not readable:
+            return []
+        time.sleep(0.05)  # the rest of the client's write
+        deferred = []
+        for line in self.connection.recv(65536).decode(errors="replace").split("\r\n"):
+            if not line:
+                continue
+            log_command(line)
+            verb, _, arg = line.partition(" ")
+            verb = verb.upper()
+            if verb in ("EPSV", "PASV"):
+                deferred.append((verb, arg))
+            else:
+                self.command(verb, arg)
+        return deferred
 
     def command(self, verb, arg):
         # RNTO must follow RNFR at once: any other command forgets the pending rename.
@@ -708,6 +736,7 @@ def main():
     p.add_argument("--many-entries", type=int, default=0)
     p.add_argument("--fat-listing", type=int, default=0)
     p.add_argument("--escapes", action="store_true")
+    p.add_argument("--answer-during-stor", action="store_true")
     ARGS = p.parse_args()
     if ARGS.many_entries:
         DIRS.add("/many_dir")
