@@ -73,7 +73,7 @@ struct DirOrder {
     sorted: Vec<usize>,
 }
 
-/// Seconds a server's clock may lag ours for a listed time to count as our upload's.
+/// Seconds a server's clock may differ from ours for a listed time to count as our upload's.
 const UPLOAD_CLOCK_SLACK: i64 = 2;
 
 /// Directories larger than this are not tracked for files ahead (memory).
@@ -141,9 +141,16 @@ struct FileAhead {
     fetched: Instant,
     /// What the listing said of the file when its fetch was queued.
     stamp: Stamp,
-    /// Kept from our upload: the earliest time (seconds since the epoch) a listing may show
-    /// for it to be our upload (its start, less a little for the server's clock).
-    not_before: Option<i64>,
+    /// Kept from our upload: the times (seconds since the epoch) a listing may show for it to
+    /// be our upload: from its start to its end, give or take a little for the server's clock.
+    ours_between: Option<(i64, i64)>,
+}
+
+impl FileAhead {
+    /// `e` shows the file as our upload left it: its size, and a time while it ran.
+    fn shows_our_upload(&self, e: &Entry) -> bool {
+        e.size == self.stamp.0 && e.mtime.zip(self.ours_between).is_some_and(|(t, (from, to))| (from..=to).contains(&t))
+    }
 }
 
 /// A fetch queued or running.
@@ -225,6 +232,13 @@ impl State {
         self.opened.get_or_insert_with(|| LruCache::new(NonZeroUsize::MIN.saturating_add(1023)))
     }
 
+    /// Takes what was fetched ahead of file `path` out (and its bytes from the count).
+    fn take_file(&mut self, path: &str) -> Option<FileAhead> {
+        let f = self.files().pop(path)?;
+        self.bytes -= f.data.len() as u64;
+        Some(f)
+    }
+
     fn take_list(&mut self, dir: &str) -> Option<ListAhead> {
         let l = self.lists().pop(dir)?;
         self.list_entries -= l.entries.len();
@@ -269,9 +283,7 @@ impl State {
     }
 
     fn drop_file(&mut self, path: &str) {
-        if let Some(f) = self.files().pop(path) {
-            self.bytes -= f.data.len() as u64;
-        }
+        self.take_file(path);
         if let Some(f) = self.files_in_flight.get_mut(path) {
             f.spoiled = true;
         }
@@ -308,15 +320,17 @@ impl State {
         }
     }
 
-    /// Keeps the whole content of a file our upload just made, as if fetched ahead: its time is
-    /// not known yet (the next listing that shows its size gives it).
+    /// Keeps the whole content of a file our upload (begun at `began`) just made, as if fetched
+    /// ahead: its time is not known yet (the next answer that shows its size and a time while
+    /// the upload ran gives it).
     fn keep_uploaded(&mut self, path: &str, data: Vec<u8>, budget: u64, began: std::time::SystemTime) {
-        let since = began.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let (from, to) = (secs(began), secs(std::time::SystemTime::now()));
         let f = FileAhead {
             stamp: (Some(data.len() as u64), None, 0),
             data: Arc::new(data),
             fetched: Instant::now(),
-            not_before: Some(since - UPLOAD_CLOCK_SLACK),
+            ours_between: Some((from - UPLOAD_CLOCK_SLACK, to + UPLOAD_CLOCK_SLACK)),
         };
         self.keep_file(path, f, budget);
     }
@@ -340,14 +354,13 @@ impl State {
     /// What the server says of `path` now (`None`: no such name), from a listing of its
     /// directory or a lookup of the name alone: a file fetched ahead, or being fetched, that it
     /// does not confirm (size, time) is dropped (spoiled). A file kept from our upload (no time
-    /// known) takes the time of the first answer that shows its size and a time not before
-    /// the upload began.
+    /// known) takes the time of the first answer that shows it as the upload left it.
     fn saw_entry(&mut self, path: &str, entry: Option<&Entry>) {
         let file = entry.filter(|e| e.kind == EntryKind::File);
-        if let Some(f) = self.files().get_mut(path)
+        // (Peeked: the cache stays in the order its files landed, which drop_expired needs.)
+        if let Some(f) = self.files().peek_mut(path)
             && f.stamp.1.is_none()
-            && let Some(e) =
-                file.filter(|e| e.size == f.stamp.0 && e.mtime.zip(f.not_before).is_some_and(|(t, since)| t >= since))
+            && let Some(e) = file.filter(|e| f.shows_our_upload(e))
         {
             f.stamp = stamp(e);
         }
@@ -361,17 +374,19 @@ impl State {
     }
 
     /// The server reports `secs` as `path`'s time (to the second): what was fetched ahead with
-    /// another known time is dropped (spoiled).
+    /// another time, or kept from our upload while it was not running, is dropped (spoiled).
     fn saw_time(&mut self, path: &str, secs: i64) {
+        let ours = |(from, to): (i64, i64)| (from..=to).contains(&secs);
+        if self.files().peek(path).is_some_and(|f| f.stamp.1.is_none() && !f.ours_between.is_some_and(ours)) {
+            self.take_file(path);
+        }
         self.drop_unless(path, |s| s.1.is_none_or(|t| t == secs));
     }
 
     /// Drops (spoils) what was fetched ahead of `path` unless its stamp passes `still`.
     fn drop_unless(&mut self, path: &str, still: impl Fn(&Stamp) -> bool) {
-        if self.files().peek(path).is_some_and(|f| !still(&f.stamp))
-            && let Some(f) = self.files().pop(path)
-        {
-            self.bytes -= f.data.len() as u64;
+        if self.files().peek(path).is_some_and(|f| !still(&f.stamp)) {
+            self.take_file(path);
         }
         if let Some(f) = self.files_in_flight.get_mut(path).filter(|f| !still(&f.stamp)) {
             f.spoiled = true;
@@ -449,6 +464,22 @@ impl Ahead {
     }
 
     /// Bytes of files held in memory now (for tests and statistics).
+    /// What the server answered about `path` alone is news to what was fetched ahead of it:
+    /// `saw` takes an answer; "no such name" drops it.
+    fn heard<T>(
+        &self,
+        path: &str,
+        res: BackendResult<Option<T>>,
+        saw: impl FnOnce(&mut State, &T),
+    ) -> BackendResult<Option<T>> {
+        match &res {
+            Ok(Some(v)) => saw(&mut self.shared.state.lock(), v),
+            Err(FsError::NotFound) => self.shared.state.lock().saw_entry(path, None),
+            _ => {}
+        }
+        res
+    }
+
     pub fn bytes_held(&self) -> u64 {
         self.shared.state.lock().bytes
     }
@@ -528,7 +559,7 @@ impl Shared {
         st.drop_expired(self.cfg.max_age);
         let spoiled = st.files_in_flight.remove(path).is_none_or(|f| f.spoiled);
         if let Some(data) = data.filter(|_| !spoiled) {
-            let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp, not_before: None };
+            let f = FileAhead { data: Arc::new(data), fetched: Instant::now(), stamp, ours_between: None };
             st.keep_file(path, f, self.cfg.bytes);
         }
         drop(st);
@@ -909,35 +940,15 @@ impl Backend for Ahead {
     }
 
     fn stat_one(&self, path: &str) -> BackendResult<Option<Entry>> {
-        let res = self.shared.inner.stat_one(path);
-        // What the server says of the name is news to what was fetched ahead of it.
-        match &res {
-            Ok(Some(e)) => self.shared.state.lock().saw_entry(path, Some(e)),
-            Err(FsError::NotFound) => self.shared.state.lock().saw_entry(path, None),
-            _ => {}
-        }
-        res
+        self.heard(path, self.shared.inner.stat_one(path), |st, e| st.saw_entry(path, Some(e)))
     }
 
     fn size(&self, path: &str) -> BackendResult<Option<u64>> {
-        let res = self.shared.inner.size(path);
-        // A size it was not fetched with, or no such file, drops what was fetched ahead.
-        match res {
-            Ok(Some(size)) => self.shared.state.lock().saw_size(path, size),
-            Err(FsError::NotFound) => self.shared.state.lock().saw_entry(path, None),
-            _ => {}
-        }
-        res
+        self.heard(path, self.shared.inner.size(path), |st, &size| st.saw_size(path, size))
     }
 
     fn modified(&self, path: &str) -> BackendResult<Option<i64>> {
-        let res = self.shared.inner.modified(path);
-        match res {
-            Ok(Some(secs)) => self.shared.state.lock().saw_time(path, secs),
-            Err(FsError::NotFound) => self.shared.state.lock().saw_entry(path, None),
-            _ => {}
-        }
-        res
+        self.heard(path, self.shared.inner.modified(path), |st, &secs| st.saw_time(path, secs))
     }
 
     fn read(&self, path: &str, offset: u64, wait: Duration) -> BackendResult<Option<Box<dyn ReadStream>>> {
@@ -960,17 +971,7 @@ impl Backend for Ahead {
         }
         let max_age = s.cfg.max_age;
         st.drop_expired(max_age);
-        let served = match st.files().pop(path) {
-            Some(f) if f.fetched.elapsed() < max_age => {
-                st.bytes -= f.data.len() as u64;
-                Some(f.data)
-            }
-            Some(f) => {
-                st.bytes -= f.data.len() as u64;
-                None
-            }
-            None => None,
-        };
+        let served = st.take_file(path).filter(|f| f.fetched.elapsed() < max_age).map(|f| f.data);
         drop(st);
         match served {
             Some(data) => {

@@ -531,6 +531,60 @@ fn an_uploaded_copy_is_not_taken_for_a_same_size_file_older_than_the_upload() {
     assert_eq!(server_reads(&be, "d/new"), 1, "the copy was served although the listing did not show our upload");
 }
 
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs() as i64
+}
+
+#[test]
+fn an_uploaded_copy_is_not_taken_for_a_same_size_file_made_after_the_upload() {
+    // Another client's file of our size, made seconds after our upload ended: not ours.
+    let (be, a) = setup(4);
+    be.set_stat_one_supported(true);
+    be.set_clock(now_secs());
+    upload(&a, "d/new", WriteMode::Replace, b"what we wrote");
+    be.set_clock(now_secs() + 10);
+    be.put_file("d/new", b"what THEY put");
+    a.stat_one("d/new").expect("stat").expect("an entry");
+    assert_eq!(read_all(&a, "d/new"), b"what THEY put");
+}
+
+#[test]
+fn an_uploaded_copy_gives_way_to_an_older_time() {
+    // MDTM shows a time from before our upload (another client's older file of our size moved
+    // over it): not ours.
+    let (be, a) = setup(4);
+    be.set_clock(now_secs());
+    upload(&a, "d/new", WriteMode::Replace, b"what we wrote");
+    be.set_clock(now_secs() - 100);
+    be.put_file("d/new", b"an older file");
+    a.modified("d/new").expect("mdtm").expect("a time");
+    assert_eq!(read_all(&a, "d/new"), b"an older file");
+}
+
+#[test]
+fn a_lookup_keeps_files_in_the_order_they_landed() {
+    // What is too old to serve goes oldest first; a lookup that confirms a file must not make
+    // it look younger than what landed after it.
+    let be = Arc::new(MemoryBackend::new(4));
+    let max_age = Duration::from_millis(600);
+    let a = Ahead::new(be.clone(), AheadConfig { max_age, workers: 2, ..AheadConfig::default() });
+    be.put_file("d/seed", b"");
+    be.put_file("f/seed", b"");
+    let now = now_secs();
+    be.set_clock(now);
+    upload(&a, "d/old", WriteMode::Replace, b"landed first");
+    std::thread::sleep(Duration::from_millis(300));
+    upload(&a, "f/young", WriteMode::Replace, b"later");
+    // Confirms d/old (its size and a time while the upload ran).
+    be.set_clock(now);
+    a.list("d").expect("list");
+    std::thread::sleep(Duration::from_millis(350));
+    // d/old is past its age, f/young not (unless the machine stalled: then both are gone).
+    be.put_file("e/x", b"x");
+    read_all(&a, "e/x");
+    assert!(a.bytes_held() <= 5, "{} bytes held: an expired file stayed behind a younger one", a.bytes_held());
+}
+
 #[test]
 fn appends_and_big_or_failed_uploads_are_not_kept() {
     let (be, a) = setup(4);

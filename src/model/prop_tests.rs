@@ -147,6 +147,10 @@ impl Run {
         // machine pausing the test thread cannot turn that wait into FsError::Busy (a failure
         // "without a fault").
         be.set_wait_limit(Duration::from_secs(5));
+        // The server's clock near ours: the work-ahead layer takes a listed time close to its
+        // upload's for that upload (the other client's files then have such times too).
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        be.set_clock(now as i64);
         for (i, n) in NAMES.iter().enumerate().take(2) {
             be.put_file(n, format!("initial-{i}").as_bytes());
         }
