@@ -15,7 +15,10 @@
 //! nothing; an extended attribute of the root, tried first, made the kernel ask the mount for
 //! `security.capability` on every write(2) once extended attributes were answered at all
 //! (measurably slower writes on loopback). Requests that change what the mount holds (refresh)
-//! are taken only from the mounting user and root, also with `allow_other`.
+//! are taken only from the mounting user and root, also with `allow_other`. Device numbers are
+//! unique among live mounts only: the kernel may give an unmounted file system's number to a new
+//! mount while the old process still saves its files, so an unmounted mount lets its name go at
+//! once ([`Serving::end`]), and a client whose connection closes unanswered tries the next name.
 //! Every wait is bounded: the client gives the mount [`WAIT`], the mount gives a reader as long.
 
 use std::io::{Read, Write};
@@ -124,9 +127,27 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
     (rc == 0).then_some(cred.uid)
 }
 
+/// A mount answering requests: [`Serving::end`] stops it when the mount is over.
+pub struct Serving {
+    ended: Arc<std::sync::atomic::AtomicBool>,
+    name: SocketAddr,
+}
+
+impl Serving {
+    /// The mount is over (its file system unmounted): the name goes at once, before the process
+    /// has saved its files and ended. The kernel may already have given the device number to a
+    /// new mount, whose clients must not get this one's answers; a request already waiting
+    /// sees its connection closed, and the client tries the next name.
+    pub fn end(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
+        // Wakes the thread waiting for a connection, which then lets the name go.
+        let _ = UnixStream::connect_addr(&self.name);
+    }
+}
+
 /// Starts answering requests for the mount with device `device`, through `handler`.
 /// `everyone`: answer any user's stats (allow_other), not only ours and root's.
-pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io::Result<()> {
+pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io::Result<Serving> {
     let mut bound = Err(std::io::Error::other("no name to bind"));
     for n in 0..NAMES {
         bound = UnixListener::bind_addr(&address(device, n)?);
@@ -136,11 +157,18 @@ pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io
         }
     }
     let listener = bound?;
+    let name = listener.local_addr()?;
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = ended.clone();
     // SAFETY: getuid cannot fail.
     let own = unsafe { libc::getuid() };
     let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new().name("stats".into()).spawn(move || {
         for conn in listener.incoming() {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                // The listener closes here: connections waiting in it are closed unanswered.
+                break;
+            }
             let Ok(mut conn) = conn else {
                 // Out of descriptors, say: no spinning while it lasts.
                 std::thread::sleep(Duration::from_millis(100));
@@ -171,7 +199,7 @@ pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io
             }
         }
     })?;
-    Ok(())
+    Ok(Serving { ended, name })
 }
 
 /// Requests answered at once, at most.
@@ -279,8 +307,9 @@ fn ask(mountpoint: &Path, request: &Request) -> Result<String, String> {
 /// The report of the mount with device `device`, mounted by `user_id`, named `shown` in errors.
 pub fn ask_device(device: &str, user_id: Option<u32>, shown: &str, request: &Request) -> Result<String, String> {
     // Any local user may bind an abstract name: believe only the user who mounted, or root.
+    // A mount that just ended (its device number already a new mount's) closes the connection
+    // unanswered: the next name is tried.
     let mut last = String::new();
-    let mut found = None;
     for n in 0..NAMES {
         let conn = match UnixStream::connect_addr(&address(device, n).map_err(|e| e.to_string())?) {
             Ok(c) => c,
@@ -295,30 +324,49 @@ pub fn ask_device(device: &str, user_id: Option<u32>, shown: &str, request: &Req
             }
         };
         let server = peer_uid(&conn);
-        if server.is_some_and(|uid| uid == 0 || Some(uid) == user_id) {
-            found = Some(conn);
-            break;
+        if !server.is_some_and(|uid| uid == 0 || Some(uid) == user_id) {
+            last = format!(
+                "the statistics sockets of {shown} belong to another user (uid {server:?}, the mount's is {user_id:?}): not trusted"
+            );
+            continue;
         }
-        last = format!(
-            "the statistics sockets of {shown} belong to another user (uid {server:?}, the mount's is {user_id:?}): not trusted"
-        );
+        match exchange(conn, shown, request) {
+            Ok(answered) => return answered,
+            Err(Unanswered(e)) => last = e,
+        }
     }
-    let mut conn = found.ok_or(last)?;
-    conn.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    conn.set_write_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    conn.write_all(request.line().as_bytes()).map_err(|e| format!("{shown}: {e}"))?;
-    let _ = conn.shutdown(std::net::Shutdown::Write);
+    Err(last)
+}
+
+/// The connection closed without an answer (a mount that just ended): why.
+struct Unanswered(String);
+
+/// Sends `request` on `conn` and reads the answer, within [`WAIT`] each: the answer or an
+/// error to show, or `Unanswered` (the next name may hold the mount).
+fn exchange(mut conn: UnixStream, shown: &str, request: &Request) -> Result<Result<String, String>, Unanswered> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, TimedOut, WouldBlock};
+    let setup = conn.set_read_timeout(Some(WAIT)).and_then(|_| conn.set_write_timeout(Some(WAIT)));
+    if let Err(e) = setup {
+        return Ok(Err(e.to_string()));
+    }
     let mut report = String::new();
-    conn.take(MAX_REPORT).read_to_string(&mut report).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            format!("the mount at {shown} did not answer within {} s", WAIT.as_secs())
+    let exchanged = conn.write_all(request.line().as_bytes()).and_then(|_| {
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        conn.take(MAX_REPORT).read_to_string(&mut report)
+    });
+    match exchanged {
+        Err(e) if matches!(e.kind(), BrokenPipe | ConnectionReset) => Err(Unanswered(format!("{shown}: {e}"))),
+        Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {
+            Ok(Err(format!("the mount at {shown} did not answer within {} s", WAIT.as_secs())))
         }
-        _ => format!("{shown}: {e}"),
-    })?;
-    if let Some(refusal) = report.strip_prefix("ftpfs: ") {
-        return Err(refusal.trim_end().to_string());
+        Err(e) => Ok(Err(format!("{shown}: {e}"))),
+        // A mount always answers something.
+        Ok(_) if report.is_empty() => Err(Unanswered(format!("the mount at {shown} closed the connection unanswered"))),
+        Ok(_) => Ok(match report.strip_prefix("ftpfs: ") {
+            Some(refusal) => Err(refusal.trim_end().to_string()),
+            None => Ok(report),
+        }),
     }
-    Ok(report)
 }
 
 /// `ftpfs stats MOUNTPOINT`.
@@ -437,6 +485,67 @@ mod tests {
         assert_eq!(answer_to("stats\n", false, true), "figures\n");
         assert_eq!(answer_to("", true, false), "figures\n", "nothing sent within a second: the stats");
         assert!(answer_to("bogus\n", true, false).starts_with("ftpfs: unknown request"));
+    }
+
+    struct Named(&'static str);
+
+    impl Handler for Named {
+        fn stats(&self) -> String {
+            format!("{}\n", self.0)
+        }
+        fn refresh(&self, _: &str, _: bool) -> Result<String, String> {
+            Ok(format!("{} refreshed\n", self.0))
+        }
+        fn cache_clear(&self) -> Result<String, String> {
+            Err("no cache".into())
+        }
+    }
+
+    /// A device name no real mount has, for this test alone.
+    fn test_device(what: &str) -> String {
+        format!("test-{what}-{}", std::process::id())
+    }
+
+    fn me() -> Option<u32> {
+        // SAFETY: getuid cannot fail.
+        Some(unsafe { libc::getuid() })
+    }
+
+    #[test]
+    fn an_ended_mount_lets_its_name_go_and_the_new_one_answers() {
+        // The kernel gave an unmounted file system's device number to a new mount while the old
+        // process was still saving its files: the new mount took the next name.
+        let device = test_device("reuse");
+        let old = serve(&device, Arc::new(Named("old")), false).unwrap();
+        let new = serve(&device, Arc::new(Named("new")), false).unwrap();
+        assert_eq!(ask_device(&device, me(), "m", &Request::Stats).unwrap(), "old\n");
+        old.end();
+        let refresh = Request::Refresh { path: String::new(), recursive: true };
+        assert_eq!(ask_device(&device, me(), "m", &refresh).unwrap(), "new refreshed\n");
+        // The old name is free again, soon (the old thread lets it go once woken).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while UnixListener::bind_addr(&address(&device, 0).unwrap()).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the ended mount still holds its name");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        new.end();
+    }
+
+    #[test]
+    fn a_connection_closed_unanswered_sends_the_client_to_the_next_name() {
+        // What a client meets while an ended mount's thread lets its name go: the connection
+        // taken and closed without a word.
+        let device = test_device("closed");
+        let mute = UnixListener::bind_addr(&address(&device, 0).unwrap()).unwrap();
+        std::thread::spawn(move || {
+            for conn in mute.incoming() {
+                drop(conn);
+            }
+        });
+        let live = serve(&device, Arc::new(Named("live")), false).unwrap();
+        assert_eq!(ask_device(&device, me(), "m", &Request::Stats).unwrap(), "live\n");
+        assert_eq!(ask_device(&device, me(), "m", &Request::CacheClear).err().as_deref(), Some("no cache"));
+        live.end();
     }
 
     #[test]

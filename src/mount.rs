@@ -402,17 +402,20 @@ fn mount_and_serve(
         Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     log::info!("mounted {} on {}", plan.target.display_url(), mountpoint.display());
     raise_readahead(&mountpoint);
-    match mount_device(&mountpoint) {
+    let serving = match mount_device(&mountpoint) {
         Some(device) => {
             let header =
                 format!("{} on {} (pid {})", plan.target.display_url(), mountpoint.display(), std::process::id());
             let control = Arc::new(MountControl { header, model: model.clone(), kernel: session.notifier() });
-            if let Err(e) = crate::control_channel::serve(&device, control, o.allow_other) {
-                log::warn!("ftpfs stats will not reach this mount: {e}");
-            }
+            crate::control_channel::serve(&device, control, o.allow_other)
+                .map_err(|e| log::warn!("ftpfs stats will not reach this mount: {e}"))
+                .ok()
         }
-        None => log::warn!("ftpfs stats will not reach this mount: it is not in /proc/self/mountinfo"),
-    }
+        None => {
+            log::warn!("ftpfs stats will not reach this mount: it is not in /proc/self/mountinfo");
+            None
+        }
+    };
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
         .map_err(|e| format!("signals: {e}"))?;
@@ -456,6 +459,10 @@ fn mount_and_serve(
         detach_stdio();
     }
     let res = session.run();
+    // Unmounted: the device number may be a new mount's already; its requests are not ours.
+    if let Some(serving) = &serving {
+        serving.end();
+    }
     finish(&model, journal.as_deref());
     res.map_err(|e| format!("session ended: {e}"))
 }
