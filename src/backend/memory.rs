@@ -88,6 +88,8 @@ struct State {
     stat_one_supported: bool,
     mtime_supported: bool,
     chmod_supported: bool,
+    /// The permission bits the server gives a file it makes (its umask).
+    new_file_mode: u32,
     refuse_replace_rename: bool,
     refuse_append: bool,
     append_refused: bool,
@@ -136,7 +138,7 @@ impl State {
 
     fn new_node(&mut self, kind: Kind) -> Node {
         self.next_id += 1;
-        let mode = if matches!(kind, Kind::Dir) { DIR_MODE } else { FILE_MODE };
+        let mode = if matches!(kind, Kind::Dir) { DIR_MODE } else { self.new_file_mode };
         Node { id: self.next_id, kind, mode, mtime: self.clock }
     }
 
@@ -425,6 +427,7 @@ impl MemoryBackend {
             stat_one_supported: false,
             mtime_supported: true,
             chmod_supported: true,
+            new_file_mode: FILE_MODE,
             refuse_replace_rename: false,
             refuse_append: false,
             append_refused: false,
@@ -613,6 +616,12 @@ impl MemoryBackend {
 
     pub fn set_chmod_supported(&self, yes: bool) {
         self.st().chmod_supported = yes;
+    }
+
+    /// The permission bits of files the server makes from now on (0644 by default; vsftpd's
+    /// own default umask 077 gives 0600).
+    pub fn set_new_file_mode(&self, mode: u32) {
+        self.st().new_file_mode = mode;
     }
 
     pub fn set_wait_limit(&self, limit: Duration) {

@@ -97,6 +97,8 @@ pub struct Core {
     pub(super) sent: std::sync::atomic::AtomicU64,
     /// The log said once that times cannot be set on this server.
     told_times_unsettable: std::sync::atomic::AtomicBool,
+    /// The permission bits the server gives the files it makes.
+    pub(super) new_file_mode: super::new_file_mode::NewFileMode,
 }
 
 impl Core {
@@ -117,6 +119,7 @@ impl Core {
             changed,
             sent,
             told_times_unsettable: Default::default(),
+            new_file_mode: Default::default(),
         }
     }
 

@@ -462,6 +462,8 @@ fn settle_unverified(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
 /// opened on it from now on.
 fn adopt_existing(core: &Core, f: &OpenFile, io: &mut Io, path: &str, size: u64) {
     f.created.store(false, Ordering::Relaxed);
+    // Its bits are another client's, not what the server gives new files.
+    f.learns_mode.store(false, Ordering::Relaxed);
     f.set_dirty_size(None);
     io.server_size = Some(size);
     core.invalidate_parent(path);
@@ -916,6 +918,11 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         f.set_dirty_size(None);
         core.note_written(&path, size, f.modified());
         core.handles.notify_commit(&path, size, f);
+        // The file this upload made has the bits the server gives new files, unless a mode
+        // went with it (or it was another client's).
+        if f.learns_mode.swap(false, Ordering::Relaxed) && after.mode.is_none() && !adopted {
+            core.learn_new_file_mode(&path, super::new_file_mode::ASSUMED_FILE_MODE);
+        }
     }
     if let Some(mode) = io.pending_mode.take() {
         match settled.mode {

@@ -16,6 +16,7 @@ mod handle_io;
 pub mod inodes;
 mod link_targets;
 mod namespace;
+mod new_file_mode;
 mod open_file;
 mod readahead;
 mod refresh;

@@ -36,6 +36,9 @@ pub struct OpenFile {
     /// client may have made it since): its first data asks the server first, and its empty
     /// file is made with an empty APPE, which leaves such a file as it is.
     pub(super) unverified: AtomicBool,
+    /// Created with the mode the server is assumed to give new files, before the mount knew
+    /// what it gives: its first upload is looked up to learn it ([`super::new_file_mode`]).
+    pub(super) learns_mode: AtomicBool,
     /// This handle's last upload made the file (its creation or a truncation to zero) and left
     /// it empty; nothing was written since: a write at 0 may replace it (STOR), as it would
     /// the file still pending.
@@ -100,6 +103,7 @@ impl OpenFile {
             created: AtomicBool::new(created),
             made_empty: AtomicBool::new(false),
             unverified: AtomicBool::new(false),
+            learns_mode: AtomicBool::new(false),
             uploaded_at: Mutex::new(None),
             serves_copy: AtomicBool::new(false),
             dirty_size: AtomicU64::new(if created { 0 } else { NO_SIZE }),

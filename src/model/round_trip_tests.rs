@@ -109,6 +109,9 @@ fn a_shell_redirection_replaces_the_empty_file_it_made() {
 #[test]
 fn a_new_name_in_a_directory_we_made_is_not_asked_of_the_server() {
     let (m, be, _dir) = model(true);
+    // The mount's first new file looks up what bits the server gave it (once per mount).
+    let (_, fh) = m.create(ROOT_INO, "first", NEW, 0o644, 0).expect("create");
+    m.release(fh).expect("release");
     let d = m.mkdir(ROOT_INO, "d", 0o755, 0).expect("mkdir");
     // Past the second in which any listing is trusted for an O_CREAT without O_TRUNC.
     std::thread::sleep(Duration::from_millis(1100));
@@ -219,4 +222,57 @@ fn a_failed_upload_with_a_read_only_mode_behind_it_gives_the_owner_its_bits_back
     // A streamed upload that failed stays failed for this handle (its bytes cannot be sent
     // again); what it held is kept by the rescue at release.
     assert_eq!(m.release(fh), Err(libc::ENOSPC));
+}
+
+/// The lookups of names and listings the server was asked for.
+fn lookups(be: &MemoryBackend) -> Vec<String> {
+    be.calls().into_iter().filter(|c| c.starts_with("list ") || c.starts_with("stat ")).collect()
+}
+
+fn make(m: &Model, name: &str, mode: u32) {
+    let (_, fh) = m.create(ROOT_INO, name, NEW, mode, 0).expect("create");
+    assert_eq!(m.write(fh, 0, b"data"), Ok(4));
+    m.release(fh).expect("release");
+}
+
+#[test]
+fn a_server_giving_new_files_other_bits_is_found_out_by_the_first_one() {
+    // vsftpd's own default (umask 077) makes files 0600: a create asking for 0644 cannot
+    // count on the server's default.
+    let (m, be, _dir) = model(true);
+    be.set_new_file_mode(0o600);
+    be.set_stat_one_supported(true);
+    // (The create's own check of the name lists the directory.)
+    let dir = m.opendir(ROOT_INO).expect("opendir");
+    m.readdir(dir.fh, 0, false, &mut |_| false).expect("readdir");
+    m.releasedir(dir.fh);
+    be.clear_calls();
+    make(&m, "first", 0o644);
+    assert_eq!(be.mode("first"), Some(0o644), "the first file gets the mode asked for");
+    assert_eq!(lookups(&be), ["stat first"], "one lookup to learn the server's bits: {:?}", be.calls());
+    assert_eq!(changes(&be), ["write first Replace", "chmod first 644"]);
+    be.clear_calls();
+    // From now on 0644 is a mode of its own (behind the data), and 0600 the server's.
+    make(&m, "second", 0o644);
+    make(&m, "private", 0o600);
+    assert_eq!(be.mode("second"), Some(0o644));
+    assert_eq!(be.mode("private"), Some(0o600));
+    assert_eq!(changes(&be), ["write second Replace", "finish_then second mode 644", "write private Replace"]);
+    assert!(lookups(&be).is_empty(), "learned once: {:?}", lookups(&be));
+    let st = m.lookup(ROOT_INO, "second").expect("lookup");
+    assert_eq!(st.perm, 0o644);
+}
+
+#[test]
+fn a_server_giving_the_assumed_bits_costs_one_lookup_per_mount() {
+    let (m, be, _dir) = model(false);
+    assert_eq!(m.lookup(ROOT_INO, "a").err(), Some(libc::ENOENT));
+    be.clear_calls();
+    for name in ["a", "b", "c"] {
+        make(&m, name, 0o644);
+        assert_eq!(be.mode(name), Some(0o644));
+    }
+    // The server answers no MLST here: the directory is listed.
+    assert_eq!(lookups(&be), ["stat a", "list "], "{:?}", be.calls());
+    assert!(!changes(&be).iter().any(|c| c.starts_with("chmod ")), "{:?}", changes(&be));
 }
