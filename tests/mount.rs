@@ -630,6 +630,27 @@ fn legacy_encoding_names_both_ways() {
     );
 }
 
+/// vsftpd with its own default umask (077: new files 0600): a file created 0644 through the
+/// mount is 0644 on the server all the same (the mount learns what the server gives new files
+/// from the first one and sets the mode asked for), and a private one stays 0600.
+#[test]
+fn new_files_get_their_mode_on_a_server_with_umask_077() {
+    if !fuse_available() {
+        return;
+    }
+    let cfg = support::ServerConfig { vsftpd_extra: vec!["local_umask=077".into()], ..Default::default() };
+    let srv = FtpServer::start_with(ServerKind::Vsftpd, cfg);
+    let m = Mount::new(&srv, &[]);
+    m.sh_ok("set -e; umask 022; echo 1 > first; echo 2 > second; cp first third; (umask 077; echo k > key)");
+    let disk_mode = |rel: &str| std::fs::metadata(srv.disk(rel)).unwrap().permissions().mode() & 0o777;
+    for name in ["first", "second", "third"] {
+        assert_eq!(disk_mode(name), 0o644, "{name} on the server's disk");
+        assert_eq!(std::fs::metadata(m.p(name)).unwrap().permissions().mode() & 0o777, 0o644, "{name} in the mount");
+    }
+    assert_eq!(disk_mode("key"), 0o600);
+    assert_eq!(std::fs::read(srv.disk("second")).unwrap(), b"2\n");
+}
+
 /// A server that lists local time (vsftpd with use_localtime in UTC+3): `list_tz` corrects it.
 #[test]
 fn list_tz_corrects_local_time_listings() {
