@@ -180,9 +180,10 @@ impl Filesystem for FtpFs {
     }
 
     fn destroy(&mut self) {
-        self.model.shutdown();
-        if let Some(at_end) = self.at_end.lock().take() {
-            at_end();
+        match self.at_end.lock().take() {
+            // (It ends the model itself, after what must go first.)
+            Some(at_end) => at_end(),
+            None => self.model.shutdown(),
         }
     }
 

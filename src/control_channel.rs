@@ -139,9 +139,10 @@ impl Serving {
     /// new mount, whose clients must not get this one's answers; a request already waiting
     /// sees its connection closed, and the client tries the next name.
     pub fn end(&self) {
-        self.ended.store(true, std::sync::atomic::Ordering::Release);
-        // Wakes the thread waiting for a connection, which then lets the name go.
-        let _ = UnixStream::connect_addr(&self.name);
+        if !self.ended.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            // Wakes the thread waiting for a connection, which then lets the name go.
+            let _ = UnixStream::connect_addr(&self.name);
+        }
     }
 }
 
@@ -188,10 +189,13 @@ pub fn serve(device: &str, handler: Arc<dyn Handler>, everyone: bool) -> std::io
                 let _ = conn.write_all(b"ftpfs: busy, try again\n");
                 continue;
             }
-            let (handler, done) = (handler.clone(), running.clone());
+            let (handler, done, stop) = (handler.clone(), running.clone(), stop.clone());
             let spawned = std::thread::Builder::new().name("stats-client".into()).spawn(move || {
                 let answer = answer(&conn, handler.as_ref(), owner, everyone);
-                let _ = conn.write_all(answer.as_bytes());
+                // Ended meanwhile: closed unanswered, the client tries the next name.
+                if !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let _ = conn.write_all(answer.as_bytes());
+                }
                 done.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             });
             if spawned.is_err() {
@@ -355,6 +359,8 @@ fn exchange(mut conn: UnixStream, shown: &str, request: &Request) -> Result<Resu
         conn.take(MAX_REPORT).read_to_string(&mut report)
     });
     match exchanged {
+        // A refusal written before the request was read ends in a reset after it.
+        Err(e) if e.kind() == ConnectionReset && !report.is_empty() => Ok(Err(refusal_of(&report))),
         Err(e) if matches!(e.kind(), BrokenPipe | ConnectionReset) => Err(Unanswered(format!("{shown}: {e}"))),
         Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {
             Ok(Err(format!("the mount at {shown} did not answer within {} s", WAIT.as_secs())))
@@ -362,11 +368,16 @@ fn exchange(mut conn: UnixStream, shown: &str, request: &Request) -> Result<Resu
         Err(e) => Ok(Err(format!("{shown}: {e}"))),
         // A mount always answers something.
         Ok(_) if report.is_empty() => Err(Unanswered(format!("the mount at {shown} closed the connection unanswered"))),
-        Ok(_) => Ok(match report.strip_prefix("ftpfs: ") {
-            Some(refusal) => Err(refusal.trim_end().to_string()),
-            None => Ok(report),
+        Ok(_) => Ok(match report.starts_with("ftpfs: ") {
+            true => Err(refusal_of(&report)),
+            false => Ok(report),
         }),
     }
+}
+
+/// The error a report starting with `ftpfs: ` (or cut short by a reset) stands for.
+fn refusal_of(report: &str) -> String {
+    report.strip_prefix("ftpfs: ").unwrap_or(report).trim_end().to_string()
 }
 
 /// `ftpfs stats MOUNTPOINT`.

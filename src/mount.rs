@@ -366,10 +366,17 @@ fn mount_and_serve(
     // number: a new mount may get the same one.)
     crate::stats::start();
     crate::allocator::arm_leak_for_tests();
+    // Set once `ftpfs stats` can reach the mount; let go first when it ends.
+    let serving = Arc::new(std::sync::OnceLock::<crate::control_channel::Serving>::new());
     let fs = FtpFs::new(model.clone()).with_end({
-        let (model, mountpoint, journal) = (model.clone(), mountpoint.clone(), journal.clone());
+        let (model, mountpoint, journal, serving) =
+            (model.clone(), mountpoint.clone(), journal.clone(), serving.clone());
         move || {
             log::debug!("{} is unmounted: ending here", mountpoint.display());
+            // The device number may be a new mount's already: its requests are not ours.
+            if let Some(serving) = serving.get() {
+                serving.end();
+            }
             finish(&model, journal.as_deref());
             crate::logging::flush();
             std::process::exit(0);
@@ -402,20 +409,20 @@ fn mount_and_serve(
         Session::new(fs, &mountpoint, &config).map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     log::info!("mounted {} on {}", plan.target.display_url(), mountpoint.display());
     raise_readahead(&mountpoint);
-    let serving = match mount_device(&mountpoint) {
+    match mount_device(&mountpoint) {
         Some(device) => {
             let header =
                 format!("{} on {} (pid {})", plan.target.display_url(), mountpoint.display(), std::process::id());
             let control = Arc::new(MountControl { header, model: model.clone(), kernel: session.notifier() });
-            crate::control_channel::serve(&device, control, o.allow_other)
-                .map_err(|e| log::warn!("ftpfs stats will not reach this mount: {e}"))
-                .ok()
+            match crate::control_channel::serve(&device, control, o.allow_other) {
+                Ok(s) => {
+                    let _ = serving.set(s);
+                }
+                Err(e) => log::warn!("ftpfs stats will not reach this mount: {e}"),
+            }
         }
-        None => {
-            log::warn!("ftpfs stats will not reach this mount: it is not in /proc/self/mountinfo");
-            None
-        }
-    };
+        None => log::warn!("ftpfs stats will not reach this mount: it is not in /proc/self/mountinfo"),
+    }
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
         .map_err(|e| format!("signals: {e}"))?;
@@ -460,7 +467,7 @@ fn mount_and_serve(
     }
     let res = session.run();
     // Unmounted: the device number may be a new mount's already; its requests are not ours.
-    if let Some(serving) = &serving {
+    if let Some(serving) = serving.get() {
         serving.end();
     }
     finish(&model, journal.as_deref());

@@ -134,6 +134,44 @@ fn replies_behind_an_upload_answered_during_the_transfer_are_paired_right() {
     c.quit();
 }
 
+/// The device number (st_dev) of the mount at `dir`, from /proc/self/mountinfo.
+fn device_of(dir: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = dir.to_str()?;
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(4) == Some(&want)).then(|| f[2].to_string())
+    })
+}
+
+/// An unmounted mount whose process still saves a write-back upload (on a slow server) while
+/// the kernel gives its device number to the next mount: `ftpfs stats` on the new mount gets
+/// the new mount's answer, not the old process's.
+#[test]
+fn stats_reach_the_new_mount_while_the_old_one_still_saves_its_files() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = FakeServer::start(&["--slow-stor", "1", "--slow-secs", "4"]);
+    let cache = tempfile::tempdir().unwrap();
+    let opts = format!("writeback,cache_dir={}", cache.path().display());
+    let (old_dir, old_guard) = mount_fake(&srv, &opts);
+    let old_device = device_of(old_dir.path());
+    let old_pid = ftpfs_pid(old_dir.path());
+    std::fs::write(old_dir.path().join("saved-late.txt"), b"uploaded at the unmount").unwrap();
+    let out = Command::new("fusermount3").arg("-u").arg(old_dir.path()).output().unwrap();
+    assert!(out.status.success(), "unmount: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!process_ended(old_pid), "the old process ended before the test could start the new mount");
+    let (new_dir, _new_guard) = mount_fake(&srv, "");
+    let new_device = device_of(new_dir.path());
+    let out = support::mount::ftpfs_command(&["stats", new_dir.path().to_str().unwrap()]).output().unwrap();
+    let stats = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("device numbers: old {old_device:?}, new {new_device:?}");
+    assert!(out.status.success(), "{stats}");
+    assert!(stats.contains(&new_dir.path().display().to_string()), "not the new mount's answer:\n{stats}");
+    drop(old_guard);
+}
+
 /// Through the mount: a server that ends every third session at EPSV costs nothing but time;
 /// every write and read succeeds, and PASV is never used.
 #[test]
