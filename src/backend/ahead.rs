@@ -463,7 +463,6 @@ impl Ahead {
         Ahead { shared }
     }
 
-    /// Bytes of files held in memory now (for tests and statistics).
     /// What the server answered about `path` alone is news to what was fetched ahead of it:
     /// `saw` takes an answer; "no such name" drops it.
     fn heard<T>(
@@ -480,6 +479,7 @@ impl Ahead {
         res
     }
 
+    /// Bytes of files held in memory now (for tests and statistics).
     pub fn bytes_held(&self) -> u64 {
         self.shared.state.lock().bytes
     }

@@ -253,3 +253,15 @@ pub trait Backend: Send + Sync {
     /// Fails every waiting and later request with [`FsError::Unmounting`].
     fn shut_down(&self);
 }
+
+/// The server's entry of `path` now, asked for that one name (MLST) or else found in a listing
+/// of its directory; `None` when there is none or asking failed.
+pub fn entry_now(backend: &dyn Backend, path: &str) -> Option<Entry> {
+    match backend.stat_one(path) {
+        Ok(Some(e)) => return Some(e),
+        Err(FsError::NotFound) => return None,
+        _ => {}
+    }
+    let (parent, name) = paths::split_path(path);
+    backend.list(parent).ok()?.into_iter().find(|e| e.name == name)
+}

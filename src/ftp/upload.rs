@@ -357,10 +357,11 @@ impl<C: BorrowMut<Connection>> Upload<C> {
             conn.dead = true;
             return Err(FtpError::protocol(format!("unexpected reply after an upload: {}", odd.code)));
         }
-        let done = |r: &Reply| matches!(r.code, 226 | 250);
         // The transfer's reply comes first where the server answers in order; anywhere else, it
-        // answered what went behind the data during the transfer.
-        let (transfer, size, taken) = match replies.iter().position(done) {
+        // answered what went behind the data during the transfer. There only a 226 counts: a
+        // 250 may answer a time or a mode.
+        let done = |(i, r): (usize, &Reply)| r.code == 226 || (i == 0 && r.code == 250);
+        let (transfer, size, taken) = match replies.iter().enumerate().position(done) {
             Some(0) | None => {
                 let mut replies = replies.into_iter();
                 let (Some(transfer), Some(size)) = (replies.next(), replies.next()) else {

@@ -32,6 +32,7 @@ use super::FsResult;
 use super::core::{Core, unix_secs};
 use super::files::OpenFile;
 use super::gate::PathClaim;
+use super::new_file_mode::ASSUMED_FILE_MODE;
 use super::open_file::{InCall, Io, Spool, State, Writer};
 use super::readahead::StreamReader;
 use crate::backend::{AfterUpload, FsError, ReadStream, Settled, WriteMode, WriteStream};
@@ -821,6 +822,14 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         f.set_dirty_size(None);
         return Ok(());
     };
+    // Created to get the bits the server gives, which turned out other than assumed meanwhile:
+    // the mode asked for goes with the data (not with an empty APPE that may find another
+    // client's file: that one learns after its upload).
+    let (given, learned) = core.new_file_mode.get();
+    let sure_ours = !f.unverified.load(Ordering::Relaxed);
+    if learned && sure_ours && f.learns_mode.swap(false, Ordering::Relaxed) && given != ASSUMED_FILE_MODE {
+        io.pending_mode = io.pending_mode.or(Some(ASSUMED_FILE_MODE));
+    }
     // A time and a mode waiting for the data go behind it, in the upload's last round trip
     // where the server allows (what it did not take is set on its own below).
     let after = AfterUpload {
@@ -921,7 +930,7 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         // The file this upload made has the bits the server gives new files, unless a mode
         // went with it (or it was another client's).
         if f.learns_mode.swap(false, Ordering::Relaxed) && after.mode.is_none() && !adopted {
-            core.learn_new_file_mode(&path, super::new_file_mode::ASSUMED_FILE_MODE);
+            core.learn_new_file_mode(&path, size, ASSUMED_FILE_MODE);
         }
     }
     if let Some(mode) = io.pending_mode.take() {

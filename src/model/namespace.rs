@@ -13,6 +13,7 @@ use super::deferred;
 use super::fs::{Model, Stat};
 use super::handle_io;
 use super::inodes::{child_path, is_at_or_under, split_path};
+use super::new_file_mode::ASSUMED_FILE_MODE;
 use crate::backend::{Entry, EntryKind, FsError};
 
 /// Permission bits a server gives new directories when nobody asks (umask 022); for files see
@@ -99,9 +100,9 @@ impl Model {
         let append = flags & libc::O_APPEND != 0;
         let mode = mode & 0o7777;
         // A mode of its own would be set on whatever file is there: the name is checked first.
-        // The bits the server gives a new file (assumed 0644 until learned).
+        // No chmod for 0644 where the server gives new files that (assumed until learned).
         let (given, learned) = self.core.new_file_mode.get();
-        let plain = mode == given || !self.core.backend.can_chmod();
+        let plain = (mode == ASSUMED_FILE_MODE && given == ASSUMED_FILE_MODE) || !self.core.backend.can_chmod();
         let creation = self.create_pending(path, flags & libc::O_EXCL != 0, flags & libc::O_TRUNC != 0, plain)?;
         let (created, server_size) = match creation {
             Creation::Existing(size) => (false, Some(size)),
@@ -115,17 +116,17 @@ impl Model {
             f.unverified.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let makes_file = matches!(creation, Creation::New | Creation::Unverified);
-        if makes_file && mode == given && !learned && core.backend.can_chmod() {
+        if makes_file && mode == ASSUMED_FILE_MODE && !learned && core.backend.can_chmod() {
             // The first such file tells what the server really gives.
             f.learns_mode.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let ready = handle_io::pin_writers(core, path).and_then(|_| {
-            if creation != Creation::New || mode == given || !core.backend.can_chmod() {
+            if creation != Creation::New || plain {
                 return Ok(());
             }
-            // The default shows others nothing this mode would hide (it may add bits, or take
-            // the owner's own away, as git's 0444): set after the data, in its round trip.
-            if given & 0o077 & !mode == 0 {
+            // The usual default shows others nothing this mode would hide (it may add bits, or
+            // take the owner's own away, as git's 0444): set after the data, in its round trip.
+            if ASSUMED_FILE_MODE & 0o077 & !mode == 0 {
                 handle_io::defer_mode(&f, mode);
                 // Shown at once; set on the server right after the first upload.
                 let (parent, name) = split_path(path);

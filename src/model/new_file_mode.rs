@@ -1,17 +1,19 @@
 //! The permission bits the server gives a file it makes when nobody asks (its umask), learned
 //! once per mount from the first file this mount makes without a mode of its own.
 //!
-//! A create whose mode is what the server gives anyway needs no SITE CHMOD (a round trip on
-//! servers that cannot take it behind the upload). Until the server's bits are known, 0644
-//! (umask 022) is assumed, and the first file made with that mode is looked up once after its
-//! upload: where the server gave it other bits (vsftpd's own default umask 077 gives 0600),
-//! the file gets the mode asked for, and every later create sets its mode again.
+//! A create of mode 0644 (umask 022) needs no SITE CHMOD (a round trip on servers that cannot
+//! take it behind the upload) where the server gives new files those bits. Until known, they
+//! are assumed, and the first file made with that mode is looked up once after its upload:
+//! where the server gave it other bits (vsftpd's own default umask 077 gives 0600), the file
+//! gets the mode asked for, and every later create of 0644 sets its mode too (behind the data).
+//! What is learned never spares a chmod of any other mode: a stricter one (0600) is set before
+//! any data goes up whatever the server is believed to give, so a wrong lesson (another
+//! client's file, a mode set meanwhile) cannot leave a private file readable.
 
 use parking_lot::Mutex;
 
 use super::core::Core;
-use super::inodes::split_path;
-use crate::backend::EntryKind;
+use crate::backend::{EntryKind, entry_now};
 
 /// What a server gives new files unless learned otherwise (umask 022).
 pub(super) const ASSUMED_FILE_MODE: u32 = 0o644;
@@ -21,7 +23,8 @@ pub(super) const ASSUMED_FILE_MODE: u32 = 0o644;
 pub(super) struct NewFileMode(Mutex<Option<u32>>);
 
 impl NewFileMode {
-    /// The bits a new file gets without a SITE CHMOD, and whether they are learned or assumed.
+    /// The bits a new file gets without a SITE CHMOD, and whether they are learned (else
+    /// assumed).
     pub(super) fn get(&self) -> (u32, bool) {
         match *self.0.lock() {
             Some(mode) => (mode, true),
@@ -31,28 +34,27 @@ impl NewFileMode {
 }
 
 impl Core {
-    /// `path` was just made on the server by our upload with no mode set, for a create that
-    /// asked for `wanted` (the assumed bits): learns from the server what bits it gave the
-    /// file, and sets `wanted` where they differ. Nothing learned when the server cannot be
-    /// asked (the next such file tries again); a failed chmod is logged, the data has landed.
-    pub(super) fn learn_new_file_mode(&self, path: &str, wanted: u32) {
-        let (parent, name) = split_path(path);
-        let entry = match self.backend.stat_one(path) {
-            Ok(Some(e)) => Some(e),
-            Ok(None) => self.backend.list(parent).ok().and_then(|l| l.into_iter().find(|e| e.name == name)),
-            Err(e) => {
-                log::debug!("{path}: not looked up for the server's mode of new files ({e})");
-                None
-            }
+    /// `path` was just made on the server by our upload of `size` bytes with no mode set, for a
+    /// create that asked for `wanted` (the assumed bits): learns from the server what bits it
+    /// gave the file, and sets `wanted` where they differ. Nothing learned when the server
+    /// cannot be asked or shows another file there (the next such file tries again); a failed
+    /// chmod is logged, the data has landed.
+    pub(super) fn learn_new_file_mode(&self, path: &str, size: u64, wanted: u32) {
+        let Some(entry) = entry_now(self.backend.as_ref(), path) else {
+            log::debug!("{path}: not found again to learn the server's mode of new files");
+            return;
         };
-        let Some(entry) = entry.filter(|e| e.kind == EntryKind::File) else { return };
+        if entry.kind != EntryKind::File || entry.size.is_some_and(|s| s != size) {
+            log::debug!("{path}: another file than our upload; the server's mode of new files not learned from it");
+            return;
+        }
         // Listings without modes (DOS, some LIST formats): nothing to learn, nothing shown.
         let given = entry.mode.map_or(wanted, |m| m & 0o7777);
         *self.new_file_mode.0.lock() = Some(given);
         if given == wanted {
             return;
         }
-        log::info!("the server gives new files mode {given:o}: a create's mode is set on each");
+        log::info!("the server gives new files mode {given:o}: a create's mode {wanted:o} is set on each");
         if let Err(e) = self.chmod_now(path, wanted) {
             log::warn!("{path}: uploaded, but the server did not take its mode {wanted:o} (errno {e})");
         }

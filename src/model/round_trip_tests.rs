@@ -252,15 +252,55 @@ fn a_server_giving_new_files_other_bits_is_found_out_by_the_first_one() {
     assert_eq!(lookups(&be), ["stat first"], "one lookup to learn the server's bits: {:?}", be.calls());
     assert_eq!(changes(&be), ["write first Replace", "chmod first 644"]);
     be.clear_calls();
-    // From now on 0644 is a mode of its own (behind the data), and 0600 the server's.
+    // From now on 0644 is a mode of its own (behind the data); a private mode still goes on
+    // the empty file before any data, whatever the server was found to give.
     make(&m, "second", 0o644);
     make(&m, "private", 0o600);
     assert_eq!(be.mode("second"), Some(0o644));
     assert_eq!(be.mode("private"), Some(0o600));
-    assert_eq!(changes(&be), ["write second Replace", "finish_then second mode 644", "write private Replace"]);
+    assert_eq!(
+        changes(&be),
+        [
+            "write second Replace",
+            "finish_then second mode 644",
+            "write private Replace",
+            "finish_then private mode 600",
+            "write private Replace"
+        ]
+    );
     assert!(lookups(&be).is_empty(), "learned once: {:?}", lookups(&be));
     let st = m.lookup(ROOT_INO, "second").expect("lookup");
     assert_eq!(st.perm, 0o644);
+}
+
+#[test]
+fn files_created_before_the_lesson_get_their_mode_with_their_data() {
+    // Several files open at once before the first lands (cp -r under write-back): one
+    // lookup, and the others get 0644 behind their data.
+    let (m, be, _dir) = model(true);
+    be.set_new_file_mode(0o600);
+    be.set_stat_one_supported(true);
+    let dir = m.opendir(ROOT_INO).expect("opendir");
+    m.readdir(dir.fh, 0, false, &mut |_| false).expect("readdir");
+    m.releasedir(dir.fh);
+    let handles: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let (_, fh) = m.create(ROOT_INO, n, NEW, 0o644, 0).expect("create");
+            assert_eq!(m.write(fh, 0, n.as_bytes()), Ok(1));
+            fh
+        })
+        .collect();
+    be.clear_calls();
+    for fh in handles {
+        m.release(fh).expect("release");
+    }
+    for n in ["a", "b", "c"] {
+        assert_eq!(be.mode(n), Some(0o644), "{n}");
+    }
+    assert_eq!(lookups(&be), ["stat a"], "{:?}", be.calls());
+    // (Each upload started with its first write.)
+    assert_eq!(changes(&be), ["chmod a 644", "finish_then b mode 644", "finish_then c mode 644"]);
 }
 
 #[test]

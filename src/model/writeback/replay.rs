@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::time::Duration;
 
-use crate::backend::{Backend, Entry, FsError, WriteMode};
+use crate::backend::{Backend, WriteMode};
 
 /// What a replay works with: the server, where versions are set aside, and how long a request
 /// may wait for a connection.
@@ -17,20 +17,6 @@ pub(in crate::model) struct Replay<'a> {
     pub backend: &'a dyn Backend,
     pub cache_dir: &'a Path,
     pub wait: Duration,
-}
-
-impl Replay<'_> {
-    /// The server's entry of `path`, if it has one (errors count as none: the upload will
-    /// tell).
-    fn entry(&self, path: &str) -> Option<Entry> {
-        match self.backend.stat_one(path) {
-            Ok(Some(e)) => return Some(e),
-            Err(FsError::NotFound) => return None,
-            _ => {}
-        }
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        self.backend.list(parent).ok()?.into_iter().find(|e| e.name == name)
-    }
 }
 
 /// Uploads what an earlier mount left in `journal`, oldest first; returns the paths that landed.
@@ -162,7 +148,7 @@ fn knows_the_servers_version(
     started: Option<SystemTime>,
     ours: &std::fs::File,
 ) -> Result<(), Doubt> {
-    let Some(found) = core.entry(path) else { return Ok(()) };
+    let Some(found) = crate::backend::entry_now(core.backend, path) else { return Ok(()) };
     // To the second where the server tells it (a LIST may give only minutes).
     let exact = core.backend.modified(path).ok().flatten();
     let Some(mtime) = exact.or(found.mtime) else { return Ok(()) };
