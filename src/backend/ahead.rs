@@ -1045,7 +1045,7 @@ impl Backend for Ahead {
     }
 
     fn symlink(&self, target: super::LinkTarget<'_>, link: &str) -> BackendResult<()> {
-        self.shared.inner.symlink(target, link)
+        self.around(&[link], || self.shared.inner.symlink(target, link))
     }
 
     fn checksums(&self) -> Vec<super::Algorithm> {

@@ -240,6 +240,12 @@ fn listings_ahead_during_a_walk() {
     // A change of ours in a directory listed ahead: its listing comes from the server.
     a.mkdir("t/c/new").unwrap();
     assert_eq!(names("t/c"), ["new"]);
+    // A link made there too (refused by this server, whose answer may still have come after
+    // the link was made).
+    let _ = a.symlink(super::LinkTarget::InMount("t/b/z"), "t/a/link");
+    be.clear_calls();
+    names("t/a");
+    assert!(be.calls().iter().any(|c| c == "list t/a"), "a listing from before the link was served");
     // Served once only: the next listing asks the server.
     be.clear_calls();
     names("t/b");
