@@ -336,9 +336,12 @@ fn a_background_mount_logs_to_syslog_unless_given_a_file() {
     drop(guard);
     // The first mount's last words (its unmount) are not the second one's.
     assert!(support::mount::wait_process_gone(pid, Duration::from_secs(30)), "the first mount's process stays");
-    // Its last words reached syslog before it exited.
-    let last = received_until(&sock, |l| l.contains("is unmounted: ending here"));
+    // Its last words reached syslog before it exited (and what it logged while ending, all
+    // there by now: the process is gone).
+    let mut last = received_until(&sock, |l| l.contains("is unmounted: ending here"));
     assert!(last.iter().any(|l| l.contains("is unmounted: ending here")), "{last:?}");
+    last.extend(received(&sock));
+    assert!(last.iter().all(|l| l.contains(&format!("ftpfs[{pid}]"))), "{last:?}");
 
     // With FTPFS_LOG_FILE, the file gets the log and syslog nothing.
     let log = dir.path().join("ftpfs.log");
@@ -350,7 +353,8 @@ fn a_background_mount_logs_to_syslog_unless_given_a_file() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::metadata(mnt.path().join("missing"));
-    assert!(received(&sock).is_empty(), "syslog got lines although FTPFS_LOG_FILE was set");
+    let stray = received(&sock);
+    assert!(stray.is_empty(), "syslog got lines although FTPFS_LOG_FILE was set: {stray:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("mounted") && !text.contains(PASSWORD), "{text}");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&log).unwrap().permissions()) & 0o777;
