@@ -235,18 +235,25 @@ fn make(m: &Model, name: &str, mode: u32) {
     m.release(fh).expect("release");
 }
 
+/// A model of a server that gives new files 0600 (vsftpd's own default umask 077) and answers
+/// MLST, its root listed (a create's own check of a name lists the directory) and no call
+/// recorded yet.
+fn model_on_umask_077() -> (Model, Arc<MemoryBackend>, tempfile::TempDir) {
+    let (m, be, dir) = model(true);
+    be.set_new_file_mode(0o600);
+    be.set_stat_one_supported(true);
+    let listed = m.opendir(ROOT_INO).expect("opendir");
+    m.readdir(listed.fh, 0, false, &mut |_| false).expect("readdir");
+    m.releasedir(listed.fh);
+    be.clear_calls();
+    (m, be, dir)
+}
+
 #[test]
 fn a_server_giving_new_files_other_bits_is_found_out_by_the_first_one() {
     // vsftpd's own default (umask 077) makes files 0600: a create asking for 0644 cannot
     // count on the server's default.
-    let (m, be, _dir) = model(true);
-    be.set_new_file_mode(0o600);
-    be.set_stat_one_supported(true);
-    // (The create's own check of the name lists the directory.)
-    let dir = m.opendir(ROOT_INO).expect("opendir");
-    m.readdir(dir.fh, 0, false, &mut |_| false).expect("readdir");
-    m.releasedir(dir.fh);
-    be.clear_calls();
+    let (m, be, _dir) = model_on_umask_077();
     make(&m, "first", 0o644);
     assert_eq!(be.mode("first"), Some(0o644), "the first file gets the mode asked for");
     assert_eq!(lookups(&be), ["stat first"], "one lookup to learn the server's bits: {:?}", be.calls());
@@ -277,12 +284,7 @@ fn a_server_giving_new_files_other_bits_is_found_out_by_the_first_one() {
 fn files_created_before_the_lesson_get_their_mode_with_their_data() {
     // Several files open at once before the first lands (cp -r under write-back): one
     // lookup, and the others get 0644 behind their data.
-    let (m, be, _dir) = model(true);
-    be.set_new_file_mode(0o600);
-    be.set_stat_one_supported(true);
-    let dir = m.opendir(ROOT_INO).expect("opendir");
-    m.readdir(dir.fh, 0, false, &mut |_| false).expect("readdir");
-    m.releasedir(dir.fh);
+    let (m, be, _dir) = model_on_umask_077();
     let handles: Vec<u64> = ["a", "b", "c"]
         .iter()
         .map(|n| {
