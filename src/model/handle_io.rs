@@ -929,8 +929,15 @@ fn commit_locked(core: &Core, f: &OpenFile, io: &mut Io) -> FsResult<()> {
         core.handles.notify_commit(&path, size, f);
         // The file this upload made has the bits the server gives new files, unless a mode
         // went with it (or it was another client's).
-        if f.learns_mode.swap(false, Ordering::Relaxed) && after.mode.is_none() && !adopted {
-            core.learn_new_file_mode(&path, size, ASSUMED_FILE_MODE);
+        // Where it gave other bits, this file gets the mode asked for now (the data has landed:
+        // a refusal is logged, not the upload's failure).
+        if f.learns_mode.swap(false, Ordering::Relaxed)
+            && after.mode.is_none()
+            && !adopted
+            && core.new_file_mode.learn(core.backend.as_ref(), &path, size).is_some_and(|m| m != ASSUMED_FILE_MODE)
+            && let Err(e) = core.chmod_now(&path, ASSUMED_FILE_MODE)
+        {
+            log::warn!("{path}: uploaded, but the server did not take its mode {ASSUMED_FILE_MODE:o} (errno {e})");
         }
     }
     if let Some(mode) = io.pending_mode.take() {

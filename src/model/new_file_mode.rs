@@ -12,8 +12,7 @@
 
 use parking_lot::Mutex;
 
-use super::core::Core;
-use crate::backend::{EntryKind, entry_now};
+use crate::backend::{Backend, EntryKind, entry_now};
 
 /// What a server gives new files unless learned otherwise (umask 022).
 pub(super) const ASSUMED_FILE_MODE: u32 = 0o644;
@@ -33,30 +32,28 @@ impl NewFileMode {
     }
 }
 
-impl Core {
-    /// `path` was just made on the server by our upload of `size` bytes with no mode set, for a
-    /// create that asked for `wanted` (the assumed bits): learns from the server what bits it
-    /// gave the file, and sets `wanted` where they differ. Nothing learned when the server
-    /// cannot be asked or shows another file there (the next such file tries again); a failed
-    /// chmod is logged, the data has landed.
-    pub(super) fn learn_new_file_mode(&self, path: &str, size: u64, wanted: u32) {
-        let Some(entry) = entry_now(self.backend.as_ref(), path) else {
+impl NewFileMode {
+    /// `path` was just made on the server by our upload of `size` bytes with no mode set:
+    /// learns from the server what bits it gave the file, and returns them. Nothing learned
+    /// when the server cannot be asked or shows another file there (the next such file tries
+    /// again). Listings without modes (DOS, some LIST formats) teach the assumed bits: nothing
+    /// else is shown there.
+    pub(super) fn learn(&self, backend: &dyn Backend, path: &str, size: u64) -> Option<u32> {
+        let Some(entry) = entry_now(backend, path) else {
             log::debug!("{path}: not found again to learn the server's mode of new files");
-            return;
+            return None;
         };
         if entry.kind != EntryKind::File || entry.size.is_some_and(|s| s != size) {
             log::debug!("{path}: another file than our upload; the server's mode of new files not learned from it");
-            return;
+            return None;
         }
-        // Listings without modes (DOS, some LIST formats): nothing to learn, nothing shown.
-        let given = entry.mode.map_or(wanted, |m| m & 0o7777);
-        *self.new_file_mode.0.lock() = Some(given);
-        if given == wanted {
-            return;
+        let given = entry.mode.map_or(ASSUMED_FILE_MODE, |m| m & 0o7777);
+        *self.0.lock() = Some(given);
+        if given != ASSUMED_FILE_MODE {
+            log::info!(
+                "the server gives new files mode {given:o}: a create's mode {ASSUMED_FILE_MODE:o} is set on each"
+            );
         }
-        log::info!("the server gives new files mode {given:o}: a create's mode {wanted:o} is set on each");
-        if let Err(e) = self.chmod_now(path, wanted) {
-            log::warn!("{path}: uploaded, but the server did not take its mode {wanted:o} (errno {e})");
-        }
+        Some(given)
     }
 }
